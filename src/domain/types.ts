@@ -1,0 +1,87 @@
+/**
+ * The pool's public vocabulary. Nothing here knows about gRPC: the transport converts these to
+ * and from keypool.v1 messages.
+ */
+
+/** An upstream API. Add a provider here and in providers/. */
+export type ProviderId = "openai" | "anthropic";
+
+/** Whether a key may be leased. Mirrors keypool.v1.KeyState. */
+export type KeyState = "active" | "disabled" | "revoked" | "over_quota";
+
+export interface TokenUsage {
+  inputTokens: number;
+  outputTokens: number;
+  prompts: number;
+}
+
+/** A key to add: its secret and what it serves. */
+export interface KeySpec {
+  provider: ProviderId;
+  key: string;
+  /** Empty or absent: the provider's default families. */
+  modelFamilies?: string[];
+  trial?: boolean;
+  organizationId?: string;
+}
+
+/**
+ * Everything about a key except its secret: what ListKeys, WatchKeys and the change feed carry.
+ * Times are epoch milliseconds; 0 means never / not set.
+ */
+export interface KeyStatus {
+  keyHash: string;
+  provider: ProviderId;
+  modelFamilies: string[];
+  organizationId: string;
+  trial: boolean;
+  state: KeyState;
+  stateReason: string;
+  /** max(holdUntil, cooldownUntil): not leased before this. */
+  readyAt: number;
+  /** The short hold after a lease or a successful report (reuse delay, reset headers). */
+  holdUntil: number;
+  /** The cooldown after a 429; only ever extended. */
+  cooldownUntil: number;
+  rateLimitedAt: number;
+  lastUsed: number;
+  lastChecked: number;
+  promptCount: number;
+  /** By model family. */
+  usage: Record<string, TokenUsage>;
+  inFlight: number;
+  leaseCount: number;
+}
+
+/** What storage keeps and gives back at start: a status plus the secret. */
+export interface KeyRecord extends KeyStatus {
+  key: string;
+}
+
+/** What Lease returns: the one place a secret leaves the pool. */
+export interface Lease {
+  key: string;
+  keyHash: string;
+  provider: ProviderId;
+  modelFamily: string;
+  organizationId: string;
+  leaseId: string;
+  leaseExpiresAt: number;
+}
+
+/** Why a key changed: for logs, storage and tests. */
+export type ChangeCause =
+  | "added"
+  | "leased"
+  | "lease_ended"
+  | "reported"
+  | "revoked"
+  | "usage"
+  | "disabled"
+  | "enabled"
+  | "restored";
+
+/** Exactly one event per change to a key. Never carries a secret. */
+export type PoolEvent =
+  | { type: "updated"; cause: ChangeCause; status: KeyStatus }
+  | { type: "removed"; keyHash: string; provider: ProviderId; modelFamilies: string[] };
