@@ -1,0 +1,83 @@
+/**
+ * The limits that keep one client (or a hostile network) from exhausting the server, each
+ * configurable by an environment variable. The pool itself checks the per-field limits of
+ * CONTRACT.md (model, key, header, token counts); these are the transport's own.
+ */
+export class AccessConfigError extends Error {
+  override readonly name = "AccessConfigError";
+}
+
+export interface AccessLimits {
+  /** KEYPOOL_MAX_MESSAGE_BYTES: largest request message accepted (connect's readMaxBytes). */
+  maxMessageBytes: number;
+  /** KEYPOOL_MAX_WATCHERS: WatchKeys streams open at once, over all clients. */
+  maxWatchers: number;
+  /** KEYPOOL_MAX_WAITERS: Lease calls waiting for a key, per model family (pool option maxWaitersPerFamily). */
+  maxWaitersPerFamily: number;
+  /** KEYPOOL_MAX_CONCURRENT_STREAMS: HTTP/2 streams one connection may have open at once. */
+  maxConcurrentStreams: number;
+  /** KEYPOOL_MAX_HEADER_BYTES: total size of a request's headers (HTTP/2 header list, HTTP/1.1 head). */
+  maxHeaderBytes: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<AccessLimits> = {
+  maxMessageBytes: 4 * 1024 * 1024,
+  maxWatchers: 1000,
+  maxWaitersPerFamily: 10000,
+  maxConcurrentStreams: 1000,
+  maxHeaderBytes: 64 * 1024,
+};
+
+const VARIABLES: Record<keyof AccessLimits, string> = {
+  maxMessageBytes: "KEYPOOL_MAX_MESSAGE_BYTES",
+  maxWatchers: "KEYPOOL_MAX_WATCHERS",
+  maxWaitersPerFamily: "KEYPOOL_MAX_WAITERS",
+  maxConcurrentStreams: "KEYPOOL_MAX_CONCURRENT_STREAMS",
+  maxHeaderBytes: "KEYPOOL_MAX_HEADER_BYTES",
+};
+
+/** Sane bounds: a value outside them is a typo, not a wish. */
+const BOUNDS: Record<keyof AccessLimits, [number, number]> = {
+  maxMessageBytes: [1024, 1024 * 1024 * 1024],
+  maxWatchers: [1, 1_000_000],
+  maxWaitersPerFamily: [1, 10_000_000],
+  maxConcurrentStreams: [1, 2 ** 31 - 1],
+  maxHeaderBytes: [1024, 16 * 1024 * 1024],
+};
+
+export function loadAccessLimits(env: NodeJS.ProcessEnv): AccessLimits {
+  const limits = { ...DEFAULT_LIMITS };
+  for (const field of Object.keys(VARIABLES) as (keyof AccessLimits)[]) {
+    const variable = VARIABLES[field];
+    const raw = env[variable]?.trim();
+    if (raw === undefined || raw === "") continue;
+    const [min, max] = BOUNDS[field];
+    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+      throw new AccessConfigError(`${variable} must be a whole number from ${min} to ${max}, got "${raw}"`);
+    }
+    limits[field] = Number(raw);
+  }
+  return limits;
+}
+
+/**
+ * Options for node:http2 createServer/createSecureServer. maxSessionInvalidFrames and
+ * maxSessionRejectedStreams make node drop a connection that keeps sending garbage or opening
+ * streams it was told not to (rapid reset).
+ */
+export function http2ServerLimits(limits: AccessLimits) {
+  return {
+    settings: {
+      maxConcurrentStreams: limits.maxConcurrentStreams,
+      maxHeaderListSize: limits.maxHeaderBytes,
+    },
+    maxHeaderListPairs: 256,
+    maxSessionInvalidFrames: 1000,
+    maxSessionRejectedStreams: 100,
+  };
+}
+
+/** Options for node:http createServer (the HTTP/1.1 side of the port). */
+export function http1ServerLimits(limits: AccessLimits) {
+  return { maxHeaderSize: limits.maxHeaderBytes };
+}

@@ -1,0 +1,41 @@
+import type { Interceptor } from "@connectrpc/connect";
+import { createAuthInterceptor } from "./auth-interceptor";
+import { loadAccessLimits, type AccessLimits } from "./access-limits";
+import { decideListen, type ListenDecision } from "./listen-policy";
+import { loadTokens } from "./token-config";
+import { TokenStore } from "./token-store";
+import { createWatcherLimit, type WatcherLimit } from "./watcher-limit";
+
+/**
+ * Everything the server assembly needs from access control, read from the environment once at
+ * start. Throws TokenConfigError / AccessConfigError / ListenPolicyError: the server must not
+ * start then.
+ */
+export interface Access {
+  tokens: TokenStore;
+  limits: AccessLimits;
+  watcherLimit: WatcherLimit;
+  /** Interceptors for the keypool.v1 services (safe on the whole router: other services pass). */
+  interceptors: Interceptor[];
+  /** What to log at start about authentication; already checked against the listen address. */
+  listen: ListenDecision;
+}
+
+export function loadAccess(env: NodeJS.ProcessEnv, host: string, readFile?: (path: string) => string): Access {
+  const tokens = new TokenStore(loadTokens(env, readFile));
+  const limits = loadAccessLimits(env);
+  const listen = decideListen({
+    host,
+    tokensConfigured: tokens.enabled,
+    allowNoAuth: env.KEYPOOL_ALLOW_NO_AUTH?.trim() === "1",
+  });
+  const watcherLimit = createWatcherLimit(limits.maxWatchers);
+  // Authentication first (outermost), so an anonymous caller cannot even take a watcher slot.
+  return {
+    tokens,
+    limits,
+    watcherLimit,
+    interceptors: [createAuthInterceptor(tokens), watcherLimit.interceptor],
+    listen,
+  };
+}
