@@ -1,0 +1,399 @@
+import fc from "fast-check";
+import { ManualClock } from "../../../src/domain/clock";
+import { ErrorCode, PoolError } from "../../../src/domain/errors";
+import type { KeyStatus } from "../../../src/domain/types";
+import { WatchHub } from "../../../src/watch/watch-hub";
+import type { WatchEvent, WatchSubscription } from "../../../src/watch/watch-subscription";
+import { FakePool, status } from "./fake-pool";
+
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Reads a subscription without blocking the test: poll() says what has arrived by now. */
+class Reader {
+  private inFlight: Promise<void> | null = null;
+  private arrived: { result?: IteratorResult<WatchEvent>; error?: unknown } | null = null;
+
+  constructor(readonly subscription: WatchSubscription) {}
+
+  /** The next message if it is available now; undefined if the subscription is still waiting. */
+  async poll(): Promise<WatchEvent | "done" | undefined> {
+    if (!this.inFlight) {
+      this.inFlight = this.subscription.next().then(
+        (result) => void (this.arrived = { result }),
+        (error: unknown) => void (this.arrived = { error }),
+      );
+    }
+    await flush();
+    if (!this.arrived) return undefined;
+    const arrived = this.arrived;
+    this.arrived = null;
+    this.inFlight = null;
+    if (arrived.error !== undefined) throw arrived.error;
+    return arrived.result!.done ? "done" : arrived.result!.value;
+  }
+
+  /** Every message available now (stops at the first wait). */
+  async drain(): Promise<WatchEvent[]> {
+    const out: WatchEvent[] = [];
+    for (;;) {
+      const event = await this.poll();
+      if (event === undefined || event === "done") return out;
+      out.push(event);
+    }
+  }
+}
+
+function setup(options: { coalesceMs?: number; heartbeatMs?: number; maxSubscribers?: number } = {}) {
+  const clock = new ManualClock();
+  const pool = new FakePool();
+  const hub = new WatchHub(pool, { clock, ...options });
+  return { clock, pool, hub };
+}
+
+const summary = (e: WatchEvent) =>
+  e.type === "snapshot"
+    ? `snapshot ${e.keys.map((k) => k.keyHash).join(",")}`
+    : e.type === "updated"
+      ? `updated ${e.status.keyHash} leases=${e.status.leaseCount}`
+      : e.type === "removed"
+        ? `removed ${e.keyHash}`
+        : "heartbeat";
+
+describe("WatchHub", () => {
+  test("a subscriber gets the snapshot, then exactly the coalesced changes", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-b"));
+    pool.put(status("oai-a"));
+    const reader = new Reader(hub.subscribe());
+
+    const snapshot = await reader.poll();
+    expect(snapshot).toMatchObject({ type: "snapshot", sequence: 1 });
+    expect(summary(snapshot as WatchEvent)).toBe("snapshot oai-a,oai-b");
+    expect(await reader.poll()).toBeUndefined();
+
+    // Three changes to one key within the window: one message, the latest state, at the window's end.
+    const start = clock.now();
+    pool.change("oai-a", { leaseCount: 1 });
+    clock.advance(40);
+    pool.change("oai-a", { leaseCount: 2 });
+    clock.advance(50);
+    pool.change("oai-a", { leaseCount: 3 });
+    expect(await reader.poll()).toBeUndefined();
+    clock.advance(9);
+    expect(await reader.poll()).toBeUndefined();
+    clock.advance(1);
+    const updated = await reader.poll();
+    expect(updated).toMatchObject({ type: "updated", sequence: 2, time: start + 100 });
+    expect(summary(updated as WatchEvent)).toBe("updated oai-a leases=3");
+    expect(await reader.poll()).toBeUndefined();
+
+    // The next change opens a new window, from its own time.
+    clock.advance(50);
+    pool.change("oai-a", { leaseCount: 4 });
+    clock.advance(99);
+    expect(await reader.poll()).toBeUndefined();
+    clock.advance(1);
+    expect(summary((await reader.poll()) as WatchEvent)).toBe("updated oai-a leases=4");
+  });
+
+  test("keys are delivered in the order their windows began, each with its latest state", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-a"));
+    pool.put(status("oai-b"));
+    const reader = new Reader(hub.subscribe());
+    await reader.poll();
+    pool.change("oai-b", { leaseCount: 1 });
+    clock.advance(30);
+    pool.change("oai-a", { leaseCount: 1 });
+    pool.change("oai-b", { leaseCount: 2 });
+    clock.advance(70);
+    expect((await reader.drain()).map(summary)).toEqual(["updated oai-b leases=2"]);
+    clock.advance(30);
+    expect((await reader.drain()).map(summary)).toEqual(["updated oai-a leases=1"]);
+  });
+
+  test("a subscriber that does not read holds one pending change per key, whatever the time", async () => {
+    const { clock, pool, hub } = setup();
+    for (const h of ["oai-1", "oai-2", "oai-3"]) pool.put(status(h));
+    const reader = new Reader(hub.subscribe());
+    await reader.poll(); // the snapshot; then the consumer stops pulling
+    await reader.poll(); // one call waiting, as an HTTP/2 writer blocked on flow control would leave it
+    for (let i = 1; i <= 3000; i++) {
+      pool.change(`oai-${(i % 3) + 1}`, { leaseCount: i });
+      clock.advance(7);
+    }
+    expect(hub.pendingCount).toBeLessThanOrEqual(3);
+    expect(hub.timerCount).toBeLessThanOrEqual(1);
+  });
+
+  test("a consumer that comes back after a long pause gets the latest state of each key once", async () => {
+    const { clock, pool, hub } = setup();
+    for (const h of ["oai-1", "oai-2", "oai-3"]) pool.put(status(h));
+    const subscription = hub.subscribe();
+    const reader = new Reader(subscription);
+    await reader.poll();
+    for (let i = 1; i <= 3000; i++) {
+      pool.change(`oai-${(i % 3) + 1}`, { leaseCount: i });
+      clock.advance(7);
+    }
+    expect(subscription.pendingCount).toBe(3);
+    const events = await reader.drain();
+    expect(events.map(summary).sort()).toEqual([
+      "updated oai-1 leases=3000",
+      "updated oai-2 leases=2998",
+      "updated oai-3 leases=2999",
+    ]);
+    expect(events.map((e) => e.sequence)).toEqual([2, 3, 4]);
+  });
+
+  test("heartbeats come after the configured silence, and any message restarts the silence", async () => {
+    const { clock, pool, hub } = setup({ heartbeatMs: 15_000 });
+    pool.put(status("oai-a"));
+    const reader = new Reader(hub.subscribe());
+    await reader.poll();
+    clock.advance(14_999);
+    expect(await reader.poll()).toBeUndefined();
+    clock.advance(1);
+    expect(await reader.poll()).toMatchObject({ type: "heartbeat", sequence: 2 });
+
+    clock.advance(10_000);
+    pool.change("oai-a", { leaseCount: 1 });
+    clock.advance(100);
+    expect(await reader.poll()).toMatchObject({ type: "updated", sequence: 3 });
+    clock.advance(14_999);
+    expect(await reader.poll()).toBeUndefined();
+    clock.advance(1);
+    expect(await reader.poll()).toMatchObject({ type: "heartbeat", sequence: 4 });
+    clock.advance(15_000);
+    expect(await reader.poll()).toMatchObject({ type: "heartbeat", sequence: 5 });
+  });
+
+  test("filters: provider, and families where a key matches if it serves any", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-a", { modelFamilies: ["turbo"] }));
+    pool.put(status("oai-b", { modelFamilies: ["gpt4o", "turbo"] }));
+    pool.put(status("ant-c", { modelFamilies: ["claude"] }));
+    const anthropic = new Reader(hub.subscribe({ provider: "anthropic" }));
+    const gpt4o = new Reader(hub.subscribe({ modelFamilies: ["gpt4o", "claude"] }));
+    const openaiTurbo = new Reader(hub.subscribe({ provider: "openai", modelFamilies: ["turbo"] }));
+    expect(summary((await anthropic.poll()) as WatchEvent)).toBe("snapshot ant-c");
+    expect(summary((await gpt4o.poll()) as WatchEvent)).toBe("snapshot ant-c,oai-b");
+    expect(summary((await openaiTurbo.poll()) as WatchEvent)).toBe("snapshot oai-a,oai-b");
+
+    pool.change("oai-a", { leaseCount: 1 });
+    pool.change("oai-b", { leaseCount: 1 });
+    pool.change("ant-c", { leaseCount: 1 });
+    pool.put(status("ant-d", { modelFamilies: ["claude-opus"] }));
+    clock.advance(100);
+    expect((await anthropic.drain()).map(summary)).toEqual(["updated ant-c leases=1", "updated ant-d leases=0"]);
+    expect((await gpt4o.drain()).map(summary)).toEqual(["updated oai-b leases=1", "updated ant-c leases=1"]);
+    expect((await openaiTurbo.drain()).map(summary)).toEqual(["updated oai-a leases=1", "updated oai-b leases=1"]);
+  });
+
+  test("a key that stops matching the filter is removed for that subscriber, and comes back when it matches", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-a", { modelFamilies: ["gpt4o"] }));
+    const reader = new Reader(hub.subscribe({ modelFamilies: ["gpt4o"] }));
+    await reader.poll();
+    pool.change("oai-a", { modelFamilies: ["turbo"] });
+    clock.advance(100);
+    expect((await reader.drain()).map(summary)).toEqual(["removed oai-a"]);
+    pool.change("oai-a", { leaseCount: 5 }); // still out of the filter: nothing
+    clock.advance(100);
+    expect(await reader.drain()).toEqual([]);
+    pool.change("oai-a", { modelFamilies: ["turbo", "gpt4o"] });
+    clock.advance(100);
+    expect((await reader.drain()).map(summary)).toEqual(["updated oai-a leases=5"]);
+  });
+
+  test("removal: a known key is removed; a key added and removed within one window is never mentioned", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-a"));
+    pool.put(status("oai-b"));
+    const reader = new Reader(hub.subscribe());
+    await reader.poll();
+
+    pool.remove("oai-a");
+    pool.put(status("oai-new"));
+    pool.remove("oai-new");
+    pool.remove("oai-b");
+    pool.put(status("oai-b", { leaseCount: 9 })); // removed and back within the window: its new status
+    clock.advance(100);
+    expect((await reader.drain()).map(summary)).toEqual(["removed oai-a", "updated oai-b leases=9"]);
+    expect(reader.subscription.pendingCount).toBe(0);
+  });
+
+  test("an aborted subscriber is dropped at once with everything it held", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-a"));
+    const controller = new AbortController();
+    const reader = new Reader(hub.subscribe({ modelFamilies: ["gpt4"] }, controller.signal));
+    await reader.poll();
+    pool.change("oai-a", { leaseCount: 1 });
+    expect(await reader.poll()).toBeUndefined(); // waiting, with a timer and a pending change
+    expect(hub.timerCount).toBe(1);
+    expect(hub.pendingCount).toBe(1);
+
+    controller.abort();
+    expect(await reader.poll()).toBe("done");
+    expect(hub.subscriberCount).toBe(0);
+    expect(hub.signalListenerCount).toBe(0);
+    expect(hub.indexedCount).toBe(0);
+    expect(hub.pendingCount).toBe(0);
+    expect(clock.pendingTimers()).toBe(0);
+    expect(pool.changes.size).toBe(1); // the hub's one listener, shared by every watch
+    pool.change("oai-a", { leaseCount: 2 });
+    expect(clock.pendingTimers()).toBe(0);
+  });
+
+  test("1,000 subscribe-and-abort cycles leave nothing behind", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-a"));
+    for (let i = 0; i < 1000; i++) {
+      const controller = new AbortController();
+      const subscription = hub.subscribe(i % 2 ? { provider: "openai" } : { modelFamilies: ["turbo"] }, controller.signal);
+      const next = subscription.next();
+      await next;
+      const waiting = subscription.next();
+      pool.change("oai-a", { leaseCount: i });
+      controller.abort();
+      expect(await waiting).toEqual({ done: true, value: undefined });
+    }
+    expect(hub.subscriberCount).toBe(0);
+    expect(hub.signalListenerCount).toBe(0);
+    expect(hub.indexedCount).toBe(0);
+    expect(clock.pendingTimers()).toBe(0);
+    expect(pool.changes.size).toBe(1);
+  });
+
+  test("a signal that is already aborted gives a finished watch", async () => {
+    const { hub } = setup();
+    const subscription = hub.subscribe({}, AbortSignal.abort());
+    expect(await subscription.next()).toEqual({ done: true, value: undefined });
+    expect(hub.subscriberCount).toBe(0);
+    expect(hub.signalListenerCount).toBe(0);
+  });
+
+  test("return() (a consumer's break) drops the watch too", async () => {
+    const { pool, hub } = setup();
+    pool.put(status("oai-a"));
+    for await (const event of hub.subscribe()) {
+      expect(event.type).toBe("snapshot");
+      break;
+    }
+    expect(hub.subscriberCount).toBe(0);
+    expect(hub.indexedCount).toBe(0);
+  });
+
+  test("past maxSubscribers, subscribe is RESOURCE_EXHAUSTED until a watch closes", () => {
+    const { hub } = setup({ maxSubscribers: 2 });
+    const first = hub.subscribe();
+    hub.subscribe();
+    expect(() => hub.subscribe()).toThrow(PoolError);
+    try {
+      hub.subscribe();
+    } catch (error) {
+      expect((error as PoolError).code).toBe(ErrorCode.ResourceExhausted);
+      expect((error as PoolError).message).toMatch(/too many open watches.*2/);
+    }
+    first.close();
+    expect(() => hub.subscribe()).not.toThrow();
+  });
+
+  test("close() ends every watch with UNAVAILABLE and stops listening to the pool", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-a"));
+    const waiting = new Reader(hub.subscribe());
+    await waiting.poll();
+    expect(await waiting.poll()).toBeUndefined();
+    const unread = hub.subscribe();
+    hub.close();
+    await expect(waiting.poll()).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    await expect(unread.next()).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    expect(() => hub.subscribe()).toThrow(expect.objectContaining({ code: ErrorCode.Unavailable }));
+    expect(pool.changes.size).toBe(0);
+    expect(hub.subscriberCount).toBe(0);
+    expect(clock.pendingTimers()).toBe(0);
+  });
+
+  test("a change visits only the watches whose filter can match the key", () => {
+    const { pool, hub } = setup();
+    pool.put(status("oai-a", { modelFamilies: ["turbo"] }));
+    const others = Array.from({ length: 200 }, (_, i) =>
+      hub.subscribe(i % 2 ? { provider: "anthropic" } : { modelFamilies: ["gpt4o"] }),
+    );
+    const interested = hub.subscribe({ modelFamilies: ["turbo"] });
+    pool.change("oai-a", { leaseCount: 1 });
+    expect(others.every((s) => s.visitStamp === 0)).toBe(true);
+    expect(interested.visitStamp).not.toBe(0);
+  });
+
+  test("coalesce window 0 delivers each change as soon as it is pulled", async () => {
+    const { pool, hub } = setup({ coalesceMs: 0 });
+    pool.put(status("oai-a"));
+    const reader = new Reader(hub.subscribe());
+    await reader.poll();
+    expect(await reader.poll()).toBeUndefined();
+    pool.change("oai-a", { leaseCount: 1 });
+    expect(summary((await reader.poll()) as WatchEvent)).toBe("updated oai-a leases=1");
+  });
+
+  test("property: after any history, a drained subscriber's view equals listKeys for its filter", async () => {
+    const hashes = ["oai-a", "oai-b", "oai-c", "ant-d", "ant-e"];
+    const families = ["turbo", "gpt4", "gpt4o", "claude"];
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("put" as const), key: fc.constantFrom(...hashes), fams: fc.subarray(families, { minLength: 1 }), n: fc.nat(100) }),
+      fc.record({ kind: fc.constant("remove" as const), key: fc.constantFrom(...hashes) }),
+      fc.record({ kind: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 250 }) }),
+      fc.record({ kind: fc.constant("pull" as const), count: fc.integer({ min: 0, max: 3 }) }),
+    );
+    const filter = fc.record({
+      provider: fc.constantFrom(undefined, "openai" as const, "anthropic" as const),
+      modelFamilies: fc.subarray(families),
+    });
+    await fc.assert(
+      fc.asyncProperty(filter, fc.array(op, { maxLength: 60 }), async (f, ops) => {
+        const { clock, pool, hub } = setup({ heartbeatMs: 1000 });
+        const present = new Set<string>();
+        const reader = new Reader(hub.subscribe(f));
+        const view = new Map<string, KeyStatus>();
+        let lastSequence = 0;
+        const apply = (events: WatchEvent[]) => {
+          for (const e of events) {
+            expect(e.sequence).toBe(lastSequence + 1);
+            lastSequence = e.sequence;
+            if (e.type === "snapshot") for (const k of e.keys) view.set(k.keyHash, k);
+            if (e.type === "updated") view.set(e.status.keyHash, e.status);
+            if (e.type === "removed") {
+              expect(view.has(e.keyHash)).toBe(true);
+              view.delete(e.keyHash);
+            }
+          }
+        };
+        for (const o of ops) {
+          if (o.kind === "put") {
+            pool.put(status(o.key, { modelFamilies: o.fams, leaseCount: o.n }));
+            present.add(o.key);
+          } else if (o.kind === "remove") {
+            if (present.delete(o.key)) pool.remove(o.key);
+          } else if (o.kind === "advance") {
+            clock.advance(o.ms);
+          } else {
+            for (let i = 0; i < o.count; i++) {
+              const e = await reader.poll();
+              if (e === undefined) break;
+              if (e !== "done") apply([e]);
+            }
+          }
+        }
+        clock.advance(100);
+        apply(await reader.drain());
+        expect(reader.subscription.pendingCount).toBe(0);
+        const expected = pool.listKeys({ provider: f.provider, modelFamilies: f.modelFamilies });
+        expect([...view.values()].sort((a, b) => (a.keyHash < b.keyHash ? -1 : 1))).toEqual(expected);
+        hub.close();
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
