@@ -41,7 +41,7 @@ function routes(router: ConnectRouter) {
 const transport = (store: TokenStore) =>
   createRouterTransport(routes, { router: { interceptors: [createAuthInterceptor(store)] } });
 
-type Call = (headers: HeadersInit) => Promise<unknown>;
+type Call = (headers: Record<string, string>) => Promise<unknown>;
 
 function calls(store: TokenStore): Record<string, Call> {
   const pool = createClient(KeyPoolService, transport(store));
@@ -79,7 +79,7 @@ async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
 
 describe("auth interceptor", () => {
   const byName = calls(tokens);
-  const cases: [string, string, HeadersInit, Code | "ok"][] = [];
+  const cases: [string, string, Record<string, string>, Code | "ok"][] = [];
   for (const rpc of Object.keys(byName)) {
     cases.push([rpc, "no token", {}, Code.Unauthenticated]);
     cases.push([rpc, "a wrong token", { authorization: "Bearer nope" }, Code.Unauthenticated]);
