@@ -1,0 +1,69 @@
+/**
+ * The few keypool calls the benchmarks make outside the load itself, over grpc-raw.ts: one Lease
+ * whose grpc-status and answer are checked, and the pool's total lease count from ListKeys, so
+ * that a run can prove every Lease it sent was granted (lease_count grows only on success).
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  DisableKeyRequestSchema,
+  EnableKeyRequestSchema,
+  KeyState,
+  LeaseRequestSchema,
+  LeaseResponseSchema,
+  ListKeysRequestSchema,
+  ListKeysResponseSchema,
+} from "../../gen/ts/keypool/v1/keypool_pb";
+import { connect, unary } from "./grpc-raw";
+
+export const LEASE = "/keypool.v1.KeyPoolService/Lease";
+export const CHECK = "/grpc.health.v1.Health/Check";
+export const LIST_KEYS = "/keypool.v1.KeyPoolService/ListKeys";
+export const DISABLE_KEY = "/keypool.v1.KeyAdminService/DisableKey";
+export const ENABLE_KEY = "/keypool.v1.KeyAdminService/EnableKey";
+
+export const BENCH_MODEL = "gpt-3.5-turbo";
+
+export function leaseRequestBytes(model = BENCH_MODEL): Uint8Array {
+  return toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model }));
+}
+
+/** One Lease; throws unless grpc-status is OK and a key came back. */
+export async function leaseOnce(port: number, model = BENCH_MODEL): Promise<string> {
+  const session = await connect(port);
+  try {
+    const reply = await unary(session, LEASE, leaseRequestBytes(model));
+    if (reply.grpcStatus !== 0) throw new Error(`Lease failed: grpc-status ${reply.grpcStatus} ${reply.grpcMessage}`);
+    const lease = fromBinary(LeaseResponseSchema, reply.message);
+    if (!lease.key || !lease.keyHash || !lease.leaseId) throw new Error("Lease answered OK without a key");
+    return lease.keyHash;
+  } finally {
+    session.destroy();
+  }
+}
+
+/** Keys in the pool and the sum of their lease_count. */
+export async function poolTotals(port: number): Promise<{ keys: number; leases: number; active: number }> {
+  const session = await connect(port);
+  try {
+    const reply = await unary(session, LIST_KEYS, toBinary(ListKeysRequestSchema, create(ListKeysRequestSchema, {})), 120_000);
+    if (reply.grpcStatus !== 0) throw new Error(`ListKeys failed: grpc-status ${reply.grpcStatus} ${reply.grpcMessage}`);
+    const { keys } = fromBinary(ListKeysResponseSchema, reply.message);
+    let leases = 0;
+    let active = 0;
+    for (const k of keys) {
+      leases += Number(k.leaseCount);
+      if (k.state === KeyState.ACTIVE) active++;
+    }
+    return { keys: keys.length, leases, active };
+  } finally {
+    session.destroy();
+  }
+}
+
+export function disableKeyBytes(keyHash: string, reason: string): Uint8Array {
+  return toBinary(DisableKeyRequestSchema, create(DisableKeyRequestSchema, { keyHash, state: KeyState.DISABLED, reason }));
+}
+
+export function enableKeyBytes(keyHash: string): Uint8Array {
+  return toBinary(EnableKeyRequestSchema, create(EnableKeyRequestSchema, { keyHash }));
+}

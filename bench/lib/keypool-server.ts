@@ -1,0 +1,111 @@
+/**
+ * Starts keypool as the operator would (`node dist/src/main.js`, configured by environment
+ * variables) in a child process pinned to the server core, and waits until Health/Check says
+ * SERVING. The time from spawn to SERVING is the start-up time that BENCHMARKS.md reports.
+ */
+import * as net from "node:net";
+import * as path from "node:path";
+import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
+import { HealthCheckRequestSchema, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb";
+import { rssMiB, sleep, start, Started } from "./children";
+import { connect, unary } from "./grpc-raw";
+
+export const ROOT = path.join(__dirname, "..", "..");
+export const MAIN = path.join(ROOT, "dist", "src", "main.js");
+
+/** A port nobody listens on right now (the server is then told to use it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ServerHandle {
+  port: number;
+  pid: number;
+  /** Milliseconds from spawn to the first SERVING answer. */
+  startMs: number;
+  proc: Started;
+  rssMiB(): number;
+  stop(): Promise<void>;
+}
+
+const CHECK = "/grpc.health.v1.Health/Check";
+
+/** Polls Health/Check every few milliseconds on fresh connections until SERVING or the deadline. */
+export async function waitServing(port: number, proc: Started, deadlineMs: number): Promise<void> {
+  const request = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service: "" }));
+  const until = Date.now() + deadlineMs;
+  let last = "";
+  while (Date.now() < until) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
+      throw new Error(`server exited before SERVING:\n${proc.stderr().slice(-3000)}\n${proc.stdout().slice(-3000)}`);
+    }
+    try {
+      const session = await connect(port);
+      try {
+        const reply = await unary(session, CHECK, request, 5000);
+        if (reply.grpcStatus === 0) {
+          const status = fromBinary(HealthCheckResponseSchema, reply.message).status;
+          if (status === HealthCheckResponse_ServingStatus.SERVING) return;
+          last = `status ${HealthCheckResponse_ServingStatus[status]}`;
+        } else {
+          last = `grpc-status ${reply.grpcStatus} ${reply.grpcMessage}`;
+        }
+      } finally {
+        session.destroy();
+      }
+    } catch (e) {
+      last = String(e);
+    }
+    await sleep(5);
+  }
+  throw new Error(`server not SERVING after ${deadlineMs} ms (last: ${last})\n${proc.stderr().slice(-3000)}`);
+}
+
+export interface KeypoolOptions {
+  env: Record<string, string>;
+  cpus: string | undefined;
+  nodeArgs?: string[];
+  deadlineMs?: number;
+}
+
+export async function startKeypool(options: KeypoolOptions): Promise<ServerHandle> {
+  const port = await freePort();
+  const env = {
+    ...process.env,
+    NODE_ENV: "production",
+    KEYPOOL_HOST: "127.0.0.1",
+    KEYPOOL_PORT: String(port),
+    KEYPOOL_LOG_LEVEL: "warn",
+    ...options.env,
+  };
+  const t0 = performance.now();
+  const proc = start(process.execPath, [...(options.nodeArgs ?? []), MAIN], options.cpus, { env, cwd: ROOT });
+  await waitServing(port, proc, options.deadlineMs ?? 60_000);
+  const startMs = performance.now() - t0;
+  const pid = proc.child.pid!;
+  return { port, pid, startMs, proc, rssMiB: () => rssMiB(pid), stop: () => proc.kill() };
+}
+
+/** Starts bench/grpc-js-noop-server.ts and reads the port it prints. */
+export async function startGrpcJsNoop(cpus: string | undefined): Promise<ServerHandle> {
+  const t0 = performance.now();
+  const proc = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "grpc-js-noop-server.ts")], cpus, { cwd: ROOT });
+  const until = Date.now() + 30_000;
+  let port = 0;
+  while (!port) {
+    const m = /LISTENING (\d+)/.exec(proc.stdout());
+    if (m) port = Number(m[1]);
+    else if (Date.now() > until || proc.child.exitCode !== null) throw new Error(`grpc-js no-op server did not start:\n${proc.stderr()}`);
+    else await sleep(20);
+  }
+  await waitServing(port, proc, 10_000);
+  const pid = proc.child.pid!;
+  return { port, pid, startMs: performance.now() - t0, proc, rssMiB: () => rssMiB(pid), stop: () => proc.kill() };
+}

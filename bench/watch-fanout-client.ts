@@ -1,0 +1,173 @@
+/**
+ * The audience of the WatchKeys benchmark, run as a child process by bench/run.ts: `subscribers`
+ * WatchKeys streams (raw HTTP/2, `connections` sessions), plus one stream decoded in full through
+ * the Connect client to prove the messages are well formed and in order. While the parent drives
+ * Lease load, it makes a change every `probeIntervalMs` (DisableKey of a marker key with the
+ * reason `probe-N`, then EnableKey) and records, for every subscriber, the time from just before
+ * the change was sent until the bytes carrying `probe-N` arrived on that subscriber's stream.
+ * Arrival is measured before protobuf decoding: decoding is the subscriber's own cost.
+ * Prints `READY` once every snapshot has arrived, then one JSON line with the results.
+ */
+import * as http2 from "node:http2";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { KeyPoolService, KeyState, Provider, WatchKeysRequestSchema } from "../gen/ts/keypool/v1/keypool_pb";
+import { connect, unary } from "./lib/grpc-raw";
+import { grpcFrame } from "./lib/grpc-frame";
+import { DISABLE_KEY, ENABLE_KEY, disableKeyBytes, enableKeyBytes } from "./lib/keypool-rpc";
+import { summarize } from "./lib/stats";
+
+export interface FanoutConfig {
+  port: number;
+  subscribers: number;
+  connections: number;
+  markerKeyHash: string;
+  warmupMs: number;
+  durationMs: number;
+  probeIntervalMs: number;
+}
+
+const WATCH = "/keypool.v1.KeyPoolService/WatchKeys";
+const MARK = Buffer.from("probe-");
+const DIGITS = 6;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+async function main(config: FanoutConfig): Promise<void> {
+  const sentAt: number[] = [];
+  const latencies: number[] = [];
+  /** Per probe, the latest arrival over all subscribers. */
+  const lastArrival: number[] = [];
+  const arrivals: number[] = [];
+  let streamErrors = 0;
+  let firstStreamError = "";
+  let bytes = 0;
+
+  const sessions = await Promise.all(Array.from({ length: config.connections }, () => connect(config.port)));
+  const request = grpcFrame(toBinary(WatchKeysRequestSchema, create(WatchKeysRequestSchema, {})));
+  let snapshots = 0;
+  for (let i = 0; i < config.subscribers; i++) {
+    const session = sessions[i % sessions.length];
+    const stream = session.request({ ":method": "POST", ":path": WATCH, "content-type": "application/grpc", te: "trailers" });
+    let seen = -1;
+    let gotSnapshot = false;
+    let tail: Buffer = Buffer.alloc(0);
+    stream.on("data", (chunk: Buffer) => {
+      const now = performance.now();
+      bytes += chunk.length;
+      if (!gotSnapshot) {
+        gotSnapshot = true;
+        snapshots++;
+      }
+      // The marker may straddle two chunks: search the last few bytes of the previous one too.
+      const hay: Buffer = tail.length ? Buffer.concat([tail, chunk]) : chunk;
+      let at = hay.indexOf(MARK);
+      while (at !== -1 && at + MARK.length + DIGITS <= hay.length) {
+        const n = Number(hay.toString("latin1", at + MARK.length, at + MARK.length + DIGITS));
+        if (n > seen && sentAt[n] !== undefined) {
+          seen = n;
+          const latency = now - sentAt[n];
+          latencies.push(latency);
+          arrivals[n] = (arrivals[n] ?? 0) + 1;
+          lastArrival[n] = Math.max(lastArrival[n] ?? 0, latency);
+        }
+        at = hay.indexOf(MARK, at + 1);
+      }
+      tail = hay.subarray(Math.max(0, hay.length - (MARK.length + DIGITS)));
+      if (at !== -1) tail = hay.subarray(at);
+    });
+    stream.on("error", (e) => {
+      streamErrors++;
+      firstStreamError ||= String(e);
+    });
+    stream.on("trailers", (t) => {
+      if (t["grpc-status"] !== "0") {
+        streamErrors++;
+        firstStreamError ||= `grpc-status ${t["grpc-status"]} ${t["grpc-message"] ?? ""}`;
+      }
+    });
+    stream.end(request);
+  }
+
+  // One subscriber decoded in full: sequence strictly increasing, probe states as sent.
+  const verifier = { messages: 0, outOfOrder: 0, probesSeen: 0, error: "" };
+  const abort = new AbortController();
+  const client = createClient(KeyPoolService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${config.port}` }));
+  const verifying = (async () => {
+    let last = 0n;
+    try {
+      for await (const message of client.watchKeys({}, { signal: abort.signal })) {
+        verifier.messages++;
+        if (message.sequence <= last) verifier.outOfOrder++;
+        last = message.sequence;
+        const status = message.event.case === "updated" ? message.event.value : undefined;
+        if (status && status.keyHash === config.markerKeyHash && status.state === KeyState.DISABLED && status.stateReason.startsWith("probe-")) {
+          verifier.probesSeen++;
+        }
+        if (status && status.provider === Provider.UNSPECIFIED) verifier.error ||= "an update without a provider";
+      }
+    } catch (e) {
+      if (!abort.signal.aborted) verifier.error = String(e);
+    }
+  })();
+
+  const until = Date.now() + 60_000;
+  while (snapshots < config.subscribers) {
+    if (Date.now() > until) throw new Error(`only ${snapshots} of ${config.subscribers} snapshots arrived in 60 s (${firstStreamError})`);
+    if (streamErrors > 0) throw new Error(`WatchKeys streams failed (${streamErrors}): ${firstStreamError}`);
+    await sleep(20);
+  }
+  process.stdout.write("READY\n");
+  await sleep(config.warmupMs);
+
+  const admin = await connect(config.port);
+  const stopAt = performance.now() + config.durationMs;
+  let probes = 0;
+  while (performance.now() < stopAt) {
+    const n = probes++;
+    const reason = `probe-${n.toString().padStart(DIGITS, "0")}`;
+    sentAt[n] = performance.now();
+    const disabled = await unary(admin, DISABLE_KEY, disableKeyBytes(config.markerKeyHash, reason));
+    if (disabled.grpcStatus !== 0) throw new Error(`DisableKey failed: ${disabled.grpcStatus} ${disabled.grpcMessage}`);
+    await sleep(config.probeIntervalMs / 2);
+    const enabled = await unary(admin, ENABLE_KEY, enableKeyBytes(config.markerKeyHash));
+    if (enabled.grpcStatus !== 0) throw new Error(`EnableKey failed: ${enabled.grpcStatus} ${enabled.grpcMessage}`);
+    await sleep(config.probeIntervalMs / 2);
+  }
+  // Let the last probe land everywhere.
+  await sleep(Math.max(1000, config.probeIntervalMs));
+  abort.abort();
+  await verifying;
+
+  const expected = probes * config.subscribers;
+  const perProbe = summarize(lastArrival.filter((x) => x !== undefined));
+  const all = summarize(latencies);
+  process.stdout.write(
+    JSON.stringify({
+      subscribers: config.subscribers,
+      probes,
+      samples: latencies.length,
+      missed: expected - latencies.length,
+      p50Ms: all.p50Ms,
+      p99Ms: all.p99Ms,
+      maxMs: all.maxMs,
+      lastSubscriberP50Ms: perProbe.p50Ms,
+      lastSubscriberP99Ms: perProbe.p99Ms,
+      bytesReceived: bytes,
+      streamErrors,
+      firstStreamError,
+      verifier,
+    }) + "\n",
+  );
+  admin.destroy();
+  for (const s of sessions) s.destroy();
+  process.exit(0);
+}
+
+if (require.main === module) {
+  main(JSON.parse(process.argv[2] ?? "{}") as FanoutConfig).catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
