@@ -1,0 +1,147 @@
+/**
+ * The one call the server makes at start: opens KEYPOOL_STATE, fills the pool from the stored
+ * and configured keys (restore.ts), and returns the durability hook that the transport awaits
+ * before answering a call that changed the pool.
+ */
+import type { ChangeFeed } from "../domain/change-feed";
+import type { Clock } from "../domain/clock";
+import type { KeyRecord, KeySpec, KeyStatus, PoolEvent } from "../domain/types";
+import { GroupCommitWriter, type Durability, type GroupCommitStats } from "./group-commit";
+import { planRestore } from "./restore";
+import { DEFAULT_STATE_PATH, SqliteStateStore } from "./sqlite-store";
+import type { StateStore, StoreWrite } from "./state-store";
+
+/** KEYPOOL_STATE's value that keeps nothing. */
+export const MEMORY_STATE = "memory";
+
+/** The part of KeyPool that start-up and the writer use. */
+export interface DurablePool {
+  readonly changes: ChangeFeed<PoolEvent>;
+  secretOf(keyHash: string): string | undefined;
+  listKeys(): KeyStatus[];
+  restore(records: KeyRecord[]): void;
+  addKeys(specs: KeySpec[]): { keyHashes: string[]; added: number; duplicates: number };
+}
+
+/** pino's Logger fits. */
+export interface StorageLogger {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+export interface DurableStateOptions {
+  /** KEYPOOL_STATE: a file path, or "memory". Default ./data/keypool.db. */
+  location?: string;
+  pool: DurablePool;
+  /** Keys from the environment and the keys file. */
+  configured: KeySpec[];
+  clock: Clock;
+  logger: StorageLogger;
+  /** How long soft state (last used, holds) may wait to be written. Default 1000 ms. */
+  lazyMs?: number;
+}
+
+export interface DurableState extends Durability {
+  /** The absolute file path, or "memory". */
+  readonly location: string;
+  readonly persistent: boolean;
+  /** Commits so far (none for memory). */
+  readonly stats: GroupCommitStats;
+  /** Writes everything (soft state too) and releases the file. Call after the server stopped. */
+  close(): void;
+}
+
+/** Reads the KEYPOOL_STATE environment variable. */
+export function stateLocationFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  const value = env.KEYPOOL_STATE?.trim();
+  return value ? value : DEFAULT_STATE_PATH;
+}
+
+/**
+ * Opens the state and fills the pool. Throws StateFileError (naming the file) when the state
+ * file cannot be used: the caller must stop, never carry on with an empty pool.
+ */
+export function openDurableState(options: DurableStateOptions): DurableState {
+  const { pool, logger } = options;
+  const location = options.location ?? DEFAULT_STATE_PATH;
+  if (location === MEMORY_STATE) {
+    if (options.configured.length > 0) pool.addKeys(options.configured);
+    logger.warn({ state: MEMORY_STATE }, "KEYPOOL_STATE=memory: nothing is kept across restarts");
+    return {
+      location: MEMORY_STATE,
+      persistent: false,
+      stats: { commits: 0, keysWritten: 0 },
+      flush: () => Promise.resolve(),
+      close: () => {},
+    };
+  }
+
+  const store = SqliteStateStore.open(location);
+  try {
+    return startFrom(store, options);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}
+
+function startFrom(store: StateStore, options: DurableStateOptions): DurableState {
+  const { pool, logger } = options;
+  const stored = store.loadAll();
+  const plan = planRestore(stored, options.configured);
+  for (const keyHash of plan.leftConfiguration) {
+    logger.info(
+      { keyHash, state: store.location },
+      "stored key is no longer configured: it leaves the pool; its history stays in the state file",
+    );
+  }
+  for (const keyHash of plan.removedButConfigured) {
+    logger.warn(
+      { keyHash, state: store.location },
+      "configured key was removed with RemoveKey: it stays out of the pool (AddKeys brings it back)",
+    );
+  }
+  if (plan.records.length > 0) pool.restore(plan.records);
+  if (plan.newSpecs.length > 0) pool.addKeys(plan.newSpecs);
+
+  // One transaction puts every key in the pool on file as the pool now has it, so that new
+  // configured keys are stored with their origin before any call changes them.
+  const writes: StoreWrite[] = pool.listKeys().map((status) => ({
+    kind: "upsert",
+    status,
+    secret: pool.secretOf(status.keyHash),
+    origin: plan.origins.get(status.keyHash) ?? "config",
+    removedAt: 0,
+  }));
+  store.writeBatch(writes);
+  logger.info(
+    {
+      state: store.location,
+      restored: plan.records.length,
+      added: plan.newSpecs.length,
+      leftConfiguration: plan.leftConfiguration.length,
+      stored: stored.length,
+    },
+    "state file opened",
+  );
+
+  const writer = new GroupCommitWriter(store, pool, {
+    clock: options.clock,
+    lazyMs: options.lazyMs,
+    onError: (err) => logger.error({ state: store.location, err: err.message }, "saving state failed"),
+  });
+  return {
+    location: store.location,
+    persistent: true,
+    stats: writer.stats,
+    flush: () => writer.flush(),
+    close: () => {
+      try {
+        writer.close();
+      } finally {
+        store.close();
+      }
+    },
+  };
+}

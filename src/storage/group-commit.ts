@@ -1,0 +1,218 @@
+/**
+ * Group commit: the pool stays the hot path and the store follows it.
+ *
+ * The change-feed listener only notes the latest state of each changed key in a dirty map (a map
+ * write: cheap and synchronous, on the pool's turn). A commit writes every dirty key in one
+ * transaction. `flush()` resolves once everything changed before the call is committed, so an
+ * RPC that awaits it answers only after its change is durable, and all the RPCs that arrive
+ * while one commit is pending share the next one.
+ *
+ * Soft state (a lease taken or ended: last used, hold, in flight) does not ask for a commit of
+ * its own: it rides along with the next one, or is written after `lazyMs`. `close()` writes
+ * everything, soft state included.
+ */
+import type { ChangeFeed } from "../domain/change-feed";
+import type { Clock, Timer } from "../domain/clock";
+import { ErrorCode, PoolError } from "../domain/errors";
+import type { ChangeCause, KeyStatus, PoolEvent } from "../domain/types";
+import type { KeyOrigin, StateStore, StoreWrite } from "./state-store";
+
+/** What the transport awaits before it answers a call that changed the pool. */
+export interface Durability {
+  /** Resolves when every change made before the call is committed; rejects if saving failed. */
+  flush(): Promise<void>;
+}
+
+/** The part of KeyPool that the writer reads. */
+export interface ObservedPool {
+  readonly changes: ChangeFeed<PoolEvent>;
+  secretOf(keyHash: string): string | undefined;
+  listKeys(): KeyStatus[];
+}
+
+export interface GroupCommitOptions {
+  /** Drives the lazy write of soft state and stamps removals. */
+  clock: Clock;
+  /** How long soft state may wait for a commit. Default 1000 ms. */
+  lazyMs?: number;
+  /** Told about a failed commit (the flushes waiting on it are rejected too). */
+  onError?: (err: Error) => void;
+}
+
+/** Causes that change nothing an RPC acknowledges: written lazily. */
+const SOFT_CAUSES: ReadonlySet<ChangeCause> = new Set<ChangeCause>(["leased", "lease_ended"]);
+
+interface DirtyKey {
+  /** The latest status seen; absent for a removal of a key that had no pending update. */
+  status?: KeyStatus;
+  /** Known when the key was added since the last commit. */
+  secret?: string;
+  origin?: KeyOrigin;
+  /** Non-zero: removed at this time. */
+  removedAt: number;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+export interface GroupCommitStats {
+  /** Transactions written. */
+  commits: number;
+  /** Key rows written, over all commits. */
+  keysWritten: number;
+}
+
+export class GroupCommitWriter implements Durability {
+  private dirty = new Map<string, DirtyKey>();
+  private waiters: Waiter[] = [];
+  private commitScheduled = false;
+  private lazyTimer: Timer | undefined;
+  private closed = false;
+  private readonly unsubscribe: () => void;
+  private readonly lazyMs: number;
+  readonly stats: GroupCommitStats = { commits: 0, keysWritten: 0 };
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly pool: ObservedPool,
+    private readonly options: GroupCommitOptions,
+  ) {
+    this.lazyMs = options.lazyMs ?? 1000;
+    this.unsubscribe = pool.changes.subscribe(this.onChange);
+  }
+
+  flush(): Promise<void> {
+    if (this.closed) {
+      return Promise.reject(
+        new PoolError(ErrorCode.Unavailable, "keypool is shutting down: the change was not saved"),
+      );
+    }
+    if (this.dirty.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.scheduleCommit();
+    });
+  }
+
+  /** Keys changed since the last commit. */
+  get pending(): number {
+    return this.dirty.size;
+  }
+
+  /**
+   * Stops listening and writes everything, soft state included, from the pool's current view.
+   * Call after the server stopped taking calls. Throws if the final write fails. Idempotent.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.unsubscribe();
+    for (const status of this.pool.listKeys()) {
+      const known = this.dirty.get(status.keyHash);
+      this.dirty.set(status.keyHash, { ...known, status, removedAt: 0 });
+    }
+    try {
+      this.commit();
+    } finally {
+      this.closed = true;
+      this.lazyTimer?.cancel();
+      this.lazyTimer = undefined;
+    }
+  }
+
+  private readonly onChange = (event: PoolEvent): void => {
+    if (this.closed) return;
+    if (event.type === "removed") {
+      const known = this.dirty.get(event.keyHash);
+      this.dirty.set(event.keyHash, { ...known, removedAt: Math.max(1, this.options.clock.now()) });
+      this.scheduleCommit();
+      return;
+    }
+    const keyHash = event.status.keyHash;
+    const known = this.dirty.get(keyHash);
+    if (event.cause === "added") {
+      // AddKeys: the store is the only other place that will ever know this secret.
+      this.dirty.set(keyHash, {
+        status: event.status,
+        secret: this.pool.secretOf(keyHash),
+        origin: "runtime",
+        removedAt: 0,
+      });
+    } else {
+      this.dirty.set(keyHash, { secret: known?.secret, origin: known?.origin, status: event.status, removedAt: 0 });
+    }
+    if (SOFT_CAUSES.has(event.cause)) this.scheduleLazy();
+    else this.scheduleCommit();
+  };
+
+  private scheduleCommit(): void {
+    if (this.commitScheduled || this.closed) return;
+    this.commitScheduled = true;
+    // After this turn's I/O callbacks: every call that arrived with this one shares the commit.
+    setImmediate(() => {
+      this.commitScheduled = false;
+      if (this.closed) return;
+      try {
+        this.commit();
+      } catch {
+        // Already reported to the waiters and onError; the keys stay dirty for the next commit.
+      }
+    });
+  }
+
+  private scheduleLazy(): void {
+    if (this.lazyTimer || this.closed) return;
+    this.lazyTimer = this.options.clock.setTimer(this.lazyMs, () => {
+      this.lazyTimer = undefined;
+      if (this.dirty.size > 0 && !this.commitScheduled) this.scheduleCommit();
+    });
+  }
+
+  /** Writes every dirty key in one transaction and settles the waiters it covers. */
+  private commit(): void {
+    const batch = this.dirty;
+    const waiters = this.waiters;
+    this.dirty = new Map();
+    this.waiters = [];
+    this.lazyTimer?.cancel();
+    this.lazyTimer = undefined;
+    if (batch.size > 0) {
+      try {
+        this.store.writeBatch(this.toWrites(batch));
+      } catch (cause) {
+        // Keep the changes for the next commit; newer entries (none can exist yet) would win.
+        for (const [keyHash, entry] of batch) if (!this.dirty.has(keyHash)) this.dirty.set(keyHash, entry);
+        const err = new PoolError(
+          ErrorCode.Unavailable,
+          `the change could not be saved to ${this.store.location}: ${cause instanceof Error ? cause.message : String(cause)}`,
+        );
+        this.options.onError?.(err);
+        for (const waiter of waiters) waiter.reject(err);
+        throw err;
+      }
+      this.stats.commits += 1;
+      this.stats.keysWritten += batch.size;
+    }
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  private toWrites(batch: Map<string, DirtyKey>): StoreWrite[] {
+    const writes: StoreWrite[] = [];
+    for (const [keyHash, entry] of batch) {
+      if (entry.removedAt > 0 && !entry.status) {
+        writes.push({ kind: "remove", keyHash, removedAt: entry.removedAt });
+      } else if (entry.status) {
+        writes.push({
+          kind: "upsert",
+          status: entry.status,
+          // A removed key's secret is gone from the pool; the stored one stays.
+          secret: entry.secret ?? (entry.removedAt > 0 ? undefined : this.pool.secretOf(keyHash)),
+          origin: entry.origin,
+          removedAt: entry.removedAt,
+        });
+      }
+    }
+    return writes;
+  }
+}

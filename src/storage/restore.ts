@@ -1,0 +1,76 @@
+/**
+ * Start-up: merges the configured keys (environment, keys file) with the stored ones by key hash.
+ *
+ * - stored and still configured: keeps its stored state (usage, cooldown, revocation...); the
+ *   configuration still decides the families and the trial flag when it states them;
+ * - stored, added at run time by AddKeys: stays, configured or not;
+ * - stored from the configuration, no longer configured: leaves the pool (logged by hash); its
+ *   row stays, so that it comes back with its history if it is configured again;
+ * - removed by RemoveKey: stays out, even if still configured (AddKeys brings it back);
+ * - configured, never stored: added as a new key.
+ */
+import { hashKey, type KeyHasher } from "../domain/key-hash";
+import type { KeyRecord, KeySpec } from "../domain/types";
+import type { KeyOrigin, StoredKey } from "./state-store";
+
+export interface RestorePlan {
+  /** Stored keys that go back into the pool (pool.restore), in-flight leases cleared. */
+  records: KeyRecord[];
+  /** Configured keys never stored: pool.addKeys. */
+  newSpecs: KeySpec[];
+  /** Stored configured keys that left the configuration: they stay out of the pool. */
+  leftConfiguration: string[];
+  /** Configured keys an operator removed with RemoveKey: they stay out of the pool. */
+  removedButConfigured: string[];
+  /** The origin to store for every key that will be in the pool. */
+  origins: Map<string, KeyOrigin>;
+}
+
+export function planRestore(
+  stored: readonly StoredKey[],
+  configured: readonly KeySpec[],
+  hasher: KeyHasher = hashKey,
+): RestorePlan {
+  const specs = new Map<string, KeySpec>();
+  for (const spec of configured) {
+    const keyHash = hasher(spec.provider, spec.key, spec.organizationId ?? "");
+    if (!specs.has(keyHash)) specs.set(keyHash, spec);
+  }
+  const plan: RestorePlan = {
+    records: [],
+    newSpecs: [],
+    leftConfiguration: [],
+    removedButConfigured: [],
+    origins: new Map(),
+  };
+  const storedHashes = new Set<string>();
+  for (const entry of stored) {
+    const keyHash = entry.record.keyHash;
+    storedHashes.add(keyHash);
+    const spec = specs.get(keyHash);
+    if (entry.removedAt > 0) {
+      if (spec) plan.removedButConfigured.push(keyHash);
+      continue;
+    }
+    if (!spec && entry.origin === "config") {
+      plan.leftConfiguration.push(keyHash);
+      continue;
+    }
+    plan.records.push(restoredRecord(entry.record, spec));
+    plan.origins.set(keyHash, entry.origin);
+  }
+  for (const [keyHash, spec] of specs) {
+    if (storedHashes.has(keyHash)) continue;
+    plan.newSpecs.push(spec);
+    plan.origins.set(keyHash, "config");
+  }
+  return plan;
+}
+
+function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): KeyRecord {
+  // Leases do not survive a restart: nobody will end them.
+  const restored: KeyRecord = { ...record, inFlight: 0, usage: { ...record.usage } };
+  if (spec?.modelFamilies && spec.modelFamilies.length > 0) restored.modelFamilies = [...spec.modelFamilies];
+  if (spec?.trial !== undefined) restored.trial = spec.trial;
+  return restored;
+}

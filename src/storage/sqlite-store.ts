@@ -1,0 +1,366 @@
+/**
+ * The default store: one SQLite file (better-sqlite3), WAL journal, synchronous=FULL.
+ *
+ * FULL fsyncs the WAL at every commit, so a committed batch survives not only kill -9 of the
+ * process but a machine crash too. Commits are grouped (group-commit.ts), so one fsync serves
+ * every change made while the previous one ran; that keeps throughput (see BENCHMARKS.md).
+ *
+ * Opening is strict: a path that is a directory, a file that is not a SQLite database, a file
+ * that fails `PRAGMA quick_check`, a database of some other program, or a schema newer than this
+ * code each throw a StateFileError naming the file. An unusable file is never replaced by an
+ * empty pool.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import Database from "better-sqlite3";
+import type { KeyRecord, KeyStatus } from "../domain/types";
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from "./migrations";
+import { StateFileError } from "./state-file-error";
+import type { KeyOrigin, StateStore, StoredKey, StoreWrite } from "./state-store";
+
+export const DEFAULT_STATE_PATH = "./data/keypool.db";
+
+/** The file holds secrets: only its owner may read it. */
+const FILE_MODE = 0o600;
+const DIRECTORY_MODE = 0o700;
+const SQLITE_HEADER = "SQLite format 3\0";
+
+export interface SqliteStoreOptions {
+  /** For tests of upgrades; the real list by default. */
+  migrations?: readonly Migration[];
+  /** Wall-clock time for `updated_at` and `applied_at`. */
+  now?: () => number;
+}
+
+interface KeyRow {
+  key_hash: string;
+  origin: string;
+  secret: string;
+  status: string;
+  removed_at: number;
+}
+
+export class SqliteStateStore implements StateStore {
+  private closed = false;
+  private readonly insertOrUpdate: Database.Statement;
+  private readonly updateKeepingSecret: Database.Statement;
+  private readonly markRemoved: Database.Statement;
+  private readonly applyBatch: (writes: readonly StoreWrite[]) => void;
+
+  private constructor(
+    readonly location: string,
+    private readonly db: Database.Database,
+    private readonly now: () => number,
+  ) {
+    this.insertOrUpdate = db.prepare(`
+      INSERT INTO keys (key_hash, provider, origin, secret, state, status, removed_at, updated_at)
+      VALUES (@keyHash, @provider, COALESCE(@origin, 'runtime'), @secret, @state, @status, @removedAt, @now)
+      ON CONFLICT (key_hash) DO UPDATE SET
+        provider = excluded.provider,
+        origin = COALESCE(@origin, keys.origin),
+        secret = excluded.secret,
+        state = excluded.state,
+        status = excluded.status,
+        removed_at = excluded.removed_at,
+        updated_at = excluded.updated_at`);
+    this.updateKeepingSecret = db.prepare(`
+      UPDATE keys SET
+        provider = @provider,
+        origin = COALESCE(@origin, origin),
+        state = @state,
+        status = @status,
+        removed_at = @removedAt,
+        updated_at = @now
+      WHERE key_hash = @keyHash`);
+    this.markRemoved = db.prepare(
+      `UPDATE keys SET removed_at = @removedAt, updated_at = @now WHERE key_hash = @keyHash`,
+    );
+    this.applyBatch = db.transaction((writes: readonly StoreWrite[]) => {
+      const now = this.now();
+      for (const write of writes) {
+        if (write.kind === "remove") {
+          this.markRemoved.run({ keyHash: write.keyHash, removedAt: write.removedAt, now });
+          continue;
+        }
+        const row = {
+          keyHash: write.status.keyHash,
+          provider: write.status.provider,
+          origin: write.origin ?? null,
+          state: write.status.state,
+          status: JSON.stringify(statusOnly(write.status)),
+          removedAt: write.removedAt,
+          now,
+        };
+        if (write.secret !== undefined) this.insertOrUpdate.run({ ...row, secret: write.secret });
+        else this.updateKeepingSecret.run(row);
+      }
+    });
+  }
+
+  /** Opens (creating when absent) the state file at `file`; throws StateFileError if unusable. */
+  static open(file: string, options: SqliteStoreOptions = {}): SqliteStateStore {
+    const location = path.resolve(file);
+    const now = options.now ?? Date.now;
+    const fresh = prepareFile(location);
+    let db: Database.Database;
+    try {
+      db = new Database(location, { fileMustExist: true });
+    } catch (err) {
+      throw new StateFileError(location, `cannot be opened (${describe(err)})`, CHECK_PERMISSIONS);
+    }
+    try {
+      checkIntegrity(db, location, fresh);
+      migrate(db, location, options.migrations ?? MIGRATIONS, now);
+      db.pragma("synchronous = FULL");
+      return new SqliteStateStore(location, db, now);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** The schema version the file is at (for tests and diagnostics). */
+  schemaVersion(): number {
+    return currentVersion(this.db);
+  }
+
+  loadAll(): StoredKey[] {
+    const rows = this.db
+      .prepare(`SELECT key_hash, origin, secret, status, removed_at FROM keys ORDER BY key_hash`)
+      .all() as KeyRow[];
+    return rows.map((row) => this.toStoredKey(row));
+  }
+
+  writeBatch(writes: readonly StoreWrite[]): void {
+    if (this.closed) throw new Error(`keypool state file ${this.location} is closed`);
+    if (writes.length > 0) this.applyBatch(writes);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    // Folds the WAL back into the main file, so that a copy of the .db alone is a full backup.
+    try {
+      this.db.pragma("wal_checkpoint(TRUNCATE)");
+    } finally {
+      this.db.close();
+    }
+  }
+
+  private toStoredKey(row: KeyRow): StoredKey {
+    let status: KeyStatus;
+    try {
+      status = JSON.parse(row.status) as KeyStatus;
+    } catch {
+      throw new StateFileError(
+        this.location,
+        `the stored state of key ${row.key_hash} is not valid JSON (the file is damaged)`,
+        RESTORE_BACKUP,
+      );
+    }
+    if (status.keyHash !== row.key_hash || typeof status.provider !== "string") {
+      throw new StateFileError(
+        this.location,
+        `the stored state of key ${row.key_hash} does not describe that key (the file is damaged)`,
+        RESTORE_BACKUP,
+      );
+    }
+    const record: KeyRecord = { ...status, key: row.secret };
+    return { record, origin: row.origin as KeyOrigin, removedAt: row.removed_at };
+  }
+}
+
+const CHECK_PERMISSIONS =
+  "Check that the path names a file that keypool's user can read and write, or set KEYPOOL_STATE to another path (or to 'memory' to keep nothing).";
+const RESTORE_BACKUP =
+  "Restore it from a backup, or move it away to start with an empty pool (every stored key state and usage is then lost).";
+
+/**
+ * Makes sure `location` is a regular file keypool may use, creating it (and its directory) with
+ * owner-only permissions when absent. Returns whether it was created.
+ */
+function prepareFile(location: string): boolean {
+  let stat: fs.Stats | undefined;
+  try {
+    stat = fs.statSync(location);
+  } catch (err) {
+    if (errno(err) !== "ENOENT") {
+      throw new StateFileError(location, `cannot be examined (${describe(err)})`, CHECK_PERMISSIONS);
+    }
+  }
+  if (stat) {
+    if (stat.isDirectory()) {
+      throw new StateFileError(location, "is a directory, not a file", CHECK_PERMISSIONS);
+    }
+    if (!stat.isFile()) throw new StateFileError(location, "is not a regular file", CHECK_PERMISSIONS);
+    try {
+      fs.accessSync(location, fs.constants.R_OK | fs.constants.W_OK);
+    } catch (err) {
+      throw new StateFileError(location, `cannot be read and written (${describe(err)})`, CHECK_PERMISSIONS);
+    }
+    if ((stat.mode & 0o077) !== 0) {
+      // It holds secrets; an older copy or a restored backup may have been left readable.
+      try {
+        fs.chmodSync(location, FILE_MODE);
+      } catch {
+        // Not our file to change: it still works, and the operator owns its permissions.
+      }
+    }
+    return stat.size === 0;
+  }
+  const directory = path.dirname(location);
+  try {
+    fs.mkdirSync(directory, { recursive: true, mode: DIRECTORY_MODE });
+  } catch (err) {
+    throw new StateFileError(
+      location,
+      `its directory ${directory} cannot be created (${describe(err)})`,
+      CHECK_PERMISSIONS,
+    );
+  }
+  try {
+    const fd = fs.openSync(location, "wx", FILE_MODE);
+    try {
+      // The umask may have taken bits away, never added them; fchmod makes the mode exact.
+      fs.fchmodSync(fd, FILE_MODE);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    throw new StateFileError(location, `cannot be created (${describe(err)})`, CHECK_PERMISSIONS);
+  }
+  return true;
+}
+
+/** Refuses anything that is not an intact SQLite database, then turns on the WAL journal. */
+function checkIntegrity(db: Database.Database, location: string, fresh: boolean): void {
+  if (!fresh) {
+    const header = Buffer.alloc(SQLITE_HEADER.length);
+    const fd = fs.openSync(location, "r");
+    let read: number;
+    try {
+      read = fs.readSync(fd, header, 0, header.length, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (read < header.length || header.toString("latin1") !== SQLITE_HEADER) {
+      throw new StateFileError(location, "is not a SQLite database", RESTORE_BACKUP);
+    }
+  }
+  try {
+    db.pragma("busy_timeout = 5000");
+    const mode = db.pragma("journal_mode = WAL", { simple: true });
+    if (String(mode).toLowerCase() !== "wal") {
+      throw new Error(`the WAL journal could not be turned on (journal mode is ${String(mode)})`);
+    }
+  } catch (err) {
+    throw classify(err, location);
+  }
+  let problems: string[];
+  try {
+    problems = (db.pragma("quick_check") as Array<{ quick_check: string }>).map((r) => r.quick_check);
+  } catch (err) {
+    throw classify(err, location);
+  }
+  if (problems.length !== 1 || problems[0] !== "ok") {
+    throw new StateFileError(
+      location,
+      `is corrupt (PRAGMA quick_check: ${problems.slice(0, 3).join("; ")})`,
+      RESTORE_BACKUP,
+    );
+  }
+}
+
+function migrate(
+  db: Database.Database,
+  location: string,
+  migrations: readonly Migration[],
+  now: () => number,
+): void {
+  const tables = (
+    db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).all() as Array<{
+      name: string;
+    }>
+  ).map((t) => t.name);
+  if (!tables.includes("schema_migrations")) {
+    if (tables.length > 0) {
+      throw new StateFileError(
+        location,
+        `is a SQLite database but not a keypool state file (it has the tables ${tables.join(", ")})`,
+        "Set KEYPOOL_STATE to the path of a keypool state file, or to a path that does not exist yet.",
+      );
+    }
+    db.exec(`CREATE TABLE schema_migrations (
+      version     INTEGER PRIMARY KEY,
+      description TEXT NOT NULL,
+      applied_at  INTEGER NOT NULL
+    )`);
+  }
+  const known = migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
+  const current = currentVersion(db);
+  if (current > known) {
+    throw new StateFileError(
+      location,
+      `has schema version ${current}, newer than this keypool knows (${known}); a newer keypool wrote it`,
+      "Run that newer keypool (or a later one) with this file; downgrading would lose data.",
+    );
+  }
+  const record = db.prepare(
+    `INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)`,
+  );
+  for (const step of migrations) {
+    if (step.version <= current) continue;
+    try {
+      db.transaction(() => {
+        db.exec(step.sql);
+        record.run(step.version, step.description, now());
+      })();
+    } catch (err) {
+      throw new StateFileError(
+        location,
+        `could not be upgraded to schema version ${step.version} (${describe(err)})`,
+        RESTORE_BACKUP,
+      );
+    }
+  }
+}
+
+function currentVersion(db: Database.Database): number {
+  const row = db.prepare(`SELECT MAX(version) AS version FROM schema_migrations`).get() as {
+    version: number | null;
+  };
+  return row.version ?? 0;
+}
+
+/** Keeps the secret out of the JSON column: it has its own column. */
+function statusOnly(status: KeyStatus): KeyStatus {
+  if (!("key" in status)) return status;
+  const { key: _secret, ...rest } = status as KeyRecord;
+  return rest;
+}
+
+function classify(err: unknown, location: string): StateFileError {
+  const code = (err as { code?: string }).code ?? "";
+  if (code === "SQLITE_NOTADB") return new StateFileError(location, "is not a SQLite database", RESTORE_BACKUP);
+  if (code.startsWith("SQLITE_CORRUPT")) {
+    return new StateFileError(location, `is corrupt (${describe(err)})`, RESTORE_BACKUP);
+  }
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
+    return new StateFileError(
+      location,
+      `is locked by another process (${describe(err)})`,
+      "Stop the other keypool (or tool) using it, or give this one its own KEYPOOL_STATE.",
+    );
+  }
+  return new StateFileError(location, `cannot be used (${describe(err)})`, CHECK_PERMISSIONS);
+}
+
+function errno(err: unknown): string | undefined {
+  return (err as { code?: string }).code;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export { LATEST_SCHEMA_VERSION };

@@ -1,0 +1,63 @@
+/**
+ * What durable storage keeps, whatever the medium: one row per key ever seen, with its last known
+ * state and secret. The pool stays the hot path; a store is written behind it (see
+ * group-commit.ts) and read once at start (see restore.ts).
+ */
+import type { KeyRecord, KeyStatus } from "../domain/types";
+
+/**
+ * Where a key came from. Configured keys follow the configuration (a key that leaves it leaves
+ * the pool at the next start); keys added at run time by AddKeys stay until RemoveKey, since
+ * nothing but the store remembers them.
+ */
+export type KeyOrigin = "config" | "runtime";
+
+export interface StoredKey {
+  record: KeyRecord;
+  origin: KeyOrigin;
+  /** When RemoveKey took the key out of the pool (epoch ms); 0 while it is in the pool. */
+  removedAt: number;
+}
+
+/** One change to write. A row is written whole: the latest state wins. */
+export type StoreWrite =
+  | {
+      kind: "upsert";
+      status: KeyStatus;
+      /** Absent: keep the stored secret (a row without one is not created). */
+      secret?: string;
+      /** Absent: keep the stored origin ("runtime" for a new row). */
+      origin?: KeyOrigin;
+      /** Non-zero: the key is written as removed (its history kept). */
+      removedAt: number;
+    }
+  | {
+      /** Marks a stored key removed and keeps its last written state. */
+      kind: "remove";
+      keyHash: string;
+      removedAt: number;
+    };
+
+export interface StateStore {
+  /** Human-readable place, for logs: a file path or "memory". */
+  readonly location: string;
+  /** Every stored key, removed ones included, sorted by key hash. */
+  loadAll(): StoredKey[];
+  /** Applies the writes atomically and durably: when this returns, they survive a crash. */
+  writeBatch(writes: readonly StoreWrite[]): void;
+  /** Makes the file self-contained (WAL checkpoint) and releases it. Idempotent. */
+  close(): void;
+}
+
+/** KEYPOOL_STATE=memory: the same interface, keeping nothing across restarts. */
+export class MemoryStateStore implements StateStore {
+  readonly location = "memory";
+
+  loadAll(): StoredKey[] {
+    return [];
+  }
+
+  writeBatch(): void {}
+
+  close(): void {}
+}
