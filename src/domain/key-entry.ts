@@ -1,0 +1,111 @@
+import type { IndexNode } from "./selection-index";
+import type { KeyRecord, KeyState, KeyStatus, ProviderId, TokenUsage } from "./types";
+
+/**
+ * The pool's own mutable record of a key. Never leaves the pool: callers get fresh KeyStatus
+ * copies (toStatus), so nothing outside can change a key behind the indexes' back.
+ */
+export interface KeyEntry {
+  readonly secret: string;
+  readonly keyHash: string;
+  readonly provider: ProviderId;
+  readonly modelFamilies: readonly string[];
+  readonly organizationId: string;
+  readonly trial: boolean;
+  /** Serves gpt4-32k: ranked after keys that do not, to keep the scarce keys free. */
+  readonly has32k: boolean;
+  state: KeyState;
+  stateReason: string;
+  holdUntil: number;
+  cooldownUntil: number;
+  /** Always max(holdUntil, cooldownUntil); kept as a field because the heaps compare it. */
+  readyAt: number;
+  rateLimitedAt: number;
+  lastUsed: number;
+  lastChecked: number;
+  promptCount: number;
+  usage: Map<string, TokenUsage>;
+  inFlight: number;
+  leaseCount: number;
+  /** Open lease ids, so that removing the key closes them. */
+  readonly leases: Set<string>;
+  /** One node per selection sub-index this key sits in (empty unless ACTIVE). */
+  nodes: IndexNode[];
+}
+
+export function newEntry(fields: {
+  secret: string;
+  keyHash: string;
+  provider: ProviderId;
+  modelFamilies: string[];
+  organizationId: string;
+  trial: boolean;
+}): KeyEntry {
+  return {
+    ...fields,
+    has32k: fields.modelFamilies.includes("gpt4-32k"),
+    state: "active",
+    stateReason: "",
+    holdUntil: 0,
+    cooldownUntil: 0,
+    readyAt: 0,
+    rateLimitedAt: 0,
+    lastUsed: 0,
+    lastChecked: 0,
+    promptCount: 0,
+    usage: new Map(),
+    inFlight: 0,
+    leaseCount: 0,
+    leases: new Set(),
+    nodes: [],
+  };
+}
+
+/** An entry rebuilt from storage. Open leases do not survive a restart, so in_flight starts at 0. */
+export function entryFromRecord(record: KeyRecord): KeyEntry {
+  const entry = newEntry({
+    secret: record.key,
+    keyHash: record.keyHash,
+    provider: record.provider,
+    modelFamilies: [...record.modelFamilies],
+    organizationId: record.organizationId ?? "",
+    trial: record.trial,
+  });
+  entry.state = record.state;
+  entry.stateReason = record.stateReason ?? "";
+  entry.holdUntil = record.holdUntil ?? 0;
+  entry.cooldownUntil = record.cooldownUntil ?? 0;
+  entry.readyAt = Math.max(entry.holdUntil, entry.cooldownUntil);
+  entry.rateLimitedAt = record.rateLimitedAt ?? 0;
+  entry.lastUsed = record.lastUsed ?? 0;
+  entry.lastChecked = record.lastChecked ?? 0;
+  entry.promptCount = record.promptCount ?? 0;
+  for (const [family, u] of Object.entries(record.usage ?? {})) entry.usage.set(family, { ...u });
+  entry.leaseCount = record.leaseCount ?? 0;
+  return entry;
+}
+
+/** A fresh, detached status (never the secret). */
+export function toStatus(entry: KeyEntry): KeyStatus {
+  const usage: Record<string, TokenUsage> = {};
+  for (const [family, u] of entry.usage) usage[family] = { ...u };
+  return {
+    keyHash: entry.keyHash,
+    provider: entry.provider,
+    modelFamilies: [...entry.modelFamilies],
+    organizationId: entry.organizationId,
+    trial: entry.trial,
+    state: entry.state,
+    stateReason: entry.stateReason,
+    readyAt: entry.readyAt,
+    holdUntil: entry.holdUntil,
+    cooldownUntil: entry.cooldownUntil,
+    rateLimitedAt: entry.rateLimitedAt,
+    lastUsed: entry.lastUsed,
+    lastChecked: entry.lastChecked,
+    promptCount: entry.promptCount,
+    usage,
+    inFlight: entry.inFlight,
+    leaseCount: entry.leaseCount,
+  };
+}

@@ -1,0 +1,578 @@
+import { ChangeFeed } from "./change-feed";
+import type { Clock, Timer } from "./clock";
+import {
+  ErrorCode,
+  PoolError,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  permissionDenied,
+  resourceExhausted,
+} from "./errors";
+import { hashKey, type KeyHasher } from "./key-hash";
+import { entryFromRecord, newEntry, toStatus, type KeyEntry } from "./key-entry";
+import { LeaseBook, type OpenLease } from "./leases";
+import { FamilyTable } from "./model-families";
+import { isProviderId, providerInfo, PROVIDERS } from "./providers";
+import { planReport } from "./rate-limit-report";
+import { SelectionIndex } from "./selection-index";
+import type { ChangeCause, KeyRecord, KeySpec, KeyStatus, Lease, PoolEvent, ProviderId } from "./types";
+import {
+  LIMITS,
+  checkHeaders,
+  checkKeySecret,
+  checkModel,
+  checkStatusCode,
+  checkText,
+  checkTokens,
+} from "./validation";
+import { WaiterQueues, type WaitTarget, type Waiter, type WaiterQueue } from "./waiters";
+
+export interface PoolOptions {
+  clock: Clock;
+  /** Model → family table; default: the built-in OpenAI and Anthropic tables. */
+  families?: FamilyTable;
+  /** Families that may be leased at all (ALLOWED_MODEL_FAMILIES); null/absent: every family. */
+  allowedFamilies?: ReadonlySet<string> | null;
+  /** KEYPOOL_REUSE_DELAY: how long a leased key is held before it is handed out again. */
+  reuseDelayMs?: number;
+  /** KEYPOOL_LEASE_TTL: a lease not ended by IncrementUsage ends after this long. */
+  leaseTtlMs?: number;
+  /** KEYPOOL_MAX_RESET: cap on a hold taken from x-ratelimit-reset-* headers. */
+  maxResetMs?: number;
+  /** KEYPOOL_DEFAULT_COOLDOWN: cooldown after a 429 that states no wait. */
+  defaultCooldownMs?: number;
+  /** KEYPOOL_MAX_COOLDOWN: cap on any cooldown. */
+  maxCooldownMs?: number;
+  /** Lease waiters queued per family before RESOURCE_EXHAUSTED. */
+  maxWaitersPerFamily?: number;
+  /** Computes key hashes; tests inject one to force a collision. Default: hashKey. */
+  keyHasher?: KeyHasher;
+}
+
+export const POOL_DEFAULTS = {
+  reuseDelayMs: 1000,
+  leaseTtlMs: 600_000,
+  maxResetMs: 10_000,
+  defaultCooldownMs: 10_000,
+  maxCooldownMs: 60_000,
+  maxWaitersPerFamily: 10_000,
+} as const;
+
+export interface LeaseRequest {
+  model: string;
+  provider?: ProviderId;
+}
+
+/** A model request after validation: where its keys live. */
+interface Target extends WaitTarget {
+  model: string;
+}
+
+const DISABLE_STATES = new Set(["disabled", "revoked", "over_quota"]);
+const DEFAULT_REASONS: Record<string, string> = {
+  disabled: "disabled by an operator",
+  revoked: "revoked by an operator",
+  over_quota: "over quota, as an operator reported",
+};
+
+/**
+ * The key pool: keys, their state, and the choice of a key for each request (POLICY.md).
+ * Pure domain: no I/O, time only from the injected clock. Every change to a key publishes
+ * exactly one event on `changes`; a call that throws changes nothing.
+ */
+export class KeyPool {
+  readonly changes = new ChangeFeed<PoolEvent>();
+
+  private readonly clock: Clock;
+  private readonly families: FamilyTable;
+  private readonly allowedFamilies: ReadonlySet<string> | null;
+  private readonly reuseDelayMs: number;
+  private readonly leaseTtlMs: number;
+  private readonly reportLimits: { maxResetMs: number; defaultCooldownMs: number; maxCooldownMs: number };
+  private readonly maxWaitersPerFamily: number;
+  private readonly keyHasher: KeyHasher;
+
+  private readonly keys = new Map<string, KeyEntry>();
+  private readonly index = new SelectionIndex();
+  private readonly leases: LeaseBook;
+  private readonly waiters: WaiterQueues;
+  private wakeTimer: Timer | undefined;
+  private wakeAt = Infinity;
+  private closed = false;
+
+  constructor(options: PoolOptions) {
+    const o = { ...POOL_DEFAULTS, ...definedOnly(options) };
+    for (const name of Object.keys(POOL_DEFAULTS) as (keyof typeof POOL_DEFAULTS)[]) {
+      const v = o[name];
+      if (!Number.isFinite(v) || v < 0) throw new RangeError(`pool option ${name} must be a number >= 0, not ${v}`);
+    }
+    this.clock = options.clock;
+    this.families = options.families ?? FamilyTable.builtIn();
+    this.allowedFamilies = options.allowedFamilies ?? null;
+    this.reuseDelayMs = o.reuseDelayMs;
+    this.leaseTtlMs = o.leaseTtlMs;
+    this.reportLimits = {
+      maxResetMs: o.maxResetMs,
+      defaultCooldownMs: o.defaultCooldownMs,
+      maxCooldownMs: o.maxCooldownMs,
+    };
+    this.maxWaitersPerFamily = o.maxWaitersPerFamily;
+    this.keyHasher = options.keyHasher ?? hashKey;
+    this.leases = new LeaseBook(this.clock, (lease) => this.onLeaseExpired(lease));
+    this.waiters = new WaiterQueues(this.clock, {
+      onDeadline: (waiter) => this.onWaiterDeadline(waiter),
+      onLeave: () => this.planWake(),
+    });
+  }
+
+  /** Keys in the pool. */
+  get size(): number {
+    return this.keys.size;
+  }
+
+  // ---------------------------------------------------------------- keys
+
+  /**
+   * Adds keys. A key already in the pool (same provider, secret and organization) counts as a
+   * duplicate and keeps its state. All-or-nothing: one bad spec rejects the whole call.
+   */
+  addKeys(specs: KeySpec[]): { keyHashes: string[]; added: number; duplicates: number } {
+    if (!Array.isArray(specs)) throw invalidArgument("keys must be a list");
+    const fresh = new Map<string, KeyEntry>();
+    const keyHashes: string[] = [];
+    let duplicates = 0;
+    specs.forEach((spec, i) => {
+      const where = `keys[${i}]`;
+      if (!isProviderId(spec?.provider)) {
+        throw invalidArgument(
+          `${where}: provider ${JSON.stringify(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
+        );
+      }
+      checkKeySecret(spec.key, where);
+      const key = spec.key.trim();
+      const organizationId = spec.organizationId ?? "";
+      checkText(`${where}: organization id`, organizationId, LIMITS.organizationIdBytes);
+      const modelFamilies = this.familiesForSpec(spec, where);
+      const keyHash = this.keyHasher(spec.provider, key, organizationId);
+      const existing = this.keys.get(keyHash) ?? fresh.get(keyHash);
+      if (existing) {
+        if (existing.secret === key && existing.organizationId === organizationId && existing.provider === spec.provider) {
+          duplicates++;
+          keyHashes.push(keyHash);
+          return;
+        }
+        throw new PoolError(
+          ErrorCode.AlreadyExists,
+          `${where}: its key hash ${keyHash} already belongs to a different key (a hash collision); the key was not added`,
+        );
+      }
+      fresh.set(
+        keyHash,
+        newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true }),
+      );
+      keyHashes.push(keyHash);
+    });
+    const now = this.clock.now();
+    for (const entry of fresh.values()) {
+      this.keys.set(entry.keyHash, entry);
+      this.index.add(entry, now);
+      this.emit(entry, "added");
+    }
+    if (fresh.size > 0) this.serveWaiters();
+    return { keyHashes, added: fresh.size, duplicates };
+  }
+
+  private familiesForSpec(spec: KeySpec, where: string): string[] {
+    const known = this.families.familiesOf(spec.provider);
+    const asked = spec.modelFamilies ?? [];
+    if (!Array.isArray(asked)) throw invalidArgument(`${where}: model families must be a list`);
+    if (asked.length === 0) return [...providerInfo(spec.provider).defaultFamilies];
+    for (const family of asked) {
+      if (typeof family !== "string" || !known.has(family)) {
+        throw invalidArgument(
+          `${where}: ${JSON.stringify(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
+        );
+      }
+    }
+    return [...new Set(asked)];
+  }
+
+  removeKey(keyHash: string): void {
+    const entry = this.mustGet(keyHash);
+    this.index.remove(entry);
+    for (const id of entry.leases) this.leases.end(id);
+    entry.leases.clear();
+    this.keys.delete(keyHash);
+    if (this.changes.size > 0) {
+      this.changes.publish({
+        type: "removed",
+        keyHash,
+        provider: entry.provider,
+        modelFamilies: [...entry.modelFamilies],
+      });
+    }
+    this.serveWaiters();
+  }
+
+  disableKey(keyHash: string, state: "disabled" | "revoked" | "over_quota" = "disabled", reason?: string): KeyStatus {
+    if (!DISABLE_STATES.has(state)) {
+      throw invalidArgument(`state ${JSON.stringify(state)} is not one of disabled, revoked, over_quota`);
+    }
+    const text = reason?.trim() || DEFAULT_REASONS[state];
+    checkText("reason", text, LIMITS.reasonBytes);
+    const entry = this.mustGet(keyHash);
+    entry.state = state;
+    entry.stateReason = text;
+    this.index.remove(entry);
+    this.emit(entry, "disabled");
+    this.serveWaiters();
+    return toStatus(entry);
+  }
+
+  /** The operator's word: brings a key back to ACTIVE from any state (nothing else revives REVOKED). */
+  enableKey(keyHash: string): KeyStatus {
+    const entry = this.mustGet(keyHash);
+    if (entry.state !== "active") {
+      entry.state = "active";
+      entry.stateReason = "";
+      this.index.add(entry, this.clock.now());
+      this.emit(entry, "enabled");
+      this.serveWaiters();
+    }
+    return toStatus(entry);
+  }
+
+  // ---------------------------------------------------------------- leasing
+
+  /** A ready key now, or PoolError (see checkTarget; ResourceExhausted carries retryAfterMs). */
+  lease(req: LeaseRequest): Lease {
+    this.checkOpen();
+    const target = this.checkTarget(req);
+    const now = this.clock.now();
+    // Waiters queued earlier for this family come first.
+    this.serveQueue(this.waiters.queueFor(target), now);
+    const entry = this.index.pick(target.provider, target.family, target.embedding, now);
+    if (!entry) throw this.busyError(target, now);
+    return this.grant(entry, target, now);
+  }
+
+  /** Like lease, but waits up to maxWaitMs for a key (FIFO per family), or until signal aborts. */
+  leaseWhenReady(req: LeaseRequest & { maxWaitMs: number; signal?: AbortSignal }): Promise<Lease> {
+    try {
+      this.checkOpen();
+      const target = this.checkTarget(req);
+      const now = this.clock.now();
+      this.serveQueue(this.waiters.queueFor(target), now);
+      if (this.waiters.lengthOf(target) === 0) {
+        const entry = this.index.pick(target.provider, target.family, target.embedding, now);
+        if (entry) return Promise.resolve(this.grant(entry, target, now));
+      }
+      if (req.signal?.aborted) throw new PoolError(ErrorCode.Cancelled, "the lease request was cancelled");
+      const maxWaitMs = Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0;
+      if (maxWaitMs <= 0) throw this.busyError(target, now);
+      if (this.waiters.lengthOf(target) >= this.maxWaitersPerFamily) {
+        const { lockoutMs } = this.index.lockout(target.provider, target.family, target.embedding, now);
+        throw resourceExhausted(
+          `${this.maxWaitersPerFamily} lease requests are already waiting for ${target.provider} family ${target.family}; retry in ${lockoutMs} ms`,
+          lockoutMs,
+        );
+      }
+      const promise = this.waiters.wait(target, maxWaitMs, req.signal);
+      this.planWake();
+      return promise;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** How long until a key for this model is ready (0: now); noActiveKeys when none serves it. */
+  lockout(req: LeaseRequest): { lockoutMs: number; noActiveKeys: boolean } {
+    const target = this.checkTarget(req, false);
+    return this.index.lockout(target.provider, target.family, target.embedding, this.clock.now());
+  }
+
+  /** Model → provider and family, or InvalidArgument naming the model. */
+  resolveModel(model: string, provider?: ProviderId): { provider: ProviderId; family: string } {
+    checkModel(model);
+    if (provider !== undefined && !isProviderId(provider)) {
+      throw invalidArgument(`provider ${JSON.stringify(provider)} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`);
+    }
+    return this.families.resolve(model, provider);
+  }
+
+  /**
+   * Validates a request in CONTRACT.md's order: model (InvalidArgument), allowed family
+   * (PermissionDenied), then an ACTIVE eligible key (FailedPrecondition) when `needKeys`.
+   */
+  private checkTarget(req: LeaseRequest, needKeys = true): Target {
+    const { provider, family } = this.resolveModel(req?.model, req?.provider);
+    if (this.allowedFamilies && !this.allowedFamilies.has(family)) {
+      throw permissionDenied(`the operator does not allow the model family ${family} (ALLOWED_MODEL_FAMILIES)`);
+    }
+    const embedding = providerInfo(provider).embeddingModels.test(req.model);
+    const target = { provider, family, embedding, model: req.model };
+    if (needKeys && this.index.lockout(provider, family, embedding, this.clock.now()).noActiveKeys) {
+      throw this.noKeysError(target);
+    }
+    return target;
+  }
+
+  private noKeysError(target: Target): PoolError {
+    const which = target.embedding ? " (embedding models need a non-trial key)" : "";
+    return failedPrecondition(`no active ${target.provider} key serves the model family ${target.family}${which}`);
+  }
+
+  private busyError(target: Target, now: number): PoolError {
+    const { lockoutMs } = this.index.lockout(target.provider, target.family, target.embedding, now);
+    return resourceExhausted(
+      `every ${target.provider} key serving ${target.family} is busy; the next is ready in ${lockoutMs} ms`,
+      lockoutMs,
+    );
+  }
+
+  private grant(entry: KeyEntry, target: Target, now: number): Lease {
+    const lease = this.leases.open(entry.keyHash, now + this.leaseTtlMs);
+    entry.leases.add(lease.id);
+    entry.lastUsed = now;
+    entry.leaseCount++;
+    entry.inFlight++;
+    entry.holdUntil = now + this.reuseDelayMs;
+    entry.readyAt = Math.max(entry.holdUntil, entry.cooldownUntil);
+    this.index.reposition(entry, now);
+    this.emit(entry, "leased");
+    return {
+      key: entry.secret,
+      keyHash: entry.keyHash,
+      provider: entry.provider,
+      modelFamily: target.family,
+      organizationId: entry.organizationId,
+      leaseId: lease.id,
+      leaseExpiresAt: lease.expiresAt,
+    };
+  }
+
+  private onLeaseExpired(lease: OpenLease): void {
+    const entry = this.keys.get(lease.keyHash);
+    if (!entry || !entry.leases.delete(lease.id)) return;
+    entry.inFlight--;
+    this.emit(entry, "lease_ended");
+  }
+
+  // ---------------------------------------------------------------- waiters
+
+  /** Serves waiting leases whose keys are ready, then plans the next wake-up. */
+  private serveWaiters(): void {
+    if (this.waiters.size === 0) return this.planWake();
+    const now = this.clock.now();
+    for (const queue of this.waiters.active()) this.serveQueue(queue, now);
+    this.planWake();
+  }
+
+  /** Hands ready keys to a queue's waiters in order; fails them all if no key serves them anymore. */
+  private serveQueue(queue: WaiterQueue | undefined, now: number): void {
+    if (!queue) return;
+    const { provider, family, embedding } = queue.target;
+    for (let waiter = this.waiters.first(queue); waiter; waiter = this.waiters.first(queue)) {
+      const entry = this.index.pick(provider, family, embedding, now);
+      if (!entry) {
+        if (this.index.lockout(provider, family, embedding, now).noActiveKeys) {
+          const error = this.noKeysError({ ...queue.target, model: "" });
+          for (const w of [...queue.waiters.values()]) if (this.waiters.take(w)) w.reject(error);
+        }
+        return;
+      }
+      this.waiters.take(waiter);
+      waiter.resolve(this.grant(entry, { ...queue.target, model: "" }, now));
+    }
+  }
+
+  private onWaiterDeadline(waiter: Waiter): void {
+    const now = this.clock.now();
+    this.serveQueue(waiter.queue, now);
+    if (this.waiters.take(waiter)) {
+      const { provider, family, embedding } = waiter.queue.target;
+      waiter.reject(this.busyError({ provider, family, embedding, model: "" }, now));
+    }
+    this.planWake();
+  }
+
+  /** One clock timer for the earliest ready_at that a waiter is waiting for. */
+  private planWake(): void {
+    let at = Infinity;
+    if (!this.closed && this.waiters.size > 0) {
+      const now = this.clock.now();
+      for (const queue of this.waiters.active()) {
+        const { provider, family, embedding } = queue.target;
+        const { lockoutMs, noActiveKeys } = this.index.lockout(provider, family, embedding, now);
+        if (!noActiveKeys) at = Math.min(at, now + lockoutMs);
+      }
+    }
+    if (at === this.wakeAt) return;
+    this.wakeTimer?.cancel();
+    this.wakeTimer = undefined;
+    this.wakeAt = at;
+    if (at !== Infinity) {
+      this.wakeTimer = this.clock.setTimer(at - this.clock.now(), () => {
+        this.wakeTimer = undefined;
+        this.wakeAt = Infinity;
+        this.serveWaiters();
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- reports and usage
+
+  /** Applies an upstream response's status and headers (POLICY.md "Reports"). */
+  reportRateLimit(r: { keyHash: string; statusCode: number; headers: Record<string, string>; leaseId?: string }): {
+    readyAt: number;
+  } {
+    const headers = r.headers ?? {};
+    checkStatusCode(r.statusCode);
+    checkHeaders(headers);
+    const entry = this.mustGet(r.keyHash);
+    const now = this.clock.now();
+    const effect = planReport(r.statusCode, headers, providerInfo(entry.provider).rateLimitHeaders, now, this.reportLimits);
+    switch (effect.kind) {
+      case "none":
+        break;
+      case "revoke":
+        if (entry.state !== "revoked") {
+          entry.state = "revoked";
+          entry.stateReason = "upstream answered 401 Unauthorized: the key was rejected";
+          this.index.remove(entry);
+          this.emit(entry, "revoked");
+          this.serveWaiters();
+        }
+        break;
+      case "cooldown": {
+        entry.rateLimitedAt = now;
+        entry.cooldownUntil = Math.max(entry.cooldownUntil, now + effect.waitMs);
+        this.retime(entry, now);
+        this.emit(entry, "reported");
+        break;
+      }
+      case "hold": {
+        const before = entry.holdUntil;
+        entry.holdUntil = now + effect.waitMs;
+        if (entry.holdUntil !== before) {
+          this.retime(entry, now);
+          this.emit(entry, "reported");
+          this.serveWaiters();
+        }
+        break;
+      }
+    }
+    return { readyAt: entry.readyAt };
+  }
+
+  private retime(entry: KeyEntry, now: number): void {
+    entry.readyAt = Math.max(entry.holdUntil, entry.cooldownUntil);
+    this.index.reposition(entry, now);
+  }
+
+  /** Counts a prompt's tokens for the model's family; ends the named lease if it is open. */
+  incrementUsage(u: { keyHash: string; model: string; inputTokens: number; outputTokens: number; leaseId?: string }): void {
+    checkModel(u.model);
+    checkTokens("input_tokens", u.inputTokens);
+    checkTokens("output_tokens", u.outputTokens);
+    const entry = this.mustGet(u.keyHash);
+    const { family } = this.families.resolve(u.model, entry.provider);
+    entry.promptCount++;
+    const usage = entry.usage.get(family) ?? { inputTokens: 0, outputTokens: 0, prompts: 0 };
+    usage.inputTokens += u.inputTokens;
+    usage.outputTokens += u.outputTokens;
+    usage.prompts++;
+    entry.usage.set(family, usage);
+    // An unknown or expired lease id is fine: the usage still counts.
+    if (u.leaseId && this.leases.get(u.leaseId)?.keyHash === entry.keyHash) {
+      this.leases.end(u.leaseId);
+      entry.leases.delete(u.leaseId);
+      entry.inFlight--;
+    }
+    this.emit(entry, "usage");
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  /** Keys matching the filter (provider; any of the families), sorted by keyHash. */
+  listKeys(filter?: { provider?: ProviderId; modelFamilies?: string[] }): KeyStatus[] {
+    const families = filter?.modelFamilies?.length ? new Set(filter.modelFamilies) : undefined;
+    const out: KeyStatus[] = [];
+    for (const entry of this.keys.values()) {
+      if (filter?.provider && entry.provider !== filter.provider) continue;
+      if (families && !entry.modelFamilies.some((f) => families.has(f))) continue;
+      out.push(toStatus(entry));
+    }
+    return out.sort((a, b) => (a.keyHash < b.keyHash ? -1 : a.keyHash > b.keyHash ? 1 : 0));
+  }
+
+  getKey(keyHash: string): KeyStatus | undefined {
+    const entry = this.keys.get(keyHash);
+    return entry && toStatus(entry);
+  }
+
+  /** The secret, for durable storage only. */
+  secretOf(keyHash: string): string | undefined {
+    return this.keys.get(keyHash)?.secret;
+  }
+
+  /** Storage at start: adds or overwrites keys with their full state. Open leases are not restored. */
+  restore(records: KeyRecord[]): void {
+    const entries = records.map((record, i) => {
+      if (!isProviderId(record?.provider)) throw invalidArgument(`records[${i}]: unknown provider`);
+      checkKeySecret(record.key, `records[${i}]`);
+      if (typeof record.keyHash !== "string" || record.keyHash.length === 0) {
+        throw invalidArgument(`records[${i}]: key hash missing`);
+      }
+      return entryFromRecord(record);
+    });
+    const now = this.clock.now();
+    for (const entry of entries) {
+      const old = this.keys.get(entry.keyHash);
+      if (old) {
+        this.index.remove(old);
+        for (const id of old.leases) this.leases.end(id);
+      }
+      this.keys.set(entry.keyHash, entry);
+      if (entry.state === "active") this.index.add(entry, now);
+      this.emit(entry, "restored");
+    }
+    this.serveWaiters();
+  }
+
+  /** Cancels every timer and rejects every waiter with Unavailable. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.leases.close();
+    this.wakeTimer?.cancel();
+    this.wakeTimer = undefined;
+    this.wakeAt = Infinity;
+    this.waiters.rejectAll(() => new PoolError(ErrorCode.Unavailable, "the key pool is shutting down"));
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private checkOpen(): void {
+    if (this.closed) throw new PoolError(ErrorCode.Unavailable, "the key pool is shutting down");
+  }
+
+  private mustGet(keyHash: string): KeyEntry {
+    const entry = typeof keyHash === "string" ? this.keys.get(keyHash) : undefined;
+    if (!entry) {
+      const shown = typeof keyHash === "string" ? JSON.stringify(keyHash.slice(0, 80)) : "(none)";
+      throw notFound(`no key with hash ${shown} is in the pool`);
+    }
+    return entry;
+  }
+
+  /** One event per change, with a fresh status; skipped when nobody listens. */
+  private emit(entry: KeyEntry, cause: ChangeCause): void {
+    if (this.changes.size > 0) this.changes.publish({ type: "updated", cause, status: toStatus(entry) });
+  }
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

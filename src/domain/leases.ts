@@ -1,0 +1,83 @@
+import { randomUUID } from "node:crypto";
+import type { Clock, Timer } from "./clock";
+import { IndexedHeap, type HeapNode } from "./indexed-heap";
+
+export interface OpenLease extends HeapNode {
+  readonly id: string;
+  readonly keyHash: string;
+  readonly expiresAt: number;
+}
+
+/**
+ * Open leases, by id, and their expiry. One clock timer covers them all (set for the earliest
+ * expiry), so a million open leases cost one timer, not a million.
+ */
+export class LeaseBook {
+  private readonly byId = new Map<string, OpenLease>();
+  private readonly byExpiry = new IndexedHeap<OpenLease>(
+    (a, b) => a.expiresAt < b.expiresAt || (a.expiresAt === b.expiresAt && a.id < b.id),
+  );
+  private timer: Timer | undefined;
+  private timerAt = Infinity;
+  private closed = false;
+
+  constructor(
+    private readonly clock: Clock,
+    /** Called for each lease that expires, after it left the book. */
+    private readonly onExpire: (lease: OpenLease) => void,
+  ) {}
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  open(keyHash: string, expiresAt: number): OpenLease {
+    const lease: OpenLease = { id: randomUUID(), keyHash, expiresAt, heapPos: -1 };
+    this.byId.set(lease.id, lease);
+    this.byExpiry.push(lease);
+    if (expiresAt < this.timerAt) this.schedule();
+    return lease;
+  }
+
+  get(id: string): OpenLease | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Ends a lease early; undefined when it is unknown or already over. */
+  end(id: string): OpenLease | undefined {
+    const lease = this.byId.get(id);
+    if (!lease) return undefined;
+    this.byId.delete(id);
+    this.byExpiry.remove(lease);
+    return lease;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private schedule(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const next = this.byExpiry.peek();
+    if (!next || this.closed) return;
+    this.timerAt = next.expiresAt;
+    this.timer = this.clock.setTimer(next.expiresAt - this.clock.now(), () => this.expireDue());
+  }
+
+  private expireDue(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = this.clock.now();
+    for (let top = this.byExpiry.peek(); top && top.expiresAt <= now; top = this.byExpiry.peek()) {
+      this.byExpiry.pop();
+      this.byId.delete(top.id);
+      this.onExpire(top);
+    }
+    this.schedule();
+  }
+}

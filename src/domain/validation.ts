@@ -1,0 +1,74 @@
+import { invalidArgument } from "./errors";
+
+/** CONTRACT.md's limits. Checked in the pool so that every transport rejects the same input. */
+export const LIMITS = {
+  modelBytes: 256,
+  keyBytes: 1024,
+  headers: 64,
+  headerValueBytes: 8 * 1024,
+  headerNameBytes: 1024,
+  tokens: 1_000_000_000,
+  reasonBytes: 1024,
+  organizationIdBytes: 256,
+  familyNameBytes: 64,
+} as const;
+
+const bytes = (s: string) => Buffer.byteLength(s, "utf8");
+
+export function checkModel(model: string): void {
+  if (typeof model !== "string" || model.length === 0) {
+    throw invalidArgument("model is required (the upstream model name, e.g. \"gpt-4o\")");
+  }
+  const size = bytes(model);
+  if (size > LIMITS.modelBytes) {
+    throw invalidArgument(`model is ${size} bytes long; the limit is ${LIMITS.modelBytes} bytes`);
+  }
+}
+
+/** Checks a secret's size. The message never quotes the key. */
+export function checkKeySecret(key: string, where: string): void {
+  if (typeof key !== "string" || key.trim().length === 0) throw invalidArgument(`${where}: key is empty`);
+  const size = bytes(key);
+  if (size > LIMITS.keyBytes) {
+    throw invalidArgument(`${where}: key is ${size} bytes long; the limit is ${LIMITS.keyBytes} bytes`);
+  }
+}
+
+export function checkHeaders(headers: Record<string, string>): void {
+  const names = Object.keys(headers);
+  if (names.length > LIMITS.headers) {
+    throw invalidArgument(`${names.length} headers reported; the limit is ${LIMITS.headers}`);
+  }
+  for (const name of names) {
+    if (bytes(name) > LIMITS.headerNameBytes) {
+      throw invalidArgument(`a header name is over ${LIMITS.headerNameBytes} bytes long`);
+    }
+    const value = headers[name];
+    if (typeof value !== "string") throw invalidArgument(`header ${JSON.stringify(name)} has no string value`);
+    if (bytes(value) > LIMITS.headerValueBytes) {
+      // Names only: a header value is never echoed.
+      throw invalidArgument(
+        `header ${JSON.stringify(name)} is over ${LIMITS.headerValueBytes} bytes (8 KiB) long; the limit is ${LIMITS.headerValueBytes} bytes`,
+      );
+    }
+  }
+}
+
+export function checkTokens(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw invalidArgument(`${name} must be a whole number of tokens, 0 or more`);
+  }
+  if (value > LIMITS.tokens) {
+    throw invalidArgument(`${name} is ${value}; the limit is ${LIMITS.tokens} (10^9) per call`);
+  }
+}
+
+export function checkStatusCode(code: number): void {
+  if (!Number.isInteger(code) || code < 100 || code > 599) {
+    throw invalidArgument(`status_code ${code} is not an HTTP status (100-599)`);
+  }
+}
+
+export function checkText(name: string, value: string, limit: number): void {
+  if (bytes(value) > limit) throw invalidArgument(`${name} is over ${limit} bytes long`);
+}
