@@ -1,0 +1,235 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ChangeFeed } from "../../../src/domain/change-feed";
+import { ManualClock } from "../../../src/domain/clock";
+import { ErrorCode, PoolError } from "../../../src/domain/errors";
+import type { ChangeCause, KeyStatus, PoolEvent } from "../../../src/domain/types";
+import { GroupCommitWriter, type ObservedPool } from "../../../src/storage/group-commit";
+import { SqliteStateStore } from "../../../src/storage/sqlite-store";
+import type { StateStore, StoredKey, StoreWrite } from "../../../src/storage/state-store";
+import { keyStatus } from "./fixtures";
+
+/** Just enough of a pool: a feed, secrets, and the current statuses. */
+class FakePool implements ObservedPool {
+  readonly changes = new ChangeFeed<PoolEvent>();
+  readonly keys = new Map<string, { status: KeyStatus; secret: string }>();
+
+  add(keyHash: string, secret = `sk-${keyHash}`): void {
+    const status = keyStatus(keyHash);
+    this.keys.set(keyHash, { status, secret });
+    this.changes.publish({ type: "updated", cause: "added", status });
+  }
+
+  change(keyHash: string, cause: ChangeCause, extra: Partial<KeyStatus>): void {
+    const entry = this.keys.get(keyHash)!;
+    entry.status = { ...entry.status, ...extra };
+    this.changes.publish({ type: "updated", cause, status: entry.status });
+  }
+
+  remove(keyHash: string): void {
+    const entry = this.keys.get(keyHash)!;
+    this.keys.delete(keyHash);
+    this.changes.publish({ type: "removed", keyHash, provider: entry.status.provider, modelFamilies: entry.status.modelFamilies });
+  }
+
+  secretOf(keyHash: string): string | undefined {
+    return this.keys.get(keyHash)?.secret;
+  }
+
+  listKeys(): KeyStatus[] {
+    return [...this.keys.values()].map((e) => e.status);
+  }
+}
+
+/** Records every batch; can be told to fail. */
+class RecordingStore implements StateStore {
+  readonly location = "/tmp/recording.db";
+  readonly batches: StoreWrite[][] = [];
+  failNext = 0;
+
+  loadAll(): StoredKey[] {
+    return [];
+  }
+
+  writeBatch(writes: readonly StoreWrite[]): void {
+    if (this.failNext > 0) {
+      this.failNext -= 1;
+      throw new Error("SQLITE_FULL: database or disk is full");
+    }
+    this.batches.push([...writes]);
+  }
+
+  close(): void {}
+}
+
+/** Lets pending setImmediate callbacks (the scheduled commit) run. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("GroupCommitWriter", () => {
+  let pool: FakePool;
+  let store: RecordingStore;
+  let clock: ManualClock;
+  let writer: GroupCommitWriter;
+
+  beforeEach(() => {
+    pool = new FakePool();
+    store = new RecordingStore();
+    clock = new ManualClock();
+    writer = new GroupCommitWriter(store, pool, { clock, lazyMs: 1000 });
+  });
+
+  it("resolves flush only once the change made before it is written", async () => {
+    pool.add("oai-a");
+    let settled = false;
+    const flushed = writer.flush().then(() => (settled = true));
+    expect(store.batches).toHaveLength(0);
+    expect(settled).toBe(false);
+    await flushed;
+    expect(store.batches).toHaveLength(1);
+    expect(store.batches[0]).toEqual([
+      { kind: "upsert", status: keyStatus("oai-a"), secret: "sk-oai-a", origin: "runtime", removedAt: 0 },
+    ]);
+  });
+
+  it("shares one commit among many changes and many concurrent flushes, one row per key", async () => {
+    pool.add("oai-a");
+    pool.add("oai-b");
+    await writer.flush();
+    store.batches.length = 0;
+    const flushes: Array<Promise<void>> = [];
+    for (let i = 1; i <= 100; i++) {
+      pool.change(i % 2 ? "oai-a" : "oai-b", "usage", { promptCount: i });
+      flushes.push(writer.flush());
+    }
+    await Promise.all(flushes);
+    expect(writer.stats.commits).toBe(2);
+    expect(store.batches).toHaveLength(1);
+    const rows = store.batches[0]!.map((w) => (w.kind === "upsert" ? [w.status.keyHash, w.status.promptCount] : w));
+    // The latest state of each key, once.
+    expect(rows.sort()).toEqual([
+      ["oai-a", 99],
+      ["oai-b", 100],
+    ]);
+  });
+
+  it("answers flush at once when nothing changed", async () => {
+    await writer.flush();
+    expect(store.batches).toHaveLength(0);
+  });
+
+  it("commits a change nobody flushes on the next turn (reports, revocations)", async () => {
+    pool.add("oai-a");
+    await writer.flush();
+    pool.change("oai-a", "revoked", { state: "revoked", stateReason: "401" });
+    await turn();
+    expect(store.batches).toHaveLength(2);
+    expect(store.batches[1]![0]).toMatchObject({ kind: "upsert", status: { state: "revoked" } });
+  });
+
+  it("writes soft state (a lease) lazily: with the next commit or after lazyMs", async () => {
+    pool.add("oai-a");
+    await writer.flush();
+    pool.change("oai-a", "leased", { lastUsed: 123, inFlight: 1 });
+    await turn();
+    await turn();
+    expect(store.batches).toHaveLength(1);
+    expect(writer.pending).toBe(1);
+    clock.advance(999);
+    await turn();
+    expect(store.batches).toHaveLength(1);
+    clock.advance(1);
+    await turn();
+    expect(store.batches).toHaveLength(2);
+    expect(store.batches[1]![0]).toMatchObject({ status: { lastUsed: 123 } });
+    expect(writer.pending).toBe(0);
+  });
+
+  it("makes a flush cover soft state changed before it", async () => {
+    pool.add("oai-a");
+    await writer.flush();
+    pool.change("oai-a", "leased", { lastUsed: 5 });
+    await writer.flush();
+    expect(store.batches[1]![0]).toMatchObject({ status: { lastUsed: 5 } });
+  });
+
+  it("records a removal with the key's last state and keeps a just-added key's secret", async () => {
+    pool.add("oai-a");
+    await writer.flush();
+    clock.advance(7000);
+    const at = clock.now();
+    pool.remove("oai-a");
+    pool.add("oai-b");
+    pool.change("oai-b", "usage", { promptCount: 1 });
+    pool.remove("oai-b");
+    await writer.flush();
+    expect(store.batches[1]).toEqual([
+      { kind: "remove", keyHash: "oai-a", removedAt: at },
+      { kind: "upsert", status: keyStatus("oai-b", { promptCount: 1 }), secret: "sk-oai-b", origin: "runtime", removedAt: at },
+    ]);
+  });
+
+  it("rejects the waiting flushes with UNAVAILABLE when the write fails, and keeps the change for the next", async () => {
+    const errors: Error[] = [];
+    pool = new FakePool();
+    writer = new GroupCommitWriter(store, pool, { clock, onError: (e) => errors.push(e) });
+    pool.add("oai-a", "sk-very-secret");
+    store.failNext = 1;
+    const failed = writer.flush();
+    await expect(failed).rejects.toBeInstanceOf(PoolError);
+    const err = (await failed.catch((e: PoolError) => e)) as PoolError;
+    expect(err.code).toBe(ErrorCode.Unavailable);
+    expect(err.message).toMatch(/could not be saved to \/tmp\/recording.db: SQLITE_FULL/);
+    expect(err.message).not.toContain("sk-very-secret");
+    expect(errors).toHaveLength(1);
+    expect(writer.pending).toBe(1);
+    await writer.flush();
+    expect(store.batches).toEqual([
+      [{ kind: "upsert", status: keyStatus("oai-a"), secret: "sk-very-secret", origin: "runtime", removedAt: 0 }],
+    ]);
+  });
+
+  it("writes everything, soft state included, on close; then refuses flushes", async () => {
+    pool.add("oai-a");
+    pool.add("oai-b");
+    await writer.flush();
+    // A change the feed never told about still reaches the file: close writes the pool's view.
+    pool.keys.get("oai-b")!.status = { ...pool.keys.get("oai-b")!.status, lastUsed: 77 };
+    pool.change("oai-a", "leased", { lastUsed: 66 });
+    writer.close();
+    const last = store.batches[store.batches.length - 1]!;
+    expect(last.map((w) => (w.kind === "upsert" ? [w.status.keyHash, w.status.lastUsed] : w))).toEqual([
+      ["oai-a", 66],
+      ["oai-b", 77],
+    ]);
+    await expect(writer.flush()).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    // Closed: the feed is no longer listened to.
+    expect(pool.changes.size).toBe(0);
+  });
+});
+
+describe("GroupCommitWriter with the SQLite store", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "keypool-gc-"));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("has every change made before a resolved flush on file, readable by another connection", async () => {
+    const file = path.join(dir, "s.db");
+    const store = SqliteStateStore.open(file);
+    const pool = new FakePool();
+    const writer = new GroupCommitWriter(store, pool, { clock: new ManualClock() });
+    pool.add("oai-a");
+    for (let i = 1; i <= 50; i++) pool.change("oai-a", "usage", { promptCount: i, usage: { gpt4: { inputTokens: i * 10, outputTokens: i, prompts: i } } });
+    await writer.flush();
+    // A second connection sees the committed state while the first is still open (WAL).
+    const reader = SqliteStateStore.open(file);
+    const [row] = reader.loadAll();
+    expect(row!.record).toMatchObject({ key: "sk-oai-a", promptCount: 50, usage: { gpt4: { inputTokens: 500, outputTokens: 50, prompts: 50 } } });
+    expect(row!.origin).toBe("runtime");
+    reader.close();
+    writer.close();
+    store.close();
+  });
+});
