@@ -1,0 +1,32 @@
+/**
+ * The service's logger: pino JSON lines on stdout, readable (pino-pretty) when stdout is a
+ * terminal. Nothing that logs may pass a key's secret: the pool only ever hands out hashes, and
+ * the error mapper logs messages, never request bodies.
+ */
+import pino from "pino";
+
+export type Logger = pino.Logger;
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface LoggerOptions {
+  level: LogLevel;
+  /** Force pretty output on or off; default: pretty when stdout is a TTY. */
+  pretty?: boolean;
+  /** Write here instead of stdout (tests). */
+  destination?: pino.DestinationStream;
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const base = { level: options.level, base: { service: "keypool" } };
+  if (options.destination) return pino(base, options.destination);
+  const pretty = options.pretty ?? Boolean(process.stdout.isTTY);
+  if (pretty) {
+    return pino({ ...base, transport: { target: "pino-pretty", options: { colorize: true } } });
+  }
+  return pino(base);
+}
+
+/** A logger that drops everything: the default for tests and embedders. */
+export const silentLogger: Logger = pino({ level: "silent" });

@@ -1,0 +1,79 @@
+/**
+ * Every service the server mounts, assembled in one place. Other parts plug in here without
+ * touching the listener: the watch hub through `watchKeys`, storage through `durability`, access
+ * control through `interceptors` (see start-server.ts).
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { Health, file_grpc_health_v1_health } from "../../gen/ts/grpc/health/v1/health_pb";
+import {
+  ServerReflection as ServerReflectionV1,
+  file_grpc_reflection_v1_reflection,
+} from "../../gen/ts/grpc/reflection/v1/reflection_pb";
+import {
+  ServerReflection as ServerReflectionV1Alpha,
+  file_grpc_reflection_v1alpha_reflection,
+} from "../../gen/ts/grpc/reflection/v1alpha/reflection_pb";
+import { file_google_rpc_error_details } from "../../gen/ts/google/rpc/error_details_pb";
+import {
+  KeyAdminService,
+  KeyPoolService,
+  file_keypool_v1_keypool,
+} from "../../gen/ts/keypool/v1/keypool_pb";
+import { createHealthService, type HealthState } from "../transport/health";
+import { createKeyAdminService } from "../transport/key-admin-service";
+import { createKeyPoolService, type WatchKeysImpl } from "../transport/key-pool-service";
+import type { Durability, PoolApi } from "../transport/pool-api";
+import {
+  DescriptorIndex,
+  createReflectionV1AlphaService,
+  createReflectionV1Service,
+} from "../transport/reflection";
+
+/** The services whose health is reported, besides "" (the whole server). */
+export const APPLICATION_SERVICES: DescService[] = [KeyPoolService, KeyAdminService];
+
+/** Every service mounted, in the order reflection lists them. */
+export const MOUNTED_SERVICES: DescService[] = [
+  KeyPoolService,
+  KeyAdminService,
+  Health,
+  ServerReflectionV1,
+  ServerReflectionV1Alpha,
+];
+
+export interface RouteDeps {
+  pool: PoolApi;
+  health: HealthState;
+  /** Awaited before acknowledging changes (storage); default: nothing to wait for. */
+  durability?: Durability;
+  /** WatchKeys (the watch hub); default: UNIMPLEMENTED. */
+  watchKeys?: WatchKeysImpl;
+}
+
+export function createDescriptorIndex(): DescriptorIndex {
+  return new DescriptorIndex(
+    [
+      file_keypool_v1_keypool,
+      file_google_rpc_error_details,
+      file_grpc_health_v1_health,
+      file_grpc_reflection_v1_reflection,
+      file_grpc_reflection_v1alpha_reflection,
+    ],
+    MOUNTED_SERVICES.map((s) => s.typeName),
+  );
+}
+
+export function createRoutes(deps: RouteDeps): (router: ConnectRouter) => void {
+  const index = createDescriptorIndex();
+  return (router) => {
+    router.service(
+      KeyPoolService,
+      createKeyPoolService({ pool: deps.pool, durability: deps.durability, watchKeys: deps.watchKeys }),
+    );
+    router.service(KeyAdminService, createKeyAdminService({ pool: deps.pool, durability: deps.durability }));
+    router.service(Health, createHealthService(deps.health));
+    router.service(ServerReflectionV1, createReflectionV1Service(index));
+    router.service(ServerReflectionV1Alpha, createReflectionV1AlphaService(index));
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * Starts keypool's RPC server on one port and returns a handle to stop it. Used by main.ts and by
+ * the end-to-end tests alike.
+ *
+ * Shutdown order: health turns NOT_SERVING (watchers see it), new calls are refused with
+ * UNAVAILABLE, the listener stops accepting and sends GOAWAY, open calls and streams are aborted
+ * with UNAVAILABLE through connect's shutdownSignal, and connections still open after the grace
+ * period are destroyed.
+ */
+import * as fs from "node:fs";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { ConfigError, type ServerConfig } from "../config/server-config";
+import { silentLogger, type Logger } from "../log";
+import { Health } from "../../gen/ts/grpc/health/v1/health_pb";
+import { errorMappingInterceptor } from "../transport/errors";
+import { HealthState, ServingStatus } from "../transport/health";
+import type { WatchKeysImpl } from "../transport/key-pool-service";
+import type { Durability, PoolApi } from "../transport/pool-api";
+import { startListener, type Listener, type RequestHandler } from "./listener";
+import { APPLICATION_SERVICES, createRoutes } from "./routes";
+
+export type ListenConfig = Pick<ServerConfig, "host" | "port" | "tls">;
+
+export interface ServerDeps {
+  pool: PoolApi;
+  logger?: Logger;
+  durability?: Durability;
+  watchKeys?: WatchKeysImpl;
+  /** Run inside error mapping and the shutdown gate, outside the services (access control). */
+  interceptors?: Interceptor[];
+  /** How long close() lets open connections finish before destroying them (default 2000 ms). */
+  shutdownGraceMs?: number;
+}
+
+export interface RunningServer {
+  readonly host: string;
+  readonly port: number;
+  /** http:// or https:// base URL for clients. */
+  readonly url: string;
+  readonly health: HealthState;
+  /** Graceful stop; resolves when the port is released. Safe to call more than once. */
+  close(): Promise<void>;
+}
+
+export const SHUTDOWN_MESSAGE = "keypool is shutting down";
+
+function readTlsFile(variable: string, path: string): Buffer {
+  try {
+    return fs.readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(variable, `cannot read "${path}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+export async function startServer(config: ListenConfig, deps: ServerDeps): Promise<RunningServer> {
+  const logger = deps.logger ?? silentLogger;
+  const health = new HealthState(APPLICATION_SERVICES.map((s) => s.typeName));
+  const shutdown = new AbortController();
+  let closing: Promise<void> | undefined;
+
+  // Health stays answerable while closing, so that checkers read NOT_SERVING rather than errors.
+  const shutdownGate: Interceptor = (next) => (req) => {
+    if ((shutdown.signal.aborted || closing) && req.service.typeName !== Health.typeName) throw new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable);
+    return next(req);
+  };
+
+  const handler = connectNodeAdapter({
+    routes: createRoutes({
+      pool: deps.pool,
+      health,
+      durability: deps.durability,
+      watchKeys: deps.watchKeys,
+    }),
+    shutdownSignal: shutdown.signal,
+    interceptors: [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])],
+    // Plain curl and browsers post Connect JSON without the Connect-Protocol-Version header.
+    requireConnectProtocolHeader: false,
+  }) as RequestHandler;
+
+  const tls = config.tls
+    ? { cert: readTlsFile("KEYPOOL_TLS_CERT", config.tls.certFile), key: readTlsFile("KEYPOOL_TLS_KEY", config.tls.keyFile) }
+    : undefined;
+  const listener: Listener = await startListener({ host: config.host, port: config.port, handler, tls });
+  health.setAll(ServingStatus.SERVING);
+
+  const hostForUrl = config.host.includes(":") ? `[${config.host}]` : config.host;
+  return {
+    host: config.host,
+    port: listener.port,
+    url: `${tls ? "https" : "http"}://${hostForUrl}:${listener.port}`,
+    health,
+    close() {
+      closing ??= (async () => {
+        health.setAll(ServingStatus.NOT_SERVING);
+        // Let health watchers receive NOT_SERVING before their streams are ended.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        listener.stopAccepting();
+        shutdown.abort(new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable));
+        await listener.close(deps.shutdownGraceMs ?? 2000);
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * Domain ↔ keypool.v1 conversion. Domain times are epoch milliseconds with 0 meaning "never";
+ * on the wire that is an absent Timestamp, so clients test presence rather than compare to 1970.
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  durationFromMs,
+  durationMs,
+  timestampFromMs,
+  type Duration,
+  type Timestamp,
+} from "@bufbuild/protobuf/wkt";
+import { invalidArgument } from "../domain/errors";
+import type * as domain from "../domain/types";
+import {
+  KeyState,
+  KeyStatusSchema,
+  LeaseResponseSchema,
+  Provider,
+  type KeyStatus,
+  type LeaseResponse,
+} from "../../gen/ts/keypool/v1/keypool_pb";
+
+const PROVIDER_TO_PROTO: Record<domain.ProviderId, Provider> = {
+  openai: Provider.OPENAI,
+  anthropic: Provider.ANTHROPIC,
+};
+
+const STATE_TO_PROTO: Record<domain.KeyState, KeyState> = {
+  active: KeyState.ACTIVE,
+  disabled: KeyState.DISABLED,
+  revoked: KeyState.REVOKED,
+  over_quota: KeyState.OVER_QUOTA,
+};
+
+export function providerToProto(provider: domain.ProviderId): Provider {
+  return PROVIDER_TO_PROTO[provider];
+}
+
+/** UNSPECIFIED → undefined (the pool infers it, or "all providers" in filters). */
+export function providerFromProto(provider: Provider): domain.ProviderId | undefined {
+  switch (provider) {
+    case Provider.UNSPECIFIED:
+      return undefined;
+    case Provider.OPENAI:
+      return "openai";
+    case Provider.ANTHROPIC:
+      return "anthropic";
+    default:
+      throw invalidArgument(`unknown provider ${provider as number}`);
+  }
+}
+
+/** For calls where the provider is required (AddKeys). */
+export function requiredProviderFromProto(provider: Provider, field = "provider"): domain.ProviderId {
+  const id = providerFromProto(provider);
+  if (!id) throw invalidArgument(`${field} is required (PROVIDER_OPENAI or PROVIDER_ANTHROPIC)`);
+  return id;
+}
+
+export function keyStateToProto(state: domain.KeyState): KeyState {
+  return STATE_TO_PROTO[state];
+}
+
+/** DisableKey's target state: UNSPECIFIED means DISABLED; ACTIVE is not a way to disable. */
+export function disableStateFromProto(state: KeyState): "disabled" | "revoked" | "over_quota" {
+  switch (state) {
+    case KeyState.UNSPECIFIED:
+    case KeyState.DISABLED:
+      return "disabled";
+    case KeyState.REVOKED:
+      return "revoked";
+    case KeyState.OVER_QUOTA:
+      return "over_quota";
+    case KeyState.ACTIVE:
+      throw invalidArgument("DisableKey cannot set KEY_STATE_ACTIVE: use EnableKey");
+    default:
+      throw invalidArgument(`unknown key state ${state as number}`);
+  }
+}
+
+/** 0 (never) → absent. */
+export function timestampOrUnset(ms: number): Timestamp | undefined {
+  return ms > 0 ? timestampFromMs(ms) : undefined;
+}
+
+export function durationToProto(ms: number): Duration {
+  return durationFromMs(Math.max(0, Math.round(ms)));
+}
+
+/** Absent → 0; negative → INVALID_ARGUMENT naming the field. */
+export function durationFromProto(duration: Duration | undefined, field: string): number {
+  if (!duration) return 0;
+  const ms = durationMs(duration);
+  if (ms < 0 || !Number.isFinite(ms)) throw invalidArgument(`${field} must not be negative`);
+  return ms;
+}
+
+/** uint64 on the wire → number; values beyond 2^53 stay large, so the pool's limits still apply. */
+export function uint64ToNumber(value: bigint): number {
+  return Number(value);
+}
+
+export function keyStatusToProto(status: domain.KeyStatus): KeyStatus {
+  const usage: KeyStatus["usage"] = {};
+  for (const [family, u] of Object.entries(status.usage)) {
+    usage[family] = {
+      $typeName: "keypool.v1.TokenUsage",
+      inputTokens: BigInt(u.inputTokens),
+      outputTokens: BigInt(u.outputTokens),
+      prompts: BigInt(u.prompts),
+    };
+  }
+  return create(KeyStatusSchema, {
+    keyHash: status.keyHash,
+    provider: providerToProto(status.provider),
+    modelFamilies: [...status.modelFamilies],
+    organizationId: status.organizationId,
+    trial: status.trial,
+    state: keyStateToProto(status.state),
+    stateReason: status.stateReason,
+    readyAt: timestampOrUnset(status.readyAt),
+    rateLimitedAt: timestampOrUnset(status.rateLimitedAt),
+    lastUsed: timestampOrUnset(status.lastUsed),
+    lastChecked: timestampOrUnset(status.lastChecked),
+    promptCount: BigInt(status.promptCount),
+    usage,
+    inFlight: status.inFlight,
+    leaseCount: BigInt(status.leaseCount),
+    cooldownUntil: timestampOrUnset(status.cooldownUntil),
+  });
+}
+
+export function leaseToProto(lease: domain.Lease): LeaseResponse {
+  return create(LeaseResponseSchema, {
+    key: lease.key,
+    keyHash: lease.keyHash,
+    provider: providerToProto(lease.provider),
+    modelFamily: lease.modelFamily,
+    organizationId: lease.organizationId,
+    leaseId: lease.leaseId,
+    leaseExpiresAt: timestampOrUnset(lease.leaseExpiresAt),
+  });
+}

@@ -1,0 +1,99 @@
+/**
+ * keypool.v1.KeyPoolService: what proxies and dashboards call. Thin on purpose: each method maps
+ * the request to one pool call and the result back. Validation and errors live in the pool
+ * (PoolError); errors.ts turns them into status codes.
+ */
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
+import {
+  durationFromProto,
+  durationToProto,
+  keyStatusToProto,
+  leaseToProto,
+  providerFromProto,
+  timestampOrUnset,
+  uint64ToNumber,
+} from "./convert";
+import { noDurability, type Durability, type PoolApi } from "./pool-api";
+
+export type WatchKeysImpl = ServiceImpl<typeof KeyPoolService>["watchKeys"];
+
+export interface KeyPoolServiceDeps {
+  pool: PoolApi;
+  durability?: Durability;
+  /** The WatchKeys implementation (the watch hub); absent: UNIMPLEMENTED. */
+  watchKeys?: WatchKeysImpl;
+}
+
+/** WatchKeys until the watch hub is wired in: an honest UNIMPLEMENTED. */
+export const watchKeysUnavailable: WatchKeysImpl = async function* () {
+  throw new ConnectError("WatchKeys is not available yet", Code.Unimplemented);
+};
+
+/** How long Lease may wait: max_wait, but never past the call's deadline. */
+export function effectiveMaxWaitMs(maxWaitMs: number, timeoutMs: number | undefined): number {
+  if (timeoutMs === undefined) return maxWaitMs;
+  return Math.max(0, Math.min(maxWaitMs, timeoutMs));
+}
+
+export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<typeof KeyPoolService> {
+  const { pool } = deps;
+  const durability = deps.durability ?? noDurability;
+  return {
+    async lease(req, ctx: HandlerContext) {
+      const provider = providerFromProto(req.provider);
+      const maxWaitMs = effectiveMaxWaitMs(durationFromProto(req.maxWait, "max_wait"), ctx.timeoutMs());
+      if (maxWaitMs <= 0) return leaseToProto(pool.lease({ model: req.model, provider }));
+      try {
+        return leaseToProto(
+          await pool.leaseWhenReady({ model: req.model, provider, maxWaitMs, signal: ctx.signal }),
+        );
+      } catch (err) {
+        // Ended by the deadline, the client or shutdown: report that, not the pool's view of it.
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+        throw err;
+      }
+    },
+
+    reportRateLimit(req) {
+      const { readyAt } = pool.reportRateLimit({
+        keyHash: req.keyHash,
+        statusCode: req.statusCode,
+        headers: req.headers,
+        leaseId: req.leaseId || undefined,
+      });
+      return { readyAt: timestampOrUnset(readyAt) };
+    },
+
+    async incrementUsage(req) {
+      pool.incrementUsage({
+        keyHash: req.keyHash,
+        model: req.model,
+        inputTokens: uint64ToNumber(req.inputTokens),
+        outputTokens: uint64ToNumber(req.outputTokens),
+        leaseId: req.leaseId || undefined,
+      });
+      await durability.flush();
+      return {};
+    },
+
+    // ─── Delegation point for the watch engineer: WatchKeys is served by deps.watchKeys. ───
+    watchKeys: deps.watchKeys ?? watchKeysUnavailable,
+
+    getLockoutPeriod(req) {
+      const { lockoutMs, noActiveKeys } = pool.lockout({
+        model: req.model,
+        provider: providerFromProto(req.provider),
+      });
+      return { lockout: durationToProto(lockoutMs), noActiveKeys };
+    },
+
+    listKeys(req) {
+      const keys = pool.listKeys({
+        provider: providerFromProto(req.provider),
+        modelFamilies: req.modelFamilies.length > 0 ? req.modelFamilies : undefined,
+      });
+      return { keys: keys.map(keyStatusToProto) };
+    },
+  };
+}
