@@ -1,0 +1,141 @@
+/**
+ * Where keys come from at start: OPENAI_KEY and ANTHROPIC_KEY (comma separated, as the original
+ * proxy read them) and the keys file named by KEYPOOL_KEYS_FILE (JSON or YAML). Errors name the
+ * variable, file and entry, never a key: these messages reach logs.
+ */
+import { readFileSync } from "node:fs";
+import { extname } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { isProviderId } from "../domain/providers";
+import type { KeySpec, ProviderId } from "../domain/types";
+
+export { loadFamilyConfig } from "./model-families-config";
+
+export class KeySourceError extends Error {
+  override readonly name = "KeySourceError";
+  constructor(
+    /** The variable or file at fault. */
+    readonly source: string,
+    message: string,
+  ) {
+    super(`${source}: ${message}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+type ReadFile = (path: string) => string;
+
+const ENV_KEYS: readonly { variable: string; provider: ProviderId }[] = [
+  { variable: "OPENAI_KEY", provider: "openai" },
+  { variable: "ANTHROPIC_KEY", provider: "anthropic" },
+];
+
+/** A comma separated key list: trimmed, empties dropped, duplicates dropped (first kept). */
+export function parseKeyList(value: string | undefined): string[] {
+  if (!value) return [];
+  return [...new Set(value.split(",").map((k) => k.trim()).filter((k) => k.length > 0))];
+}
+
+/** Every key spec the environment names, environment variables first, then the keys file. */
+export function loadKeySpecs(env: Env = process.env, readFile: ReadFile = (p) => readFileSync(p, "utf8")): KeySpec[] {
+  const specs: KeySpec[] = [];
+  for (const { variable, provider } of ENV_KEYS) {
+    for (const key of parseKeyList(env[variable])) specs.push({ provider, key });
+  }
+  const file = env.KEYPOOL_KEYS_FILE?.trim();
+  if (file) {
+    let text: string;
+    try {
+      text = readFile(file);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`);
+    }
+    specs.push(...parseKeysFile(text, file));
+  }
+  return dedupe(specs);
+}
+
+const FIELDS = new Set([
+  "provider",
+  "key",
+  "modelFamilies",
+  "model_families",
+  "trial",
+  "organizationId",
+  "organization_id",
+]);
+
+/**
+ * A keys file: a list of {provider, key, modelFamilies?, trial?, organizationId?} (snake_case
+ * names accepted too), or {keys: [...]}. JSON when the name ends in .json, else YAML.
+ */
+export function parseKeysFile(text: string, fileName: string): KeySpec[] {
+  let doc: unknown;
+  const json = extname(fileName).toLowerCase() === ".json";
+  try {
+    doc = json ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    // Parser messages quote the offending text, which may be a key: say only where.
+    throw new KeySourceError(fileName, `is not valid ${json ? "JSON" : "YAML"}${where(error, text)}`);
+  }
+  if (doc === null || doc === undefined) return [];
+  const list = Array.isArray(doc) ? doc : isObject(doc) && Array.isArray(doc.keys) ? doc.keys : undefined;
+  if (!list) throw new KeySourceError(fileName, "must hold a list of keys (or an object with a \"keys\" list)");
+  return list.map((item, i) => parseEntry(item, `${fileName}: entry ${i + 1}`));
+}
+
+function parseEntry(item: unknown, where: string): KeySpec {
+  if (!isObject(item)) throw new KeySourceError(where, "must be an object with provider and key");
+  for (const name of Object.keys(item)) {
+    if (!FIELDS.has(name)) {
+      throw new KeySourceError(where, `unknown field ${JSON.stringify(name)} (fields: ${[...FIELDS].join(", ")})`);
+    }
+  }
+  const provider = typeof item.provider === "string" ? item.provider.trim().toLowerCase() : item.provider;
+  if (!isProviderId(provider)) {
+    throw new KeySourceError(where, "provider must be \"openai\" or \"anthropic\"");
+  }
+  if (typeof item.key !== "string" || item.key.trim().length === 0) {
+    throw new KeySourceError(where, "key must be a non-empty string");
+  }
+  const families = item.modelFamilies ?? item.model_families;
+  if (families !== undefined && (!Array.isArray(families) || !families.every((f) => typeof f === "string"))) {
+    throw new KeySourceError(where, "modelFamilies must be a list of family names");
+  }
+  if (item.trial !== undefined && typeof item.trial !== "boolean") {
+    throw new KeySourceError(where, "trial must be true or false");
+  }
+  const org = item.organizationId ?? item.organization_id;
+  if (org !== undefined && typeof org !== "string") {
+    throw new KeySourceError(where, "organizationId must be a string");
+  }
+  const spec: KeySpec = { provider, key: item.key.trim() };
+  if (families && families.length > 0) spec.modelFamilies = families.map((f: string) => f.trim());
+  if (item.trial) spec.trial = true;
+  if (org && org.trim()) spec.organizationId = org.trim();
+  return spec;
+}
+
+function dedupe(specs: KeySpec[]): KeySpec[] {
+  const seen = new Set<string>();
+  return specs.filter((s) => {
+    const id = `${s.provider}\u0000${s.key}\u0000${s.organizationId ?? ""}`;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
+}
+
+function isObject(v: unknown): v is Record<string, any> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** " (line N)" from a YAML or JSON parser error, without quoting the text. */
+function where(error: unknown, text: string): string {
+  const e = error as { linePos?: { line: number }[]; message?: string };
+  if (e?.linePos?.[0]?.line) return ` (line ${e.linePos[0].line})`;
+  const pos = /position (\d+)/.exec(e?.message ?? "");
+  if (pos) return ` (line ${text.slice(0, Number(pos[1])).split("\n").length})`;
+  return "";
+}
