@@ -5,6 +5,7 @@
  */
 import type { ChangeFeed } from "../domain/change-feed";
 import type { Clock } from "../domain/clock";
+import type { KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec, KeyStatus, PoolEvent } from "../domain/types";
 import { GroupCommitWriter, type Durability, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
@@ -38,6 +39,8 @@ export interface DurableStateOptions {
   configured: KeySpec[];
   clock: Clock;
   logger: StorageLogger;
+  /** The pool's key hasher, when it was given one (tests); default hashKey. */
+  keyHasher?: KeyHasher;
   /** How long soft state (last used, holds) may wait to be written. Default 1000 ms. */
   lazyMs?: number;
 }
@@ -89,7 +92,7 @@ export function openDurableState(options: DurableStateOptions): DurableState {
 function startFrom(store: StateStore, options: DurableStateOptions): DurableState {
   const { pool, logger } = options;
   const stored = store.loadAll();
-  const plan = planRestore(stored, options.configured);
+  const plan = planRestore(stored, options.configured, options.keyHasher);
   for (const keyHash of plan.leftConfiguration) {
     logger.info(
       { keyHash, state: store.location },

@@ -33,7 +33,8 @@ export function planRestore(
 ): RestorePlan {
   const specs = new Map<string, KeySpec>();
   for (const spec of configured) {
-    const keyHash = hasher(spec.provider, spec.key, spec.organizationId ?? "");
+    // The pool trims the secret before hashing it; so does this.
+    const keyHash = hasher(spec.provider, spec.key.trim(), spec.organizationId ?? "");
     if (!specs.has(keyHash)) specs.set(keyHash, spec);
   }
   const plan: RestorePlan = {

@@ -1,0 +1,171 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ManualClock } from "../../../src/domain/clock";
+import { KeyPool } from "../../../src/domain/key-pool";
+import type { KeySpec } from "../../../src/domain/types";
+import { openDurableState, type DurableState, type StorageLogger } from "../../../src/storage/durable-state";
+import { SqliteStateStore } from "../../../src/storage/sqlite-store";
+import { StateFileError } from "../../../src/storage/state-file-error";
+
+class RecordingLogger implements StorageLogger {
+  readonly lines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
+  info(fields: object, message: string) {
+    this.lines.push({ level: "info", fields: fields as Record<string, unknown>, message });
+  }
+  warn(fields: object, message: string) {
+    this.lines.push({ level: "warn", fields: fields as Record<string, unknown>, message });
+  }
+  error(fields: object, message: string) {
+    this.lines.push({ level: "error", fields: fields as Record<string, unknown>, message });
+  }
+}
+
+const A: KeySpec = { provider: "openai", key: "sk-configured-a" };
+const B: KeySpec = { provider: "openai", key: "sk-configured-b" };
+const C: KeySpec = { provider: "anthropic", key: "sk-ant-added-at-run-time" };
+
+let dir: string;
+let file: string;
+let clock: ManualClock;
+const opened: Array<{ pool: KeyPool; state?: DurableState }> = [];
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "keypool-durable-"));
+  file = path.join(dir, "data", "keypool.db");
+  clock = new ManualClock();
+});
+afterEach(() => {
+  for (const { pool, state } of opened.splice(0)) {
+    pool.close();
+    try {
+      state?.close();
+    } catch {
+      // already closed by the test
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** One server start: a fresh pool filled from the state file and the configuration. */
+function start(configured: KeySpec[], logger = new RecordingLogger(), location = file) {
+  const pool = new KeyPool({ clock });
+  const handle: { pool: KeyPool; state?: DurableState } = { pool };
+  opened.push(handle);
+  handle.state = openDurableState({ location, pool, configured, clock, logger });
+  return { pool, state: handle.state, logger };
+}
+
+const hashes = (pool: KeyPool) => pool.listKeys().map((k) => k.keyHash);
+
+describe("openDurableState", () => {
+  it("restores acknowledged changes after a crash (no close) and applies the configuration", async () => {
+    const first = start([A, B]);
+    const [hashA, hashB] = first.pool.addKeys([A, B]).keyHashes as [string, string];
+    first.pool.incrementUsage({ keyHash: hashA, model: "gpt-4", inputTokens: 1000, outputTokens: 200 });
+    first.pool.incrementUsage({ keyHash: hashA, model: "gpt-3.5-turbo", inputTokens: 7, outputTokens: 3 });
+    const [hashC] = first.pool.addKeys([C]).keyHashes as [string];
+    first.pool.disableKey(hashB, "revoked", "upstream said 401");
+    first.pool.reportRateLimit({ keyHash: hashA, statusCode: 429, headers: { "retry-after": "30" } });
+    await first.state.flush();
+    // The process dies here: nothing else is written.
+
+    const second = start([A]);
+    expect(hashes(second.pool)).toEqual([hashC, hashA].sort());
+    const a = second.pool.getKey(hashA)!;
+    expect(a.usage).toEqual({
+      gpt4: { inputTokens: 1000, outputTokens: 200, prompts: 1 },
+      turbo: { inputTokens: 7, outputTokens: 3, prompts: 1 },
+    });
+    expect(a.promptCount).toBe(2);
+    expect(a.cooldownUntil).toBe(clock.now() + 30_000);
+    expect(a.rateLimitedAt).toBe(clock.now());
+    // The key added at run time kept its secret: it can be leased again.
+    expect(second.pool.secretOf(hashC)).toBe(C.key);
+    // B left the configuration: out of the pool, said in the log by hash, history still on file.
+    const left = second.logger.lines.find((l) => l.fields.keyHash === hashB);
+    expect(left?.message).toMatch(/no longer configured/);
+    expect(JSON.stringify(second.logger.lines)).not.toContain(B.key);
+    second.state.close();
+    const store = SqliteStateStore.open(file);
+    const rowB = store.loadAll().find((k) => k.record.keyHash === hashB)!;
+    store.close();
+    expect(rowB.record).toMatchObject({ state: "revoked", stateReason: "upstream said 401" });
+
+    // Configured again: B comes back with its history, still revoked.
+    const third = start([A, B]);
+    expect(third.pool.getKey(hashB)).toMatchObject({ state: "revoked" });
+  });
+
+  it("keeps a key removed with RemoveKey out, with its history on file", async () => {
+    const first = start([A]);
+    const [hashA] = first.pool.listKeys().map((k) => k.keyHash) as [string];
+    const [hashC] = first.pool.addKeys([C]).keyHashes as [string];
+    first.pool.incrementUsage({ keyHash: hashC, model: "claude-3-5-sonnet-20241022", inputTokens: 5, outputTokens: 5 });
+    first.pool.removeKey(hashC);
+    first.pool.removeKey(hashA);
+    await first.state.flush();
+
+    const logger = new RecordingLogger();
+    const second = start([A], logger);
+    expect(hashes(second.pool)).toEqual([]);
+    expect(logger.lines.find((l) => l.fields.keyHash === hashA)?.message).toMatch(/removed with RemoveKey/);
+    second.state.close();
+    const store = SqliteStateStore.open(file);
+    const rowC = store.loadAll().find((k) => k.record.keyHash === hashC)!;
+    store.close();
+    expect(rowC.removedAt).toBeGreaterThan(0);
+    expect(rowC.record.promptCount).toBe(1);
+  });
+
+  it("keeps soft state (last used, holds, cooldowns) through a graceful shutdown", async () => {
+    const first = start([A]);
+    const lease = first.pool.lease({ model: "gpt-4" });
+    first.pool.reportRateLimit({ keyHash: lease.keyHash, statusCode: 429, headers: { "retry-after-ms": "45000" } });
+    const before = first.pool.getKey(lease.keyHash)!;
+    clock.advance(10);
+    first.state.close();
+
+    const second = start([A]);
+    const after = second.pool.getKey(lease.keyHash)!;
+    expect(after).toMatchObject({
+      lastUsed: before.lastUsed,
+      leaseCount: 1,
+      holdUntil: before.holdUntil,
+      cooldownUntil: before.cooldownUntil,
+      rateLimitedAt: before.rateLimitedAt,
+      inFlight: 0,
+    });
+    expect(before.lastUsed).toBeGreaterThan(0);
+  });
+
+  it("lets a flush of one call cover a lease that came before it", async () => {
+    const first = start([A]);
+    const lease = first.pool.lease({ model: "gpt-4" });
+    first.pool.incrementUsage({ keyHash: lease.keyHash, model: "gpt-4", inputTokens: 1, outputTokens: 1, leaseId: lease.leaseId });
+    await first.state.flush();
+    const second = start([A]);
+    expect(second.pool.getKey(lease.keyHash)).toMatchObject({ leaseCount: 1, inFlight: 0, promptCount: 1 });
+  });
+
+  it("stops at an unusable file, leaving the pool empty", () => {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, "this is not a database, and must not be replaced by one\n");
+    const pool = new KeyPool({ clock });
+    opened.push({ pool });
+    expect(() => openDurableState({ location: file, pool, configured: [A], clock, logger: new RecordingLogger() })).toThrow(StateFileError);
+    expect(pool.size).toBe(0);
+    expect(fs.readFileSync(file, "utf8")).toMatch(/must not be replaced/);
+  });
+
+  it("with KEYPOOL_STATE=memory adds the configured keys and writes nothing", async () => {
+    const logger = new RecordingLogger();
+    const { pool, state } = start([A, B], logger, "memory");
+    expect(pool.size).toBe(2);
+    expect(state.persistent).toBe(false);
+    pool.incrementUsage({ keyHash: hashes(pool)[0]!, model: "gpt-4", inputTokens: 1, outputTokens: 1 });
+    await state.flush();
+    expect(fs.existsSync(path.dirname(file))).toBe(false);
+    expect(logger.lines[0]?.message).toMatch(/nothing is kept/);
+  });
+});
