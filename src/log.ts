@@ -4,6 +4,7 @@
  * the error mapper logs messages, never request bodies.
  */
 import pino from "pino";
+import { loggerRedaction } from "./auth/redact";
 
 export type Logger = pino.Logger;
 
@@ -19,7 +20,8 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions): Logger {
-  const base = { level: options.level, base: { service: "keypool" } };
+  // Redaction is the safety net: fields that may hold a secret are censored at every level.
+  const base = { level: options.level, base: { service: "keypool" }, ...loggerRedaction };
   if (options.destination) return pino(base, options.destination);
   const pretty = options.pretty ?? Boolean(process.stdout.isTTY);
   if (pretty) {

@@ -31,6 +31,8 @@ export interface ListenerOptions {
   port: number;
   handler: RequestHandler;
   tls?: TlsMaterial;
+  /** Protocol limits (access control: src/auth/access-limits.ts): HTTP/2 settings, HTTP/1.1 header size. */
+  limits?: { http2?: http2.ServerOptions; http1?: http.ServerOptions };
 }
 
 export interface Listener {
@@ -72,16 +74,23 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   let http1: http.Server | undefined;
   if (options.tls) {
     const secure = http2.createSecureServer(
-      { cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"] },
+      {
+        ...options.limits?.http2,
+        ...options.limits?.http1,
+        cert: options.tls.cert,
+        key: options.tls.key,
+        allowHTTP1: true,
+        ALPNProtocols: ["h2", "http/1.1"],
+      },
       options.handler,
     );
     secure.on("session", trackSession);
     secure.on("connection", trackSocket);
     server = secure;
   } else {
-    const h2 = http2.createServer({}, options.handler);
+    const h2 = http2.createServer({ ...options.limits?.http2 }, options.handler);
     h2.on("session", trackSession);
-    http1 = http.createServer(options.handler);
+    http1 = http.createServer({ ...options.limits?.http1 }, options.handler);
     const h1 = http1;
     server = net.createServer((socket) => {
       trackSocket(socket);

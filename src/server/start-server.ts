@@ -17,7 +17,8 @@ import { errorMappingInterceptor } from "../transport/errors";
 import { HealthState, ServingStatus } from "../transport/health";
 import type { WatchKeysImpl } from "../transport/key-pool-service";
 import type { Durability, PoolApi } from "../transport/pool-api";
-import { startListener, type Listener, type RequestHandler } from "./listener";
+import { reclassifyClientMistakes } from "../transport/client-mistakes";
+import { startListener, type Listener, type ListenerOptions, type RequestHandler } from "./listener";
 import { APPLICATION_SERVICES, createRoutes } from "./routes";
 
 export type ListenConfig = Pick<ServerConfig, "host" | "port" | "tls">;
@@ -29,6 +30,10 @@ export interface ServerDeps {
   watchKeys?: WatchKeysImpl;
   /** Run inside error mapping and the shutdown gate, outside the services (access control). */
   interceptors?: Interceptor[];
+  /** Largest request message in bytes (KEYPOOL_MAX_MESSAGE_BYTES); default: connect's own (4 GiB). */
+  readMaxBytes?: number;
+  /** HTTP/2 and HTTP/1.1 protocol limits for the listener (src/auth/access-limits.ts). */
+  listenerLimits?: ListenerOptions["limits"];
   /** How long close() lets open connections finish before destroying them (default 2000 ms). */
   shutdownGraceMs?: number;
 }
@@ -66,12 +71,16 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   };
 
   const handler = connectNodeAdapter({
-    routes: createRoutes({
-      pool: deps.pool,
-      health,
-      durability: deps.durability,
-      watchKeys: deps.watchKeys,
-    }),
+    // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
+    routes: reclassifyClientMistakes(
+      createRoutes({
+        pool: deps.pool,
+        health,
+        durability: deps.durability,
+        watchKeys: deps.watchKeys,
+      }),
+    ),
+    ...(deps.readMaxBytes !== undefined ? { readMaxBytes: deps.readMaxBytes } : {}),
     shutdownSignal: shutdown.signal,
     interceptors: [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])],
     // Plain curl and browsers post Connect JSON without the Connect-Protocol-Version header.
@@ -81,7 +90,13 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   const tls = config.tls
     ? { cert: readTlsFile("KEYPOOL_TLS_CERT", config.tls.certFile), key: readTlsFile("KEYPOOL_TLS_KEY", config.tls.keyFile) }
     : undefined;
-  const listener: Listener = await startListener({ host: config.host, port: config.port, handler, tls });
+  const listener: Listener = await startListener({
+    host: config.host,
+    port: config.port,
+    handler,
+    tls,
+    limits: deps.listenerLimits,
+  });
   health.setAll(ServingStatus.SERVING);
 
   const hostForUrl = config.host.includes(":") ? `[${config.host}]` : config.host;
