@@ -16,6 +16,10 @@ export interface LoadShape {
   requests: number;
   connections: number;
   streamsPerConnection: number;
+  /** Timed run instead of a request count (h2load -D), seconds. */
+  durationS?: number;
+  /** Open-loop rate per connection (h2load --rps). */
+  rpsPerConnection?: number;
 }
 
 export interface LoadResult {
@@ -39,7 +43,8 @@ export async function h2load(port: number, method: string, message: Uint8Array, 
     const { stdout } = await run(
       H2LOAD,
       [
-        "-n", String(shape.requests),
+        ...(shape.durationS ? ["-D", String(shape.durationS)] : ["-n", String(shape.requests)]),
+        ...(shape.rpsPerConnection ? ["--rps", String(shape.rpsPerConnection)] : []),
         "-c", String(shape.connections),
         "-m", String(shape.streamsPerConnection),
         "-t", "1",
@@ -63,9 +68,9 @@ export async function h2load(port: number, method: string, message: Uint8Array, 
     const lat = summarize(durations);
     return {
       tool: "h2load",
-      requests: shape.requests,
+      requests: Number(requests[1]),
       succeeded: Number(requests[4]),
-      failed: Number(requests[5]) + (shape.requests - Number(requests[3])),
+      failed: Number(requests[5]) + (Number(requests[1]) - Number(requests[3])),
       http2xx: Number(codes[1]),
       rps: Number(finished[3]),
       p50Ms: lat.p50Ms,

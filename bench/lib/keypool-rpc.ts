@@ -12,6 +12,7 @@ import {
   LeaseResponseSchema,
   ListKeysRequestSchema,
   ListKeysResponseSchema,
+  Provider,
 } from "../../gen/ts/keypool/v1/keypool_pb";
 import { connect, unary } from "./grpc-raw";
 
@@ -66,4 +67,18 @@ export function disableKeyBytes(keyHash: string, reason: string): Uint8Array {
 
 export function enableKeyBytes(keyHash: string): Uint8Array {
   return toBinary(EnableKeyRequestSchema, create(EnableKeyRequestSchema, { keyHash }));
+}
+
+/** The hash of the first key of `provider` in ListKeys. */
+export async function findKeyHash(port: number, provider: "openai" | "anthropic"): Promise<string> {
+  const session = await connect(port);
+  try {
+    const reply = await unary(session, LIST_KEYS, toBinary(ListKeysRequestSchema, create(ListKeysRequestSchema, { provider: provider === "openai" ? Provider.OPENAI : Provider.ANTHROPIC })));
+    if (reply.grpcStatus !== 0) throw new Error(`ListKeys failed: grpc-status ${reply.grpcStatus} ${reply.grpcMessage}`);
+    const { keys } = fromBinary(ListKeysResponseSchema, reply.message);
+    if (keys.length === 0) throw new Error(`no ${provider} key in the pool`);
+    return keys[0].keyHash;
+  } finally {
+    session.destroy();
+  }
 }

@@ -1,0 +1,80 @@
+/**
+ * The one summary table of `npm run bench`, as Markdown so that it pastes into BENCHMARKS.md:
+ * each row a measurement, its figure, its target and whether the target was met.
+ */
+import type { CellResult } from "./end-to-end";
+import type { SuiteResults } from "./run";
+import { fmt } from "./lib/stats";
+
+type Row = [string, string, string, string];
+
+const verdict = (ok: boolean | undefined) => (ok === undefined ? "" : ok ? "met" : "MISSED");
+
+function cell(cells: CellResult[] | undefined, server: string, method: string, tool: string): CellResult | undefined {
+  return cells?.find((c) => c.server === server && c.method === method && c.tool === tool);
+}
+
+const rate = (c: CellResult | undefined) =>
+  c ? `${fmt(c.rps)}/s, p50 ${fmt(c.p50Ms)} ms, p99 ${fmt(c.p99Ms)} ms${c.failed ? `, ${c.failed} FAILED` : ""}` : "-";
+
+export function summaryRows(results: SuiteResults): Row[] {
+  const rows: Row[] = [];
+  const e2e = results.e2e;
+  if (e2e) {
+    for (const tool of ["h2load", "connect-node"]) {
+      for (const server of ["keypool, 10 keys", "keypool, 100,000 keys"]) {
+        const lease = cell(e2e, server, "lease", tool);
+        const check = cell(e2e, server, "check", tool);
+        if (!lease && !check) continue;
+        rows.push([`Lease, ${server} (${tool})`, rate(lease), "", ""]);
+        rows.push([`Health/Check, same server (${tool})`, rate(check), "", ""]);
+        if (lease && check) {
+          const ratio = lease.rps / check.rps;
+          rows.push([`Lease / Check, ${server} (${tool})`, fmt(ratio, 2), ">= 0.8", verdict(ratio >= 0.8)]);
+        }
+      }
+      const noop = cell(e2e, "grpc-js no-op", "lease", tool);
+      const kp = cell(e2e, "keypool, 10 keys", "lease", tool);
+      if (noop) rows.push([`Lease, grpc-js no-op server (${tool})`, rate(noop), "reference", ""]);
+      if (noop && kp) rows.push([`keypool Lease / grpc-js no-op Lease (${tool})`, fmt(kp.rps / noop.rps, 2), "reference", ""]);
+    }
+  }
+  const f = results.fanout;
+  if (f) {
+    rows.push([
+      `WatchKeys fan-out, ${f.subscribers} subscribers, ${fmt(f.lease.rps)} Lease/s, coalesce ${f.coalesceMs} ms`,
+      `change to arrival p50 ${fmt(f.p50Ms)} ms, p99 ${fmt(f.p99Ms)} ms (${f.samples} samples, ${f.missed} missed)`,
+      "p99 < 250 ms",
+      verdict(f.p99Ms < 250 && f.missed === 0),
+    ]);
+    rows.push([`  same, time until the last subscriber has it`, `p50 ${fmt(f.lastSubscriberP50Ms)} ms, p99 ${fmt(f.lastSubscriberP99Ms)} ms`, "", ""]);
+  }
+  const s = results.startup;
+  if (s) {
+    rows.push([`Start to SERVING, ${s.keys.toLocaleString("en")} keys from a keys file`, `${fmt(s.startMs)} ms`, "< 2000 ms", verdict(s.startMs < 2000)]);
+    rows.push([`RSS with ${s.keys.toLocaleString("en")} keys loaded`, `${fmt(s.rssMiB)} MiB (1 key: ${fmt(s.baselineRssMiB)} MiB)`, "< 200 MB", verdict(s.rssMiB * 1.048576 < 200)]);
+    if (s.keysLoaded !== s.keys) rows.push([`keys loaded`, String(s.keysLoaded), String(s.keys), "MISSED"]);
+  }
+  for (const [name, m] of [["pool selection", results.pool], ["durability", results.durability]] as const) {
+    if (!m) continue;
+    if (!m.available) rows.push([name, m.note, "", ""]);
+    for (const r of m.rows) rows.push([`${name}: ${r.name}`, r.value, r.target ?? "", r.met === undefined ? "" : verdict(r.met)]);
+  }
+  for (const e of results.errors) rows.push([`${e.section} FAILED`, e.error.split("\n")[0].slice(0, 200), "", "ERROR"]);
+  return rows;
+}
+
+export function renderTable(results: SuiteResults): string {
+  const rows = summaryRows(results);
+  const head: Row = ["measurement", "result (median)", "target", ""];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: Row) => "| " + r.map((c, i) => c.padEnd(widths[i])).join(" | ") + " |";
+  const m = results.machine;
+  return [
+    `keypool benchmarks ${m.date}: ${m.nproc} cores (${m.cpu}), node ${m.node}, ${results.cores}; load average ${m.loadAverage.join(" ")} at start${results.quick ? "; QUICK run" : ""}`,
+    "",
+    line(head),
+    "|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|",
+    ...rows.map(line),
+  ].join("\n");
+}

@@ -1,0 +1,97 @@
+/**
+ * Section 3: WatchKeys fan-out. keypool with 10 OpenAI keys (the Lease load's) and one Anthropic
+ * marker key; 1,000 WatchKeys subscribers (bench/watch-fanout-client.ts, on the load core) while
+ * h2load leases at half the maximum Lease rate measured in section 1. Every Lease changes a key,
+ * so each subscriber receives a stream of updates (coalesced per key within
+ * KEYPOOL_WATCH_COALESCE); the probe changes of the marker key measure change-to-arrival time.
+ */
+import * as path from "node:path";
+import { CoreLayout, sleep, start } from "./lib/children";
+import { h2load, LoadResult } from "./lib/h2load";
+import { findKeyHash, LEASE, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
+import { ROOT, startKeypool } from "./lib/keypool-server";
+
+export interface FanoutResult {
+  subscribers: number;
+  coalesceMs: number;
+  leaseRateTarget: number;
+  lease: LoadResult;
+  leasesGranted: number;
+  probes: number;
+  samples: number;
+  missed: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  lastSubscriberP50Ms: number;
+  lastSubscriberP99Ms: number;
+  bytesReceived: number;
+  streamErrors: number;
+  verifier: { messages: number; outOfOrder: number; probesSeen: number; error: string };
+  serverRssMiB: number;
+}
+
+export async function measureFanout(
+  keysFile: string,
+  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number },
+  cores: CoreLayout,
+  env: Record<string, string>,
+  log: (s: string) => void,
+): Promise<FanoutResult> {
+  const server = await startKeypool({
+    env: {
+      ...env,
+      KEYPOOL_KEYS_FILE: keysFile,
+      KEYPOOL_WATCH_COALESCE: `${opts.coalesceMs}ms`,
+      KEYPOOL_MAX_WATCHERS: String(opts.subscribers + 10),
+    },
+    cpus: cores.server,
+  });
+  try {
+    const markerKeyHash = await findKeyHash(server.port, "anthropic");
+    const before = await poolTotals(server.port);
+    const config = {
+      port: server.port,
+      subscribers: opts.subscribers,
+      connections: Math.max(1, Math.ceil(opts.subscribers / 100)),
+      markerKeyHash,
+      warmupMs: 1000,
+      durationMs: opts.durationS * 1000,
+      probeIntervalMs: opts.probeIntervalMs,
+    };
+    const client = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-fanout-client.ts"), JSON.stringify(config)], cores.load, { cwd: ROOT });
+    while (!client.stdout().includes("READY")) {
+      if (client.child.exitCode !== null) throw new Error(`fan-out client failed:\n${client.stderr()}`);
+      await sleep(20);
+    }
+    const connections = 2;
+    const lease = await h2load(
+      server.port,
+      LEASE,
+      leaseRequestBytes(),
+      {
+        requests: 0,
+        connections,
+        streamsPerConnection: 16,
+        durationS: opts.durationS + 2,
+        rpsPerConnection: Math.max(1, Math.round(opts.leaseRate / connections)),
+      },
+      cores.load,
+    );
+    const code = await client.exited;
+    if (code !== 0) throw new Error(`fan-out client exited with ${code}:\n${client.stderr().slice(-3000)}`);
+    const result = JSON.parse(client.stdout().trim().split("\n").pop()!);
+    const serverRssMiB = server.rssMiB();
+    const after = await poolTotals(server.port);
+    const leasesGranted = after.leases - before.leases;
+    if (leasesGranted !== lease.requests) {
+      throw new Error(`fan-out: h2load sent ${lease.requests} Leases but the pool granted ${leasesGranted}`);
+    }
+    log(
+      `  fan-out: ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s, ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}`,
+    );
+    return { ...result, coalesceMs: opts.coalesceMs, leaseRateTarget: opts.leaseRate, lease, leasesGranted, serverRssMiB };
+  } finally {
+    await server.stop();
+  }
+}
