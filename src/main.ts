@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+/**
+ * keypool's entry point: read the configuration, build the pool, serve it, and stop cleanly on
+ * SIGTERM/SIGINT (health NOT_SERVING, new calls refused, open streams ended with UNAVAILABLE,
+ * exit within 5 s).
+ */
+import { ConfigError, loadServerConfig, type ServerConfig } from "./config/server-config";
+import { systemClock } from "./domain/clock";
+import { KeyPool } from "./domain/key-pool";
+import { createLogger, type Logger } from "./log";
+import { startServer, type RunningServer } from "./server/start-server";
+
+/** The process must be gone this long after a stop signal, whatever is still open. */
+const EXIT_DEADLINE_MS = 4500;
+/** Open connections get this long to finish after shutdown begins. */
+const SHUTDOWN_GRACE_MS = 2000;
+
+function keyCounts(pool: KeyPool): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const key of pool.listKeys()) counts[key.provider] = (counts[key.provider] ?? 0) + 1;
+  return counts;
+}
+
+async function run(config: ServerConfig, logger: Logger): Promise<void> {
+  const pool = new KeyPool({
+    clock: systemClock,
+    allowedFamilies: config.pool.allowedFamilies,
+    reuseDelayMs: config.pool.reuseDelayMs,
+    leaseTtlMs: config.pool.leaseTtlMs,
+    maxResetMs: config.pool.maxResetMs,
+    defaultCooldownMs: config.pool.defaultCooldownMs,
+    maxCooldownMs: config.pool.maxCooldownMs,
+  });
+
+  let server: RunningServer | undefined;
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    setTimeout(() => {
+      logger.error("shutdown took too long; exiting anyway");
+      process.exit(1);
+    }, EXIT_DEADLINE_MS).unref();
+    void (async () => {
+      try {
+        await server?.close();
+        pool.close();
+        logger.info("stopped");
+        process.exit(0);
+      } catch (err) {
+        logger.error({ errName: (err as Error).name, message: (err as Error).message }, "error while shutting down");
+        process.exit(1);
+      }
+    })();
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+
+  server = await startServer(
+    { host: config.host, port: config.port, tls: config.tls },
+    { pool, logger, shutdownGraceMs: SHUTDOWN_GRACE_MS },
+  );
+  logger.info(
+    { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: keyCounts(pool) },
+    "keypool listening",
+  );
+}
+
+function main(): void {
+  let config: ServerConfig;
+  try {
+    config = loadServerConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`keypool: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger({ level: config.logLevel });
+  run(config, logger).catch((err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    logger.fatal({ errName: err instanceof Error ? err.name : typeof err, message }, "keypool failed to start");
+    process.stderr.write(`keypool: ${message}\n`);
+    process.exit(1);
+  });
+}
+
+main();

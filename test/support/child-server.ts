@@ -1,0 +1,123 @@
+/**
+ * Run the built server (`node dist/src/main.js`) as a child process, as operators run it:
+ * configuration through the environment, JSON logs on stdout. The port is 0 unless given; the
+ * helper reads the bound port from the "keypool listening" log line.
+ */
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export const REPO_ROOT = path.resolve(__dirname, "../..");
+export const MAIN_JS = path.join(REPO_ROOT, "dist/src/main.js");
+
+export interface ChildServer {
+  child: ChildProcess;
+  port: number;
+  url: string;
+  /** Every JSON log line so far. */
+  logs: Record<string, unknown>[];
+  /** Raw stdout and stderr so far. */
+  output(): { stdout: string; stderr: string };
+  /** Resolves with the exit code (or signal) once the process has exited. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Sends `signal` (default SIGTERM) and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(full) : fs.statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+/** Builds dist/ when it is missing or older than src/ (npm test builds before jest anyway). */
+export function ensureBuilt(): void {
+  const built = fs.existsSync(MAIN_JS) ? fs.statSync(MAIN_JS).mtimeMs : 0;
+  if (built >= newestMtime(path.join(REPO_ROOT, "src"))) return;
+  execFileSync(path.join(REPO_ROOT, "node_modules/.bin/tsc"), ["-p", "tsconfig.build.json"], {
+    cwd: REPO_ROOT,
+    stdio: "inherit",
+  });
+}
+
+/** Spawns the server and waits until it listens (or rejects with its output if it exits first). */
+export async function spawnServer(env: Record<string, string> = {}, timeoutMs = 15_000): Promise<ChildServer> {
+  ensureBuilt();
+  const child = spawn(process.execPath, [MAIN_JS], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  const logs: Record<string, unknown>[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`server did not start in ${timeoutMs} ms:\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    let pending = "";
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      pending += chunk;
+      let newline: number;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          logs.push(entry);
+          if (entry.msg === "keypool listening") {
+            clearTimeout(timer);
+            resolve(entry.port as number);
+          }
+        } catch {
+          // not a JSON log line
+        }
+      }
+    });
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code ?? signal}) before listening:\n${stdout}\n${stderr}`));
+    });
+  });
+  return {
+    child,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    logs,
+    output: () => ({ stdout, stderr }),
+    exited,
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Runs the built server expecting it to fail at start; resolves with its exit code and output. */
+export async function runServerExpectingFailure(
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  ensureBuilt();
+  const child = spawn(process.execPath, [MAIN_JS], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+  child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
