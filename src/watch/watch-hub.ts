@@ -148,6 +148,13 @@ export class WatchHub {
     return n;
   }
 
+  /** The most pending changes any one watch holds: never more than the number of keys. */
+  get largestPending(): number {
+    let n = 0;
+    for (const subscription of this.subscriptions) n = Math.max(n, subscription.pendingCount);
+    return n;
+  }
+
   private onChange(event: PoolEvent): void {
     if (event.type === "updated") {
       const status = event.status;

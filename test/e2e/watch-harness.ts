@@ -1,0 +1,132 @@
+/**
+ * A real server (real pool, real hub, real sockets on 127.0.0.1:0) for the WatchKeys end-to-end
+ * tests, plus clients for every wire protocol.
+ */
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { systemClock } from "../../src/domain/clock";
+import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
+import { startServer, type RunningServer } from "../../src/server/start-server";
+import { createWatchKeys } from "../../src/transport/watch-keys";
+import { WatchHub, type WatchHubOptions } from "../../src/watch/watch-hub";
+import { KeyPoolService, type KeyStatus, type WatchKeysResponse } from "../../gen/ts/keypool/v1/keypool_pb";
+
+export interface WatchServer {
+  pool: KeyPool;
+  hub: WatchHub;
+  server: RunningServer;
+  keyHashes: string[];
+  close(): Promise<void>;
+}
+
+export async function startWatchServer(
+  options: { keys?: number; pool?: Partial<PoolOptions>; hub?: Partial<WatchHubOptions> } = {},
+): Promise<WatchServer> {
+  const pool = new KeyPool({ clock: systemClock, reuseDelayMs: 0, ...options.pool });
+  const { keyHashes } = pool.addKeys(
+    Array.from({ length: options.keys ?? 5 }, (_, i) => ({
+      provider: "openai" as const,
+      key: `sk-watch-test-${i}-${"x".repeat(20)}`,
+      modelFamilies: ["gpt4o", "turbo"],
+    })),
+  );
+  const hub = new WatchHub(pool, { clock: systemClock, ...options.hub });
+  const server = await startServer(
+    { host: "127.0.0.1", port: 0 },
+    { pool, watchKeys: createWatchKeys(hub), shutdownGraceMs: 1000 },
+  );
+  return {
+    pool,
+    hub,
+    server,
+    keyHashes,
+    async close() {
+      await server.close();
+      hub.close();
+      pool.close();
+    },
+  };
+}
+
+export type Protocol = "grpc" | "grpc-web" | "connect" | "connect-http1" | "grpc-web-http1";
+export const PROTOCOLS: Protocol[] = ["grpc", "grpc-web", "connect", "connect-http1", "grpc-web-http1"];
+
+export function poolClient(url: string, protocol: Protocol = "grpc"): Client<typeof KeyPoolService> {
+  switch (protocol) {
+    case "grpc":
+      return createClient(KeyPoolService, createGrpcTransport({ baseUrl: url }));
+    case "grpc-web":
+      return createClient(KeyPoolService, createGrpcWebTransport({ baseUrl: url, httpVersion: "2" }));
+    case "grpc-web-http1":
+      return createClient(KeyPoolService, createGrpcWebTransport({ baseUrl: url, httpVersion: "1.1" }));
+    case "connect":
+      return createClient(KeyPoolService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+    case "connect-http1":
+      return createClient(KeyPoolService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+  }
+}
+
+/** A client-side view of one stream: what it shows, and every sequence number seen. */
+export class StreamView {
+  readonly keys = new Map<string, KeyStatus>();
+  readonly sequences: bigint[] = [];
+  readonly kinds: string[] = [];
+  error: unknown = undefined;
+  ended = false;
+  private waiters: (() => void)[] = [];
+
+  apply(message: WatchKeysResponse): void {
+    this.sequences.push(message.sequence);
+    this.kinds.push(message.event.case ?? "none");
+    const event = message.event;
+    if (event.case === "snapshot") {
+      this.keys.clear();
+      for (const key of event.value.keys) this.keys.set(key.keyHash, key);
+    } else if (event.case === "updated") {
+      this.keys.set(event.value.keyHash, event.value);
+    } else if (event.case === "removedKeyHash") {
+      this.keys.delete(event.value);
+    }
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /** Reads a stream into this view until it ends; never rejects (the error is kept). */
+  consume(stream: AsyncIterable<WatchKeysResponse>): Promise<void> {
+    return (async () => {
+      try {
+        for await (const message of stream) this.apply(message);
+      } catch (error) {
+        this.error = error;
+      } finally {
+        this.ended = true;
+        for (const wake of this.waiters.splice(0)) wake();
+      }
+    })();
+  }
+
+  /** Resolves when `predicate` holds (checked after each message), or rejects after `timeoutMs`. */
+  async until(predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (this.ended) throw new Error(`stream ended first: ${String(this.error)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error("timed out waiting for the stream");
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 200));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+}
+
+/** Polls `predicate` until it holds, for conditions outside any stream (server-side counts). */
+export async function eventually(predicate: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
