@@ -1,6 +1,6 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { createAuthInterceptor } from "./auth-interceptor";
-import { loadAccessLimits, type AccessLimits } from "./access-limits";
+import { http1ServerLimits, http2ServerLimits, loadAccessLimits, type AccessLimits } from "./access-limits";
 import { decideListen, type ListenDecision } from "./listen-policy";
 import { loadTokens } from "./token-config";
 import { TokenStore } from "./token-store";
@@ -19,6 +19,8 @@ export interface Access {
   interceptors: Interceptor[];
   /** What to log at start about authentication; already checked against the listen address. */
   listen: ListenDecision;
+  /** For startServer's listenerLimits. */
+  listenerLimits: { http2: ReturnType<typeof http2ServerLimits>; http1: ReturnType<typeof http1ServerLimits> };
 }
 
 export function loadAccess(env: NodeJS.ProcessEnv, host: string, readFile?: (path: string) => string): Access {
@@ -37,5 +39,6 @@ export function loadAccess(env: NodeJS.ProcessEnv, host: string, readFile?: (pat
     watcherLimit,
     interceptors: [createAuthInterceptor(tokens), watcherLimit.interceptor],
     listen,
+    listenerLimits: { http2: http2ServerLimits(limits), http1: http1ServerLimits(limits) },
   };
 }

@@ -1,0 +1,60 @@
+/**
+ * An in-process keypool assembled the way main.ts does it for access control: loadAccess() from
+ * an environment, its interceptors, message limit, listener limits and waiter cap, a real pool
+ * and WatchKeys hub, on 127.0.0.1 port 0 over real sockets.
+ */
+import { loadAccess, type Access } from "../../src/auth/access";
+import { ManualClock, type Clock } from "../../src/domain/clock";
+import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
+import type { KeySpec } from "../../src/domain/types";
+import { startServer, type RunningServer } from "../../src/server/start-server";
+import { createWatchKeys } from "../../src/transport/watch-keys";
+import { WatchHub } from "../../src/watch/watch-hub";
+
+export interface AccessServer {
+  access: Access;
+  pool: KeyPool;
+  clock: Clock;
+  server: RunningServer;
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startAccessServer(options: {
+  env?: NodeJS.ProcessEnv;
+  keys?: KeySpec[];
+  clock?: Clock;
+  pool?: Omit<PoolOptions, "clock" | "maxWaitersPerFamily">;
+  tls?: { certFile: string; keyFile: string };
+} = {}): Promise<AccessServer> {
+  const clock = options.clock ?? new ManualClock();
+  const access = loadAccess(options.env ?? {}, "127.0.0.1");
+  const pool = new KeyPool({ ...options.pool, clock, maxWaitersPerFamily: access.limits.maxWaitersPerFamily });
+  if (options.keys?.length) pool.addKeys(options.keys);
+  const hub = new WatchHub(pool, { clock });
+  const server = await startServer(
+    { host: "127.0.0.1", port: 0, tls: options.tls },
+    {
+      pool,
+      watchKeys: createWatchKeys(hub),
+      interceptors: access.interceptors,
+      readMaxBytes: access.limits.maxMessageBytes,
+      listenerLimits: access.listenerLimits,
+      shutdownGraceMs: 300,
+    },
+  );
+  return {
+    access,
+    pool,
+    clock,
+    server,
+    port: server.port,
+    url: server.url,
+    async close() {
+      await server.close();
+      hub.close();
+      pool.close();
+    },
+  };
+}
