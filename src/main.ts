@@ -4,11 +4,16 @@
  * SIGTERM/SIGINT (health NOT_SERVING, new calls refused, open streams ended with UNAVAILABLE,
  * exit within 5 s).
  */
+import { KeySourceError, loadKeySpecs } from "./config/key-sources";
+import { FamilyConfigError, loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
 import { ConfigError, loadServerConfig, type ServerConfig } from "./config/server-config";
+import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
 import { createLogger, type Logger } from "./log";
 import { startServer, type RunningServer } from "./server/start-server";
+import { createWatchKeys } from "./transport/watch-keys";
+import { WatchHub } from "./watch/watch-hub";
 
 /** The process must be gone this long after a stop signal, whatever is still open. */
 const EXIT_DEADLINE_MS = 4500;
@@ -21,15 +26,33 @@ function keyCounts(pool: KeyPool): Record<string, number> {
   return counts;
 }
 
-async function run(config: ServerConfig, logger: Logger): Promise<void> {
+interface StartupConfig {
+  server: ServerConfig;
+  families: FamilyConfig;
+  keys: KeySpec[];
+}
+
+/** Every setting, checked before anything starts; an error names the variable or file at fault. */
+function loadStartupConfig(env: NodeJS.ProcessEnv): StartupConfig {
+  return { server: loadServerConfig(env), families: loadFamilyConfig(env), keys: loadKeySpecs(env) };
+}
+
+async function run({ server: config, families, keys }: StartupConfig, logger: Logger): Promise<void> {
   const pool = new KeyPool({
     clock: systemClock,
-    allowedFamilies: config.pool.allowedFamilies,
+    families: families.families,
+    allowedFamilies: families.allowedFamilies,
     reuseDelayMs: config.pool.reuseDelayMs,
     leaseTtlMs: config.pool.leaseTtlMs,
     maxResetMs: config.pool.maxResetMs,
     defaultCooldownMs: config.pool.defaultCooldownMs,
     maxCooldownMs: config.pool.maxCooldownMs,
+  });
+
+  const hub = new WatchHub(pool, {
+    clock: systemClock,
+    coalesceMs: config.watch.coalesceMs,
+    heartbeatMs: config.watch.heartbeatMs,
   });
 
   let server: RunningServer | undefined;
@@ -45,6 +68,7 @@ async function run(config: ServerConfig, logger: Logger): Promise<void> {
     void (async () => {
       try {
         await server?.close();
+        hub.close();
         pool.close();
         logger.info("stopped");
         process.exit(0);
@@ -54,12 +78,15 @@ async function run(config: ServerConfig, logger: Logger): Promise<void> {
       }
     })();
   };
+  const added = pool.addKeys(keys);
+  if (added.duplicates > 0) logger.warn({ duplicates: added.duplicates }, "duplicate keys in the configuration were skipped");
+
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 
   server = await startServer(
     { host: config.host, port: config.port, tls: config.tls },
-    { pool, logger, shutdownGraceMs: SHUTDOWN_GRACE_MS },
+    { pool, logger, watchKeys: createWatchKeys(hub), shutdownGraceMs: SHUTDOWN_GRACE_MS },
   );
   logger.info(
     { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: keyCounts(pool) },
@@ -68,17 +95,17 @@ async function run(config: ServerConfig, logger: Logger): Promise<void> {
 }
 
 function main(): void {
-  let config: ServerConfig;
+  let config: StartupConfig;
   try {
-    config = loadServerConfig(process.env);
+    config = loadStartupConfig(process.env);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof KeySourceError || err instanceof FamilyConfigError) {
       process.stderr.write(`keypool: configuration error: ${err.message}\n`);
       process.exit(2);
     }
     throw err;
   }
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createLogger({ level: config.server.logLevel });
   run(config, logger).catch((err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
     logger.fatal({ errName: err instanceof Error ? err.name : typeof err, message }, "keypool failed to start");

@@ -1,8 +1,9 @@
 /**
  * The server's settings, read once from the environment at start. Every bad value stops the start
  * with an error naming the variable, so that a typo never runs with a silent default.
- * Keys (OPENAI_KEY, ANTHROPIC_KEY, KEYPOOL_KEYS_FILE) and the model family table
- * (KEYPOOL_MODEL_FAMILIES) are read by their own loaders in key-sources.ts.
+ * Keys (OPENAI_KEY, ANTHROPIC_KEY, KEYPOOL_KEYS_FILE), the model family table
+ * (KEYPOOL_MODEL_FAMILIES) and ALLOWED_MODEL_FAMILIES are read by their own loaders
+ * (key-sources.ts, model-families-config.ts), which check families against the table.
  */
 import { parseDurationMs } from "./duration";
 import { LOG_LEVELS, type LogLevel } from "../log";
@@ -24,8 +25,6 @@ export interface PoolSettings {
   maxResetMs: number;
   defaultCooldownMs: number;
   maxCooldownMs: number;
-  /** null: every family may be leased. */
-  allowedFamilies: ReadonlySet<string> | null;
 }
 
 export interface ServerConfig {
@@ -63,6 +62,10 @@ export const SERVER_SETTINGS: Setting[] = [
   { name: "KEYPOOL_WATCH_HEARTBEAT", default: "15s", meaning: "WatchKeys sends a heartbeat after this long without events" },
   { name: "KEYPOOL_WATCH_COALESCE", default: "100ms", meaning: "WatchKeys merges updates of one key within this window" },
   { name: "ALLOWED_MODEL_FAMILIES", default: "(all)", meaning: "comma separated families that may be leased" },
+  { name: "KEYPOOL_MODEL_FAMILIES", default: "(built-in)", meaning: "extra model→family rows, inline (`openai:^my-model=gpt4o;...`) or a JSON/YAML file" },
+  { name: "OPENAI_KEY", default: "", meaning: "comma separated OpenAI keys loaded at start" },
+  { name: "ANTHROPIC_KEY", default: "", meaning: "comma separated Anthropic keys loaded at start" },
+  { name: "KEYPOOL_KEYS_FILE", default: "", meaning: "JSON or YAML list of keys ({provider, key, modelFamilies, trial, organizationId})" },
   { name: "KEYPOOL_STATE", default: "(none)", meaning: "file that keeps the pool's state across restarts" },
 ];
 
@@ -87,12 +90,6 @@ function readPort(env: Env, name: string, defaultPort: number): number {
   return port;
 }
 
-function readList(env: Env, name: string): string[] | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === "") return undefined;
-  return [...new Set(raw.split(",").map((s) => s.trim()).filter((s) => s !== ""))];
-}
-
 export function loadServerConfig(env: Env = process.env): ServerConfig {
   const host = (env.KEYPOOL_HOST ?? "").trim() || "127.0.0.1";
   const port = readPort(env, "KEYPOOL_PORT", 50051);
@@ -113,11 +110,8 @@ export function loadServerConfig(env: Env = process.env): ServerConfig {
     maxResetMs: readDuration(env, "KEYPOOL_MAX_RESET", 10_000),
     defaultCooldownMs: readDuration(env, "KEYPOOL_DEFAULT_COOLDOWN", 10_000),
     maxCooldownMs: readDuration(env, "KEYPOOL_MAX_COOLDOWN", 60_000),
-    allowedFamilies: null,
   };
   if (pool.leaseTtlMs <= 0) throw new ConfigError("KEYPOOL_LEASE_TTL", "must be greater than 0");
-  const families = readList(env, "ALLOWED_MODEL_FAMILIES");
-  if (families) pool.allowedFamilies = new Set(families);
 
   const watch = {
     heartbeatMs: readDuration(env, "KEYPOOL_WATCH_HEARTBEAT", 15_000),

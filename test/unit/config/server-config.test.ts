@@ -34,7 +34,6 @@ describe("loadServerConfig", () => {
       maxResetMs: 10_000,
       defaultCooldownMs: 10_000,
       maxCooldownMs: 60_000,
-      allowedFamilies: null,
     });
     expect(config.watch).toEqual({ heartbeatMs: 15_000, coalesceMs: 100 });
     expect(config.statePath).toBeUndefined();
@@ -54,7 +53,6 @@ describe("loadServerConfig", () => {
       KEYPOOL_MAX_COOLDOWN: "2m",
       KEYPOOL_WATCH_HEARTBEAT: "30s",
       KEYPOOL_WATCH_COALESCE: "50ms",
-      ALLOWED_MODEL_FAMILIES: " turbo, gpt4o ,,turbo",
       KEYPOOL_STATE: "/var/lib/keypool/state.db",
     });
     expect(config).toMatchObject({
@@ -66,7 +64,6 @@ describe("loadServerConfig", () => {
       watch: { heartbeatMs: 30_000, coalesceMs: 50 },
       statePath: "/var/lib/keypool/state.db",
     });
-    expect([...(config.pool.allowedFamilies ?? [])]).toEqual(["turbo", "gpt4o"]);
   });
 
   it.each([
