@@ -1,3 +1,4 @@
+import { hashSortRank } from "./key-hash";
 import type { IndexNode } from "./selection-index";
 import type { KeyRecord, KeyState, KeyStatus, ProviderId, TokenUsage } from "./types";
 
@@ -14,6 +15,8 @@ export interface KeyEntry {
   readonly trial: boolean;
   /** Serves gpt4-32k: ranked after keys that do not, to keep the scarce keys free. */
   readonly has32k: boolean;
+  /** hashSortRank(provider, keyHash): a cheap first comparison for the key_hash tie-break. */
+  readonly hashRank: number;
   state: KeyState;
   stateReason: string;
   holdUntil: number;
@@ -42,8 +45,14 @@ export function newEntry(fields: {
   trial: boolean;
 }): KeyEntry {
   return {
-    ...fields,
+    secret: fields.secret,
+    keyHash: fields.keyHash,
+    provider: fields.provider,
+    modelFamilies: fields.modelFamilies,
+    organizationId: fields.organizationId,
+    trial: fields.trial,
     has32k: fields.modelFamilies.includes("gpt4-32k"),
+    hashRank: hashSortRank(fields.provider, fields.keyHash),
     state: "active",
     stateReason: "",
     holdUntil: 0,

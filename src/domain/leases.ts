@@ -14,9 +14,7 @@ export interface OpenLease extends HeapNode {
  */
 export class LeaseBook {
   private readonly byId = new Map<string, OpenLease>();
-  private readonly byExpiry = new IndexedHeap<OpenLease>(
-    (a, b) => a.expiresAt < b.expiresAt || (a.expiresAt === b.expiresAt && a.id < b.id),
-  );
+  private readonly byExpiry = new IndexedHeap<OpenLease>();
   private timer: Timer | undefined;
   private timerAt = Infinity;
   private closed = false;
@@ -34,7 +32,7 @@ export class LeaseBook {
   open(keyHash: string, expiresAt: number): OpenLease {
     const lease: OpenLease = { id: randomUUID(), keyHash, expiresAt, heapPos: -1 };
     this.byId.set(lease.id, lease);
-    this.byExpiry.push(lease);
+    this.byExpiry.push(lease, expiresAt);
     if (expiresAt < this.timerAt) this.schedule();
     return lease;
   }
@@ -73,8 +71,8 @@ export class LeaseBook {
     this.timer = undefined;
     this.timerAt = Infinity;
     const now = this.clock.now();
-    for (let top = this.byExpiry.peek(); top && top.expiresAt <= now; top = this.byExpiry.peek()) {
-      this.byExpiry.pop();
+    while (this.byExpiry.peekPriority() <= now) {
+      const top = this.byExpiry.pop()!;
       this.byId.delete(top.id);
       this.onExpire(top);
     }

@@ -10,56 +10,69 @@ export interface IndexNode extends HeapNode {
 }
 
 // POLICY.md's order among ready keys (trial first is handled by keeping trial keys in their own
-// sub-index): keys without gpt4-32k first, least recently leased first, then key_hash.
-const readyOrder = (a: IndexNode, b: IndexNode): boolean => {
+// sub-index): keys without gpt4-32k first, least recently leased first, then key_hash. The first
+// two fold into one exact number (lastUsed < 2^52 ms, far past any date), key_hash breaks ties.
+const SERVES_32K = 2 ** 52;
+const readyPriority = (entry: KeyEntry) => (entry.has32k ? SERVES_32K : 0) + entry.lastUsed;
+const hashBefore = (a: IndexNode, b: IndexNode) => {
   const x = a.entry;
   const y = b.entry;
-  if (x.has32k !== y.has32k) return !x.has32k;
-  if (x.lastUsed !== y.lastUsed) return x.lastUsed < y.lastUsed;
-  return x.keyHash < y.keyHash;
-};
-
-const waitingOrder = (a: IndexNode, b: IndexNode): boolean => {
-  const x = a.entry;
-  const y = b.entry;
-  if (x.readyAt !== y.readyAt) return x.readyAt < y.readyAt;
+  // Ranks order like the strings where both exist; NaN compares false both ways, so falls through.
+  if (x.hashRank < y.hashRank) return true;
+  if (x.hashRank > y.hashRank) return false;
   return x.keyHash < y.keyHash;
 };
 
 /**
  * The ACTIVE keys of one (provider, family, trial?) group: a heap of keys that are ready, in
  * lease order, and a heap of keys still waiting, by ready_at. Keys move from waiting to ready
- * lazily, when someone looks (promote), so time passing costs nothing until it matters.
+ * lazily, when someone looks (promote), so time passing costs nothing until it matters. The
+ * waiting heap needs no tie order: it only decides when a key moves, never which key is chosen.
  */
 export class SubIndex {
-  readonly ready = new IndexedHeap<IndexNode>(readyOrder);
-  readonly waiting = new IndexedHeap<IndexNode>(waitingOrder);
+  readonly ready = new IndexedHeap<IndexNode>(hashBefore);
+  readonly waiting = new IndexedHeap<IndexNode>();
 
   get size(): number {
     return this.ready.size + this.waiting.size;
   }
 
   place(node: IndexNode, now: number): void {
-    node.inReady = node.entry.readyAt <= now;
-    (node.inReady ? this.ready : this.waiting).push(node);
+    const entry = node.entry;
+    node.inReady = entry.readyAt <= now;
+    if (node.inReady) this.ready.push(node, readyPriority(entry));
+    else this.waiting.push(node, entry.readyAt);
   }
 
   unplace(node: IndexNode): void {
     (node.inReady ? this.ready : this.waiting).remove(node);
   }
 
+  /** After the key's readyAt or lastUsed changed: moves it, in place when it stays in its heap. */
+  replace(node: IndexNode, now: number): void {
+    const entry = node.entry;
+    const ready = entry.readyAt <= now;
+    if (ready === node.inReady) {
+      if (ready) this.ready.update(node, readyPriority(entry));
+      else this.waiting.update(node, entry.readyAt);
+    } else {
+      this.unplace(node);
+      this.place(node, now);
+    }
+  }
+
   /** Moves every waiting key whose ready_at has come into the ready heap. */
   promote(now: number): void {
-    for (let top = this.waiting.peek(); top !== undefined && top.entry.readyAt <= now; top = this.waiting.peek()) {
-      this.waiting.pop();
-      top.inReady = true;
-      this.ready.push(top);
+    while (this.waiting.peekPriority() <= now) {
+      const node = this.waiting.pop()!;
+      node.inReady = true;
+      this.ready.push(node, readyPriority(node.entry));
     }
   }
 
   /** Earliest ready_at among waiting keys (call promote first), or undefined. */
   nextReadyAt(): number | undefined {
-    return this.waiting.peek()?.entry.readyAt;
+    return this.waiting.size > 0 ? this.waiting.peekPriority() : undefined;
   }
 }
 
@@ -113,10 +126,7 @@ export class SelectionIndex {
 
   /** Re-positions a key after its readyAt or lastUsed changed. */
   reposition(entry: KeyEntry, now: number): void {
-    for (const node of entry.nodes) {
-      node.sub.unplace(node);
-      node.sub.place(node, now);
-    }
+    for (const node of entry.nodes) node.sub.replace(node, now);
   }
 
   private subs(provider: ProviderId, family: string, embedding: boolean): SubIndex[] {
