@@ -16,7 +16,10 @@ export interface AccessLimits {
   maxWaitersPerFamily: number;
   /** KEYPOOL_MAX_CONCURRENT_STREAMS: HTTP/2 streams one connection may have open at once. */
   maxConcurrentStreams: number;
-  /** KEYPOOL_MAX_HEADER_BYTES: total size of a request's headers (HTTP/2 header list, HTTP/1.1 head). */
+  /**
+   * KEYPOOL_MAX_HEADER_BYTES: total size of a request's headers. Enforced on HTTP/1.1; advertised
+   * in HTTP/2 SETTINGS, where node itself resets any stream whose headers pass 64 KiB.
+   */
   maxHeaderBytes: number;
 }
 
@@ -42,7 +45,7 @@ const BOUNDS: Record<keyof AccessLimits, [number, number]> = {
   maxWatchers: [1, 1_000_000],
   maxWaitersPerFamily: [1, 10_000_000],
   maxConcurrentStreams: [1, 2 ** 31 - 1],
-  maxHeaderBytes: [1024, 16 * 1024 * 1024],
+  maxHeaderBytes: [1024, 64 * 1024],
 };
 
 export function loadAccessLimits(env: NodeJS.ProcessEnv): AccessLimits {
