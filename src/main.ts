@@ -12,6 +12,8 @@ import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
 import { createLogger, type Logger } from "./log";
 import { startServer, type RunningServer } from "./server/start-server";
+import { openDurableState, type DurableState } from "./storage/durable-state";
+import { DEFAULT_STATE_PATH } from "./storage/sqlite-store";
 import { createWatchKeys } from "./transport/watch-keys";
 import { WatchHub } from "./watch/watch-hub";
 
@@ -56,6 +58,7 @@ async function run({ server: config, families, keys }: StartupConfig, logger: Lo
   });
 
   let server: RunningServer | undefined;
+  let state: DurableState | undefined;
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
@@ -70,6 +73,8 @@ async function run({ server: config, families, keys }: StartupConfig, logger: Lo
         await server?.close();
         hub.close();
         pool.close();
+        // Last: writes the soft state (last used, holds) too, and folds the WAL into the file.
+        state?.close();
         logger.info("stopped");
         process.exit(0);
       } catch (err) {
@@ -78,15 +83,22 @@ async function run({ server: config, families, keys }: StartupConfig, logger: Lo
       }
     })();
   };
-  const added = pool.addKeys(keys);
-  if (added.duplicates > 0) logger.warn({ duplicates: added.duplicates }, "duplicate keys in the configuration were skipped");
+  // Configured and stored keys, merged by hash (src/storage/restore.ts). A state file that cannot
+  // be used throws here, naming the file: the start stops rather than run with an empty pool.
+  state = openDurableState({
+    location: config.statePath ?? DEFAULT_STATE_PATH,
+    pool,
+    configured: keys,
+    clock: systemClock,
+    logger,
+  });
 
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 
   server = await startServer(
     { host: config.host, port: config.port, tls: config.tls },
-    { pool, logger, watchKeys: createWatchKeys(hub), shutdownGraceMs: SHUTDOWN_GRACE_MS },
+    { pool, logger, durability: state, watchKeys: createWatchKeys(hub), shutdownGraceMs: SHUTDOWN_GRACE_MS },
   );
   logger.info(
     { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: keyCounts(pool) },

@@ -83,6 +83,8 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
     KEYPOOL_HOST: "127.0.0.1",
     KEYPOOL_PORT: String(port),
     KEYPOOL_LOG_LEVEL: "warn",
+    // No state file unless a benchmark asks for one (durability.bench.ts): runs must not share ./data.
+    KEYPOOL_STATE: "memory",
     ...options.env,
   };
   const t0 = performance.now();

@@ -35,7 +35,7 @@ export interface ServerConfig {
   logLevel: LogLevel;
   pool: PoolSettings;
   watch: { heartbeatMs: number; coalesceMs: number };
-  /** KEYPOOL_STATE: where durable state lives; absent: in memory only. */
+  /** KEYPOOL_STATE: the state file, or "memory"; absent: ./data/keypool.db (src/storage). */
   statePath?: string;
 }
 
@@ -66,7 +66,7 @@ export const SERVER_SETTINGS: Setting[] = [
   { name: "OPENAI_KEY", default: "", meaning: "comma separated OpenAI keys loaded at start" },
   { name: "ANTHROPIC_KEY", default: "", meaning: "comma separated Anthropic keys loaded at start" },
   { name: "KEYPOOL_KEYS_FILE", default: "", meaning: "JSON or YAML list of keys ({provider, key, modelFamilies, trial, organizationId})" },
-  { name: "KEYPOOL_STATE", default: "(none)", meaning: "file that keeps the pool's state across restarts" },
+  { name: "KEYPOOL_STATE", default: "./data/keypool.db", meaning: "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing" },
 ];
 
 function readDuration(env: Env, name: string, defaultMs: number): number {

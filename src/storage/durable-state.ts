@@ -69,7 +69,8 @@ export function openDurableState(options: DurableStateOptions): DurableState {
   const { pool, logger } = options;
   const location = options.location ?? DEFAULT_STATE_PATH;
   if (location === MEMORY_STATE) {
-    if (options.configured.length > 0) pool.addKeys(options.configured);
+    const { duplicates } = pool.addKeys(options.configured);
+    if (duplicates > 0) logger.warn({ duplicates }, "duplicate keys in the configuration were skipped");
     logger.warn({ state: MEMORY_STATE }, "KEYPOOL_STATE=memory: nothing is kept across restarts");
     return {
       location: MEMORY_STATE,
@@ -93,6 +94,9 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
   const { pool, logger } = options;
   const stored = store.loadAll();
   const plan = planRestore(stored, options.configured, options.keyHasher);
+  if (plan.configuredDuplicates > 0) {
+    logger.warn({ duplicates: plan.configuredDuplicates }, "duplicate keys in the configuration were skipped");
+  }
   for (const keyHash of plan.leftConfiguration) {
     logger.info(
       { keyHash, state: store.location },

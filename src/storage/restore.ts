@@ -24,6 +24,8 @@ export interface RestorePlan {
   removedButConfigured: string[];
   /** The origin to store for every key that will be in the pool. */
   origins: Map<string, KeyOrigin>;
+  /** Configured keys named more than once (counted once). */
+  configuredDuplicates: number;
 }
 
 export function planRestore(
@@ -43,6 +45,7 @@ export function planRestore(
     leftConfiguration: [],
     removedButConfigured: [],
     origins: new Map(),
+    configuredDuplicates: configured.length - specs.size,
   };
   const storedHashes = new Set<string>();
   for (const entry of stored) {

@@ -48,7 +48,8 @@ export async function spawnServer(env: Record<string, string> = {}, timeoutMs = 
   ensureBuilt();
   const child = spawn(process.execPath, [MAIN_JS], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_LOG_LEVEL: "info", ...env },
+    // KEYPOOL_STATE=memory unless a test asks for a file: parallel tests must not share ./data.
+    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_LOG_LEVEL: "info", KEYPOOL_STATE: "memory", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -109,7 +110,7 @@ export async function runServerExpectingFailure(
   ensureBuilt();
   const child = spawn(process.execPath, [MAIN_JS], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", ...env },
+    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_STATE: "memory", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";

@@ -79,6 +79,8 @@ describe("planRestore", () => {
   });
 
   it("counts a key configured twice once", () => {
-    expect(planRestore([], [fresh, { ...fresh }]).newSpecs).toHaveLength(1);
+    const twice = planRestore([], [fresh, { ...fresh }]);
+    expect(twice.newSpecs).toHaveLength(1);
+    expect(twice.configuredDuplicates).toBe(1);
   });
 });
