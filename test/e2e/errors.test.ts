@@ -230,3 +230,22 @@ describe("Lease max_wait ends at the call's deadline and when the client cancels
     }
   });
 });
+
+describe("a bug in a handler", () => {
+  it("reaches the client as INTERNAL with a generic message, on unary and streaming calls", async () => {
+    const t = await startTestServer();
+    t.pool.listKeys = () => {
+      throw new TypeError(`cannot read properties of undefined (${SECRET})`);
+    };
+    try {
+      for (const protocol of ["grpc", "connect"] as const) {
+        const r = await codeOf(connectClient(KeyPoolService, t.url, protocol).listKeys({}));
+        expect(r.code).toBe(Code.Internal);
+        expect(r.message).not.toContain(SECRET);
+        expect(r.message).not.toContain("undefined");
+      }
+    } finally {
+      await t.close();
+    }
+  });
+});
