@@ -149,6 +149,7 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
       } finally {
         store.close();
       }
+      logger.info({ state: store.location, ...writer.stats }, "state file closed");
     },
   };
 }
