@@ -36,7 +36,7 @@ function retryDelayFromStatusDetails(bytes: Buffer): number | undefined {
     }
     const any = new BinaryReader(status.bytes());
     let typeUrl = "";
-    let value = new Uint8Array();
+    let value: Uint8Array = new Uint8Array();
     while (any.pos < any.len) {
       const [f, w] = any.tag();
       if (f === 1) typeUrl = any.string();
@@ -232,7 +232,7 @@ describe("Lease max_wait ends at the call's deadline and when the client cancels
 });
 
 describe("a bug in a handler", () => {
-  it("reaches the client as INTERNAL with a generic message, on unary and streaming calls", async () => {
+  it("reaches the client as INTERNAL with a generic message, over gRPC and Connect", async () => {
     const t = await startTestServer();
     t.pool.listKeys = () => {
       throw new TypeError(`cannot read properties of undefined (${SECRET})`);
