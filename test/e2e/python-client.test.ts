@@ -25,7 +25,7 @@ describeIfPython("generated Python client", () => {
 
   it("runs examples/python_client.py end to end", async () => {
     const { stdout } = await run(PYTHON, [path.join(ROOT, "examples/python_client.py"), `127.0.0.1:${t.port}`, "gpt-4o-mini"], {
-      env: { PATH: process.env.PATH ?? "", PYTHONPATH: path.join(ROOT, "gen/python") },
+      env: { PATH: process.env.PATH ?? "", PYTHONPATH: path.join(ROOT, "gen/python"), PYTHONDONTWRITEBYTECODE: "1" },
       timeout: 20_000,
     });
     const steps = stdout.trim().split("\n").map((line) => JSON.parse(line) as Record<string, unknown>);
