@@ -11,8 +11,12 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 
-/** The messages connect gives to request-decoding failures it labels INTERNAL. */
-const CLIENT_MISTAKE = /^(parse binary: |received compressed envelope)/;
+/**
+ * The messages connect gives to request-decoding failures it labels INTERNAL. The server only
+ * ever decompresses requests, so a failed decompression is the client's too (zlib errors other
+ * than Z_DATA_ERROR, such as a truncated gzip stream, come out as INTERNAL).
+ */
+const CLIENT_MISTAKE = /^(parse binary: |received compressed envelope|decompression failed$)/;
 
 const GRPC_INTERNAL = "13";
 const GRPC_INVALID_ARGUMENT = "3";

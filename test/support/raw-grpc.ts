@@ -59,8 +59,14 @@ export function rawH2Request(
     req.on("trailers", (t) => (trailers = t));
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("error", () => undefined); // a reset stream still resolves, from what arrived
-    req.on("close", () => {
+    // Resolve once the answer is complete (or the stream closed): a server that answers early
+    // (an error) may stop reading the request, and the rest of a large body never drains.
+    let settled = false;
+    const finish = () => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
+      if (!req.closed) req.close(http2.constants.NGHTTP2_CANCEL);
       session.close();
       const status = trailers["grpc-status"] ?? responseHeaders["grpc-status"];
       const message = trailers["grpc-message"] ?? responseHeaders["grpc-message"];
@@ -72,7 +78,9 @@ export function rawH2Request(
         grpcStatus: status === undefined ? undefined : Number(status),
         grpcMessage: message === undefined ? undefined : decodeURIComponent(String(message)),
       });
-    });
+    };
+    req.on("end", finish);
+    req.on("close", finish);
     req.end(body);
   });
 }
@@ -111,3 +119,6 @@ export function sendRawBytes(port: number, bytes: Buffer, waitMs = 300): Promise
 
 /** The grpc-status codes a client's own mistake may never produce. */
 export const SERVER_FAULT_CODES = new Set([2 /* UNKNOWN */, 13 /* INTERNAL */]);
+
+/** The HTTP/2 client connection preface. */
+export const HTTP2_PREFACE_BYTES = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
