@@ -1,0 +1,106 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KeySourceError, loadKeySpecs, parseKeyList, parseKeysFile } from "../../../src/config/key-sources";
+
+describe("keys from the environment", () => {
+  it("splits on commas, trims, drops empties and duplicates (as the original did)", () => {
+    expect(parseKeyList(" sk-a, sk-b ,,sk-a , ,sk-c")).toEqual(["sk-a", "sk-b", "sk-c"]);
+    expect(parseKeyList("")).toEqual([]);
+    expect(parseKeyList(undefined)).toEqual([]);
+  });
+
+  it("reads OPENAI_KEY and ANTHROPIC_KEY", () => {
+    expect(loadKeySpecs({ OPENAI_KEY: "sk-1,sk-2", ANTHROPIC_KEY: " sk-ant-1 " }, () => "")).toEqual([
+      { provider: "openai", key: "sk-1" },
+      { provider: "openai", key: "sk-2" },
+      { provider: "anthropic", key: "sk-ant-1" },
+    ]);
+    expect(loadKeySpecs({}, () => "")).toEqual([]);
+  });
+});
+
+describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
+  let dir: string;
+  beforeAll(() => (dir = mkdtempSync(join(tmpdir(), "keypool-keys-"))));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("reads YAML with camelCase or snake_case fields", () => {
+    const file = join(dir, "keys.yaml");
+    writeFileSync(
+      file,
+      [
+        "- provider: openai",
+        "  key: sk-1",
+        "  model_families: [gpt4o, turbo]",
+        "  trial: true",
+        "  organization_id: org-9",
+        "- provider: Anthropic",
+        "  key: sk-ant-1",
+        "  modelFamilies: [claude-opus]",
+      ].join("\n"),
+    );
+    expect(loadKeySpecs({ KEYPOOL_KEYS_FILE: file })).toEqual([
+      { provider: "openai", key: "sk-1", modelFamilies: ["gpt4o", "turbo"], trial: true, organizationId: "org-9" },
+      { provider: "anthropic", key: "sk-ant-1", modelFamilies: ["claude-opus"] },
+    ]);
+  });
+
+  it("reads JSON, as a list or as {keys: [...]}, after the environment's keys, without duplicates", () => {
+    const file = join(dir, "keys.json");
+    writeFileSync(file, JSON.stringify({ keys: [{ provider: "openai", key: "sk-2" }, { provider: "openai", key: "sk-1" }] }));
+    expect(loadKeySpecs({ OPENAI_KEY: "sk-1", KEYPOOL_KEYS_FILE: file })).toEqual([
+      { provider: "openai", key: "sk-1" },
+      { provider: "openai", key: "sk-2" },
+    ]);
+  });
+
+  it("an empty file is no keys", () => {
+    expect(parseKeysFile("", "keys.yaml")).toEqual([]);
+  });
+
+  it.each([
+    ["not a list", "provider: openai\nkey: sk-1\n", "list"],
+    ["missing provider", "- key: sk-secret-1\n", "entry 1: provider"],
+    ["unknown provider", "- provider: mistral\n  key: sk-secret-1\n", "entry 1: provider"],
+    ["empty key", "- provider: openai\n  key: ''\n", "entry 1: key"],
+    ["bad families", "- provider: openai\n  key: sk-secret-1\n  modelFamilies: gpt4\n", "modelFamilies"],
+    ["bad trial", "- provider: openai\n  key: sk-secret-1\n  trial: yes please\n", "trial"],
+    ["unknown field (a typo)", "- provider: openai\n  key: sk-secret-1\n  modelfamilies: [gpt4]\n", "unknown field \"modelfamilies\""],
+    ["second entry bad", "- provider: openai\n  key: sk-ok\n- provider: openai\n", "entry 2"],
+  ])("names the file and entry on %s, never the key", (_name, text, expected) => {
+    let error: unknown;
+    try {
+      parseKeysFile(text, "/etc/keypool/keys.yaml");
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(KeySourceError);
+    const message = (error as Error).message;
+    expect(message).toContain("/etc/keypool/keys.yaml");
+    expect(message).toContain(expected);
+    expect(message).not.toContain("sk-secret-1");
+  });
+
+  it("a syntax error says where, without quoting the file's text (it holds keys)", () => {
+    const yaml = () => parseKeysFile("- provider: openai\n  key: sk-secret-1\n  trial: [unclosed\n", "k.yaml");
+    expect(yaml).toThrow(KeySourceError);
+    expect(yaml).toThrow(/k\.yaml: is not valid YAML/);
+    try {
+      yaml();
+    } catch (e) {
+      expect((e as Error).message).not.toContain("sk-secret-1");
+    }
+    try {
+      parseKeysFile('[{"provider": "openai", "key": "sk-secret-1"', "k.json");
+      throw new Error("no error");
+    } catch (e) {
+      expect((e as Error).message).toContain("k.json: is not valid JSON");
+      expect((e as Error).message).not.toContain("sk-secret-1");
+    }
+  });
+
+  it("a missing file is an error naming it", () => {
+    expect(() => loadKeySpecs({ KEYPOOL_KEYS_FILE: join(dir, "nope.yaml") })).toThrow(/nope\.yaml: cannot read.*ENOENT/);
+  });
+});
