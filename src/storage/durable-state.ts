@@ -20,6 +20,7 @@ export interface DurablePool {
   readonly changes: ChangeFeed<PoolEvent>;
   secretOf(keyHash: string): string | undefined;
   listKeys(): KeyStatus[];
+  getKey(keyHash: string): KeyStatus | undefined;
   restore(records: KeyRecord[]): void;
   addKeys(specs: KeySpec[]): { keyHashes: string[]; added: number; duplicates: number };
 }
@@ -110,17 +111,22 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     );
   }
   if (plan.records.length > 0) pool.restore(plan.records);
-  if (plan.newSpecs.length > 0) pool.addKeys(plan.newSpecs);
+  const added = plan.newSpecs.length > 0 ? pool.addKeys(plan.newSpecs).keyHashes : [];
 
-  // One transaction puts every key in the pool on file as the pool now has it, so that new
-  // configured keys are stored with their origin before any call changes them.
-  const writes: StoreWrite[] = pool.listKeys().map((status) => ({
-    kind: "upsert",
-    status,
-    secret: pool.secretOf(status.keyHash),
-    origin: plan.origins.get(status.keyHash) ?? "config",
-    removedAt: 0,
-  }));
+  // One transaction stores the new configured keys (with their origin) and the keys whose
+  // families the configuration changed, before any call changes them. The rest is on file as is.
+  const writes: StoreWrite[] = [];
+  for (const keyHash of [...added, ...plan.changedByConfiguration]) {
+    const status = pool.getKey(keyHash);
+    if (!status) continue;
+    writes.push({
+      kind: "upsert",
+      status,
+      secret: pool.secretOf(keyHash),
+      origin: plan.origins.get(keyHash) ?? "config",
+      removedAt: 0,
+    });
+  }
   store.writeBatch(writes);
   logger.info(
     {

@@ -27,7 +27,6 @@ export interface Durability {
 export interface ObservedPool {
   readonly changes: ChangeFeed<PoolEvent>;
   secretOf(keyHash: string): string | undefined;
-  listKeys(): KeyStatus[];
 }
 
 export interface GroupCommitOptions {
@@ -102,16 +101,14 @@ export class GroupCommitWriter implements Durability {
   }
 
   /**
-   * Stops listening and writes everything, soft state included, from the pool's current view.
-   * Call after the server stopped taking calls. Throws if the final write fails. Idempotent.
+   * Stops listening and writes every change not yet written, soft state included (the pool
+   * publishes an event for every change, so the dirty map holds them all: the cost is the
+   * changed keys, not the pool). Call after the server stopped taking calls. Throws if the
+   * final write fails. Idempotent.
    */
   close(): void {
     if (this.closed) return;
     this.unsubscribe();
-    for (const status of this.pool.listKeys()) {
-      const known = this.dirty.get(status.keyHash);
-      this.dirty.set(status.keyHash, { ...known, status, removedAt: 0 });
-    }
     try {
       this.commit();
     } finally {

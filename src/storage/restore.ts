@@ -24,6 +24,8 @@ export interface RestorePlan {
   removedButConfigured: string[];
   /** The origin to store for every key that will be in the pool. */
   origins: Map<string, KeyOrigin>;
+  /** Restored keys whose families or trial flag the configuration changed: to write back. */
+  changedByConfiguration: string[];
   /** Configured keys named more than once (counted once). */
   configuredDuplicates: number;
 }
@@ -45,6 +47,7 @@ export function planRestore(
     leftConfiguration: [],
     removedButConfigured: [],
     origins: new Map(),
+    changedByConfiguration: [],
     configuredDuplicates: configured.length - specs.size,
   };
   const storedHashes = new Set<string>();
@@ -60,7 +63,11 @@ export function planRestore(
       plan.leftConfiguration.push(keyHash);
       continue;
     }
-    plan.records.push(restoredRecord(entry.record, spec));
+    const record = restoredRecord(entry.record, spec);
+    if (record.trial !== entry.record.trial || record.modelFamilies.join() !== entry.record.modelFamilies.join()) {
+      plan.changedByConfiguration.push(keyHash);
+    }
+    plan.records.push(record);
     plan.origins.set(keyHash, entry.origin);
   }
   for (const [keyHash, spec] of specs) {

@@ -36,10 +36,6 @@ class FakePool implements ObservedPool {
   secretOf(keyHash: string): string | undefined {
     return this.keys.get(keyHash)?.secret;
   }
-
-  listKeys(): KeyStatus[] {
-    return [...this.keys.values()].map((e) => e.status);
-  }
 }
 
 /** Records every batch; can be told to fail. */
@@ -189,13 +185,13 @@ describe("GroupCommitWriter", () => {
     ]);
   });
 
-  it("writes everything, soft state included, on close; then refuses flushes", async () => {
+  it("writes every pending change, soft state included, on close, and only those; then refuses flushes", async () => {
     pool.add("oai-a");
     pool.add("oai-b");
+    pool.add("oai-c");
     await writer.flush();
-    // A change the feed never told about still reaches the file: close writes the pool's view.
-    pool.keys.get("oai-b")!.status = { ...pool.keys.get("oai-b")!.status, lastUsed: 77 };
-    pool.change("oai-a", "leased", { lastUsed: 66 });
+    pool.change("oai-a", "leased", { lastUsed: 66, inFlight: 1 });
+    pool.change("oai-b", "lease_ended", { inFlight: 0, lastUsed: 77 });
     writer.close();
     const last = store.batches[store.batches.length - 1]!;
     expect(last.map((w) => (w.kind === "upsert" ? [w.status.keyHash, w.status.lastUsed] : w))).toEqual([

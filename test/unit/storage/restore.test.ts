@@ -67,8 +67,11 @@ describe("planRestore", () => {
     const [record] = planRestore([stored(kept, "config")], [withFamilies]).records;
     expect(record!.modelFamilies).toEqual(["gpt4o"]);
     expect(record!.trial).toBe(true);
-    const [unchanged] = planRestore([stored(kept, "config")], [kept]).records;
-    expect(unchanged!.modelFamilies).toEqual(["turbo", "gpt4"]);
+    expect(planRestore([stored(kept, "config")], [withFamilies]).changedByConfiguration).toEqual([hashOf(kept)]);
+    const same = planRestore([stored(kept, "config")], [kept]);
+    expect(same.records[0]!.modelFamilies).toEqual(["turbo", "gpt4"]);
+    // Nothing to write back at start for a key the configuration did not change.
+    expect(same.changedByConfiguration).toEqual([]);
   });
 
   it("matches organization clones by their own hash", () => {
