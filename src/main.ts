@@ -4,6 +4,10 @@
  * SIGTERM/SIGINT (health NOT_SERVING, new calls refused, open streams ended with UNAVAILABLE,
  * exit within 5 s).
  */
+import { loadAccess, type Access } from "./auth/access";
+import { AccessConfigError } from "./auth/access-limits";
+import { ListenPolicyError } from "./auth/listen-policy";
+import { TokenConfigError } from "./auth/token-config";
 import { KeySourceError, loadKeySpecs } from "./config/key-sources";
 import { FamilyConfigError, loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
 import { ConfigError, loadServerConfig, type ServerConfig } from "./config/server-config";
@@ -32,14 +36,18 @@ interface StartupConfig {
   server: ServerConfig;
   families: FamilyConfig;
   keys: KeySpec[];
+  /** Tokens, roles, limits, and the loopback rule (src/auth/). */
+  access: Access;
 }
 
 /** Every setting, checked before anything starts; an error names the variable or file at fault. */
 function loadStartupConfig(env: NodeJS.ProcessEnv): StartupConfig {
-  return { server: loadServerConfig(env), families: loadFamilyConfig(env), keys: loadKeySpecs(env) };
+  const server = loadServerConfig(env);
+  return { server, families: loadFamilyConfig(env), keys: loadKeySpecs(env), access: loadAccess(env, server.host) };
 }
 
-async function run({ server: config, families, keys }: StartupConfig, logger: Logger): Promise<void> {
+async function run({ server: config, families, keys, access }: StartupConfig, logger: Logger): Promise<void> {
+  logger[access.listen.level](access.listen.message);
   const pool = new KeyPool({
     clock: systemClock,
     families: families.families,
@@ -49,6 +57,7 @@ async function run({ server: config, families, keys }: StartupConfig, logger: Lo
     maxResetMs: config.pool.maxResetMs,
     defaultCooldownMs: config.pool.defaultCooldownMs,
     maxCooldownMs: config.pool.maxCooldownMs,
+    maxWaitersPerFamily: access.limits.maxWaitersPerFamily,
   });
 
   const hub = new WatchHub(pool, {
@@ -98,7 +107,16 @@ async function run({ server: config, families, keys }: StartupConfig, logger: Lo
 
   server = await startServer(
     { host: config.host, port: config.port, tls: config.tls },
-    { pool, logger, durability: state, watchKeys: createWatchKeys(hub), shutdownGraceMs: SHUTDOWN_GRACE_MS },
+    {
+      pool,
+      logger,
+      durability: state,
+      watchKeys: createWatchKeys(hub),
+      shutdownGraceMs: SHUTDOWN_GRACE_MS,
+      interceptors: access.interceptors,
+      readMaxBytes: access.limits.maxMessageBytes,
+      listenerLimits: access.listenerLimits,
+    },
   );
   logger.info(
     { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: keyCounts(pool) },
@@ -111,7 +129,14 @@ function main(): void {
   try {
     config = loadStartupConfig(process.env);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof KeySourceError || err instanceof FamilyConfigError) {
+    if (
+      err instanceof ConfigError ||
+      err instanceof KeySourceError ||
+      err instanceof FamilyConfigError ||
+      err instanceof TokenConfigError ||
+      err instanceof AccessConfigError ||
+      err instanceof ListenPolicyError
+    ) {
       process.stderr.write(`keypool: configuration error: ${err.message}\n`);
       process.exit(2);
     }
