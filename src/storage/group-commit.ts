@@ -180,9 +180,10 @@ export class GroupCommitWriter implements Durability {
       } catch (cause) {
         // Keep the changes for the next commit; newer entries (none can exist yet) would win.
         for (const [keyHash, entry] of batch) if (!this.dirty.has(keyHash)) this.dirty.set(keyHash, entry);
+        // Callers see the cause but not the server's file layout; the log names the file.
         const err = new PoolError(
           ErrorCode.Unavailable,
-          `the change could not be saved to ${this.store.location}: ${cause instanceof Error ? cause.message : String(cause)}`,
+          `the change could not be saved to the state file (${cause instanceof Error ? cause.message : String(cause)}); retry later`,
         );
         this.options.onError?.(err);
         for (const waiter of waiters) waiter.reject(err);
