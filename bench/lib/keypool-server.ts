@@ -3,7 +3,9 @@
  * variables) in a child process pinned to the server core, and waits until Health/Check says
  * SERVING. The time from spawn to SERVING is the start-up time that BENCHMARKS.md reports.
  */
+import { mkdtempSync, rmSync } from "node:fs";
 import * as net from "node:net";
+import * as os from "node:os";
 import * as path from "node:path";
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb";
@@ -69,6 +71,7 @@ export async function waitServing(port: number, proc: Started, deadlineMs: numbe
 }
 
 export interface KeypoolOptions {
+  /** KEYPOOL_* settings. Without KEYPOOL_STATE the server gets a fresh state file of its own (the default, durable configuration), removed when it stops. */
   env: Record<string, string>;
   cpus: string | undefined;
   nodeArgs?: string[];
@@ -77,22 +80,40 @@ export interface KeypoolOptions {
 
 export async function startKeypool(options: KeypoolOptions): Promise<ServerHandle> {
   const port = await freePort();
+  const stateDir = options.env.KEYPOOL_STATE ? undefined : mkdtempSync(path.join(os.tmpdir(), "keypool-bench-state-"));
+  // A fresh state file per server, never ./data: runs must not share state.
   const env = {
     ...process.env,
+    ...(stateDir ? { KEYPOOL_STATE: path.join(stateDir, "keypool.db") } : {}),
     NODE_ENV: "production",
     KEYPOOL_HOST: "127.0.0.1",
     KEYPOOL_PORT: String(port),
     KEYPOOL_LOG_LEVEL: "warn",
-    // No state file unless a benchmark asks for one (durability.bench.ts): runs must not share ./data.
-    KEYPOOL_STATE: "memory",
     ...options.env,
   };
   const t0 = performance.now();
   const proc = start(process.execPath, [...(options.nodeArgs ?? []), MAIN], options.cpus, { env, cwd: ROOT });
-  await waitServing(port, proc, options.deadlineMs ?? 60_000);
+  const cleanup = () => stateDir && rmSync(stateDir, { recursive: true, force: true });
+  try {
+    await waitServing(port, proc, options.deadlineMs ?? 60_000);
+  } catch (e) {
+    await proc.kill();
+    cleanup();
+    throw e;
+  }
   const startMs = performance.now() - t0;
   const pid = proc.child.pid!;
-  return { port, pid, startMs, proc, rssMiB: () => rssMiB(pid), stop: () => proc.kill() };
+  return {
+    port,
+    pid,
+    startMs,
+    proc,
+    rssMiB: () => rssMiB(pid),
+    stop: async () => {
+      await proc.kill();
+      cleanup();
+    },
+  };
 }
 
 /** Starts bench/grpc-js-noop-server.ts and reads the port it prints. */
