@@ -111,6 +111,7 @@ export class SqliteStateStore implements StateStore {
     try {
       checkIntegrity(db, location, fresh);
       migrate(db, location, options.migrations ?? MIGRATIONS, now);
+      ownerOnly(location);
       db.pragma("synchronous = FULL");
       return new SqliteStateStore(location, db, now);
     } catch (err) {
@@ -198,14 +199,6 @@ function prepareFile(location: string): boolean {
     } catch (err) {
       throw new StateFileError(location, `cannot be read and written (${describe(err)})`, CHECK_PERMISSIONS);
     }
-    if ((stat.mode & 0o077) !== 0) {
-      // It holds secrets; an older copy or a restored backup may have been left readable.
-      try {
-        fs.chmodSync(location, FILE_MODE);
-      } catch {
-        // Not our file to change: it still works, and the operator owns its permissions.
-      }
-    }
     return stat.size === 0;
   }
   const directory = path.dirname(location);
@@ -232,7 +225,19 @@ function prepareFile(location: string): boolean {
   return true;
 }
 
-/** Refuses anything that is not an intact SQLite database, then turns on the WAL journal. */
+/**
+ * The file holds secrets; a restored backup or an old copy may have been left readable by others.
+ * Only done once the file is known to be keypool's: a file keypool refuses is left as it was.
+ */
+function ownerOnly(location: string): void {
+  try {
+    if ((fs.statSync(location).mode & 0o077) !== 0) fs.chmodSync(location, FILE_MODE);
+  } catch {
+    // Not ours to change (another owner): it still works, and its owner decides.
+  }
+}
+
+/** Refuses anything that is not an intact SQLite database. Reads only. */
 function checkIntegrity(db: Database.Database, location: string, fresh: boolean): void {
   if (!fresh) {
     const header = Buffer.alloc(SQLITE_HEADER.length);
@@ -247,17 +252,9 @@ function checkIntegrity(db: Database.Database, location: string, fresh: boolean)
       throw new StateFileError(location, "is not a SQLite database", RESTORE_BACKUP);
     }
   }
-  try {
-    db.pragma("busy_timeout = 5000");
-    const mode = db.pragma("journal_mode = WAL", { simple: true });
-    if (String(mode).toLowerCase() !== "wal") {
-      throw new Error(`the WAL journal could not be turned on (journal mode is ${String(mode)})`);
-    }
-  } catch (err) {
-    throw classify(err, location);
-  }
   let problems: string[];
   try {
+    db.pragma("busy_timeout = 5000");
     problems = (db.pragma("quick_check") as Array<{ quick_check: string }>).map((r) => r.quick_check);
   } catch (err) {
     throw classify(err, location);
@@ -271,6 +268,10 @@ function checkIntegrity(db: Database.Database, location: string, fresh: boolean)
   }
 }
 
+/**
+ * Checks that the file is keypool's and not newer than this code (reading only, so that a refused
+ * file is left as it was), then turns on the WAL journal and applies the missing steps.
+ */
 function migrate(
   db: Database.Database,
   location: string,
@@ -282,28 +283,37 @@ function migrate(
       name: string;
     }>
   ).map((t) => t.name);
-  if (!tables.includes("schema_migrations")) {
-    if (tables.length > 0) {
-      throw new StateFileError(
-        location,
-        `is a SQLite database but not a keypool state file (it has the tables ${tables.join(", ")})`,
-        "Set KEYPOOL_STATE to the path of a keypool state file, or to a path that does not exist yet.",
-      );
-    }
-    db.exec(`CREATE TABLE schema_migrations (
-      version     INTEGER PRIMARY KEY,
-      description TEXT NOT NULL,
-      applied_at  INTEGER NOT NULL
-    )`);
+  const keypools = tables.includes("schema_migrations");
+  if (!keypools && tables.length > 0) {
+    throw new StateFileError(
+      location,
+      `is a SQLite database but not a keypool state file (it has the tables ${tables.join(", ")})`,
+      "Set KEYPOOL_STATE to the path of a keypool state file, or to a path that does not exist yet.",
+    );
   }
   const known = migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
-  const current = currentVersion(db);
+  const current = keypools ? currentVersion(db) : 0;
   if (current > known) {
     throw new StateFileError(
       location,
       `has schema version ${current}, newer than this keypool knows (${known}); a newer keypool wrote it`,
       "Run that newer keypool (or a later one) with this file; downgrading would lose data.",
     );
+  }
+  try {
+    const mode = db.pragma("journal_mode = WAL", { simple: true });
+    if (String(mode).toLowerCase() !== "wal") {
+      throw new Error(`the WAL journal could not be turned on (journal mode is ${String(mode)})`);
+    }
+  } catch (err) {
+    throw classify(err, location);
+  }
+  if (!keypools) {
+    db.exec(`CREATE TABLE schema_migrations (
+      version     INTEGER PRIMARY KEY,
+      description TEXT NOT NULL,
+      applied_at  INTEGER NOT NULL
+    )`);
   }
   const record = db.prepare(
     `INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)`,

@@ -225,9 +225,11 @@ describe("SqliteStateStore refuses an unusable file, naming it", () => {
   it("refuses a file that is not a SQLite database and leaves it untouched", () => {
     const file = path.join(dir, "keys.db");
     fs.writeFileSync(file, "OPENAI_KEY=sk-this-is-a-text-file\n".repeat(50));
+    fs.chmodSync(file, 0o644);
     const before = fs.readFileSync(file);
     expectRefused(file, /is not a SQLite database/);
     expect(fs.readFileSync(file)).toEqual(before);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o644);
   });
 
   it("refuses a file too short to be a database", () => {
@@ -247,6 +249,22 @@ describe("SqliteStateStore refuses an unusable file, naming it", () => {
     expectRefused(file, /is corrupt/);
   });
 
+  it("leaves a refused corrupt database byte for byte as it was, whatever its journal mode", () => {
+    const file = path.join(dir, "old.db");
+    const db = new Database(file);
+    db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT, applied_at INTEGER)");
+    db.exec("CREATE TABLE filler (x TEXT)");
+    const insert = db.prepare("INSERT INTO filler VALUES (?)");
+    for (let i = 0; i < 500; i++) insert.run("y".repeat(200));
+    db.close();
+    const fd = fs.openSync(file, "r+");
+    fs.writeSync(fd, Buffer.alloc(2 * 4096, 0x5a), 0, 2 * 4096, 2 * 4096);
+    fs.closeSync(fd);
+    const before = fs.readFileSync(file);
+    expectRefused(file, /is corrupt/);
+    expect(fs.readFileSync(file)).toEqual(before);
+  });
+
   it("refuses a path that is a directory (unreadable as a file, even for root)", () => {
     const file = path.join(dir, "state.db");
     fs.mkdirSync(file);
@@ -264,6 +282,10 @@ describe("SqliteStateStore refuses an unusable file, naming it", () => {
     const db = new Database(file);
     db.exec("CREATE TABLE invoices (id INTEGER)");
     db.close();
+    const before = fs.readFileSync(file);
     expectRefused(file, /not a keypool state file \(it has the tables invoices\)/);
+    // Not even its journal mode was changed.
+    expect(fs.readFileSync(file)).toEqual(before);
+    expect(fs.existsSync(`${file}-wal`)).toBe(false);
   });
 });
