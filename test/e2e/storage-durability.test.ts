@@ -102,7 +102,7 @@ describe("storage end to end", () => {
     let stop = false;
     let n = 0;
     const IN_FLIGHT = 100;
-    const KILL_AFTER = 3000;
+    const KILL_AFTER = 1500;
     let killed: Promise<unknown> | undefined;
     const lane = async () => {
       while (!stop) {
