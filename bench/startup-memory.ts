@@ -1,11 +1,15 @@
 /**
  * Section 4: how long keypool takes from process start to Health SERVING with a keys file of
  * 100,000 keys, and its resident memory once they are loaded. Each run starts a fresh server
- * (median of several), with the default durable configuration (a new state file, so every key is
- * also written to SQLite at start) and with KEYPOOL_STATE=memory. RSS is read from /proc after
+ * (median of several): with the default durable configuration, first on a new state file (every
+ * key is also written to SQLite at start), then restarted on that file (keys restored and merged
+ * with the keys file, the usual restart of a service), and with KEYPOOL_STATE=memory. RSS is read from /proc after
  * SERVING and a one-second settle, before any request that would allocate (a ListKeys of the
  * whole pool comes after it, to check that every key was loaded).
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { CoreLayout, sleep } from "./lib/children";
 import { poolTotals } from "./lib/keypool-rpc";
 import { startKeypool } from "./lib/keypool-server";
@@ -26,33 +30,43 @@ export interface StartupResult {
   baselineStartMs: number;
 }
 
-export async function measureStartup(keysFile: string, keys: number, oneKeyFile: string, runs: number, cores: CoreLayout, env: Record<string, string>, log: (s: string) => void): Promise<StartupResult> {
-  const variants: StartupVariant[] = [];
-  for (const [name, extra] of [["new state file (default)", {}], ["KEYPOOL_STATE=memory", { KEYPOOL_STATE: "memory" }]] as const) {
-    const results: { startMs: number; rssMiB: number }[] = [];
-    let keysLoaded = 0;
-    for (let i = 0; i < runs; i++) {
-      const server = await startKeypool({ env: { ...env, ...extra, KEYPOOL_KEYS_FILE: keysFile }, cpus: cores.server });
-      try {
-        await sleep(1000);
-        const rss = server.rssMiB();
-        results.push({ startMs: server.startMs, rssMiB: rss });
-        log(`  ${keys} keys, ${name}, run ${i + 1}: SERVING after ${server.startMs.toFixed(0)} ms, RSS ${rss.toFixed(1)} MiB`);
-        if (i === 0) keysLoaded = (await poolTotals(server.port)).keys;
-      } finally {
-        await server.stop();
-      }
-    }
-    variants.push({ name, runs: results, startMs: median(results.map((r) => r.startMs)), rssMiB: median(results.map((r) => r.rssMiB)), keysLoaded });
-  }
-  const one = await startKeypool({ env: { ...env, KEYPOOL_KEYS_FILE: oneKeyFile }, cpus: cores.server });
-  let baselineRssMiB = NaN;
+async function startOnce(name: string, run: number, keysFile: string, keys: number, env: Record<string, string>, cores: CoreLayout, log: (s: string) => void, countKeys: boolean) {
+  const server = await startKeypool({ env: { ...env, KEYPOOL_KEYS_FILE: keysFile }, cpus: cores.server });
   try {
     await sleep(1000);
-    baselineRssMiB = one.rssMiB();
-    log(`  1 key: SERVING after ${one.startMs.toFixed(0)} ms, RSS ${baselineRssMiB.toFixed(1)} MiB`);
+    const rss = server.rssMiB();
+    log(`  ${keys} keys, ${name}, run ${run}: SERVING after ${server.startMs.toFixed(0)} ms, RSS ${rss.toFixed(1)} MiB`);
+    const keysLoaded = countKeys ? (await poolTotals(server.port)).keys : keys;
+    return { startMs: server.startMs, rssMiB: rss, keysLoaded };
   } finally {
-    await one.stop();
+    await server.stop();
   }
-  return { keys, variants, baselineRssMiB, baselineStartMs: one.startMs };
+}
+
+const FIRST = "new state file (default, first start)";
+const RESTART = "restart with that state file";
+const MEMORY = "KEYPOOL_STATE=memory";
+
+export async function measureStartup(keysFile: string, keys: number, oneKeyFile: string, runs: number, cores: CoreLayout, env: Record<string, string>, log: (s: string) => void): Promise<StartupResult> {
+  const collected = new Map<string, { startMs: number; rssMiB: number; keysLoaded: number }[]>([[FIRST, []], [RESTART, []], [MEMORY, []]]);
+  for (let i = 1; i <= runs; i++) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-bench-start-"));
+    try {
+      const stateEnv = { ...env, KEYPOOL_STATE: path.join(dir, "keypool.db") };
+      collected.get(FIRST)!.push(await startOnce(FIRST, i, keysFile, keys, stateEnv, cores, log, i === 1));
+      collected.get(RESTART)!.push(await startOnce(RESTART, i, keysFile, keys, stateEnv, cores, log, i === 1));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    collected.get(MEMORY)!.push(await startOnce(MEMORY, i, keysFile, keys, { ...env, KEYPOOL_STATE: "memory" }, cores, log, i === 1));
+  }
+  const variants: StartupVariant[] = [...collected].map(([name, rs]) => ({
+    name,
+    runs: rs.map(({ startMs, rssMiB }) => ({ startMs, rssMiB })),
+    startMs: median(rs.map((r) => r.startMs)),
+    rssMiB: median(rs.map((r) => r.rssMiB)),
+    keysLoaded: rs[0].keysLoaded,
+  }));
+  const one = await startOnce("1 key, new state file", 1, oneKeyFile, 1, env, cores, log, false);
+  return { keys, variants, baselineRssMiB: one.rssMiB, baselineStartMs: one.startMs };
 }

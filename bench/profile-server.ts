@@ -1,0 +1,82 @@
+/**
+ * Where does a keypool server spend its time under one kind of load? Starts keypool with
+ * `node --cpu-prof` on the server core, drives it with h2load (Lease or Health/Check) from the
+ * other core, stops it, and prints the functions with the most self time. The .cpuprofile stays
+ * in bench/results/ for Chrome DevTools or speedscope.
+ *
+ *   npx tsx bench/profile-server.ts --method=lease --keys=100000 [--requests=50000] [--state=memory]
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { HealthCheckRequestSchema } from "../gen/ts/grpc/health/v1/health_pb";
+import { coreLayout } from "./lib/children";
+import { h2load } from "./lib/h2load";
+import { CHECK, LEASE, leaseRequestBytes } from "./lib/keypool-rpc";
+import { ROOT, startKeypool } from "./lib/keypool-server";
+import { writeKeysFile } from "./lib/keys-file";
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Self time by function, largest first. */
+export function topFunctions(profile: Profile, limit: number): { name: string; ms: number; share: number }[] {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    const cf = byId.get(id)!.callFrame;
+    const where = cf.url.replace(/.*node_modules\//, "").replace(/^file:\/\//, "").replace(ROOT + "/", "");
+    const name = `${cf.functionName || "(anonymous)"} ${where}${where ? `:${cf.lineNumber + 1}` : ""}`;
+    self.set(name, (self.get(name) ?? 0) + dt);
+    total += dt;
+  });
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, limit)
+    .map(([name, us]) => ({ name, ms: us / 1000, share: us / total }));
+}
+
+async function main(): Promise<void> {
+  const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+  const method = arg("method", "lease");
+  const keys = Number(arg("keys", "10"));
+  const requests = Number(arg("requests", "50000"));
+  const state = arg("state", "");
+  const cores = coreLayout();
+  const dir = path.join(ROOT, "bench", "results", `profile-${method}-${keys}-${Date.now()}`);
+  mkdirSync(dir, { recursive: true });
+  const keysFile = path.join(os.tmpdir(), `keypool-profile-keys-${keys}.json`);
+  writeKeysFile(keysFile, keys);
+  const server = await startKeypool({
+    env: { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) },
+    cpus: cores.server,
+    nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`],
+  });
+  const body = method === "lease" ? leaseRequestBytes() : toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {}));
+  const r = await h2load(server.port, method === "lease" ? LEASE : CHECK, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
+  await server.stop();
+  process.stdout.write(`${method}, ${keys} keys: ${Math.round(r.rps)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms\n`);
+  const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
+  if (!file) throw new Error(`no profile written in ${dir}`);
+  const top = topFunctions(JSON.parse(readFileSync(path.join(dir, file), "utf8")) as Profile, 30);
+  const text = top.map((t) => `${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.name}`).join("\n");
+  writeFileSync(path.join(dir, "top.txt"), text + "\n");
+  process.stdout.write(text + `\nprofile: ${path.join(dir, file)}\n`);
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
