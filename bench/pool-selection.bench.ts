@@ -34,17 +34,17 @@ function specs(n: number): KeySpec[] {
 }
 
 /** Runs `step` in batches until `budgetMs` of wall time has passed; returns ops per second. */
-function timed(budgetMs: number, minOps: number, step: () => void): { opsPerSec: number; ops: number } {
+function timed(budgetMs: number, minOps: number, step: () => void): number {
   let ops = 0;
   const start = process.hrtime.bigint();
   let elapsedMs = 0;
-  const batch = 64;
+  const batch = 16;
   while (elapsedMs < budgetMs || ops < minOps) {
     for (let i = 0; i < batch; i++) step();
     ops += batch;
     elapsedMs = Number(process.hrtime.bigint() - start) / 1e6;
   }
-  return { opsPerSec: (ops * 1000) / elapsedMs, ops };
+  return (ops * 1000) / elapsedMs;
 }
 
 /** A clock stepper: moves time REUSE_DELAY/n per call, in whole milliseconds. */
@@ -61,9 +61,10 @@ function stepper(clock: ManualClock, n: number) {
   };
 }
 
-function measureIndexed(n: number, budgetMs: number): { opsPerSec: number } {
+/** One lease (and the clock step after it) on a pool of n keys, with the defaults' lease TTL. */
+function indexedPool(n: number): () => void {
   const clock = new ManualClock();
-  const pool = new KeyPool({ clock, reuseDelayMs: REUSE_DELAY_MS, leaseTtlMs: 3_600_000 });
+  const pool = new KeyPool({ clock, reuseDelayMs: REUSE_DELAY_MS });
   pool.addKeys(specs(n));
   const tick = stepper(clock, n);
   const lease = () => {
@@ -74,11 +75,9 @@ function measureIndexed(n: number, budgetMs: number): { opsPerSec: number } {
     }
     tick();
   };
-  // Warm up, so that every key has been leased once and the pool is in its steady state.
-  for (let i = 0; i < Math.min(n, 20_000); i++) lease();
-  const result = timed(budgetMs, 1000, lease);
-  pool.close();
-  return result;
+  // Warm up: lease every key once, so that the pool is in its steady state.
+  for (let i = 0; i < n + 1000; i++) lease();
+  return lease;
 }
 
 interface NaiveKey {
@@ -91,7 +90,7 @@ interface NaiveKey {
 }
 
 /** The original's way: filter the whole pool, sort it, take the first. */
-function measureNaive(n: number, budgetMs: number): { opsPerSec: number } {
+function naivePool(n: number): () => void {
   const clock = new ManualClock();
   const keys: NaiveKey[] = specs(n).map((s, i) => ({
     hash: `oai-${i.toString(16).padStart(16, "0")}`,
@@ -102,7 +101,7 @@ function measureNaive(n: number, budgetMs: number): { opsPerSec: number } {
     readyAt: 0,
   }));
   const tick = stepper(clock, n);
-  const lease = () => {
+  return () => {
     const now = clock.now();
     const ready = keys.filter((k) => k.active && k.families.includes("gpt4") && now >= k.readyAt);
     ready.sort(
@@ -119,26 +118,40 @@ function measureNaive(n: number, budgetMs: number): { opsPerSec: number } {
     }
     tick();
   };
-  return timed(budgetMs, 20, lease);
 }
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run(options: { quick?: boolean; log?: (s: string) => void } = {}) {
   const log = options.log ?? ((s: string) => console.log(s));
-  const budget = options.quick ? 300 : 2000;
-  const results: SizeResult[] = [];
-  for (const n of SIZES) {
-    const indexed = measureIndexed(n, budget);
-    const naive = measureNaive(n, Math.max(budget / 2, 300));
-    const r: SizeResult = {
+  // Rounds alternate between sizes, and each size reports its median round, so that a burst
+  // of other load on the machine does not land on one size only.
+  const rounds = options.quick ? 3 : 7;
+  const budget = options.quick ? 150 : 400;
+  const indexed = SIZES.map((n) => indexedPool(n));
+  const naive = SIZES.map((n) => naivePool(n));
+  const indexedRates: number[][] = SIZES.map(() => []);
+  const naiveRates: number[][] = SIZES.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    SIZES.forEach((_, i) => {
+      indexedRates[i].push(timed(budget, 500, indexed[i]));
+      naiveRates[i].push(timed(budget / 2, 5, naive[i]));
+    });
+  }
+  const results: SizeResult[] = SIZES.map((n, i) => {
+    const ix = median(indexedRates[i]);
+    const nv = median(naiveRates[i]);
+    return {
       keys: n,
-      indexedLeasesPerSec: Math.round(indexed.opsPerSec),
-      indexedMicrosPerLease: 1e6 / indexed.opsPerSec,
-      naiveLeasesPerSec: Math.round(naive.opsPerSec),
-      naiveMicrosPerLease: 1e6 / naive.opsPerSec,
+      indexedLeasesPerSec: Math.round(ix),
+      indexedMicrosPerLease: 1e6 / ix,
+      naiveLeasesPerSec: Math.round(nv),
+      naiveMicrosPerLease: 1e6 / nv,
     };
-    results.push(r);
+  });
+  for (const r of results) {
     log(
-      `pool selection, ${n.toLocaleString("en")} keys: indexed ${r.indexedLeasesPerSec.toLocaleString("en")} leases/s ` +
+      `pool selection, ${r.keys.toLocaleString("en")} keys: indexed ${r.indexedLeasesPerSec.toLocaleString("en")} leases/s ` +
         `(${r.indexedMicrosPerLease.toFixed(2)} µs), naive filter+sort ${r.naiveLeasesPerSec.toLocaleString("en")} leases/s ` +
         `(${r.naiveMicrosPerLease.toFixed(1)} µs), indexed/naive ${(r.indexedLeasesPerSec / r.naiveLeasesPerSec).toFixed(1)}x`,
     );

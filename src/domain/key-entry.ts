@@ -30,8 +30,6 @@ export interface KeyEntry {
   usage: Map<string, TokenUsage>;
   inFlight: number;
   leaseCount: number;
-  /** Open lease ids, so that removing the key closes them. */
-  readonly leases: Set<string>;
   /** One node per selection sub-index this key sits in (empty unless ACTIVE). */
   nodes: IndexNode[];
 }
@@ -65,7 +63,6 @@ export function newEntry(fields: {
     usage: new Map(),
     inFlight: 0,
     leaseCount: 0,
-    leases: new Set(),
     nodes: [],
   };
 }

@@ -64,6 +64,15 @@ export interface LeaseRequest {
   provider?: ProviderId;
 }
 
+/** A model name resolved: its provider, family, and whether it is an embedding model. */
+interface ResolvedTarget {
+  provider: ProviderId;
+  family: string;
+  embedding: boolean;
+}
+
+const MODEL_CACHE_LIMIT = 1024;
+
 /** A model request after validation: where its keys live. */
 interface Target extends WaitTarget {
   model: string;
@@ -94,8 +103,9 @@ export class KeyPool {
   private readonly keyHasher: KeyHasher;
 
   private readonly keys = new Map<string, KeyEntry>();
+  private readonly modelCache = new Map<string, ResolvedTarget>();
   private readonly index = new SelectionIndex();
-  private readonly leases: LeaseBook;
+  private readonly leases: LeaseBook<KeyEntry>;
   private readonly waiters: WaiterQueues;
   private wakeTimer: Timer | undefined;
   private wakeAt = Infinity;
@@ -201,8 +211,7 @@ export class KeyPool {
   removeKey(keyHash: string): void {
     const entry = this.mustGet(keyHash);
     this.index.remove(entry);
-    for (const id of entry.leases) this.leases.end(id);
-    entry.leases.clear();
+    // Its open leases stay in the book until they end; they no longer match any key.
     this.keys.delete(keyHash);
     if (this.changes.size > 0) {
       this.changes.publish({
@@ -251,7 +260,7 @@ export class KeyPool {
     const target = this.checkTarget(req);
     const now = this.clock.now();
     // Waiters queued earlier for this family come first.
-    this.serveQueue(this.waiters.queueFor(target), now);
+    if (this.waiters.size > 0) this.serveQueue(this.waiters.queueFor(target), now);
     const entry = this.index.pick(target.provider, target.family, target.embedding, now);
     if (!entry) throw this.busyError(target, now);
     return this.grant(entry, target, now);
@@ -294,11 +303,31 @@ export class KeyPool {
 
   /** Model → provider and family, or InvalidArgument naming the model. */
   resolveModel(model: string, provider?: ProviderId): { provider: ProviderId; family: string } {
+    const { provider: p, family } = this.resolveCached(model, provider);
+    return { provider: p, family };
+  }
+
+  /**
+   * Resolution through a small cache: proxies ask for the same few model names all day, and
+   * walking the pattern table each time was a visible share of a lease. Only valid names are
+   * cached; the cache is dropped whole when it grows past its bound (names are client input).
+   */
+  private resolveCached(model: string, provider?: ProviderId): ResolvedTarget {
+    const cacheKey = provider === undefined ? model : `${provider}\u0000${model}`;
+    const hit = typeof model === "string" ? this.modelCache.get(cacheKey) : undefined;
+    if (hit) return hit;
     checkModel(model);
     if (provider !== undefined && !isProviderId(provider)) {
       throw invalidArgument(`provider ${JSON.stringify(provider)} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`);
     }
-    return this.families.resolve(model, provider);
+    const resolved = this.families.resolve(model, provider);
+    const target: ResolvedTarget = {
+      ...resolved,
+      embedding: providerInfo(resolved.provider).embeddingModels.test(model),
+    };
+    if (this.modelCache.size >= MODEL_CACHE_LIMIT) this.modelCache.clear();
+    this.modelCache.set(cacheKey, target);
+    return target;
   }
 
   /**
@@ -306,13 +335,12 @@ export class KeyPool {
    * (PermissionDenied), then an ACTIVE eligible key (FailedPrecondition) when `needKeys`.
    */
   private checkTarget(req: LeaseRequest, needKeys = true): Target {
-    const { provider, family } = this.resolveModel(req?.model, req?.provider);
+    const { provider, family, embedding } = this.resolveCached(req?.model, req?.provider);
     if (this.allowedFamilies && !this.allowedFamilies.has(family)) {
       throw permissionDenied(`the operator does not allow the model family ${family} (ALLOWED_MODEL_FAMILIES)`);
     }
-    const embedding = providerInfo(provider).embeddingModels.test(req.model);
     const target = { provider, family, embedding, model: req.model };
-    if (needKeys && this.index.lockout(provider, family, embedding, this.clock.now()).noActiveKeys) {
+    if (needKeys && !this.index.hasEligible(provider, family, embedding)) {
       throw this.noKeysError(target);
     }
     return target;
@@ -332,8 +360,7 @@ export class KeyPool {
   }
 
   private grant(entry: KeyEntry, target: Target, now: number): Lease {
-    const lease = this.leases.open(entry.keyHash, now + this.leaseTtlMs);
-    entry.leases.add(lease.id);
+    const lease = this.leases.open(entry, now + this.leaseTtlMs);
     entry.lastUsed = now;
     entry.leaseCount++;
     entry.inFlight++;
@@ -352,9 +379,9 @@ export class KeyPool {
     };
   }
 
-  private onLeaseExpired(lease: OpenLease): void {
-    const entry = this.keys.get(lease.keyHash);
-    if (!entry || !entry.leases.delete(lease.id)) return;
+  private onLeaseExpired(lease: OpenLease<KeyEntry>): void {
+    const entry = lease.owner;
+    if (this.keys.get(entry.keyHash) !== entry) return; // removed or replaced since
     entry.inFlight--;
     this.emit(entry, "lease_ended");
   }
@@ -477,7 +504,7 @@ export class KeyPool {
     checkTokens("input_tokens", u.inputTokens);
     checkTokens("output_tokens", u.outputTokens);
     const entry = this.mustGet(u.keyHash);
-    const { family } = this.families.resolve(u.model, entry.provider);
+    const { family } = this.resolveCached(u.model, entry.provider);
     entry.promptCount++;
     const usage = entry.usage.get(family) ?? { inputTokens: 0, outputTokens: 0, prompts: 0 };
     usage.inputTokens += u.inputTokens;
@@ -485,9 +512,8 @@ export class KeyPool {
     usage.prompts++;
     entry.usage.set(family, usage);
     // An unknown or expired lease id is fine: the usage still counts.
-    if (u.leaseId && this.leases.get(u.leaseId)?.keyHash === entry.keyHash) {
+    if (u.leaseId && this.leases.get(u.leaseId)?.owner === entry) {
       this.leases.end(u.leaseId);
-      entry.leases.delete(u.leaseId);
       entry.inFlight--;
     }
     this.emit(entry, "usage");
@@ -530,10 +556,7 @@ export class KeyPool {
     const now = this.clock.now();
     for (const entry of entries) {
       const old = this.keys.get(entry.keyHash);
-      if (old) {
-        this.index.remove(old);
-        for (const id of old.leases) this.leases.end(id);
-      }
+      if (old) this.index.remove(old);
       this.keys.set(entry.keyHash, entry);
       if (entry.state === "active") this.index.add(entry, now);
       this.emit(entry, "restored");

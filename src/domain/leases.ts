@@ -2,9 +2,10 @@ import { randomUUID } from "node:crypto";
 import type { Clock, Timer } from "./clock";
 import { IndexedHeap, type HeapNode } from "./indexed-heap";
 
-export interface OpenLease extends HeapNode {
+export interface OpenLease<O> extends HeapNode {
   readonly id: string;
-  readonly keyHash: string;
+  /** What the lease is on (the pool's key entry): a key removed or replaced no longer matches. */
+  readonly owner: O;
   readonly expiresAt: number;
 }
 
@@ -12,9 +13,9 @@ export interface OpenLease extends HeapNode {
  * Open leases, by id, and their expiry. One clock timer covers them all (set for the earliest
  * expiry), so a million open leases cost one timer, not a million.
  */
-export class LeaseBook {
-  private readonly byId = new Map<string, OpenLease>();
-  private readonly byExpiry = new IndexedHeap<OpenLease>();
+export class LeaseBook<O> {
+  private readonly byId = new Map<string, OpenLease<O>>();
+  private readonly byExpiry = new IndexedHeap<OpenLease<O>>();
   private timer: Timer | undefined;
   private timerAt = Infinity;
   private closed = false;
@@ -22,27 +23,27 @@ export class LeaseBook {
   constructor(
     private readonly clock: Clock,
     /** Called for each lease that expires, after it left the book. */
-    private readonly onExpire: (lease: OpenLease) => void,
+    private readonly onExpire: (lease: OpenLease<O>) => void,
   ) {}
 
   get size(): number {
     return this.byId.size;
   }
 
-  open(keyHash: string, expiresAt: number): OpenLease {
-    const lease: OpenLease = { id: randomUUID(), keyHash, expiresAt, heapPos: -1 };
+  open(owner: O, expiresAt: number): OpenLease<O> {
+    const lease: OpenLease<O> = { id: randomUUID(), owner, expiresAt, heapPos: -1 };
     this.byId.set(lease.id, lease);
     this.byExpiry.push(lease, expiresAt);
     if (expiresAt < this.timerAt) this.schedule();
     return lease;
   }
 
-  get(id: string): OpenLease | undefined {
+  get(id: string): OpenLease<O> | undefined {
     return this.byId.get(id);
   }
 
   /** Ends a lease early; undefined when it is unknown or already over. */
-  end(id: string): OpenLease | undefined {
+  end(id: string): OpenLease<O> | undefined {
     const lease = this.byId.get(id);
     if (!lease) return undefined;
     this.byId.delete(id);

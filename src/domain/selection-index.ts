@@ -136,6 +136,12 @@ export class SelectionIndex {
     return embedding ? [g.regular] : [g.trial, g.regular];
   }
 
+  /** Whether any ACTIVE key is eligible, ready or not. O(1). */
+  hasEligible(provider: ProviderId, family: string, embedding: boolean): boolean {
+    for (const sub of this.subs(provider, family, embedding)) if (sub.size > 0) return true;
+    return false;
+  }
+
   /** The key Lease would hand out now, or undefined when none is ready. Changes no key. */
   pick(provider: ProviderId, family: string, embedding: boolean, now: number): KeyEntry | undefined {
     for (const sub of this.subs(provider, family, embedding)) {
