@@ -9,9 +9,11 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
   WatchKeysResponseSchema,
+  type KeyStatus as ProtoKeyStatus,
   type WatchKeysRequest,
   type WatchKeysResponse,
 } from "../../gen/ts/keypool/v1/keypool_pb";
+import type { KeyStatus } from "../domain/types";
 import type { WatchHub } from "../watch/watch-hub";
 import type { WatchEvent } from "../watch/watch-subscription";
 import { keyStatusToProto, providerFromProto } from "./convert";
@@ -22,18 +24,29 @@ const MAX_FAMILY_BYTES = 256;
 /** Most families one filter may name. */
 const MAX_FAMILIES = 256;
 
+/**
+ * One change reaches every matching watch as the same status object, so it is converted once,
+ * not once per watch. The pool never mutates a status it has published.
+ */
+const converted = new WeakMap<KeyStatus, ProtoKeyStatus>();
+function convert(status: KeyStatus): ProtoKeyStatus {
+  let proto = converted.get(status);
+  if (!proto) converted.set(status, (proto = keyStatusToProto(status)));
+  return proto;
+}
+
 export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
   const base = { sequence: BigInt(event.sequence), time: timestampFromMs(event.time) };
   switch (event.type) {
     case "snapshot":
       return create(WatchKeysResponseSchema, {
         ...base,
-        event: { case: "snapshot", value: { keys: event.keys.map(keyStatusToProto) } },
+        event: { case: "snapshot", value: { keys: event.keys.map(convert) } },
       });
     case "updated":
       return create(WatchKeysResponseSchema, {
         ...base,
-        event: { case: "updated", value: keyStatusToProto(event.status) },
+        event: { case: "updated", value: convert(event.status) },
       });
     case "removed":
       return create(WatchKeysResponseSchema, { ...base, event: { case: "removedKeyHash", value: event.keyHash } });
