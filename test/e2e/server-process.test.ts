@@ -9,11 +9,15 @@ import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb";
 import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
-import { runServerExpectingFailure, spawnServer } from "../support/child-server";
+import { ensureBuilt, runServerExpectingFailure, spawnServer } from "../support/child-server";
 import { connectClient, grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "../support/clients";
 
 const OPENAI_SECRET = "sk-process-test-openai-0001";
 const ANTHROPIC_SECRET = "sk-ant-process-test-0001";
+
+// Child processes start slowly on a loaded machine; building dist/ (when stale) is slower still.
+jest.setTimeout(60_000);
+beforeAll(() => ensureBuilt(), 180_000);
 
 describe("start-up", () => {
   it("serves keys from the environment and logs counts, never secrets", async () => {

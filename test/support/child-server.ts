@@ -44,7 +44,7 @@ export function ensureBuilt(): void {
 }
 
 /** Spawns the server and waits until it listens (or rejects with its output if it exits first). */
-export async function spawnServer(env: Record<string, string> = {}, timeoutMs = 15_000): Promise<ChildServer> {
+export async function spawnServer(env: Record<string, string> = {}, timeoutMs = 30_000): Promise<ChildServer> {
   ensureBuilt();
   const child = spawn(process.execPath, [MAIN_JS], {
     cwd: REPO_ROOT,
