@@ -13,11 +13,16 @@ export interface Clock {
   setTimer(delayMs: number, callback: () => void): Timer;
 }
 
+/** The longest delay setTimeout honours. */
+export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
 /** The real clock. Timers are unref'd: a pending timer never keeps the process alive. */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(delayMs, callback) {
-    const handle = setTimeout(callback, Math.max(0, delayMs));
+    // setTimeout fires at once for delays past 2^31-1 ms (24.8 days); fire early instead, and
+    // let the caller (which re-checks the time) schedule again.
+    const handle = setTimeout(callback, Math.min(MAX_TIMER_DELAY_MS, Math.max(0, delayMs)));
     handle.unref();
     return { cancel: () => clearTimeout(handle) };
   },

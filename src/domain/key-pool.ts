@@ -1,5 +1,5 @@
 import { ChangeFeed } from "./change-feed";
-import type { Clock, Timer } from "./clock";
+import { MAX_TIMER_DELAY_MS, type Clock, type Timer } from "./clock";
 import {
   ErrorCode,
   PoolError,
@@ -278,7 +278,8 @@ export class KeyPool {
         if (entry) return Promise.resolve(this.grant(entry, target, now));
       }
       if (req.signal?.aborted) throw new PoolError(ErrorCode.Cancelled, "the lease request was cancelled");
-      const maxWaitMs = Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0;
+      // A wait past what a timer can express (24.8 days) is capped there.
+      const maxWaitMs = Math.min(Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0, MAX_TIMER_DELAY_MS);
       if (maxWaitMs <= 0) throw this.busyError(target, now);
       if (this.waiters.lengthOf(target) >= this.maxWaitersPerFamily) {
         const { lockoutMs } = this.index.lockout(target.provider, target.family, target.embedding, now);

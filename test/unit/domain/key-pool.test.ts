@@ -25,7 +25,13 @@ describe("Keys", () => {
     expect(pool.getKey(r.keyHashes[1])!.organizationId).toBe("org-7");
   });
 
-  it("16 hex digits do not collide where 8 did: 50,000 keys, 50,000 hashes", () => {
+  it("8 hex digits (the original) collide in a pool of 200,000 keys; 16 do not", () => {
+    const hex = Array.from({ length: 200_000 }, (_, i) => createHash("sha256").update(`sk-${i}`).digest("hex"));
+    expect(new Set(hex.map((h) => h.slice(0, 8))).size).toBeLessThan(200_000);
+    expect(new Set(hex.map((h) => h.slice(0, 16))).size).toBe(200_000);
+  });
+
+  it("a pool of 50,000 keys gets 50,000 distinct oai-<16 hex> hashes", () => {
     const { pool } = makePool();
     const specs = Array.from({ length: 50_000 }, (_, i) => oai(`sk-${i}`));
     const r = pool.addKeys(specs);
