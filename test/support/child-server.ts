@@ -33,14 +33,48 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-/** Builds dist/ when it is missing or older than src/ (npm test builds before jest anyway). */
-export function ensureBuilt(): void {
+const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+function isFresh(): boolean {
   const built = fs.existsSync(MAIN_JS) ? fs.statSync(MAIN_JS).mtimeMs : 0;
-  if (built >= newestMtime(path.join(REPO_ROOT, "src"))) return;
-  execFileSync(path.join(REPO_ROOT, "node_modules/.bin/tsc"), ["-p", "tsconfig.build.json"], {
-    cwd: REPO_ROOT,
-    stdio: "inherit",
-  });
+  return built >= newestMtime(path.join(REPO_ROOT, "src"));
+}
+
+/**
+ * Builds dist/ when it is missing or older than src/ (npm test builds before jest anyway). A lock
+ * directory keeps parallel jest workers from compiling over each other.
+ */
+export function ensureBuilt(): void {
+  if (isFresh()) return;
+  fs.mkdirSync(path.join(REPO_ROOT, "dist"), { recursive: true });
+  const lock = path.join(REPO_ROOT, "dist/.build-lock");
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${lock} is held for too long; remove it if no build runs`);
+      sleepSync(200);
+    }
+  }
+  try {
+    if (isFresh()) return;
+    try {
+      execFileSync(path.join(REPO_ROOT, "node_modules/.bin/tsc"), ["-p", "tsconfig.build.json"], {
+        cwd: REPO_ROOT,
+        stdio: "pipe",
+      });
+    } catch (err) {
+      // Type errors still emit JavaScript; the typecheck step of npm test reports them.
+      if (!fs.existsSync(MAIN_JS)) throw err;
+    }
+    // tsc leaves main.js untouched when it did not change: mark the build as fresh.
+    const now = new Date();
+    fs.utimesSync(MAIN_JS, now, now);
+  } finally {
+    fs.rmdirSync(lock);
+  }
 }
 
 /** Spawns the server and waits until it listens (or rejects with its output if it exits first). */
