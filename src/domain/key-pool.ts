@@ -72,6 +72,7 @@ interface ResolvedTarget {
 }
 
 const MODEL_CACHE_LIMIT = 1024;
+const KEY_HASH_SHAPE = /^[a-z]{1,16}-[0-9a-f]{1,64}$/;
 
 /** A model request after validation: where its keys live. */
 interface Target extends WaitTarget {
@@ -585,8 +586,12 @@ export class KeyPool {
   private mustGet(keyHash: string): KeyEntry {
     const entry = typeof keyHash === "string" ? this.keys.get(keyHash) : undefined;
     if (!entry) {
-      const shown = typeof keyHash === "string" ? JSON.stringify(keyHash.slice(0, 80)) : "(none)";
-      throw notFound(`no key with hash ${shown} is in the pool`);
+      // A client that sends the key itself by mistake must not see it echoed into errors and
+      // logs: only a value shaped like a key hash is quoted.
+      if (typeof keyHash === "string" && KEY_HASH_SHAPE.test(keyHash)) {
+        throw notFound(`no key with hash ${JSON.stringify(keyHash)} is in the pool`);
+      }
+      throw notFound("no key with that hash is in the pool (the value is not shown: it is not shaped like a key hash, e.g. oai-0123456789abcdef)");
     }
     return entry;
   }

@@ -106,6 +106,14 @@ describe("Keys", () => {
     expect(poolError(() => pool.removeKey(h), ErrorCode.NotFound).message).toContain(h);
     poolError(() => pool.lease({ model: "gpt-4" }), ErrorCode.FailedPrecondition);
   });
+
+  it("NotFound never echoes a value that is not shaped like a hash (a key sent by mistake)", () => {
+    const { pool } = makePool();
+    pool.addKeys([oai("sk-proj-AbCdEf123456")]);
+    const error = poolError(() => pool.reportRateLimit({ keyHash: "sk-proj-AbCdEf123456", statusCode: 200, headers: {} }), ErrorCode.NotFound);
+    expect(error.message).not.toContain("AbCdEf");
+    expect(poolError(() => pool.disableKey("oai-00ff"), ErrorCode.NotFound).message).toContain('"oai-00ff"');
+  });
 });
 
 describe("Model families", () => {
