@@ -58,7 +58,7 @@ export interface SuiteResults {
   cores: string;
   shapes?: Shapes;
   e2e?: CellResult[];
-  fanout?: FanoutResult;
+  fanout?: FanoutResult[];
   startup?: StartupResult;
   pool?: SuiteModuleResult;
   durability?: SuiteModuleResult;
@@ -142,13 +142,20 @@ async function main(): Promise<void> {
       const maxLease = results.e2e?.find((c) => c.server === "keypool, 10 keys" && c.method === "lease" && c.tool === "h2load")?.rps;
       // Without section 1 in this run, assume a conservative maximum.
       const leaseRate = Math.round((maxLease ?? 8000) / 2);
-      results.fanout = await measureFanout(
-        keysFanout,
-        { subscribers: 1000, coalesceMs: 100, leaseRate, durationS: args.quick ? 5 : 20, probeIntervalMs: 300 },
-        cores,
-        env,
-        log,
-      );
+      results.fanout = [];
+      // First with the pool idle but for the probes (the floor: the coalescing window plus one
+      // change sent to every subscriber), then under Lease load.
+      for (const rate of [0, leaseRate]) {
+        results.fanout.push(
+          await measureFanout(
+            keysFanout,
+            { subscribers: 1000, coalesceMs: 100, leaseRate: rate, durationS: args.quick ? 5 : rate === 0 ? 10 : 20, probeIntervalMs: 300 },
+            cores,
+            env,
+            log,
+          ),
+        );
+      }
     });
 
     await section("startup", async () => {

@@ -65,7 +65,8 @@ export async function measureFanout(
       await sleep(20);
     }
     const connections = 2;
-    const lease = await h2load(
+    const idle: LoadResult = { tool: "none", requests: 0, succeeded: 0, failed: 0, http2xx: 0, rps: 0, p50Ms: NaN, p99Ms: NaN };
+    const lease = opts.leaseRate <= 0 ? idle : (await h2load(
       server.port,
       LEASE,
       leaseRequestBytes(),
@@ -77,7 +78,7 @@ export async function measureFanout(
         rpsPerConnection: Math.max(1, Math.round(opts.leaseRate / connections)),
       },
       cores.load,
-    );
+    ));
     const code = await client.exited;
     if (code !== 0) throw new Error(`fan-out client exited with ${code}:\n${client.stderr().slice(-3000)}`);
     const result = JSON.parse(client.stdout().trim().split("\n").pop()!);
