@@ -7,6 +7,7 @@
  * with UNAVAILABLE through connect's shutdownSignal, and connections still open after the grace
  * period are destroyed.
  */
+import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -62,6 +63,8 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   const logger = deps.logger ?? silentLogger;
   const health = new HealthState(APPLICATION_SERVICES.map((s) => s.typeName));
   const shutdown = new AbortController();
+  // Every call in flight listens on the shutdown signal: thousands of open streams are normal.
+  setMaxListeners(0, shutdown.signal);
   let closing: Promise<void> | undefined;
 
   // Health stays answerable while closing, so that checkers read NOT_SERVING rather than errors.
