@@ -171,16 +171,16 @@ function rowOf(key: KeyStatus, now: number): Row {
 const HEADERS = ["KEY", "STATE", "READY IN", "IN FLIGHT", "LEASES", "TOKENS IN/OUT BY FAMILY / REASON"];
 const RIGHT_ALIGNED = new Set([2, 3, 4]);
 
-function describeConnection(c: ConnectionState): { text: string; style: Style } {
+function describeConnection(c: ConnectionState): { text: string; style: Style; detail?: string } {
   switch (c.kind) {
     case "connecting":
       return { text: "connecting", style: "yellow" };
     case "connected":
       return { text: "live", style: "green" };
     case "retrying":
-      return { text: `disconnected (${c.reason}); retrying in ${formatWait(c.inMs)}`, style: "red" };
+      return { text: `disconnected; retrying in ${formatWait(c.inMs)}`, style: "red", detail: c.reason };
     case "failed":
-      return { text: `stopped: ${c.reason}`, style: "red" };
+      return { text: "stopped", style: "red", detail: c.reason };
   }
 }
 
@@ -214,11 +214,11 @@ export function renderScreen(view: WatchView, options: RenderOptions): string[] 
   const status = fit(connection.text, Math.max(0, options.width - title.length));
   lines.push(paint(title, "bold") + paint(status, connection.style));
   const summary =
-    `${keys.length} keys: ${counts.active} active, ${counts.cooling} cooling down, ` +
+    `${keys.length} ${keys.length === 1 ? "key" : "keys"}: ${counts.active} active, ${counts.cooling} cooling down, ` +
     `${counts.inactive} not active; ${counts.inFlight} in flight` +
     (view.synced || options.connection.kind === "connecting" ? "" : "  (last known state)");
   lines.push(fit(summary, options.width));
-  lines.push("");
+  lines.push(connection.detail ? paint(fit(`last error: ${connection.detail}`, options.width), connection.style) : "");
 
   const rows = keys.map((key) => rowOf(key, now));
   const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => r.cells[i]!.length)));

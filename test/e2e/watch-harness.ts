@@ -20,7 +20,7 @@ export interface WatchServer {
 }
 
 export async function startWatchServer(
-  options: { keys?: number; pool?: Partial<PoolOptions>; hub?: Partial<WatchHubOptions> } = {},
+  options: { keys?: number; port?: number; pool?: Partial<PoolOptions>; hub?: Partial<WatchHubOptions> } = {},
 ): Promise<WatchServer> {
   const pool = new KeyPool({ clock: systemClock, reuseDelayMs: 0, ...options.pool });
   const { keyHashes } = pool.addKeys(
@@ -32,7 +32,7 @@ export async function startWatchServer(
   );
   const hub = new WatchHub(pool, { clock: systemClock, ...options.hub });
   const server = await startServer(
-    { host: "127.0.0.1", port: 0 },
+    { host: "127.0.0.1", port: options.port ?? 0 },
     { pool, watchKeys: createWatchKeys(hub), shutdownGraceMs: 1000 },
   );
   return {

@@ -94,7 +94,8 @@ describe("keypool-watch view", () => {
   test("shows the connection state, and colours only when asked", () => {
     const view = new WatchView();
     const retrying = renderScreen(view, options({ connection: { kind: "retrying", inMs: 2000, reason: "UNAVAILABLE" } }));
-    expect(retrying[0]).toContain("disconnected (UNAVAILABLE); retrying in 2.0s");
+    expect(retrying[0]).toContain("disconnected; retrying in 2.0s");
+    expect(retrying[2]).toBe("last error: UNAVAILABLE");
     expect(retrying.join("\n")).toContain("(waiting for the first snapshot)");
     view.apply(snapshot(key("oai-a")), NOW);
     expect(renderScreen(view, options({ color: true })).join("\n")).toContain("\x1b[32m");
