@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import * as path from "node:path";
+import { systemClock } from "../../src/domain/clock";
+import { startAccessServer, type AccessServer } from "../support/access-server";
 import { eventually, startWatchServer, type WatchServer } from "./watch-harness";
 
 jest.setTimeout(90_000);
@@ -97,5 +99,31 @@ describe("keypool-watch in a terminal", () => {
     await term.waitFor(new RegExp(`live[\\s\\S]*${hash}\\s+active`));
     term.child.stdin.write("q");
     expect(await term.exited).toBe(0);
+  });
+
+  test("with tokens: KEYPOOL_TOKEN gets in; a wrong token stops with UNAUTHENTICATED and exit code 1", async () => {
+    let access: AccessServer | undefined;
+    try {
+      access = await startAccessServer({
+        env: { KEYPOOL_TOKENS: "watch:cli-watch-token-123,lease:cli-lease-token-456" },
+        clock: systemClock,
+        keys: [{ provider: "openai", key: "sk-cli-watch-token-test-000000000", modelFamilies: ["gpt4o"] }],
+      });
+      term = new Terminal([], { KEYPOOL_URL: access.url, KEYPOOL_TOKEN: "cli-watch-token-123" });
+      await term.waitFor(/live[\s\S]*1 key: 1 active/);
+      term.child.stdin.write("q");
+      expect(await term.exited).toBe(0);
+
+      term = new Terminal(["--url", access.url, "--token", "not-a-valid-token"]);
+      expect(await term.exited).toBe(1);
+      expect(term.raw).toMatch(/keypool-watch: Unauthenticated/);
+      expect(term.raw).not.toContain("cli-watch-token-123");
+
+      term = new Terminal(["--url", access.url, "--token", "cli-lease-token-456"]);
+      expect(await term.exited).toBe(1);
+      expect(term.raw).toMatch(/keypool-watch: PermissionDenied/);
+    } finally {
+      await access?.close();
+    }
   });
 });
