@@ -18,6 +18,7 @@ import { createLogger, type Logger } from "./log";
 import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
 import { DEFAULT_STATE_PATH } from "./storage/sqlite-store";
+import { requestLogInterceptor } from "./transport/request-log";
 import { createWatchKeys } from "./transport/watch-keys";
 import { WatchHub } from "./watch/watch-hub";
 
@@ -113,7 +114,8 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
       durability: state,
       watchKeys: createWatchKeys(hub),
       shutdownGraceMs: SHUTDOWN_GRACE_MS,
-      interceptors: access.interceptors,
+      // The request log sees every call, refused ones too; it never logs headers or messages.
+      interceptors: [requestLogInterceptor(logger), ...access.interceptors],
       readMaxBytes: access.limits.maxMessageBytes,
       listenerLimits: access.listenerLimits,
     },

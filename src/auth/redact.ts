@@ -14,6 +14,8 @@ const SECRET_FIELDS = [
   "Authorization",
   "password",
   "cookie",
+  "bearer",
+  "credentials",
 ];
 
 export const REDACT_PATHS: string[] = [
