@@ -7,6 +7,7 @@ import type { ChangeFeed } from "../domain/change-feed";
 import type { Clock } from "../domain/clock";
 import type { KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec, KeyStatus, PoolEvent } from "../domain/types";
+import { WorkerCommitter } from "./committers";
 import { GroupCommitWriter, type Durability, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
 import { DEFAULT_STATE_PATH, SqliteStateStore } from "./sqlite-store";
@@ -139,7 +140,11 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     "state file opened",
   );
 
-  const writer = new GroupCommitWriter(store, pool, {
+  // From here on a worker thread with its own connection writes (committers.ts); this
+  // connection's work is done.
+  store.close();
+  const committer = new WorkerCommitter(store.location);
+  const writer = new GroupCommitWriter(committer, pool, {
     clock: options.clock,
     lazyMs: options.lazyMs,
     onError: (err) => logger.error({ state: store.location, err: err.message }, "saving state failed"),
@@ -150,11 +155,7 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     stats: writer.stats,
     flush: () => writer.flush(),
     close: () => {
-      try {
-        writer.close();
-      } finally {
-        store.close();
-      }
+      writer.close();
       logger.info({ state: store.location, ...writer.stats }, "state file closed");
     },
   };

@@ -3,9 +3,10 @@
  *
  * The change-feed listener only notes the latest state of each changed key in a dirty map (a map
  * write: cheap and synchronous, on the pool's turn). A commit writes every dirty key in one
- * transaction. `flush()` resolves once everything changed before the call is committed, so an
- * RPC that awaits it answers only after its change is durable, and all the RPCs that arrive
- * while one commit is pending share the next one.
+ * transaction, one batch at a time (committers.ts: in production a worker thread, so that the
+ * fsync never blocks the event loop). `flush()` resolves once everything changed before the call
+ * is committed, so an RPC that awaits it answers only after its change is durable; the RPCs that
+ * arrive while one batch is on its way to disk all share the next one.
  *
  * Soft state (a lease taken or ended: last used, hold, in flight) does not ask for a commit of
  * its own: it rides along with the next one, or is written after `lazyMs`. `close()` writes
@@ -15,6 +16,7 @@ import type { ChangeFeed } from "../domain/change-feed";
 import type { Clock, Timer } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
 import type { ChangeCause, KeyStatus, PoolEvent } from "../domain/types";
+import { SyncCommitter, type BatchCommitter } from "./committers";
 import type { KeyOrigin, StateStore, StoreWrite } from "./state-store";
 
 /** What the transport awaits before it answers a call that changed the pool. */
@@ -65,19 +67,27 @@ export interface GroupCommitStats {
 
 export class GroupCommitWriter implements Durability {
   private dirty = new Map<string, DirtyKey>();
-  private waiters: Waiter[] = [];
+  /** Flushes waiting for the next batch (their changes are in `dirty`). */
+  private nextWaiters: Waiter[] = [];
+  /** The batch on its way to disk, and the flushes it will settle. */
+  private inFlight: { batch: Map<string, DirtyKey>; waiters: Waiter[] } | undefined;
   private commitScheduled = false;
+  /** A change that should not wait for the lazy timer (a report, a revocation) is dirty. */
+  private hardPending = false;
   private lazyTimer: Timer | undefined;
   private closed = false;
+  private readonly committer: BatchCommitter;
   private readonly unsubscribe: () => void;
   private readonly lazyMs: number;
   readonly stats: GroupCommitStats = { commits: 0, keysWritten: 0 };
 
+  /** `target`: a committer, or a StateStore written on this thread. */
   constructor(
-    private readonly store: StateStore,
+    target: BatchCommitter | StateStore,
     private readonly pool: ObservedPool,
     private readonly options: GroupCommitOptions,
   ) {
+    this.committer = "commit" in target ? target : new SyncCommitter(target);
     this.lazyMs = options.lazyMs ?? 1000;
     this.unsubscribe = pool.changes.subscribe(this.onChange);
   }
@@ -88,14 +98,19 @@ export class GroupCommitWriter implements Durability {
         new PoolError(ErrorCode.Unavailable, "keypool is shutting down: the change was not saved"),
       );
     }
-    if (this.dirty.size === 0) return Promise.resolve();
+    if (this.dirty.size === 0 && !this.inFlight) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
-      this.scheduleCommit();
+      if (this.dirty.size > 0) {
+        this.nextWaiters.push({ resolve, reject });
+        this.scheduleCommit();
+      } else {
+        // Everything changed before this call is in the batch already on its way.
+        this.inFlight!.waiters.push({ resolve, reject });
+      }
     });
   }
 
-  /** Keys changed since the last commit. */
+  /** Keys changed and not yet on their way to disk. */
   get pending(): number {
     return this.dirty.size;
   }
@@ -103,19 +118,34 @@ export class GroupCommitWriter implements Durability {
   /**
    * Stops listening and writes every change not yet written, soft state included (the pool
    * publishes an event for every change, so the dirty map holds them all: the cost is the
-   * changed keys, not the pool). Call after the server stopped taking calls. Throws if the
-   * final write fails. Idempotent.
+   * changed keys, not the pool), then releases the file. Call after the server stopped taking
+   * calls. Throws if the final write fails. Idempotent.
    */
   close(): void {
     if (this.closed) return;
+    this.closed = true;
     this.unsubscribe();
+    this.lazyTimer?.cancel();
+    this.lazyTimer = undefined;
+    // The batch in flight is written again with the rest: if it failed, nothing is lost.
+    const batch = new Map(this.inFlight?.batch);
+    for (const [keyHash, entry] of this.dirty) batch.set(keyHash, entry);
+    this.dirty = new Map();
+    const waiters = [...(this.inFlight?.waiters ?? []), ...this.nextWaiters];
+    this.inFlight = undefined;
+    this.nextWaiters = [];
     try {
-      this.commit();
-    } finally {
-      this.closed = true;
-      this.lazyTimer?.cancel();
-      this.lazyTimer = undefined;
+      this.committer.closeWith(this.toWrites(batch));
+    } catch (cause) {
+      const err = this.saveError(cause);
+      for (const waiter of waiters) waiter.reject(err);
+      throw err;
     }
+    if (batch.size > 0) {
+      this.stats.commits += 1;
+      this.stats.keysWritten += batch.size;
+    }
+    for (const waiter of waiters) waiter.resolve();
   }
 
   private readonly onChange = (event: PoolEvent): void => {
@@ -123,6 +153,7 @@ export class GroupCommitWriter implements Durability {
     if (event.type === "removed") {
       const known = this.dirty.get(event.keyHash);
       this.dirty.set(event.keyHash, { ...known, removedAt: Math.max(1, this.options.clock.now()) });
+      this.hardPending = true;
       this.scheduleCommit();
       return;
     }
@@ -139,22 +170,21 @@ export class GroupCommitWriter implements Durability {
     } else {
       this.dirty.set(keyHash, { secret: known?.secret, origin: known?.origin, status: event.status, removedAt: 0 });
     }
-    if (SOFT_CAUSES.has(event.cause)) this.scheduleLazy();
-    else this.scheduleCommit();
+    if (SOFT_CAUSES.has(event.cause)) {
+      this.scheduleLazy();
+    } else {
+      this.hardPending = true;
+      this.scheduleCommit();
+    }
   };
 
   private scheduleCommit(): void {
-    if (this.commitScheduled || this.closed) return;
+    if (this.commitScheduled || this.closed || this.inFlight) return;
     this.commitScheduled = true;
     // After this turn's I/O callbacks: every call that arrived with this one shares the commit.
     setImmediate(() => {
       this.commitScheduled = false;
-      if (this.closed) return;
-      try {
-        this.commit();
-      } catch {
-        // Already reported to the waiters and onError; the keys stay dirty for the next commit.
-      }
+      this.startCommit();
     });
   }
 
@@ -162,37 +192,55 @@ export class GroupCommitWriter implements Durability {
     if (this.lazyTimer || this.closed) return;
     this.lazyTimer = this.options.clock.setTimer(this.lazyMs, () => {
       this.lazyTimer = undefined;
-      if (this.dirty.size > 0 && !this.commitScheduled) this.scheduleCommit();
+      if (this.dirty.size > 0) this.scheduleCommit();
     });
   }
 
-  /** Writes every dirty key in one transaction and settles the waiters it covers. */
-  private commit(): void {
+  /** Sends every dirty key to disk as one batch; one batch at a time. */
+  private startCommit(): void {
+    if (this.closed || this.inFlight) return;
+    if (this.dirty.size === 0) {
+      for (const waiter of this.nextWaiters.splice(0)) waiter.resolve();
+      return;
+    }
     const batch = this.dirty;
-    const waiters = this.waiters;
     this.dirty = new Map();
-    this.waiters = [];
+    this.hardPending = false;
     this.lazyTimer?.cancel();
     this.lazyTimer = undefined;
-    if (batch.size > 0) {
-      try {
-        this.store.writeBatch(this.toWrites(batch));
-      } catch (cause) {
-        // Keep the changes for the next commit; newer entries (none can exist yet) would win.
-        for (const [keyHash, entry] of batch) if (!this.dirty.has(keyHash)) this.dirty.set(keyHash, entry);
-        // Callers see the cause but not the server's file layout; the log names the file.
-        const err = new PoolError(
-          ErrorCode.Unavailable,
-          `the change could not be saved to the state file (${cause instanceof Error ? cause.message : String(cause)}); retry later`,
-        );
-        this.options.onError?.(err);
-        for (const waiter of waiters) waiter.reject(err);
-        throw err;
-      }
+    const inFlight = { batch, waiters: this.nextWaiters };
+    this.nextWaiters = [];
+    this.inFlight = inFlight;
+    this.committer.commit(this.toWrites(batch), (failure) => this.onCommitted(inFlight, failure));
+  }
+
+  private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: Waiter[] }, failure?: Error): void {
+    if (this.inFlight !== inFlight) return; // close() took over
+    this.inFlight = undefined;
+    if (failure) {
+      // Keep the changes for the next commit; what changed since is newer and wins.
+      for (const [keyHash, entry] of inFlight.batch) if (!this.dirty.has(keyHash)) this.dirty.set(keyHash, entry);
+      const err = this.saveError(failure);
+      this.options.onError?.(err);
+      for (const waiter of inFlight.waiters) waiter.reject(err);
+    } else {
       this.stats.commits += 1;
-      this.stats.keysWritten += batch.size;
+      this.stats.keysWritten += inFlight.batch.size;
+      for (const waiter of inFlight.waiters) waiter.resolve();
     }
-    for (const waiter of waiters) waiter.resolve();
+    // Whatever came while this batch was on its way goes next, at once if someone waits for it.
+    if (this.dirty.size === 0) return;
+    if (this.nextWaiters.length > 0) this.startCommit();
+    else if (this.hardPending) this.scheduleCommit();
+    else this.scheduleLazy();
+  }
+
+  private saveError(cause: unknown): PoolError {
+    // Callers see the cause but not the server's file layout; the log names the file.
+    return new PoolError(
+      ErrorCode.Unavailable,
+      `the change could not be saved to the state file (${cause instanceof Error ? cause.message : String(cause)}); retry later`,
+    );
   }
 
   private toWrites(batch: Map<string, DirtyKey>): StoreWrite[] {

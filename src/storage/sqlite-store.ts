@@ -14,6 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import type { KeyRecord, KeyStatus } from "../domain/types";
+import { KEY_ROW_SQL, toKeyRow } from "./key-rows";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from "./migrations";
 import { StateFileError } from "./state-file-error";
 import type { KeyOrigin, StateStore, StoredKey, StoreWrite } from "./state-store";
@@ -42,9 +43,6 @@ interface KeyRow {
 
 export class SqliteStateStore implements StateStore {
   private closed = false;
-  private readonly insertOrUpdate: Database.Statement;
-  private readonly updateKeepingSecret: Database.Statement;
-  private readonly markRemoved: Database.Statement;
   private readonly applyBatch: (writes: readonly StoreWrite[]) => void;
 
   private constructor(
@@ -52,47 +50,16 @@ export class SqliteStateStore implements StateStore {
     private readonly db: Database.Database,
     private readonly now: () => number,
   ) {
-    this.insertOrUpdate = db.prepare(`
-      INSERT INTO keys (key_hash, provider, origin, secret, state, status, removed_at, updated_at)
-      VALUES (@keyHash, @provider, COALESCE(@origin, 'runtime'), @secret, @state, @status, @removedAt, @now)
-      ON CONFLICT (key_hash) DO UPDATE SET
-        provider = excluded.provider,
-        origin = COALESCE(@origin, keys.origin),
-        secret = excluded.secret,
-        state = excluded.state,
-        status = excluded.status,
-        removed_at = excluded.removed_at,
-        updated_at = excluded.updated_at`);
-    this.updateKeepingSecret = db.prepare(`
-      UPDATE keys SET
-        provider = @provider,
-        origin = COALESCE(@origin, origin),
-        state = @state,
-        status = @status,
-        removed_at = @removedAt,
-        updated_at = @now
-      WHERE key_hash = @keyHash`);
-    this.markRemoved = db.prepare(
-      `UPDATE keys SET removed_at = @removedAt, updated_at = @now WHERE key_hash = @keyHash`,
-    );
+    const statements = {
+      upsert: db.prepare(KEY_ROW_SQL.upsert),
+      update: db.prepare(KEY_ROW_SQL.update),
+      remove: db.prepare(KEY_ROW_SQL.remove),
+    };
     this.applyBatch = db.transaction((writes: readonly StoreWrite[]) => {
       const now = this.now();
       for (const write of writes) {
-        if (write.kind === "remove") {
-          this.markRemoved.run({ keyHash: write.keyHash, removedAt: write.removedAt, now });
-          continue;
-        }
-        const row = {
-          keyHash: write.status.keyHash,
-          provider: write.status.provider,
-          origin: write.origin ?? null,
-          state: write.status.state,
-          status: JSON.stringify(statusOnly(write.status)),
-          removedAt: write.removedAt,
-          now,
-        };
-        if (write.secret !== undefined) this.insertOrUpdate.run({ ...row, secret: write.secret });
-        else this.updateKeepingSecret.run(row);
+        const row = toKeyRow(write, now);
+        statements[row.op].run(row.params);
       }
     });
   }
@@ -340,13 +307,6 @@ function currentVersion(db: Database.Database): number {
     version: number | null;
   };
   return row.version ?? 0;
-}
-
-/** Keeps the secret out of the JSON column: it has its own column. */
-function statusOnly(status: KeyStatus): KeyStatus {
-  if (!("key" in status)) return status;
-  const { key: _secret, ...rest } = status as KeyRecord;
-  return rest;
 }
 
 function classify(err: unknown, location: string): StateFileError {

@@ -1,0 +1,67 @@
+/**
+ * How a StoreWrite becomes SQL on the `keys` table. Shared by the synchronous store (start-up,
+ * tests) and the commit worker (commit-worker.ts), which receives the rows ready to bind: the
+ * status is turned into JSON on the caller's side so that only strings cross threads.
+ */
+import type { KeyRecord, KeyStatus } from "../domain/types";
+import type { StoreWrite } from "./state-store";
+
+export const KEY_ROW_SQL = {
+  /** A whole row, secret included: inserts a new key or overwrites a known one. */
+  upsert: `
+    INSERT INTO keys (key_hash, provider, origin, secret, state, status, removed_at, updated_at)
+    VALUES (@keyHash, @provider, COALESCE(@origin, 'runtime'), @secret, @state, @status, @removedAt, @now)
+    ON CONFLICT (key_hash) DO UPDATE SET
+      provider = excluded.provider,
+      origin = COALESCE(@origin, keys.origin),
+      secret = excluded.secret,
+      state = excluded.state,
+      status = excluded.status,
+      removed_at = excluded.removed_at,
+      updated_at = excluded.updated_at`,
+  /** A known key's new state; its secret stays (a row without one is never created). */
+  update: `
+    UPDATE keys SET
+      provider = @provider,
+      origin = COALESCE(@origin, origin),
+      state = @state,
+      status = @status,
+      removed_at = @removedAt,
+      updated_at = @now
+    WHERE key_hash = @keyHash`,
+  /** RemoveKey: the row and its history stay. */
+  remove: `UPDATE keys SET removed_at = @removedAt, updated_at = @now WHERE key_hash = @keyHash`,
+} as const;
+
+export type KeyRowOp = keyof typeof KEY_ROW_SQL;
+
+/** One statement to run: which one, and its named parameters. */
+export interface KeyRow {
+  op: KeyRowOp;
+  params: Record<string, string | number | null>;
+}
+
+export function toKeyRow(write: StoreWrite, now: number): KeyRow {
+  if (write.kind === "remove") {
+    return { op: "remove", params: { keyHash: write.keyHash, removedAt: write.removedAt, now } };
+  }
+  const params: Record<string, string | number | null> = {
+    keyHash: write.status.keyHash,
+    provider: write.status.provider,
+    origin: write.origin ?? null,
+    state: write.status.state,
+    status: JSON.stringify(statusOnly(write.status)),
+    removedAt: write.removedAt,
+    now,
+  };
+  if (write.secret === undefined) return { op: "update", params };
+  params.secret = write.secret;
+  return { op: "upsert", params };
+}
+
+/** Keeps the secret out of the JSON column: it has its own column. */
+function statusOnly(status: KeyStatus): KeyStatus {
+  if (!("key" in status)) return status;
+  const { key: _secret, ...rest } = status as KeyRecord;
+  return rest;
+}

@@ -1,0 +1,167 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import Database from "better-sqlite3";
+import { ChangeFeed } from "../../../src/domain/change-feed";
+import { ManualClock } from "../../../src/domain/clock";
+import { ErrorCode } from "../../../src/domain/errors";
+import type { KeyStatus, PoolEvent } from "../../../src/domain/types";
+import { WorkerCommitter } from "../../../src/storage/committers";
+import { GroupCommitWriter } from "../../../src/storage/group-commit";
+import { SqliteStateStore } from "../../../src/storage/sqlite-store";
+import type { StoreWrite } from "../../../src/storage/state-store";
+import { keyStatus } from "./fixtures";
+
+let dir: string;
+let file: string;
+const committers: WorkerCommitter[] = [];
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "keypool-worker-"));
+  file = path.join(dir, "state.db");
+  SqliteStateStore.open(file).close();
+});
+afterEach(() => {
+  for (const c of committers.splice(0)) {
+    try {
+      c.closeWith([]);
+    } catch {
+      // a test broke it on purpose
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function open(location = file): WorkerCommitter {
+  const committer = new WorkerCommitter(location);
+  committers.push(committer);
+  return committer;
+}
+
+const upsert = (keyHash: string, promptCount = 0): StoreWrite => ({
+  kind: "upsert",
+  status: keyStatus(keyHash, { promptCount }),
+  secret: `sk-${keyHash}`,
+  origin: "runtime",
+  removedAt: 0,
+});
+
+const commit = (c: WorkerCommitter, writes: StoreWrite[]) =>
+  new Promise<void>((resolve, reject) => c.commit(writes, (err) => (err ? reject(err) : resolve())));
+
+/** What another connection reads from the file right now. */
+function onDisk(): Map<string, number> {
+  const db = new Database(file, { readonly: true });
+  try {
+    const rows = db.prepare("SELECT key_hash, status FROM keys").all() as Array<{ key_hash: string; status: string }>;
+    return new Map(rows.map((r) => [r.key_hash, (JSON.parse(r.status) as KeyStatus).promptCount]));
+  } finally {
+    db.close();
+  }
+}
+
+describe("WorkerCommitter", () => {
+  it("reports a batch done only once another connection can read it", async () => {
+    const c = open();
+    await commit(c, [upsert("oai-a", 1), upsert("oai-b", 2)]);
+    expect(onDisk()).toEqual(new Map([["oai-a", 1], ["oai-b", 2]]));
+    await commit(c, [upsert("oai-a", 5)]);
+    expect(onDisk().get("oai-a")).toBe(5);
+  });
+
+  it("writes the last batch and folds the WAL in before closeWith returns", async () => {
+    const c = open();
+    await commit(c, [upsert("oai-a", 1)]);
+    c.closeWith([upsert("oai-a", 9), upsert("oai-c", 3)]);
+    expect(fs.existsSync(`${file}-wal`) ? fs.statSync(`${file}-wal`).size : 0).toBe(0);
+    expect(onDisk()).toEqual(new Map([["oai-a", 9], ["oai-c", 3]]));
+  });
+
+  it("lets closeWith wait for a batch still on its way, then settles it", async () => {
+    const c = open();
+    let settled: Error | undefined | "pending" = "pending";
+    c.commit([upsert("oai-a", 1)], (err) => (settled = err));
+    c.closeWith([upsert("oai-b", 2)]);
+    expect(settled).toBeUndefined();
+    expect(onDisk()).toEqual(new Map([["oai-a", 1], ["oai-b", 2]]));
+  });
+
+  it("reports a failed batch, and a failed last write by throwing", async () => {
+    const c = open();
+    await commit(c, [upsert("oai-a", 1)]);
+    const other = new Database(file);
+    other.exec("DROP TABLE keys");
+    other.close();
+    await expect(commit(c, [upsert("oai-a", 2)])).rejects.toThrow(/no such table: keys/);
+    expect(() => c.closeWith([upsert("oai-a", 3)])).toThrow(/the last write to .*state.db failed: no such table: keys/);
+  });
+
+  it("fails every commit once its thread cannot open the file", async () => {
+    const c = open(path.join(dir, "missing.db"));
+    await expect(commit(c, [upsert("oai-a")])).rejects.toThrow(/state writer thread failed/);
+    await expect(commit(c, [upsert("oai-a")])).rejects.toThrow(/state writer thread failed/);
+  });
+});
+
+describe("GroupCommitWriter over a WorkerCommitter", () => {
+  class Pool {
+    readonly changes = new ChangeFeed<PoolEvent>();
+    secretOf = (keyHash: string) => `sk-${keyHash}`;
+    usage(keyHash: string, promptCount: number) {
+      this.changes.publish({ type: "updated", cause: "usage", status: keyStatus(keyHash, { promptCount }) });
+    }
+    add(keyHash: string) {
+      this.changes.publish({ type: "updated", cause: "added", status: keyStatus(keyHash) });
+    }
+  }
+
+  it("commits what changes while a batch is on its way as the next batch, and settles each flush after its own changes", async () => {
+    const pool = new Pool();
+    const writer = new GroupCommitWriter(open(), pool, { clock: new ManualClock() });
+    pool.add("oai-a");
+    pool.add("oai-b");
+    const first = writer.flush();
+    // Let the first batch leave for the worker, then change more while it is away.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    pool.usage("oai-a", 7);
+    const second = writer.flush();
+    // Nothing new since `second`: this one waits for the same batch as `second`.
+    const third = writer.flush();
+    await first;
+    await second;
+    expect(onDisk().get("oai-a")).toBe(7);
+    await third;
+    expect(writer.stats.commits).toBe(2);
+    writer.close();
+  });
+
+  it("shares batches among 200 concurrent flushes", async () => {
+    const pool = new Pool();
+    const writer = new GroupCommitWriter(open(), pool, { clock: new ManualClock() });
+    for (let k = 0; k < 10; k++) pool.add(`oai-${k}`);
+    await writer.flush();
+    const flushes: Array<Promise<void>> = [];
+    for (let i = 1; i <= 200; i++) {
+      pool.usage(`oai-${i % 10}`, i);
+      flushes.push(writer.flush());
+      if (i % 50 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(flushes);
+    expect(writer.stats.commits).toBeLessThanOrEqual(5);
+    expect(onDisk().get("oai-0")).toBe(200);
+    writer.close();
+  });
+
+  it("rejects flushes with UNAVAILABLE when the thread cannot write", async () => {
+    const pool = new Pool();
+    const errors: Error[] = [];
+    const writer = new GroupCommitWriter(open(path.join(dir, "missing.db")), pool, {
+      clock: new ManualClock(),
+      onError: (e) => errors.push(e),
+    });
+    pool.add("oai-a");
+    await expect(writer.flush()).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    expect(errors).toHaveLength(1);
+    expect(() => writer.close()).toThrow(/state writer thread failed/);
+  });
+});
