@@ -148,6 +148,7 @@ export class WorkerCommitter implements BatchCommitter {
  * The worker thread's whole program. It runs from its source text (Worker `eval`), so it must
  * not refer to anything outside itself: everything comes through `require` and `workerData`.
  */
+/* istanbul ignore next -- runs from its source text: coverage counters would not exist there */
 function commitWorkerMain(): void {
   const { parentPort, workerData } = require("node:worker_threads") as typeof import("node:worker_threads");
   const Database = require(workerData.driver) as typeof import("better-sqlite3");
