@@ -61,22 +61,29 @@ function stepper(clock: ManualClock, n: number) {
   };
 }
 
+/** Leases that found every key busy (ResourceExhausted), by pool size: reported beside the rates. */
+const busyAnswers = new Map<number, { busy: number; calls: number }>();
+
 /** One lease (and the clock step after it) on a pool of n keys, with the defaults' lease TTL. */
 function indexedPool(n: number): () => void {
+  const counts = { busy: 0, calls: 0 };
   const clock = new ManualClock();
   const pool = new KeyPool({ clock, reuseDelayMs: REUSE_DELAY_MS });
   pool.addKeys(specs(n));
   const tick = stepper(clock, n);
   const lease = () => {
+    counts.calls++;
     try {
       pool.lease({ model: "gpt-4" });
     } catch {
-      // Every key busy: time moves on below.
+      counts.busy++; // every key busy: time moves on below
     }
     tick();
   };
   // Warm up: lease every key once, so that the pool is in its steady state.
   for (let i = 0; i < n + 1000; i++) lease();
+  counts.busy = counts.calls = 0;
+  busyAnswers.set(n, counts);
   return lease;
 }
 
@@ -120,6 +127,11 @@ function naivePool(n: number): () => void {
   };
 }
 
+function busyShare(n: number): string {
+  const c = busyAnswers.get(n);
+  return c && c.calls > 0 ? `${((100 * c.busy) / c.calls).toFixed(2)}%` : "n/a";
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run(options: { quick?: boolean; log?: (s: string) => void } = {}) {
@@ -153,7 +165,8 @@ export async function run(options: { quick?: boolean; log?: (s: string) => void 
     log(
       `pool selection, ${r.keys.toLocaleString("en")} keys: indexed ${r.indexedLeasesPerSec.toLocaleString("en")} leases/s ` +
         `(${r.indexedMicrosPerLease.toFixed(2)} µs), naive filter+sort ${r.naiveLeasesPerSec.toLocaleString("en")} leases/s ` +
-        `(${r.naiveMicrosPerLease.toFixed(1)} µs), indexed/naive ${(r.indexedLeasesPerSec / r.naiveLeasesPerSec).toFixed(1)}x`,
+        `(${r.naiveMicrosPerLease.toFixed(1)} µs), indexed/naive ${(r.indexedLeasesPerSec / r.naiveLeasesPerSec).toFixed(1)}x; ` +
+        `${busyShare(r.keys)} of indexed calls found every key busy`,
     );
   }
   const base = results[0];
