@@ -79,8 +79,10 @@ export function planRestore(
 }
 
 function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): KeyRecord {
+  // A shallow copy: the stored record stays as read (a pool of 100,000 keys makes this cheap enough).
+  const restored: KeyRecord = { ...record };
   // Leases do not survive a restart: nobody will end them.
-  const restored: KeyRecord = { ...record, inFlight: 0, usage: { ...record.usage } };
+  restored.inFlight = 0;
   if (spec?.modelFamilies && spec.modelFamilies.length > 0) restored.modelFamilies = [...spec.modelFamilies];
   if (spec?.trial !== undefined) restored.trial = spec.trial;
   return restored;

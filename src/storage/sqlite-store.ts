@@ -133,7 +133,8 @@ export class SqliteStateStore implements StateStore {
         RESTORE_BACKUP,
       );
     }
-    const record: KeyRecord = { ...status, key: row.secret };
+    const record = status as KeyRecord;
+    record.key = row.secret;
     return { record, origin: row.origin as KeyOrigin, removedAt: row.removed_at };
   }
 }
