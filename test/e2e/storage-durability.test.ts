@@ -8,7 +8,7 @@ import * as path from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import { grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "../support/clients";
 import { SqliteStateStore } from "../../src/storage/sqlite-store";
-import { runServerExpectingFailure, spawnServer, type ChildServer } from "../support/child-server";
+import { ensureBuilt, runServerExpectingFailure, spawnServer, type ChildServer } from "../support/child-server";
 
 jest.setTimeout(90_000);
 
@@ -54,6 +54,8 @@ async function start(extra: Record<string, string> = {}): Promise<ChildServer> {
   return server;
 }
 
+// Builds dist/ if it is older than src/ (npm test has built it already), outside the tests' time.
+beforeAll(() => ensureBuilt(), 180_000);
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "keypool-e2e-storage-"));
   stateFile = path.join(dir, "state", "keypool.db");
