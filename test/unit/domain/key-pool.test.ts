@@ -415,7 +415,7 @@ describe("What a lease does to a key", () => {
       organizationId: "org-1",
       leaseExpiresAt: T0 + 10 + 60_000,
     });
-    expect(lease.leaseId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(lease.leaseId).toMatch(/^[0-9a-z]+-[0-9a-f]{16}$/);
     expect(pool.getKey(h)).toMatchObject({
       lastUsed: T0 + 10,
       leaseCount: 1,
@@ -462,6 +462,19 @@ describe("What a lease does to a key", () => {
     pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 5, outputTokens: 6, leaseId: lease.leaseId });
     pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 5, outputTokens: 6, leaseId: "no-such-lease" });
     expect(pool.getKey(h)).toMatchObject({ inFlight: 0, promptCount: 2, usage: { gpt4: { inputTokens: 10, outputTokens: 12, prompts: 2 } } });
+  });
+
+  it("lease ids are unique and cannot be guessed: a forged id ends nothing", () => {
+    const { pool } = makePool({ reuseDelayMs: 0 });
+    const [h] = pool.addKeys([oai("sk-1")]).keyHashes;
+    const ids = Array.from({ length: 100 }, () => pool.lease({ model: "gpt-4" }).leaseId);
+    expect(new Set(ids).size).toBe(100);
+    const [seq, random] = ids[0].split("-");
+    const forged = `${seq}-${random === "0".repeat(16) ? "1".repeat(16) : "0".repeat(16)}`;
+    pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 1, outputTokens: 1, leaseId: forged });
+    expect(pool.getKey(h)!.inFlight).toBe(100);
+    pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 1, outputTokens: 1, leaseId: ids[0] });
+    expect(pool.getKey(h)!.inFlight).toBe(99);
   });
 
   it("a lease id of another key does not end that key's lease", () => {
