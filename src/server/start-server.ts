@@ -35,6 +35,11 @@ export interface ServerDeps {
   readMaxBytes?: number;
   /** HTTP/2 and HTTP/1.1 protocol limits for the listener (src/auth/access-limits.ts). */
   listenerLimits?: ListenerOptions["limits"];
+  /**
+   * How long close() keeps connections open after turning health NOT_SERVING, so that health
+   * watchers and checkers see it (default 50 ms). New calls are refused during this time.
+   */
+  shutdownNoticeMs?: number;
   /** How long close() lets open connections finish before destroying them (default 2000 ms). */
   shutdownGraceMs?: number;
 }
@@ -112,7 +117,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
       closing ??= (async () => {
         health.setAll(ServingStatus.NOT_SERVING);
         // Let health watchers receive NOT_SERVING before their streams are ended.
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await new Promise((resolve) => setTimeout(resolve, deps.shutdownNoticeMs ?? 50));
         listener.stopAccepting();
         shutdown.abort(new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable));
         await listener.close(deps.shutdownGraceMs ?? 2000);
