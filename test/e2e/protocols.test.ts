@@ -8,7 +8,7 @@ import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import { KeyAdminService, KeyPoolService, KeyState, Provider } from "../../gen/ts/keypool/v1/keypool_pb";
 import { connectClient, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, type ProtocolName } from "../support/clients";
-import { startTestServer, testKey, type TestServer } from "../support/test-server";
+import { advanceUntilSettled, startTestServer, testKey, type TestServer } from "../support/test-server";
 
 const OPENAI_KEY = testKey("openai", 1);
 
@@ -127,11 +127,12 @@ describe("Lease max_wait", () => {
     try {
       const client = connectClient(KeyPoolService, t.url);
       await client.lease({ model: "gpt-3.5-turbo" }); // the key is now held for the reuse delay
-      const waiting = client.lease({ model: "gpt-3.5-turbo", maxWait: durationFromMs(5000) });
-      // Let the call reach the pool's queue, then move time past the reuse delay.
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      t.manualClock!.advance(1000);
-      const lease = await waiting;
+      // Time moves on in small steps until the reuse delay is over and the waiting call is served.
+      const lease = await advanceUntilSettled(
+        t.manualClock!,
+        client.lease({ model: "gpt-3.5-turbo", maxWait: durationFromMs(5000) }),
+        100,
+      );
       expect(lease.key).toBe(OPENAI_KEY);
     } finally {
       await t.close();

@@ -56,3 +56,23 @@ export { ManualClock, systemClock };
 /** Distinct, valid-looking test secrets. */
 export const testKey = (provider: "openai" | "anthropic", n: number) =>
   provider === "openai" ? `sk-test-openai-${String(n).padStart(4, "0")}` : `sk-ant-test-${String(n).padStart(4, "0")}`;
+
+/**
+ * Moves a ManualClock forward by `stepMs` every `intervalMs` of real time until `promise`
+ * settles. For calls that wait on pool time (Lease max_wait): the test does not need to know when
+ * the request reached the server, only that time moves until it is answered.
+ */
+export async function advanceUntilSettled<T>(
+  clock: ManualClock,
+  promise: Promise<T>,
+  stepMs: number,
+  intervalMs = 50,
+): Promise<T> {
+  let settled = false;
+  const done = promise.finally(() => (settled = true));
+  while (!settled) {
+    await Promise.race([done.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, intervalMs))]);
+    if (!settled) clock.advance(stepMs);
+  }
+  return done;
+}
