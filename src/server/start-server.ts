@@ -74,7 +74,8 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
 
   // Health stays answerable while closing, so that checkers read NOT_SERVING rather than errors.
   const shutdownGate: Interceptor = (next) => (req) => {
-    if ((shutdown.signal.aborted || closing) && req.service.typeName !== Health.typeName) throw new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable);
+    const refused = (shutdown.signal.aborted || closing) && req.service.typeName !== Health.typeName;
+    if (refused) throw new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable);
     return next(req);
   };
 
