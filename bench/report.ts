@@ -37,6 +37,9 @@ export function summaryRows(results: SuiteResults): Row[] {
       const kp = cell(e2e, "keypool, 10 keys", "lease", tool);
       if (noop) rows.push([`Lease, grpc-js no-op server (${tool})`, rate(noop), "reference", ""]);
       if (noop && kp) rows.push([`keypool Lease / grpc-js no-op Lease (${tool})`, fmt(kp.rps / noop.rps, 2), "reference", ""]);
+      const bare = cell(e2e, "connect-node no-op", "lease", tool);
+      if (bare) rows.push([`Lease, connect-node no-op server (${tool})`, rate(bare), "reference", ""]);
+      if (bare && kp) rows.push([`keypool Lease / connect-node no-op Lease (${tool})`, fmt(kp.rps / bare.rps, 2), "reference", ""]);
     }
   }
   for (const f of results.fanout ?? []) {

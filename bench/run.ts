@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import * as os from "node:os";
 import * as path from "node:path";
 import { coreLayout } from "./lib/children";
-import { ROOT, startGrpcJsNoop, startKeypool } from "./lib/keypool-server";
+import { ROOT, startConnectNoop, startGrpcJsNoop, startKeypool } from "./lib/keypool-server";
 import { writeKeysFile, benchKey } from "./lib/keys-file";
 import { CellResult, measureServer, Shapes } from "./end-to-end";
 import { FanoutResult, measureFanout } from "./watch-fanout";
@@ -130,11 +130,13 @@ async function main(): Promise<void> {
           await server.stop();
         }
       }
-      const noop = await startGrpcJsNoop(cores.server);
-      try {
-        results.e2e.push(...(await measureServer("grpc-js no-op", noop, shapes, cores, false, log)));
-      } finally {
-        await noop.stop();
+      for (const [name, startNoop] of [["grpc-js no-op", startGrpcJsNoop], ["connect-node no-op", startConnectNoop]] as const) {
+        const noop = await startNoop(cores.server);
+        try {
+          results.e2e.push(...(await measureServer(name, noop, shapes, cores, false, log)));
+        } finally {
+          await noop.stop();
+        }
       }
     });
 

@@ -117,15 +117,24 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
 }
 
 /** Starts bench/grpc-js-noop-server.ts and reads the port it prints. */
-export async function startGrpcJsNoop(cpus: string | undefined): Promise<ServerHandle> {
+export function startGrpcJsNoop(cpus: string | undefined): Promise<ServerHandle> {
+  return startNoop("grpc-js-noop-server.ts", cpus);
+}
+
+/** Starts bench/connect-noop-server.ts (the Connect stack with nothing in it). */
+export function startConnectNoop(cpus: string | undefined): Promise<ServerHandle> {
+  return startNoop("connect-noop-server.ts", cpus);
+}
+
+async function startNoop(script: string, cpus: string | undefined): Promise<ServerHandle> {
   const t0 = performance.now();
-  const proc = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "grpc-js-noop-server.ts")], cpus, { cwd: ROOT });
+  const proc = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", script)], cpus, { cwd: ROOT });
   const until = Date.now() + 30_000;
   let port = 0;
   while (!port) {
     const m = /LISTENING (\d+)/.exec(proc.stdout());
     if (m) port = Number(m[1]);
-    else if (Date.now() > until || proc.child.exitCode !== null) throw new Error(`grpc-js no-op server did not start:\n${proc.stderr()}`);
+    else if (Date.now() > until || proc.child.exitCode !== null) throw new Error(`${script} did not start:\n${proc.stderr()}`);
     else await sleep(20);
   }
   await waitServing(port, proc, 10_000);
