@@ -14,7 +14,7 @@
  *
  * Not a test: figures depend on the machine. BENCHMARKS.md records them.
  */
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -42,6 +42,8 @@ export interface DurabilityRound {
   calls: number;
   p50Ms: number;
   p99Ms: number;
+  /** Server CPU time (all threads, user + system) per call: steadier than calls/s on a busy machine. */
+  cpuMicrosPerCall: number;
   stateFileBytes?: number;
 }
 
@@ -50,6 +52,8 @@ export interface DurabilityResult {
   memoryCallsPerSec: number;
   sqliteCallsPerSec: number;
   ratio: number;
+  memoryCpuMicrosPerCall: number;
+  sqliteCpuMicrosPerCall: number;
   durationS: number;
   inFlight: number;
 }
@@ -58,6 +62,15 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+
+/** CPU time a process has used so far (user + system, every thread), in ms. */
+function cpuMs(pid: number): number {
+  // /proc/<pid>/stat: the command may contain spaces, so count fields after its closing paren.
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticksPerSec = 100; // USER_HZ on Linux
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSec;
+}
 
 /** Sum of prompt_count over the pool: every acknowledged IncrementUsage added exactly one. */
 async function totalPrompts(port: number): Promise<number> {
@@ -84,6 +97,7 @@ async function round(mode: "memory" | "sqlite", durationS: number, dir: string, 
     cpus: cores.server,
   });
   try {
+    const cpuBefore = cpuMs(server.pid);
     const results = await Promise.all(
       keys.map((key) => {
         const body = toBinary(
@@ -104,6 +118,7 @@ async function round(mode: "memory" | "sqlite", durationS: number, dir: string, 
         );
       }),
     );
+    const cpuUsed = cpuMs(server.pid) - cpuBefore;
     const calls = results.reduce((sum, r) => sum + r.succeeded, 0);
     const prompts = await totalPrompts(server.port);
     // h2load sees HTTP 200 even for a gRPC error: the pool's counts prove every call succeeded.
@@ -114,6 +129,7 @@ async function round(mode: "memory" | "sqlite", durationS: number, dir: string, 
       calls,
       p50Ms: median(results.map((r) => r.p50Ms)),
       p99Ms: Math.max(...results.map((r) => r.p99Ms)),
+      cpuMicrosPerCall: (cpuUsed * 1000) / calls,
       ...(mode === "sqlite" && existsSync(stateFile) ? { stateFileBytes: statSync(stateFile).size } : {}),
     };
   } finally {
@@ -128,6 +144,10 @@ export async function run(options: { quick: boolean; log: (line: string) => void
     { name: "IncrementUsage/s, KEYPOOL_STATE=memory (100 in flight)", value: result.memoryCallsPerSec.toFixed(0) },
     { name: "IncrementUsage/s, SQLite state file (100 in flight)", value: result.sqliteCallsPerSec.toFixed(0) },
     {
+      name: "server CPU per IncrementUsage, memory / SQLite",
+      value: `${result.memoryCpuMicrosPerCall.toFixed(0)} µs / ${result.sqliteCpuMicrosPerCall.toFixed(0)} µs`,
+    },
+    {
       name: "durable / in-memory",
       value: result.ratio.toFixed(2),
       target: `>= ${TARGET_RATIO}`,
@@ -139,7 +159,7 @@ export async function run(options: { quick: boolean; log: (line: string) => void
 export async function measureDurability(options: { quick: boolean; log: (line: string) => void }): Promise<DurabilityResult> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run 'npm run build' first`);
   const durationS = options.quick ? 2 : 6;
-  const rounds = options.quick ? 1 : 3;
+  const rounds = options.quick ? 1 : 5;
   const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-bench-durability-"));
   const all: DurabilityRound[] = [];
   try {
@@ -149,7 +169,9 @@ export async function measureDurability(options: { quick: boolean; log: (line: s
       for (const mode of order) {
         const r = await round(mode, durationS, dir, all.length);
         all.push(r);
-        options.log(`  durability round ${i + 1} ${mode}: ${r.callsPerSec.toFixed(0)} calls/s (${r.calls} calls, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms)`);
+        options.log(
+          `  durability round ${i + 1} ${mode}: ${r.callsPerSec.toFixed(0)} calls/s (${r.calls} calls, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, server CPU ${r.cpuMicrosPerCall.toFixed(0)} µs/call)`,
+        );
       }
     }
   } finally {
@@ -157,10 +179,14 @@ export async function measureDurability(options: { quick: boolean; log: (line: s
   }
   const memoryCallsPerSec = median(all.filter((r) => r.mode === "memory").map((r) => r.callsPerSec));
   const sqliteCallsPerSec = median(all.filter((r) => r.mode === "sqlite").map((r) => r.callsPerSec));
+  const memoryCpuMicrosPerCall = median(all.filter((r) => r.mode === "memory").map((r) => r.cpuMicrosPerCall));
+  const sqliteCpuMicrosPerCall = median(all.filter((r) => r.mode === "sqlite").map((r) => r.cpuMicrosPerCall));
   return {
     rounds: all,
     memoryCallsPerSec,
     sqliteCallsPerSec,
+    memoryCpuMicrosPerCall,
+    sqliteCpuMicrosPerCall,
     ratio: sqliteCallsPerSec / memoryCallsPerSec,
     durationS,
     inFlight: LOADERS * STREAMS_PER_LOADER,
@@ -175,7 +201,8 @@ if (require.main === module) {
         `IncrementUsage over gRPC, ${r.inFlight} in flight, ${r.durationS} s per round, median of ${r.rounds.length / 2} round(s):\n` +
           `  memory: ${r.memoryCallsPerSec.toFixed(0)} calls/s\n` +
           `  sqlite: ${r.sqliteCallsPerSec.toFixed(0)} calls/s\n` +
-          `  durable / in-memory: ${r.ratio.toFixed(2)} (target >= ${TARGET_RATIO})\n`,
+          `  durable / in-memory: ${r.ratio.toFixed(2)} (target >= ${TARGET_RATIO})\n` +
+          `  server CPU per call: memory ${r.memoryCpuMicrosPerCall.toFixed(0)} µs, sqlite ${r.sqliteCpuMicrosPerCall.toFixed(0)} µs\n`,
       );
       process.exit(0);
     })
