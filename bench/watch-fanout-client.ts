@@ -3,19 +3,19 @@
  * WatchKeys streams (raw HTTP/2, `connections` sessions), plus one stream decoded in full through
  * the Connect client to prove the messages are well formed and in order. While the parent drives
  * Lease load, it makes a change every `probeIntervalMs` (DisableKey of a marker key with the
- * reason `probe-N`, then EnableKey) and records, for every subscriber, the time from just before
- * the change was sent until the bytes carrying `probe-N` arrived on that subscriber's stream.
+ * reason `probe-N`; the key stays disabled, each probe is one change) and records, for every
+ * subscriber, the time from just before the change was sent until the bytes carrying `probe-N`
+ * (or a later probe that superseded it within one coalescing window) arrived on its stream.
  * Arrival is measured before protobuf decoding: decoding is the subscriber's own cost.
  * Prints `READY` once every snapshot has arrived, then one JSON line with the results.
  */
-import * as http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KeyPoolService, KeyState, Provider, WatchKeysRequestSchema } from "../gen/ts/keypool/v1/keypool_pb";
 import { connect, unary } from "./lib/grpc-raw";
 import { grpcFrame } from "./lib/grpc-frame";
-import { DISABLE_KEY, ENABLE_KEY, disableKeyBytes, enableKeyBytes } from "./lib/keypool-rpc";
+import { DISABLE_KEY, disableKeyBytes } from "./lib/keypool-rpc";
 import { summarize } from "./lib/stats";
 
 export interface FanoutConfig {
@@ -43,6 +43,10 @@ async function main(config: FanoutConfig): Promise<void> {
   let streamErrors = 0;
   let firstStreamError = "";
   let bytes = 0;
+  let superseded = 0;
+  /** gRPC messages received on the raw streams, counted from READY on. */
+  let messages = 0;
+  let counting = false;
 
   const sessions = await Promise.all(Array.from({ length: config.connections }, () => connect(config.port)));
   const request = grpcFrame(toBinary(WatchKeysRequestSchema, create(WatchKeysRequestSchema, {})));
@@ -53,9 +57,32 @@ async function main(config: FanoutConfig): Promise<void> {
     let seen = -1;
     let gotSnapshot = false;
     let tail: Buffer = Buffer.alloc(0);
+    // gRPC framing: a 5-byte header (flag, length) before each message; headers may be split.
+    let remaining = 0;
+    let header: Buffer = Buffer.alloc(0);
+    const countMessages = (chunk: Buffer) => {
+      let i = 0;
+      while (i < chunk.length) {
+        if (remaining > 0) {
+          const take = Math.min(remaining, chunk.length - i);
+          remaining -= take;
+          i += take;
+          continue;
+        }
+        const part = chunk.subarray(i, i + 5 - header.length);
+        header = header.length ? Buffer.concat([header, part]) : part;
+        i += part.length;
+        if (header.length === 5) {
+          remaining = header.readUInt32BE(1);
+          header = Buffer.alloc(0);
+          if (counting) messages++;
+        }
+      }
+    };
     stream.on("data", (chunk: Buffer) => {
       const now = performance.now();
       bytes += chunk.length;
+      countMessages(chunk);
       if (!gotSnapshot) {
         gotSnapshot = true;
         snapshots++;
@@ -66,11 +93,17 @@ async function main(config: FanoutConfig): Promise<void> {
       while (at !== -1 && at + MARK.length + DIGITS <= hay.length) {
         const n = Number(hay.toString("latin1", at + MARK.length, at + MARK.length + DIGITS));
         if (n > seen && sentAt[n] !== undefined) {
+          // Changes this subscriber has not seen yet, superseded by probe n within one coalescing
+          // window, have reached it too (as their newer state): they count with their own send time.
+          for (let m = seen + 1; m <= n; m++) {
+            if (sentAt[m] === undefined) continue;
+            const latency = now - sentAt[m];
+            latencies.push(latency);
+            if (m < n) superseded++;
+            arrivals[m] = (arrivals[m] ?? 0) + 1;
+            lastArrival[m] = Math.max(lastArrival[m] ?? 0, latency);
+          }
           seen = n;
-          const latency = now - sentAt[n];
-          latencies.push(latency);
-          arrivals[n] = (arrivals[n] ?? 0) + 1;
-          lastArrival[n] = Math.max(lastArrival[n] ?? 0, latency);
         }
         at = hay.indexOf(MARK, at + 1);
       }
@@ -119,6 +152,8 @@ async function main(config: FanoutConfig): Promise<void> {
     await sleep(20);
   }
   process.stdout.write("READY\n");
+  counting = true;
+  const countingSince = performance.now();
   await sleep(config.warmupMs);
 
   const admin = await connect(config.port);
@@ -128,15 +163,16 @@ async function main(config: FanoutConfig): Promise<void> {
     const n = probes++;
     const reason = `probe-${n.toString().padStart(DIGITS, "0")}`;
     sentAt[n] = performance.now();
+    // Each probe disables the (already disabled) marker key with a new reason: one change.
     const disabled = await unary(admin, DISABLE_KEY, disableKeyBytes(config.markerKeyHash, reason));
     if (disabled.grpcStatus !== 0) throw new Error(`DisableKey failed: ${disabled.grpcStatus} ${disabled.grpcMessage}`);
-    await sleep(config.probeIntervalMs / 2);
-    const enabled = await unary(admin, ENABLE_KEY, enableKeyBytes(config.markerKeyHash));
-    if (enabled.grpcStatus !== 0) throw new Error(`EnableKey failed: ${enabled.grpcStatus} ${enabled.grpcMessage}`);
-    await sleep(config.probeIntervalMs / 2);
+    const wait = sentAt[n] + config.probeIntervalMs - performance.now();
+    if (wait > 0) await sleep(wait);
   }
   // Let the last probe land everywhere.
   await sleep(Math.max(1000, config.probeIntervalMs));
+  const countingS = (performance.now() - countingSince) / 1000;
+  counting = false;
   abort.abort();
   await verifying;
 
@@ -149,12 +185,15 @@ async function main(config: FanoutConfig): Promise<void> {
       probes,
       samples: latencies.length,
       missed: expected - latencies.length,
+      superseded,
       p50Ms: all.p50Ms,
       p99Ms: all.p99Ms,
       maxMs: all.maxMs,
       lastSubscriberP50Ms: perProbe.p50Ms,
       lastSubscriberP99Ms: perProbe.p99Ms,
       bytesReceived: bytes,
+      messages,
+      messagesPerSec: messages / countingS,
       streamErrors,
       firstStreamError,
       verifier,

@@ -6,7 +6,7 @@
  * KEYPOOL_WATCH_COALESCE); the probe changes of the marker key measure change-to-arrival time.
  */
 import * as path from "node:path";
-import { CoreLayout, sleep, start } from "./lib/children";
+import { CoreLayout, cpuMs, sleep, start } from "./lib/children";
 import { h2load, LoadResult } from "./lib/h2load";
 import { findKeyHash, LEASE, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { ROOT, startKeypool } from "./lib/keypool-server";
@@ -20,12 +20,20 @@ export interface FanoutResult {
   probes: number;
   samples: number;
   missed: number;
+  /** Arrivals that came as a later probe's state, coalesced within one window (counted with their own send time). */
+  superseded: number;
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
   lastSubscriberP50Ms: number;
   lastSubscriberP99Ms: number;
   bytesReceived: number;
+  /** WatchKeys messages the 1,000 raw subscribers received per second, from READY to the end. */
+  messagesPerSec: number;
+  /** Share of one core the server used over the same span (from /proc/<pid>/stat). */
+  serverCpuShare: number;
+  /** Server CPU time per message delivered (meaningful when there is no Lease load). */
+  serverCpuMicrosPerMessage: number;
   streamErrors: number;
   verifier: { messages: number; outOfOrder: number; probesSeen: number; error: string };
   serverRssMiB: number;
@@ -33,7 +41,7 @@ export interface FanoutResult {
 
 export async function measureFanout(
   keysFile: string,
-  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number },
+  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number; main?: string },
   cores: CoreLayout,
   env: Record<string, string>,
   log: (s: string) => void,
@@ -46,6 +54,7 @@ export async function measureFanout(
       KEYPOOL_MAX_WATCHERS: String(opts.subscribers + 10),
     },
     cpus: cores.server,
+    main: opts.main,
   });
   try {
     const markerKeyHash = await findKeyHash(server.port, "anthropic");
@@ -62,8 +71,10 @@ export async function measureFanout(
     const client = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-fanout-client.ts"), JSON.stringify(config)], cores.load, { cwd: ROOT });
     while (!client.stdout().includes("READY")) {
       if (client.child.exitCode !== null) throw new Error(`fan-out client failed:\n${client.stderr()}`);
-      await sleep(20);
+      await sleep(5);
     }
+    const cpu0 = cpuMs(server.pid);
+    const wall0 = performance.now();
     const connections = 2;
     const idle: LoadResult = { tool: "none", requests: 0, succeeded: 0, failed: 0, http2xx: 0, rps: 0, p50Ms: NaN, p99Ms: NaN };
     const lease = opts.leaseRate <= 0 ? idle : (await h2load(
@@ -80,6 +91,7 @@ export async function measureFanout(
       cores.load,
     ));
     const code = await client.exited;
+    const serverCpuShare = (cpuMs(server.pid) - cpu0) / (performance.now() - wall0);
     if (code !== 0) throw new Error(`fan-out client exited with ${code}:\n${client.stderr().slice(-3000)}`);
     const result = JSON.parse(client.stdout().trim().split("\n").pop()!);
     const serverRssMiB = server.rssMiB();
@@ -94,7 +106,9 @@ export async function measureFanout(
     if (leasesGranted < lease.http2xx || leasesGranted > lease.requests + inFlightAtEnd) {
       throw new Error(`fan-out: h2load completed ${lease.http2xx} Leases (HTTP 200) but the pool granted ${leasesGranted}: some Lease calls failed`);
     }
-    return { ...result, coalesceMs: opts.coalesceMs, leaseRateTarget: opts.leaseRate, lease, leasesGranted, serverRssMiB };
+    const serverCpuMicrosPerMessage = (serverCpuShare * 1e6) / result.messagesPerSec;
+    log(`  fan-out: ${Math.round(result.messagesPerSec)} messages/s delivered, server busy ${(serverCpuShare * 100).toFixed(0)}% of a core, ${serverCpuMicrosPerMessage.toFixed(0)} µs of server CPU per message`);
+    return { ...result, serverCpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: opts.leaseRate, lease, leasesGranted, serverRssMiB };
   } finally {
     await server.stop();
   }

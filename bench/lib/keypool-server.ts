@@ -76,6 +76,8 @@ export interface KeypoolOptions {
   cpus: string | undefined;
   nodeArgs?: string[];
   deadlineMs?: number;
+  /** Another build's entry point, to compare builds side by side; default dist/src/main.js. */
+  main?: string;
 }
 
 export async function startKeypool(options: KeypoolOptions): Promise<ServerHandle> {
@@ -92,7 +94,7 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
     ...options.env,
   };
   const t0 = performance.now();
-  const proc = start(process.execPath, [...(options.nodeArgs ?? []), MAIN], options.cpus, { env, cwd: ROOT });
+  const proc = start(process.execPath, [...(options.nodeArgs ?? []), options.main ?? MAIN], options.cpus, { env, cwd: ROOT });
   const cleanup = () => stateDir && rmSync(stateDir, { recursive: true, force: true });
   try {
     await waitServing(port, proc, options.deadlineMs ?? 60_000);
