@@ -10,6 +10,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { KEY_ROW_SQL, toKeyRow, type KeyRow } from "./key-rows";
+import { SqliteStateStore } from "./sqlite-store";
 import type { StateStore, StoreWrite } from "./state-store";
 
 export interface BatchCommitter {
@@ -50,20 +51,28 @@ export class SyncCommitter implements BatchCommitter {
   }
 }
 
-type ToWorker =
-  | { type: "batch"; id: number; rows: KeyRow[] }
-  | { type: "close"; rows: KeyRow[]; flag: SharedArrayBuffer; message: SharedArrayBuffer };
+type ToWorker = { type: "batch"; id: number; rows: KeyRow[] } | { type: "close"; rows: KeyRow[] };
 type FromWorker = { type: "done"; id: number } | { type: "failed"; id: number; message: string };
 
-/** How long close() waits for the worker's last commit before giving up. */
-const CLOSE_TIMEOUT_MS = 15_000;
-const CLOSE_MESSAGE_BYTES = 2048;
+/**
+ * How long close() waits for the thread's last commit (normally milliseconds). Kept below
+ * main.ts's exit deadline: timers cannot fire while this thread waits.
+ */
+const CLOSE_TIMEOUT_MS = 3000;
+/** The shared control block: an Int32 state, then a message. */
+const CONTROL_BYTES = 4 + 2048;
+const RUNNING = 0;
+const CLOSED = 1;
+const CLOSE_FAILED = 2;
+const THREAD_FAILED = 3;
 
 export class WorkerCommitter implements BatchCommitter {
   private readonly worker: Worker;
+  /** Written by the thread, readable here even while this thread blocks in close(). */
+  private readonly control = new SharedArrayBuffer(CONTROL_BYTES);
   private nextId = 1;
   private pending: { id: number; done: (err?: Error) => void } | undefined;
-  /** Set when the worker died: every later commit fails with it. */
+  /** Set when the thread died: every later commit fails with it. */
   private broken: Error | undefined;
   private closed = false;
 
@@ -72,11 +81,18 @@ export class WorkerCommitter implements BatchCommitter {
     readonly location: string,
     private readonly now: () => number = Date.now,
   ) {
-    this.worker = new Worker(`(${commitWorkerMain.toString()})()`, {
+    this.worker = new Worker(COMMIT_WORKER_SOURCE, {
       eval: true,
-      workerData: { file: location, driver: require.resolve("better-sqlite3"), sql: KEY_ROW_SQL },
+      // Plain JavaScript needs no loader flags (tsx's --import, --cpu-prof ...).
+      execArgv: [],
+      workerData: {
+        file: location,
+        driver: require.resolve("better-sqlite3"),
+        sql: KEY_ROW_SQL,
+        control: this.control,
+      },
     });
-    // The worker never keeps the process alive: main decides when to stop, and closes us first.
+    // The thread never keeps the process alive: main decides when to stop, and closes us first.
     this.worker.unref();
     this.worker.on("message", (message: FromWorker) => this.onMessage(message));
     this.worker.on("error", (err) => this.fail(new Error(`the state writer thread failed: ${err.message}`)));
@@ -94,38 +110,60 @@ export class WorkerCommitter implements BatchCommitter {
     this.worker.postMessage({ type: "batch", id, rows: writes.map((w) => toKeyRow(w, now)) } satisfies ToWorker);
   }
 
+  /**
+   * The thread handles messages in order: the batch in flight (if any) is committed before this
+   * last one. This thread blocks meanwhile (Atomics.wait), so that a signal handler can exit
+   * right after. If the writer thread is gone or stuck, the last batch is written from here.
+   */
   closeWith(writes: StoreWrite[]): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.broken) {
-      void this.worker.terminate();
-      throw this.broken;
+    const state = new Int32Array(this.control, 0, 1);
+    if (!this.broken && Atomics.load(state, 0) === RUNNING) {
+      const now = this.now();
+      this.worker.postMessage({ type: "close", rows: writes.map((w) => toKeyRow(w, now)) } satisfies ToWorker);
+      Atomics.wait(state, 0, RUNNING, CLOSE_TIMEOUT_MS);
     }
-    // The worker handles messages in order: the batch in flight (if any) is committed before
-    // this last one. Main blocks here, briefly, so that a signal handler can exit right after.
-    const flag = new SharedArrayBuffer(4);
-    const message = new SharedArrayBuffer(CLOSE_MESSAGE_BYTES);
-    const now = this.now();
-    this.worker.postMessage({ type: "close", rows: writes.map((w) => toKeyRow(w, now)), flag, message } satisfies ToWorker);
-    const state = new Int32Array(flag);
-    const waited = Atomics.wait(state, 0, 0, CLOSE_TIMEOUT_MS);
     const outcome = Atomics.load(state, 0);
     void this.worker.terminate();
     const inFlight = this.pending;
     this.pending = undefined;
-    if (waited === "timed-out" && outcome === 0) {
-      const err = new Error(`the last write to ${this.location} did not finish within ${CLOSE_TIMEOUT_MS} ms`);
+    if (outcome === CLOSED) {
+      // Committed before the last batch, whose success implies it.
+      inFlight?.done();
+      return;
+    }
+    if (outcome === CLOSE_FAILED) {
+      const err = new Error(`the last write to ${this.location} failed: ${this.controlMessage()}`);
       inFlight?.done(err);
       throw err;
     }
-    if (outcome !== 1) {
-      const text = Buffer.from(message).toString("utf8").replace(/\0+$/, "");
-      const err = new Error(`the last write to ${this.location} failed: ${text}`);
+    // The thread is gone or stuck: `writes` holds the batch in flight too, so write it all here.
+    const why =
+      outcome === THREAD_FAILED
+        ? `failed (${this.controlMessage()})`
+        : this.broken
+          ? `stopped (${this.broken.message})`
+          : `did not finish within ${CLOSE_TIMEOUT_MS} ms`;
+    try {
+      const store = SqliteStateStore.open(this.location, { mustExist: true });
+      try {
+        store.writeBatch(writes);
+      } finally {
+        store.close();
+      }
+    } catch (cause) {
+      const err = new Error(
+        `the last write to ${this.location} failed: the writer thread ${why}, and writing directly failed too (${cause instanceof Error ? cause.message : String(cause)})`,
+      );
       inFlight?.done(err);
       throw err;
     }
-    // Committed before the last batch, whose success implies it.
     inFlight?.done();
+  }
+
+  private controlMessage(): string {
+    return Buffer.from(this.control, 4).toString("utf8").replace(/\0+$/, "") || "unknown error";
   }
 
   private onMessage(message: FromWorker): void {
@@ -145,54 +183,70 @@ export class WorkerCommitter implements BatchCommitter {
 }
 
 /**
- * The worker thread's whole program. It runs from its source text (Worker `eval`), so it must
- * not refer to anything outside itself: everything comes through `require` and `workerData`.
+ * The writer thread's whole program, plain JavaScript run from this text (Worker `eval`), so
+ * that no compiler or loader (tsc, ts-jest, tsx, coverage) can change it. Everything comes in
+ * through `workerData`: the file, the driver's path, the SQL (key-rows.ts) and the control block
+ * in which it reports how it closed (1), failed to close (2) or failed altogether (3).
  */
-/* istanbul ignore next -- runs from its source text: coverage counters would not exist there */
-function commitWorkerMain(): void {
-  const { parentPort, workerData } = require("node:worker_threads") as typeof import("node:worker_threads");
-  const Database = require(workerData.driver) as typeof import("better-sqlite3");
-  const sql = workerData.sql as Record<"upsert" | "update" | "remove", string>;
-  const port = parentPort!;
-  // A failure to open is thrown: the main thread sees it as the worker's error event.
-  const db = new Database(workerData.file as string, { fileMustExist: true });
+const COMMIT_WORKER_SOURCE = `
+"use strict";
+const { parentPort, workerData } = require("node:worker_threads");
+const control = new Int32Array(workerData.control, 0, 1);
+const report = (code, text) => {
+  if (text) {
+    const bytes = Buffer.from(String(text), "utf8").subarray(0, workerData.control.byteLength - 4);
+    new Uint8Array(workerData.control, 4).set(bytes);
+  }
+  Atomics.store(control, 0, code);
+  Atomics.notify(control, 0);
+};
+const describe = (err) => (err && err.message) || String(err);
+let db;
+let apply;
+try {
+  const Database = require(workerData.driver);
+  db = new Database(workerData.file, { fileMustExist: true });
   db.pragma("busy_timeout = 5000");
-  // Each commit is fsynced (WAL + FULL): once acknowledged it survives a machine crash too.
+  // Every commit is fsynced (WAL + FULL): once acknowledged, it survives a machine crash too.
   db.pragma("synchronous = FULL");
-  const statements = { upsert: db.prepare(sql.upsert), update: db.prepare(sql.update), remove: db.prepare(sql.remove) };
-  const apply = db.transaction((rows: Array<{ op: "upsert" | "update" | "remove"; params: Record<string, unknown> }>) => {
+  const statements = {
+    upsert: db.prepare(workerData.sql.upsert),
+    update: db.prepare(workerData.sql.update),
+    remove: db.prepare(workerData.sql.remove),
+  };
+  apply = db.transaction((rows) => {
     for (const row of rows) statements[row.op].run(row.params);
   });
-  const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
-  port.on("message", (message: { type: string; id: number; rows: never; flag: SharedArrayBuffer; message: SharedArrayBuffer }) => {
-    if (message.type === "batch") {
-      try {
-        apply(message.rows);
-        port.postMessage({ type: "done", id: message.id });
-      } catch (err) {
-        port.postMessage({ type: "failed", id: message.id, message: describe(err) });
-      }
-      return;
-    }
-    if (message.type === "close") {
-      let error = "";
-      try {
-        apply(message.rows);
-        // Folds the WAL back into the main file, so that a copy of the .db alone is a full backup.
-        db.pragma("wal_checkpoint(TRUNCATE)");
-      } catch (err) {
-        error = describe(err) || "unknown error";
-      }
-      try {
-        db.close();
-      } catch (err) {
-        error ||= describe(err);
-      }
-      if (error) new Uint8Array(message.message).set(Buffer.from(error, "utf8").subarray(0, message.message.byteLength));
-      const state = new Int32Array(message.flag);
-      Atomics.store(state, 0, error ? 2 : 1);
-      Atomics.notify(state, 0);
-      port.close();
-    }
-  });
+} catch (err) {
+  report(${THREAD_FAILED}, describe(err));
+  throw err;
 }
+parentPort.on("message", (message) => {
+  if (message.type === "batch") {
+    try {
+      apply(message.rows);
+      parentPort.postMessage({ type: "done", id: message.id });
+    } catch (err) {
+      parentPort.postMessage({ type: "failed", id: message.id, message: describe(err) });
+    }
+    return;
+  }
+  if (message.type === "close") {
+    let error = "";
+    try {
+      apply(message.rows);
+      // Folds the WAL back into the main file, so that a copy of the .db alone is a full backup.
+      db.pragma("wal_checkpoint(TRUNCATE)");
+    } catch (err) {
+      error = describe(err) || "unknown error";
+    }
+    try {
+      db.close();
+    } catch (err) {
+      error = error || describe(err);
+    }
+    report(error ? ${CLOSE_FAILED} : ${CLOSED}, error);
+    parentPort.close();
+  }
+});
+`;

@@ -112,12 +112,13 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     );
   }
   if (plan.records.length > 0) pool.restore(plan.records);
-  const added = plan.newSpecs.length > 0 ? pool.addKeys(plan.newSpecs).keyHashes : [];
+  if (plan.newSpecs.length > 0) pool.addKeys(plan.newSpecs);
 
-  // One transaction stores the new configured keys (with their origin) and the keys whose
-  // families the configuration changed, before any call changes them. The rest is on file as is.
+  // Only the stored keys whose families the configuration changed are written now. A new
+  // configured key gets its row when it first changes (the writer knows its origin): until
+  // then the configuration holds all there is to know, so a large pool starts as fast as in memory.
   const writes: StoreWrite[] = [];
-  for (const keyHash of [...added, ...plan.changedByConfiguration]) {
+  for (const keyHash of plan.changedByConfiguration) {
     const status = pool.getKey(keyHash);
     if (!status) continue;
     writes.push({
@@ -147,6 +148,7 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
   const writer = new GroupCommitWriter(committer, pool, {
     clock: options.clock,
     lazyMs: options.lazyMs,
+    origins: plan.origins,
     onError: (err) => logger.error({ state: store.location, err: err.message }, "saving state failed"),
   });
   return {

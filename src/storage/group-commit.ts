@@ -15,7 +15,7 @@
 import type { ChangeFeed } from "../domain/change-feed";
 import type { Clock, Timer } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
-import type { ChangeCause, KeyStatus, PoolEvent } from "../domain/types";
+import type { ChangeCause, KeyStatus, PoolEvent, ProviderId } from "../domain/types";
 import { SyncCommitter, type BatchCommitter } from "./committers";
 import type { KeyOrigin, StateStore, StoreWrite } from "./state-store";
 
@@ -38,6 +38,11 @@ export interface GroupCommitOptions {
   lazyMs?: number;
   /** Told about a failed commit (the flushes waiting on it are rejected too). */
   onError?: (err: Error) => void;
+  /**
+   * Where each key in the pool at start came from (restore.ts). Configured keys are not written
+   * at start: their row is made when they first change, with this origin.
+   */
+  origins?: ReadonlyMap<string, KeyOrigin>;
 }
 
 /** Causes that change nothing an RPC acknowledges: written lazily. */
@@ -51,6 +56,8 @@ interface DirtyKey {
   origin?: KeyOrigin;
   /** Non-zero: removed at this time. */
   removedAt: number;
+  /** From the removal event, for a key that may have no row yet. */
+  removed?: { provider: ProviderId; modelFamilies: string[] };
 }
 
 interface Waiter {
@@ -152,7 +159,11 @@ export class GroupCommitWriter implements Durability {
     if (this.closed) return;
     if (event.type === "removed") {
       const known = this.dirty.get(event.keyHash);
-      this.dirty.set(event.keyHash, { ...known, removedAt: Math.max(1, this.options.clock.now()) });
+      this.dirty.set(event.keyHash, {
+        ...known,
+        removedAt: Math.max(1, this.options.clock.now()),
+        removed: { provider: event.provider, modelFamilies: event.modelFamilies },
+      });
       this.hardPending = true;
       this.scheduleCommit();
       return;
@@ -246,15 +257,24 @@ export class GroupCommitWriter implements Durability {
   private toWrites(batch: Map<string, DirtyKey>): StoreWrite[] {
     const writes: StoreWrite[] = [];
     for (const [keyHash, entry] of batch) {
-      if (entry.removedAt > 0 && !entry.status) {
-        writes.push({ kind: "remove", keyHash, removedAt: entry.removedAt });
+      const origin = entry.origin ?? this.options.origins?.get(keyHash);
+      if (entry.removedAt > 0 && entry.secret === undefined) {
+        // The pool no longer knows the secret; the stored one (if any) stays.
+        writes.push({
+          kind: "remove",
+          keyHash,
+          provider: entry.removed?.provider ?? entry.status!.provider,
+          modelFamilies: entry.removed?.modelFamilies ?? entry.status!.modelFamilies,
+          status: entry.status,
+          origin,
+          removedAt: entry.removedAt,
+        });
       } else if (entry.status) {
         writes.push({
           kind: "upsert",
           status: entry.status,
-          // A removed key's secret is gone from the pool; the stored one stays.
-          secret: entry.secret ?? (entry.removedAt > 0 ? undefined : this.pool.secretOf(keyHash)),
-          origin: entry.origin,
+          secret: entry.secret ?? this.pool.secretOf(keyHash),
+          origin,
           removedAt: entry.removedAt,
         });
       }

@@ -3,7 +3,7 @@
  * tests) and the commit worker (commit-worker.ts), which receives the rows ready to bind: the
  * status is turned into JSON on the caller's side so that only strings cross threads.
  */
-import type { KeyRecord, KeyStatus } from "../domain/types";
+import type { KeyRecord, KeyStatus, ProviderId } from "../domain/types";
 import type { StoreWrite } from "./state-store";
 
 export const KEY_ROW_SQL = {
@@ -29,8 +29,15 @@ export const KEY_ROW_SQL = {
       removed_at = @removedAt,
       updated_at = @now
     WHERE key_hash = @keyHash`,
-  /** RemoveKey: the row and its history stay. */
-  remove: `UPDATE keys SET removed_at = @removedAt, updated_at = @now WHERE key_hash = @keyHash`,
+  /** RemoveKey: the row and its history stay; a key never written gets a row (no secret needed). */
+  remove: `
+    INSERT INTO keys (key_hash, provider, origin, secret, state, status, removed_at, updated_at)
+    VALUES (@keyHash, @provider, COALESCE(@origin, 'runtime'), '', @state, @status, @removedAt, @now)
+    ON CONFLICT (key_hash) DO UPDATE SET
+      state = CASE WHEN @hasStatus THEN excluded.state ELSE keys.state END,
+      status = CASE WHEN @hasStatus THEN excluded.status ELSE keys.status END,
+      removed_at = excluded.removed_at,
+      updated_at = excluded.updated_at`,
 } as const;
 
 export type KeyRowOp = keyof typeof KEY_ROW_SQL;
@@ -43,7 +50,20 @@ export interface KeyRow {
 
 export function toKeyRow(write: StoreWrite, now: number): KeyRow {
   if (write.kind === "remove") {
-    return { op: "remove", params: { keyHash: write.keyHash, removedAt: write.removedAt, now } };
+    const status = write.status ?? bareStatus(write.keyHash, write.provider, write.modelFamilies);
+    return {
+      op: "remove",
+      params: {
+        keyHash: write.keyHash,
+        provider: write.provider,
+        origin: write.origin ?? null,
+        state: status.state,
+        status: JSON.stringify(statusOnly(status)),
+        hasStatus: write.status ? 1 : 0,
+        removedAt: write.removedAt,
+        now,
+      },
+    };
   }
   const params: Record<string, string | number | null> = {
     keyHash: write.status.keyHash,
@@ -57,6 +77,29 @@ export function toKeyRow(write: StoreWrite, now: number): KeyRow {
   if (write.secret === undefined) return { op: "update", params };
   params.secret = write.secret;
   return { op: "upsert", params };
+}
+
+/** The status of a key nothing happened to yet (what a removal records when nothing else is known). */
+function bareStatus(keyHash: string, provider: ProviderId, modelFamilies: string[]): KeyStatus {
+  return {
+    keyHash,
+    provider,
+    modelFamilies: [...modelFamilies],
+    organizationId: "",
+    trial: false,
+    state: "active",
+    stateReason: "",
+    readyAt: 0,
+    holdUntil: 0,
+    cooldownUntil: 0,
+    rateLimitedAt: 0,
+    lastUsed: 0,
+    lastChecked: 0,
+    promptCount: 0,
+    usage: {},
+    inFlight: 0,
+    leaseCount: 0,
+  };
 }
 
 /** Keeps the secret out of the JSON column: it has its own column. */

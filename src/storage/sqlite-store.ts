@@ -31,6 +31,8 @@ export interface SqliteStoreOptions {
   migrations?: readonly Migration[];
   /** Wall-clock time for `updated_at` and `applied_at`. */
   now?: () => number;
+  /** Refuse rather than create a missing file (a writer that lost its file must not start anew). */
+  mustExist?: boolean;
 }
 
 interface KeyRow {
@@ -68,7 +70,7 @@ export class SqliteStateStore implements StateStore {
   static open(file: string, options: SqliteStoreOptions = {}): SqliteStateStore {
     const location = path.resolve(file);
     const now = options.now ?? Date.now;
-    const fresh = prepareFile(location);
+    const fresh = prepareFile(location, options.mustExist ?? false);
     let db: Database.Database;
     try {
       db = new Database(location, { fileMustExist: true });
@@ -148,7 +150,7 @@ const RESTORE_BACKUP =
  * Makes sure `location` is a regular file keypool may use, creating it (and its directory) with
  * owner-only permissions when absent. Returns whether it was created.
  */
-function prepareFile(location: string): boolean {
+function prepareFile(location: string, mustExist: boolean): boolean {
   let stat: fs.Stats | undefined;
   try {
     stat = fs.statSync(location);
@@ -169,6 +171,7 @@ function prepareFile(location: string): boolean {
     }
     return stat.size === 0;
   }
+  if (mustExist) throw new StateFileError(location, "does not exist (any more)", CHECK_PERMISSIONS);
   const directory = path.dirname(location);
   try {
     fs.mkdirSync(directory, { recursive: true, mode: DIRECTORY_MODE });

@@ -3,7 +3,7 @@
  * state and secret. The pool stays the hot path; a store is written behind it (see
  * group-commit.ts) and read once at start (see restore.ts).
  */
-import type { KeyRecord, KeyStatus } from "../domain/types";
+import type { KeyRecord, KeyStatus, ProviderId } from "../domain/types";
 
 /**
  * Where a key came from. Configured keys follow the configuration (a key that leaves it leaves
@@ -32,9 +32,17 @@ export type StoreWrite =
       removedAt: number;
     }
   | {
-      /** Marks a stored key removed and keeps its last written state. */
+      /**
+       * Marks a key removed, keeping its history: its last written state, or `status` when
+       * given. A key never written before (a configured key that never changed) gets a row
+       * without a secret, so that the removal outlives a restart.
+       */
       kind: "remove";
       keyHash: string;
+      provider: ProviderId;
+      modelFamilies: string[];
+      status?: KeyStatus;
+      origin?: KeyOrigin;
       removedAt: number;
     };
 

@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ManualClock } from "../../../src/domain/clock";
+import { hashKey } from "../../../src/domain/key-hash";
 import { KeyPool } from "../../../src/domain/key-pool";
 import type { KeySpec } from "../../../src/domain/types";
 import { openDurableState, type DurableState, type StorageLogger } from "../../../src/storage/durable-state";
@@ -116,6 +117,30 @@ describe("openDurableState", () => {
     store.close();
     expect(rowC.removedAt).toBeGreaterThan(0);
     expect(rowC.record.promptCount).toBe(1);
+  });
+
+  it("writes a configured key when it first changes, as configured, not at start", async () => {
+    const first = start([A, B]);
+    const hashA = hashKey("openai", A.key, "");
+    const hashB = hashKey("openai", B.key, "");
+    const onFile = () => {
+      const store = SqliteStateStore.open(file);
+      try {
+        return store.loadAll();
+      } finally {
+        store.close();
+      }
+    };
+    // Nothing happened to them yet: the configuration holds all there is to know.
+    expect(onFile()).toEqual([]);
+    first.pool.incrementUsage({ keyHash: hashA, model: "gpt-4", inputTokens: 3, outputTokens: 4 });
+    await first.state.flush();
+    expect(onFile().map((k) => [k.record.keyHash, k.origin, k.record.key])).toEqual([[hashA, "config", A.key]]);
+    first.state.close();
+
+    // A leaves the configuration: as a configured key it leaves the pool.
+    const second = start([B]);
+    expect(hashes(second.pool)).toEqual([hashB]);
   });
 
   it("keeps soft state (last used, holds, cooldowns) through a graceful shutdown", async () => {

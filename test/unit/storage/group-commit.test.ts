@@ -160,7 +160,7 @@ describe("GroupCommitWriter", () => {
     pool.remove("oai-b");
     await writer.flush();
     expect(store.batches[1]).toEqual([
-      { kind: "remove", keyHash: "oai-a", removedAt: at },
+      { kind: "remove", keyHash: "oai-a", provider: "openai", modelFamilies: ["turbo", "gpt4"], removedAt: at },
       { kind: "upsert", status: keyStatus("oai-b", { promptCount: 1 }), secret: "sk-oai-b", origin: "runtime", removedAt: at },
     ]);
   });

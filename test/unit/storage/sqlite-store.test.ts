@@ -86,11 +86,20 @@ describe("SqliteStateStore round trip", () => {
   it("marks a removed key removed and keeps its history", () => {
     const store = SqliteStateStore.open(path.join(dir, "s.db"));
     store.writeBatch([upsert("oai-a", { status: keyStatus("oai-a", { promptCount: 42 }) })]);
-    store.writeBatch([{ kind: "remove", keyHash: "oai-a", removedAt: 5000 }]);
+    store.writeBatch([{ kind: "remove", keyHash: "oai-a", provider: "openai", modelFamilies: ["turbo"], removedAt: 5000 }]);
     const [only] = store.loadAll();
     store.close();
     expect(only!.removedAt).toBe(5000);
     expect(only!.record.promptCount).toBe(42);
+    expect(only!.record.key).toBe("sk-secret-oai-a");
+  });
+
+  it("records the removal of a key it never stored, without a secret", () => {
+    const store = SqliteStateStore.open(path.join(dir, "s.db"));
+    store.writeBatch([{ kind: "remove", keyHash: "oai-b", provider: "openai", modelFamilies: ["gpt4"], origin: "config", removedAt: 6000 }]);
+    const [only] = store.loadAll();
+    store.close();
+    expect(only).toMatchObject({ origin: "config", removedAt: 6000, record: { keyHash: "oai-b", key: "", modelFamilies: ["gpt4"], promptCount: 0 } });
   });
 
   it("does not create a row it has no secret for", () => {
