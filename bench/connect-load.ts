@@ -18,6 +18,8 @@ export interface ConnectLoadConfig {
   method: "lease" | "check";
   model?: string;
   requests: number;
+  /** Stop issuing calls after this long even if fewer than `requests` were made. */
+  durationMs?: number;
   connections: number;
   streamsPerConnection: number;
   warmup?: number;
@@ -46,7 +48,7 @@ async function main(config: ConnectLoadConfig): Promise<void> {
   };
 
   // Warm up: open every session and let V8 optimise the paths before the clock starts.
-  const warmup = config.warmup ?? Math.min(2000, Math.ceil(config.requests / 10));
+  const warmup = config.warmup ?? Math.min(500, Math.ceil(config.requests / 10));
   let warmupCalls = 0;
   await Promise.all(calls.map(async (call) => {
     for (let i = 0; i < Math.ceil(warmup / calls.length); i++) {
@@ -60,8 +62,9 @@ async function main(config: ConnectLoadConfig): Promise<void> {
   let issued = 0;
   let done = 0;
   const started = performance.now();
+  const stopAt = started + (config.durationMs ?? Infinity);
   const worker = async (call: () => Promise<unknown>) => {
-    while (issued < config.requests) {
+    while (issued < config.requests && performance.now() < stopAt) {
       issued++;
       const t0 = performance.now();
       try {

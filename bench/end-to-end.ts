@@ -18,9 +18,12 @@ import { ROOT, ServerHandle } from "./lib/keypool-server";
 import { median } from "./lib/stats";
 
 export interface Shapes {
+  /** `requests` is a cap: each h2load run is sized to last about `secondsPerRun` at the warm-up rate. */
   h2load: LoadShape;
+  /** `requests` is a cap: each connect-node run also stops after `secondsPerRun`. */
   connect: LoadShape;
   rounds: number;
+  secondsPerRun: number;
 }
 
 export type Method = "lease" | "check";
@@ -40,7 +43,7 @@ export interface CellResult {
 const checkBytes = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service: "" }));
 
 async function connectLoad(port: number, method: Method, shape: LoadShape, cpus: string | undefined): Promise<LoadResult & { warmupCalls: number; errors: Record<string, number>; firstError: string }> {
-  const config = { port, method, requests: shape.requests, connections: shape.connections, streamsPerConnection: shape.streamsPerConnection };
+  const config = { port, method, requests: shape.requests, durationMs: shape.durationS ? shape.durationS * 1000 : undefined, connections: shape.connections, streamsPerConnection: shape.streamsPerConnection };
   const { stdout } = await run(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "connect-load.ts"), JSON.stringify(config)], cpus, { cwd: ROOT });
   return JSON.parse(stdout.trim().split("\n").pop()!);
 }
@@ -71,22 +74,26 @@ export async function measureServer(
     expectedLeases++;
   }
 
-  // Warm up the server's JIT on both paths before anything counts.
-  const warm: LoadShape = { ...shapes.h2load, requests: Math.min(5000, shapes.h2load.requests) };
-  await h2load(server.port, LEASE, leaseBytes, warm, cores.load);
-  await h2load(server.port, CHECK, checkBytes, warm, cores.load);
+  // Warm up the server's JIT on both paths before anything counts, and size the runs so that
+  // each lasts about secondsPerRun on this machine (bounded time whatever the machine).
+  const warm: LoadShape = { ...shapes.h2load, requests: Math.min(3000, shapes.h2load.requests) };
+  const warmLease = await h2load(server.port, LEASE, leaseBytes, warm, cores.load);
+  const warmCheck = await h2load(server.port, CHECK, checkBytes, warm, cores.load);
   expectedLeases += warm.requests;
+  const h2Requests = Math.max(1000, Math.min(shapes.h2load.requests, Math.round(Math.max(warmLease.rps, warmCheck.rps) * shapes.secondsPerRun)));
+  const h2Shape: LoadShape = { ...shapes.h2load, requests: h2Requests };
+  const connectShape: LoadShape = { ...shapes.connect, durationS: shapes.secondsPerRun };
 
   for (let round = 0; round < shapes.rounds; round++) {
     const order: Method[] = round % 2 === 0 ? ["lease", "check"] : ["check", "lease"];
     for (const method of order) {
-      const r = await h2load(server.port, method === "lease" ? LEASE : CHECK, method === "lease" ? leaseBytes : checkBytes, shapes.h2load, cores.load);
+      const r = await h2load(server.port, method === "lease" ? LEASE : CHECK, method === "lease" ? leaseBytes : checkBytes, h2Shape, cores.load);
       if (method === "lease") expectedLeases += r.requests;
       add(method, "h2load", r);
       log(`  ${name} ${method} h2load round ${round + 1}: ${Math.round(r.rps)}/s p50 ${r.p50Ms.toFixed(2)} ms p99 ${r.p99Ms.toFixed(2)} ms${r.failed ? ` FAILED ${r.failed}` : ""}`);
     }
     for (const method of order) {
-      const r = await connectLoad(server.port, method, shapes.connect, cores.load);
+      const r = await connectLoad(server.port, method, connectShape, cores.load);
       if (method === "lease") expectedLeases += r.requests + r.warmupCalls;
       add(method, "connect-node", r);
       log(`  ${name} ${method} connect-node round ${round + 1}: ${Math.round(r.rps)}/s p50 ${r.p50Ms.toFixed(2)} ms p99 ${r.p99Ms.toFixed(2)} ms${r.failed ? ` FAILED ${r.failed} ${JSON.stringify(r.errors)} ${r.firstError}` : ""}`);

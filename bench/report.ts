@@ -51,6 +51,12 @@ export function summaryRows(results: SuiteResults): Row[] {
       verdict(f.p99Ms < 250 && f.missed === 0),
     ]);
     rows.push([`  same, until the last subscriber has it`, `p50 ${fmt(f.lastSubscriberP50Ms)} ms, p99 ${fmt(f.lastSubscriberP99Ms)} ms`, "", ""]);
+    rows.push([
+      `  same, messages delivered and server CPU`,
+      `${fmt(f.messagesPerSec)} messages/s, server ${fmt(f.serverCpuShare * 100)}% of a core${f.leaseRateTarget > 0 ? "" : `, ${fmt(f.serverCpuMicrosPerMessage)} µs per message`}${f.superseded ? `, ${f.superseded} superseded` : ""}`,
+      "",
+      "",
+    ]);
   }
   const s = results.startup;
   if (s) {

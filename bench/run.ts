@@ -102,8 +102,8 @@ async function main(): Promise<void> {
   // rate and every Lease succeeds. Logs at warn: a log line per call would measure the logger.
   const env = { KEYPOOL_REUSE_DELAY: "0", KEYPOOL_LOG_LEVEL: "warn" };
   const shapes: Shapes = args.quick
-    ? { h2load: { requests: 4000, connections: 4, streamsPerConnection: 16 }, connect: { requests: 2000, connections: 4, streamsPerConnection: 16 }, rounds: 1 }
-    : { h2load: { requests: 30_000, connections: 4, streamsPerConnection: 16 }, connect: { requests: 10_000, connections: 4, streamsPerConnection: 16 }, rounds: 3 };
+    ? { h2load: { requests: 5000, connections: 4, streamsPerConnection: 16 }, connect: { requests: 3000, connections: 4, streamsPerConnection: 16 }, rounds: 1, secondsPerRun: 1.5 }
+    : { h2load: { requests: 60_000, connections: 4, streamsPerConnection: 16 }, connect: { requests: 30_000, connections: 4, streamsPerConnection: 16 }, rounds: 3, secondsPerRun: 4 };
   results.shapes = shapes;
 
   const section = async (name: Section, body: () => Promise<void>) => {
