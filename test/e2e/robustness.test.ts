@@ -341,8 +341,10 @@ describe("random values in every field of every RPC", () => {
     await fuzz<typeof EnableKeyRequestSchema>("EnableKey", fc.record({ keyHash: otherHash }), (r) => admin.enableKey(r, o));
   });
 
-  it("is still healthy, with the known key untouched", async () => {
+  it("is still healthy, with the known key untouched and every watcher slot given back", async () => {
     expect(srv.pool.getKey(keyHash)?.state).toBe("active");
+    for (let i = 0; i < 200 && srv.access.watcherLimit.open > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(srv.access.watcherLimit.open).toBe(0);
     await expectHealthy();
   });
 });
