@@ -66,7 +66,9 @@ export function start(command: string, args: string[], cpus: string | undefined,
     if (err.length > 1_000_000) err = err.slice(-500_000);
   });
   const exited = new Promise<number | string>((resolve) => {
-    child.on("exit", (code, signal) => {
+    child.on("exit", () => live.delete(child));
+    // "close", not "exit": only then has all of the child's output been read.
+    child.on("close", (code, signal) => {
       live.delete(child);
       resolve(code ?? signal ?? "unknown");
     });
