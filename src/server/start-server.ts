@@ -10,7 +10,6 @@
 import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConfigError, type ServerConfig } from "../config/server-config";
 import { silentLogger, type Logger } from "../log";
 import { Health } from "../../gen/ts/grpc/health/v1/health_pb";
@@ -19,7 +18,8 @@ import { HealthState, ServingStatus } from "../transport/health";
 import type { WatchKeysImpl } from "../transport/key-pool-service";
 import type { Durability, PoolApi } from "../transport/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
-import { startListener, type Listener, type ListenerOptions, type RequestHandler } from "./listener";
+import { startListener, type Listener, type ListenerOptions } from "./listener";
+import { createNodeHandler } from "./node-handler";
 import { APPLICATION_SERVICES, createRoutes } from "./routes";
 
 export type ListenConfig = Pick<ServerConfig, "host" | "port" | "tls">;
@@ -79,7 +79,8 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     return next(req);
   };
 
-  const handler = connectNodeAdapter({
+  const handler = createNodeHandler({
+    logger,
     // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
     routes: reclassifyClientMistakes(
       createRoutes({
@@ -94,7 +95,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     interceptors: [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])],
     // Plain curl and browsers post Connect JSON without the Connect-Protocol-Version header.
     requireConnectProtocolHeader: false,
-  }) as RequestHandler;
+  });
 
   const tls = config.tls
     ? { cert: readTlsFile("KEYPOOL_TLS_CERT", config.tls.certFile), key: readTlsFile("KEYPOOL_TLS_KEY", config.tls.keyFile) }

@@ -1,0 +1,52 @@
+/**
+ * Mounts a Connect router on node's http/http2 request events. It does what connect-node's
+ * connectNodeAdapter does, with one difference that matters in production: a handler that fails
+ * after the response can no longer be written (the client went away mid-stream) is logged through
+ * pino at debug level, instead of connect-node's console.error on stderr for every disconnect.
+ */
+import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
+import type { Logger } from "../log";
+import type { RequestHandler } from "./listener";
+
+export interface NodeHandlerOptions extends ConnectRouterOptions {
+  routes: (router: ConnectRouter) => void;
+  logger: Logger;
+}
+
+export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
+  const { routes, logger, ...routerOptions } = options;
+  // connect-node's defaults: requests may come gzip- or brotli-compressed.
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...routerOptions });
+  routes(router);
+  const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+
+  return (req, res) => {
+    const handler = handlers.get(req.url?.split("?", 2)[0] ?? "");
+    if (!handler) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    handler(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        const procedure = `${handler.service.typeName}/${handler.method.name}`;
+        const message = reason instanceof Error ? reason.message : String(reason);
+        // The usual cause is a client that cancelled or disconnected while its response was
+        // being written: nothing to answer, nothing lost. Anything else deserves attention.
+        if (res.destroyed || res.writableEnded) {
+          logger.debug({ procedure, message }, "response abandoned: the client went away");
+        } else {
+          logger.warn({ procedure, message }, "response could not be completed");
+        }
+      });
+  };
+}
