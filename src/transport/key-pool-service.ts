@@ -55,13 +55,15 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
       }
     },
 
-    reportRateLimit(req) {
+    async reportRateLimit(req) {
       const { readyAt } = pool.reportRateLimit({
         keyHash: req.keyHash,
         statusCode: req.statusCode,
         headers: req.headers,
         leaseId: req.leaseId || undefined,
       });
+      // A revocation or a cooldown that was acknowledged must survive a crash like usage does.
+      await durability.flush();
       return { readyAt: timestampOrUnset(readyAt) };
     },
 

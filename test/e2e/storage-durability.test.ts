@@ -183,6 +183,22 @@ describe("storage end to end", () => {
     expect((await listKeys(again.pool)).get(hashA)).toMatchObject({ state: "KEY_STATE_ACTIVE" });
   });
 
+  it("keeps an acknowledged revocation and cooldown from ReportRateLimit through SIGKILL", async () => {
+    const first = await start();
+    const { pool } = connectTo(first);
+    const [hashA, hashB] = [...(await listKeys(pool)).keys()].sort() as [string, string];
+    await grpcJsUnary(pool, "ReportRateLimit", { keyHash: hashA, statusCode: 401, headers: {} });
+    await grpcJsUnary(pool, "ReportRateLimit", { keyHash: hashB, statusCode: 429, headers: { "retry-after": "50" } });
+    const cooling = (await listKeys(pool)).get(hashB)!;
+    await first.stop("SIGKILL");
+
+    const second = await start();
+    const keys = await listKeys(connectTo(second).pool);
+    expect(keys.get(hashA)).toMatchObject({ state: "KEY_STATE_REVOKED" });
+    expect(ms(keys.get(hashB)!.cooldownUntil)).toBe(ms(cooling.cooldownUntil));
+    expect(ms(keys.get(hashB)!.cooldownUntil)).toBeGreaterThan(Date.now());
+  });
+
   it("keeps soft state (last used, cooldown) through a graceful shutdown", async () => {
     const first = await start({ OPENAI_KEY: KEY_A });
     const { pool } = connectTo(first);
