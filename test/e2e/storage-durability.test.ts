@@ -39,6 +39,7 @@ interface WireKey {
   lastUsed: WireTime | null;
   rateLimitedAt: WireTime | null;
   readyAt: WireTime | null;
+  cooldownUntil: WireTime | null;
 }
 
 const pkg = loadGrpcJsPackage();
