@@ -3,6 +3,7 @@
  * tests) and the commit worker (commit-worker.ts), which receives the rows ready to bind: the
  * status is turned into JSON on the caller's side so that only strings cross threads.
  */
+import { freshKeyStatus } from "../domain/key-status";
 import type { KeyRecord, KeyStatus, ProviderId } from "../domain/types";
 import type { StoreWrite } from "./state-store";
 
@@ -50,7 +51,7 @@ export interface KeyRow {
 
 export function toKeyRow(write: StoreWrite, now: number): KeyRow {
   if (write.kind === "remove") {
-    const status = write.status ?? bareStatus(write.keyHash, write.provider, write.modelFamilies);
+    const status = write.status ?? freshKeyStatus(write.keyHash, write.provider, write.modelFamilies);
     return {
       op: "remove",
       params: {
@@ -77,29 +78,6 @@ export function toKeyRow(write: StoreWrite, now: number): KeyRow {
   if (write.secret === undefined) return { op: "update", params };
   params.secret = write.secret;
   return { op: "upsert", params };
-}
-
-/** The status of a key nothing happened to yet (what a removal records when nothing else is known). */
-function bareStatus(keyHash: string, provider: ProviderId, modelFamilies: string[]): KeyStatus {
-  return {
-    keyHash,
-    provider,
-    modelFamilies: [...modelFamilies],
-    organizationId: "",
-    trial: false,
-    state: "active",
-    stateReason: "",
-    readyAt: 0,
-    holdUntil: 0,
-    cooldownUntil: 0,
-    rateLimitedAt: 0,
-    lastUsed: 0,
-    lastChecked: 0,
-    promptCount: 0,
-    usage: {},
-    inFlight: 0,
-    leaseCount: 0,
-  };
 }
 
 /** Keeps the secret out of the JSON column: it has its own column. */

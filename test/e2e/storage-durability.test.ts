@@ -8,6 +8,7 @@ import * as path from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import { grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "../support/clients";
 import { SqliteStateStore } from "../../src/storage/sqlite-store";
+import { freshKeyStatus } from "../../src/domain/key-status";
 import { ensureBuilt, runServerExpectingFailure, spawnServer, type ChildServer } from "../support/child-server";
 
 jest.setTimeout(90_000);
@@ -245,25 +246,7 @@ describe("storage end to end", () => {
     store.writeBatch(
       Array.from({ length: 300 }, (_, i) => ({
         kind: "upsert" as const,
-        status: {
-          keyHash: `oai-${String(i).padStart(16, "0")}`,
-          provider: "openai" as const,
-          modelFamilies: ["turbo"],
-          organizationId: "",
-          trial: false,
-          state: "active" as const,
-          stateReason: "",
-          readyAt: 0,
-          holdUntil: 0,
-          cooldownUntil: 0,
-          rateLimitedAt: 0,
-          lastUsed: 0,
-          lastChecked: 0,
-          promptCount: 0,
-          usage: {},
-          inFlight: 0,
-          leaseCount: 0,
-        },
+        status: freshKeyStatus(`oai-${String(i).padStart(16, "0")}`, "openai", ["turbo"]),
         secret: `sk-${i}`,
         origin: "config" as const,
         removedAt: 0,

@@ -1,3 +1,4 @@
+import { freshKeyStatus } from "../../../src/domain/key-status";
 import { ChangeFeed } from "../../../src/domain/change-feed";
 import type { KeyStatus, PoolEvent, ProviderId } from "../../../src/domain/types";
 import type { WatchedPool } from "../../../src/watch/watch-hub";
@@ -35,24 +36,7 @@ export class FakePool implements WatchedPool {
 }
 
 export function status(keyHash: string, patch: Partial<KeyStatus> = {}): KeyStatus {
-  return {
-    keyHash,
-    provider: keyHash.startsWith("ant-") ? "anthropic" : "openai",
-    modelFamilies: keyHash.startsWith("ant-") ? ["claude"] : ["turbo", "gpt4"],
-    organizationId: "",
-    trial: false,
-    state: "active",
-    stateReason: "",
-    readyAt: 0,
-    holdUntil: 0,
-    cooldownUntil: 0,
-    rateLimitedAt: 0,
-    lastUsed: 0,
-    lastChecked: 0,
-    promptCount: 0,
-    usage: {},
-    inFlight: 0,
-    leaseCount: 0,
-    ...patch,
-  };
+  const provider = keyHash.startsWith("ant-") ? "anthropic" : "openai";
+  const families = provider === "anthropic" ? ["claude"] : ["turbo", "gpt4"];
+  return { ...freshKeyStatus(keyHash, provider, families), ...patch };
 }
