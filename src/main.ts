@@ -5,12 +5,10 @@
  * exit within 5 s).
  */
 import { loadAccess, type Access } from "./auth/access";
-import { AccessConfigError } from "./auth/access-limits";
-import { ListenPolicyError } from "./auth/listen-policy";
-import { TokenConfigError } from "./auth/token-config";
-import { KeySourceError, loadKeySpecs } from "./config/key-sources";
-import { FamilyConfigError, loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
-import { ConfigError, loadServerConfig, type ServerConfig } from "./config/server-config";
+import { isConfigError } from "./config/config-error";
+import { loadKeySpecs } from "./config/key-sources";
+import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
+import { loadServerConfig, type ServerConfig } from "./config/server-config";
 import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
@@ -131,14 +129,7 @@ function main(): void {
   try {
     config = loadStartupConfig(process.env);
   } catch (err) {
-    if (
-      err instanceof ConfigError ||
-      err instanceof KeySourceError ||
-      err instanceof FamilyConfigError ||
-      err instanceof TokenConfigError ||
-      err instanceof AccessConfigError ||
-      err instanceof ListenPolicyError
-    ) {
+    if (isConfigError(err)) {
       process.stderr.write(`keypool: configuration error: ${err.message}\n`);
       process.exit(2);
     }

@@ -3,7 +3,9 @@
  * configurable by an environment variable. The pool itself checks the per-field limits of
  * CONTRACT.md (model, key, header, token counts); these are the transport's own.
  */
-export class AccessConfigError extends Error {
+import { ConfigMessageError } from "../config/config-error";
+
+export class AccessConfigError extends ConfigMessageError {
   override readonly name = "AccessConfigError";
 }
 

@@ -1,3 +1,4 @@
+import { ConfigMessageError } from "../config/config-error";
 import { isIP } from "node:net";
 
 /**
@@ -5,7 +6,7 @@ import { isIP } from "node:net";
  * accident. Without tokens the server may only listen on a loopback address; anything else needs
  * KEYPOOL_ALLOW_NO_AUTH=1, said out loud.
  */
-export class ListenPolicyError extends Error {
+export class ListenPolicyError extends ConfigMessageError {
   override readonly name = "ListenPolicyError";
 }
 

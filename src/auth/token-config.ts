@@ -1,3 +1,4 @@
+import { ConfigMessageError } from "../config/config-error";
 import { readFileSync } from "node:fs";
 import { isRole, ROLES, type Role } from "./roles";
 import type { TokenEntry } from "./token-store";
@@ -8,7 +9,7 @@ import type { TokenEntry } from "./token-store";
  * up. A bad entry stops the start with an error that names the variable and the entry's
  * position, and never repeats the entry itself, which may be a secret.
  */
-export class TokenConfigError extends Error {
+export class TokenConfigError extends ConfigMessageError {
   override readonly name = "TokenConfigError";
 }
 

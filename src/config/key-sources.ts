@@ -8,18 +8,12 @@ import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { isProviderId } from "../domain/providers";
 import type { KeySpec, ProviderId } from "../domain/types";
+import { ConfigError } from "./config-error";
 
 export { loadFamilyConfig } from "./model-families-config";
 
-export class KeySourceError extends Error {
+export class KeySourceError extends ConfigError {
   override readonly name = "KeySourceError";
-  constructor(
-    /** The variable or file at fault. */
-    readonly source: string,
-    message: string,
-  ) {
-    super(`${source}: ${message}`);
-  }
 }
 
 type Env = Record<string, string | undefined>;

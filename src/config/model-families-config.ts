@@ -15,15 +15,10 @@ import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { FamilyTable, type OperatorFamilyRule } from "../domain/model-families";
 import { isProviderId } from "../domain/providers";
+import { ConfigError } from "./config-error";
 
-export class FamilyConfigError extends Error {
+export class FamilyConfigError extends ConfigError {
   override readonly name = "FamilyConfigError";
-  constructor(
-    readonly source: string,
-    message: string,
-  ) {
-    super(`${source}: ${message}`);
-  }
 }
 
 type Env = Record<string, string | undefined>;

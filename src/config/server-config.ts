@@ -7,17 +7,9 @@
  */
 import { parseDurationMs } from "./duration";
 import { LOG_LEVELS, type LogLevel } from "../log";
+import { ConfigError } from "./config-error";
 
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-  constructor(
-    /** The environment variable at fault. */
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-  }
-}
+export { ConfigError };
 
 export interface PoolSettings {
   reuseDelayMs: number;

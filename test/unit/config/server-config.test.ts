@@ -86,7 +86,7 @@ describe("loadServerConfig", () => {
       error = err;
     }
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).variable).toBe(name);
+    expect((error as ConfigError).source).toBe(name);
     expect((error as Error).message).toContain(name);
   });
 
