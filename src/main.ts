@@ -63,6 +63,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     clock: systemClock,
     coalesceMs: config.watch.coalesceMs,
     heartbeatMs: config.watch.heartbeatMs,
+    maxSubscribers: access.limits.maxWatchers,
   });
 
   let server: RunningServer | undefined;

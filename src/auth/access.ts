@@ -4,7 +4,6 @@ import { http1ServerLimits, http2ServerLimits, loadAccessLimits, type AccessLimi
 import { decideListen, type ListenDecision } from "./listen-policy";
 import { loadTokens } from "./token-config";
 import { TokenStore } from "./token-store";
-import { createWatcherLimit, type WatcherLimit } from "./watcher-limit";
 
 /**
  * Everything the server assembly needs from access control, read from the environment once at
@@ -14,7 +13,6 @@ import { createWatcherLimit, type WatcherLimit } from "./watcher-limit";
 export interface Access {
   tokens: TokenStore;
   limits: AccessLimits;
-  watcherLimit: WatcherLimit;
   /** Interceptors for the keypool.v1 services (safe on the whole router: other services pass). */
   interceptors: Interceptor[];
   /** What to log at start about authentication; already checked against the listen address. */
@@ -31,13 +29,12 @@ export function loadAccess(env: NodeJS.ProcessEnv, host: string, readFile?: (pat
     tokensConfigured: tokens.enabled,
     allowNoAuth: env.KEYPOOL_ALLOW_NO_AUTH?.trim() === "1",
   });
-  const watcherLimit = createWatcherLimit(limits.maxWatchers);
-  // Authentication first (outermost), so an anonymous caller cannot even take a watcher slot.
+  // limits.maxWatchers is enforced by the watch hub itself (it counts its own subscriptions);
+  // authentication runs first, so an anonymous caller cannot even take a watch slot.
   return {
     tokens,
     limits,
-    watcherLimit,
-    interceptors: [createAuthInterceptor(tokens), watcherLimit.interceptor],
+    interceptors: [createAuthInterceptor(tokens)],
     listen,
     listenerLimits: { http2: http2ServerLimits(limits), http1: http1ServerLimits(limits) },
   };

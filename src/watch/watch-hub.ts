@@ -72,7 +72,7 @@ export class WatchHub {
     if (this.subscriptions.size >= this.maxSubscribers) {
       throw new PoolError(
         ErrorCode.ResourceExhausted,
-        `too many open watches (the limit is ${this.maxSubscribers}); close one or raise the limit`,
+        `too many WatchKeys streams are open (the limit is ${this.maxSubscribers}, set by KEYPOOL_MAX_WATCHERS); retry later`,
       );
     }
     const normalized: WatchFilter = {

@@ -102,12 +102,12 @@ describe("open WatchKeys streams (KEYPOOL_MAX_WATCHERS=2)", () => {
     expect(err.code).toBe(Code.ResourceExhausted);
     expect(err.rawMessage).toMatch(/KEYPOOL_MAX_WATCHERS/);
     a.abort();
-    for (let i = 0; i < 100 && srv.access.watcherLimit.open > 1; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 100 && srv.hub.subscriberCount > 1; i++) await new Promise((r) => setTimeout(r, 10));
     const c = await open();
     b.abort();
     c.abort();
-    for (let i = 0; i < 100 && srv.access.watcherLimit.open > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(srv.access.watcherLimit.open).toBe(0);
+    for (let i = 0; i < 100 && srv.hub.subscriberCount > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(srv.hub.subscriberCount).toBe(0);
   });
 });
 

@@ -343,8 +343,8 @@ describe("random values in every field of every RPC", () => {
 
   it("is still healthy, with the known key untouched and every watcher slot given back", async () => {
     expect(srv.pool.getKey(keyHash)?.state).toBe("active");
-    for (let i = 0; i < 200 && srv.access.watcherLimit.open > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(srv.access.watcherLimit.open).toBe(0);
+    for (let i = 0; i < 200 && srv.hub.subscriberCount > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(srv.hub.subscriberCount).toBe(0);
     await expectHealthy();
   });
 });

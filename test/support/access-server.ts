@@ -14,6 +14,7 @@ import { WatchHub } from "../../src/watch/watch-hub";
 export interface AccessServer {
   access: Access;
   pool: KeyPool;
+  hub: WatchHub;
   clock: Clock;
   server: RunningServer;
   port: number;
@@ -32,7 +33,7 @@ export async function startAccessServer(options: {
   const access = loadAccess(options.env ?? {}, "127.0.0.1");
   const pool = new KeyPool({ ...options.pool, clock, maxWaitersPerFamily: access.limits.maxWaitersPerFamily });
   if (options.keys?.length) pool.addKeys(options.keys);
-  const hub = new WatchHub(pool, { clock });
+  const hub = new WatchHub(pool, { clock, maxSubscribers: access.limits.maxWatchers });
   const server = await startServer(
     { host: "127.0.0.1", port: 0, tls: options.tls },
     {
@@ -47,6 +48,7 @@ export async function startAccessServer(options: {
   return {
     access,
     pool,
+    hub,
     clock,
     server,
     port: server.port,

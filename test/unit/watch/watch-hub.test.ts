@@ -294,7 +294,7 @@ describe("WatchHub", () => {
       hub.subscribe();
     } catch (error) {
       expect((error as PoolError).code).toBe(ErrorCode.ResourceExhausted);
-      expect((error as PoolError).message).toMatch(/too many open watches.*2/);
+      expect((error as PoolError).message).toMatch(/too many WatchKeys streams are open.*2/);
     }
     first.close();
     expect(() => hub.subscribe()).not.toThrow();
