@@ -13,6 +13,15 @@ if ! diff -r -x __pycache__ "$tmp/gen" gen; then
   exit 1
 fi
 rm -rf "$tmp"
+echo "== buf breaking against the last landed contract (.ci/contract-baseline)"
+# Names and field numbers are a public contract: only additive changes may land. Move the
+# baseline forward to the newest landed commit whenever the contract grows.
+baseline=$(cat .ci/contract-baseline)
+if [ "$(git rev-parse --is-shallow-repository 2>/dev/null)" = "true" ] && ! git cat-file -e "$baseline^{commit}" 2>/dev/null; then
+  echo "WARNING: shallow clone without the baseline commit $baseline: buf breaking cannot run here" >&2
+else
+  ./node_modules/.bin/buf breaking --against ".git#ref=$baseline"
+fi
 echo "== typecheck"
 ./node_modules/.bin/tsc -p tsconfig.json --noEmit
 echo "== build"
