@@ -1,5 +1,5 @@
 import { hashSortRank } from "./key-hash";
-import type { IndexNode } from "./selection-index";
+import { NO_NODES, type IndexNode } from "./selection-index";
 import type { KeyRecord, KeyState, KeyStatus, ProviderId, TokenUsage } from "./types";
 
 /**
@@ -27,18 +27,40 @@ export interface KeyEntry {
   lastUsed: number;
   lastChecked: number;
   promptCount: number;
-  usage: Map<string, TokenUsage>;
+  /**
+   * Tokens by model family; made at the key's first IncrementUsage (most keys of a large pool
+   * have none, and an empty Map per key cost about 210 bytes each: 21 MiB for 100,000 keys).
+   */
+  usage: Map<string, TokenUsage> | undefined;
   inFlight: number;
   leaseCount: number;
   /** One node per selection sub-index this key sits in (empty unless ACTIVE). */
-  nodes: IndexNode[];
+  nodes: readonly IndexNode[];
+}
+
+/**
+ * One frozen array per distinct list of families, shared by every key that serves exactly that
+ * list: a pool of 100,000 keys has a handful of distinct lists, not 100,000 arrays. Entries never
+ * change their list (a new list is a new interned array), and statuses get their own copy.
+ */
+const internedFamilies = new Map<string, readonly string[]>();
+/** Distinct lists kept at most; past it, a list is frozen but not shared (input is operator data). */
+const INTERNED_FAMILIES_LIMIT = 4096;
+
+export function internFamilies(families: readonly string[]): readonly string[] {
+  const id = families.join("\u0000");
+  const known = internedFamilies.get(id);
+  if (known && known.length === families.length && known.every((f, i) => f === families[i])) return known;
+  const list = Object.freeze([...families]);
+  if (internedFamilies.size < INTERNED_FAMILIES_LIMIT) internedFamilies.set(id, list);
+  return list;
 }
 
 export function newEntry(fields: {
   secret: string;
   keyHash: string;
   provider: ProviderId;
-  modelFamilies: string[];
+  modelFamilies: readonly string[];
   organizationId: string;
   trial: boolean;
 }): KeyEntry {
@@ -46,7 +68,7 @@ export function newEntry(fields: {
     secret: fields.secret,
     keyHash: fields.keyHash,
     provider: fields.provider,
-    modelFamilies: fields.modelFamilies,
+    modelFamilies: internFamilies(fields.modelFamilies),
     organizationId: fields.organizationId,
     trial: fields.trial,
     has32k: fields.modelFamilies.includes("gpt4-32k"),
@@ -60,10 +82,10 @@ export function newEntry(fields: {
     lastUsed: 0,
     lastChecked: 0,
     promptCount: 0,
-    usage: new Map(),
+    usage: undefined,
     inFlight: 0,
     leaseCount: 0,
-    nodes: [],
+    nodes: NO_NODES,
   };
 }
 
@@ -73,7 +95,7 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
     secret: record.key,
     keyHash: record.keyHash,
     provider: record.provider,
-    modelFamilies: [...record.modelFamilies],
+    modelFamilies: record.modelFamilies,
     organizationId: record.organizationId ?? "",
     trial: record.trial,
   });
@@ -86,7 +108,7 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
   entry.lastUsed = record.lastUsed ?? 0;
   entry.lastChecked = record.lastChecked ?? 0;
   entry.promptCount = record.promptCount ?? 0;
-  for (const [family, u] of Object.entries(record.usage ?? {})) entry.usage.set(family, { ...u });
+  for (const [family, u] of Object.entries(record.usage ?? {})) (entry.usage ??= new Map()).set(family, { ...u });
   entry.leaseCount = record.leaseCount ?? 0;
   return entry;
 }
@@ -94,7 +116,7 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
 /** A fresh, detached status (never the secret). */
 export function toStatus(entry: KeyEntry): KeyStatus {
   const usage: Record<string, TokenUsage> = {};
-  for (const [family, u] of entry.usage) usage[family] = { ...u };
+  if (entry.usage) for (const [family, u] of entry.usage) usage[family] = { ...u };
   return {
     keyHash: entry.keyHash,
     provider: entry.provider,

@@ -194,11 +194,11 @@ export class KeyPool {
     return { keyHashes, added: fresh.size, duplicates };
   }
 
-  private familiesForSpec(spec: KeySpec, where: string): string[] {
+  private familiesForSpec(spec: KeySpec, where: string): readonly string[] {
     const known = this.families.familiesOf(spec.provider);
     const asked = spec.modelFamilies ?? [];
     if (!Array.isArray(asked)) throw invalidArgument(`${where}: model families must be a list`);
-    if (asked.length === 0) return [...providerInfo(spec.provider).defaultFamilies];
+    if (asked.length === 0) return providerInfo(spec.provider).defaultFamilies;
     for (const family of asked) {
       if (typeof family !== "string" || !known.has(family)) {
         throw invalidArgument(
@@ -508,11 +508,12 @@ export class KeyPool {
     const entry = this.mustGet(u.keyHash);
     const { family } = this.resolveCached(u.model, entry.provider);
     entry.promptCount++;
-    const usage = entry.usage.get(family) ?? { inputTokens: 0, outputTokens: 0, prompts: 0 };
+    const byFamily = (entry.usage ??= new Map());
+    const usage = byFamily.get(family) ?? { inputTokens: 0, outputTokens: 0, prompts: 0 };
     usage.inputTokens += u.inputTokens;
     usage.outputTokens += u.outputTokens;
     usage.prompts++;
-    entry.usage.set(family, usage);
+    byFamily.set(family, usage);
     // An unknown or expired lease id is fine: the usage still counts.
     if (u.leaseId && this.leases.get(u.leaseId)?.owner === entry) {
       this.leases.end(u.leaseId);
@@ -533,6 +534,13 @@ export class KeyPool {
       out.push(toStatus(entry));
     }
     return out.sort((a, b) => (a.keyHash < b.keyHash ? -1 : a.keyHash > b.keyHash ? 1 : 0));
+  }
+
+  /** How many keys each provider has in the pool (providers without keys are absent). No copies. */
+  countByProvider(): Partial<Record<ProviderId, number>> {
+    const counts: Partial<Record<ProviderId, number>> = {};
+    for (const entry of this.keys.values()) counts[entry.provider] = (counts[entry.provider] ?? 0) + 1;
+    return counts;
   }
 
   getKey(keyHash: string): KeyStatus | undefined {

@@ -1,0 +1,57 @@
+/**
+ * The per-key savings of a large pool (shared family lists, usage made on first use, nodes at
+ * their final length) must not show through: statuses stay detached copies, and usage is counted
+ * as before.
+ */
+import { internFamilies } from "../../../src/domain/key-entry";
+import type { KeySpec } from "../../../src/domain/types";
+import { makePool } from "./helpers";
+
+const oai = (key: string, extra: Partial<KeySpec> = {}): KeySpec => ({ provider: "openai", key, ...extra });
+
+describe("key footprint", () => {
+  it("shares one frozen list per distinct list of families, in order", () => {
+    const a = internFamilies(["turbo", "gpt4"]);
+    expect(internFamilies(["turbo", "gpt4"])).toBe(a);
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(internFamilies(["gpt4", "turbo"])).not.toBe(a);
+    expect(internFamilies(["gpt4", "turbo"])).toEqual(["gpt4", "turbo"]);
+  });
+
+  it("a status's families are its own copy: changing them changes no key", () => {
+    const { pool } = makePool();
+    const { keyHashes } = pool.addKeys([oai("sk-one"), oai("sk-two")]);
+    const status = pool.getKey(keyHashes[0])!;
+    status.modelFamilies.push("gpt4o");
+    expect(pool.getKey(keyHashes[0])!.modelFamilies).toEqual(["turbo", "gpt4"]);
+    expect(pool.getKey(keyHashes[1])!.modelFamilies).toEqual(["turbo", "gpt4"]);
+    expect(pool.listKeys().every((k) => k.modelFamilies.length === 2)).toBe(true);
+  });
+
+  it("a key without usage has an empty usage record; the first IncrementUsage starts it", () => {
+    const { pool } = makePool();
+    const [keyHash] = pool.addKeys([oai("sk-one")]).keyHashes;
+    expect(pool.getKey(keyHash)!.usage).toEqual({});
+    pool.incrementUsage({ keyHash, model: "gpt-4", inputTokens: 3, outputTokens: 4 });
+    pool.incrementUsage({ keyHash, model: "gpt-4", inputTokens: 1, outputTokens: 1 });
+    expect(pool.getKey(keyHash)!.usage).toEqual({ gpt4: { inputTokens: 4, outputTokens: 5, prompts: 2 } });
+  });
+
+  it("a disabled and re-enabled key is leased again (its index nodes come back)", () => {
+    const { pool, clock } = makePool();
+    const [keyHash] = pool.addKeys([oai("sk-one")]).keyHashes;
+    pool.disableKey(keyHash);
+    expect(() => pool.lease({ model: "gpt-4" })).toThrow();
+    pool.enableKey(keyHash);
+    expect(pool.lease({ model: "gpt-4" }).keyHash).toBe(keyHash);
+    clock.advance(1000);
+    expect(pool.lease({ model: "gpt-3.5-turbo" }).keyHash).toBe(keyHash);
+  });
+
+  it("counts keys per provider without listing them", () => {
+    const { pool } = makePool();
+    expect(pool.countByProvider()).toEqual({});
+    pool.addKeys([oai("sk-one"), oai("sk-two"), { provider: "anthropic", key: "sk-ant-one" }]);
+    expect(pool.countByProvider()).toEqual({ openai: 2, anthropic: 1 });
+  });
+});
