@@ -25,12 +25,6 @@ const EXIT_DEADLINE_MS = 4500;
 /** Open connections get this long to finish after shutdown begins. */
 const SHUTDOWN_GRACE_MS = 2000;
 
-function keyCounts(pool: KeyPool): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const key of pool.listKeys()) counts[key.provider] = (counts[key.provider] ?? 0) + 1;
-  return counts;
-}
-
 interface StartupConfig {
   server: ServerConfig;
   families: FamilyConfig;
@@ -120,7 +114,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     },
   );
   logger.info(
-    { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: keyCounts(pool) },
+    { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: pool.countByProvider() },
     "keypool listening",
   );
 }
