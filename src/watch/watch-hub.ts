@@ -134,7 +134,7 @@ export class WatchHub {
     return n;
   }
 
-  /** Timers held by watches: at most one per watch whose consumer is waiting. */
+  /** Timers held by watches: at most one per watch (zero once every watch has ended). */
   get timerCount(): number {
     let n = 0;
     for (const subscription of this.subscriptions) if (subscription.hasTimer) n++;

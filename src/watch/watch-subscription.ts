@@ -11,11 +11,17 @@ export type WatchEvent =
 
 /** What is waiting to be told about one key: its latest status, or that it is gone. */
 interface PendingChange {
-  /** The end of this key's coalescing window: the first change to the key plus the window. */
-  dueAt: number;
   status: KeyStatus | null;
   /** Whether the subscriber has been told about this key, so that a removal means something. */
   known: boolean;
+}
+
+/** A key sent within the last window: later changes to it wait, merged, until `until`. */
+interface RecentKey {
+  /** The end of the key's window: when it was last sent plus the window. */
+  until: number;
+  /** The change that came within the window, merged to its latest state; null: none yet. */
+  change: PendingChange | null;
 }
 
 export interface SubscriptionTiming {
@@ -27,18 +33,35 @@ export interface SubscriptionTiming {
 /**
  * One open watch. It pulls: nothing is produced until the consumer asks for the next message, so
  * a consumer that stops reading (HTTP/2 flow control) holds at most one pending change per key,
- * whatever the time it stays away. Pending changes sit in a Map in the order their windows began;
- * as every window has the same length, the first entry is always the first one due.
+ * whatever the time it stays away.
+ *
+ * Coalescing throttles, it does not delay: a key's first change after a quiet window is due at
+ * once; a key that was sent less than `coalesceMs` ago keeps its later changes, merged into the
+ * latest state, until its window ends, and then sends them as one message (which opens the next
+ * window). So a key reaches a subscriber at most once per window, and a change on a quiet pool
+ * waits for nothing.
+ *
+ * Every key is in at most one of two maps: `due` (changes to send now, in the order they became
+ * due) or `recent` (keys sent within the last window, in the order they were sent, which is the
+ * order their windows end, as every window has the same length). Both are bounded by the number
+ * of keys; `recent` also forgets a key once its window has ended.
  */
 export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   private snapshot: KeyStatus[] | null;
-  private readonly pending = new Map<string, PendingChange>();
+  private readonly due = new Map<string, PendingChange>();
+  private readonly recent = new Map<string, RecentKey>();
+  /** Entries of `recent` that hold a change. */
+  private held = 0;
   private sequence = 0;
   private lastSentAt: number;
   private waiter: {
     resolve: (result: IteratorResult<WatchEvent>) => void;
     reject: (error: unknown) => void;
   } | null = null;
+  /**
+   * The one timer this watch may hold. It is kept while it is due no later than needed (waking
+   * early costs one look; re-arming a timer per message costs more), so it may outlive a wait.
+   */
   private timer: Timer | null = null;
   private timerDueAt = Infinity;
   private ended = false;
@@ -62,7 +85,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /** How many keys have a change waiting for this subscriber (at most the number of keys). */
   get pendingCount(): number {
-    return this.pending.size;
+    return this.due.size + this.held;
   }
 
   get hasTimer(): boolean {
@@ -102,31 +125,45 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /** Called by the hub on the pool's turn: O(1), no I/O. */
   offerUpdate(status: KeyStatus, knownBefore: boolean): void {
-    const entry = this.pending.get(status.keyHash);
-    if (entry) {
-      entry.status = status;
-      return;
-    }
-    this.add(status.keyHash, { dueAt: this.timing.clock.now() + this.timing.coalesceMs, status, known: knownBefore });
+    const entry = this.pendingFor(status.keyHash);
+    if (entry) entry.status = status;
+    else this.offer(status.keyHash, { status, known: knownBefore });
   }
 
   /** The key left the pool, or stopped matching the filter. */
   offerRemoval(keyHash: string): void {
-    const entry = this.pending.get(keyHash);
-    if (entry) {
+    const entry = this.pendingFor(keyHash);
+    if (!entry) {
+      this.offer(keyHash, { status: null, known: true });
+    } else if (entry.known) {
+      entry.status = null;
+    } else {
       // Added and gone within one window: the subscriber never needs to hear of it.
-      if (!entry.known) this.pending.delete(keyHash);
-      else entry.status = null;
-      return;
+      if (this.due.delete(keyHash)) return;
+      this.recent.get(keyHash)!.change = null;
+      this.held--;
     }
-    this.add(keyHash, { dueAt: this.timing.clock.now() + this.timing.coalesceMs, status: null, known: true });
   }
 
-  private add(keyHash: string, entry: PendingChange): void {
-    this.pending.set(keyHash, entry);
-    if (!this.waiter) return;
-    if (entry.dueAt <= this.timing.clock.now()) this.wake();
-    else if (entry.dueAt < this.timerDueAt) this.schedule();
+  /** The change already waiting for this key, if any: a later change merges into it. */
+  private pendingFor(keyHash: string): PendingChange | null {
+    return this.due.get(keyHash) ?? this.recent.get(keyHash)?.change ?? null;
+  }
+
+  /** A change to a key with none waiting: due now, unless the key was sent within the window. */
+  private offer(keyHash: string, change: PendingChange): void {
+    const now = this.timing.clock.now();
+    const recent = this.recent.get(keyHash);
+    if (recent && recent.until > now) {
+      recent.change = change;
+      this.held++;
+      // A waiting consumer needs a timer for this window's end (unless an earlier one is set).
+      if (this.waiter && recent.until < this.timerDueAt) this.schedule();
+      return;
+    }
+    if (recent) this.recent.delete(keyHash); // its window has ended (and held nothing): out at once
+    this.due.set(keyHash, change);
+    if (this.waiter) this.wake();
   }
 
   /** The next message due now, if any. */
@@ -137,13 +174,15 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       this.snapshot = null;
       return this.stamp({ type: "snapshot", sequence: 0, time: now, keys });
     }
-    const first = this.pending.entries().next();
-    if (!first.done && first.value[1].dueAt <= now) {
-      const [keyHash, entry] = first.value;
-      this.pending.delete(keyHash);
+    this.endWindows(now);
+    const first = this.due.entries().next();
+    if (!first.done) {
+      const [keyHash, change] = first.value;
+      this.due.delete(keyHash);
+      if (this.timing.coalesceMs > 0) this.recent.set(keyHash, { until: now + this.timing.coalesceMs, change: null });
       return this.stamp(
-        entry.status
-          ? { type: "updated", sequence: 0, time: now, status: entry.status }
+        change.status
+          ? { type: "updated", sequence: 0, time: now, status: change.status }
           : { type: "removed", sequence: 0, time: now, keyHash },
       );
     }
@@ -153,17 +192,39 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     return null;
   }
 
+  /** Forgets the keys whose window has ended; the changes they held become due, in window order. */
+  private endWindows(now: number): void {
+    for (const [keyHash, recent] of this.recent) {
+      if (recent.until > now) return;
+      this.recent.delete(keyHash);
+      if (recent.change) {
+        this.held--;
+        this.due.set(keyHash, recent.change);
+      }
+    }
+  }
+
   private stamp(event: WatchEvent): WatchEvent {
     event.sequence = ++this.sequence;
     this.lastSentAt = event.time;
     return event;
   }
 
-  /** Sets the one timer this subscription may hold: the first window's end or the heartbeat. */
+  /**
+   * Makes sure a timer wakes the waiting consumer by the next time something can be due: the end
+   * of the first window that holds a change, or the heartbeat. An earlier timer is kept.
+   */
   private schedule(): void {
-    const first = this.pending.values().next();
-    const dueAt = Math.min(first.done ? Infinity : first.value.dueAt, this.lastSentAt + this.timing.heartbeatMs);
-    if (this.timer && dueAt === this.timerDueAt) return;
+    let dueAt = this.lastSentAt + this.timing.heartbeatMs;
+    if (this.held > 0) {
+      for (const recent of this.recent.values()) {
+        if (recent.change) {
+          dueAt = Math.min(dueAt, recent.until);
+          break;
+        }
+      }
+    }
+    if (this.timer && this.timerDueAt <= dueAt) return;
     this.cancelTimer();
     this.timerDueAt = dueAt;
     this.timer = this.timing.clock.setTimer(dueAt - this.timing.clock.now(), () => {
@@ -182,7 +243,6 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     }
     const { resolve } = this.waiter;
     this.waiter = null;
-    this.cancelTimer();
     resolve({ done: false, value: event });
   }
 
@@ -197,7 +257,9 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     this.ended = true;
     this.failure = error;
     this.cancelTimer();
-    this.pending.clear();
+    this.due.clear();
+    this.recent.clear();
+    this.held = 0;
     this.snapshot = null;
     const waiter = this.waiter;
     this.waiter = null;

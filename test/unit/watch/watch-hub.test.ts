@@ -71,9 +71,15 @@ describe("WatchHub", () => {
     expect(summary(snapshot as WatchEvent)).toBe("snapshot oai-a,oai-b");
     expect(await reader.poll()).toBeUndefined();
 
-    // Three changes to one key within the window: one message, the latest state, at the window's end.
+    // A key's first change after a quiet window goes out at once: no waiting for the window.
     const start = clock.now();
     pool.change("oai-a", { leaseCount: 1 });
+    const first = await reader.poll();
+    expect(first).toMatchObject({ type: "updated", sequence: 2, time: start });
+    expect(summary(first as WatchEvent)).toBe("updated oai-a leases=1");
+
+    // Further changes within the window that send opened: held and merged, then exactly one
+    // message with the latest state when the window ends.
     clock.advance(40);
     pool.change("oai-a", { leaseCount: 2 });
     clock.advance(50);
@@ -82,34 +88,91 @@ describe("WatchHub", () => {
     clock.advance(9);
     expect(await reader.poll()).toBeUndefined();
     clock.advance(1);
-    const updated = await reader.poll();
-    expect(updated).toMatchObject({ type: "updated", sequence: 2, time: start + 100 });
-    expect(summary(updated as WatchEvent)).toBe("updated oai-a leases=3");
+    const merged = await reader.poll();
+    expect(merged).toMatchObject({ type: "updated", sequence: 3, time: start + 100 });
+    expect(summary(merged as WatchEvent)).toBe("updated oai-a leases=3");
     expect(await reader.poll()).toBeUndefined();
 
-    // The next change opens a new window, from its own time.
-    clock.advance(50);
+    // That message opened a new window: a change within it waits for its end.
+    clock.advance(30);
     pool.change("oai-a", { leaseCount: 4 });
-    clock.advance(99);
+    clock.advance(69);
     expect(await reader.poll()).toBeUndefined();
     clock.advance(1);
-    expect(summary((await reader.poll()) as WatchEvent)).toBe("updated oai-a leases=4");
+    expect(await reader.poll()).toMatchObject({ type: "updated", sequence: 4, time: start + 200 });
+    expect(hub.pendingCount).toBe(0);
+
+    // A window with no change in it ends quietly; the next change goes out at once again.
+    clock.advance(100);
+    expect(await reader.poll()).toBeUndefined();
+    clock.advance(50);
+    pool.change("oai-a", { leaseCount: 5 });
+    const quiet = await reader.poll();
+    expect(quiet).toMatchObject({ type: "updated", sequence: 5, time: start + 350 });
+    expect(summary(quiet as WatchEvent)).toBe("updated oai-a leases=5");
+    expect(await reader.poll()).toBeUndefined();
   });
 
-  test("keys are delivered in the order their windows began, each with its latest state", async () => {
+  test("each key has its own window; held keys go out in the order their windows end", async () => {
     const { clock, pool, hub } = setup();
     pool.put(status("oai-a"));
     pool.put(status("oai-b"));
     const reader = new Reader(hub.subscribe());
     await reader.poll();
+    const start = clock.now();
     pool.change("oai-b", { leaseCount: 1 });
+    expect((await reader.drain()).map(summary)).toEqual(["updated oai-b leases=1"]);
     clock.advance(30);
+    // oai-a is quiet: at once; oai-b was sent 30 ms ago: held until start + 100.
     pool.change("oai-a", { leaseCount: 1 });
     pool.change("oai-b", { leaseCount: 2 });
-    clock.advance(70);
-    expect((await reader.drain()).map(summary)).toEqual(["updated oai-b leases=2"]);
-    clock.advance(30);
     expect((await reader.drain()).map(summary)).toEqual(["updated oai-a leases=1"]);
+    clock.advance(30);
+    pool.change("oai-a", { leaseCount: 2 }); // held until start + 130
+    pool.change("oai-b", { leaseCount: 3 });
+    expect(await reader.drain()).toEqual([]);
+    expect(hub.pendingCount).toBe(2);
+    clock.advance(39);
+    expect(await reader.drain()).toEqual([]);
+    clock.advance(1);
+    const b = await reader.drain();
+    expect(b.map(summary)).toEqual(["updated oai-b leases=3"]);
+    expect(b[0]!.time).toBe(start + 100);
+    clock.advance(29);
+    expect(await reader.drain()).toEqual([]);
+    clock.advance(1);
+    const a = await reader.drain();
+    expect(a.map(summary)).toEqual(["updated oai-a leases=2"]);
+    expect(a[0]!.time).toBe(start + 130);
+    expect(hub.pendingCount).toBe(0);
+  });
+
+  test("a consumer that is late gets what is due in the order it became due, windows included", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-a"));
+    pool.put(status("oai-b"));
+    const subscription = hub.subscribe();
+    const reader = new Reader(subscription);
+    await reader.poll();
+    pool.change("oai-a", { leaseCount: 1 });
+    expect((await reader.drain()).map(summary)).toEqual(["updated oai-a leases=1"]);
+    // The consumer is away: oai-a (in its window) is held, oai-b is due at once; the call left
+    // waiting takes oai-b, and oai-a's window ends while nobody pulls.
+    pool.change("oai-a", { leaseCount: 2 });
+    clock.advance(10);
+    pool.change("oai-b", { leaseCount: 1 });
+    clock.advance(500);
+    expect(subscription.pendingCount).toBe(1);
+    expect((await reader.drain()).map(summary)).toEqual(["updated oai-b leases=1", "updated oai-a leases=2"]);
+    // A window opens when its message is taken: oai-b's (taken 500 ms ago) is over, oai-a's
+    // (taken just now) is not.
+    pool.change("oai-a", { leaseCount: 3 });
+    pool.change("oai-b", { leaseCount: 2 });
+    expect((await reader.drain()).map(summary)).toEqual(["updated oai-b leases=2"]);
+    clock.advance(99);
+    expect(await reader.drain()).toEqual([]);
+    clock.advance(1);
+    expect((await reader.drain()).map(summary)).toEqual(["updated oai-a leases=3"]);
   });
 
   test("a subscriber that does not read holds one pending change per key, whatever the time", async () => {
@@ -230,6 +293,8 @@ describe("WatchHub", () => {
     const reader = new Reader(hub.subscribe({ modelFamilies: ["gpt4"] }, controller.signal));
     await reader.poll();
     pool.change("oai-a", { leaseCount: 1 });
+    expect(summary((await reader.poll()) as WatchEvent)).toBe("updated oai-a leases=1"); // at once
+    pool.change("oai-a", { leaseCount: 2 }); // within the window that send opened: held
     expect(await reader.poll()).toBeUndefined(); // waiting, with a timer and a pending change
     expect(hub.timerCount).toBe(1);
     expect(hub.pendingCount).toBe(1);
@@ -242,7 +307,9 @@ describe("WatchHub", () => {
     expect(hub.pendingCount).toBe(0);
     expect(clock.pendingTimers()).toBe(0);
     expect(pool.changes.size).toBe(1); // the hub's one listener, shared by every watch
-    pool.change("oai-a", { leaseCount: 2 });
+    pool.change("oai-a", { leaseCount: 3 });
+    expect(clock.pendingTimers()).toBe(0);
+    clock.advance(1000);
     expect(clock.pendingTimers()).toBe(0);
   });
 
@@ -252,10 +319,11 @@ describe("WatchHub", () => {
     for (let i = 0; i < 1000; i++) {
       const controller = new AbortController();
       const subscription = hub.subscribe(i % 2 ? { provider: "openai" } : { modelFamilies: ["turbo"] }, controller.signal);
-      const next = subscription.next();
-      await next;
+      await subscription.next(); // the snapshot
+      pool.change("oai-a", { leaseCount: 2 * i });
+      await subscription.next(); // that change, at once
       const waiting = subscription.next();
-      pool.change("oai-a", { leaseCount: i });
+      pool.change("oai-a", { leaseCount: 2 * i + 1 }); // held for the window, with a timer
       controller.abort();
       expect(await waiting).toEqual({ done: true, value: undefined });
     }
