@@ -41,7 +41,7 @@ export interface FanoutResult {
 
 export async function measureFanout(
   keysFile: string,
-  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number; main?: string },
+  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number; main?: string; nodeArgs?: string[] },
   cores: CoreLayout,
   env: Record<string, string>,
   log: (s: string) => void,
@@ -55,6 +55,7 @@ export async function measureFanout(
     },
     cpus: cores.server,
     main: opts.main,
+    nodeArgs: opts.nodeArgs,
   });
   try {
     const markerKeyHash = await findKeyHash(server.port, "anthropic");

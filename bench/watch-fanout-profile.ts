@@ -1,0 +1,69 @@
+/**
+ * The WatchKeys fan-out of bench/run.ts (section "fanout"), one pass, with the server under
+ * `node --cpu-prof`, or against another build, to see where its time goes per message.
+ *
+ *   npx tsx bench/watch-fanout-profile.ts [--rate=0] [--subscribers=1000] [--seconds=10] [--coalesce=100]
+ *                                         [--no-profile] [--main=/path/to/dist/src/main.js]
+ *
+ * Prints the fan-out figures (as bench/run.ts does) and the functions with the most self time;
+ * the .cpuprofile stays in bench/results/. --no-profile measures without the profiler (e.g. to
+ * compare two builds side by side with --main).
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { coreLayout } from "./lib/children";
+import { writeKeysFile, benchKey } from "./lib/keys-file";
+import { ROOT } from "./lib/keypool-server";
+import { topFunctions } from "./profile-server";
+import { measureFanout } from "./watch-fanout";
+
+async function main(): Promise<void> {
+  const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+  const rate = Number(arg("rate", "0"));
+  const subscribers = Number(arg("subscribers", "1000"));
+  const seconds = Number(arg("seconds", "10"));
+  const coalesceMs = Number(arg("coalesce", "100"));
+  const profile = !process.argv.includes("--no-profile");
+  const mainJs = arg("main", "") || undefined;
+  const cores = coreLayout();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-profile-"));
+  const keysFile = path.join(tmp, "keys.json");
+  writeKeysFile(keysFile, 10);
+  const specs = JSON.parse(readFileSync(keysFile, "utf8"));
+  specs.push({ provider: "anthropic", key: `sk-ant-bench-marker-${benchKey(0)}` });
+  writeFileSync(keysFile, JSON.stringify(specs));
+  const dir = path.join(ROOT, "bench", "results", `profile-fanout-${rate}-${Date.now()}`);
+  if (profile) mkdirSync(dir, { recursive: true });
+  const log = (line: string) => process.stderr.write(line + "\n");
+  try {
+    const r = await measureFanout(
+      keysFile,
+      { subscribers, coalesceMs, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, main: mainJs, nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [] },
+      cores,
+      { KEYPOOL_REUSE_DELAY: "0", KEYPOOL_LOG_LEVEL: "warn" },
+      log,
+    );
+    process.stdout.write(
+      `p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms, last subscriber p99 ${r.lastSubscriberP99Ms.toFixed(1)} ms; ` +
+        `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}% of a core, ${r.serverCpuMicrosPerMessage.toFixed(0)} µs/message; ` +
+        `${Math.round(r.lease.rps)} Lease/s; superseded ${r.superseded}, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB\n`,
+    );
+    if (!profile) return;
+    const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
+    if (!file) throw new Error(`no profile written in ${dir}`);
+    const top = topFunctions(JSON.parse(readFileSync(path.join(dir, file), "utf8")), 40);
+    const text = top.map((t) => `${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.name}`).join("\n");
+    writeFileSync(path.join(dir, "top.txt"), text + "\n");
+    process.stdout.write(text + `\nprofile: ${path.join(dir, file)}\n`);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
