@@ -4,10 +4,12 @@
  * was written (it waits for 'drain'), so a client that stops reading is held back by HTTP/2 flow
  * control and the hub keeps at most one pending change per key for it.
  */
-import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
+  KeyStatusSchema,
   WatchKeysResponseSchema,
   type KeyStatus as ProtoKeyStatus,
   type WatchKeysRequest,
@@ -55,6 +57,65 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
   }
 }
 
+/**
+ * The binary codecs' fast path. One change reaches every matching watch, and each of them sends
+ * it in a message of its own (its own sequence and time): encoding a whole WatchKeysResponse per
+ * watch encoded the same KeyStatus a thousand times. Here the status is encoded once per change
+ * (and the time once per millisecond), and each watch's message carries the encoded fields as
+ * protobuf-es unknown fields, which toBinary writes as they are: the bytes on the wire are those
+ * of the same message encoded field by field (tags 1, 2 and 4; decoders accept fields in any
+ * order). Only for `updated`, the message of every change; the others keep the ordinary path.
+ * JSON has no unknown fields: JSON streams always take the ordinary path.
+ */
+const encodedStatuses = new WeakMap<KeyStatus, Uint8Array>();
+function encodedStatus(status: KeyStatus): Uint8Array {
+  let data = encodedStatuses.get(status);
+  if (!data) {
+    // A length-delimited field's value: the length, then the message.
+    data = new BinaryWriter().bytes(toBinary(KeyStatusSchema, convert(status))).finish();
+    encodedStatuses.set(status, data);
+  }
+  return data;
+}
+
+let lastTimeMs = NaN;
+let lastTime = new Uint8Array(0);
+function encodedTime(ms: number): Uint8Array {
+  if (ms !== lastTimeMs) {
+    lastTime = new BinaryWriter().bytes(toBinary(TimestampSchema, timestampFromMs(ms))).finish();
+    lastTimeMs = ms;
+  }
+  return lastTime;
+}
+
+function varint(value: number): Uint8Array {
+  const out: number[] = [];
+  while (value > 0x7f) {
+    out.push((value % 0x80) | 0x80);
+    value = Math.floor(value / 0x80);
+  }
+  out.push(value);
+  return Uint8Array.from(out);
+}
+
+/** The message for one event, for a binary codec: the same bytes as watchEventToProto's. */
+export function watchEventToBinaryProto(event: WatchEvent): WatchKeysResponse {
+  if (event.type !== "updated") return watchEventToProto(event);
+  const message = create(WatchKeysResponseSchema);
+  message.$unknown = [
+    { no: 1, wireType: WireType.Varint, data: varint(event.sequence) },
+    { no: 2, wireType: WireType.LengthDelimited, data: encodedTime(event.time) },
+    { no: 4, wireType: WireType.LengthDelimited, data: encodedStatus(event.status) },
+  ];
+  return message;
+}
+
+/** Whether the call's messages are protobuf binary (gRPC, gRPC-Web, Connect with +proto), not JSON. */
+function binaryCodec(ctx: HandlerContext): boolean {
+  const contentType = ctx.requestHeader.get("content-type") ?? "";
+  return !/json/i.test(contentType);
+}
+
 function filterFromRequest(req: WatchKeysRequest) {
   if (req.modelFamilies.length > MAX_FAMILIES) {
     throw new ConnectError(`model_families may name at most ${MAX_FAMILIES} families, got ${req.modelFamilies.length}`, Code.InvalidArgument);
@@ -76,11 +137,12 @@ export function createWatchKeys(hub: WatchHub): WatchKeysImpl {
     // The subscription listens to ctx.signal: when the client goes away (or the server shuts
     // down) a pending next() finishes at once and the hub forgets the watch.
     const subscription = hub.subscribe(filterFromRequest(req), ctx.signal);
+    const toProto = binaryCodec(ctx) ? watchEventToBinaryProto : watchEventToProto;
     try {
       for (;;) {
         const result = await subscription.next();
         if (result.done) break;
-        yield watchEventToProto(result.value);
+        yield toProto(result.value);
       }
     } finally {
       subscription.close();

@@ -48,8 +48,9 @@ export async function startWatchServer(
   };
 }
 
-export type Protocol = "grpc" | "grpc-web" | "connect" | "connect-http1" | "grpc-web-http1";
-export const PROTOCOLS: Protocol[] = ["grpc", "grpc-web", "connect", "connect-http1", "grpc-web-http1"];
+export type Protocol = "grpc" | "grpc-web" | "connect" | "connect-http1" | "grpc-web-http1" | "connect-json" | "grpc-json";
+/** Every wire protocol, with binary messages (the default of connect-node) and with JSON. */
+export const PROTOCOLS: Protocol[] = ["grpc", "grpc-web", "connect", "connect-http1", "grpc-web-http1", "connect-json", "grpc-json"];
 
 export function poolClient(url: string, protocol: Protocol = "grpc"): Client<typeof KeyPoolService> {
   switch (protocol) {
@@ -63,6 +64,10 @@ export function poolClient(url: string, protocol: Protocol = "grpc"): Client<typ
       return createClient(KeyPoolService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
     case "connect-http1":
       return createClient(KeyPoolService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+    case "connect-json":
+      return createClient(KeyPoolService, createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: false }));
+    case "grpc-json":
+      return createClient(KeyPoolService, createGrpcTransport({ baseUrl: url, useBinaryFormat: false }));
   }
 }
 

@@ -1,0 +1,81 @@
+/**
+ * The binary fast path of WatchKeys (src/transport/watch-keys.ts): a status encoded once per
+ * change and carried as raw fields must put on the wire exactly the bytes of the ordinary
+ * message, for any status, sequence and time.
+ */
+import fc from "fast-check";
+import { equals, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { WatchKeysResponseSchema } from "../../../gen/ts/keypool/v1/keypool_pb";
+import type { KeyStatus } from "../../../src/domain/types";
+import { watchEventToBinaryProto, watchEventToProto } from "../../../src/transport/watch-keys";
+import type { WatchEvent } from "../../../src/watch/watch-subscription";
+import { status } from "./fake-pool";
+
+const full: KeyStatus = status("oai-0123456789abcdef", {
+  modelFamilies: ["turbo", "gpt4", "gpt4o"],
+  organizationId: "org-1",
+  trial: true,
+  state: "disabled",
+  stateReason: "probe-000042 ünïcode",
+  readyAt: Date.UTC(2026, 10, 27, 21, 0, 0, 123),
+  rateLimitedAt: Date.UTC(2026, 10, 27, 20, 59, 0, 1),
+  lastUsed: Date.UTC(2026, 10, 27, 20, 58, 0, 999),
+  lastChecked: 1,
+  promptCount: 12345,
+  usage: { turbo: { inputTokens: 1200, outputTokens: 300, prompts: 7 }, gpt4: { inputTokens: 0, outputTokens: 0, prompts: 0 } },
+  inFlight: 3,
+  leaseCount: 2 ** 40,
+});
+
+function bothWays(event: WatchEvent) {
+  const ordinary = toBinary(WatchKeysResponseSchema, watchEventToProto(event));
+  const fast = toBinary(WatchKeysResponseSchema, watchEventToBinaryProto(event));
+  return { ordinary, fast };
+}
+
+describe("WatchKeys binary encoding, once per change", () => {
+  test("an update: the same bytes as the ordinary message, and it decodes to the same message", () => {
+    const event: WatchEvent = { type: "updated", sequence: 300, time: Date.UTC(2026, 10, 27, 21, 30, 0, 5), status: full };
+    const { ordinary, fast } = bothWays(event);
+    expect(Buffer.from(fast).equals(Buffer.from(ordinary))).toBe(true);
+    const decoded = fromBinary(WatchKeysResponseSchema, fast);
+    expect(equals(WatchKeysResponseSchema, decoded, watchEventToProto(event))).toBe(true);
+    expect(decoded.sequence).toBe(300n);
+    expect(decoded.event.case).toBe("updated");
+  });
+
+  test("one status shared by many watches is encoded once and reused, with each watch's own sequence and time", () => {
+    const a = watchEventToBinaryProto({ type: "updated", sequence: 1, time: 1000, status: full });
+    const b = watchEventToBinaryProto({ type: "updated", sequence: 2, time: 2000, status: full });
+    expect(a.$unknown![2]!.data).toBe(b.$unknown![2]!.data);
+    expect(fromBinary(WatchKeysResponseSchema, toBinary(WatchKeysResponseSchema, b))).toMatchObject({ sequence: 2n, time: { seconds: 2n, nanos: 0 } });
+  });
+
+  test("property: any sequence, time and status encode to the ordinary bytes", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+        fc.integer({ min: 0, max: 4_102_444_800_000 }),
+        fc.nat(),
+        fc.string(),
+        (sequence, time, n, reason) => {
+          const s = { ...full, promptCount: n, stateReason: reason, readyAt: time };
+          const { ordinary, fast } = bothWays({ type: "updated", sequence, time, status: s });
+          expect(Buffer.from(fast).equals(Buffer.from(ordinary))).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test("snapshots, removals and heartbeats keep the ordinary path", () => {
+    for (const event of [
+      { type: "snapshot", sequence: 1, time: 5, keys: [full] },
+      { type: "removed", sequence: 2, time: 6, keyHash: full.keyHash },
+      { type: "heartbeat", sequence: 3, time: 7 },
+    ] as WatchEvent[]) {
+      const { ordinary, fast } = bothWays(event);
+      expect(Buffer.from(fast).equals(Buffer.from(ordinary))).toBe(true);
+    }
+  });
+});
