@@ -150,59 +150,64 @@ export class KeyPool {
    */
   addKeys(specs: KeySpec[]): { keyHashes: string[]; added: number; duplicates: number } {
     if (!Array.isArray(specs)) throw invalidArgument("keys must be a list");
-    const fresh = new Map<string, KeyEntry>();
-    const keyHashes: string[] = [];
+    // New entries go straight into the key map (a second map of 100,000 entries at start was
+    // pure garbage) and are taken out again if a later spec is refused. They are indexed and
+    // announced only once every spec has passed.
+    const fresh: KeyEntry[] = [];
+    const keyHashes: string[] = new Array(specs.length);
     let duplicates = 0;
-    specs.forEach((spec, i) => {
-      const where = `keys[${i}]`;
-      if (!isProviderId(spec?.provider)) {
-        throw invalidArgument(
-          `${where}: provider ${JSON.stringify(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
-        );
-      }
-      checkKeySecret(spec.key, where);
-      const key = spec.key.trim();
-      const organizationId = spec.organizationId ?? "";
-      checkText(`${where}: organization id`, organizationId, LIMITS.organizationIdBytes);
-      const modelFamilies = this.familiesForSpec(spec, where);
-      const keyHash = this.keyHasher(spec.provider, key, organizationId);
-      const existing = this.keys.get(keyHash) ?? fresh.get(keyHash);
-      if (existing) {
-        if (existing.secret === key && existing.organizationId === organizationId && existing.provider === spec.provider) {
-          duplicates++;
-          keyHashes.push(keyHash);
-          return;
+    try {
+      for (let i = 0; i < specs.length; i++) {
+        const spec = specs[i];
+        if (!isProviderId(spec?.provider)) {
+          throw invalidArgument(
+            `keys[${i}]: provider ${JSON.stringify(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
+          );
         }
-        throw new PoolError(
-          ErrorCode.AlreadyExists,
-          `${where}: its key hash ${keyHash} already belongs to a different key (a hash collision); the key was not added`,
-        );
+        checkKeySecret(spec.key, `keys[${i}]`);
+        const key = spec.key.trim();
+        const organizationId = spec.organizationId ?? "";
+        if (organizationId !== "") checkText(`keys[${i}]: organization id`, organizationId, LIMITS.organizationIdBytes);
+        const modelFamilies = this.familiesForSpec(spec, i);
+        const keyHash = this.keyHasher(spec.provider, key, organizationId);
+        keyHashes[i] = keyHash;
+        const existing = this.keys.get(keyHash);
+        if (existing) {
+          if (existing.secret === key && existing.organizationId === organizationId && existing.provider === spec.provider) {
+            duplicates++;
+            continue;
+          }
+          throw new PoolError(
+            ErrorCode.AlreadyExists,
+            `keys[${i}]: its key hash ${keyHash} already belongs to a different key (a hash collision); the key was not added`,
+          );
+        }
+        const entry = newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true });
+        this.keys.set(keyHash, entry);
+        fresh.push(entry);
       }
-      fresh.set(
-        keyHash,
-        newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true }),
-      );
-      keyHashes.push(keyHash);
-    });
+    } catch (error) {
+      for (const entry of fresh) this.keys.delete(entry.keyHash);
+      throw error;
+    }
     const now = this.clock.now();
-    for (const entry of fresh.values()) {
-      this.keys.set(entry.keyHash, entry);
+    for (const entry of fresh) {
       this.index.add(entry, now);
       this.emit(entry, "added");
     }
-    if (fresh.size > 0) this.serveWaiters();
-    return { keyHashes, added: fresh.size, duplicates };
+    if (fresh.length > 0) this.serveWaiters();
+    return { keyHashes, added: fresh.length, duplicates };
   }
 
-  private familiesForSpec(spec: KeySpec, where: string): readonly string[] {
+  private familiesForSpec(spec: KeySpec, i: number): readonly string[] {
     const known = this.families.familiesOf(spec.provider);
     const asked = spec.modelFamilies ?? [];
-    if (!Array.isArray(asked)) throw invalidArgument(`${where}: model families must be a list`);
+    if (!Array.isArray(asked)) throw invalidArgument(`keys[${i}]: model families must be a list`);
     if (asked.length === 0) return providerInfo(spec.provider).defaultFamilies;
     for (const family of asked) {
       if (typeof family !== "string" || !known.has(family)) {
         throw invalidArgument(
-          `${where}: ${JSON.stringify(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
+          `keys[${i}]: ${JSON.stringify(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
         );
       }
     }

@@ -54,4 +54,15 @@ describe("key footprint", () => {
     pool.addKeys([oai("sk-one"), oai("sk-two"), { provider: "anthropic", key: "sk-ant-one" }]);
     expect(pool.countByProvider()).toEqual({ openai: 2, anthropic: 1 });
   });
+
+  it("a refused spec late in a batch leaves nothing of the batch behind, and no event", () => {
+    const { pool, events } = makePool();
+    pool.addKeys([oai("sk-old")]);
+    events.length = 0;
+    expect(() => pool.addKeys([oai("sk-new-1"), oai("sk-new-2"), oai("sk-old"), oai("sk-bad", { modelFamilies: ["nope"] })])).toThrow(/keys\[3\]/);
+    expect(pool.size).toBe(1);
+    expect(events).toEqual([]);
+    expect(pool.addKeys([oai("sk-new-1"), oai("sk-new-1"), oai("sk-old")])).toMatchObject({ added: 1, duplicates: 2 });
+    expect(pool.size).toBe(2);
+  });
 });
