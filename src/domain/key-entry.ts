@@ -47,13 +47,23 @@ const internedFamilies = new Map<string, readonly string[]>();
 /** Distinct lists kept at most; past it, a list is frozen but not shared (input is operator data). */
 const INTERNED_FAMILIES_LIMIT = 4096;
 
+let lastInterned: readonly string[] = Object.freeze([]);
+
 export function internFamilies(families: readonly string[]): readonly string[] {
+  // Keys come in runs with the same list: compare with the last one before building an id.
+  if (families === lastInterned || sameList(lastInterned, families)) return lastInterned;
   const id = families.join("\u0000");
   const known = internedFamilies.get(id);
-  if (known && known.length === families.length && known.every((f, i) => f === families[i])) return known;
+  if (known && sameList(known, families)) return (lastInterned = known);
   const list = Object.freeze([...families]);
   if (internedFamilies.size < INTERNED_FAMILIES_LIMIT) internedFamilies.set(id, list);
-  return list;
+  return (lastInterned = list);
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 export function newEntry(fields: {

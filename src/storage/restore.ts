@@ -30,6 +30,7 @@ export interface RestorePlan {
   configuredDuplicates: number;
 }
 
+/** `stored` is consumed: the records of the keys that go back are changed in place and handed on. */
 export function planRestore(
   stored: readonly StoredKey[],
   configured: readonly KeySpec[],
@@ -64,10 +65,8 @@ export function planRestore(
       continue;
     }
     const record = restoredRecord(entry.record, spec);
-    if (record.trial !== entry.record.trial || record.modelFamilies.join() !== entry.record.modelFamilies.join()) {
-      plan.changedByConfiguration.push(keyHash);
-    }
-    plan.records.push(record);
+    if (record.changed) plan.changedByConfiguration.push(keyHash);
+    plan.records.push(record.record);
     plan.origins.set(keyHash, entry.origin);
   }
   for (const [keyHash, spec] of specs) {
@@ -78,12 +77,26 @@ export function planRestore(
   return plan;
 }
 
-function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): KeyRecord {
-  // A shallow copy: the stored record stays as read (a pool of 100,000 keys makes this cheap enough).
-  const restored: KeyRecord = { ...record };
+/**
+ * The record to restore: the stored one itself, changed in place (storage hands each start a
+ * freshly read record that nothing else holds; a copy of 100,000 records was a large share of a
+ * restart), and whether the configuration changed its families or trial flag.
+ */
+function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): { record: KeyRecord; changed: boolean } {
+  let changed = false;
   // Leases do not survive a restart: nobody will end them.
-  restored.inFlight = 0;
-  if (spec?.modelFamilies && spec.modelFamilies.length > 0) restored.modelFamilies = [...spec.modelFamilies];
-  if (spec?.trial !== undefined) restored.trial = spec.trial;
-  return restored;
+  record.inFlight = 0;
+  if (spec?.modelFamilies && spec.modelFamilies.length > 0 && !sameList(spec.modelFamilies, record.modelFamilies)) {
+    record.modelFamilies = [...spec.modelFamilies];
+    changed = true;
+  }
+  if (spec?.trial !== undefined && spec.trial !== record.trial) {
+    record.trial = spec.trial;
+    changed = true;
+  }
+  return { record, changed };
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -95,10 +95,12 @@ export class SqliteStateStore implements StateStore {
   }
 
   loadAll(): StoredKey[] {
-    const rows = this.db
-      .prepare(`SELECT key_hash, origin, secret, status, removed_at FROM keys ORDER BY key_hash`)
-      .all() as KeyRow[];
-    return rows.map((row) => this.toStoredKey(row));
+    // One row at a time: each row's JSON text is garbage as soon as it is parsed, instead of
+    // every row's text (about 45 MiB for 100,000 keys) being held until the last is read.
+    const statement = this.db.prepare(`SELECT key_hash, origin, secret, status, removed_at FROM keys ORDER BY key_hash`);
+    const stored: StoredKey[] = [];
+    for (const row of statement.iterate() as IterableIterator<KeyRow>) stored.push(this.toStoredKey(row));
+    return stored;
   }
 
   writeBatch(writes: readonly StoreWrite[]): void {
