@@ -45,7 +45,8 @@ export function loadKeySpecs(env: Env = process.env, readFile: ReadFile = (p) =>
       const code = (error as NodeJS.ErrnoException).code;
       throw new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`);
     }
-    specs.push(...parseKeysFile(text, file));
+    // Not push(...list): a keys file of 100,000 keys would be 100,000 call arguments.
+    for (const spec of parseKeysFile(text, file)) specs.push(spec);
   }
   return dedupe(specs);
 }
@@ -112,11 +113,15 @@ function parseEntry(item: unknown, where: string): KeySpec {
 }
 
 function dedupe(specs: KeySpec[]): KeySpec[] {
-  const seen = new Set<string>();
+  // Keys are grouped by provider and organization (a handful of groups), so that the key string
+  // itself is the set member: no new string per key (100,000 of them in a large keys file).
+  const seen = new Map<string, Set<string>>();
   return specs.filter((s) => {
-    const id = `${s.provider}\u0000${s.key}\u0000${s.organizationId ?? ""}`;
-    if (seen.has(id)) return false;
-    seen.add(id);
+    const group = `${s.provider}\u0000${s.organizationId ?? ""}`;
+    let keys = seen.get(group);
+    if (!keys) seen.set(group, (keys = new Set()));
+    if (keys.has(s.key)) return false;
+    keys.add(s.key);
     return true;
   });
 }
