@@ -11,7 +11,7 @@ import { WorkerCommitter } from "./committers";
 import { GroupCommitWriter, type Durability, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
 import { DEFAULT_STATE_PATH, SqliteStateStore } from "./sqlite-store";
-import type { StateStore, StoreWrite } from "./state-store";
+import type { StateStore, StoredKey, StoreWrite } from "./state-store";
 
 /** KEYPOOL_STATE's value that keeps nothing. */
 export const MEMORY_STATE = "memory";
@@ -94,8 +94,12 @@ export function openDurableState(options: DurableStateOptions): DurableState {
 
 function startFrom(store: StateStore, options: DurableStateOptions): DurableState {
   const { pool, logger } = options;
-  const stored = store.loadAll();
+  let stored: StoredKey[] | undefined = store.loadAll();
+  const storedCount = stored.length;
   const plan = planRestore(stored, options.configured, options.keyHasher);
+  // From here the plan holds the records that go back; the other rows (removed keys, keys that
+  // left the configuration) may go.
+  stored = undefined;
   if (plan.configuredDuplicates > 0) {
     logger.warn({ duplicates: plan.configuredDuplicates }, "duplicate keys in the configuration were skipped");
   }
@@ -111,7 +115,8 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
       "configured key was removed with RemoveKey: it stays out of the pool (AddKeys brings it back)",
     );
   }
-  if (plan.records.length > 0) pool.restore(plan.records);
+  const restored = plan.records.length;
+  restoreInSlices(pool, plan.records);
   if (plan.newSpecs.length > 0) pool.addKeys(plan.newSpecs);
 
   // Only the stored keys whose families the configuration changed are written now. A new
@@ -133,10 +138,10 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
   logger.info(
     {
       state: store.location,
-      restored: plan.records.length,
+      restored,
       added: plan.newSpecs.length,
       leftConfiguration: plan.leftConfiguration.length,
-      stored: stored.length,
+      stored: storedCount,
     },
     "state file opened",
   );
@@ -161,4 +166,22 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
       logger.info({ state: store.location, ...writer.stats }, "state file closed");
     },
   };
+}
+
+/** Keys restored per pool.restore call at start. */
+const RESTORE_SLICE = 4096;
+
+/**
+ * Restores `records` a slice at a time, dropping each slice's records (parsed rows, several
+ * hundred bytes each) once its keys are in the pool: with 100,000 stored keys, every parsed row
+ * and every pool entry were otherwise alive together, and the heap grew to hold both. `records`
+ * is emptied. A record the pool refuses still stops the start (the caller throws).
+ */
+function restoreInSlices(pool: DurablePool, records: KeyRecord[]): void {
+  for (let start = 0; start < records.length; start += RESTORE_SLICE) {
+    const end = Math.min(records.length, start + RESTORE_SLICE);
+    pool.restore(records.slice(start, end));
+    records.fill(undefined as unknown as KeyRecord, start, end);
+  }
+  records.length = 0;
 }
