@@ -28,10 +28,12 @@ export interface KeyEntry {
   lastChecked: number;
   promptCount: number;
   /**
-   * Tokens by model family; made at the key's first IncrementUsage (most keys of a large pool
-   * have none, and an empty Map per key cost about 210 bytes each: 21 MiB for 100,000 keys).
+   * Tokens by model family, in the order the families were first used; made at the key's first
+   * IncrementUsage (most keys of a large pool have none, and an empty Map per key cost about 210
+   * bytes: 21 MiB for 100,000 keys). A short list, not a Map: a key serves a few families, and a
+   * Map with one family cost about 110 bytes more than a list of one.
    */
-  usage: Map<string, TokenUsage> | undefined;
+  usage: FamilyUsage[] | undefined;
   inFlight: number;
   leaseCount: number;
   /** One node per selection sub-index this key sits in (empty unless ACTIVE). */
@@ -64,6 +66,20 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** One family's token counts on one key. */
+export interface FamilyUsage extends TokenUsage {
+  readonly family: string;
+}
+
+/** The key's counts for `family`, made (at zero) on first use. */
+export function usageOf(entry: KeyEntry, family: string): FamilyUsage {
+  const list = (entry.usage ??= []);
+  for (const u of list) if (u.family === family) return u;
+  const fresh: FamilyUsage = { family, inputTokens: 0, outputTokens: 0, prompts: 0 };
+  list.push(fresh);
+  return fresh;
 }
 
 export function newEntry(fields: {
@@ -118,7 +134,15 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
   entry.lastUsed = record.lastUsed ?? 0;
   entry.lastChecked = record.lastChecked ?? 0;
   entry.promptCount = record.promptCount ?? 0;
-  for (const [family, u] of Object.entries(record.usage ?? {})) (entry.usage ??= new Map()).set(family, { ...u });
+  const stored = Object.entries(record.usage ?? {});
+  if (stored.length > 0) {
+    entry.usage = stored.map(([family, u]) => ({
+      family,
+      inputTokens: u.inputTokens,
+      outputTokens: u.outputTokens,
+      prompts: u.prompts,
+    }));
+  }
   entry.leaseCount = record.leaseCount ?? 0;
   return entry;
 }
@@ -126,7 +150,11 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
 /** A fresh, detached status (never the secret). */
 export function toStatus(entry: KeyEntry): KeyStatus {
   const usage: Record<string, TokenUsage> = {};
-  if (entry.usage) for (const [family, u] of entry.usage) usage[family] = { ...u };
+  if (entry.usage) {
+    for (const u of entry.usage) {
+      usage[u.family] = { inputTokens: u.inputTokens, outputTokens: u.outputTokens, prompts: u.prompts };
+    }
+  }
   return {
     keyHash: entry.keyHash,
     provider: entry.provider,

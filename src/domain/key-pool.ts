@@ -10,7 +10,7 @@ import {
   resourceExhausted,
 } from "./errors";
 import { hashKey, type KeyHasher } from "./key-hash";
-import { entryFromRecord, newEntry, toStatus, type KeyEntry } from "./key-entry";
+import { entryFromRecord, newEntry, toStatus, usageOf, type KeyEntry } from "./key-entry";
 import { LeaseBook, type OpenLease } from "./leases";
 import { FamilyTable } from "./model-families";
 import { isProviderId, providerInfo, PROVIDERS } from "./providers";
@@ -513,12 +513,10 @@ export class KeyPool {
     const entry = this.mustGet(u.keyHash);
     const { family } = this.resolveCached(u.model, entry.provider);
     entry.promptCount++;
-    const byFamily = (entry.usage ??= new Map());
-    const usage = byFamily.get(family) ?? { inputTokens: 0, outputTokens: 0, prompts: 0 };
+    const usage = usageOf(entry, family);
     usage.inputTokens += u.inputTokens;
     usage.outputTokens += u.outputTokens;
     usage.prompts++;
-    byFamily.set(family, usage);
     // An unknown or expired lease id is fine: the usage still counts.
     if (u.leaseId && this.leases.get(u.leaseId)?.owner === entry) {
       this.leases.end(u.leaseId);

@@ -65,4 +65,24 @@ describe("key footprint", () => {
     expect(pool.addKeys([oai("sk-new-1"), oai("sk-new-1"), oai("sk-old")])).toMatchObject({ added: 1, duplicates: 2 });
     expect(pool.size).toBe(2);
   });
+
+  it("usage by family survives a restore and goes on counting, each family on its own", () => {
+    const { pool } = makePool();
+    const [keyHash] = pool.addKeys([oai("sk-one")]).keyHashes;
+    pool.incrementUsage({ keyHash, model: "gpt-4", inputTokens: 10, outputTokens: 1 });
+    pool.incrementUsage({ keyHash, model: "gpt-3.5-turbo", inputTokens: 5, outputTokens: 2 });
+    const saved = { ...pool.getKey(keyHash)!, key: "sk-one" };
+    const again = makePool().pool;
+    again.restore([saved]);
+    expect(again.getKey(keyHash)!.usage).toEqual({
+      gpt4: { inputTokens: 10, outputTokens: 1, prompts: 1 },
+      turbo: { inputTokens: 5, outputTokens: 2, prompts: 1 },
+    });
+    again.incrementUsage({ keyHash, model: "gpt-3.5-turbo", inputTokens: 1, outputTokens: 1 });
+    expect(again.getKey(keyHash)!.usage.turbo).toEqual({ inputTokens: 6, outputTokens: 3, prompts: 2 });
+    expect(again.getKey(keyHash)!.usage.gpt4).toEqual({ inputTokens: 10, outputTokens: 1, prompts: 1 });
+    // The stored record is not shared with the pool.
+    saved.usage.gpt4.prompts = 99;
+    expect(again.getKey(keyHash)!.usage.gpt4.prompts).toBe(1);
+  });
 });
