@@ -51,11 +51,11 @@ export function planRestore(
     changedByConfiguration: [],
     configuredDuplicates: configured.length - specs.size,
   };
-  const storedHashes = new Set<string>();
+  // A configured key found among the stored ones leaves `specs`: what remains is new.
   for (const entry of stored) {
     const keyHash = entry.record.keyHash;
-    storedHashes.add(keyHash);
     const spec = specs.get(keyHash);
+    if (spec) specs.delete(keyHash);
     if (entry.removedAt > 0) {
       if (spec) plan.removedButConfigured.push(keyHash);
       continue;
@@ -70,7 +70,6 @@ export function planRestore(
     plan.origins.set(keyHash, entry.origin);
   }
   for (const [keyHash, spec] of specs) {
-    if (storedHashes.has(keyHash)) continue;
     plan.newSpecs.push(spec);
     plan.origins.set(keyHash, "config");
   }
