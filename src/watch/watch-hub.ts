@@ -26,6 +26,18 @@ export interface WatchHubOptions {
   heartbeatMs?: number;
   /** At most this many open watches; past it, subscribe throws RESOURCE_EXHAUSTED. */
   maxSubscribers?: number;
+  /**
+   * Runs the waking of watches after the pool's turn (default setImmediate): the call that made a
+   * change is answered first, and the changes of one turn reach each watch in one go.
+   */
+  defer?: (callback: () => void) => void;
+  /**
+   * Whether the server is too busy for leading-edge delivery (default: the event loop was busy
+   * at least 90% of the last 100 ms). When it is, a key's first change waits for the end of the
+   * window it opens, like the changes that follow it: one message per key per window instead of
+   * up to two, and the fan-out does not take the time of the calls that make the changes.
+   */
+  saturated?: () => boolean;
 }
 
 export const DEFAULT_WATCH_COALESCE_MS = 100;
@@ -49,6 +61,23 @@ export class WatchHub {
   private unsubscribeFeed: (() => void) | null;
   private stamp = 0;
   private closedWith: PoolError | null = null;
+  private readonly defer: (callback: () => void) => void;
+  private readonly saturated: () => boolean;
+  /** Whether the change being fanned out may go out at once (decided once per change). */
+  private leading = true;
+  private readonly leadingEdge = () => this.leading;
+  /** Watches with a change due and a consumer waiting, to wake once the pool's turn is over. */
+  private readonly toWake = new Set<WatchSubscription>();
+  private readonly wakeSoon = (subscription: WatchSubscription) => {
+    if (this.toWake.size === 0) this.defer(this.wakeAll);
+    this.toWake.add(subscription);
+  };
+  private readonly wakeAll = () => {
+    for (const subscription of this.toWake) {
+      this.toWake.delete(subscription);
+      subscription.wake();
+    }
+  };
 
   constructor(
     private readonly pool: WatchedPool,
@@ -58,6 +87,8 @@ export class WatchHub {
     this.coalesceMs = nonNegative("coalesceMs", options.coalesceMs ?? DEFAULT_WATCH_COALESCE_MS);
     this.heartbeatMs = positive("heartbeatMs", options.heartbeatMs ?? DEFAULT_WATCH_HEARTBEAT_MS);
     this.maxSubscribers = positive("maxSubscribers", options.maxSubscribers ?? Infinity);
+    this.defer = options.defer ?? ((callback) => void setImmediate(callback));
+    this.saturated = options.saturated ?? eventLoopSaturated(0.9, 100);
     for (const status of pool.listKeys()) this.keys.set(status.keyHash, attributesOf(status));
     this.unsubscribeFeed = pool.changes.subscribe((event) => this.onChange(event));
   }
@@ -86,7 +117,7 @@ export class WatchHub {
     const subscription = new WatchSubscription(
       normalized,
       snapshot,
-      { clock: this.clock, coalesceMs: this.coalesceMs, heartbeatMs: this.heartbeatMs },
+      { clock: this.clock, coalesceMs: this.coalesceMs, heartbeatMs: this.heartbeatMs, wakeSoon: this.wakeSoon, leadingEdge: this.leadingEdge },
       (ended) => this.forget(ended),
     );
     this.subscriptions.add(subscription);
@@ -156,6 +187,7 @@ export class WatchHub {
   }
 
   private onChange(event: PoolEvent): void {
+    this.leading = this.subscriptions.size === 0 || !this.saturated();
     if (event.type === "updated") {
       const status = event.status;
       const before = this.keys.get(status.keyHash);
@@ -198,6 +230,7 @@ export class WatchHub {
 
   private forget(subscription: WatchSubscription): void {
     this.subscriptions.delete(subscription);
+    this.toWake.delete(subscription);
     for (const name of filterBuckets(subscription.filter)) {
       const set = this.buckets.get(name);
       if (!set) continue;
@@ -207,6 +240,26 @@ export class WatchHub {
     this.abortCleanups.get(subscription)?.();
     this.abortCleanups.delete(subscription);
   }
+}
+
+/**
+ * True while the event loop was busy at least `threshold` of the last `periodMs` (re-measured at
+ * most once per period, so asking costs a clock read).
+ */
+export function eventLoopSaturated(threshold: number, periodMs: number): () => boolean {
+  let last = performance.eventLoopUtilization();
+  let lastAt = performance.now();
+  let saturated = false;
+  return () => {
+    const now = performance.now();
+    if (now - lastAt >= periodMs) {
+      const current = performance.eventLoopUtilization();
+      saturated = performance.eventLoopUtilization(current, last).utilization >= threshold;
+      last = current;
+      lastAt = now;
+    }
+    return saturated;
+  };
 }
 
 function attributesOf(status: KeyStatus): KeyAttributes {

@@ -28,6 +28,18 @@ export interface SubscriptionTiming {
   clock: Clock;
   coalesceMs: number;
   heartbeatMs: number;
+  /**
+   * Asks for `subscription.wake()` soon, not within the pool's turn: a change must not make the
+   * call that caused it (a Lease) wait for every watch's message, and the changes of one turn
+   * reach a watch together. Absent: at once.
+   */
+  wakeSoon?: (subscription: WatchSubscription) => void;
+  /**
+   * Whether a key's first change after a quiet window may go out at once (leading edge). When
+   * it says no (the server is saturated), the change waits for the end of the window it opens,
+   * as every change to a busy key does. Absent: always.
+   */
+  leadingEdge?: () => boolean;
 }
 
 /**
@@ -162,8 +174,18 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       return;
     }
     if (recent) this.recent.delete(keyHash); // its window has ended (and held nothing): out at once
+    if (this.timing.coalesceMs > 0 && this.timing.leadingEdge && !this.timing.leadingEdge()) {
+      // The server has no time to spare: the change waits for the window it opens (trailing
+      // edge), so that later changes within it cost no message.
+      this.recent.set(keyHash, { until: now + this.timing.coalesceMs, change });
+      this.held++;
+      if (this.waiter && now + this.timing.coalesceMs < this.timerDueAt) this.schedule();
+      return;
+    }
     this.due.set(keyHash, change);
-    if (this.waiter) this.wake();
+    if (!this.waiter) return;
+    if (this.timing.wakeSoon) this.timing.wakeSoon(this);
+    else this.wake();
   }
 
   /** The next message due now, if any. */
@@ -234,7 +256,8 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     });
   }
 
-  private wake(): void {
+  /** Gives the waiting consumer its next message if one is due (else sets the timer). */
+  wake(): void {
     if (!this.waiter) return;
     const event = this.take();
     if (!event) {

@@ -43,10 +43,12 @@ class Reader {
   }
 }
 
-function setup(options: { coalesceMs?: number; heartbeatMs?: number; maxSubscribers?: number } = {}) {
+function setup(
+  options: { coalesceMs?: number; heartbeatMs?: number; maxSubscribers?: number; saturated?: () => boolean; defer?: (callback: () => void) => void } = {},
+) {
   const clock = new ManualClock();
   const pool = new FakePool();
-  const hub = new WatchHub(pool, { clock, ...options });
+  const hub = new WatchHub(pool, { clock, saturated: () => false, ...options });
   return { clock, pool, hub };
 }
 
@@ -173,6 +175,52 @@ describe("WatchHub", () => {
     expect(await reader.drain()).toEqual([]);
     clock.advance(1);
     expect((await reader.drain()).map(summary)).toEqual(["updated oai-a leases=3"]);
+  });
+
+  test("while the server is saturated, a key's first change waits for the end of the window it opens", async () => {
+    let saturated = false;
+    const { clock, pool, hub } = setup({ saturated: () => saturated });
+    pool.put(status("oai-a"));
+    const reader = new Reader(hub.subscribe());
+    await reader.poll();
+    saturated = true;
+    const start = clock.now();
+    pool.change("oai-a", { leaseCount: 1 });
+    clock.advance(60);
+    pool.change("oai-a", { leaseCount: 2 });
+    clock.advance(39);
+    expect(await reader.poll()).toBeUndefined();
+    clock.advance(1);
+    const merged = await reader.poll();
+    expect(merged).toMatchObject({ type: "updated", time: start + 100 });
+    expect(summary(merged as WatchEvent)).toBe("updated oai-a leases=2");
+    expect(await reader.poll()).toBeUndefined();
+    // Time to spare again: the next quiet change goes out at once.
+    saturated = false;
+    clock.advance(200);
+    pool.change("oai-a", { leaseCount: 3 });
+    expect(await reader.poll()).toMatchObject({ type: "updated", time: start + 300 });
+    expect(hub.pendingCount).toBe(0);
+  });
+
+  test("waking is deferred past the pool's turn: the changes of one turn reach a waiting watch together", async () => {
+    const deferred: (() => void)[] = [];
+    const { pool, hub } = setup({ defer: (callback) => void deferred.push(callback) });
+    pool.put(status("oai-a"));
+    pool.put(status("oai-b"));
+    const subscription = hub.subscribe();
+    await subscription.next();
+    const waiting = subscription.next();
+    let arrived = false;
+    void waiting.then(() => (arrived = true));
+    pool.change("oai-a", { leaseCount: 1 });
+    pool.change("oai-b", { leaseCount: 1 });
+    await flush();
+    expect(arrived).toBe(false);
+    expect(deferred).toHaveLength(1); // one wake-up for the turn, whatever the number of changes
+    deferred.shift()!();
+    expect(summary((await waiting).value as WatchEvent)).toBe("updated oai-a leases=1");
+    expect(summary((await subscription.next()).value as WatchEvent)).toBe("updated oai-b leases=1");
   });
 
   test("a subscriber that does not read holds one pending change per key, whatever the time", async () => {
