@@ -42,6 +42,8 @@ export interface WatchHubOptions {
 
 export const DEFAULT_WATCH_COALESCE_MS = 100;
 export const DEFAULT_WATCH_HEARTBEAT_MS = 15_000;
+/** Watches woken per turn when a change reaches many at once. */
+const WAKE_BATCH = 50;
 
 /**
  * Fans the pool's change feed out to any number of watches. It listens to the pool once; a change
@@ -72,8 +74,18 @@ export class WatchHub {
     if (this.toWake.size === 0) this.defer(this.wakeAll);
     this.toWake.add(subscription);
   };
+  /**
+   * Wakes the waiting watches, a batch per turn: node:http2 sends what the streams wrote only
+   * once the turn is over, so waking 1,000 watches in one turn would make the first wait for the
+   * last; batches let each one's messages leave while the next are made, and calls in between.
+   */
   private readonly wakeAll = () => {
+    let n = 0;
     for (const subscription of this.toWake) {
+      if (n++ === WAKE_BATCH) {
+        this.defer(this.wakeAll);
+        return;
+      }
       this.toWake.delete(subscription);
       subscription.wake();
     }
