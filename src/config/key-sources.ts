@@ -45,8 +45,10 @@ export function loadKeySpecs(env: Env = process.env, readFile: ReadFile = (p) =>
       const code = (error as NodeJS.ErrnoException).code;
       throw new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`);
     }
+    const fromFile = parseKeysFile(text, file);
+    if (specs.length === 0) return dedupe(fromFile);
     // Not push(...list): a keys file of 100,000 keys would be 100,000 call arguments.
-    for (const spec of parseKeysFile(text, file)) specs.push(spec);
+    for (const spec of fromFile) specs.push(spec);
   }
   return dedupe(specs);
 }
@@ -105,7 +107,14 @@ function parseEntry(item: unknown, where: string): KeySpec {
   if (org !== undefined && typeof org !== "string") {
     throw new KeySourceError(where, "organizationId must be a string");
   }
-  const spec: KeySpec = { provider, key: item.key.trim() };
+  const key = item.key.trim();
+  if (item.provider === provider && Object.keys(item).length === 2) {
+    // The usual entry, {provider, key}, already in its final form: the parsed object itself
+    // becomes the spec (a second object per key was garbage that a large file made by the 100,000).
+    if (key !== item.key) item.key = key;
+    return item as KeySpec;
+  }
+  const spec: KeySpec = { provider, key };
   if (families && families.length > 0) spec.modelFamilies = families.map((f: string) => f.trim());
   if (item.trial) spec.trial = true;
   if (org && org.trim()) spec.organizationId = org.trim();
@@ -116,14 +125,19 @@ function dedupe(specs: KeySpec[]): KeySpec[] {
   // Keys are grouped by provider and organization (a handful of groups), so that the key string
   // itself is the set member: no new string per key (100,000 of them in a large keys file).
   const seen = new Map<string, Set<string>>();
-  return specs.filter((s) => {
+  const isRepeat = (s: KeySpec) => {
     const group = `${s.provider}\u0000${s.organizationId ?? ""}`;
     let keys = seen.get(group);
     if (!keys) seen.set(group, (keys = new Set()));
-    if (keys.has(s.key)) return false;
+    if (keys.has(s.key)) return true;
     keys.add(s.key);
-    return true;
-  });
+    return false;
+  };
+  const first = specs.findIndex(isRepeat);
+  if (first < 0) return specs; // the usual case: no copy of the list
+  const kept = specs.slice(0, first);
+  for (let i = first + 1; i < specs.length; i++) if (!isRepeat(specs[i])) kept.push(specs[i]);
+  return kept;
 }
 
 function isObject(v: unknown): v is Record<string, any> {
