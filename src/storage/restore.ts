@@ -36,6 +36,7 @@ export function planRestore(
   configured: readonly KeySpec[],
   hasher: KeyHasher = hashKey,
 ): RestorePlan {
+  if (stored.length === 0) return planFirstStart(configured, hasher);
   const specs = new Map<string, KeySpec>();
   for (const spec of configured) {
     // The pool trims the secret before hashing it; so does this.
@@ -81,6 +82,30 @@ export function planRestore(
  * freshly read record that nothing else holds; a copy of 100,000 records was a large share of a
  * restart), and whether the configuration changed its families or trial flag.
  */
+/**
+ * Nothing stored (a new state file, or one no key has changed in yet): every configured key is
+ * new. The same plan as the general case, with one map of the keys instead of two.
+ */
+function planFirstStart(configured: readonly KeySpec[], hasher: KeyHasher): RestorePlan {
+  const origins = new Map<string, KeyOrigin>();
+  const newSpecs: KeySpec[] = [];
+  for (const spec of configured) {
+    const keyHash = hasher(spec.provider, spec.key.trim(), spec.organizationId ?? "");
+    if (origins.has(keyHash)) continue;
+    origins.set(keyHash, "config");
+    newSpecs.push(spec);
+  }
+  return {
+    records: [],
+    newSpecs,
+    leftConfiguration: [],
+    removedButConfigured: [],
+    origins,
+    changedByConfiguration: [],
+    configuredDuplicates: configured.length - newSpecs.length,
+  };
+}
+
 function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): { record: KeyRecord; changed: boolean } {
   let changed = false;
   // Leases do not survive a restart: nobody will end them.
