@@ -33,6 +33,7 @@ export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
       res.end();
       return;
     }
+    if (handler.method.methodKind === "server_streaming") writeOneMessageAtATime(res);
     const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
     handler(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res))
@@ -48,5 +49,25 @@ export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
           logger.warn({ procedure, message }, "response could not be completed");
         }
       });
+  };
+}
+
+/**
+ * connect-node makes a stream's next message as soon as the previous one is buffered, and node
+ * buffers up to 16 KiB per stream: for WatchKeys that is a hundred stale statuses a slow client
+ * must read before it sees the latest, which the watch hub could otherwise have coalesced. Here a
+ * write reports "buffer full" until node has handed it to the connection, and signals 'drain'
+ * then, so connect asks for the next message only once the previous one has left. A client that
+ * stops reading is then held back by HTTP/2 flow control alone, and the hub keeps one pending
+ * status per key for it.
+ */
+function writeOneMessageAtATime(res: Parameters<RequestHandler>[1]): void {
+  const write = res.write.bind(res) as (chunk: unknown, encoding: BufferEncoding, callback: (err?: Error | null) => void) => boolean;
+  (res as { write: unknown }).write = (chunk: unknown, encoding: BufferEncoding, callback?: (err?: Error | null) => void) => {
+    write(chunk, encoding, (err) => {
+      callback?.(err);
+      if (!err) res.emit("drain");
+    });
+    return false;
   };
 }
