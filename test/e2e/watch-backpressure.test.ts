@@ -4,10 +4,8 @@
  * backlog of every step the server had already produced for it.
  */
 import { fromBinary } from "@bufbuild/protobuf";
-import * as http2 from "node:http2";
 import { WatchKeysResponseSchema, type WatchKeysResponse } from "../../gen/ts/keypool/v1/keypool_pb";
-import { grpcFrame } from "../support/raw-grpc";
-import { startWatchServer, type WatchServer } from "./watch-harness";
+import { rawWatch, startWatchServer, type WatchServer } from "./watch-harness";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -34,16 +32,7 @@ describe("WatchKeys and a client that pauses reading", () => {
     s = await startWatchServer({ keys: 1, hub: { coalesceMs: 1, heartbeatMs: 60_000 } });
     const [keyHash] = s.keyHashes as [string];
     // A small receive window: the client holds at most about 2 KiB of unread messages.
-    const session = http2.connect(s.server.url, { settings: { initialWindowSize: 2048 } });
-    session.on("error", () => undefined);
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/keypool.v1.KeyPoolService/WatchKeys",
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    stream.on("error", () => undefined);
-    stream.end(grpcFrame(new Uint8Array(0)));
+    const { session, stream } = rawWatch(s.server.url, { initialWindowSize: 2048 });
 
     let buffer: Buffer = Buffer.alloc(0);
     const received: WatchKeysResponse[] = [];

@@ -3,6 +3,8 @@
  * tests, plus clients for every wire protocol.
  */
 import { createClient, type Client } from "@connectrpc/connect";
+import * as http2 from "node:http2";
+import { grpcFrame } from "../support/raw-grpc";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { systemClock } from "../../src/domain/clock";
 import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
@@ -134,4 +136,22 @@ export async function eventually(predicate: () => boolean, timeoutMs = 10_000, w
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * A WatchKeys call over a raw HTTP/2 session (no client library): the test controls reading, and
+ * with it HTTP/2 flow control. Close the session when done.
+ */
+export function rawWatch(url: string, settings?: http2.Settings): { session: http2.ClientHttp2Session; stream: http2.ClientHttp2Stream } {
+  const session = http2.connect(url, settings ? { settings } : {});
+  session.on("error", () => undefined);
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/keypool.v1.KeyPoolService/WatchKeys",
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  stream.on("error", () => undefined);
+  stream.end(grpcFrame(new Uint8Array(0)));
+  return { session, stream };
 }

@@ -4,12 +4,10 @@
  */
 import { equals } from "@bufbuild/protobuf";
 import { setMaxListeners } from "node:events";
-import * as http2 from "node:http2";
 import * as v8 from "node:v8";
 import * as vm from "node:vm";
 import { KeyState, KeyStatusSchema, type KeyStatus } from "../../gen/ts/keypool/v1/keypool_pb";
-import { grpcFrame } from "../support/raw-grpc";
-import { poolClient, startWatchServer, StreamView, type Protocol, type WatchServer } from "./watch-harness";
+import { poolClient, rawWatch, startWatchServer, StreamView, type Protocol, type WatchServer } from "./watch-harness";
 
 jest.setTimeout(180_000);
 
@@ -74,16 +72,7 @@ describe("WatchKeys under load", () => {
 
     // The stuck subscriber: a raw HTTP/2 gRPC call on its own connection, never read, so its
     // flow-control window closes and the server can no longer write to it.
-    const session = http2.connect(s.server.url);
-    session.on("error", () => undefined);
-    const stuck = session.request({
-      ":method": "POST",
-      ":path": "/keypool.v1.KeyPoolService/WatchKeys",
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    stuck.on("error", () => undefined);
-    stuck.end(grpcFrame(new Uint8Array(0)));
+    const { session, stream: stuck } = rawWatch(s.server.url);
     stuck.pause();
 
     const controller = new AbortController();
