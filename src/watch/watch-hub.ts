@@ -203,15 +203,17 @@ export class WatchHub {
     if (event.type === "updated") {
       const status = event.status;
       const before = this.keys.get(status.keyHash);
-      const after = attributesOf(status);
-      this.keys.set(status.keyHash, after);
+      // Most changes (a lease, a report) keep provider and families: keep the stored copy then.
+      const moved = !before || !sameAttributes(before, status);
+      const after = moved ? attributesOf(status) : before;
+      if (moved) this.keys.set(status.keyHash, after);
       const stamp = ++this.stamp;
       this.visit(after, stamp, (subscription) => {
         if (!matchesFilter(subscription.filter, after)) return;
         subscription.offerUpdate(status, before !== undefined && matchesFilter(subscription.filter, before));
       });
       // A key whose provider or families changed leaves the watches it no longer matches.
-      if (before && !sameAttributes(before, after)) {
+      if (before && moved) {
         this.visit(before, stamp, (subscription) => {
           if (matchesFilter(subscription.filter, before) && !matchesFilter(subscription.filter, after)) {
             subscription.offerRemoval(status.keyHash);
