@@ -9,6 +9,7 @@ import { ErrorCode, PoolError } from "../domain/errors";
 import type { Logger } from "../log";
 import { RetryInfoSchema } from "../../gen/ts/google/rpc/error_details_pb";
 import { durationToProto } from "./convert";
+import { onStreamEnd } from "./stream-end";
 
 const CODE_OF: Record<ErrorCode, Code> = {
   [ErrorCode.Cancelled]: Code.Canceled,
@@ -58,16 +59,11 @@ export function errorMappingInterceptor(logger: Logger): Interceptor {
     try {
       const res = await next(req);
       if (!res.stream) return res;
-      const messages = res.message;
       return {
         ...res,
-        message: (async function* () {
-          try {
-            yield* messages;
-          } catch (err) {
-            throw toConnectError(err, logger, `${req.service.typeName}/${req.method.name}`);
-          }
-        })(),
+        message: onStreamEnd(res.message, {
+          error: (err) => toConnectError(err, logger, `${req.service.typeName}/${req.method.name}`),
+        }),
       };
     } catch (err) {
       throw toConnectError(err, logger, `${req.service.typeName}/${req.method.name}`);

@@ -6,6 +6,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { PoolError } from "../domain/errors";
 import type { Logger } from "../log";
+import { onStreamEnd } from "./stream-end";
 
 function codeName(err: unknown): string {
   // PoolError codes are gRPC's numbers (src/domain/errors.ts).
@@ -29,18 +30,15 @@ export function requestLogInterceptor(logger: Logger): Interceptor {
         done();
         return res;
       }
-      const messages = res.message;
       return {
         ...res,
-        message: (async function* () {
-          try {
-            yield* messages;
-            done();
-          } catch (err) {
+        message: onStreamEnd(res.message, {
+          ok: () => done(),
+          error: (err) => {
             done(err);
-            throw err;
-          }
-        })(),
+            return err;
+          },
+        }),
       };
     } catch (err) {
       done(err);
