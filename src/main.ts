@@ -13,6 +13,7 @@ import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
 import { createLogger, type Logger } from "./log";
+import { createServerMetrics } from "./metrics/server-metrics";
 import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
 import { DEFAULT_STATE_PATH } from "./storage/sqlite-store";
@@ -62,6 +63,13 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
 
   let server: RunningServer | undefined;
   let state: DurableState | undefined;
+  // Before the state file fills the pool: the census hears every restored key.
+  const served = createServerMetrics({
+    pool,
+    clock: systemClock,
+    watchers: () => hub.subscriberCount,
+    storeQueue: () => state?.queued ?? 0,
+  });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
@@ -94,6 +102,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     configured: keys,
     clock: systemClock,
     logger,
+    onCommitted: (seconds) => served.metrics.committed(seconds),
   });
 
   process.on("SIGTERM", stop);
@@ -102,7 +111,9 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
   server = await startServer(
     { host: config.host, port: config.port, tls: config.tls },
     {
-      pool,
+      pool: served.pool,
+      metrics: served.metrics,
+      tokens: access.tokens,
       logger,
       durability: state,
       watchKeys: createWatchKeys(hub),

@@ -20,7 +20,9 @@ import type { Durability, PoolApi } from "../transport/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { createNodeHandler } from "./node-handler";
-import { APPLICATION_SERVICES, createRoutes } from "./routes";
+import type { TokenStore } from "../auth/token-store";
+import type { KeypoolMetrics } from "../metrics/metrics";
+import { APPLICATION_SERVICES, createHttpRoutes, createRoutes } from "./routes";
 
 export type ListenConfig = Pick<ServerConfig, "host" | "port" | "tls">;
 
@@ -29,6 +31,10 @@ export interface ServerDeps {
   logger?: Logger;
   durability?: Durability;
   watchKeys?: WatchKeysImpl;
+  /** Feeds RPC timings and serves GET /metrics; absent: no /metrics. */
+  metrics?: KeypoolMetrics;
+  /** The configured tokens, for the plain HTTP routes (/metrics); RPCs use `interceptors`. */
+  tokens?: TokenStore;
   /** Run inside error mapping and the shutdown gate, outside the services (access control). */
   interceptors?: Interceptor[];
   /** Largest request message in bytes (KEYPOOL_MAX_MESSAGE_BYTES); default: connect's own (4 GiB). */
@@ -88,8 +94,10 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
         health,
         durability: deps.durability,
         watchKeys: deps.watchKeys,
+        metrics: deps.metrics,
       }),
     ),
+    httpRoutes: createHttpRoutes({ logger, metrics: deps.metrics, tokens: deps.tokens }),
     ...(deps.readMaxBytes !== undefined ? { readMaxBytes: deps.readMaxBytes } : {}),
     shutdownSignal: shutdown.signal,
     interceptors: [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])],

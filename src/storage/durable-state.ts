@@ -45,6 +45,8 @@ export interface DurableStateOptions {
   keyHasher?: KeyHasher;
   /** How long soft state (last used, holds) may wait to be written. Default 1000 ms. */
   lazyMs?: number;
+  /** Told how long each commit took (metrics). */
+  onCommitted?: (seconds: number) => void;
 }
 
 export interface DurableState extends Durability {
@@ -53,6 +55,8 @@ export interface DurableState extends Durability {
   readonly persistent: boolean;
   /** Commits so far (none for memory). */
   readonly stats: GroupCommitStats;
+  /** Keys changed and not yet committed (always 0 for memory). */
+  readonly queued: number;
   /** Writes everything (soft state too) and releases the file. Call after the server stopped. */
   close(): void;
 }
@@ -78,6 +82,7 @@ export function openDurableState(options: DurableStateOptions): DurableState {
       location: MEMORY_STATE,
       persistent: false,
       stats: { commits: 0, keysWritten: 0 },
+      queued: 0,
       flush: () => Promise.resolve(),
       close: () => {},
     };
@@ -154,12 +159,16 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     clock: options.clock,
     lazyMs: options.lazyMs,
     origins: plan.origins,
+    onCommitted: options.onCommitted,
     onError: (err) => logger.error({ state: store.location, err: err.message }, "saving state failed"),
   });
   return {
     location: store.location,
     persistent: true,
     stats: writer.stats,
+    get queued() {
+      return writer.queued;
+    },
     flush: () => writer.flush(),
     close: () => {
       writer.close();
