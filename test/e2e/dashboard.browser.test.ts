@@ -15,6 +15,12 @@ import type { Browser, Page } from "playwright-core";
 import { KeyAdminService, KeyPoolService, KeyState } from "../../gen/ts/keypool/v1/keypool_pb";
 import { ensureDashboardBuilt, launchChromium } from "../support/browser";
 import { REPO_ROOT, spawnServer, type ChildServer } from "../support/child-server";
+import type { PageDocument, PageElement, PageStorage } from "../support/page-globals";
+
+// Used only inside page.evaluate / waitForFunction, which run in the browser.
+declare const document: PageDocument;
+declare const sessionStorage: PageStorage;
+declare const localStorage: PageStorage;
 
 jest.setTimeout(120_000);
 
@@ -145,7 +151,7 @@ describe("the dashboard without tokens (loopback)", () => {
     await page.click('#keys-head button[data-column="leases"]');
     await page.click('#keys-head button[data-column="leases"]');
     const topRow = await page.locator(".viewport .row:not([hidden])").evaluateAll((els) =>
-      els.map((el) => ({ top: (el as HTMLElement).getBoundingClientRect().top, hash: (el as HTMLElement).dataset.hash })).sort((a, b) => a.top - b.top)[0].hash,
+      els.map((el) => ({ top: (el as unknown as PageElement).getBoundingClientRect().top, hash: (el as unknown as PageElement).dataset.hash })).sort((a, b) => a.top - b.top)[0].hash,
     );
     expect(await cell(page, topRow!, "leases")).toBe("1");
     await page.click('#keys-head button[data-column="hash"]');
