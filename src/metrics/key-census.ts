@@ -75,12 +75,20 @@ export class KeyCensus {
 
   private record(status: KeyStatus): void {
     const known = this.keys.get(status.keyHash);
-    this.keys.set(status.keyHash, {
-      provider: status.provider,
-      state: status.state,
-      families: known && sameList(known.families, status.modelFamilies) ? known.families : this.intern(status.modelFamilies),
-      readyAt: status.readyAt,
-    });
+    if (!known) {
+      this.keys.set(status.keyHash, {
+        provider: status.provider,
+        state: status.state,
+        families: this.intern(status.modelFamilies),
+        readyAt: status.readyAt,
+      });
+      return;
+    }
+    // Most changes are leases and usage: the record is updated in place, nothing allocated.
+    known.provider = status.provider;
+    known.state = status.state;
+    known.readyAt = status.readyAt;
+    if (!sameList(known.families, status.modelFamilies)) known.families = this.intern(status.modelFamilies);
   }
 
   /**

@@ -5,14 +5,13 @@
  * number of series stays bounded whatever the traffic. The README's "Metrics" section lists
  * them with their meaning.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { KeyState, ProviderId } from "../domain/types";
+import { HotCounter, HotHistogram } from "./hot-series";
 import type { KeyCensus } from "./key-census";
 
 /** How a Lease call ended. */
 export type LeaseOutcome = "granted" | "waited" | "exhausted" | "refused" | "cancelled";
-
-export type Direction = "input" | "output";
 
 const KEY_STATES: readonly KeyState[] = ["active", "disabled", "revoked", "over_quota"];
 
@@ -42,62 +41,48 @@ export interface MetricSources {
 
 export class KeypoolMetrics {
   readonly registry = new Registry();
-  private readonly leases: Counter<"provider" | "family" | "outcome">;
-  private readonly leaseWait: Histogram<"provider" | "family">;
-  private readonly reports: Counter<"provider" | "status_class">;
-  private readonly tokens: Counter<"provider" | "family" | "direction">;
-  private readonly rpcDuration: Histogram<"method" | "code">;
-  private readonly commitDuration: Histogram;
+  private readonly leases: HotCounter;
+  private readonly leaseWait: HotHistogram;
+  private readonly reports: HotCounter;
+  private readonly tokens: HotCounter;
+  private readonly rpcDuration: HotHistogram;
+  private readonly commitDuration: HotHistogram;
   private sources: MetricSources | undefined;
-  /**
-   * Lease is the hot path: prom-client hashes a label object on every inc(), so each label set's
-   * child is looked up once and kept (label values are bounded, so these maps are too).
-   */
-  private readonly leaseChildren = new Map<string, { inc(): void }>();
-  private readonly waitChildren = new Map<string, { observe(value: number): void }>();
 
   constructor(options: { processMetrics?: boolean } = {}) {
-    const registers = [this.registry];
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    const registry = this.registry;
+    const registers = [registry];
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
-    this.leases = new Counter({
-      name: "keypool_leases_total",
-      help: "Lease calls by outcome: granted (at once), waited (granted after waiting), exhausted (no key ready in time), refused (bad model, family not allowed, no active key), cancelled (client gone or deadline).",
-      labelNames: ["provider", "family", "outcome"],
-      registers,
-    });
-    this.leaseWait = new Histogram({
-      name: "keypool_lease_wait_seconds",
-      help: "Time a Lease call spent waiting for a ready key (0 when one was ready), granted or not.",
-      labelNames: ["provider", "family"],
-      buckets: WAIT_BUCKETS,
-      registers,
-    });
-    this.reports = new Counter({
-      name: "keypool_reports_total",
-      help: "ReportRateLimit calls accepted, by upstream status class (2xx, 429, 4xx without 429, 5xx, other).",
-      labelNames: ["provider", "status_class"],
-      registers,
-    });
-    this.tokens = new Counter({
-      name: "keypool_tokens_total",
-      help: "Tokens reported by IncrementUsage, by model family and direction (input, output).",
-      labelNames: ["provider", "family", "direction"],
-      registers,
-    });
-    this.rpcDuration = new Histogram({
-      name: "keypool_rpc_duration_seconds",
-      help: "Unary keypool.v1 RPCs served by the services, by method and status code.",
-      labelNames: ["method", "code"],
-      buckets: RPC_BUCKETS,
-      registers,
-    });
-    this.commitDuration = new Histogram({
-      name: "keypool_store_commit_seconds",
-      help: "Time from the start of a state-file commit (one transaction of every changed key) to its fsync.",
-      buckets: COMMIT_BUCKETS,
-      registers,
-    });
+    this.leases = new HotCounter(
+      "keypool_leases_total",
+      "Lease calls by outcome: granted (at once), waited (granted after waiting), exhausted (no key ready in time), refused (bad model, family not allowed, no active key), cancelled (client gone or deadline).",
+      registry,
+    );
+    this.leaseWait = new HotHistogram(
+      "keypool_lease_wait_seconds",
+      "Time a Lease call spent waiting for a ready key (0 when one was ready), granted or not.",
+      WAIT_BUCKETS,
+      registry,
+    );
+    this.reports = new HotCounter(
+      "keypool_reports_total",
+      "ReportRateLimit calls accepted, by upstream status class (2xx, 429, 4xx without 429, 5xx, other).",
+      registry,
+    );
+    this.tokens = new HotCounter("keypool_tokens_total", "Tokens reported by IncrementUsage, by model family and direction (input, output).", registry);
+    this.rpcDuration = new HotHistogram(
+      "keypool_rpc_duration_seconds",
+      "Unary keypool.v1 RPCs served by the services, by method and status code.",
+      RPC_BUCKETS,
+      registry,
+    );
+    this.commitDuration = new HotHistogram(
+      "keypool_store_commit_seconds",
+      "Time from the start of a state-file commit (one transaction of every changed key) to its fsync.",
+      COMMIT_BUCKETS,
+      registry,
+    );
 
     const self = this;
     new Gauge({
@@ -152,34 +137,39 @@ export class KeypoolMetrics {
   }
 
   lease(provider: ProviderId | "unknown", family: string, outcome: LeaseOutcome): void {
-    const name = `${provider}\n${family}\n${outcome}`;
-    let child = this.leaseChildren.get(name);
-    if (!child) this.leaseChildren.set(name, (child = this.leases.labels({ provider, family, outcome })));
-    child.inc();
+    const key = `${provider}\n${family}\n${outcome}`;
+    if (!this.leases.add(key)) this.leases.create(key, { provider, family, outcome });
   }
 
   leaseWaited(provider: ProviderId | "unknown", family: string, seconds: number): void {
-    const name = `${provider}\n${family}`;
-    let child = this.waitChildren.get(name);
-    if (!child) this.waitChildren.set(name, (child = this.leaseWait.labels({ provider, family })));
-    child.observe(seconds);
+    const key = `${provider}\n${family}`;
+    if (!this.leaseWait.observe(key, seconds)) this.leaseWait.create(key, { provider, family }, seconds);
   }
 
   report(provider: ProviderId, statusCode: number): void {
-    this.reports.inc({ provider, status_class: statusClass(statusCode) });
+    const status_class = statusClass(statusCode);
+    const key = `${provider}\n${status_class}`;
+    if (!this.reports.add(key)) this.reports.create(key, { provider, status_class });
   }
 
   tokensUsed(provider: ProviderId, family: string, input: number, output: number): void {
-    if (input > 0) this.tokens.inc({ provider, family, direction: "input" }, input);
-    if (output > 0) this.tokens.inc({ provider, family, direction: "output" }, output);
+    if (input > 0) {
+      const key = `${provider}\n${family}\ni`;
+      if (!this.tokens.add(key, input)) this.tokens.create(key, { provider, family, direction: "input" }, input);
+    }
+    if (output > 0) {
+      const key = `${provider}\n${family}\no`;
+      if (!this.tokens.add(key, output)) this.tokens.create(key, { provider, family, direction: "output" }, output);
+    }
   }
 
   rpc(method: string, code: string, seconds: number): void {
-    this.rpcDuration.observe({ method, code }, seconds);
+    const key = `${method}\n${code}`;
+    if (!this.rpcDuration.observe(key, seconds)) this.rpcDuration.create(key, { method, code }, seconds);
   }
 
   committed(seconds: number): void {
-    this.commitDuration.observe(seconds);
+    if (!this.commitDuration.observe("", seconds)) this.commitDuration.create("", {}, seconds);
   }
 
   /** The Prometheus text exposition of every metric. */
