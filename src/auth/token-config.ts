@@ -1,4 +1,5 @@
 import { ConfigMessageError } from "../config/config-error";
+import type { Settings } from "../config/settings";
 import { readFileSync } from "node:fs";
 import { isRole, ROLES, type Role } from "./roles";
 import type { TokenEntry } from "./token-store";
@@ -75,14 +76,14 @@ function rejectRepeats(entries: TokenEntry[]): void {
   });
 }
 
-/** Reads every configured token from the environment; an empty list means "no authentication". */
+/** Reads every configured token; an empty list means "no authentication". */
 export function loadTokens(
-  env: NodeJS.ProcessEnv,
+  settings: Pick<Settings["access"], "tokens" | "tokensFile">,
   readFile: (path: string) => string = (p) => readFileSync(p, "utf8"),
 ): TokenEntry[] {
   const entries: TokenEntry[] = [];
-  if (env.KEYPOOL_TOKENS !== undefined) entries.push(...parseTokenList(env.KEYPOOL_TOKENS));
-  const file = env.KEYPOOL_TOKENS_FILE?.trim();
+  entries.push(...parseTokenList(settings.tokens));
+  const file = settings.tokensFile;
   if (file) {
     let text: string;
     try {

@@ -15,3 +15,11 @@ export function parseDurationMs(text: string): number | undefined {
   }
   return Math.round(total);
 }
+
+/** Milliseconds in the largest unit that writes them whole ("10m", "1s", "100ms"). */
+export function formatDurationMs(ms: number): string {
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms > 0 && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

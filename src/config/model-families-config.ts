@@ -16,12 +16,12 @@ import { parse as parseYaml } from "yaml";
 import { FamilyTable, type OperatorFamilyRule } from "../domain/model-families";
 import { isProviderId } from "../domain/providers";
 import { ConfigError } from "./config-error";
+import type { Settings } from "./settings";
 
 export class FamilyConfigError extends ConfigError {
   override readonly name = "FamilyConfigError";
 }
 
-type Env = Record<string, string | undefined>;
 type ReadFile = (path: string) => string;
 
 const FAMILY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -32,10 +32,10 @@ export interface FamilyConfig {
   allowedFamilies: ReadonlySet<string> | null;
 }
 
-/** Reads both variables; throws FamilyConfigError naming the variable, file or row at fault. */
-export function loadFamilyConfig(env: Env = process.env, readFile: ReadFile = (p) => readFileSync(p, "utf8")): FamilyConfig {
-  const families = loadFamilyTable(env.KEYPOOL_MODEL_FAMILIES, readFile);
-  const allowedFamilies = parseAllowedFamilies(env.ALLOWED_MODEL_FAMILIES, families);
+/** Reads both settings; throws FamilyConfigError naming the variable, file or row at fault. */
+export function loadFamilyConfig(settings: Settings["families"], readFile: ReadFile = (p) => readFileSync(p, "utf8")): FamilyConfig {
+  const families = loadFamilyTable(settings.table, readFile);
+  const allowedFamilies = parseAllowedFamilies(settings.allowed, families);
   return { families, allowedFamilies };
 }
 

@@ -14,9 +14,10 @@ import { entryFromRecord, newEntry, toStatus, usageOf, type KeyEntry } from "./k
 import { LeaseBook, type OpenLease } from "./leases";
 import { FamilyTable } from "./model-families";
 import { isProviderId, providerInfo, PROVIDERS } from "./providers";
+import { resolvePoolOptions, type PoolOptions } from "./pool-options";
 import { planReport } from "./rate-limit-report";
 import { SelectionIndex } from "./selection-index";
-import type { ChangeCause, KeyRecord, KeySpec, KeyStatus, Lease, PoolEvent, ProviderId } from "./types";
+import { isDisableState, type ChangeCause, type DisableState, type KeyRecord, type KeySpec, type KeyStatus, type Lease, type PoolEvent, type ProviderId } from "./types";
 import {
   LIMITS,
   checkHeaders,
@@ -28,36 +29,7 @@ import {
 } from "./validation";
 import { WaiterQueues, type WaitTarget, type Waiter, type WaiterQueue } from "./waiters";
 
-export interface PoolOptions {
-  clock: Clock;
-  /** Model → family table; default: the built-in OpenAI and Anthropic tables. */
-  families?: FamilyTable;
-  /** Families that may be leased at all (ALLOWED_MODEL_FAMILIES); null/absent: every family. */
-  allowedFamilies?: ReadonlySet<string> | null;
-  /** KEYPOOL_REUSE_DELAY: how long a leased key is held before it is handed out again. */
-  reuseDelayMs?: number;
-  /** KEYPOOL_LEASE_TTL: a lease not ended by IncrementUsage ends after this long. */
-  leaseTtlMs?: number;
-  /** KEYPOOL_MAX_RESET: cap on a hold taken from x-ratelimit-reset-* headers. */
-  maxResetMs?: number;
-  /** KEYPOOL_DEFAULT_COOLDOWN: cooldown after a 429 that states no wait. */
-  defaultCooldownMs?: number;
-  /** KEYPOOL_MAX_COOLDOWN: cap on any cooldown. */
-  maxCooldownMs?: number;
-  /** Lease waiters queued per family before RESOURCE_EXHAUSTED. */
-  maxWaitersPerFamily?: number;
-  /** Computes key hashes; tests inject one to force a collision. Default: hashKey. */
-  keyHasher?: KeyHasher;
-}
-
-export const POOL_DEFAULTS = {
-  reuseDelayMs: 1000,
-  leaseTtlMs: 600_000,
-  maxResetMs: 10_000,
-  defaultCooldownMs: 10_000,
-  maxCooldownMs: 60_000,
-  maxWaitersPerFamily: 10_000,
-} as const;
+export type { PoolOptions };
 
 export interface LeaseRequest {
   model: string;
@@ -79,8 +51,7 @@ interface Target extends WaitTarget {
   model: string;
 }
 
-const DISABLE_STATES = new Set(["disabled", "revoked", "over_quota"]);
-const DEFAULT_REASONS: Record<string, string> = {
+const DEFAULT_REASONS: Record<DisableState, string> = {
   disabled: "disabled by an operator",
   revoked: "revoked by an operator",
   over_quota: "over quota, as an operator reported",
@@ -113,11 +84,7 @@ export class KeyPool {
   private closed = false;
 
   constructor(options: PoolOptions) {
-    const o = { ...POOL_DEFAULTS, ...definedOnly(options) };
-    for (const name of Object.keys(POOL_DEFAULTS) as (keyof typeof POOL_DEFAULTS)[]) {
-      const v = o[name];
-      if (!Number.isFinite(v) || v < 0) throw new RangeError(`pool option ${name} must be a number >= 0, not ${v}`);
-    }
+    const o = resolvePoolOptions(options);
     this.clock = options.clock;
     this.families = options.families ?? FamilyTable.builtIn();
     this.allowedFamilies = options.allowedFamilies ?? null;
@@ -230,8 +197,8 @@ export class KeyPool {
     this.serveWaiters();
   }
 
-  disableKey(keyHash: string, state: "disabled" | "revoked" | "over_quota" = "disabled", reason?: string): KeyStatus {
-    if (!DISABLE_STATES.has(state)) {
+  disableKey(keyHash: string, state: DisableState = "disabled", reason?: string): KeyStatus {
+    if (!isDisableState(state)) {
       throw invalidArgument(`state ${JSON.stringify(state)} is not one of disabled, revoked, over_quota`);
     }
     const text = reason?.trim() || DEFAULT_REASONS[state];
@@ -611,8 +578,4 @@ export class KeyPool {
   private emit(entry: KeyEntry, cause: ChangeCause): void {
     if (this.changes.size > 0) this.changes.publish({ type: "updated", cause, status: toStatus(entry) });
   }
-}
-
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -12,24 +12,15 @@
  * its own: it rides along with the next one, or is written after `lazyMs`. `close()` writes
  * everything, soft state included.
  */
-import type { ChangeFeed } from "../domain/change-feed";
+import type { Durability, DurablePool } from "../domain/pool-api";
 import type { Clock, Timer } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
 import type { ChangeCause, KeyStatus, PoolEvent, ProviderId } from "../domain/types";
 import { SyncCommitter, type BatchCommitter } from "./committers";
 import type { KeyOrigin, StateStore, StoreWrite } from "./state-store";
 
-/** What the transport awaits before it answers a call that changed the pool. */
-export interface Durability {
-  /** Resolves when every change made before the call is committed; rejects if saving failed. */
-  flush(): Promise<void>;
-}
-
-/** The part of KeyPool that the writer reads. */
-export interface ObservedPool {
-  readonly changes: ChangeFeed<PoolEvent>;
-  secretOf(keyHash: string): string | undefined;
-}
+/** The part of the pool that the writer reads. */
+export type ObservedPool = Pick<DurablePool, "changes" | "secretOf">;
 
 export interface GroupCommitOptions {
   /** Drives the lazy write of soft state and stamps removals. */

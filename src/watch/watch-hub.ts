@@ -1,4 +1,4 @@
-import type { ChangeFeed } from "../domain/change-feed";
+import type { WatchedPool } from "../domain/pool-api";
 import type { Clock } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
 import type { KeyStatus, PoolEvent, ProviderId } from "../domain/types";
@@ -12,11 +12,6 @@ import {
 } from "./watch-filter";
 import { WatchSubscription } from "./watch-subscription";
 
-/** What the hub needs of the pool: its change feed and ListKeys. */
-export interface WatchedPool {
-  readonly changes: ChangeFeed<PoolEvent>;
-  listKeys(filter?: { provider?: ProviderId; modelFamilies?: string[] }): KeyStatus[];
-}
 
 export interface WatchHubOptions {
   clock: Clock;

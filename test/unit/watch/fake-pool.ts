@@ -1,7 +1,7 @@
 import { freshKeyStatus } from "../../../src/domain/key-status";
 import { ChangeFeed } from "../../../src/domain/change-feed";
 import type { KeyStatus, PoolEvent, ProviderId } from "../../../src/domain/types";
-import type { WatchedPool } from "../../../src/watch/watch-hub";
+import type { WatchedPool } from "../../../src/domain/pool-api";
 import { matchesFilter } from "../../../src/watch/watch-filter";
 
 /** A pool reduced to what the hub reads: statuses by hash and one event per change. */
