@@ -3,11 +3,11 @@
  * proxy read them) and the keys file named by KEYPOOL_KEYS_FILE (JSON or YAML). Errors name the
  * variable, file and entry, never a key: these messages reach logs.
  */
-import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { isProviderId } from "../domain/providers";
 import type { KeySpec, ProviderId } from "../domain/types";
+import { readConfigFile, readTextFile, type ReadFile } from "./config-file";
 import { ConfigError } from "./config-error";
 import type { Settings } from "./settings";
 
@@ -15,7 +15,6 @@ export class KeySourceError extends ConfigError {
   override readonly name = "KeySourceError";
 }
 
-type ReadFile = (path: string) => string;
 
 const LISTED_KEYS: readonly { field: "openai" | "anthropic"; provider: ProviderId }[] = [
   { field: "openai", provider: "openai" },
@@ -29,20 +28,18 @@ export function parseKeyList(value: string | undefined): string[] {
 }
 
 /** Every key spec the settings name, the key lists first, then the keys file. */
-export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = (p) => readFileSync(p, "utf8")): KeySpec[] {
+export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTextFile): KeySpec[] {
   const specs: KeySpec[] = [];
   for (const { field, provider } of LISTED_KEYS) {
     for (const key of parseKeyList(keys[field])) specs.push({ provider, key });
   }
   const file = keys.file;
   if (file) {
-    let text: string;
-    try {
-      text = readFile(file);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`);
-    }
+    const text = readConfigFile(
+      file,
+      readFile,
+      (code) => new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`),
+    );
     const fromFile = parseKeysFile(text, file);
     if (specs.length === 0) return dedupe(fromFile);
     // Not push(...list): a keys file of 100,000 keys would be 100,000 call arguments.

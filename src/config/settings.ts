@@ -11,7 +11,7 @@
 import { POOL_DEFAULTS } from "../domain/pool-options";
 import { DEFAULT_WATCH_COALESCE_MS, DEFAULT_WATCH_HEARTBEAT_MS } from "../watch/watch-hub";
 import { ConfigError, ConfigMessageError } from "./config-error";
-import { formatDurationMs, parseDurationMs } from "./duration";
+import { formatDurationMs, parseDurationMs } from "../domain/duration";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -51,7 +51,7 @@ interface DirtyKey {
   removed?: { provider: ProviderId; modelFamilies: string[] };
 }
 
-interface Waiter {
+interface FlushWaiter {
   resolve(): void;
   reject(err: Error): void;
 }
@@ -66,9 +66,9 @@ export interface GroupCommitStats {
 export class GroupCommitWriter implements Durability {
   private dirty = new Map<string, DirtyKey>();
   /** Flushes waiting for the next batch (their changes are in `dirty`). */
-  private nextWaiters: Waiter[] = [];
+  private nextWaiters: FlushWaiter[] = [];
   /** The batch on its way to disk, and the flushes it will settle. */
-  private inFlight: { batch: Map<string, DirtyKey>; waiters: Waiter[] } | undefined;
+  private inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[] } | undefined;
   private commitScheduled = false;
   /** A change that should not wait for the lazy timer (a report, a revocation) is dirty. */
   private hardPending = false;
@@ -216,7 +216,7 @@ export class GroupCommitWriter implements Durability {
     this.committer.commit(this.toWrites(batch), (failure) => this.onCommitted(inFlight, failure));
   }
 
-  private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: Waiter[] }, failure?: Error): void {
+  private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[] }, failure?: Error): void {
     if (this.inFlight !== inFlight) return; // close() took over
     this.inFlight = undefined;
     if (failure) {

@@ -1,5 +1,5 @@
 import { ConfigError, ConfigMessageError } from "../../../src/config/config-error";
-import { formatDurationMs, parseDurationMs } from "../../../src/config/duration";
+import { formatDurationMs, parseDurationMs } from "../../../src/domain/duration";
 import { allSettings, readSettings, tlsFiles, unknownSettings } from "../../../src/config/settings";
 
 describe("parseDurationMs", () => {
