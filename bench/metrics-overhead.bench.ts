@@ -12,7 +12,8 @@
 import { ManualClock } from "../src/domain/clock";
 import { KeyPool } from "../src/domain/key-pool";
 import { createServerMetrics } from "../src/metrics/server-metrics";
-import type { PoolApi } from "../src/transport/pool-api";
+import type { PoolApi } from "../src/domain/pool-api";
+import type { Lease } from "../src/domain/types";
 import { median } from "./lib/stats";
 
 const ROUNDS = Number(process.argv.find((a) => a.startsWith("--rounds="))?.split("=")[1] ?? 5);
@@ -30,7 +31,8 @@ function newPool(clock: ManualClock): KeyPool {
 function run(api: PoolApi, clock: ManualClock): number {
   const t0 = performance.now();
   for (let i = 0; i < CALLS; i++) {
-    const lease = api.lease({ model: "gpt-4o-mini" });
+    // The in-memory pool answers synchronously, instrumented or not.
+    const lease = api.lease({ model: "gpt-4o-mini" }) as Lease;
     api.incrementUsage({ keyHash: lease.keyHash, model: "gpt-4o-mini", inputTokens: 100, outputTokens: 10, leaseId: lease.leaseId });
     if (i % 1000 === 0) clock.advance(1);
   }

@@ -6,7 +6,7 @@
 import type { Clock } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
 import type { Lease, ProviderId } from "../domain/types";
-import type { PoolApi } from "../transport/pool-api";
+import type { MaybePromise, PoolApi } from "../domain/pool-api";
 import type { KeyCensus } from "./key-census";
 import type { KeypoolMetrics, LeaseOutcome } from "./metrics";
 
@@ -34,6 +34,24 @@ function failureOutcome(err: unknown): LeaseOutcome {
     default:
       return "refused";
   }
+}
+
+/** Runs `ok` or `fail` once `value` settles, now or later; returns the same value. */
+function observed<T>(value: MaybePromise<T>, ok: (result: T) => void, fail: (err: unknown) => void): MaybePromise<T> {
+  if (value instanceof Promise) {
+    return value.then(
+      (result) => {
+        ok(result);
+        return result;
+      },
+      (err: unknown) => {
+        fail(err);
+        throw err;
+      },
+    );
+  }
+  ok(value);
+  return value;
 }
 
 export function instrumentPool(pool: PoolApi, options: InstrumentOptions): PoolApi {
@@ -65,48 +83,56 @@ export function instrumentPool(pool: PoolApi, options: InstrumentOptions): PoolA
     enableKey: (keyHash) => pool.enableKey(keyHash),
     lockout: (req) => pool.lockout(req),
     listKeys: (filter) => pool.listKeys(filter),
-    get size() {
-      return pool.size;
-    },
 
     lease(req) {
+      let result: MaybePromise<Lease>;
       try {
-        const lease = pool.lease(req);
-        granted(lease, 0);
-        return lease;
+        result = pool.lease(req);
       } catch (err) {
         failed(req, err, 0);
         throw err;
       }
+      return observed(result, (lease) => granted(lease, 0), (err) => failed(req, err, 0));
     },
 
     leaseWhenReady(req) {
       const started = clock.now();
-      return pool.leaseWhenReady(req).then(
-        (lease) => {
-          granted(lease, clock.now() - started);
-          return lease;
-        },
-        (err: unknown) => {
-          failed(req, err, clock.now() - started);
-          throw err;
-        },
+      let result: MaybePromise<Lease>;
+      try {
+        result = pool.leaseWhenReady(req);
+      } catch (err) {
+        failed(req, err, 0);
+        throw err;
+      }
+      return observed(
+        result,
+        (lease) => granted(lease, clock.now() - started),
+        (err) => failed(req, err, clock.now() - started),
       );
     },
 
     reportRateLimit(r) {
-      const result = pool.reportRateLimit(r);
-      const provider = census.providerOf(r.keyHash);
-      if (provider) metrics.report(provider, r.statusCode);
-      return result;
+      return observed(
+        pool.reportRateLimit(r),
+        () => {
+          const provider = census.providerOf(r.keyHash);
+          if (provider) metrics.report(provider, r.statusCode);
+        },
+        () => {},
+      );
     },
 
     incrementUsage(u) {
-      pool.incrementUsage(u);
-      const provider = census.providerOf(u.keyHash);
-      if (!provider) return;
-      const { family } = target(u.model, provider);
-      metrics.tokensUsed(provider, family, u.inputTokens, u.outputTokens);
+      return observed(
+        pool.incrementUsage(u),
+        () => {
+          const provider = census.providerOf(u.keyHash);
+          if (!provider) return;
+          const { family } = target(u.model, provider);
+          metrics.tokensUsed(provider, family, u.inputTokens, u.outputTokens);
+        },
+        () => {},
+      );
     },
   };
 }

@@ -5,6 +5,7 @@
  * (a cooldown ends without an event), so it is counted at scrape time from each key's ready_at.
  */
 import type { ChangeFeed } from "../domain/change-feed";
+import { sameList } from "../domain/same-list";
 import type { KeyState, KeyStatus, PoolEvent, ProviderId } from "../domain/types";
 
 export interface CensusPool {
@@ -101,8 +102,4 @@ export class KeyCensus {
     if (!shared) this.familyLists.set(name, (shared = Object.freeze([...families])));
     return shared;
   }
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((value, i) => value === b[i]);
 }

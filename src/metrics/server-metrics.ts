@@ -5,13 +5,12 @@
  */
 import type { Clock } from "../domain/clock";
 import type { ProviderId } from "../domain/types";
-import type { PoolApi } from "../transport/pool-api";
+import type { PoolApi } from "../domain/pool-api";
 import { KeyCensus, type CensusPool } from "./key-census";
 import { instrumentPool } from "./instrumented-pool";
 import { KeypoolMetrics } from "./metrics";
 
-export interface MeteredPool extends PoolApi {
-  readonly changes: CensusPool["changes"];
+export interface MeteredPool extends CensusPool {
   resolveModel(model: string, provider?: ProviderId): { provider: ProviderId; family: string };
 }
 
@@ -24,7 +23,7 @@ export interface ServerMetrics {
 }
 
 export function createServerMetrics(options: {
-  pool: MeteredPool;
+  pool: MeteredPool & PoolApi;
   clock: Clock;
   /** Open WatchKeys streams. */
   watchers?: () => number;

@@ -24,7 +24,7 @@ import {
 import { createHealthService, type HealthState } from "../transport/health";
 import { createKeyAdminService } from "../transport/key-admin-service";
 import { createKeyPoolService, type WatchKeysImpl } from "../transport/key-pool-service";
-import type { Durability, PoolApi } from "../transport/pool-api";
+import type { Durability, PoolApi } from "../domain/pool-api";
 import type { TokenStore } from "../auth/token-store";
 import type { Logger } from "../log";
 import { instrumentService } from "../metrics/instrumented-service";

@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { loadAccess } from "../../src/auth/access";
+import { readSettings } from "../../src/config/settings";
 import { ManualClock } from "../../src/domain/clock";
 import { KeyPool } from "../../src/domain/key-pool";
 import { silentLogger } from "../../src/log";
@@ -55,8 +56,7 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "keypool-metrics-"));
   clock = new ManualClock(1_700_000_000_000);
   const access = loadAccess(
-    { KEYPOOL_TOKENS: `lease:${TOKENS.lease},watch:${TOKENS.watch},admin:${TOKENS.admin}` },
-    "127.0.0.1",
+    readSettings({ KEYPOOL_HOST: "127.0.0.1", KEYPOOL_TOKENS: `lease:${TOKENS.lease},watch:${TOKENS.watch},admin:${TOKENS.admin}` }),
   );
   pool = new KeyPool({ clock, reuseDelayMs: 1000 });
   hub = new WatchHub(pool, { clock, coalesceMs: 0 });
