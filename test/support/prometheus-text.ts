@@ -53,8 +53,10 @@ export function parseExposition(text: string): Exposition {
     }
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$/.exec(line);
     if (!match) throw new Error(`not a sample line: ${line}`);
-    const value = match[3] === "+Inf" ? Infinity : match[3] === "-Inf" ? -Infinity : Number(match[3]);
-    if (Number.isNaN(value) && match[3] !== "NaN") throw new Error(`bad value in: ${line}`);
+    // Prometheus reads values as Go's ParseFloat does: NaN and Inf in any case (prom-client writes "Nan").
+    const text = match[3].toLowerCase();
+    const value = text === "+inf" || text === "inf" ? Infinity : text === "-inf" ? -Infinity : text === "nan" ? NaN : Number(text);
+    if (Number.isNaN(value) && text !== "nan") throw new Error(`bad value in: ${line}`);
     samples.push({ name: match[1], labels: match[2] ? parseLabels(match[2], line) : {}, value });
   }
   const matches = (sample: Sample, labels: Record<string, string>) =>
