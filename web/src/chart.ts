@@ -52,6 +52,7 @@ export class RateHistory {
       el.setAttribute("points", points.join(" "));
       return el;
     };
-    svg.replaceChildren(line(this.leases, "leases"), line(this.tokens, "tokens"));
+    // Leases drawn last: on top where the two lines meet.
+    svg.replaceChildren(line(this.tokens, "tokens"), line(this.leases, "leases"));
   }
 }
