@@ -88,7 +88,7 @@ export class SqliteStateStore implements StateStore {
 
   loadAll(): StoredKey[] {
     // One row at a time: each row's JSON text is garbage as soon as it is parsed, instead of
-    // every row's text (about 45 MiB for 100,000 keys) being held until the last is read.
+    // every row's text being held until the last is read.
     const statement = this.db.prepare(`SELECT key_hash, origin, secret, status, removed_at FROM keys ORDER BY key_hash`);
     const stored: StoredKey[] = [];
     for (const row of statement.iterate() as IterableIterator<StoredRow>) stored.push(this.toStoredKey(row));
