@@ -42,9 +42,8 @@ export class WatchLoop {
     }, 5000);
   }
 
-  /** Starts (or restarts, after a sign-in) the loop. */
+  /** Starts the loop: at load, and again after a sign-in (a refusal stops it). */
   start(): void {
-    this.abort?.abort();
     if (this.running) return;
     this.running = true;
     void this.run();
