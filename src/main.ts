@@ -100,7 +100,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
   process.on("SIGINT", stop);
 
   server = await startServer(
-    { host: config.host, port: config.port, tls: config.tls },
+    { host: config.host, port: config.port, tls: config.tls, grpcPort: config.grpcPort },
     {
       pool,
       logger,
@@ -114,7 +114,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     },
   );
   logger.info(
-    { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: pool.countByProvider() },
+    { host: server.host, port: server.port, url: server.url, grpcPort: server.grpcPort, tls: Boolean(config.tls), keys: pool.countByProvider() },
     "keypool listening",
   );
 }

@@ -22,6 +22,8 @@ export interface PoolSettings {
 export interface ServerConfig {
   host: string;
   port: number;
+  /** KEYPOOL_GRPC_PORT: the native gRPC port (grpc-js); absent: off. */
+  grpcPort?: number;
   /** Both file paths, or absent for cleartext. */
   tls?: { certFile: string; keyFile: string };
   logLevel: LogLevel;
@@ -43,6 +45,7 @@ export interface Setting {
 export const SERVER_SETTINGS: Setting[] = [
   { name: "KEYPOOL_HOST", default: "127.0.0.1", meaning: "address to listen on" },
   { name: "KEYPOOL_PORT", default: "50051", meaning: "port for gRPC, gRPC-Web and Connect (HTTP/2 and HTTP/1.1); 0 picks a free one" },
+  { name: "KEYPOOL_GRPC_PORT", default: "(off)", meaning: "second port, plain gRPC only (HTTP/2, TLS when configured), served by grpc-js for the most leases per second; 50052 is the usual choice; 0 picks a free one" },
   { name: "KEYPOOL_TLS_CERT", default: "", meaning: "PEM certificate file; with KEYPOOL_TLS_KEY turns on TLS (h2 and http/1.1 by ALPN)" },
   { name: "KEYPOOL_TLS_KEY", default: "", meaning: "PEM private key file for KEYPOOL_TLS_CERT" },
   { name: "KEYPOOL_LOG_LEVEL", default: "info", meaning: `one of ${LOG_LEVELS.join(", ")}` },
@@ -85,6 +88,10 @@ function readPort(env: Env, name: string, defaultPort: number): number {
 export function loadServerConfig(env: Env = process.env): ServerConfig {
   const host = (env.KEYPOOL_HOST ?? "").trim() || "127.0.0.1";
   const port = readPort(env, "KEYPOOL_PORT", 50051);
+  const grpcPort = env.KEYPOOL_GRPC_PORT?.trim() ? readPort(env, "KEYPOOL_GRPC_PORT", 0) : undefined;
+  if (grpcPort !== undefined && grpcPort !== 0 && grpcPort === port) {
+    throw new ConfigError("KEYPOOL_GRPC_PORT", `must differ from KEYPOOL_PORT (${port})`);
+  }
 
   const cert = env.KEYPOOL_TLS_CERT?.trim() || undefined;
   const key = env.KEYPOOL_TLS_KEY?.trim() || undefined;
@@ -115,6 +122,7 @@ export function loadServerConfig(env: Env = process.env): ServerConfig {
   return {
     host,
     port,
+    ...(grpcPort !== undefined ? { grpcPort } : {}),
     ...(cert && key ? { tls: { certFile: cert, keyFile: key } } : {}),
     logLevel: level as LogLevel,
     pool,

@@ -35,7 +35,7 @@ export async function startAccessServer(options: {
   if (options.keys?.length) pool.addKeys(options.keys);
   const hub = new WatchHub(pool, { clock, maxSubscribers: access.limits.maxWatchers });
   const server = await startServer(
-    { host: "127.0.0.1", port: 0, tls: options.tls },
+    { host: "127.0.0.1", port: 0, grpcPort: 0, tls: options.tls },
     {
       pool,
       watchKeys: createWatchKeys(hub),

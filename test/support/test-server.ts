@@ -34,7 +34,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const pool = new KeyPool({ ...options.pool, clock });
   if (options.keys?.length) pool.addKeys(options.keys);
   const server = await startServer(
-    { host: "127.0.0.1", port: 0, tls: options.tls },
+    { host: "127.0.0.1", port: 0, grpcPort: 0, tls: options.tls },
     { shutdownGraceMs: 500, ...options.deps, pool },
   );
   return {

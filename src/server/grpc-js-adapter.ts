@@ -1,0 +1,238 @@
+/**
+ * Mounts connect service implementations on a @grpc/grpc-js server, so that the native gRPC port
+ * runs the very handlers and interceptors the main port runs (src/server/routes.ts), not a copy.
+ *
+ * The grpc-js service definition is built from the generated descriptors: each method's path,
+ * kind, and protobuf-es toBinary/fromBinary as its codec. Each call gets a connect HandlerContext
+ * (request headers from the metadata, the deadline, a signal that fires when the client cancels
+ * or the server shuts down) and goes through connect's own invocation with the same interceptor
+ * chain as the main port: error mapping, shutdown gate, request log, access control.
+ *
+ * Errors leave as connect would send them on gRPC: the same code, the same message, and the same
+ * grpc-status-details-bin (google.rpc.Status with its details, such as RetryInfo).
+ */
+import { fromBinary, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import {
+  Code,
+  ConnectError,
+  createHandlerContext,
+  createServiceImplSpec,
+  type HandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+} from "@connectrpc/connect";
+import { createAsyncIterable, invokeUnaryImplementation, transformInvokeImplementation } from "@connectrpc/connect/protocol";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import type { MountedService } from "./routes";
+
+export interface GrpcJsAdapterOptions {
+  /** The main port's interceptors, in the same order. */
+  interceptors: Interceptor[];
+  /** Aborts every call in flight when the server shuts down (the main port's shutdownSignal). */
+  shutdownSignal: AbortSignal;
+  /** What to do with a handler failure after its response can no longer be sent. */
+  onAbandoned?: (procedure: string, err: unknown) => void;
+}
+
+/**
+ * A request that did not decode. grpc-js answers INTERNAL when a deserializer throws; the main
+ * port answers INVALID_ARGUMENT with connect's "parse binary: ..." message (the client's mistake),
+ * so the deserializer hands this to the handler instead of throwing.
+ */
+class UndecodableRequest {
+  constructor(readonly error: ConnectError) {}
+}
+
+function decoder(schema: DescMessage): (bytes: Buffer) => unknown {
+  return (bytes) => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      return new UndecodableRequest(new ConnectError(`parse binary: ${message}`, Code.InvalidArgument));
+    }
+  };
+}
+
+function encoder(schema: DescMessage): (message: never) => Buffer {
+  return (message) => {
+    const bytes = toBinary(schema, message);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+/** The grpc-js service definition of a protobuf-es service descriptor. */
+export function grpcJsDefinition(mounted: MountedService): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of mounted.service.methods) {
+    definition[method.localName] = {
+      path: procedurePath(method),
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: encoder(method.input),
+      requestDeserialize: decoder(method.input),
+      responseSerialize: encoder(method.output),
+      responseDeserialize: decoder(method.output),
+    } as grpc.MethodDefinition<unknown, unknown>;
+  }
+  return definition as grpc.ServiceDefinition;
+}
+
+function procedurePath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+/** The grpc-js handlers that run a service's connect implementation. */
+export function grpcJsImplementation(
+  mounted: MountedService,
+  options: GrpcJsAdapterOptions,
+): grpc.UntypedServiceImplementation {
+  const spec = createServiceImplSpec(mounted.service, mounted.impl);
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const method of mounted.service.methods) {
+    const methodSpec = spec.methods[method.localName];
+    implementation[method.localName] =
+      methodSpec.kind === "unary" ? unaryHandler(methodSpec, options) : streamHandler(methodSpec, options);
+  }
+  return implementation;
+}
+
+type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
+
+function contextFor(spec: MethodImplSpec, call: AnyCall, options: GrpcJsAdapterOptions) {
+  const cancelled = new AbortController();
+  const onCancel = () => cancelled.abort(new ConnectError("the call was canceled", Code.Canceled));
+  if (call.cancelled) onCancel();
+  else (call as grpc.ServerUnaryCall<unknown, unknown>).once("cancelled", onCancel);
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  return createHandlerContext({
+    service: spec.method.parent,
+    method: spec.method,
+    protocolName: "grpc",
+    requestMethod: "POST",
+    url: procedurePath(spec.method),
+    timeoutMs: Number.isFinite(deadlineMs) ? Math.max(0, deadlineMs - Date.now()) : undefined,
+    shutdownSignal: options.shutdownSignal,
+    requestSignal: cancelled.signal,
+    requestHeader: headersOf(call.metadata),
+  });
+}
+
+/** Metadata as the HTTP headers connect hands to interceptors (binary values base64, as sent). */
+function headersOf(metadata: grpc.Metadata): Headers {
+  const headers = new Headers({ "content-type": "application/grpc+proto" });
+  const map = metadata.getMap();
+  for (const key in map) {
+    const value = map[key];
+    headers.set(key, typeof value === "string" ? value : value.toString("base64"));
+  }
+  return headers;
+}
+
+function metadataOf(headers: Headers): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  headers.forEach((value, key) => {
+    if (key.endsWith("-bin")) metadata.set(key, Buffer.from(value, "base64"));
+    else metadata.set(key, value);
+  });
+  return metadata;
+}
+
+/** What connect's gRPC protocol puts in the trailers for an error, as a grpc-js status. */
+export function statusOf(reason: unknown): Partial<grpc.StatusObject> {
+  const error = ConnectError.from(reason);
+  const trailer = setTrailerStatus(new Headers(), error);
+  trailer.delete("grpc-status");
+  trailer.delete("grpc-message");
+  return { code: error.code as number as grpc.status, details: error.rawMessage, metadata: metadataOf(trailer) };
+}
+
+function unaryHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    if (call.request instanceof UndecodableRequest) return callback(statusOf(call.request.error));
+    const ctx = contextFor(spec, call, options);
+    invokeUnaryImplementation(spec as Extract<MethodImplSpec, { kind: "unary" }>, ctx, call.request as never, options.interceptors).then(
+      (response) => {
+        sendResponseHeader(call, ctx);
+        callback(null, response, ctx.responseTrailer.keys().next().done ? undefined : metadataOf(ctx.responseTrailer));
+        ctx.abort();
+      },
+      (reason: unknown) => {
+        callback(statusOf(reason));
+        ctx.abort();
+      },
+    );
+  };
+}
+
+function sendResponseHeader(call: AnyCall, ctx: HandlerContext): void {
+  if (!ctx.responseHeader.keys().next().done) call.sendMetadata(metadataOf(ctx.responseHeader));
+}
+
+/**
+ * Server streams (WatchKeys, health Watch) and bidi streams (reflection). Like the main port
+ * (src/server/node-handler.ts), the next message is made only once the previous one has been
+ * handed to the connection, so a client that stops reading is held back by HTTP/2 flow control
+ * and the watch hub coalesces what it has not sent.
+ */
+function streamHandler(
+  spec: MethodImplSpec,
+  options: GrpcJsAdapterOptions,
+): grpc.handleServerStreamingCall<unknown, unknown> | grpc.handleBidiStreamingCall<unknown, unknown> {
+  return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+    const ctx = contextFor(spec, call, options);
+    const input =
+      spec.kind === "server_streaming"
+        ? createAsyncIterable([(call as grpc.ServerWritableStream<unknown, unknown>).request])
+        : requestsOf(call as grpc.ServerDuplexStream<unknown, unknown>);
+    const output = transformInvokeImplementation(spec, ctx, options.interceptors)(checked(input));
+    void (async () => {
+      let headerSent = false;
+      for await (const message of output) {
+        if (!headerSent) {
+          sendResponseHeader(call, ctx);
+          headerSent = true;
+        }
+        await written(call, message, ctx.signal);
+      }
+      if (!headerSent) sendResponseHeader(call, ctx);
+      call.end(ctx.responseTrailer.keys().next().done ? undefined : metadataOf(ctx.responseTrailer));
+    })()
+      .catch((reason: unknown) => {
+        if (call.cancelled || call.destroyed) {
+          options.onAbandoned?.(procedurePath(spec.method), reason);
+          return;
+        }
+        call.emit("error", statusOf(reason));
+      })
+      .finally(() => ctx.abort());
+  };
+}
+
+/** A bidi call's requests, ending when the client half-closes. */
+async function* requestsOf(call: grpc.ServerDuplexStream<unknown, unknown>): AsyncIterable<unknown> {
+  for await (const request of call) yield request;
+}
+
+async function* checked(requests: AsyncIterable<unknown>): AsyncIterable<never> {
+  for await (const request of requests) {
+    if (request instanceof UndecodableRequest) throw request.error;
+    yield request as never;
+  }
+}
+
+/** Resolves once the message has left for the connection, or rejects when the call ends first. */
+function written(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, message: unknown, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    call.write(message, (err?: Error | null) => {
+      signal.removeEventListener("abort", onAbort);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}

@@ -1,0 +1,126 @@
+/**
+ * The native gRPC port (KEYPOOL_GRPC_PORT): plain gRPC over HTTP/2, cleartext or TLS, served by
+ * @grpc/grpc-js, which moves gRPC calls several times faster than connect-node's HTTP/2 path.
+ * It mounts the main port's service implementations through src/server/grpc-js-adapter.ts, so
+ * the only difference a client can see is speed.
+ */
+import type * as http2 from "node:http2";
+import * as grpc from "@grpc/grpc-js";
+import type { Interceptor } from "@connectrpc/connect";
+import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
+import type { TlsMaterial } from "./listener";
+import type { MountedService } from "./routes";
+
+export interface NativeGrpcListenerOptions {
+  host: string;
+  port: number;
+  services: MountedService[];
+  interceptors: Interceptor[];
+  shutdownSignal: AbortSignal;
+  tls?: TlsMaterial;
+  /** Largest request message in bytes; default: no limit of its own (as connect's 4 GiB). */
+  readMaxBytes?: number;
+  /** The main port's HTTP/2 options (src/auth/access-limits.ts http2ServerLimits). */
+  http2Limits?: http2.ServerOptions;
+  onAbandoned?: (procedure: string, err: unknown) => void;
+}
+
+export interface NativeGrpcListener {
+  readonly port: number;
+  /** Stops accepting, sends GOAWAY, waits `graceMs` for open calls, then closes what is left. */
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * grpc-js words a few transport errors its own way; the main port gives connect's words. These
+ * are rewritten as they leave, so that both ports answer alike.
+ */
+const TRANSPORT_MESSAGES: { code: grpc.status; pattern: RegExp; rewrite: (m: RegExpExecArray) => string }[] = [
+  {
+    code: grpc.status.RESOURCE_EXHAUSTED,
+    pattern: /^Received message larger than max \((\d+) vs (\d+)\)$/,
+    rewrite: (m) => `message size ${m[1]} is larger than configured readMaxBytes ${m[2]}`,
+  },
+  { code: grpc.status.DEADLINE_EXCEEDED, pattern: /^Deadline exceeded$/, rewrite: () => "the operation timed out" },
+];
+
+/**
+ * grpc-js sends those statuses from the call object itself (its decoder and deadline timer), past
+ * any interceptor's responder, so the rewrite sits on the call's own sendStatus. It changes no
+ * call but those of this server, and adds no layer to the call.
+ */
+const sameWordsAsMainPort: grpc.ServerInterceptor = (_method, call) => {
+  const send = call.sendStatus.bind(call);
+  call.sendStatus = (status) => {
+    for (const { code, pattern, rewrite } of TRANSPORT_MESSAGES) {
+      const match = status.code === code ? pattern.exec(status.details ?? "") : null;
+      if (match) return send({ ...status, details: rewrite(match) });
+    }
+    send(status);
+  };
+  // The type asks for an intercepting wrapper; the call itself is one, with nothing to add.
+  return call as grpc.ServerInterceptingCall;
+};
+
+export async function startNativeGrpcListener(options: NativeGrpcListenerOptions): Promise<NativeGrpcListener> {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": options.readMaxBytes ?? -1,
+    "grpc.max_send_message_length": -1,
+    ...(options.http2Limits?.settings?.maxConcurrentStreams !== undefined
+      ? { "grpc.max_concurrent_streams": options.http2Limits.settings.maxConcurrentStreams }
+      : {}),
+    interceptors: [sameWordsAsMainPort],
+  });
+  applyHttp2Limits(server, options.http2Limits);
+  for (const mounted of options.services) {
+    server.addService(
+      grpcJsDefinition(mounted),
+      grpcJsImplementation(mounted, {
+        interceptors: options.interceptors,
+        shutdownSignal: options.shutdownSignal,
+        onAbandoned: options.onAbandoned,
+      }),
+    );
+  }
+  const credentials = options.tls
+    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: toBuffer(options.tls.cert), private_key: toBuffer(options.tls.key) }], false)
+    : grpc.ServerCredentials.createInsecure();
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${options.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close(graceMs: number) {
+      closing ??= new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      return closing;
+    },
+  };
+}
+
+function toBuffer(material: string | Buffer): Buffer {
+  return typeof material === "string" ? Buffer.from(material) : material;
+}
+
+/**
+ * grpc-js takes HTTP/2 settings only through a few channel options; the rest of the main port's
+ * HTTP/2 limits (header list size and pairs, invalid frames, rejected streams) go into the
+ * options it creates its HTTP/2 server with. test/e2e/native-port-limits.test.ts checks that they
+ * take effect.
+ */
+function applyHttp2Limits(server: grpc.Server, limits: http2.ServerOptions | undefined): void {
+  if (!limits) return;
+  const common = (server as unknown as { commonServerOptions?: http2.ServerOptions }).commonServerOptions;
+  if (!common) throw new Error("@grpc/grpc-js no longer exposes its HTTP/2 server options");
+  const { settings, ...rest } = limits;
+  Object.assign(common, rest);
+  common.settings = { ...common.settings, ...settings };
+}
