@@ -19,6 +19,9 @@ export interface AccessServer {
   server: RunningServer;
   port: number;
   url: string;
+  /** The native gRPC port (test/support/ports.ts picks between the two). */
+  grpcPort?: number;
+  grpcUrl?: string;
   close(): Promise<void>;
 }
 
@@ -53,6 +56,8 @@ export async function startAccessServer(options: {
     server,
     port: server.port,
     url: server.url,
+    grpcPort: server.grpcPort,
+    grpcUrl: server.grpcUrl,
     async close() {
       await server.close();
       hub.close();

@@ -26,6 +26,9 @@ export interface TestServer {
   server: RunningServer;
   port: number;
   url: string;
+  /** The native gRPC port (test/support/ports.ts picks between the two). */
+  grpcPort?: number;
+  grpcUrl?: string;
   close(): Promise<void>;
 }
 
@@ -44,6 +47,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     server,
     port: server.port,
     url: server.url,
+    grpcPort: server.grpcPort,
+    grpcUrl: server.grpcUrl,
     async close() {
       await server.close();
       pool.close();
