@@ -113,7 +113,7 @@ function toBuffer(material: string | Buffer): Buffer {
 /**
  * grpc-js takes HTTP/2 settings only through a few channel options; the rest of the main port's
  * HTTP/2 limits (header list size and pairs, invalid frames, rejected streams) go into the
- * options it creates its HTTP/2 server with. test/e2e/native-port-limits.test.ts checks that they
+ * options it creates its HTTP/2 server with. test/e2e/access-limits.test.ts checks that they
  * take effect.
  */
 function applyHttp2Limits(server: grpc.Server, limits: http2.ServerOptions | undefined): void {
