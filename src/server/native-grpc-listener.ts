@@ -32,35 +32,70 @@ export interface NativeGrpcListener {
 }
 
 /**
- * grpc-js words a few transport errors its own way; the main port gives connect's words. These
- * are rewritten as they leave, so that both ports answer alike.
+ * grpc-js words a few transport errors its own way, and calls a request it cannot decompress a
+ * server fault (INTERNAL). The main port gives connect's words, and INVALID_ARGUMENT for what is
+ * the client's mistake; these statuses are rewritten as they leave, so that both ports answer
+ * alike.
  */
-const TRANSPORT_MESSAGES: { code: grpc.status; pattern: RegExp; rewrite: (m: RegExpExecArray) => string }[] = [
+const TRANSPORT_STATUSES: { code: grpc.status; pattern: RegExp; rewrite: (m: RegExpExecArray) => Partial<grpc.StatusObject> }[] = [
   {
     code: grpc.status.RESOURCE_EXHAUSTED,
     pattern: /^Received message larger than max \((\d+) vs (\d+)\)$/,
-    rewrite: (m) => `message size ${m[1]} is larger than configured readMaxBytes ${m[2]}`,
+    rewrite: (m) => ({ details: `message size ${m[1]} is larger than configured readMaxBytes ${m[2]}` }),
   },
-  { code: grpc.status.DEADLINE_EXCEEDED, pattern: /^Deadline exceeded$/, rewrite: () => "the operation timed out" },
+  {
+    code: grpc.status.RESOURCE_EXHAUSTED,
+    pattern: /^Received message that decompresses to a size larger than (\d+)$/,
+    rewrite: (m) => ({ details: `message is larger than configured readMaxBytes ${m[1]} after decompression` }),
+  },
+  {
+    code: grpc.status.INTERNAL,
+    pattern: /^Failed to decompress message$/,
+    rewrite: () => ({ code: grpc.status.INVALID_ARGUMENT, details: "decompression failed" }),
+  },
+  { code: grpc.status.DEADLINE_EXCEEDED, pattern: /^Deadline exceeded$/, rewrite: () => ({ details: "the operation timed out" }) },
 ];
 
 /**
- * grpc-js sends those statuses from the call object itself (its decoder and deadline timer), past
- * any interceptor's responder, so the rewrite sits on the call's own sendStatus. It changes no
- * call but those of this server, and adds no layer to the call.
+ * grpc-js sends those statuses from the call object itself (its decoder, decompressor and
+ * deadline timer), past any interceptor's responder, so the rewrite sits on the call's own
+ * sendStatus. It changes no call but those of this server, and adds no layer to the call.
  */
 const sameWordsAsMainPort: grpc.ServerInterceptor = (_method, call) => {
   const send = call.sendStatus.bind(call);
   call.sendStatus = (status) => {
-    for (const { code, pattern, rewrite } of TRANSPORT_MESSAGES) {
+    for (const { code, pattern, rewrite } of TRANSPORT_STATUSES) {
       const match = status.code === code ? pattern.exec(status.details ?? "") : null;
-      if (match) return send({ ...status, details: rewrite(match) });
+      if (match) return send({ ...status, ...rewrite(match) });
     }
     send(status);
   };
   // The type asks for an intercepting wrapper; the call itself is one, with nothing to add.
   return call as grpc.ServerInterceptingCall;
 };
+
+/**
+ * The content types of gRPC with protobuf, as connect's gRPC handler reads them. grpc-js takes
+ * anything starting with application/grpc; the main port answers 415 to the rest (such as
+ * application/grpc+xml), and so does this one. (The main port also takes application/grpc+json;
+ * this port speaks binary protobuf only.)
+ */
+const GRPC_PROTO_CONTENT_TYPE = /^application\/grpc(\+proto)?$/i;
+
+function refuseOtherContentTypes(server: grpc.Server): void {
+  const internals = server as unknown as {
+    _verifyContentType?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+  };
+  if (typeof internals._verifyContentType !== "function") {
+    throw new Error("@grpc/grpc-js no longer checks content types where this server expects");
+  }
+  internals._verifyContentType = (stream, headers) => {
+    const contentType = headers["content-type"];
+    if (typeof contentType === "string" && GRPC_PROTO_CONTENT_TYPE.test(contentType)) return true;
+    stream.respond({ ":status": 415 }, { endStream: true });
+    return false;
+  };
+}
 
 export async function startNativeGrpcListener(options: NativeGrpcListenerOptions): Promise<NativeGrpcListener> {
   const server = new grpc.Server({
@@ -72,6 +107,7 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
     interceptors: [sameWordsAsMainPort],
   });
   applyHttp2Limits(server, options.http2Limits);
+  refuseOtherContentTypes(server);
   for (const mounted of options.services) {
     server.addService(
       grpcJsDefinition(mounted),
