@@ -211,9 +211,12 @@ function streamHandler(
   };
 }
 
-/** A bidi call's requests, ending when the client half-closes. */
-async function* requestsOf(call: grpc.ServerDuplexStream<unknown, unknown>): AsyncIterable<unknown> {
-  for await (const request of call) yield request;
+/**
+ * A bidi call's requests, ending when the client half-closes. The iterator must not destroy the
+ * call when the requests end (a Readable's default): its writable side still has to answer.
+ */
+function requestsOf(call: grpc.ServerDuplexStream<unknown, unknown>): AsyncIterable<unknown> {
+  return { [Symbol.asyncIterator]: () => call.iterator({ destroyOnReturn: false }) };
 }
 
 async function* checked(requests: AsyncIterable<unknown>): AsyncIterable<never> {
