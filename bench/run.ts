@@ -109,9 +109,12 @@ async function main(): Promise<void> {
     await section("e2e", async () => {
       results.e2e = [];
       for (const [name, file] of [["keypool, 10 keys", keys10], ["keypool, 100,000 keys", keys100k]] as const) {
-        const server = await startKeypool({ env: { ...env, KEYPOOL_KEYS_FILE: file }, cpus: cores.server });
+        const server = await startKeypool({ env: { ...env, KEYPOOL_KEYS_FILE: file }, cpus: cores.server, nativePort: true });
         try {
           results.e2e.push(...(await measureServer(name, server, shapes, cores, true, log)));
+          // The same process, its native gRPC port (KEYPOOL_GRPC_PORT).
+          const nativeName = name.replace("keypool,", "keypool native port,");
+          results.e2e.push(...(await measureServer(nativeName, { ...server, port: server.grpcPort! }, shapes, cores, true, log)));
           log(`  ${name}: server RSS after the load ${server.rssMiB().toFixed(1)} MiB`);
         } finally {
           await server.stop();
