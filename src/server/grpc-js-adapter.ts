@@ -16,7 +16,7 @@ import * as grpc from "@grpc/grpc-js";
 import {
   Code,
   ConnectError,
-  createHandlerContext,
+  createContextValues,
   createServiceImplSpec,
   type HandlerContext,
   type Interceptor,
@@ -89,35 +89,97 @@ export function grpcJsImplementation(
   options: GrpcJsAdapterOptions,
 ): grpc.UntypedServiceImplementation {
   const spec = createServiceImplSpec(mounted.service, mounted.impl);
+  const signals = new CallSignals(options.shutdownSignal);
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const method of mounted.service.methods) {
     const methodSpec = spec.methods[method.localName];
     implementation[method.localName] =
-      methodSpec.kind === "unary" ? unaryHandler(methodSpec, options) : streamHandler(methodSpec, options);
+      methodSpec.kind === "unary" ? unaryHandler(methodSpec, options, signals) : streamHandler(methodSpec, options, signals);
   }
   return implementation;
 }
 
 type AnyCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 
-function contextFor(spec: MethodImplSpec, call: AnyCall, options: GrpcJsAdapterOptions) {
-  const cancelled = new AbortController();
-  const onCancel = () => cancelled.abort(new ConnectError("the call was canceled", Code.Canceled));
+/** Why a call's signal fires. One instance each: a reason is read, never changed. */
+const CANCELED = new ConnectError("the call was canceled", Code.Canceled);
+const ENDED = new ConnectError("the call has ended", Code.Canceled);
+const timedOut = () => new ConnectError("the operation timed out", Code.DeadlineExceeded);
+
+/**
+ * The calls in flight on one server, so that shutdown aborts each of them once, instead of every
+ * call adding and removing a listener on the shutdown signal.
+ */
+class CallSignals {
+  private readonly live = new Set<AbortController>();
+
+  constructor(private readonly shutdown: AbortSignal) {
+    shutdown.addEventListener("abort", () => {
+      for (const controller of this.live) controller.abort(shutdown.reason);
+    }, { once: true });
+  }
+
+  open(): AbortController {
+    const controller = new AbortController();
+    if (this.shutdown.aborted) controller.abort(this.shutdown.reason);
+    else this.live.add(controller);
+    return controller;
+  }
+
+  close(controller: AbortController): void {
+    this.live.delete(controller);
+  }
+}
+
+interface CallContext {
+  ctx: HandlerContext;
+  /** Releases the call's signal; `abort`: fire it too (streams, whose handlers may still wait on it). */
+  done(abort: boolean): void;
+}
+
+/**
+ * A HandlerContext as connect-node makes one for a gRPC call: its signal fires when the client
+ * cancels, at the deadline (DEADLINE_EXCEEDED, as on the main port) and at shutdown. Built here
+ * rather than with connect's createHandlerContext, which links three signals per call and aborts
+ * one (with a fresh DOMException) when every call ends: on the native port that was a quarter of
+ * the server's time for a Health/Check.
+ */
+function contextFor(spec: MethodImplSpec, call: AnyCall, signals: CallSignals): CallContext {
+  const controller = signals.open();
+  const emitter = call as grpc.ServerUnaryCall<unknown, unknown>;
+  const onCancel = () => controller.abort(CANCELED);
   if (call.cancelled) onCancel();
-  else (call as grpc.ServerUnaryCall<unknown, unknown>).once("cancelled", onCancel);
+  else emitter.once("cancelled", onCancel);
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  return createHandlerContext({
+  let timer: NodeJS.Timeout | undefined;
+  if (Number.isFinite(deadlineMs)) {
+    const remaining = deadlineMs - Date.now();
+    if (remaining <= 0) controller.abort(timedOut());
+    else timer = setTimeout(() => controller.abort(timedOut()), remaining);
+  }
+  const ctx: HandlerContext = {
     service: spec.method.parent,
     method: spec.method,
-    protocolName: "grpc",
+    signal: controller.signal,
+    timeoutMs: Number.isFinite(deadlineMs) ? () => deadlineMs - Date.now() : () => undefined,
     requestMethod: "POST",
-    url: procedurePath(spec.method),
-    timeoutMs: Number.isFinite(deadlineMs) ? Math.max(0, deadlineMs - Date.now()) : undefined,
-    shutdownSignal: options.shutdownSignal,
-    requestSignal: cancelled.signal,
     requestHeader: headersOf(call.metadata),
-  });
+    responseHeader: new Headers(),
+    responseTrailer: new Headers(),
+    protocolName: "grpc",
+    values: createContextValues(),
+    url: procedurePath(spec.method),
+  };
+  return {
+    ctx,
+    done(abort) {
+      signals.close(controller);
+      if (timer) clearTimeout(timer);
+      emitter.removeListener("cancelled", onCancel);
+      if (abort && !controller.signal.aborted) controller.abort(ENDED);
+    },
+  };
 }
 
 /** Metadata as the HTTP headers connect hands to interceptors (binary values base64, as sent). */
@@ -149,19 +211,20 @@ export function statusOf(reason: unknown): Partial<grpc.StatusObject> {
   return { code: error.code as number as grpc.status, details: error.rawMessage, metadata: metadataOf(trailer) };
 }
 
-function unaryHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions): grpc.handleUnaryCall<unknown, unknown> {
+function unaryHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions, signals: CallSignals): grpc.handleUnaryCall<unknown, unknown> {
+  const unarySpec = spec as Extract<MethodImplSpec, { kind: "unary" }>;
   return (call, callback) => {
     if (call.request instanceof UndecodableRequest) return callback(statusOf(call.request.error));
-    const ctx = contextFor(spec, call, options);
-    invokeUnaryImplementation(spec as Extract<MethodImplSpec, { kind: "unary" }>, ctx, call.request as never, options.interceptors).then(
+    const { ctx, done } = contextFor(spec, call, signals);
+    invokeUnaryImplementation(unarySpec, ctx, call.request as never, options.interceptors).then(
       (response) => {
+        done(false);
         sendResponseHeader(call, ctx);
         callback(null, response, ctx.responseTrailer.keys().next().done ? undefined : metadataOf(ctx.responseTrailer));
-        ctx.abort();
       },
       (reason: unknown) => {
+        done(false);
         callback(statusOf(reason));
-        ctx.abort();
       },
     );
   };
@@ -180,9 +243,10 @@ function sendResponseHeader(call: AnyCall, ctx: HandlerContext): void {
 function streamHandler(
   spec: MethodImplSpec,
   options: GrpcJsAdapterOptions,
+  signals: CallSignals,
 ): grpc.handleServerStreamingCall<unknown, unknown> | grpc.handleBidiStreamingCall<unknown, unknown> {
   return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
-    const ctx = contextFor(spec, call, options);
+    const { ctx, done } = contextFor(spec, call, signals);
     const input =
       spec.kind === "server_streaming"
         ? createAsyncIterable([(call as grpc.ServerWritableStream<unknown, unknown>).request])
@@ -207,7 +271,7 @@ function streamHandler(
         }
         call.emit("error", statusOf(reason));
       })
-      .finally(() => ctx.abort());
+      .finally(() => done(true));
   };
 }
 
