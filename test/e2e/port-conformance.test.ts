@@ -3,15 +3,21 @@
  * against the main port of one server and the native gRPC port of a twin (same keys, same
  * settings, same fake clock), and every answer must be identical: response messages (so key
  * choices), status codes, messages, grpc-status-details-bin bytes, stream messages, and what bad
- * bytes on the wire get. Lease ids end in 64 random bits; only those are masked.
+ * bytes on the wire get. Lease ids end in 64 random bits; only those are masked. The request log
+ * too has the same line for a call on either port.
  */
+import { Writable } from "node:stream";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
-import { LeaseRequestSchema } from "../../gen/ts/keypool/v1/keypool_pb";
-import { loadGrpcJsPackage, type GrpcJsPackage } from "../support/clients";
+import { KeyPoolService, LeaseRequestSchema } from "../../gen/ts/keypool/v1/keypool_pb";
+import { createLogger } from "../../src/log";
+import { requestLogInterceptor } from "../../src/transport/request-log";
+import { connectClient, loadGrpcJsPackage, type GrpcJsPackage } from "../support/clients";
 import { startAccessServer, type AccessServer } from "../support/access-server";
-import { portOf, type PortName } from "../support/ports";
+import { portOf, urlOf, type PortName } from "../support/ports";
 import { grpcFrame, rawH2Request } from "../support/raw-grpc";
+import { startTestServer } from "../support/test-server";
 import type { ManualClock } from "../../src/domain/clock";
 
 const TOKENS = { lease: "tok-conf-lease-1a2b", watch: "tok-conf-watch-3c4d", admin: "tok-conf-admin-5e6f" };
@@ -159,4 +165,39 @@ it("the same calls get the same answers on the main port and the native gRPC por
 
   for (let i = 0; i < main.length; i++) expect(transcripts.native[i]).toEqual(main[i]);
   expect(transcripts.native).toHaveLength(main.length);
+});
+
+describe("the request log", () => {
+  it("has one line per call on either port, with the same procedure and code, and no secret", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(JSON.parse(String(chunk)));
+        done();
+      },
+    });
+    const logger = createLogger({ level: "debug", destination });
+    const t = await startTestServer({
+      keys: [{ provider: "openai", key: KEYS[0].key }],
+      pool: { reuseDelayMs: 0 },
+      deps: { logger, interceptors: [requestLogInterceptor(logger)] },
+    });
+    try {
+      for (const port of ["main", "native"] as const) {
+        const pool = connectClient(KeyPoolService, urlOf(t, port));
+        await pool.lease({ model: "gpt-3.5-turbo" }, { headers: { authorization: "Bearer tok-never-logged" } });
+        await expect(pool.lease({ model: "" })).rejects.toBeInstanceOf(ConnectError);
+      }
+    } finally {
+      await t.close();
+    }
+    const rpcLines = lines.filter((l) => l.msg === "rpc" || l.msg === "rpc failed").map((l) => [l.procedure, l.code, l.error]);
+    const perPort = [
+      ["keypool.v1.KeyPoolService/Lease", "OK", undefined],
+      ["keypool.v1.KeyPoolService/Lease", "InvalidArgument", expect.stringContaining("model")],
+    ];
+    expect(rpcLines).toEqual([...perPort, ...perPort]);
+    expect(JSON.stringify(lines)).not.toContain("tok-never-logged");
+    expect(JSON.stringify(lines)).not.toContain(KEYS[0].key);
+  });
 });
