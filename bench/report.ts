@@ -82,7 +82,7 @@ export function summaryRows(results: SuiteResults): Row[] {
   for (const f of results.fanout ?? []) {
     const load = f.leaseRateTarget > 0 ? `${fmt(f.lease.rps)} Lease/s (asked ${fmt(f.leaseRateTarget)})` : "no Lease load";
     rows.push([
-      `WatchKeys fan-out, ${f.subscribers} subscribers, ${load}, coalesce ${f.coalesceMs} ms`,
+      `WatchKeys fan-out, ${f.port ?? "main"} port, ${f.subscribers} subscribers, ${load}, coalesce ${f.coalesceMs} ms`,
       `change to arrival p50 ${fmt(f.p50Ms)} ms, p99 ${fmt(f.p99Ms)} ms (${f.probes} changes, ${f.samples} arrivals, ${f.missed} missed)`,
       "p99 < 250 ms",
       verdict(f.p99Ms < 250 && f.missed === 0),

@@ -131,22 +131,25 @@ async function main(): Promise<void> {
     });
 
     await section("fanout", async () => {
-      const maxLease = results.e2e?.find((c) => c.server === "keypool, 10 keys" && c.method === "lease" && c.tool === "h2load")?.rps;
-      // Without section 1 in this run, assume a conservative maximum.
-      const leaseRate = Math.round((maxLease ?? 8000) / 2);
       results.fanout = [];
-      // First with the pool idle but for the probes (the floor: the coalescing window plus one
-      // change sent to every subscriber), then under Lease load.
-      for (const rate of [0, leaseRate]) {
-        results.fanout.push(
-          await measureFanout(
-            keysFanout,
-            { subscribers: 1000, coalesceMs: 100, leaseRate: rate, durationS: args.quick ? 5 : rate === 0 ? 10 : 20, probeIntervalMs: 300 },
-            cores,
-            env,
-            log,
-          ),
-        );
+      for (const port of ["main", "native"] as const) {
+        const server = port === "main" ? "keypool, 10 keys" : "keypool native port, 10 keys";
+        const maxLease = results.e2e?.find((c) => c.server === server && c.method === "lease" && c.tool === "h2load")?.rps;
+        // Without section 1 in this run, assume a conservative maximum.
+        const leaseRate = Math.round((maxLease ?? 8000) / 2);
+        // First with the pool idle but for the probes (the floor: the coalescing window plus one
+        // change sent to every subscriber), then under Lease load.
+        for (const rate of [0, leaseRate]) {
+          results.fanout.push(
+            await measureFanout(
+              keysFanout,
+              { subscribers: 1000, coalesceMs: 100, leaseRate: rate, durationS: args.quick ? 5 : rate === 0 ? 10 : 20, probeIntervalMs: 300, port },
+              cores,
+              env,
+              log,
+            ),
+          );
+        }
       }
     });
 
