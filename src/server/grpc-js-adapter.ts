@@ -203,7 +203,7 @@ function metadataOf(headers: Headers): grpc.Metadata {
 }
 
 /** What connect's gRPC protocol puts in the trailers for an error, as a grpc-js status. */
-export function statusOf(reason: unknown): Partial<grpc.StatusObject> {
+function statusOf(reason: unknown): Partial<grpc.StatusObject> {
   const error = ConnectError.from(reason);
   const trailer = setTrailerStatus(new Headers(), error);
   trailer.delete("grpc-status");
