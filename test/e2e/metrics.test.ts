@@ -21,6 +21,7 @@ import { openDurableState, type DurableState } from "../../src/storage/durable-s
 import { createWatchKeys } from "../../src/transport/watch-keys";
 import { WatchHub } from "../../src/watch/watch-hub";
 import { KeyAdminService, KeyPoolService, KeyState, Provider } from "../../gen/ts/keypool/v1/keypool_pb";
+import { grpcJsClient, loadGrpcJsPackage } from "../support/clients";
 import { parseExposition, type Exposition } from "../support/prometheus-text";
 import { advanceUntilSettled } from "../support/test-server";
 
@@ -249,6 +250,31 @@ describe("GET /metrics", () => {
     for (const forbidden of [...hashes, ...SECRETS, ...Object.values(TOKENS), "gpt-4", "no-such-model-xyz"]) {
       expect(labelValues).not.toContain(forbidden);
       expect(text).not.toContain(forbidden);
+    }
+  });
+});
+
+describe("both ports feed the same metrics", () => {
+  it("counts a Lease on the native gRPC port and one on the main port in the same series", async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const open = new KeyPool({ clock, reuseDelayMs: 0 });
+    open.addKeys([{ provider: "openai", key: "sk-metrics-ports-0001" }]);
+    const m = createServerMetrics({ pool: open, clock, processMetrics: false });
+    const s = await startServer({ host: "127.0.0.1", port: 0, grpcPort: 0 }, { pool: m.pool, metrics: m.metrics, shutdownGraceMs: 100 });
+    const native = grpcJsClient(loadGrpcJsPackage().KeyPoolService, s.grpcPort!);
+    try {
+      await new Promise<void>((resolve, reject) =>
+        (native as unknown as Record<string, Function>).Lease({ model: "gpt-4" }, (err: Error | null) => (err ? reject(err) : resolve())),
+      );
+      await createClient(KeyPoolService, createConnectTransport({ baseUrl: s.url, httpVersion: "2" })).lease({ model: "gpt-4" });
+      const scraped = parseExposition(await (await fetch(`${s.url}/metrics`)).text());
+      expect(scraped.value("keypool_leases_total", { provider: "openai", family: "gpt4", outcome: "granted" })).toBe(2);
+      expect(scraped.value("keypool_rpc_duration_seconds_count", { method: "Lease", code: "OK" })).toBe(2);
+    } finally {
+      native.close();
+      await s.close();
+      open.close();
+      m.close();
     }
   });
 });
