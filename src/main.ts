@@ -51,6 +51,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     defaultCooldownMs: config.pool.defaultCooldownMs,
     maxCooldownMs: config.pool.maxCooldownMs,
     maxWaitersPerFamily: access.limits.maxWaitersPerFamily,
+    maxWaiters: access.limits.maxWaiters,
   });
 
   const hub = new WatchHub(pool, {

@@ -16,6 +16,8 @@ export interface AccessLimits {
   maxWatchers: number;
   /** KEYPOOL_MAX_WAITERS: Lease calls waiting for a key, per model family (pool option maxWaitersPerFamily). */
   maxWaitersPerFamily: number;
+  /** KEYPOOL_MAX_WAITERS_TOTAL: Lease calls waiting for a key over all families (pool option maxWaiters). */
+  maxWaiters: number;
   /** KEYPOOL_MAX_CONCURRENT_STREAMS: HTTP/2 streams one connection may have open at once. */
   maxConcurrentStreams: number;
   /**
@@ -29,6 +31,7 @@ export const DEFAULT_LIMITS: Readonly<AccessLimits> = {
   maxMessageBytes: 4 * 1024 * 1024,
   maxWatchers: 1000,
   maxWaitersPerFamily: 10000,
+  maxWaiters: 5000,
   maxConcurrentStreams: 1000,
   maxHeaderBytes: 64 * 1024,
 };
@@ -37,6 +40,7 @@ const VARIABLES: Record<keyof AccessLimits, string> = {
   maxMessageBytes: "KEYPOOL_MAX_MESSAGE_BYTES",
   maxWatchers: "KEYPOOL_MAX_WATCHERS",
   maxWaitersPerFamily: "KEYPOOL_MAX_WAITERS",
+  maxWaiters: "KEYPOOL_MAX_WAITERS_TOTAL",
   maxConcurrentStreams: "KEYPOOL_MAX_CONCURRENT_STREAMS",
   maxHeaderBytes: "KEYPOOL_MAX_HEADER_BYTES",
 };
@@ -46,6 +50,7 @@ const BOUNDS: Record<keyof AccessLimits, [number, number]> = {
   maxMessageBytes: [1024, 1024 * 1024 * 1024],
   maxWatchers: [1, 1_000_000],
   maxWaitersPerFamily: [1, 10_000_000],
+  maxWaiters: [1, 10_000_000],
   maxConcurrentStreams: [1, 2 ** 31 - 1],
   maxHeaderBytes: [1024, 64 * 1024],
 };

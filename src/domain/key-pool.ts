@@ -9,6 +9,7 @@ import {
   permissionDenied,
   resourceExhausted,
 } from "./errors";
+import { quoted } from "./echo";
 import { hashKey, type KeyHasher } from "./key-hash";
 import { entryFromRecord, newEntry, toStatus, usageOf, type KeyEntry } from "./key-entry";
 import { LeaseBook, type OpenLease } from "./leases";
@@ -46,6 +47,8 @@ export interface PoolOptions {
   maxCooldownMs?: number;
   /** Lease waiters queued per family before RESOURCE_EXHAUSTED. */
   maxWaitersPerFamily?: number;
+  /** Lease waiters queued over all families before RESOURCE_EXHAUSTED: each holds a call open. */
+  maxWaiters?: number;
   /** Computes key hashes; tests inject one to force a collision. Default: hashKey. */
   keyHasher?: KeyHasher;
 }
@@ -57,6 +60,7 @@ export const POOL_DEFAULTS = {
   defaultCooldownMs: 10_000,
   maxCooldownMs: 60_000,
   maxWaitersPerFamily: 10_000,
+  maxWaiters: 5_000,
 } as const;
 
 export interface LeaseRequest {
@@ -72,6 +76,8 @@ interface ResolvedTarget {
 }
 
 const MODEL_CACHE_LIMIT = 1024;
+/** The model cache's slot for requests that leave the provider to be inferred. */
+const INFERRED_PROVIDER = "";
 const KEY_HASH_SHAPE = /^[a-z]{1,16}-[0-9a-f]{1,64}$/;
 
 /** A model request after validation: where its keys live. */
@@ -101,10 +107,12 @@ export class KeyPool {
   private readonly leaseTtlMs: number;
   private readonly reportLimits: { maxResetMs: number; defaultCooldownMs: number; maxCooldownMs: number };
   private readonly maxWaitersPerFamily: number;
+  private readonly maxWaiters: number;
   private readonly keyHasher: KeyHasher;
 
   private readonly keys = new Map<string, KeyEntry>();
-  private readonly modelCache = new Map<string, ResolvedTarget>();
+  /** Provider (or INFERRED_PROVIDER) → model name → resolution. */
+  private readonly modelCache = new Map<ProviderId | typeof INFERRED_PROVIDER, Map<string, ResolvedTarget>>();
   private readonly index = new SelectionIndex();
   private readonly leases: LeaseBook<KeyEntry>;
   private readonly waiters: WaiterQueues;
@@ -129,6 +137,7 @@ export class KeyPool {
       maxCooldownMs: o.maxCooldownMs,
     };
     this.maxWaitersPerFamily = o.maxWaitersPerFamily;
+    this.maxWaiters = o.maxWaiters;
     this.keyHasher = options.keyHasher ?? hashKey;
     this.leases = new LeaseBook(this.clock, (lease) => this.onLeaseExpired(lease));
     this.waiters = new WaiterQueues(this.clock, {
@@ -161,7 +170,7 @@ export class KeyPool {
         const spec = specs[i];
         if (!isProviderId(spec?.provider)) {
           throw invalidArgument(
-            `keys[${i}]: provider ${JSON.stringify(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
+            `keys[${i}]: provider ${quoted(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
           );
         }
         checkKeySecret(spec.key, `keys[${i}]`);
@@ -207,7 +216,7 @@ export class KeyPool {
     for (const family of asked) {
       if (typeof family !== "string" || !known.has(family)) {
         throw invalidArgument(
-          `keys[${i}]: ${JSON.stringify(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
+          `keys[${i}]: ${quoted(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
         );
       }
     }
@@ -232,7 +241,7 @@ export class KeyPool {
 
   disableKey(keyHash: string, state: "disabled" | "revoked" | "over_quota" = "disabled", reason?: string): KeyStatus {
     if (!DISABLE_STATES.has(state)) {
-      throw invalidArgument(`state ${JSON.stringify(state)} is not one of disabled, revoked, over_quota`);
+      throw invalidArgument(`state ${quoted(state)} is not one of disabled, revoked, over_quota`);
     }
     const text = reason?.trim() || DEFAULT_REASONS[state];
     checkText("reason", text, LIMITS.reasonBytes);
@@ -294,6 +303,13 @@ export class KeyPool {
           lockoutMs,
         );
       }
+      if (this.waiters.size >= this.maxWaiters) {
+        const { lockoutMs } = this.index.lockout(target.provider, target.family, target.embedding, now);
+        throw resourceExhausted(
+          `${this.maxWaiters} lease requests are already waiting for keys, the most this server holds at once (KEYPOOL_MAX_WAITERS_TOTAL); retry in ${lockoutMs} ms`,
+          lockoutMs,
+        );
+      }
       const promise = this.waiters.wait(target, maxWaitMs, req.signal);
       this.planWake();
       return promise;
@@ -316,24 +332,31 @@ export class KeyPool {
 
   /**
    * Resolution through a small cache: proxies ask for the same few model names all day, and
-   * walking the pattern table each time was a visible share of a lease. Only valid names are
-   * cached; the cache is dropped whole when it grows past its bound (names are client input).
+   * walking the pattern table each time was a visible share of a lease. The name and provider
+   * are validated before the cache is asked, so a name the cache has never seen cannot skip a
+   * check; the cache is one map per provider (and one for "infer it"), so no name of one entry
+   * can spell the key of another. Only valid names are cached; a map is dropped whole when it
+   * grows past its bound (names are client input).
    */
   private resolveCached(model: string, provider?: ProviderId): ResolvedTarget {
-    const cacheKey = provider === undefined ? model : `${provider}\u0000${model}`;
-    const hit = typeof model === "string" ? this.modelCache.get(cacheKey) : undefined;
-    if (hit) return hit;
     checkModel(model);
     if (provider !== undefined && !isProviderId(provider)) {
-      throw invalidArgument(`provider ${JSON.stringify(provider)} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`);
+      throw invalidArgument(`provider ${quoted(provider)} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`);
     }
+    const cache = this.modelCache.get(provider ?? INFERRED_PROVIDER);
+    const hit = cache?.get(model);
+    if (hit) return hit;
     const resolved = this.families.resolve(model, provider);
     const target: ResolvedTarget = {
       ...resolved,
       embedding: providerInfo(resolved.provider).embeddingModels.test(model),
     };
-    if (this.modelCache.size >= MODEL_CACHE_LIMIT) this.modelCache.clear();
-    this.modelCache.set(cacheKey, target);
+    if (!cache) {
+      this.modelCache.set(provider ?? INFERRED_PROVIDER, new Map([[model, target]]));
+    } else {
+      if (cache.size >= MODEL_CACHE_LIMIT) cache.clear();
+      cache.set(model, target);
+    }
     return target;
   }
 
@@ -600,7 +623,7 @@ export class KeyPool {
       // A client that sends the key itself by mistake must not see it echoed into errors and
       // logs: only a value shaped like a key hash is quoted.
       if (typeof keyHash === "string" && KEY_HASH_SHAPE.test(keyHash)) {
-        throw notFound(`no key with hash ${JSON.stringify(keyHash)} is in the pool`);
+        throw notFound(`no key with hash ${quoted(keyHash)} is in the pool`);
       }
       throw notFound("no key with that hash is in the pool (the value is not shown: it is not shaped like a key hash, e.g. oai-0123456789abcdef)");
     }

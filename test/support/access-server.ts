@@ -26,12 +26,14 @@ export async function startAccessServer(options: {
   env?: NodeJS.ProcessEnv;
   keys?: KeySpec[];
   clock?: Clock;
-  pool?: Omit<PoolOptions, "clock" | "maxWaitersPerFamily">;
+  pool?: Omit<PoolOptions, "clock" | "maxWaitersPerFamily" | "maxWaiters">;
   tls?: { certFile: string; keyFile: string };
 } = {}): Promise<AccessServer> {
   const clock = options.clock ?? new ManualClock();
   const access = loadAccess(options.env ?? {}, "127.0.0.1");
-  const pool = new KeyPool({ ...options.pool, clock, maxWaitersPerFamily: access.limits.maxWaitersPerFamily });
+  const pool = new KeyPool({ ...options.pool, clock, maxWaitersPerFamily: access.limits.maxWaitersPerFamily,
+    maxWaiters: access.limits.maxWaiters,
+  });
   if (options.keys?.length) pool.addKeys(options.keys);
   const hub = new WatchHub(pool, { clock, maxSubscribers: access.limits.maxWatchers });
   const server = await startServer(

@@ -13,6 +13,7 @@ describe("access limits", () => {
         KEYPOOL_MAX_MESSAGE_BYTES: "65536",
         KEYPOOL_MAX_WATCHERS: "2",
         KEYPOOL_MAX_WAITERS: "3",
+        KEYPOOL_MAX_WAITERS_TOTAL: "4",
         KEYPOOL_MAX_CONCURRENT_STREAMS: "50",
         KEYPOOL_MAX_HEADER_BYTES: "8192",
       }),
@@ -20,6 +21,7 @@ describe("access limits", () => {
       maxMessageBytes: 65536,
       maxWatchers: 2,
       maxWaitersPerFamily: 3,
+      maxWaiters: 4,
       maxConcurrentStreams: 50,
       maxHeaderBytes: 8192,
     });
