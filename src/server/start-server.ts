@@ -95,6 +95,10 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     interceptors: [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])],
     // Plain curl and browsers post Connect JSON without the Connect-Protocol-Version header.
     requireConnectProtocolHeader: false,
+    // protobuf's JSON default, not connect's: an unknown enum name ("KEY_STATE_FOO") or field
+    // is INVALID_ARGUMENT. Ignored, it left the field at its default, and a typo became another
+    // request ("disable" instead of "revoke", "every provider" instead of one).
+    jsonOptions: { ignoreUnknownFields: false },
   });
 
   const tls = config.tls
