@@ -18,6 +18,7 @@ import { HealthState, ServingStatus } from "../transport/health";
 import type { WatchKeysImpl } from "../transport/key-pool-service";
 import type { Durability, PoolApi } from "../transport/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
+import { serveGrpcWebText } from "../transport/grpc-web-text";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { createNodeHandler } from "./node-handler";
 import { APPLICATION_SERVICES, createRoutes } from "./routes";
@@ -82,13 +83,16 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   const handler = createNodeHandler({
     logger,
     // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
-    routes: reclassifyClientMistakes(
-      createRoutes({
-        pool: deps.pool,
-        health,
-        durability: deps.durability,
-        watchKeys: deps.watchKeys,
-      }),
+    // gRPC-Web text mode is translated outside, so that everything inside sees binary gRPC-Web.
+    routes: serveGrpcWebText(
+      reclassifyClientMistakes(
+        createRoutes({
+          pool: deps.pool,
+          health,
+          durability: deps.durability,
+          watchKeys: deps.watchKeys,
+        }),
+      ),
     ),
     ...(deps.readMaxBytes !== undefined ? { readMaxBytes: deps.readMaxBytes } : {}),
     shutdownSignal: shutdown.signal,

@@ -468,3 +468,53 @@ describe("lax input is refused", () => {
 
   it("is still healthy", expectHealthy);
 });
+
+describe("gRPC-Web text mode (application/grpc-web-text)", () => {
+  const leaseFrame = grpcFrame(toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL })));
+  const text = { ...AUTH, "content-type": "application/grpc-web-text", accept: "application/grpc-web-text" };
+
+  it("a Lease sent as base64 is answered as base64: the message, then the trailer frame", async () => {
+    const res = await rawH2Request(srv.port, `${POOL}Lease`, Buffer.from(leaseFrame.toString("base64")), text);
+    expect(res.httpStatus).toBe(200);
+    expect(res.headers["content-type"]).toBe("application/grpc-web-text+proto");
+    const decoded = Buffer.from(res.body.toString("latin1"), "base64");
+    expect(decoded[0]).toBe(0);
+    expect(decoded.toString("latin1")).toContain(KEY);
+    expect(decoded.toString("latin1")).toMatch(/grpc-status: ?0\r\n/);
+  });
+
+  it("WatchKeys streams: the snapshot arrives while the stream stays open", async () => {
+    const session = http2.connect(srv.url);
+    try {
+      const req = session.request({ ":method": "POST", ":path": `${POOL}WatchKeys`, ...text });
+      req.end(Buffer.from(grpcFrame(Buffer.alloc(0)).toString("base64")));
+      let received = "";
+      const snapshot = await new Promise<Buffer>((resolve, reject) => {
+        req.on("error", reject);
+        req.on("data", (chunk: Buffer) => {
+          received += chunk.toString("latin1");
+          const bytes = Buffer.from(received.slice(0, received.length - (received.length % 4)), "base64");
+          if (bytes.length >= 5 && bytes.length >= 5 + bytes.readUInt32BE(1)) resolve(bytes);
+        });
+      });
+      expect(snapshot[0]).toBe(0);
+      expect(snapshot.toString("latin1")).toContain(keyHash);
+      expect(req.closed).toBe(false);
+      req.close(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("a body that is not base64 is INVALID_ARGUMENT; text mode with JSON does not exist: 415", async () => {
+    const res = await rawH2Request(srv.port, `${POOL}Lease`, Buffer.from("not base64 at all!"), text);
+    expect(Buffer.from(res.body.toString("latin1"), "base64").toString("latin1")).toMatch(/grpc-status: ?3\r\n/);
+    const json = await rawH2Request(srv.port, `${POOL}Lease`, Buffer.from(leaseFrame.toString("base64")), {
+      ...text,
+      "content-type": "application/grpc-web-text+json",
+    });
+    expect(json.httpStatus).toBe(415);
+  });
+
+  it("is still healthy", expectHealthy);
+});
