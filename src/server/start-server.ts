@@ -116,6 +116,13 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     limits: deps.listenerLimits,
   });
   health.setAll(ServingStatus.SERVING);
+  // A server that cannot save acknowledges no change: load balancers and checkers should know.
+  const stopWatchingSaving = deps.durability?.watchSaving?.((saving) => {
+    if (closing) return;
+    health.setAll(saving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+    if (!saving) logger.error("health is NOT_SERVING: changes cannot be saved to the state file");
+    else logger.info("health is SERVING again: changes are saved to the state file");
+  });
 
   const hostForUrl = config.host.includes(":") ? `[${config.host}]` : config.host;
   return {
@@ -125,6 +132,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     health,
     close() {
       closing ??= (async () => {
+        stopWatchingSaving?.();
         health.setAll(ServingStatus.NOT_SERVING);
         // Let health watchers receive NOT_SERVING before their streams are ended.
         await new Promise((resolve) => setTimeout(resolve, deps.shutdownNoticeMs ?? 50));

@@ -41,6 +41,8 @@ export interface PoolApi {
  */
 export interface Durability {
   flush(): Promise<void>;
+  /** Tells `listener` when saving stops working and when it works again (health follows it). */
+  watchSaving?(listener: (saving: boolean) => void): () => void;
 }
 
 export const noDurability: Durability = { flush: () => Promise.resolve() };
