@@ -112,6 +112,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
       interceptors: [requestLogInterceptor(logger), ...access.interceptors],
       readMaxBytes: access.limits.maxMessageBytes,
       listenerLimits: access.listenerLimits,
+      connectionTimeouts: config.connections,
     },
   );
   logger.info(

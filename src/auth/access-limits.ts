@@ -4,6 +4,7 @@
  * CONTRACT.md (model, key, header, token counts); these are the transport's own.
  */
 import { ConfigMessageError } from "../config/config-error";
+import { DEFAULT_CAPS, type ConnectionCaps } from "../server/connection-guard";
 
 export class AccessConfigError extends ConfigMessageError {
   override readonly name = "AccessConfigError";
@@ -25,6 +26,12 @@ export interface AccessLimits {
    * in HTTP/2 SETTINGS, where node itself resets any stream whose headers pass 64 KiB.
    */
   maxHeaderBytes: number;
+  /** KEYPOOL_MAX_CONNECTIONS: connections open at once, over all clients (src/server/connection-guard.ts). */
+  maxConnections: number;
+  /** KEYPOOL_MAX_CONNECTIONS_PER_ADDRESS: connections open at once from one remote address. */
+  maxConnectionsPerAddress: number;
+  /** KEYPOOL_MAX_STREAM_RESETS: streams one HTTP/2 connection may reset per 10 s before it is closed (rapid reset). */
+  maxStreamResets: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<AccessLimits> = {
@@ -34,6 +41,9 @@ export const DEFAULT_LIMITS: Readonly<AccessLimits> = {
   maxWaiters: 5000,
   maxConcurrentStreams: 1000,
   maxHeaderBytes: 64 * 1024,
+  maxConnections: DEFAULT_CAPS.maxConnections,
+  maxConnectionsPerAddress: DEFAULT_CAPS.maxConnectionsPerAddress,
+  maxStreamResets: DEFAULT_CAPS.maxStreamResets,
 };
 
 const VARIABLES: Record<keyof AccessLimits, string> = {
@@ -43,6 +53,9 @@ const VARIABLES: Record<keyof AccessLimits, string> = {
   maxWaiters: "KEYPOOL_MAX_WAITERS_TOTAL",
   maxConcurrentStreams: "KEYPOOL_MAX_CONCURRENT_STREAMS",
   maxHeaderBytes: "KEYPOOL_MAX_HEADER_BYTES",
+  maxConnections: "KEYPOOL_MAX_CONNECTIONS",
+  maxConnectionsPerAddress: "KEYPOOL_MAX_CONNECTIONS_PER_ADDRESS",
+  maxStreamResets: "KEYPOOL_MAX_STREAM_RESETS",
 };
 
 /** Sane bounds: a value outside them is a typo, not a wish. */
@@ -53,6 +66,9 @@ const BOUNDS: Record<keyof AccessLimits, [number, number]> = {
   maxWaiters: [1, 10_000_000],
   maxConcurrentStreams: [1, 2 ** 31 - 1],
   maxHeaderBytes: [1024, 64 * 1024],
+  maxConnections: [1, 1_000_000],
+  maxConnectionsPerAddress: [1, 1_000_000],
+  maxStreamResets: [1, 1_000_000],
 };
 
 export function loadAccessLimits(env: NodeJS.ProcessEnv): AccessLimits {
@@ -90,4 +106,13 @@ export function http2ServerLimits(limits: AccessLimits) {
 /** Options for node:http createServer (the HTTP/1.1 side of the port). */
 export function http1ServerLimits(limits: AccessLimits) {
   return { maxHeaderSize: limits.maxHeaderBytes };
+}
+
+/** The listener's connection caps (src/server/connection-guard.ts). */
+export function connectionCaps(limits: AccessLimits): ConnectionCaps {
+  return {
+    maxConnections: limits.maxConnections,
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+    maxStreamResets: limits.maxStreamResets,
+  };
 }

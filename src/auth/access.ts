@@ -1,6 +1,6 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { createAuthInterceptor } from "./auth-interceptor";
-import { http1ServerLimits, http2ServerLimits, loadAccessLimits, type AccessLimits } from "./access-limits";
+import { connectionCaps, http1ServerLimits, http2ServerLimits, loadAccessLimits, type AccessLimits } from "./access-limits";
 import { decideListen, type ListenDecision } from "./listen-policy";
 import { loadTokens } from "./token-config";
 import { TokenStore } from "./token-store";
@@ -18,7 +18,11 @@ export interface Access {
   /** What to log at start about authentication; already checked against the listen address. */
   listen: ListenDecision;
   /** For startServer's listenerLimits. */
-  listenerLimits: { http2: ReturnType<typeof http2ServerLimits>; http1: ReturnType<typeof http1ServerLimits> };
+  listenerLimits: {
+    http2: ReturnType<typeof http2ServerLimits>;
+    http1: ReturnType<typeof http1ServerLimits>;
+    connections: ReturnType<typeof connectionCaps>;
+  };
 }
 
 export function loadAccess(env: NodeJS.ProcessEnv, host: string, readFile?: (path: string) => string): Access {
@@ -36,6 +40,6 @@ export function loadAccess(env: NodeJS.ProcessEnv, host: string, readFile?: (pat
     limits,
     interceptors: [createAuthInterceptor(tokens)],
     listen,
-    listenerLimits: { http2: http2ServerLimits(limits), http1: http1ServerLimits(limits) },
+    listenerLimits: { http2: http2ServerLimits(limits), http1: http1ServerLimits(limits), connections: connectionCaps(limits) },
   };
 }

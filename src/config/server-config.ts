@@ -27,11 +27,16 @@ export interface ServerConfig {
   logLevel: LogLevel;
   pool: PoolSettings;
   watch: { heartbeatMs: number; coalesceMs: number };
+  /** Header, request and idle timeouts of every connection (src/server/connection-guard.ts). */
+  connections: { headersMs: number; requestMs: number; idleMs: number };
   /** KEYPOOL_STATE: the state file, or "memory"; absent: ./data/keypool.db (src/storage). */
   statePath?: string;
 }
 
 type Env = Record<string, string | undefined>;
+
+/** The longest delay a node timer takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** One row of the configuration table: the README's table is written from the same facts. */
 export interface Setting {
@@ -53,6 +58,9 @@ export const SERVER_SETTINGS: Setting[] = [
   { name: "KEYPOOL_MAX_COOLDOWN", default: "60s", meaning: "cap on any cooldown after a 429" },
   { name: "KEYPOOL_WATCH_HEARTBEAT", default: "15s", meaning: "WatchKeys sends a heartbeat after this long without events" },
   { name: "KEYPOOL_WATCH_COALESCE", default: "100ms", meaning: "WatchKeys merges updates of one key within this window" },
+  { name: "KEYPOOL_HEADERS_TIMEOUT", default: "10s", meaning: "a new connection must name its protocol, and an HTTP/1.1 request send all its headers, within this (else 408 or closed)" },
+  { name: "KEYPOOL_REQUEST_TIMEOUT", default: "30s", meaning: "a request's headers and body must have fully arrived within this (HTTP/1.1: 408; HTTP/2: the stream is reset)" },
+  { name: "KEYPOOL_IDLE_TIMEOUT", default: "2m", meaning: "a connection with no call in progress is closed after this (HTTP/2: GOAWAY); open WatchKeys streams and waiting Leases keep it busy" },
   { name: "ALLOWED_MODEL_FAMILIES", default: "(all)", meaning: "comma separated families that may be leased" },
   { name: "KEYPOOL_MODEL_FAMILIES", default: "(built-in)", meaning: "extra model→family rows, inline (`openai:^my-model=gpt4o;...`) or a JSON/YAML file" },
   { name: "OPENAI_KEY", default: "", meaning: "comma separated OpenAI keys loaded at start" },
@@ -111,6 +119,21 @@ export function loadServerConfig(env: Env = process.env): ServerConfig {
   };
   if (watch.heartbeatMs <= 0) throw new ConfigError("KEYPOOL_WATCH_HEARTBEAT", "must be greater than 0");
 
+  const connections = {
+    headersMs: readDuration(env, "KEYPOOL_HEADERS_TIMEOUT", 10_000),
+    requestMs: readDuration(env, "KEYPOOL_REQUEST_TIMEOUT", 30_000),
+    idleMs: readDuration(env, "KEYPOOL_IDLE_TIMEOUT", 120_000),
+  };
+  for (const [name, ms] of [
+    ["KEYPOOL_HEADERS_TIMEOUT", connections.headersMs],
+    ["KEYPOOL_REQUEST_TIMEOUT", connections.requestMs],
+    ["KEYPOOL_IDLE_TIMEOUT", connections.idleMs],
+  ] as const) {
+    // 0 would mean "never": the very thing these timeouts exist to prevent.
+    if (ms <= 0) throw new ConfigError(name, "must be greater than 0");
+    if (ms > MAX_TIMER_MS) throw new ConfigError(name, `must be at most ${MAX_TIMER_MS} ms (about 24 days)`);
+  }
+
   const statePath = env.KEYPOOL_STATE?.trim() || undefined;
   return {
     host,
@@ -119,6 +142,7 @@ export function loadServerConfig(env: Env = process.env): ServerConfig {
     logLevel: level as LogLevel,
     pool,
     watch,
+    connections,
     ...(statePath ? { statePath } : {}),
   };
 }

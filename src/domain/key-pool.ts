@@ -151,6 +151,11 @@ export class KeyPool {
     return this.keys.size;
   }
 
+  /** Lease calls waiting for a key, over all families. */
+  get waitingLeases(): number {
+    return this.waiters.size;
+  }
+
   // ---------------------------------------------------------------- keys
 
   /**

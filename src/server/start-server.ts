@@ -34,8 +34,10 @@ export interface ServerDeps {
   interceptors?: Interceptor[];
   /** Largest request message in bytes (KEYPOOL_MAX_MESSAGE_BYTES); default: connect's own (4 GiB). */
   readMaxBytes?: number;
-  /** HTTP/2 and HTTP/1.1 protocol limits for the listener (src/auth/access-limits.ts). */
+  /** HTTP/2 and HTTP/1.1 protocol limits and connection caps for the listener (src/auth/access-limits.ts). */
   listenerLimits?: ListenerOptions["limits"];
+  /** Header, request and idle timeouts (KEYPOOL_*_TIMEOUT); default: the listener's. */
+  connectionTimeouts?: ListenerOptions["timeouts"];
   /**
    * How long close() keeps connections open after turning health NOT_SERVING, so that health
    * watchers and checkers see it (default 50 ms). New calls are refused during this time.
@@ -63,6 +65,30 @@ function readTlsFile(variable: string, path: string): Buffer {
   } catch (err) {
     throw new ConfigError(variable, `cannot read "${path}": ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
+}
+
+/**
+ * One log line per connection refused or closed by a cap or timeout: refusals and rapid resets
+ * at warn (someone is pushing), timeouts at debug (every client that goes away quietly does it).
+ * Refusals come in floods, so they are summarised at most once a second.
+ */
+function reportConnectionEvent(logger: Logger): NonNullable<ListenerOptions["report"]> {
+  let refusedSinceLog = 0;
+  let lastRefusalLog = 0;
+  return (event, fields) => {
+    if (event === "refused") {
+      refusedSinceLog++;
+      const now = Date.now();
+      if (now - lastRefusalLog < 1000) return;
+      logger.warn({ ...fields, refused: refusedSinceLog }, "connections refused: over the connection cap");
+      refusedSinceLog = 0;
+      lastRefusalLog = now;
+    } else if (event === "rapid-reset") {
+      logger.warn(fields, "connection closed (GOAWAY ENHANCE_YOUR_CALM): it reset too many streams");
+    } else {
+      logger.debug(fields, event === "idle" ? "idle connection closed" : "request did not arrive in time: stream reset");
+    }
+  };
 }
 
 export async function startServer(config: ListenConfig, deps: ServerDeps): Promise<RunningServer> {
@@ -114,6 +140,8 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     handler,
     tls,
     limits: deps.listenerLimits,
+    timeouts: deps.connectionTimeouts,
+    report: reportConnectionEvent(logger),
   });
   health.setAll(ServingStatus.SERVING);
   // A server that cannot save acknowledges no change: load balancers and checkers should know.

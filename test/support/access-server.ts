@@ -7,6 +7,7 @@ import { loadAccess, type Access } from "../../src/auth/access";
 import { ManualClock, type Clock } from "../../src/domain/clock";
 import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
 import type { KeySpec } from "../../src/domain/types";
+import type { ConnectionTimeouts } from "../../src/server/connection-guard";
 import { startServer, type RunningServer } from "../../src/server/start-server";
 import { createWatchKeys } from "../../src/transport/watch-keys";
 import { WatchHub } from "../../src/watch/watch-hub";
@@ -28,6 +29,8 @@ export async function startAccessServer(options: {
   clock?: Clock;
   pool?: Omit<PoolOptions, "clock" | "maxWaitersPerFamily" | "maxWaiters">;
   tls?: { certFile: string; keyFile: string };
+  /** Header, request and idle timeouts (KEYPOOL_*_TIMEOUT); default: the server's. */
+  timeouts?: ConnectionTimeouts;
 } = {}): Promise<AccessServer> {
   const clock = options.clock ?? new ManualClock();
   const access = loadAccess(options.env ?? {}, "127.0.0.1");
@@ -44,6 +47,7 @@ export async function startAccessServer(options: {
       interceptors: access.interceptors,
       readMaxBytes: access.limits.maxMessageBytes,
       listenerLimits: access.listenerLimits,
+      connectionTimeouts: options.timeouts,
       shutdownGraceMs: 300,
     },
   );

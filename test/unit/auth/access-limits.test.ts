@@ -16,6 +16,9 @@ describe("access limits", () => {
         KEYPOOL_MAX_WAITERS_TOTAL: "4",
         KEYPOOL_MAX_CONCURRENT_STREAMS: "50",
         KEYPOOL_MAX_HEADER_BYTES: "8192",
+        KEYPOOL_MAX_CONNECTIONS: "100",
+        KEYPOOL_MAX_CONNECTIONS_PER_ADDRESS: "10",
+        KEYPOOL_MAX_STREAM_RESETS: "20",
       }),
     ).toEqual({
       maxMessageBytes: 65536,
@@ -24,6 +27,9 @@ describe("access limits", () => {
       maxWaiters: 4,
       maxConcurrentStreams: 50,
       maxHeaderBytes: 8192,
+      maxConnections: 100,
+      maxConnectionsPerAddress: 10,
+      maxStreamResets: 20,
     });
   });
 

@@ -36,6 +36,7 @@ describe("loadServerConfig", () => {
       maxCooldownMs: 60_000,
     });
     expect(config.watch).toEqual({ heartbeatMs: 15_000, coalesceMs: 100 });
+    expect(config.connections).toEqual({ headersMs: 10_000, requestMs: 30_000, idleMs: 120_000 });
     expect(config.statePath).toBeUndefined();
   });
 
@@ -54,6 +55,9 @@ describe("loadServerConfig", () => {
       KEYPOOL_WATCH_HEARTBEAT: "30s",
       KEYPOOL_WATCH_COALESCE: "50ms",
       KEYPOOL_STATE: "/var/lib/keypool/state.db",
+      KEYPOOL_HEADERS_TIMEOUT: "5s",
+      KEYPOOL_REQUEST_TIMEOUT: "1m",
+      KEYPOOL_IDLE_TIMEOUT: "10m",
     });
     expect(config).toMatchObject({
       host: "0.0.0.0",
@@ -62,6 +66,7 @@ describe("loadServerConfig", () => {
       logLevel: "debug",
       pool: { reuseDelayMs: 2000, leaseTtlMs: 300_000, maxResetMs: 3000, defaultCooldownMs: 20_000, maxCooldownMs: 120_000 },
       watch: { heartbeatMs: 30_000, coalesceMs: 50 },
+      connections: { headersMs: 5000, requestMs: 60_000, idleMs: 600_000 },
       statePath: "/var/lib/keypool/state.db",
     });
   });
@@ -78,6 +83,10 @@ describe("loadServerConfig", () => {
     ["KEYPOOL_WATCH_HEARTBEAT", "fast"],
     ["KEYPOOL_WATCH_COALESCE", "1d"],
     ["KEYPOOL_LOG_LEVEL", "loud"],
+    ["KEYPOOL_HEADERS_TIMEOUT", "0"],
+    ["KEYPOOL_REQUEST_TIMEOUT", "forever"],
+    ["KEYPOOL_IDLE_TIMEOUT", "0s"],
+    ["KEYPOOL_IDLE_TIMEOUT", "1000h"],
   ])("stops on a bad %s (%p) with an error naming it", (name, value) => {
     let error: unknown;
     try {
