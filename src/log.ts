@@ -5,12 +5,11 @@
  */
 import pino from "pino";
 import { loggerRedaction } from "./auth/redact";
+import type { LogLevel } from "./config/settings";
 import { truncated } from "./domain/echo";
 
 export type Logger = pino.Logger;
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface LoggerOptions {
   level: LogLevel;

@@ -33,9 +33,6 @@ export interface ConnectionCaps {
   maxStreamResets: number;
 }
 
-export const DEFAULT_TIMEOUTS: Readonly<ConnectionTimeouts> = { headersMs: 10_000, requestMs: 30_000, idleMs: 120_000 };
-export const DEFAULT_CAPS: Readonly<ConnectionCaps> = { maxConnections: 4096, maxConnectionsPerAddress: 512, maxStreamResets: 1000 };
-
 /** The window over which stream resets are counted (a budget that refills at maxStreamResets per window). */
 export const RESET_WINDOW_MS = 10_000;
 

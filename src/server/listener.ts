@@ -10,7 +10,9 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { ConnectionGuard, DEFAULT_CAPS, DEFAULT_TIMEOUTS, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
+import { readGroup, SETTINGS } from "../config/settings";
+import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
+import { connectionCaps } from "./listener-limits";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -29,9 +31,9 @@ export interface ListenerOptions {
   port: number;
   handler: RequestHandler;
   tls?: TlsMaterial;
-  /** Protocol limits (access control: src/auth/access-limits.ts): HTTP/2 settings, HTTP/1.1 header size, connection caps. */
+  /** Protocol limits (listener-limits.ts): HTTP/2 settings, HTTP/1.1 header size, connection caps. */
   limits?: { http2?: http2.ServerOptions; http1?: http.ServerOptions; connections?: ConnectionCaps };
-  /** Header, request and idle timeouts (connection-guard.ts); default DEFAULT_TIMEOUTS. */
+  /** Header, request and idle timeouts (connection-guard.ts); default: the settings' defaults. */
   timeouts?: ConnectionTimeouts;
   /** Told about each connection refused or closed by a cap or timeout. */
   report?: GuardReport;
@@ -72,8 +74,10 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     socket.once("close", () => sockets.delete(socket));
   };
 
-  const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
-  const guard = new ConnectionGuard(timeouts, options.limits?.connections ?? DEFAULT_CAPS, options.report);
+  // Without settings (embedders, tests), the defaults of the settings table.
+  const timeouts = options.timeouts ?? readGroup({}, SETTINGS.connections);
+  const caps = options.limits?.connections ?? connectionCaps(readGroup({}, SETTINGS.limits));
+  const guard = new ConnectionGuard(timeouts, caps, options.report);
   const watchSession = (session: http2.ServerHttp2Session) => {
     trackSession(session);
     guard.watchSession(session);

@@ -8,24 +8,16 @@ import type { Clock } from "../domain/clock";
 import type { KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec, KeyStatus, PoolEvent } from "../domain/types";
 import { WorkerCommitter } from "./committers";
+import type { Durability, DurablePool } from "../domain/pool-api";
 import { StateFileLostError } from "./file-identity";
-import { GroupCommitWriter, type Durability, type GroupCommitStats } from "./group-commit";
+import { GroupCommitWriter, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
-import { DEFAULT_STATE_PATH, SqliteStateStore, classify } from "./sqlite-store";
+import { SqliteStateStore, classify } from "./sqlite-store";
 import type { StateStore, StoredKey, StoreWrite } from "./state-store";
 
 /** KEYPOOL_STATE's value that keeps nothing. */
 export const MEMORY_STATE = "memory";
 
-/** The part of KeyPool that start-up and the writer use. */
-export interface DurablePool {
-  readonly changes: ChangeFeed<PoolEvent>;
-  secretOf(keyHash: string): string | undefined;
-  listKeys(): KeyStatus[];
-  getKey(keyHash: string): KeyStatus | undefined;
-  restore(records: KeyRecord[]): void;
-  addKeys(specs: KeySpec[]): { keyHashes: string[]; added: number; duplicates: number };
-}
 
 /** pino's Logger fits. */
 export interface StorageLogger {
@@ -35,8 +27,8 @@ export interface StorageLogger {
 }
 
 export interface DurableStateOptions {
-  /** KEYPOOL_STATE: a file path, or "memory". Default ./data/keypool.db. */
-  location?: string;
+  /** KEYPOOL_STATE: a file path, or "memory". */
+  location: string;
   pool: DurablePool;
   /** Keys from the environment and the keys file. */
   configured: KeySpec[];
@@ -58,19 +50,13 @@ export interface DurableState extends Durability {
   close(): void;
 }
 
-/** Reads the KEYPOOL_STATE environment variable. */
-export function stateLocationFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  const value = env.KEYPOOL_STATE?.trim();
-  return value ? value : DEFAULT_STATE_PATH;
-}
-
 /**
  * Opens the state and fills the pool. Throws StateFileError (naming the file) when the state
  * file cannot be used: the caller must stop, never carry on with an empty pool.
  */
 export function openDurableState(options: DurableStateOptions): DurableState {
   const { pool, logger } = options;
-  const location = options.location ?? DEFAULT_STATE_PATH;
+  const { location } = options;
   if (location === MEMORY_STATE) {
     const { duplicates } = pool.addKeys(options.configured);
     if (duplicates > 0) logger.warn({ duplicates }, "duplicate keys in the configuration were skipped");
@@ -188,10 +174,9 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
 const RESTORE_SLICE = 4096;
 
 /**
- * Restores `records` a slice at a time, dropping each slice's records (parsed rows, several
- * hundred bytes each) once its keys are in the pool: with 100,000 stored keys, every parsed row
- * and every pool entry were otherwise alive together, and the heap grew to hold both. `records`
- * is emptied. A record the pool refuses still stops the start (the caller throws).
+ * Restores `records` a slice at a time, dropping each slice's records (parsed rows) once its
+ * keys are in the pool, so that the parsed rows and the pool's entries of a large pool are never
+ * all alive together. `records` is emptied. A record the pool refuses still stops the start (the caller throws).
  */
 function restoreInSlices(pool: DurablePool, records: KeyRecord[]): void {
   for (let start = 0; start < records.length; start += RESTORE_SLICE) {

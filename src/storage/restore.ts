@@ -12,6 +12,7 @@
 import { hashKey, type KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec } from "../domain/types";
 import type { KeyOrigin, StoredKey } from "./state-store";
+import { sameList } from "../domain/same-list";
 
 export interface RestorePlan {
   /** Stored keys that go back into the pool (pool.restore), in-flight leases cleared. */
@@ -79,8 +80,8 @@ export function planRestore(
 
 /**
  * The record to restore: the stored one itself, changed in place (storage hands each start a
- * freshly read record that nothing else holds; a copy of 100,000 records was a large share of a
- * restart), and whether the configuration changed its families or trial flag.
+ * freshly read record that nothing else holds, so a copy would only cost a large restart time),
+ * and whether the configuration changed its families or trial flag.
  */
 /**
  * Nothing stored (a new state file, or one no key has changed in yet): every configured key is
@@ -119,8 +120,4 @@ function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): { record:
     changed = true;
   }
   return { record, changed };
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -2,8 +2,8 @@
  * gRPC-Web's text mode (`application/grpc-web-text`, the default of the official grpc-web
  * browser client): the same frames as binary gRPC-Web, base64-encoded both ways. connect serves
  * binary gRPC-Web only, so a text request is decoded to a binary one before it reaches connect,
- * and the answer is encoded back as it streams: one continuous base64 text, each chunk sent as
- * soon as whole 3-byte groups allow (WatchKeys messages arrive without waiting for the end).
+ * and the answer is encoded back as it streams, chunk by chunk (WatchKeys messages arrive
+ * without waiting for the end).
  *
  * Use: `routes: serveGrpcWebText(routes)`, outside every other wrapper (they see binary gRPC-Web).
  */
@@ -72,14 +72,14 @@ function decodeGroups(text: string): Buffer {
   return Buffer.from(text, "base64");
 }
 
-/** Encodes bytes as one continuous base64 text, holding back at most 2 bytes between chunks. */
+/**
+ * Encodes each chunk as it comes, padded: holding back the one or two bytes that do not fill a
+ * 3-byte group would hold back the end of a message (a WatchKeys update) until the next one.
+ * A padded group in mid-stream is valid for gRPC-Web text clients, which decode in 4-character
+ * groups (as fromBase64 does here).
+ */
 async function* toBase64(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
-  let held: Buffer = Buffer.alloc(0);
   for await (const chunk of body) {
-    const bytes = held.length === 0 ? Buffer.from(chunk) : Buffer.concat([held, chunk]);
-    const whole = bytes.length - (bytes.length % 3);
-    held = bytes.subarray(whole);
-    if (whole > 0) yield Buffer.from(bytes.subarray(0, whole).toString("base64"), "latin1");
+    if (chunk.length > 0) yield Buffer.from(Buffer.from(chunk).toString("base64"), "latin1");
   }
-  if (held.length > 0) yield Buffer.from(held.toString("base64"), "latin1");
 }
