@@ -16,6 +16,8 @@
  * Every protocol is covered (gRPC trailers, gRPC-web trailer frames, Connect unary JSON errors,
  * Connect end-stream messages); every other answer passes untouched.
  *
+ * On gRPC it also spells grpc-message the way the gRPC spec does (grpcPercentEncode below).
+ *
  * Use: `connectNodeAdapter({ routes: reclassifyClientMistakes(routes), ... })`.
  */
 import * as zlib from "node:zlib";
@@ -87,12 +89,27 @@ function withBody(res: UniversalServerResponse, body: AsyncIterable<Uint8Array> 
 }
 
 function fixGrpcStatus(headers: Headers | undefined): void {
-  const code = headers?.get("grpc-status");
-  if (!headers || code === null || code === undefined || code === "0") return;
-  const raw = headers.get("grpc-message");
-  const fixed = corrected(code, decodeURIComponentSafe(raw ?? ""));
-  if (fixed.code !== code) headers.set("grpc-status", fixed.code);
-  if (raw !== null && fixed.message.length < raw.length) headers.set("grpc-message", percentEncoded(fixed.message));
+  if (!headers) return;
+  const code = headers.get("grpc-status");
+  const encoded = headers.get("grpc-message");
+  const fixed = corrected(code ?? "0", decodeURIComponentSafe(encoded ?? ""));
+  if (code !== null && fixed.code !== code) headers.set("grpc-status", fixed.code);
+  if (encoded !== null) headers.set("grpc-message", grpcPercentEncode(fixed.message));
+}
+
+/**
+ * grpc-message as the gRPC spec encodes it: only bytes outside printable ASCII, and "%", are
+ * percent-encoded. connect encodes like encodeURIComponent, and grpc-js clients decode with
+ * decodeURI, which leaves "%3B" for ";" in what users read; spelled the spec's way, every client
+ * reads the message the native gRPC port (grpc-js) sends, character for character.
+ */
+export function grpcPercentEncode(message: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
+  let out = "";
+  for (const byte of Buffer.from(message, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
 }
 
 /** Runs `last` once the body is fully read (the trailers are final then), before the adapter sends them. */
@@ -148,7 +165,7 @@ function rewriteGrpcWebTrailer(data: Buffer): Buffer {
   const message = /^grpc-message:[ \t]*(.*?)[ \t]*\r?$/im.exec(text);
   const fixed = corrected(status[1], decodeURIComponentSafe(message?.[1] ?? ""));
   let out = text.replace(/^grpc-status:[ \t]*\d+(?=[ \t]*\r?$)/im, `grpc-status: ${fixed.code}`);
-  if (message) out = out.replace(/^grpc-message:[ \t]*.*?(?=[ \t]*\r?$)/im, () => `grpc-message: ${percentEncoded(fixed.message)}`);
+  if (message) out = out.replace(/^grpc-message:[ \t]*.*?(?=[ \t]*\r?$)/im, () => `grpc-message: ${grpcPercentEncode(fixed.message)}`);
   return Buffer.from(out, "latin1");
 }
 
@@ -207,18 +224,6 @@ async function rewriteConnectUnary(res: UniversalServerResponse): Promise<Univer
     // not a JSON error body: pass it on as it is
   }
   return { ...res, body: replay(bytes) };
-}
-
-/**
- * gRPC's percent-encoding of grpc-message: only bytes outside printable ASCII, and "%" itself.
- * Clients decode it with decodeURI (grpc-js) or decodeURIComponent (connect) alike.
- */
-function percentEncoded(message: string): string {
-  let out = "";
-  for (const byte of Buffer.from(message, "utf8")) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
 }
 
 function decodeURIComponentSafe(s: string): string {
