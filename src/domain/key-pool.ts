@@ -10,6 +10,7 @@ import {
   resourceExhausted,
 } from "./errors";
 import { hashKey, type KeyHasher } from "./key-hash";
+import { KeyOrder } from "./key-order";
 import { entryFromRecord, newEntry, toStatus, usageOf, type KeyEntry } from "./key-entry";
 import { LeaseBook, type OpenLease } from "./leases";
 import { FamilyTable } from "./model-families";
@@ -104,6 +105,7 @@ export class KeyPool {
   private readonly keyHasher: KeyHasher;
 
   private readonly keys = new Map<string, KeyEntry>();
+  private readonly order = new KeyOrder(() => this.keys.keys());
   private readonly modelCache = new Map<string, ResolvedTarget>();
   private readonly index = new SelectionIndex();
   private readonly leases: LeaseBook<KeyEntry>;
@@ -184,10 +186,12 @@ export class KeyPool {
         }
         const entry = newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true });
         this.keys.set(keyHash, entry);
+        this.order.invalidate();
         fresh.push(entry);
       }
     } catch (error) {
       for (const entry of fresh) this.keys.delete(entry.keyHash);
+      this.order.invalidate();
       throw error;
     }
     const now = this.clock.now();
@@ -219,6 +223,7 @@ export class KeyPool {
     this.index.remove(entry);
     // Its open leases stay in the book until they end; they no longer match any key.
     this.keys.delete(keyHash);
+    this.order.invalidate();
     if (this.changes.size > 0) {
       this.changes.publish({
         type: "removed",
@@ -539,6 +544,21 @@ export class KeyPool {
     return out.sort((a, b) => (a.keyHash < b.keyHash ? -1 : a.keyHash > b.keyHash ? 1 : 0));
   }
 
+  /**
+   * The keys matching the filter whose hash comes after `after` ("": from the first), in
+   * key_hash order, each status made as it is pulled: a page takes what it needs and stops.
+   */
+  *keysAfter(after: string, filter?: { provider?: ProviderId; modelFamilies?: readonly string[] }): Generator<KeyStatus> {
+    const families = filter?.modelFamilies?.length ? filter.modelFamilies : undefined;
+    for (const keyHash of this.order.from(after)) {
+      const entry = this.keys.get(keyHash);
+      if (!entry) continue;
+      if (filter?.provider && entry.provider !== filter.provider) continue;
+      if (families && !entry.modelFamilies.some((f) => families.includes(f))) continue;
+      yield toStatus(entry);
+    }
+  }
+
   /** How many keys each provider has in the pool (providers without keys are absent). No copies. */
   countByProvider(): Partial<Record<ProviderId, number>> {
     const counts: Partial<Record<ProviderId, number>> = {};
@@ -570,6 +590,7 @@ export class KeyPool {
     for (const entry of entries) {
       const old = this.keys.get(entry.keyHash);
       if (old) this.index.remove(old);
+      if (!old) this.order.invalidate();
       this.keys.set(entry.keyHash, entry);
       if (entry.state === "active") this.index.add(entry, now);
       this.emit(entry, "restored");

@@ -8,12 +8,12 @@ import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
 import {
   durationFromProto,
   durationToProto,
-  keyStatusToProto,
   leaseToProto,
   providerFromProto,
   timestampOrUnset,
   uint64ToNumber,
 } from "./convert";
+import { listKeysPage } from "./list-keys-page";
 import { noDurability, type Durability, type PoolApi } from "./pool-api";
 
 export type WatchKeysImpl = ServiceImpl<typeof KeyPoolService>["watchKeys"];
@@ -91,11 +91,11 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
     },
 
     listKeys(req) {
-      const keys = pool.listKeys({
+      const filter = {
         provider: providerFromProto(req.provider),
         modelFamilies: req.modelFamilies.length > 0 ? req.modelFamilies : undefined,
-      });
-      return { keys: keys.map(keyStatusToProto) };
+      };
+      return listKeysPage(pool, filter, { pageSize: req.pageSize, pageToken: req.pageToken });
     },
   };
 }

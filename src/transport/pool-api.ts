@@ -32,6 +32,7 @@ export interface PoolApi {
   }): void;
   lockout(req: { model: string; provider?: ProviderId }): { lockoutMs: number; noActiveKeys: boolean };
   listKeys(filter?: { provider?: ProviderId; modelFamilies?: string[] }): KeyStatus[];
+  keysAfter(after: string, filter?: { provider?: ProviderId; modelFamilies?: readonly string[] }): Iterable<KeyStatus>;
   readonly size: number;
 }
 
