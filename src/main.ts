@@ -17,7 +17,7 @@ import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
 import { DEFAULT_STATE_PATH } from "./storage/sqlite-store";
 import { requestLogInterceptor } from "./transport/request-log";
-import { createWatchKeys } from "./transport/watch-keys";
+import { createWatchKeys, encodedStatusBytes } from "./transport/watch-keys";
 import { WatchHub } from "./watch/watch-hub";
 
 /** The process must be gone this long after a stop signal, whatever is still open. */
@@ -58,6 +58,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     coalesceMs: config.watch.coalesceMs,
     heartbeatMs: config.watch.heartbeatMs,
     maxSubscribers: access.limits.maxWatchers,
+    measure: encodedStatusBytes,
   });
 
   let server: RunningServer | undefined;
