@@ -252,7 +252,7 @@ describe("WatchHub batch", () => {
         }
         hub.close();
       }),
-      { numRuns: 200 },
+      { numRuns: 1000 },
     );
   });
 });
