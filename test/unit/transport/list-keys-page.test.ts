@@ -1,7 +1,12 @@
+import { toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import fc from "fast-check";
+import { KeyStatusSchema } from "../../../gen/ts/keypool/v1/keypool_pb";
 import { ManualClock } from "../../../src/domain/clock";
 import { KeyPool } from "../../../src/domain/key-pool";
-import { DEFAULT_PAGE_SIZE, listKeysPage, MAX_PAGE_SIZE } from "../../../src/transport/list-keys-page";
+import { freshKeyStatus } from "../../../src/domain/key-status";
+import { keyStatusToProto } from "../../../src/transport/convert";
+import { DEFAULT_PAGE_SIZE, encodedSizeBound, listKeysPage, MAX_PAGE_SIZE } from "../../../src/transport/list-keys-page";
 
 const FAMILIES = ["turbo", "gpt4", "gpt4o", "gpt41", "o3"];
 
@@ -104,5 +109,45 @@ describe("ListKeys pages", () => {
     invalid(() => listKeysPage(pool, {}, { pageSize: -1, pageToken: "" }), /page_size must be 0/);
     // The same token with the same filter still works (tokens do not expire).
     expect(listKeysPage(pool, {}, { pageSize: 10, pageToken: nextPageToken }).keys).toHaveLength(10);
+  });
+});
+
+describe("encodedSizeBound", () => {
+  test("property: never below the real encoded size, so a page's budget holds", () => {
+    const big = fc.nat({ max: Number.MAX_SAFE_INTEGER });
+    const time = fc.integer({ min: 0, max: 253402300799000 });
+    fc.assert(
+      fc.property(
+        fc.record({
+          hash: fc.string({ unit: "binary" }),
+          org: fc.string({ unit: "binary" }),
+          reason: fc.string({ unit: "binary" }),
+          families: fc.array(fc.string({ unit: "binary" }), { maxLength: 6 }),
+          times: fc.array(time, { minLength: 5, maxLength: 5 }),
+          counts: fc.array(big, { minLength: 6, maxLength: 6 }),
+        }),
+        (r) => {
+          const status = {
+            ...freshKeyStatus(r.hash, "openai", r.families),
+            organizationId: r.org,
+            stateReason: r.reason,
+            trial: true,
+            state: "revoked" as const,
+            readyAt: r.times[0]!,
+            cooldownUntil: r.times[1]!,
+            rateLimitedAt: r.times[2]!,
+            lastUsed: r.times[3]!,
+            lastChecked: r.times[4]!,
+            promptCount: r.counts[0]!,
+            inFlight: r.counts[1]! % 2 ** 32,
+            leaseCount: r.counts[2]!,
+            usage: Object.fromEntries(r.families.map((f) => [f, { inputTokens: r.counts[3]!, outputTokens: r.counts[4]!, prompts: r.counts[5]! }])),
+          };
+          const real = toBinary(KeyStatusSchema, keyStatusToProto(status)).length + 6;
+          expect(encodedSizeBound(status)).toBeGreaterThanOrEqual(real);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

@@ -313,7 +313,7 @@ export type ListKeysRequest = Message<"keypool.v1.ListKeysRequest"> & {
 
   /**
    * The most keys to return in this page (AIP-158). 0: the default page (1,000 keys); larger
-   * values are lowered to 10,000; negative is INVALID_ARGUMENT. A page may hold fewer keys than
+   * values are lowered to 5,000; negative is INVALID_ARGUMENT. A page may hold fewer keys than
    * asked (every response fits in 4 MiB): only an empty next_page_token means the listing is done.
    *
    * @generated from field: int32 page_size = 3;
