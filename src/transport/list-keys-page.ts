@@ -8,7 +8,9 @@
 import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { KeyStatus as ProtoKeyStatus } from "../../gen/ts/keypool/v1/keypool_pb";
-import type { KeyStatus, ProviderId } from "../domain/types";
+import type { KeyFilter } from "../domain/key-filter";
+import type { MaybePromise } from "../domain/pool-api";
+import type { KeyStatus } from "../domain/types";
 import { keyStatusToProto } from "./convert";
 
 /** Keys in a page when the request gives no page_size. */
@@ -21,14 +23,9 @@ export const PAGE_BUDGET_BYTES = 3 * 1024 * 1024;
 const MAX_TOKEN_LENGTH = 1024;
 const TOKEN_VERSION = 1;
 
-export interface ListFilter {
-  provider?: ProviderId;
-  modelFamilies?: readonly string[];
-}
-
 /** What the page source must offer: the pool's keys after a hash, in key_hash order. */
 export interface PagedKeys {
-  keysAfter(after: string, filter?: ListFilter): Iterable<KeyStatus>;
+  keysAfter(after: string, filter?: KeyFilter): MaybePromise<Iterable<KeyStatus>>;
 }
 
 export interface KeysPage {
@@ -37,18 +34,18 @@ export interface KeysPage {
 }
 
 /** The page of keys a ListKeys request asks for. */
-export function listKeysPage(
+export async function listKeysPage(
   source: PagedKeys,
-  filter: ListFilter,
+  filter: KeyFilter,
   request: { pageSize: number; pageToken: string },
-): KeysPage {
+): Promise<KeysPage> {
   const limit = pageLimit(request.pageSize);
   const fingerprint = filterFingerprint(filter);
   const after = request.pageToken === "" ? "" : decodeToken(request.pageToken, fingerprint);
   const keys: ProtoKeyStatus[] = [];
   let bytes = 0;
   let last = "";
-  for (const status of source.keysAfter(after, filter)) {
+  for (const status of await source.keysAfter(after, filter)) {
     const size = encodedSizeBound(status);
     if (keys.length === limit || (keys.length > 0 && bytes + size > PAGE_BUDGET_BYTES)) {
       return { keys, nextPageToken: encodeToken(last, fingerprint) };
@@ -82,7 +79,7 @@ function pageLimit(pageSize: number): number {
 }
 
 /** Ties a token to the filter it was made for: a page of another listing would be wrong. */
-function filterFingerprint(filter: ListFilter): string {
+function filterFingerprint(filter: KeyFilter): string {
   const families = [...new Set(filter.modelFamilies ?? [])].sort();
   return createHash("sha256")
     .update(JSON.stringify([filter.provider ?? "", families]))

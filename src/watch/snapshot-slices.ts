@@ -1,11 +1,7 @@
 import type { Clock } from "../domain/clock";
-import type { KeyStatus, ProviderId } from "../domain/types";
-import type { WatchFilter } from "./watch-filter";
-
-/** What slicing needs of the pool: its keys after a hash, in key_hash order. */
-export interface OrderedKeys {
-  keysAfter(after: string, filter?: { provider?: ProviderId; modelFamilies?: readonly string[] }): Iterable<KeyStatus>;
-}
+import type { KeyFilter } from "../domain/key-filter";
+import type { WatchedPool } from "../domain/pool-api";
+import type { KeyStatus } from "../domain/types";
 
 /** One slice of a snapshot, shared by every watch that takes it (and encoded once for them). */
 export interface SnapshotSlice {
@@ -46,7 +42,7 @@ export class SnapshotSlices {
   private membershipVersion = 0;
 
   constructor(
-    private readonly pool: OrderedKeys,
+    private readonly pool: Pick<WatchedPool, "keysAfter">,
     private readonly options: SnapshotSlicesOptions,
   ) {}
 
@@ -58,7 +54,7 @@ export class SnapshotSlices {
   }
 
   /** The slice that follows `after` for this filter (stamp: the hub's current change stamp). */
-  next(filter: WatchFilter, filterKey: string, after: string, stamp: number): SnapshotSlice {
+  next(filter: KeyFilter, filterKey: string, after: string, stamp: number): SnapshotSlice {
     const id = `${filterKey}\u0000${after}`;
     const now = this.options.clock.now();
     const cached = this.cache.get(id);
@@ -99,6 +95,6 @@ export class SnapshotSlices {
 }
 
 /** The same text for the same filter, whatever the order of its families. */
-export function filterKeyOf(filter: WatchFilter): string {
+export function filterKeyOf(filter: KeyFilter): string {
   return `${filter.provider ?? ""}\u0000${[...new Set(filter.modelFamilies ?? [])].sort().join("\u0000")}`;
 }

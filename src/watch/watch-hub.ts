@@ -1,16 +1,12 @@
-import type { ChangeFeed } from "../domain/change-feed";
 import type { Clock } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
+import { keyMatches, type KeyAttributes, type KeyFilter } from "../domain/key-filter";
+import type { WatchedPool } from "../domain/pool-api";
 import type { KeyStatus, PoolEvent } from "../domain/types";
 import { KeySlots } from "./key-slots";
-import { filterKeyOf, SnapshotSlices, type OrderedKeys } from "./snapshot-slices";
-import { filterBuckets, keyBuckets, matchesFilter, sameAttributes, type KeyAttributes, type WatchFilter } from "./watch-filter";
+import { filterKeyOf, SnapshotSlices } from "./snapshot-slices";
+import { filterBuckets, keyBuckets, sameAttributes } from "./watch-filter";
 import { WatchSubscription } from "./watch-subscription";
-
-/** What the hub needs of the pool: its change feed and its keys in key_hash order. */
-export interface WatchedPool extends OrderedKeys {
-  readonly changes: ChangeFeed<PoolEvent>;
-}
 
 export interface WatchHubOptions {
   clock: Clock;
@@ -135,7 +131,7 @@ export class WatchHub {
    * calls return(), or when the hub closes (the consumer then gets UNAVAILABLE). Opening costs no
    * listing: slices are made (and shared) as the consumer pulls them.
    */
-  subscribe(filter: WatchFilter = {}, signal?: AbortSignal, options: { batch?: boolean } = {}): WatchSubscription {
+  subscribe(filter: KeyFilter = {}, signal?: AbortSignal, options: { batch?: boolean } = {}): WatchSubscription {
     if (this.closedWith) throw this.closedWith;
     if (this.subscriptions.size >= this.maxSubscribers) {
       throw new PoolError(
@@ -143,7 +139,7 @@ export class WatchHub {
         `too many WatchKeys streams are open (the limit is ${this.maxSubscribers}, set by KEYPOOL_MAX_WATCHERS); retry later`,
       );
     }
-    const normalized: WatchFilter = {
+    const normalized: KeyFilter = {
       provider: filter.provider,
       modelFamilies: filter.modelFamilies && filter.modelFamilies.length > 0 ? [...filter.modelFamilies] : undefined,
     };
@@ -247,7 +243,7 @@ export class WatchHub {
       const moved = !before || !sameAttributes(before, status);
       if (moved) this.slices.membershipChanged();
       const offer = (subscription: WatchSubscription) => {
-        if (matchesFilter(subscription.filter, status) || (before && matchesFilter(subscription.filter, before))) {
+        if (keyMatches(subscription.filter, status) || (before && keyMatches(subscription.filter, before))) {
           subscription.offer(slot, leading);
         }
       };
@@ -261,7 +257,7 @@ export class WatchHub {
       this.keys.bury(slot, stamp);
       this.slices.membershipChanged();
       this.visit(before, stamp, (subscription) => {
-        if (matchesFilter(subscription.filter, before)) subscription.offer(slot, leading);
+        if (keyMatches(subscription.filter, before)) subscription.offer(slot, leading);
       });
       if (this.keys.tombstones > Math.max(MIN_TOMBSTONES, this.keys.live)) this.reclaimTombstones();
     }

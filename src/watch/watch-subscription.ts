@@ -3,7 +3,7 @@ import type { KeyStatus } from "../domain/types";
 import type { KeySlots } from "./key-slots";
 import { SlotBits } from "./slot-bits";
 import type { SnapshotSlice } from "./snapshot-slices";
-import { matchesFilter, type WatchFilter } from "./watch-filter";
+import { keyMatches, type KeyFilter } from "../domain/key-filter";
 
 /** One message of a watch, before it becomes a keypool.v1.WatchKeysResponse. */
 export type WatchEvent =
@@ -91,7 +91,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   visitStamp = 0;
 
   constructor(
-    readonly filter: WatchFilter,
+    readonly filter: KeyFilter,
     private readonly context: SubscriptionContext,
     private readonly onEnd: (subscription: WatchSubscription) => void,
   ) {
@@ -210,7 +210,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   /** What the client must hear about a dirty key: its latest status, its removal, or nothing. */
   private resolve(slot: number): KeyStatus | string | null {
     const status = this.context.keys.statusAt(slot);
-    if (status && matchesFilter(this.filter, status)) {
+    if (status && keyMatches(this.filter, status)) {
       this.known.add(slot);
       return status;
     }

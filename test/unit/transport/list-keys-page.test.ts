@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { KeyStatusSchema } from "../../../gen/ts/keypool/v1/keypool_pb";
 import { ManualClock } from "../../../src/domain/clock";
 import { KeyPool } from "../../../src/domain/key-pool";
-import { freshKeyStatus } from "../../../src/domain/key-status";
+import { freshKeyStatus } from "../../../src/domain/key-entry";
 import { keyStatusToProto } from "../../../src/transport/convert";
 import { DEFAULT_PAGE_SIZE, encodedSizeBound, listKeysPage, MAX_PAGE_SIZE } from "../../../src/transport/list-keys-page";
 
@@ -26,11 +26,11 @@ function addKeys(pool: KeyPool, start: number, n: number): string[] {
   return pool.addKeys(specs).keyHashes;
 }
 
-function readAll(pool: KeyPool, pageSize: number, filter: { modelFamilies?: string[] } = {}, between?: (page: number) => void) {
+async function readAll(pool: KeyPool, pageSize: number, filter: { modelFamilies?: string[] } = {}, between?: (page: number) => void) {
   const seen: string[] = [];
   let token = "";
   for (let page = 0; ; page++) {
-    const result = listKeysPage(pool, filter, { pageSize, pageToken: token });
+    const result = await listKeysPage(pool, filter, { pageSize, pageToken: token });
     seen.push(...result.keys.map((k) => k.keyHash));
     if (!result.nextPageToken) return { seen, pages: page + 1 };
     token = result.nextPageToken;
@@ -38,9 +38,9 @@ function readAll(pool: KeyPool, pageSize: number, filter: { modelFamilies?: stri
   }
 }
 
-const invalid = (fn: () => unknown, message: RegExp) => {
+const invalid = async (fn: () => Promise<unknown>, message: RegExp) => {
   try {
-    fn();
+    await fn();
   } catch (error) {
     expect(error).toBeInstanceOf(ConnectError);
     expect((error as ConnectError).code).toBe(Code.InvalidArgument);
@@ -52,37 +52,37 @@ const invalid = (fn: () => unknown, message: RegExp) => {
 };
 
 describe("ListKeys pages", () => {
-  test("pages cover every key once, in key_hash order, and only the last page has no token", () => {
+  test("pages cover every key once, in key_hash order, and only the last page has no token", async () => {
     const pool = poolWith(2_345);
-    const { seen, pages } = readAll(pool, 500);
+    const { seen, pages } = await readAll(pool, 500);
     expect(pages).toBe(5);
     expect(seen).toEqual(pool.listKeys().map((k) => k.keyHash));
   });
 
-  test("no page_size gives the default page; a larger one is lowered to the maximum", () => {
+  test("no page_size gives the default page; a larger one is lowered to the maximum", async () => {
     const pool = poolWith(MAX_PAGE_SIZE + 5);
-    const first = listKeysPage(pool, {}, { pageSize: 0, pageToken: "" });
+    const first = await listKeysPage(pool, {}, { pageSize: 0, pageToken: "" });
     expect(first.keys).toHaveLength(DEFAULT_PAGE_SIZE);
     expect(first.nextPageToken).not.toBe("");
-    const big = listKeysPage(pool, {}, { pageSize: 1_000_000, pageToken: "" });
+    const big = await listKeysPage(pool, {}, { pageSize: 1_000_000, pageToken: "" });
     expect(big.keys).toHaveLength(MAX_PAGE_SIZE);
   });
 
-  test("a filter pages over the matching keys only", () => {
+  test("a filter pages over the matching keys only", async () => {
     const pool = poolWith(900);
     const expected = pool.listKeys({ modelFamilies: ["gpt41"] }).map((k) => k.keyHash);
     expect(expected.length).toBe(600);
-    expect(readAll(pool, 250, { modelFamilies: ["gpt41"] }).seen).toEqual(expected);
+    expect((await readAll(pool, 250, { modelFamilies: ["gpt41"] })).seen).toEqual(expected);
   });
 
-  test("paging over a changing pool never skips or repeats a key that stays in it throughout", () => {
+  test("paging over a changing pool never skips or repeats a key that stays in it throughout", async () => {
     const pool = poolWith(1_000);
     const all = pool.listKeys().map((k) => k.keyHash);
     // Between pages: remove some keys (from pages read and not yet read) and add new ones.
     const removed = new Set(all.filter((_, i) => i % 7 === 0));
     const toRemove = [...removed];
     let added = 0;
-    const { seen } = readAll(pool, 100, {}, (page) => {
+    const { seen } = await readAll(pool, 100, {}, (page) => {
       for (const hash of toRemove.splice(0, 20)) pool.removeKey(hash);
       addKeys(pool, 10_000 + added, 30);
       added += 30;
@@ -96,19 +96,19 @@ describe("ListKeys pages", () => {
     expect(seen).toEqual([...seen].sort());
   });
 
-  test("a damaged or foreign token, or a token sent with another filter, is INVALID_ARGUMENT", () => {
+  test("a damaged or foreign token, or a token sent with another filter, is INVALID_ARGUMENT", async () => {
     const pool = poolWith(50);
-    const { nextPageToken } = listKeysPage(pool, {}, { pageSize: 10, pageToken: "" });
-    invalid(() => listKeysPage(pool, {}, { pageSize: 10, pageToken: "not a token" }), /page_token is not a next_page_token/);
-    invalid(() => listKeysPage(pool, {}, { pageSize: 10, pageToken: nextPageToken.slice(0, -3) }), /page_token is not/);
-    invalid(() => listKeysPage(pool, {}, { pageSize: 10, pageToken: "A".repeat(100_000) }), /page_token is not/);
-    invalid(
+    const { nextPageToken } = await listKeysPage(pool, {}, { pageSize: 10, pageToken: "" });
+    await invalid(() => listKeysPage(pool, {}, { pageSize: 10, pageToken: "not a token" }), /page_token is not a next_page_token/);
+    await invalid(() => listKeysPage(pool, {}, { pageSize: 10, pageToken: nextPageToken.slice(0, -3) }), /page_token is not/);
+    await invalid(() => listKeysPage(pool, {}, { pageSize: 10, pageToken: "A".repeat(100_000) }), /page_token is not/);
+    await invalid(
       () => listKeysPage(pool, { modelFamilies: ["gpt4o"] }, { pageSize: 10, pageToken: nextPageToken }),
       /another provider or model_families/,
     );
-    invalid(() => listKeysPage(pool, {}, { pageSize: -1, pageToken: "" }), /page_size must be 0/);
+    await invalid(() => listKeysPage(pool, {}, { pageSize: -1, pageToken: "" }), /page_size must be 0/);
     // The same token with the same filter still works (tokens do not expire).
-    expect(listKeysPage(pool, {}, { pageSize: 10, pageToken: nextPageToken }).keys).toHaveLength(10);
+    expect((await listKeysPage(pool, {}, { pageSize: 10, pageToken: nextPageToken })).keys).toHaveLength(10);
   });
 });
 
