@@ -45,9 +45,15 @@ export const DEFAULT_WATCH_HEARTBEAT_MS = 15_000;
  * limit, and small enough that a thousand watches whose clients stopped reading, each with one
  * message stuck in its stream, hold little.
  */
-export const DEFAULT_WATCH_MESSAGE_BYTES = 64 * 1024;
+export const DEFAULT_WATCH_MESSAGE_BYTES = 16 * 1024;
 /** Watches woken per turn when a change reaches many at once. */
 const WAKE_BATCH = 50;
+/**
+ * Snapshot slices sent per turn of the event loop, all watches together: a thousand watches
+ * opening at once take their snapshots a few slices at a time, and the calls that arrive
+ * meanwhile are served between them.
+ */
+const SLICES_PER_TURN = 16;
 /** A shared snapshot slice is made again once it is older than this. */
 const SLICE_MAX_AGE_MS = 1000;
 /** Encoded status bytes the shared snapshot slices may hold together. */
@@ -79,6 +85,12 @@ export class WatchHub {
   private closedWith: PoolError | null = null;
   private readonly defer: (callback: () => void) => void;
   private readonly saturated: () => boolean;
+  private slicesThisTurn = 0;
+  private readonly sliceAllowed = (): boolean => {
+    if (this.slicesThisTurn >= SLICES_PER_TURN) return false;
+    if (this.slicesThisTurn++ === 0) setImmediate(() => (this.slicesThisTurn = 0));
+    return true;
+  };
   /** Watches with a change due and a consumer waiting, to wake once the pool's turn is over. */
   private readonly toWake = new Set<WatchSubscription>();
   private readonly wakeSoon = (subscription: WatchSubscription) => {
@@ -153,6 +165,7 @@ export class WatchHub {
         batch: options.batch === true,
         keys: this.keys,
         nextSlice: (after) => this.slices.next(normalized, filterKey, after, this.stamp),
+        sliceAllowed: this.sliceAllowed,
         measure: this.measure,
         messageBytes: this.messageBytes,
         wakeSoon: this.wakeSoon,

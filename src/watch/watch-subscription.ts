@@ -23,6 +23,11 @@ export interface SubscriptionContext {
   keys: KeySlots;
   /** The snapshot slice after a key hash ("": the first), for this watch's filter. */
   nextSlice: (after: string) => SnapshotSlice;
+  /**
+   * Whether a slice may be sent in this turn of the event loop (the hub shares a budget among
+   * all watches); when not, the watch waits for wakeSoon. Absent: always.
+   */
+  sliceAllowed?: () => boolean;
   /** Encoded size of a status, for the byte budget of a `changes` message. */
   measure: (status: KeyStatus) => number;
   /** Budget of one `changes` message: a window's changes beyond it follow in the next message. */
@@ -180,7 +185,11 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   /** The next message due now, if any. */
   private take(): WatchEvent | null {
     const now = this.context.clock.now();
-    if (this.snapshotAfter !== null) return this.takeSlice(now);
+    if (this.snapshotAfter !== null) {
+      // A thousand watches opening at once share the turn with every other call.
+      if (this.context.sliceAllowed && !this.context.sliceAllowed()) return null;
+      return this.takeSlice(now);
+    }
     this.endWindows(now);
     if (this.dirty.size > 0 && now >= this.notBefore) {
       const event = this.context.batch ? this.takeBatch(now) : this.takeOne(now);
@@ -301,6 +310,11 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
    */
   private schedule(): void {
     const now = this.context.clock.now();
+    if (this.snapshotAfter !== null && this.context.wakeSoon) {
+      // The next slice waits for a turn with room in the slice budget, not for a time.
+      this.context.wakeSoon(this);
+      return;
+    }
     let dueAt = this.lastSentAt + this.context.heartbeatMs;
     if (this.snapshotAfter !== null) dueAt = now;
     if (this.dirty.size > 0) dueAt = Math.min(dueAt, Math.max(now, this.notBefore));

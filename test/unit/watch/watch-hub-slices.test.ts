@@ -132,6 +132,27 @@ describe("WatchHub snapshot slices", () => {
     expect(c.keys.map((k) => k.keyHash)).toContain("oai-0000a");
   });
 
+  test("watches opening at once share a budget of slices per event-loop turn, and all finish", async () => {
+    const { pool, hub } = setup({ messageBytes: 400 });
+    for (const h of hashes(40)) pool.put(status(h));
+    const subscriptions = Array.from({ length: 100 }, () => hub.subscribe());
+    const slicesPerWatch = Math.ceil(40 / Math.floor(400 / estimateStatusBytes(status("oai-0000"))));
+    let arrived = 0;
+    const readAll = async (subscription: (typeof subscriptions)[number]) => {
+      for (;;) {
+        const { value } = await subscription.next();
+        arrived++;
+        if (value!.type === "snapshot" && !value!.more) return;
+      }
+    };
+    const all = Promise.all(subscriptions.map(readAll));
+    for (let i = 0; i < 20; i++) await Promise.resolve(); // microtasks only: the same turn
+    expect(arrived).toBeGreaterThan(0);
+    expect(arrived).toBeLessThanOrEqual(16);
+    await all;
+    expect(arrived).toBe(100 * slicesPerWatch);
+  });
+
   test("removed keys' slots are reclaimed; a watch that stops reading while keys churn ends with UNAVAILABLE", async () => {
     const { pool, hub } = setup();
     pool.put(status("oai-keep"));
