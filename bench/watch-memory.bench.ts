@@ -190,7 +190,10 @@ export async function measureOpenStorm(opts: { keys: number; watchers: number; i
 export async function run(options: { quick: boolean; log: (s: string) => void }) {
   const cores = coreLayout();
   options.log(`watchers: ${cores.note}`);
-  const storm = await measureOpenStorm({ keys: 1000, watchers: 1000, idleS: options.quick ? 3 : 10 }, cores, options.log);
+  // The ratio of two p99s on a shared machine is noisy: three storms, the median one reported.
+  const storms: OpenStormResult[] = [];
+  for (let i = 0; i < (options.quick ? 1 : 3); i++) storms.push(await measureOpenStorm({ keys: 1000, watchers: 1000, idleS: options.quick ? 3 : 10 }, cores, options.log));
+  const storm = [...storms].sort((a, b) => a.ratioP99 - b.ratioP99)[Math.floor(storms.length / 2)]!;
   const memory = await measureWatchMemory(
     { keys: options.quick ? 10_000 : 100_000, watchers: 1000, leaseRate: 2000, durationS: options.quick ? 15 : 60 },
     cores,
@@ -198,7 +201,12 @@ export async function run(options: { quick: boolean; log: (s: string) => void })
   );
   return [
     { name: `RSS added by ${memory.watchers} watchers that never read, ${memory.keys} keys under ${memory.leaseRate} Lease/s`, value: `${memory.addedRssMiB.toFixed(0)} MiB (${memory.baselineRssMiB.toFixed(0)} -> ${memory.withWatchersRssMiB.toFixed(0)})`, target: "< 200 MB", met: memory.addedRssMiB * 1.048576 < 200 },
-    { name: `GetLockoutPeriod p99 while ${storm.watchers} watchers open at once (${storm.keys} keys), over idle`, value: `${storm.ratioP99.toFixed(2)}x (${storm.stormP99Ms.toFixed(1)} / ${storm.idleP99Ms.toFixed(1)} ms)`, target: "<= 2x", met: storm.ratioP99 <= 2 },
+    {
+      name: `GetLockoutPeriod p99 while ${storm.watchers} watchers open at once (${storm.keys} keys), over idle (median of ${storms.length})`,
+      value: `${storm.ratioP99.toFixed(2)}x (${storm.stormP99Ms.toFixed(1)} / ${storm.idleP99Ms.toFixed(1)} ms; all: ${storms.map((s) => s.ratioP99.toFixed(2)).join(", ")})`,
+      target: "<= 2x",
+      met: storm.ratioP99 <= 2,
+    },
   ];
 }
 
