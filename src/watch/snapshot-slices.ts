@@ -7,6 +7,8 @@ import type { KeyStatus } from "../domain/types";
 export interface SnapshotSlice {
   /** The keys, in key_hash order. The array is shared: never changed once made. */
   readonly keys: readonly KeyStatus[];
+  /** Each key's slot (src/watch/key-slots.ts), looked up once for every watch that takes it. */
+  readonly slots: Int32Array;
   /** Whether keys follow the last of this slice. */
   readonly more: boolean;
   /** The hub's change stamp when the slice was made: a key changed after it is sent again. */
@@ -20,6 +22,8 @@ export interface SnapshotSlicesOptions {
   clock: Clock;
   /** Encoded size of a status, for the byte budget of a slice. */
   measure: (status: KeyStatus) => number;
+  /** A key's slot in the hub's KeySlots (every key in the pool has one). */
+  slotOf: (keyHash: string) => number;
   /** Encoded statuses in one slice (at least one key per slice, whatever its size). */
   sliceBytes: number;
   /** A slice older than this is made again rather than shared. */
@@ -73,7 +77,8 @@ export class SnapshotSlices {
       keys.push(status);
       bytes += size;
     }
-    const slice: SnapshotSlice = { keys, more, stamp, madeAt: now, membership: this.membershipVersion, bytes };
+    const slots = Int32Array.from(keys, (status) => this.options.slotOf(status.keyHash));
+    const slice: SnapshotSlice = { keys, slots, more, stamp, madeAt: now, membership: this.membershipVersion, bytes };
     this.cache.set(id, slice);
     this.cachedBytes += bytes;
     for (const [oldId, old] of this.cache) {

@@ -129,6 +129,7 @@ export class WatchHub {
     this.slices = new SnapshotSlices(pool, {
       clock: this.clock,
       measure: this.measure,
+      slotOf: (keyHash) => this.keys.slotFor(keyHash),
       sliceBytes: this.messageBytes,
       maxAgeMs: SLICE_MAX_AGE_MS,
       cacheBytes: SLICE_CACHE_BYTES,

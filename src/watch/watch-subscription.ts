@@ -204,9 +204,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   private takeSlice(now: number): WatchEvent {
     const { keys } = this.context;
     const slice = this.context.nextSlice(this.snapshotAfter!);
-    for (const status of slice.keys) {
-      const slot = keys.slot(status.keyHash);
-      if (slot === undefined) continue;
+    for (const slot of slice.slots) {
       this.known.add(slot);
       // Changed since the slice was made (it may be shared, and older than this watch): resend.
       if (keys.changedAt(slot) > slice.stamp) this.dirty.add(slot);
