@@ -20,9 +20,12 @@ interface AudienceConfig {
   connections: number;
   mode: "idle" | "read";
   batch: boolean;
+  /** "health": grpc.health.v1.Health/Watch streams instead, the transport's own cost of a stream. */
+  method?: "watch" | "health";
 }
 
 const WATCH = "/keypool.v1.KeyPoolService/WatchKeys";
+const HEALTH_WATCH = "/grpc.health.v1.Health/Watch";
 
 function varint(bytes: Buffer, at: number): [number, number] {
   let value = 0;
@@ -69,7 +72,9 @@ function isLastSlice(message: Buffer): boolean {
 }
 
 async function main(config: AudienceConfig): Promise<void> {
-  const request = grpcFrame(toBinary(WatchKeysRequestSchema, create(WatchKeysRequestSchema, { batch: config.batch })));
+  const health = config.method === "health";
+  const request = health ? grpcFrame(new Uint8Array(0)) : grpcFrame(toBinary(WatchKeysRequestSchema, create(WatchKeysRequestSchema, { batch: config.batch })));
+  const streamPath = health ? HEALTH_WATCH : WATCH;
   const sessions = Array.from({ length: config.connections }, () => {
     const session = http2.connect(`http://127.0.0.1:${config.port}`, { settings: { maxConcurrentStreams: 1000 } });
     session.on("error", () => undefined);
@@ -80,7 +85,7 @@ async function main(config: AudienceConfig): Promise<void> {
   let errors = 0;
   const t0 = performance.now();
   for (let i = 0; i < config.watchers; i++) {
-    const stream = sessions[i % sessions.length]!.request({ ":method": "POST", ":path": WATCH, "content-type": "application/grpc", te: "trailers" });
+    const stream = sessions[i % sessions.length]!.request({ ":method": "POST", ":path": streamPath, "content-type": "application/grpc", te: "trailers" });
     stream.on("error", () => errors++);
     stream.on("response", () => {
       if (++open === config.watchers && config.mode === "idle") console.log(`OPEN ${Math.round(performance.now() - t0)}`);

@@ -116,6 +116,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     return this.timer !== null;
   }
 
+<<<<<<< HEAD
   get isOpen(): boolean {
     return !this.ended;
   }
@@ -125,6 +126,8 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     return this.known.has(slot) || this.dirty.has(slot) || this.held.has(slot);
   }
 
+=======
+>>>>>>> main
   next(): Promise<IteratorResult<WatchEvent>> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
