@@ -116,18 +116,11 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     return this.timer !== null;
   }
 
-<<<<<<< HEAD
-  get isOpen(): boolean {
-    return !this.ended;
-  }
-
   /** Whether this watch still needs the slot (the hub reclaims a removed key's slot otherwise). */
   refersTo(slot: number): boolean {
     return this.known.has(slot) || this.dirty.has(slot) || this.held.has(slot);
   }
 
-=======
->>>>>>> main
   next(): Promise<IteratorResult<WatchEvent>> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
