@@ -237,7 +237,7 @@ describe("Lease max_wait ends at the call's deadline and when the client cancels
 describe("a bug in a handler", () => {
   it("reaches the client as INTERNAL with a generic message, over gRPC and Connect", async () => {
     const t = await startTestServer();
-    t.pool.listKeys = () => {
+    t.pool.keysAfter = () => {
       throw new TypeError(`cannot read properties of undefined (${SECRET})`);
     };
     try {
