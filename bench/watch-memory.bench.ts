@@ -84,56 +84,66 @@ async function rssWhile(rss: () => number, during: Promise<unknown>, tail: numbe
   return Math.max(...samples.slice(-tail));
 }
 
+/**
+ * One server, fresh, under the Lease load, with `streams` of the given kind that never read; the
+ * largest RSS of the load's last 10 s. A fresh server per kind: RSS rarely shrinks, so phases run
+ * one after the other in one process would each inherit the last one's high-water mark.
+ */
+async function rssWith(
+  kind: "none" | "watch" | "health",
+  opts: { keysFile: string; watchers: number; leaseRate: number; durationS: number },
+  cores: CoreLayout,
+): Promise<{ rssMiB: number; leases: number; openMs: number }> {
+  const server = await startKeypool({
+    env: { KEYPOOL_KEYS_FILE: opts.keysFile, KEYPOOL_STATE: "memory", KEYPOOL_MAX_WATCHERS: String(opts.watchers + 10) },
+    cpus: cores.server,
+    deadlineMs: 180_000,
+  });
+  const streams = kind === "none" ? undefined : audience(server.port, opts.watchers, "idle", cores, kind);
+  try {
+    const openMs = streams ? Number((await waitFor(streams, /OPEN (\d+)/, 120_000))[1]) : 0;
+    const before = await poolTotals(server.port);
+    const load = h2load(
+      server.port,
+      LEASE,
+      leaseRequestBytes(),
+      { requests: 0, connections: 2, streamsPerConnection: 16, durationS: opts.durationS, rpsPerConnection: Math.round(opts.leaseRate / 2) },
+      cores.load,
+    );
+    const rssMiB = await rssWhile(server.rssMiB, load, 10);
+    const after = await poolTotals(server.port);
+    return { rssMiB, leases: after.leases - before.leases, openMs };
+  } finally {
+    await streams?.kill();
+    await server.stop();
+  }
+}
+
 export async function measureWatchMemory(opts: { keys: number; watchers: number; leaseRate: number; durationS: number }, cores: CoreLayout, log: (s: string) => void): Promise<WatchMemoryResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-watch-memory-"));
   const keysFile = path.join(dir, "keys.json");
   writeKeysFile(keysFile, opts.keys);
-  const server = await startKeypool({
-    env: { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_STATE: "memory", KEYPOOL_MAX_WATCHERS: String(opts.watchers + 10) },
-    cpus: cores.server,
-    deadlineMs: 180_000,
-  });
   try {
-    const load = () =>
-      h2load(server.port, LEASE, leaseRequestBytes(), { requests: 0, connections: 2, streamsPerConnection: 16, durationS: opts.durationS, rpsPerConnection: Math.round(opts.leaseRate / 2) }, cores.load);
-    const t0 = await poolTotals(server.port);
-    const baselineRssMiB = await rssWhile(server.rssMiB, load(), 10);
-    const t1 = await poolTotals(server.port);
-    log(`  memory: ${opts.keys} keys, no watchers, ${t1.leases - t0.leases} leases: RSS ${baselineRssMiB.toFixed(0)} MiB`);
-    // The transport's own share: as many Health/Watch streams that never read, same load.
-    const healthStreams = audience(server.port, opts.watchers, "idle", cores, "health");
-    let healthStreamsRssMiB: number;
-    try {
-      await waitFor(healthStreams, /OPEN (\d+)/, 120_000);
-      healthStreamsRssMiB = await rssWhile(server.rssMiB, load(), 10);
-    } finally {
-      await healthStreams.kill();
-    }
-    log(`  memory: ${opts.watchers} Health/Watch streams that never read instead: RSS ${healthStreamsRssMiB.toFixed(0)} MiB`);
-    const t1b = await poolTotals(server.port);
-    const watchers = audience(server.port, opts.watchers, "idle", cores);
-    try {
-      const openMs = Number((await waitFor(watchers, /OPEN (\d+)/, 120_000))[1]);
-      const withWatchersRssMiB = await rssWhile(server.rssMiB, load(), 10);
-      const t2 = await poolTotals(server.port);
-      log(`  memory: ${opts.watchers} watchers that never read (open in ${openMs} ms), ${t2.leases - t1b.leases} leases: RSS ${withWatchersRssMiB.toFixed(0)} MiB`);
-      return {
-        keys: opts.keys,
-        watchers: opts.watchers,
-        leaseRate: opts.leaseRate,
-        baselineRssMiB,
-        withWatchersRssMiB,
-        addedRssMiB: withWatchersRssMiB - baselineRssMiB,
-        healthStreamsRssMiB,
-        leasesWithout: t1.leases - t0.leases,
-        leasesWith: t2.leases - t1b.leases,
-        openMs,
-      };
-    } finally {
-      await watchers.kill();
-    }
+    const shape = { keysFile, watchers: opts.watchers, leaseRate: opts.leaseRate, durationS: opts.durationS };
+    const none = await rssWith("none", shape, cores);
+    log(`  memory: ${opts.keys} keys, no watchers, ${none.leases} leases: RSS ${none.rssMiB.toFixed(0)} MiB`);
+    const health = await rssWith("health", shape, cores);
+    log(`  memory: ${opts.watchers} Health/Watch streams that never read instead, ${health.leases} leases: RSS ${health.rssMiB.toFixed(0)} MiB`);
+    const watch = await rssWith("watch", shape, cores);
+    log(`  memory: ${opts.watchers} WatchKeys watchers that never read (open in ${watch.openMs} ms), ${watch.leases} leases: RSS ${watch.rssMiB.toFixed(0)} MiB`);
+    return {
+      keys: opts.keys,
+      watchers: opts.watchers,
+      leaseRate: opts.leaseRate,
+      baselineRssMiB: none.rssMiB,
+      withWatchersRssMiB: watch.rssMiB,
+      addedRssMiB: watch.rssMiB - none.rssMiB,
+      healthStreamsRssMiB: health.rssMiB,
+      leasesWithout: none.leases,
+      leasesWith: watch.leases,
+      openMs: watch.openMs,
+    };
   } finally {
-    await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
