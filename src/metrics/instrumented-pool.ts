@@ -83,6 +83,7 @@ export function instrumentPool(pool: PoolApi, options: InstrumentOptions): PoolA
     enableKey: (keyHash) => pool.enableKey(keyHash),
     lockout: (req) => pool.lockout(req),
     listKeys: (filter) => pool.listKeys(filter),
+    keysAfter: (...args) => pool.keysAfter(...args),
 
     lease(req) {
       let result: MaybePromise<Lease>;

@@ -3,7 +3,7 @@
  * and filterable virtualised table, and (with an admin token) Disable / Enable on a key. This file
  * wires the parts together: the stream into the rows, the rows into the views, the controls.
  */
-import type { WatchKeysResponse } from "../../gen/ts/keypool/v1/keypool_pb";
+import type { KeyStatus, WatchKeysResponse } from "../../gen/ts/keypool/v1/keypool_pb";
 import { learnRole, showSignIn, signIn, signOut, updateWho } from "./access";
 import { BUCKET_MS, RateHistory } from "./chart";
 import { fetchWatcherCount } from "./clients";
@@ -22,6 +22,8 @@ const SNAPSHOT_RECEIVED = "keypool:snapshot-received";
 const RECOMPUTE_EVERY_MS = 250;
 
 const rows = new KeyRows();
+/** The snapshot slices of the current stream received so far. */
+let snapshotSlices: KeyStatus[][] = [];
 const rates = new RateHistory();
 /** Server time minus this browser's time, from each message's `time`: countdowns use the server's clock. */
 let clockOffset = 0;
@@ -39,8 +41,19 @@ function onMessage(message: WatchKeysResponse): void {
   const event = message.event;
   switch (event.case) {
     case "snapshot":
+      // Slices are collected until the last (`more` false), which replaces the table whole.
+      snapshotSlices.push(event.value.keys);
+      if (event.value.more) return;
       if (performance.getEntriesByName(SNAPSHOT_RECEIVED).length === 0) performance.mark(SNAPSHOT_RECEIVED);
-      rows.replaceAll(event.value.keys);
+      rows.replaceAll(snapshotSlices.flat());
+      snapshotSlices = [];
+      break;
+    case "changes":
+      for (const status of event.value.updated) {
+        const delta = rows.update(status);
+        rates.add(delta.leases, delta.tokens);
+      }
+      for (const hash of event.value.removedKeyHashes) rows.remove(hash);
       break;
     case "updated": {
       const delta = rows.update(event.value);
@@ -113,6 +126,7 @@ function onState(state: WatchState): void {
   window.clearInterval(retryTimer);
   switch (state.kind) {
     case "connecting":
+      snapshotSlices = [];
       connection.textContent = "connecting…";
       connection.className = "connection";
       break;

@@ -89,12 +89,6 @@ export class KeyRows {
     this.version++;
   }
 
-  /** Adds rows without dropping the others: the slices of a snapshot sent in parts. */
-  addAll(statuses: readonly KeyStatus[]): void {
-    for (const status of statuses) this.byHash.set(status.keyHash, rowFromStatus(status));
-    this.version++;
-  }
-
   update(status: KeyStatus): Delta {
     const row = rowFromStatus(status);
     const old = this.byHash.get(row.hash);

@@ -58,7 +58,7 @@ export class WatchLoop {
       this.handlers.onState({ kind: "connecting" });
       try {
         let first = true;
-        for await (const message of poolClient.watchKeys({}, { signal: abort.signal })) {
+        for await (const message of poolClient.watchKeys({ batch: true }, { signal: abort.signal })) {
           this.lastMessageAt = Date.now();
           this.handlers.onMessage(message);
           if (first) {
