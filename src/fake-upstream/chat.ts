@@ -70,7 +70,8 @@ export class FakeChat {
   private readonly plans = new Map<string, ChatPlan>();
   private readonly counts = new Map<string, KeyCounts>();
   private readonly defaultPlan: ChatPlan;
-  private readonly latencyMs: number;
+  /** How long each request takes before its headers (ms); may change at any time. */
+  latencyMs: number;
   private readonly betweenChunks: () => Promise<void>;
   private readonly retryAfterMs: number;
 
