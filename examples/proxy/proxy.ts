@@ -105,10 +105,10 @@ async function handle(options: ProxyOptions, req: http.IncomingMessage, res: htt
       res.writeHead(value.status, passedHeaders(value.headers));
       res.end(value.text);
     }
-    options.log?.({ msg: "proxied", api, model: body.model, status: value.status, keyHash: result.keyHash, attempts: result.attempts, ms: Math.round(performance.now() - started) });
+    options.log?.({ msg: "proxied", api, model: body.model, status: value.status, keyHash: result.keyHash, attempts: result.attempts, ms: round(performance.now() - started), keypoolMs: round(result.keypoolMs) });
   } catch (error) {
     if (!(error instanceof NoKeyError)) throw error;
-    options.log?.({ msg: "no key", api, model: body.model, code: Code[error.code], ms: Math.round(performance.now() - started) });
+    options.log?.({ msg: "no key", api, model: body.model, code: Code[error.code], ms: round(performance.now() - started) });
     if (res.headersSent) return void res.destroy();
     if (error.code === Code.ResourceExhausted || error.code === Code.DeadlineExceeded) {
       const retryAfter = Math.max(1, Math.ceil((error.retryAfterMs ?? 1000) / 1000));
@@ -187,6 +187,8 @@ function readBody(req: http.IncomingMessage): Promise<string | undefined> {
     req.on("error", reject);
   });
 }
+
+const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" });

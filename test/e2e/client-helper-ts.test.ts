@@ -120,6 +120,10 @@ describe("TypeScript client helper", () => {
     const usage = events.find((e) => e.type === "usage")!;
     expect(usage).toMatchObject({ keyHash: result.keyHash, leaseId: lease.type === "lease" ? lease.leaseId : "" });
     for (const key of await keys()) if (key.keyHash !== result.keyHash) expect(key.promptCount).toBe(0n);
+    // keypoolMs: the time spent in Lease, ReportRateLimit and IncrementUsage.
+    const eventMs = events.reduce((sum, e) => sum + ("ms" in e ? e.ms : 0), 0);
+    expect(result.keypoolMs).toBeGreaterThanOrEqual(eventMs);
+    expect(result.keypoolMs).toBeLessThan(eventMs + 50);
   });
 
   it("passes max_wait through: with every key held, the call waits for keypool instead of failing", async () => {

@@ -84,6 +84,8 @@ export interface KeyedResult<T> {
   status: number;
   keyHash: string;
   attempts: number;
+  /** Time spent in keypool's calls (Lease, ReportRateLimit, IncrementUsage) over every attempt, in ms. */
+  keypoolMs: number;
 }
 
 export type KeyPoolEvent =
@@ -146,29 +148,30 @@ export class KeyPoolHelper {
     const budget = request.attempts ?? this.attempts;
     const provider = typeof request.provider === "string" ? PROVIDERS[request.provider] : (request.provider ?? Provider.UNSPECIFIED);
     let last: Outcome<T> | undefined;
+    const spent = { ms: 0 };
 
     for (let attempt = 1; attempt <= budget; attempt++) {
       const remaining = deadline - Date.now();
-      if (request.signal?.aborted) return finish(last, NoKeyError.aborted());
-      if (remaining <= 0) return finish(last, NoKeyError.deadline());
+      if (request.signal?.aborted) return finish(last, NoKeyError.aborted(), spent);
+      if (remaining <= 0) return finish(last, NoKeyError.deadline(), spent);
 
       let lease: LeasedKey;
       try {
-        lease = await this.lease(request, provider, remaining, attempt);
+        lease = await this.lease(request, provider, remaining, attempt, spent);
       } catch (error) {
-        return finish(last, error instanceof NoKeyError ? error : NoKeyError.from(error));
+        return finish(last, error instanceof NoKeyError ? error : NoKeyError.from(error), spent);
       }
 
-      const outcome = await this.attempt(request, lease, attempt, deadline, call);
+      const outcome = await this.attempt(request, lease, attempt, deadline, call, spent);
       if (outcome.kind === "thrown" && outcome.status === undefined) throw outcome.error;
       last = outcome.kind === "thrown" ? { kind: "thrown", error: outcome.error } : { kind: "result", result: outcome.result };
       if (!isRetryableStatus(outcome.status!)) break;
       if (attempt < budget) this.onEvent({ type: "retry", keyHash: lease.keyHash, status: outcome.status!, attempt });
     }
-    return finish(last, NoKeyError.deadline());
+    return finish(last, NoKeyError.deadline(), spent);
   }
 
-  private async lease(request: KeyRequest, provider: Provider, remainingMs: number, attempt: number): Promise<LeasedKey> {
+  private async lease(request: KeyRequest, provider: Provider, remainingMs: number, attempt: number, spent: { ms: number }): Promise<LeasedKey> {
     const started = performance.now();
     const timeoutMs = Number.isFinite(remainingMs) ? Math.max(1, Math.ceil(remainingMs)) : undefined;
     const maxWaitMs = Math.min(request.maxWaitMs ?? 0, remainingMs);
@@ -192,6 +195,8 @@ export class KeyPoolHelper {
       const e = ConnectError.from(error);
       this.onEvent({ type: "error", step: "lease", code: Code[e.code], message: e.rawMessage });
       throw NoKeyError.from(e);
+    } finally {
+      spent.ms += performance.now() - started;
     }
   }
 
@@ -202,6 +207,7 @@ export class KeyPoolHelper {
     attempt: number,
     deadline: number,
     call: (key: LeasedKey, context: AttemptContext) => Promise<AttemptResult<T>>,
+    spent: { ms: number },
   ): Promise<
     | { kind: "result"; status: number; result: KeyedResult<T> }
     | { kind: "thrown"; status: number | undefined; error: unknown }
@@ -216,27 +222,28 @@ export class KeyPoolHelper {
       } catch (error) {
         // An SDK's APIError carries the upstream's status and headers: report them like a response.
         const meta = responseMeta(error);
-        if (meta) await this.report(lease, meta);
+        if (meta) await this.report(lease, meta, spent);
         else this.onEvent({ type: "error", step: "call", keyHash: lease.keyHash, message: "the upstream call threw" });
         return { kind: "thrown", status: meta?.status, error };
       }
       const meta = responseMeta(result.response);
       if (!meta) throw new TypeError("the function passed to withKey must return { response } with the upstream's status and headers");
-      await this.report(lease, meta);
+      await this.report(lease, meta, spent);
       usage = await result.usage;
-      return { kind: "result", status: meta.status, result: { value: result.value, status: meta.status, keyHash: lease.keyHash, attempts: attempt } };
+      // keypoolMs is filled in once the call is over (finish).
+      return { kind: "result", status: meta.status, result: { value: result.value, status: meta.status, keyHash: lease.keyHash, attempts: attempt, keypoolMs: 0 } };
     } finally {
-      await this.endLease(request.model, lease, usage);
+      await this.endLease(request.model, lease, usage, spent);
     }
   }
 
-  private async report(lease: LeasedKey, response: ResponseLike): Promise<void> {
+  private async report(lease: LeasedKey, response: ResponseLike, spent: { ms: number }): Promise<void> {
     const started = performance.now();
     try {
       await this.client.reportRateLimit(
         { keyHash: lease.keyHash, statusCode: response.status, headers: headersRecord(response.headers), leaseId: lease.leaseId },
         { timeoutMs: this.reportTimeoutMs },
-      );
+      ).finally(() => (spent.ms += performance.now() - started));
       this.onEvent({ type: "report", keyHash: lease.keyHash, status: response.status, ms: performance.now() - started });
     } catch (error) {
       // The upstream answered; a failed report must not fail the caller's request.
@@ -246,7 +253,7 @@ export class KeyPoolHelper {
   }
 
   /** IncrementUsage with the lease id: the one way to end a lease before its expiry. */
-  private async endLease(model: string, lease: LeasedKey, usage: TokenUsage | undefined): Promise<void> {
+  private async endLease(model: string, lease: LeasedKey, usage: TokenUsage | undefined, spent: { ms: number }): Promise<void> {
     const started = performance.now();
     const inputTokens = usage?.inputTokens ?? 0;
     const outputTokens = usage?.outputTokens ?? 0;
@@ -254,7 +261,7 @@ export class KeyPoolHelper {
       await this.client.incrementUsage(
         { keyHash: lease.keyHash, model, inputTokens: BigInt(inputTokens), outputTokens: BigInt(outputTokens), leaseId: lease.leaseId },
         { timeoutMs: this.reportTimeoutMs },
-      );
+      ).finally(() => (spent.ms += performance.now() - started));
       this.onEvent({ type: "usage", keyHash: lease.keyHash, leaseId: lease.leaseId, inputTokens, outputTokens, ms: performance.now() - started });
     } catch (error) {
       const e = ConnectError.from(error);
@@ -263,8 +270,8 @@ export class KeyPoolHelper {
   }
 }
 
-function finish<T>(last: Outcome<T> | undefined, otherwise: NoKeyError): KeyedResult<T> {
+function finish<T>(last: Outcome<T> | undefined, otherwise: NoKeyError, spent: { ms: number }): KeyedResult<T> {
   if (!last) throw otherwise;
   if (last.kind === "thrown") throw last.error;
-  return last.result;
+  return { ...last.result, keypoolMs: spent.ms };
 }
