@@ -30,7 +30,13 @@ export class StreamUsageReader {
   constructor(private readonly api: Api) {}
 
   push(chunk: Uint8Array): void {
-    this.pending += this.decoder.decode(chunk, { stream: true }).replace(/\r\n/g, "\n");
+    let text = this.decoder.decode(chunk, { stream: true });
+    // A CRLF may be cut between two chunks: its CR waits for the next one.
+    if (this.pending.endsWith("\r")) {
+      this.pending = this.pending.slice(0, -1);
+      text = "\r" + text;
+    }
+    this.pending += text.replace(/\r\n/g, "\n");
     let end: number;
     while ((end = this.pending.indexOf("\n\n")) >= 0) {
       const event = this.pending.slice(0, end);
