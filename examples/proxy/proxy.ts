@@ -156,7 +156,14 @@ async function pipeStream(api: Api, upstream: Response, res: http.ServerResponse
   res.flushHeaders();
   for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
     reader.push(chunk);
-    if (!res.write(chunk)) await new Promise((resolve) => res.once("drain", resolve));
+    if (!res.write(chunk)) {
+      // A slow client: wait for it, or for it to go away (then the upstream call is aborted too).
+      await new Promise((resolve) => {
+        res.once("drain", resolve);
+        res.once("close", resolve);
+      });
+      if (res.destroyed) throw new Error("the client went away during the stream");
+    }
   }
   res.end();
   return reader.usage();

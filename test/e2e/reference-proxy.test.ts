@@ -224,6 +224,36 @@ describe("reference proxy", () => {
     }
   });
 
+  it("ends the lease when the client goes away in the middle of a stream", async () => {
+    const keys = [{ provider: "openai" as const, key: testKey("openai", 1) }];
+    const r = await start(keys, { gatedChunks: true });
+    try {
+      const client = new AbortController();
+      const response = await fetch(`${r.url}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "gpt-4o-mini", stream: true, messages: [{ role: "user", content: "stream it" }] }),
+        signal: client.signal,
+      });
+      const reader = response.body!.getReader();
+      expect((await reader.read()).done).toBe(false);
+      client.abort();
+      r.release();
+      // The proxy's upstream call is aborted; the helper ends the lease.
+      const hash = r.env.hashOf(keys[0].key);
+      let status;
+      for (let i = 0; i < 100; i++) {
+        status = (await r.helper.client.listKeys({})).keys.find((k) => k.keyHash === hash)!;
+        if (status.inFlight === 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(status!.inFlight).toBe(0);
+      expect(status!.leaseCount).toBe(1n);
+      expect(r.events.filter((e) => e.type === "usage")).toHaveLength(1);
+    } finally {
+      await stop(r);
+    }
+  });
+
   it("passes the upstream's last 429 on when every attempt is rate limited; bad requests get 400, a model no key serves 503", async () => {
     const keys = [{ provider: "openai" as const, key: testKey("openai", 1) }];
     const r = await start(keys);
