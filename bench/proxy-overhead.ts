@@ -91,7 +91,13 @@ async function main(): Promise<void> {
     // Warm-up: JIT, connections, keypool's first leases.
     await load(direct, auth, 200, concurrency);
     await load(proxied, {}, 200, concurrency);
-    const logOffset = proxy.stdout().length;
+    // The proxy writes its log line after answering: wait for the warm-up's lines.
+    const proxiedLines = () => proxy.stdout().split("\n").filter((line) => line.includes('"msg":"proxied"'));
+    const settled = async (count: number) => {
+      for (let i = 0; i < 200 && proxiedLines().length < count; i++) await sleep(25);
+    };
+    await settled(200);
+    const warmUpLines = proxiedLines().length;
 
     const directSamples: number[] = [];
     const proxiedSamples: number[] = [];
@@ -102,12 +108,9 @@ async function main(): Promise<void> {
         else proxiedSamples.push(...(await load(proxied, {}, requests, concurrency)));
       }
     }
-    await sleep(200);
-    const keypoolSamples = proxy
-      .stdout()
-      .slice(logOffset)
-      .split("\n")
-      .filter((line) => line.includes('"msg":"proxied"'))
+    await settled(warmUpLines + proxiedSamples.length);
+    const keypoolSamples = proxiedLines()
+      .slice(warmUpLines)
       .map((line) => (JSON.parse(line) as { keypoolMs: number }).keypoolMs);
     if (keypoolSamples.length !== proxiedSamples.length) {
       throw new Error(`the proxy logged ${keypoolSamples.length} requests, ${proxiedSamples.length} were sent`);

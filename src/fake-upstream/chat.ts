@@ -112,6 +112,12 @@ export class FakeChat {
         ? { status: 400, headers: {}, body: openAiError("messages and model are required", "invalid_request_error") }
         : { status: 400, headers: {}, body: anthropicError("invalid_request_error", "messages and model are required") };
     }
+    if (request.maxTokens !== undefined && request.maxTokens < 1) {
+      // What the key checker's liveness probe relies on: a working key gets a 400, not a completion.
+      return api === "openai"
+        ? { status: 400, headers: openAiLimits(9_999, "6ms"), body: openAiError("Invalid 'max_tokens': integer below minimum value.", "invalid_request_error", "integer_below_min_value") }
+        : { status: 400, headers: {}, body: anthropicError("invalid_request_error", "max_tokens: must be at least 1") };
+    }
     switch (outcome) {
       case "rate-limited":
         counts.rateLimited++;
@@ -139,7 +145,7 @@ export class FakeChat {
       case "ok": {
         counts.ok++;
         const inputTokens = countInputTokens(request.messages);
-        const words = ANSWER_WORDS.slice(0, 3 + (inputTokens % (ANSWER_WORDS.length - 2)));
+        const words = ANSWER_WORDS.slice(0, Math.min(request.maxTokens ?? Infinity, 3 + (inputTokens % (ANSWER_WORDS.length - 2))));
         counts.inputTokens += inputTokens;
         counts.outputTokens += words.length;
         const usage = { inputTokens, outputTokens: words.length };
@@ -176,6 +182,8 @@ export class FakeChat {
 
 interface ChatRequest {
   model: string;
+  /** max_tokens (or OpenAI's max_completion_tokens): the answer has at most this many tokens. */
+  maxTokens: number | undefined;
   messages: unknown[];
   stream: boolean;
   includeUsage: boolean;
@@ -183,10 +191,11 @@ interface ChatRequest {
 
 function parseChatRequest(body: unknown): ChatRequest | undefined {
   if (typeof body !== "object" || body === null) return undefined;
-  const { model, messages, stream, stream_options } = body as Record<string, unknown>;
+  const { model, messages, stream, stream_options, max_tokens, max_completion_tokens } = body as Record<string, unknown>;
   if (typeof model !== "string" || !Array.isArray(messages)) return undefined;
   const includeUsage = (stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  return { model, messages, stream: stream === true, includeUsage };
+  const limit = max_tokens ?? max_completion_tokens;
+  return { model, messages, stream: stream === true, includeUsage, maxTokens: typeof limit === "number" ? limit : undefined };
 }
 
 /** About one token per four characters of message text, at least one per message. */
