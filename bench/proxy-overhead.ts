@@ -2,13 +2,14 @@
  * What keypool adds to a proxied request: the reference proxy (examples/proxy) in front of the
  * fake chat upstream, with keypool (dist/, default durable configuration, 10 keys) leasing the keys.
  *
- *     npx tsx bench/proxy-overhead.ts [--requests 2000] [--concurrency 8] [--latency 0ms] [--no-build]
+ *     npx tsx bench/proxy-overhead.ts [--requests 2000] [--concurrency 8] [--latency 0ms] [--state memory] [--no-build]
  *
  * Three processes besides this one (the load generator): keypool, the proxy and the fake
  * upstream. Rounds alternate the two paths with the same load: straight to the fake upstream
  * (its own latency, as a client sees it) and through the proxy. For each proxied request the
  * proxy logs the time it spent in keypool's calls (Lease + ReportRateLimit + IncrementUsage,
- * the helper's `keypoolMs`). Prints a Markdown table and writes bench/results/proxy-overhead.json.
+ * the helper's `keypoolMs`). `--state memory` runs keypool without its state file (no commit to
+ * wait for in ReportRateLimit and IncrementUsage). Prints a Markdown table and writes bench/results/proxy-overhead.json.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -62,13 +63,14 @@ async function main(): Promise<void> {
   const concurrency = Number(option("--concurrency", "8"));
   const latency = option("--latency", "0ms");
   const rounds = 3;
+  const state = option("--state", "file");
   if (!process.argv.includes("--no-build")) execFileSync("npm", ["run", "build"], { cwd: ROOT, stdio: "inherit" });
 
   const layout = coreLayout();
   const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-proxy-bench-"));
   const keysFile = path.join(dir, "keys.json");
   writeKeysFile(keysFile, 10);
-  const keypool = await startKeypool({ env: { KEYPOOL_KEYS_FILE: keysFile }, cpus: layout.server });
+  const keypool = await startKeypool({ env: { KEYPOOL_KEYS_FILE: keysFile, ...(state === "memory" ? { KEYPOOL_STATE: "memory" } : {}) }, cpus: layout.server });
   const upstreamPort = await freePort();
   const upstream = start(process.execPath, [...TS, "src/fake-upstream/chat-main.ts", "--port", String(upstreamPort), "--latency", latency], layout.load, { cwd: ROOT });
   const proxyPort = await freePort();
@@ -122,7 +124,7 @@ async function main(): Promise<void> {
       ["keypool's share inside the proxy (Lease + ReportRateLimit + IncrementUsage)", summarize(keypoolSamples)],
     ];
     const machine = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, nproc: os.availableParallelism(), loadAverage: os.loadavg().map((x) => Number(x.toFixed(2))), cores: layout.note };
-    const settings = { requestsPerRound: requests, rounds, concurrency, upstreamLatency: latency, keys: 10 };
+    const settings = { requestsPerRound: requests, rounds, concurrency, upstreamLatency: latency, keys: 10, keypoolState: state };
     console.log(`\n${JSON.stringify(machine)}\n${JSON.stringify(settings)}\n`);
     console.log("| path | requests | p50 ms | p99 ms |");
     console.log("|---|---|---|---|");
@@ -130,7 +132,7 @@ async function main(): Promise<void> {
     const direct50 = rows[0][1].p50Ms;
     console.log(`\nkeypool p50 / upstream p50: ${fmt(rows[2][1].p50Ms / direct50)}; proxy p50 / upstream p50: ${fmt(rows[1][1].p50Ms / direct50)}`);
     mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
-    writeFileSync(path.join(ROOT, "bench/results/proxy-overhead.json"), JSON.stringify({ machine, settings, rows: Object.fromEntries(rows) }, null, 2) + "\n");
+    writeFileSync(path.join(ROOT, `bench/results/proxy-overhead-${state}.json`), JSON.stringify({ machine, settings, rows: Object.fromEntries(rows) }, null, 2) + "\n");
   } finally {
     await proxy.kill();
     await upstream.kill();
