@@ -73,7 +73,8 @@ export class FakeChat {
   /** How long each request takes before its headers (ms); may change at any time. */
   latencyMs: number;
   private readonly betweenChunks: () => Promise<void>;
-  private readonly retryAfterMs: number;
+  /** The cooldown the 429s ask for (ms); may change at any time. */
+  retryAfterMs: number;
 
   constructor(options: FakeChatOptions = {}) {
     this.defaultPlan = options.defaultPlan ?? (() => "ok");

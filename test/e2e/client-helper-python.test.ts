@@ -80,7 +80,9 @@ describe.each(["sync", "async"])("Python client helper (%s)", (mode) => {
     expect(second).not.toBe(first);
     const { key, all } = await keyStatus(first);
     expect(key.rateLimitedAt).toBeDefined();
-    expect(Number(key.readyAt!.seconds) * 1000 + key.readyAt!.nanos / 1e6).toBeGreaterThan(Date.now());
+    // Not handed out before the 250 ms cooldown the 429 asked for has passed.
+    const ms = (t: { seconds: bigint; nanos: number }) => Number(t.seconds) * 1000 + t.nanos / 1e6;
+    expect(ms(key.readyAt!)).toBeGreaterThanOrEqual(ms(key.rateLimitedAt!) + 250);
     for (const k of all) expect(k.inFlight).toBe(0);
   });
 
@@ -127,10 +129,13 @@ describe("Python client helper", () => {
 
   it("respects the deadline across retries (sync), and ends every lease it took", async () => {
     for (const key of OPENAI) env.chat.setPlan(key, rateLimitedEvery(1));
-    // Each 429 takes 300 ms, so ten attempts would take 3 s; the deadline is 1 s.
+    // Each 429 takes 300 ms, so ten attempts would take 3 s; the deadline is 1 s, and a 429 cools
+    // its key down for 5 s: no key comes back before the deadline.
     env.chat.latencyMs = 300;
+    env.chat.retryAfterMs = 5000;
     const r = await scenario("sync-deadline");
-    expect(r.outcome.elapsed).toBeGreaterThanOrEqual(0.9);
+    // keypool's own wait ends a tenth of the time left before the deadline.
+    expect(r.outcome.elapsed).toBeGreaterThanOrEqual(0.88);
     expect(r.outcome.elapsed).toBeLessThan(1.6);
     // Either the upstream call timed out, or keypool's wait did and the last 429 came back.
     expect(["HTTPError", "TimeoutError", "URLError"]).toContain(r.outcome.raised);

@@ -175,10 +175,17 @@ def to_usage(value: Any) -> TokenUsage:
     )
 
 
+def answer_margin(remaining: float) -> float:
+    """keypool's wait for a key ends this much before the deadline, so that its answer (a key, or
+    RESOURCE_EXHAUSTED) arrives before the call gives up: a key granted at the very deadline would
+    reach nobody and stay leased until its expiry."""
+    return min(0.25, remaining / 10)
+
+
 def lease_request(model: str, provider: Any, max_wait: float, remaining: Optional[float]) -> keypool_pb2.LeaseRequest:
     if isinstance(provider, str):
         provider = PROVIDERS[provider]
-    wait = max_wait if remaining is None else min(max_wait, remaining)
+    wait = max_wait if remaining is None else min(max_wait, remaining - answer_margin(remaining))
     request = keypool_pb2.LeaseRequest(model=model, provider=provider or keypool_pb2.PROVIDER_UNSPECIFIED)
     if wait > 0:
         request.max_wait.CopyFrom(duration_pb2.Duration(seconds=int(wait), nanos=int((wait % 1) * 1e9)))

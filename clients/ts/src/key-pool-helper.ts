@@ -174,7 +174,7 @@ export class KeyPoolHelper {
   private async lease(request: KeyRequest, provider: Provider, remainingMs: number, attempt: number, spent: { ms: number }): Promise<LeasedKey> {
     const started = performance.now();
     const timeoutMs = Number.isFinite(remainingMs) ? Math.max(1, Math.ceil(remainingMs)) : undefined;
-    const maxWaitMs = Math.min(request.maxWaitMs ?? 0, remainingMs);
+    const maxWaitMs = Math.min(request.maxWaitMs ?? 0, remainingMs - answerMargin(remainingMs));
     try {
       const answer = await this.client.lease(
         { model: request.model, provider, maxWait: maxWaitMs > 0 ? durationFromMs(Math.ceil(maxWaitMs)) : undefined },
@@ -189,14 +189,15 @@ export class KeyPoolHelper {
         leaseId: answer.leaseId,
         leaseExpiresAt: answer.leaseExpiresAt ? timestampDate(answer.leaseExpiresAt) : undefined,
       };
-      this.onEvent({ type: "lease", attempt, keyHash: lease.keyHash, leaseId: lease.leaseId, modelFamily: lease.modelFamily, ms: performance.now() - started });
+      const ms = performance.now() - started;
+      spent.ms += ms;
+      this.onEvent({ type: "lease", attempt, keyHash: lease.keyHash, leaseId: lease.leaseId, modelFamily: lease.modelFamily, ms });
       return lease;
     } catch (error) {
+      spent.ms += performance.now() - started;
       const e = ConnectError.from(error);
       this.onEvent({ type: "error", step: "lease", code: Code[e.code], message: e.rawMessage });
       throw NoKeyError.from(e);
-    } finally {
-      spent.ms += performance.now() - started;
     }
   }
 
@@ -243,9 +244,12 @@ export class KeyPoolHelper {
       await this.client.reportRateLimit(
         { keyHash: lease.keyHash, statusCode: response.status, headers: headersRecord(response.headers), leaseId: lease.leaseId },
         { timeoutMs: this.reportTimeoutMs },
-      ).finally(() => (spent.ms += performance.now() - started));
-      this.onEvent({ type: "report", keyHash: lease.keyHash, status: response.status, ms: performance.now() - started });
+      );
+      const ms = performance.now() - started;
+      spent.ms += ms;
+      this.onEvent({ type: "report", keyHash: lease.keyHash, status: response.status, ms });
     } catch (error) {
+      spent.ms += performance.now() - started;
       // The upstream answered; a failed report must not fail the caller's request.
       const e = ConnectError.from(error);
       this.onEvent({ type: "error", step: "report", keyHash: lease.keyHash, code: Code[e.code], message: e.rawMessage });
@@ -261,13 +265,25 @@ export class KeyPoolHelper {
       await this.client.incrementUsage(
         { keyHash: lease.keyHash, model, inputTokens: BigInt(inputTokens), outputTokens: BigInt(outputTokens), leaseId: lease.leaseId },
         { timeoutMs: this.reportTimeoutMs },
-      ).finally(() => (spent.ms += performance.now() - started));
-      this.onEvent({ type: "usage", keyHash: lease.keyHash, leaseId: lease.leaseId, inputTokens, outputTokens, ms: performance.now() - started });
+      );
+      const ms = performance.now() - started;
+      spent.ms += ms;
+      this.onEvent({ type: "usage", keyHash: lease.keyHash, leaseId: lease.leaseId, inputTokens, outputTokens, ms });
     } catch (error) {
+      spent.ms += performance.now() - started;
       const e = ConnectError.from(error);
       this.onEvent({ type: "error", step: "usage", keyHash: lease.keyHash, code: Code[e.code], message: e.rawMessage });
     }
   }
+}
+
+/**
+ * keypool's wait for a key ends this much before the caller's deadline, so that its answer (a key,
+ * or RESOURCE_EXHAUSTED) arrives before the call gives up: a key granted at the very deadline
+ * would reach nobody and stay leased until its expiry.
+ */
+function answerMargin(remainingMs: number): number {
+  return Number.isFinite(remainingMs) ? Math.min(250, remainingMs / 10) : 0;
 }
 
 function finish<T>(last: Outcome<T> | undefined, otherwise: NoKeyError, spent: { ms: number }): KeyedResult<T> {
