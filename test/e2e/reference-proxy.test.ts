@@ -31,7 +31,7 @@ interface Running {
 
 async function start(
   keys: { provider: "openai" | "anthropic"; key: string }[],
-  options: { gatedChunks?: boolean; latencyMs?: number } = {},
+  options: { gatedChunks?: boolean; latencyMs?: number; maxWaitMs?: number } = {},
 ): Promise<Running> {
   // With gatedChunks, each streamed chunk after the first waits for the test's release().
   let gate: { promise: Promise<void>; resolve: () => void } | undefined;
@@ -62,7 +62,7 @@ async function start(
     openaiBaseUrl: env.upstream.url,
     anthropicBaseUrl: env.upstream.url,
     attempts: 6,
-    maxWaitMs: 20_000,
+    maxWaitMs: options.maxWaitMs ?? 20_000,
     timeoutMs: 60_000,
     log: (line) => logLines.push(JSON.stringify(line)),
   });
@@ -249,6 +249,22 @@ describe("reference proxy", () => {
       expect(status!.inFlight).toBe(0);
       expect(status!.leaseCount).toBe(1n);
       expect(r.events.filter((e) => e.type === "usage")).toHaveLength(1);
+    } finally {
+      await stop(r);
+    }
+  });
+
+  it("answers 429 with Retry-After when keypool has no ready key within the proxy's max wait", async () => {
+    const keys = [{ provider: "openai" as const, key: testKey("openai", 1) }];
+    const r = await start(keys, { maxWaitMs: 0 });
+    try {
+      // Lease the only key (held for the reuse delay, 500 ms): the proxy's Lease finds none ready.
+      await r.helper.client.lease({ model: "gpt-4o-mini" });
+      const busy = await fetch(`${r.url}/v1/chat/completions`, { method: "POST", body: chatBody(1, false) });
+      expect(busy.status).toBe(429);
+      expect(busy.headers.get("retry-after")).toBe("1");
+      expect(await busy.json()).toMatchObject({ error: { type: "rate_limit_error" } });
+      expect(r.env.chat.countsByKey().size).toBe(0);
     } finally {
       await stop(r);
     }
