@@ -3,6 +3,7 @@
  * and configured keys (restore.ts), and returns the durability hook that the transport awaits
  * before answering a call that changed the pool.
  */
+import * as path from "node:path";
 import type { ChangeFeed } from "../domain/change-feed";
 import type { Clock } from "../domain/clock";
 import type { KeyHasher } from "../domain/key-hash";
@@ -11,6 +12,7 @@ import { WorkerCommitter } from "./committers";
 import { GroupCommitWriter, type Durability, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
 import { DEFAULT_STATE_PATH, SqliteStateStore } from "./sqlite-store";
+import { StateLock } from "./state-lock";
 import type { StateStore, StoredKey, StoreWrite } from "./state-store";
 
 /** KEYPOOL_STATE's value that keeps nothing. */
@@ -51,6 +53,8 @@ export interface DurableState extends Durability {
   /** The absolute file path, or "memory". */
   readonly location: string;
   readonly persistent: boolean;
+  /** The lock held on the file while keypool runs (state-lock.ts); none for memory. */
+  readonly lock?: StateLock;
   /** Commits so far (none for memory). */
   readonly stats: GroupCommitStats;
   /** Writes everything (soft state too) and releases the file. Call after the server stopped. */
@@ -83,16 +87,20 @@ export function openDurableState(options: DurableStateOptions): DurableState {
     };
   }
 
-  const store = SqliteStateStore.open(location);
+  // The lock comes first: a second keypool must not even migrate a file another one is using.
+  const lock = StateLock.acquire(path.resolve(location));
+  let store: SqliteStateStore | undefined;
   try {
-    return startFrom(store, options);
+    store = SqliteStateStore.open(location);
+    return startFrom(store, lock, options);
   } catch (err) {
-    store.close();
+    store?.close();
+    lock.release();
     throw err;
   }
 }
 
-function startFrom(store: StateStore, options: DurableStateOptions): DurableState {
+function startFrom(store: StateStore, lock: StateLock, options: DurableStateOptions): DurableState {
   const { pool, logger } = options;
   let stored: StoredKey[] | undefined = store.loadAll();
   const storedCount = stored.length;
@@ -159,10 +167,15 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
   return {
     location: store.location,
     persistent: true,
+    lock,
     stats: writer.stats,
     flush: () => writer.flush(),
     close: () => {
-      writer.close();
+      try {
+        writer.close();
+      } finally {
+        lock.release();
+      }
       logger.info({ state: store.location, ...writer.stats }, "state file closed");
     },
   };
