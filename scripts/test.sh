@@ -25,6 +25,6 @@ fi
 echo "== typecheck"
 ./node_modules/.bin/tsc -p tsconfig.json --noEmit
 echo "== build"
-./node_modules/.bin/tsc -p tsconfig.build.json
+sh scripts/build-if-stale.sh
 echo "== jest"
 ./node_modules/.bin/jest "$@"

@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 /**
  * keypool's entry point: read the configuration, build the pool, serve it, and stop cleanly on
- * SIGTERM/SIGINT (health NOT_SERVING, new calls refused, open streams ended with UNAVAILABLE,
- * exit within 5 s).
+ * SIGTERM, SIGINT or SIGHUP (health NOT_SERVING, new calls refused, open streams ended with
+ * UNAVAILABLE, state written, exit within 5 s). `--help` and `--version` answer and exit.
  */
 import { loadAccess, type Access } from "./auth/access";
+import { isLoopbackHost } from "./auth/listen-policy";
+import { helpText, parseServerArgs } from "./cli/server-args";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
-import { loadServerConfig, type ServerConfig } from "./config/server-config";
+import { SERVER_SETTINGS, loadServerConfig, type ServerConfig } from "./config/server-config";
 import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
@@ -18,12 +20,17 @@ import { openDurableState, type DurableState } from "./storage/durable-state";
 import { DEFAULT_STATE_PATH } from "./storage/sqlite-store";
 import { requestLogInterceptor } from "./transport/request-log";
 import { createWatchKeys } from "./transport/watch-keys";
+import { VERSION } from "./version";
 import { WatchHub } from "./watch/watch-hub";
 
 /** The process must be gone this long after a stop signal, whatever is still open. */
 const EXIT_DEADLINE_MS = 4500;
 /** Open connections get this long to finish after shutdown begins. */
 const SHUTDOWN_GRACE_MS = 2000;
+/** How often keypool checks, when an npm script started it, that npm is still there. */
+const LAUNCHER_CHECK_MS = 250;
+/** Every signal that stops keypool; each one drains the same way. */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
 
 interface StartupConfig {
   server: ServerConfig;
@@ -63,10 +70,10 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
   let server: RunningServer | undefined;
   let state: DurableState | undefined;
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
+  const stop = (why: { signal: NodeJS.Signals } | { reason: string }) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down");
+    logger.info(why, "shutting down");
     setTimeout(() => {
       logger.error("shutdown took too long; exiting anyway");
       process.exit(1);
@@ -96,8 +103,8 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     logger,
   });
 
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  for (const signal of STOP_SIGNALS) process.on(signal, () => stop({ signal }));
+  followLauncher(() => stop({ reason: "npm, which started keypool, has exited" }));
 
   server = await startServer(
     { host: config.host, port: config.port, tls: config.tls },
@@ -114,12 +121,59 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     },
   );
   logger.info(
-    { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: pool.countByProvider() },
+    {
+      version: VERSION,
+      pid: process.pid,
+      host: server.host,
+      port: server.port,
+      url: server.url,
+      protocols: ["grpc", "grpc-web", "connect"],
+      http: config.tls ? ["h2", "http/1.1"] : ["h2c", "http/1.1"],
+      tls: Boolean(config.tls),
+      health: `${server.url}/healthz`,
+      state: state.location,
+      keys: pool.countByProvider(),
+      auth: authMode(access, config.host),
+    },
     "keypool listening",
   );
 }
 
+/** How calls are authenticated, as the start-up line says it. */
+function authMode(access: Access, host: string): string {
+  if (access.tokens.enabled) return `bearer tokens (${access.tokens.size})`;
+  return isLoopbackHost(host) ? "none (loopback only)" : "none (KEYPOOL_ALLOW_NO_AUTH=1)";
+}
+
+/**
+ * npm passes SIGTERM and SIGINT on to the script it runs, but not SIGHUP: `kill -HUP` of
+ * `npm start` ends npm and would leave keypool running without it. So when an npm script started
+ * keypool, keypool stops as soon as its parent (npm) is gone. The bin run directly (systemd,
+ * containers, `nohup`) is left alone.
+ */
+function followLauncher(stop: () => void): void {
+  if (!process.env.npm_lifecycle_event) return;
+  const launcher = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== launcher) stop();
+  }, LAUNCHER_CHECK_MS).unref();
+}
+
 function main(): void {
+  const command = parseServerArgs(process.argv.slice(2));
+  switch (command.kind) {
+    case "help":
+      process.stdout.write(helpText(VERSION, SERVER_SETTINGS));
+      return;
+    case "version":
+      process.stdout.write(`keypool ${VERSION}\n`);
+      return;
+    case "usage-error":
+      process.stderr.write(`keypool: ${command.message}\n`);
+      process.exit(2);
+    case "serve":
+      break;
+  }
   let config: StartupConfig;
   try {
     config = loadStartupConfig(process.env);

@@ -1,6 +1,6 @@
 /**
  * The built server as operators run it (`node dist/src/main.js`): configuration from the
- * environment, start-up errors that name the variable, no secret in the logs, and SIGTERM/SIGINT
+ * environment, start-up errors that name the variable, no secret in the logs, and SIGTERM/SIGINT/SIGHUP
  * with open streams and in-flight Lease waits: clients see UNAVAILABLE, the process exits 0
  * within 5 s.
  */
@@ -52,7 +52,7 @@ describe("start-up", () => {
   });
 });
 
-describe.each(["SIGTERM", "SIGINT"] as const)("%s with open streams and in-flight Lease waits", (signal) => {
+describe.each(["SIGTERM", "SIGINT", "SIGHUP"] as const)("%s with open streams and in-flight Lease waits", (signal) => {
   it("ends them with UNAVAILABLE and exits 0 within 5 s", async () => {
     const server = await spawnServer({ OPENAI_KEY: OPENAI_SECRET, KEYPOOL_REUSE_DELAY: "1m" });
     const pool = connectClient(KeyPoolService, server.url);
