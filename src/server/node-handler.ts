@@ -16,18 +16,26 @@ import type { RequestHandler } from "./listener";
 
 export interface NodeHandlerOptions extends ConnectRouterOptions {
   routes: (router: ConnectRouter) => void;
+  /** Plain HTTP endpoints by exact path (routes.ts), tried before the RPCs. */
+  httpRoutes?: ReadonlyMap<string, RequestHandler>;
   logger: Logger;
 }
 
 export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
-  const { routes, logger, ...routerOptions } = options;
+  const { routes, httpRoutes, logger, ...routerOptions } = options;
   // connect-node's defaults: requests may come gzip- or brotli-compressed.
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...routerOptions });
   routes(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
 
   return (req, res) => {
-    const handler = handlers.get(req.url?.split("?", 2)[0] ?? "");
+    const path = req.url?.split("?", 2)[0] ?? "";
+    const httpRoute = httpRoutes?.get(path);
+    if (httpRoute) {
+      httpRoute(req, res);
+      return;
+    }
+    const handler = handlers.get(path);
     if (!handler) {
       res.writeHead(404);
       res.end();

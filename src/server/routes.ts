@@ -21,6 +21,8 @@ import {
   file_keypool_v1_keypool,
 } from "../../gen/ts/keypool/v1/keypool_pb";
 import { createHealthService, type HealthState } from "../transport/health";
+import { healthzRoute } from "./healthz";
+import type { RequestHandler } from "./listener";
 import { createKeyAdminService } from "../transport/key-admin-service";
 import { createKeyPoolService, type WatchKeysImpl } from "../transport/key-pool-service";
 import type { Durability, PoolApi } from "../transport/pool-api";
@@ -62,6 +64,14 @@ export function createDescriptorIndex(): DescriptorIndex {
     ],
     MOUNTED_SERVICES.map((s) => s.typeName),
   );
+}
+
+/**
+ * Plain HTTP endpoints served on the same port beside the RPCs, by exact path. They are outside
+ * the RPC interceptors: no token, no request log.
+ */
+export function createHttpRoutes(deps: Pick<RouteDeps, "health">): ReadonlyMap<string, RequestHandler> {
+  return new Map([["/healthz", healthzRoute(deps.health)]]);
 }
 
 export function createRoutes(deps: RouteDeps): (router: ConnectRouter) => void {

@@ -20,7 +20,7 @@ import type { Durability, PoolApi } from "../transport/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { createNodeHandler } from "./node-handler";
-import { APPLICATION_SERVICES, createRoutes } from "./routes";
+import { APPLICATION_SERVICES, createHttpRoutes, createRoutes } from "./routes";
 
 export type ListenConfig = Pick<ServerConfig, "host" | "port" | "tls">;
 
@@ -90,6 +90,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
         watchKeys: deps.watchKeys,
       }),
     ),
+    httpRoutes: createHttpRoutes({ health }),
     ...(deps.readMaxBytes !== undefined ? { readMaxBytes: deps.readMaxBytes } : {}),
     shutdownSignal: shutdown.signal,
     interceptors: [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])],
