@@ -43,7 +43,8 @@ interface StartupConfig {
 /** Every setting, checked before anything starts; an error names the variable or file at fault. */
 function loadStartupConfig(env: NodeJS.ProcessEnv): StartupConfig {
   const server = loadServerConfig(env);
-  return { server, families: loadFamilyConfig(env), keys: loadKeySpecs(env), access: loadAccess(env, server.host) };
+  const families = loadFamilyConfig(env);
+  return { server, families, keys: loadKeySpecs(env, undefined, families.families), access: loadAccess(env, server.host) };
 }
 
 async function run({ server: config, families, keys, access }: StartupConfig, logger: Logger): Promise<void> {

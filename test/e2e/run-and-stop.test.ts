@@ -146,6 +146,15 @@ describe("the command line", () => {
     expect(failed?.stderr).toMatch(/keypool --help/);
   });
 
+  it("a keys file entry with an unknown family stops the start, naming the file, entry and provider, never the key", async () => {
+    const keysFile = path.join(dir, "keys.yaml");
+    fs.writeFileSync(keysFile, "- provider: openai\n  key: sk-keys-file-secret-0001\n  modelFamilies: [gpt99]\n");
+    const { code, stdout, stderr } = await runServerExpectingFailure({ KEYPOOL_KEYS_FILE: keysFile });
+    expect(code).toBe(2);
+    expect(stderr).toContain(`${keysFile}: entry 1 (openai): "gpt99" is not one of the openai model families`);
+    expect(stdout + stderr).not.toContain("sk-keys-file-secret-0001");
+  });
+
   it("the start-up line says version, address, protocols, state, key counts and auth mode", async () => {
     const state = path.join(dir, "keypool.db");
     const server = await spawnServer({ OPENAI_KEY: OPENAI_SECRET, KEYPOOL_STATE: state });
