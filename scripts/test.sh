@@ -7,7 +7,7 @@ echo "== buf lint"
 echo "== gen/ is up to date with proto/"
 tmp=$(mktemp -d)
 cp -r gen "$tmp/gen"
-./node_modules/.bin/buf generate
+bash scripts/generate.sh
 if ! diff -r -x __pycache__ "$tmp/gen" gen; then
   echo "gen/ is stale: run 'npm run generate' and commit the result" >&2
   exit 1

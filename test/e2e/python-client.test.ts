@@ -1,30 +1,29 @@
 /**
- * The generated Python client (gen/python, grpcio under Debian's /usr/bin/python3) against a real
+ * The generated Python client (gen/python, grpcio; the interpreter from test/support/python.ts) against a real
  * server: examples/python_client.py leases, reports, records usage, lists keys, and decodes the
  * RetryInfo of RESOURCE_EXHAUSTED from grpc-status-details-bin.
  */
 import { execFile } from "node:child_process";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
+import { findPython } from "../support/python";
 import { startTestServer, testKey, type TestServer } from "../support/test-server";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, "../..");
-const PYTHON = "/usr/bin/python3";
 const SECRET = testKey("openai", 3);
 
-const describeIfPython = fs.existsSync(PYTHON) ? describe : describe.skip;
-
-describeIfPython("generated Python client", () => {
+describe("generated Python client", () => {
   let t: TestServer;
+  let python: string;
   beforeAll(async () => {
+    python = findPython();
     t = await startTestServer({ keys: [{ provider: "openai", key: SECRET }] });
   });
-  afterAll(() => t.close());
+  afterAll(() => t?.close());
 
   it("runs examples/python_client.py end to end", async () => {
-    const { stdout } = await run(PYTHON, [path.join(ROOT, "examples/python_client.py"), `127.0.0.1:${t.port}`, "gpt-4o-mini"], {
+    const { stdout } = await run(python, [path.join(ROOT, "examples/python_client.py"), `127.0.0.1:${t.port}`, "gpt-4o-mini"], {
       env: { PATH: process.env.PATH ?? "", PYTHONPATH: path.join(ROOT, "gen/python"), PYTHONDONTWRITEBYTECODE: "1" },
       timeout: 20_000,
     });
