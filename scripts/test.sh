@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: the contract lints, gen/ is fresh, the code type-checks, and jest passes.
+# The whole test suite (`npm test`): installs what it needs, then the contract lints, gen/ is fresh, the code type-checks, and jest passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What the suite needs comes first, so that a fresh clone needs nothing but `npm test`.
+echo "== Debian packages (scripts/debian-packages.txt)"
+sh scripts/provision.sh
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+fi
 echo "== buf lint"
 ./node_modules/.bin/buf lint
 echo "== gen/ is up to date with proto/"
