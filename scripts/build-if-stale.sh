@@ -21,5 +21,10 @@ fi
 # The stamp is taken before compiling: a file saved during the build is newer and builds next time.
 mkdir -p dist
 touch "$stamp.next"
+# JavaScript whose source is gone would still run, and be packed: remove it before compiling.
+for built in $(find dist/src dist/gen -name '*.js' 2>/dev/null); do
+  source=${built#dist/}
+  [ -e "${source%.js}.ts" ] || rm -f "$built" "$built.map"
+done
 node_modules/.bin/tsc -p tsconfig.build.json
 mv "$stamp.next" "$stamp"
