@@ -10,62 +10,64 @@ import { helpText, parseServerArgs } from "./cli/server-args";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
-import { SERVER_SETTINGS, loadServerConfig, type ServerConfig } from "./config/server-config";
+import { EXIT_DEADLINE_MS, allSettings, readSettings, tlsFiles, unknownSettings, type Settings } from "./config/settings";
 import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
 import { createLogger, type Logger } from "./log";
+import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
-import { DEFAULT_STATE_PATH } from "./storage/sqlite-store";
 import { requestLogInterceptor } from "./transport/request-log";
 import { createWatchKeys } from "./transport/watch-keys";
 import { VERSION } from "./version";
 import { WatchHub } from "./watch/watch-hub";
 
-/** The process must be gone this long after a stop signal, whatever is still open. */
-const EXIT_DEADLINE_MS = 4500;
-/** Open connections get this long to finish after shutdown begins. */
-const SHUTDOWN_GRACE_MS = 2000;
 /** How often keypool checks, when an npm script started it, that npm is still there. */
 const LAUNCHER_CHECK_MS = 250;
 /** Every signal that stops keypool; each one drains the same way. */
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
 
 interface StartupConfig {
-  server: ServerConfig;
+  settings: Settings;
+  /** KEYPOOL_* variables no setting names: warned about once the logger exists. */
+  unknown: { name: string; nearest: string }[];
   families: FamilyConfig;
   keys: KeySpec[];
-  /** Tokens, roles, limits, and the loopback rule (src/auth/). */
+  /** Tokens, interceptors, and the loopback rule (src/auth/). */
   access: Access;
 }
 
 /** Every setting, checked before anything starts; an error names the variable or file at fault. */
 function loadStartupConfig(env: NodeJS.ProcessEnv): StartupConfig {
-  const server = loadServerConfig(env);
-  const families = loadFamilyConfig(env);
-  return { server, families, keys: loadKeySpecs(env, undefined, families.families), access: loadAccess(env, server.host) };
+  const settings = readSettings(env);
+  const families = loadFamilyConfig(settings.families);
+  return {
+    settings,
+    unknown: unknownSettings(env),
+    families,
+    keys: loadKeySpecs(settings.keys, undefined, families.families),
+    access: loadAccess(settings),
+  };
 }
 
-async function run({ server: config, families, keys, access }: StartupConfig, logger: Logger): Promise<void> {
+async function run({ settings, unknown, families, keys, access }: StartupConfig, logger: Logger): Promise<void> {
+  for (const { name, nearest } of unknown) {
+    logger.warn({ variable: name, nearest }, `${name} is not a keypool setting and is ignored; did you mean ${nearest}?`);
+  }
   logger[access.listen.level](access.listen.message);
   const pool = new KeyPool({
     clock: systemClock,
     families: families.families,
     allowedFamilies: families.allowedFamilies,
-    reuseDelayMs: config.pool.reuseDelayMs,
-    leaseTtlMs: config.pool.leaseTtlMs,
-    maxResetMs: config.pool.maxResetMs,
-    defaultCooldownMs: config.pool.defaultCooldownMs,
-    maxCooldownMs: config.pool.maxCooldownMs,
-    maxWaitersPerFamily: access.limits.maxWaitersPerFamily,
+    ...settings.pool,
   });
 
   const hub = new WatchHub(pool, {
     clock: systemClock,
-    coalesceMs: config.watch.coalesceMs,
-    heartbeatMs: config.watch.heartbeatMs,
-    maxSubscribers: access.limits.maxWatchers,
+    coalesceMs: settings.watch.coalesceMs,
+    heartbeatMs: settings.watch.heartbeatMs,
+    maxSubscribers: settings.watch.maxWatchers,
   });
 
   let server: RunningServer | undefined;
@@ -97,7 +99,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
   // Configured and stored keys, merged by hash (src/storage/restore.ts). A state file that cannot
   // be used throws here, naming the file: the start stops rather than run with an empty pool.
   state = openDurableState({
-    location: config.statePath ?? DEFAULT_STATE_PATH,
+    location: settings.storage.state,
     pool,
     configured: keys,
     clock: systemClock,
@@ -108,19 +110,19 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
   followLauncher(() => stop({ reason: "npm, which started keypool, has exited" }));
 
   server = await startServer(
-    { host: config.host, port: config.port, tls: config.tls },
+    { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server) },
     {
       pool,
       logger,
       durability: state,
       watchKeys: createWatchKeys(hub),
-      shutdownGraceMs: SHUTDOWN_GRACE_MS,
       // The request log sees every call, refused ones too; it never logs headers or messages.
       interceptors: [requestLogInterceptor(logger), ...access.interceptors],
-      readMaxBytes: access.limits.maxMessageBytes,
-      listenerLimits: access.listenerLimits,
+      readMaxBytes: settings.limits.maxMessageBytes,
+      listenerLimits: listenerLimits(settings.limits),
     },
   );
+  const tls = Boolean(tlsFiles(settings.server));
   logger.info(
     {
       version: VERSION,
@@ -129,12 +131,12 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
       port: server.port,
       url: server.url,
       protocols: ["grpc", "grpc-web", "connect"],
-      http: config.tls ? ["h2", "http/1.1"] : ["h2c", "http/1.1"],
-      tls: Boolean(config.tls),
+      http: tls ? ["h2", "http/1.1"] : ["h2c", "http/1.1"],
+      tls,
       health: `${server.url}/healthz`,
       state: state.location,
       keys: pool.countByProvider(),
-      auth: authMode(access, config.host),
+      auth: authMode(access, settings.server.host),
     },
     "keypool listening",
   );
@@ -164,7 +166,7 @@ function main(): void {
   const command = parseServerArgs(process.argv.slice(2));
   switch (command.kind) {
     case "help":
-      process.stdout.write(helpText(VERSION, SERVER_SETTINGS));
+      process.stdout.write(helpText(VERSION, allSettings()));
       return;
     case "version":
       process.stdout.write(`keypool ${VERSION}\n`);
@@ -185,7 +187,7 @@ function main(): void {
     }
     throw err;
   }
-  const logger = createLogger({ level: config.server.logLevel });
+  const logger = createLogger({ level: config.settings.server.logLevel });
   run(config, logger).catch((err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
     logger.fatal({ errName: err instanceof Error ? err.name : typeof err, message }, "keypool failed to start");

@@ -3,7 +3,7 @@
  * one unit file, container spec or shell line says it all); the command line only asks for help
  * or the version.
  */
-import type { Setting } from "../config/server-config";
+import type { Setting } from "../config/settings";
 
 export type ServerCommand = { kind: "serve" } | { kind: "help" } | { kind: "version" } | { kind: "usage-error"; message: string };
 
@@ -19,11 +19,11 @@ export function parseServerArgs(argv: readonly string[]): ServerCommand {
 }
 
 /** `keypool --help`: what it is, how to run it, and every setting with its default. */
-export function helpText(version: string, settings: readonly Setting[]): string {
+export function helpText(version: string, settings: readonly Setting<unknown>[]): string {
   const width = Math.max(...settings.map((s) => s.name.length));
   const defaultWidth = Math.max(...settings.map((s) => shownDefault(s).length), "default".length);
   const rows = settings.map(
-    (s) => `  ${s.name.padEnd(width)}  ${shownDefault(s).padEnd(defaultWidth)}  ${s.meaning}`,
+    (s) => `  ${s.name.padEnd(width)}  ${shownDefault(s).padEnd(defaultWidth)}  ${plain(s.meaning)}`,
   );
   return [
     `keypool ${version}: leases upstream LLM API keys from one pool over gRPC, gRPC-Web and Connect.`,
@@ -41,6 +41,12 @@ export function helpText(version: string, settings: readonly Setting[]): string 
   ].join("\n");
 }
 
-function shownDefault(setting: Setting): string {
-  return setting.default === "" ? "(none)" : setting.default;
+/** The default as the README's table shows it, without its Markdown; "(none)" when unset. */
+export function shownDefault(setting: Setting<unknown>): string {
+  return setting.shown === "" ? "(none)" : plain(setting.shown);
+}
+
+/** Markdown's backticks mean nothing on a terminal. */
+function plain(text: string): string {
+  return text.replace(/`/g, "");
 }

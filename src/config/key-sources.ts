@@ -3,27 +3,24 @@
  * proxy read them) and the keys file named by KEYPOOL_KEYS_FILE (JSON or YAML). Errors name the
  * variable, file and entry, never a key: these messages reach logs.
  */
-import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { FamilyTable } from "../domain/model-families";
 import { isProviderId } from "../domain/providers";
 import { LIMITS } from "../domain/validation";
 import type { KeySpec, ProviderId } from "../domain/types";
+import { readConfigFile, readTextFile, type ReadFile } from "./config-file";
 import { ConfigError } from "./config-error";
-
-export { loadFamilyConfig } from "./model-families-config";
+import { SETTINGS, type Settings } from "./settings";
 
 export class KeySourceError extends ConfigError {
   override readonly name = "KeySourceError";
 }
 
-type Env = Record<string, string | undefined>;
-type ReadFile = (path: string) => string;
 
-const ENV_KEYS: readonly { variable: string; provider: ProviderId }[] = [
-  { variable: "OPENAI_KEY", provider: "openai" },
-  { variable: "ANTHROPIC_KEY", provider: "anthropic" },
+const LISTED_KEYS: readonly { field: "openai" | "anthropic"; provider: ProviderId; variable: string }[] = [
+  { field: "openai", provider: "openai", variable: SETTINGS.keys.openai.name },
+  { field: "anthropic", provider: "anthropic", variable: SETTINGS.keys.anthropic.name },
 ];
 
 /** A comma separated key list: trimmed, empties dropped, duplicates dropped (first kept). */
@@ -33,31 +30,25 @@ export function parseKeyList(value: string | undefined): string[] {
 }
 
 /**
- * Every key spec the environment names, environment variables first, then the keys file. With the
- * family table, each entry's families are checked here, so that an error can name the file and
- * the entry (the pool, which checks again, knows neither).
+ * Every key spec the settings name, the key lists first, then the keys file. With the family
+ * table, each entry's families are checked here, so that an error can name the file and the entry
+ * (the pool, which checks again, knows neither).
  */
-export function loadKeySpecs(
-  env: Env = process.env,
-  readFile: ReadFile = (p) => readFileSync(p, "utf8"),
-  families?: FamilyTable,
-): KeySpec[] {
+export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTextFile, families?: FamilyTable): KeySpec[] {
   const specs: KeySpec[] = [];
-  for (const { variable, provider } of ENV_KEYS) {
-    parseKeyList(env[variable]).forEach((key, i) => {
+  for (const { field, provider, variable } of LISTED_KEYS) {
+    parseKeyList(keys[field]).forEach((key, i) => {
       checkKeySize(key, `${variable} entry ${i + 1}`);
       specs.push({ provider, key });
     });
   }
-  const file = env.KEYPOOL_KEYS_FILE?.trim();
+  const file = keys.file;
   if (file) {
-    let text: string;
-    try {
-      text = readFile(file);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`);
-    }
+    const text = readConfigFile(
+      file,
+      readFile,
+      (code) => new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`),
+    );
     const fromFile = parseKeysFile(text, file, families);
     if (specs.length === 0) return dedupe(fromFile);
     // Not push(...list): a keys file of 100,000 keys would be 100,000 call arguments.

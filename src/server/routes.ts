@@ -25,7 +25,7 @@ import { healthzRoute } from "./healthz";
 import type { RequestHandler } from "./listener";
 import { createKeyAdminService } from "../transport/key-admin-service";
 import { createKeyPoolService, type WatchKeysImpl } from "../transport/key-pool-service";
-import type { Durability, PoolApi } from "../transport/pool-api";
+import type { Durability, PoolApi } from "../domain/pool-api";
 import {
   DescriptorIndex,
   createReflectionV1AlphaService,

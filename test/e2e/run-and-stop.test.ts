@@ -12,7 +12,8 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import Database from "better-sqlite3";
 import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
-import { SERVER_SETTINGS } from "../../src/config/server-config";
+import { shownDefault } from "../../src/cli/server-args";
+import { allSettings } from "../../src/config/settings";
 import { MAIN_JS, REPO_ROOT, ensureBuilt, runServerExpectingFailure, spawnKeypool, spawnServer } from "../support/child-server";
 import { connectClient } from "../support/clients";
 
@@ -124,11 +125,14 @@ describe("the command line", () => {
   it("keypool --help prints every setting with its default and exits 0 without serving", async () => {
     const { stdout } = await run(process.execPath, [MAIN_JS, "--help"], { timeout: 10_000 });
     expect(stdout).toContain(`keypool ${VERSION}`);
-    for (const setting of SERVER_SETTINGS) {
+    expect(allSettings().length).toBeGreaterThan(20);
+    for (const setting of allSettings()) {
       const line = stdout.split("\n").find((l) => l.trimStart().startsWith(`${setting.name} `));
       expect(line).toBeDefined();
-      expect(line).toContain(setting.default === "" ? "(none)" : setting.default);
+      expect(line).toContain(` ${shownDefault(setting)} `);
     }
+    expect(stdout).toContain(" 127.0.0.1 "); // KEYPOOL_HOST's default, spelled out
+    expect(stdout).toContain(" ./data/keypool.db ");
   });
 
   it("keypool --version and keypool-watch --version print package.json's version", async () => {

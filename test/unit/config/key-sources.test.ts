@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FamilyTable } from "../../../src/domain/model-families";
 import { KeySourceError, loadKeySpecs, parseKeyList, parseKeysFile } from "../../../src/config/key-sources";
+import { readSettings } from "../../../src/config/settings";
 
 describe("keys from the environment", () => {
   it("splits on commas, trims, drops empties and duplicates (as the original did)", () => {
@@ -12,12 +13,12 @@ describe("keys from the environment", () => {
   });
 
   it("reads OPENAI_KEY and ANTHROPIC_KEY", () => {
-    expect(loadKeySpecs({ OPENAI_KEY: "sk-1,sk-2", ANTHROPIC_KEY: " sk-ant-1 " }, () => "")).toEqual([
+    expect(loadKeySpecs(readSettings({ OPENAI_KEY: "sk-1,sk-2", ANTHROPIC_KEY: " sk-ant-1 " }).keys, () => "")).toEqual([
       { provider: "openai", key: "sk-1" },
       { provider: "openai", key: "sk-2" },
       { provider: "anthropic", key: "sk-ant-1" },
     ]);
-    expect(loadKeySpecs({}, () => "")).toEqual([]);
+    expect(loadKeySpecs(readSettings({}).keys, () => "")).toEqual([]);
   });
 });
 
@@ -41,7 +42,7 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
         "  modelFamilies: [claude-opus]",
       ].join("\n"),
     );
-    expect(loadKeySpecs({ KEYPOOL_KEYS_FILE: file })).toEqual([
+    expect(loadKeySpecs(readSettings({ KEYPOOL_KEYS_FILE: file }).keys)).toEqual([
       { provider: "openai", key: "sk-1", modelFamilies: ["gpt4o", "turbo"], trial: true, organizationId: "org-9" },
       { provider: "anthropic", key: "sk-ant-1", modelFamilies: ["claude-opus"] },
     ]);
@@ -50,7 +51,7 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
   it("reads JSON, as a list or as {keys: [...]}, after the environment's keys, without duplicates", () => {
     const file = join(dir, "keys.json");
     writeFileSync(file, JSON.stringify({ keys: [{ provider: "openai", key: "sk-2" }, { provider: "openai", key: "sk-1" }] }));
-    expect(loadKeySpecs({ OPENAI_KEY: "sk-1", KEYPOOL_KEYS_FILE: file })).toEqual([
+    expect(loadKeySpecs(readSettings({ OPENAI_KEY: "sk-1", KEYPOOL_KEYS_FILE: file }).keys)).toEqual([
       { provider: "openai", key: "sk-1" },
       { provider: "openai", key: "sk-2" },
     ]);
@@ -124,12 +125,12 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
     expect(() => parseKeysFile(`- {provider: anthropic, key: ${long}}`, "k.yaml")).toThrow(
       "k.yaml: entry 1 (anthropic): the key is 1103 bytes long; the limit is 1024 bytes",
     );
-    expect(() => loadKeySpecs({ OPENAI_KEY: `sk-ok,${long}` }, () => "")).toThrow(
+    expect(() => loadKeySpecs(readSettings({ OPENAI_KEY: `sk-ok,${long}` }).keys, () => "")).toThrow(
       "OPENAI_KEY entry 2: the key is 1103 bytes long; the limit is 1024 bytes",
     );
   });
 
   it("a missing file is an error naming it", () => {
-    expect(() => loadKeySpecs({ KEYPOOL_KEYS_FILE: join(dir, "nope.yaml") })).toThrow(/nope\.yaml: cannot read.*ENOENT/);
+    expect(() => loadKeySpecs(readSettings({ KEYPOOL_KEYS_FILE: join(dir, "nope.yaml") }).keys)).toThrow(/nope\.yaml: cannot read.*ENOENT/);
   });
 });
