@@ -6,6 +6,9 @@
 It needs a python3 with grpcio and protobuf: Debian's `apt-get install python3-grpcio
 python3-protobuf` (then /usr/bin/python3), or `pip install grpcio protobuf`.
 
+Either port works: the main port (KEYPOOL_PORT, 50051) or the native gRPC port (KEYPOOL_GRPC_PORT,
+say 50052), which serves more leases per second. One channel is opened once and kept for every call.
+
 Leases a key, reports the upstream's answer, records the tokens spent, lists the keys, and shows
 how to read the retry delay when every key is busy (RESOURCE_EXHAUSTED carries a
 google.rpc.RetryInfo in the grpc-status-details-bin trailer). Prints one JSON line per step.

@@ -110,7 +110,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
   followLauncher(() => stop({ reason: "npm, which started keypool, has exited" }));
 
   server = await startServer(
-    { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server) },
+    { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server), grpcPort: settings.server.grpcPort },
     {
       pool,
       logger,
@@ -130,6 +130,8 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
       host: server.host,
       port: server.port,
       url: server.url,
+      // The native gRPC port (grpc-js), when KEYPOOL_GRPC_PORT opens one.
+      grpcPort: server.grpcPort,
       protocols: ["grpc", "grpc-web", "connect"],
       http: tls ? ["h2", "http/1.1"] : ["h2c", "http/1.1"],
       tls,
