@@ -39,7 +39,10 @@ beforeAll(async () => {
   ensureBuilt(); // so that prepack finds dist/ fresh and no two compilers write it at once
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "keypool-package-"));
   prefix = path.join(dir, "prefix");
-  const env = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? dir };
+  // npm runs with this machine's configuration (registry, proxy, CA certificates in the
+  // environment), as the operator's would.
+  // (Not the npm_* variables that `npm test` sets for its own script.)
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("npm_")));
   const packed = await run("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: REPO_ROOT, env });
   tarball = path.join(dir, packed.stdout.trim().split("\n").pop()!);
   await run(
