@@ -19,7 +19,7 @@ import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
 import { requestLogInterceptor } from "./transport/request-log";
-import { createWatchKeys } from "./transport/watch-keys";
+import { createWatchKeys, encodedStatusBytes } from "./transport/watch-keys";
 import { VERSION } from "./version";
 import { WatchHub } from "./watch/watch-hub";
 
@@ -68,6 +68,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     coalesceMs: settings.watch.coalesceMs,
     heartbeatMs: settings.watch.heartbeatMs,
     maxSubscribers: settings.watch.maxWatchers,
+    measure: encodedStatusBytes,
   });
 
   let server: RunningServer | undefined;
@@ -120,6 +121,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
       interceptors: [requestLogInterceptor(logger), ...access.interceptors],
       readMaxBytes: settings.limits.maxMessageBytes,
       listenerLimits: listenerLimits(settings.limits),
+      connectionTimeouts: settings.connections,
     },
   );
   const tls = Boolean(tlsFiles(settings.server));

@@ -1,3 +1,4 @@
+import { quoted } from "./echo";
 import type { Clock } from "./clock";
 import { ErrorCode, PoolError, invalidArgument } from "./errors";
 import type { KeyChanges } from "./key-changes";
@@ -47,7 +48,7 @@ export class KeyAdministration {
         const spec = specs[i];
         if (!isProviderId(spec?.provider)) {
           throw invalidArgument(
-            `keys[${i}]: provider ${JSON.stringify(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
+            `keys[${i}]: provider ${quoted(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
           );
         }
         checkKeySecret(spec.key, `keys[${i}]`);
@@ -70,10 +71,12 @@ export class KeyAdministration {
         }
         const entry = newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true });
         byHash.set(keyHash, entry);
+        this.keys.order.invalidate();
         fresh.push(entry);
       }
     } catch (error) {
       for (const entry of fresh) byHash.delete(entry.keyHash);
+      this.keys.order.invalidate();
       throw error;
     }
     const now = this.clock.now();
@@ -91,7 +94,7 @@ export class KeyAdministration {
     for (const family of asked) {
       if (typeof family !== "string" || !known.has(family)) {
         throw invalidArgument(
-          `keys[${i}]: ${JSON.stringify(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
+          `keys[${i}]: ${quoted(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
         );
       }
     }
@@ -105,7 +108,7 @@ export class KeyAdministration {
 
   disableKey(keyHash: string, state: DisableState = "disabled", reason?: string): KeyStatus {
     if (!isDisableState(state)) {
-      throw invalidArgument(`state ${JSON.stringify(state)} is not one of ${DISABLE_STATES.join(", ")}`);
+      throw invalidArgument(`state ${quoted(state)} is not one of ${DISABLE_STATES.join(", ")}`);
     }
     const text = reason?.trim() || DEFAULT_REASONS[state];
     checkText("reason", text, LIMITS.reasonBytes);
@@ -141,6 +144,7 @@ export class KeyAdministration {
     for (const entry of entries) {
       const old = this.keys.byHash.get(entry.keyHash);
       if (old) this.keys.index.remove(old);
+      else this.keys.order.invalidate();
       this.keys.byHash.set(entry.keyHash, entry);
       this.changes.commit(entry, "restored", entry.state === "active" ? "add" : "none", false, now);
     }

@@ -24,16 +24,18 @@ export type PoolCall =
   | "disableKey"
   | "enableKey"
   | "listKeys"
+  | "keysAfter"
   | "lockout";
 
 /** What the RPC services call. */
 export type PoolApi = { [M in PoolCall]: MayWait<KeyPool[M]> };
 
 /**
- * What the watch hub needs: the change feed and a snapshot taken in the same turn as its
- * subscription, so that no change falls between them; hence listKeys is synchronous here.
+ * What the watch hub needs: the change feed, and snapshot slices read in the same turn as the
+ * hub's view of the changes (src/watch/snapshot-slices.ts), so that no change falls between
+ * them; hence keysAfter is synchronous here.
  */
-export type WatchedPool = Pick<KeyPool, "changes" | "listKeys">;
+export type WatchedPool = Pick<KeyPool, "changes" | "keysAfter">;
 
 /** What storage needs at start (restore, configured keys) and while writing (secrets, statuses). */
 export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "getKey" | "restore" | "addKeys">;
@@ -43,7 +45,13 @@ export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "g
  * durable; without storage it resolves at once.
  */
 export interface Durability {
+  /** Resolves when every change made before the call is committed; rejects if saving failed. */
   flush(): Promise<void>;
+  /**
+   * Tells `listener` whenever saving stops (a commit failed) or works again (a later commit
+   * succeeded), so that health can say NOT_SERVING meanwhile. Returns the unsubscribe function.
+   */
+  watchSaving?(listener: (saving: boolean) => void): () => void;
 }
 
 export const noDurability: Durability = { flush: () => Promise.resolve() };

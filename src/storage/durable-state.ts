@@ -10,9 +10,10 @@ import type { KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec, KeyStatus, PoolEvent } from "../domain/types";
 import { WorkerCommitter } from "./committers";
 import type { Durability, DurablePool } from "../domain/pool-api";
+import { StateFileLostError } from "./file-identity";
 import { GroupCommitWriter, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
-import { SqliteStateStore } from "./sqlite-store";
+import { SqliteStateStore, classify } from "./sqlite-store";
 import { StateLock } from "./state-lock";
 import type { StateStore, StoredKey, StoreWrite } from "./state-store";
 
@@ -80,9 +81,14 @@ export function openDurableState(options: DurableStateOptions): DurableState {
     store = SqliteStateStore.open(location);
     return startFrom(store, lock, options);
   } catch (err) {
-    store?.close();
+    try {
+      store?.close();
+    } catch {
+      // The first failure is the one to report (a full disk fails the close's checkpoint too).
+    }
     lock.release();
-    throw err;
+    // Whatever failed (reading, the first writes, the checkpoint), the message names the file.
+    throw store ? classify(err, store.location) : err;
   }
 }
 
@@ -148,7 +154,16 @@ function startFrom(store: StateStore, lock: StateLock, options: DurableStateOpti
     clock: options.clock,
     lazyMs: options.lazyMs,
     origins: plan.origins,
-    onError: (err) => logger.error({ state: store.location, err: err.message }, "saving state failed"),
+    onError: (err, cause) => {
+      if (cause instanceof StateFileLostError) {
+        logger.error(
+          { state: store.location, err: cause.message },
+          `state file ${store.location} was ${cause.replaced ? "replaced by another file" : "deleted"} while keypool was running: changes are no longer acknowledged (UNAVAILABLE) and health is NOT_SERVING; they are kept in memory and saved once the file is back at its path`,
+        );
+      } else {
+        logger.error({ state: store.location, err: err.message }, "saving state failed");
+      }
+    },
   });
   return {
     location: store.location,
@@ -156,6 +171,7 @@ function startFrom(store: StateStore, lock: StateLock, options: DurableStateOpti
     lock,
     stats: writer.stats,
     flush: () => writer.flush(),
+    watchSaving: (listener) => writer.watchSaving(listener),
     close: () => {
       try {
         writer.close();
