@@ -13,7 +13,12 @@ export interface WatchArgs {
   /** HTTP/1.1 or HTTP/2 (gRPC needs 2). */
   httpVersion: "1.1" | "2";
   color: boolean;
+  /** PEM file of the CA (or the self-signed certificate) to trust instead of the system's. */
+  caCertFile: string | undefined;
+  /** The name to expect in the server's certificate (and send as SNI), when not the URL's host. */
+  serverName: string | undefined;
   help: boolean;
+  version: boolean;
 }
 
 export const USAGE = `Usage: keypool-watch [options]
@@ -26,8 +31,11 @@ Shows every key of a keypool server live: state, when it is ready, leases in fli
   --family NAME        only keys serving this model family (repeat for several: any matches)
   --protocol NAME      grpc (default), connect or grpc-web
   --http1              use HTTP/1.1 (connect and grpc-web only)
+  --cacert FILE        trust the CA (or self-signed certificate) in this PEM file for https:// URLs
+  --servername NAME    the name the server's certificate must carry, when not the URL's host
   --no-color           no colours (also when NO_COLOR is set)
   -h, --help           this text
+  -V, --version        the version
 
 Press q or Ctrl-C to quit.`;
 
@@ -45,7 +53,10 @@ export function parseWatchArgs(argv: string[], env: NodeJS.ProcessEnv): WatchArg
     protocol: "grpc",
     httpVersion: "2",
     color: env.NO_COLOR === undefined || env.NO_COLOR === "",
+    caCertFile: undefined,
+    serverName: undefined,
     help: false,
+    version: false,
   };
   let http1 = false;
   for (let i = 0; i < argv.length; i++) {
@@ -88,6 +99,16 @@ export function parseWatchArgs(argv: string[], env: NodeJS.ProcessEnv): WatchArg
       case "--no-color":
         args.color = false;
         break;
+      case "--cacert":
+        args.caCertFile = value();
+        break;
+      case "--servername":
+        args.serverName = value();
+        break;
+      case "-V":
+      case "--version":
+        args.version = true;
+        break;
       case "-h":
       case "--help":
         args.help = true;
@@ -101,6 +122,9 @@ export function parseWatchArgs(argv: string[], env: NodeJS.ProcessEnv): WatchArg
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new Error();
   } catch {
     throw new UsageError(`--url must be an http:// or https:// URL, got "${args.url}"`);
+  }
+  if ((args.caCertFile !== undefined || args.serverName !== undefined) && !args.url.startsWith("https:")) {
+    throw new UsageError(`--cacert and --servername are for https:// URLs, got "${args.url}"`);
   }
   if (http1) {
     if (args.protocol === "grpc") throw new UsageError("gRPC needs HTTP/2: use --protocol connect or grpc-web with --http1");

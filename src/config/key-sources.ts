@@ -4,20 +4,22 @@
  */
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
+import type { FamilyTable } from "../domain/model-families";
 import { isProviderId } from "../domain/providers";
+import { LIMITS } from "../domain/validation";
 import type { KeySpec, ProviderId } from "../domain/types";
 import { readConfigFile, readTextFile, type ReadFile } from "./config-file";
 import { ConfigError } from "./config-error";
-import type { Settings } from "./settings";
+import { SETTINGS, type Settings } from "./settings";
 
 export class KeySourceError extends ConfigError {
   override readonly name = "KeySourceError";
 }
 
 
-const LISTED_KEYS: readonly { field: "openai" | "anthropic"; provider: ProviderId }[] = [
-  { field: "openai", provider: "openai" },
-  { field: "anthropic", provider: "anthropic" },
+const LISTED_KEYS: readonly { field: "openai" | "anthropic"; provider: ProviderId; variable: string }[] = [
+  { field: "openai", provider: "openai", variable: SETTINGS.keys.openai.name },
+  { field: "anthropic", provider: "anthropic", variable: SETTINGS.keys.anthropic.name },
 ];
 
 /** A comma separated key list: trimmed, empties dropped, duplicates dropped (first kept). */
@@ -26,11 +28,18 @@ export function parseKeyList(value: string | undefined): string[] {
   return [...new Set(value.split(",").map((k) => k.trim()).filter((k) => k.length > 0))];
 }
 
-/** Every key spec the settings name, the key lists first, then the keys file. */
-export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTextFile): KeySpec[] {
+/**
+ * Every key spec the settings name, the key lists first, then the keys file. With the family
+ * table, each entry's families are checked here, so that an error can name the file and the entry
+ * (the pool, which checks again, knows neither).
+ */
+export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTextFile, families?: FamilyTable): KeySpec[] {
   const specs: KeySpec[] = [];
-  for (const { field, provider } of LISTED_KEYS) {
-    for (const key of parseKeyList(keys[field])) specs.push({ provider, key });
+  for (const { field, provider, variable } of LISTED_KEYS) {
+    parseKeyList(keys[field]).forEach((key, i) => {
+      checkKeySize(key, `${variable} entry ${i + 1}`);
+      specs.push({ provider, key });
+    });
   }
   const file = keys.file;
   if (file) {
@@ -39,7 +48,7 @@ export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTe
       readFile,
       (code) => new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`),
     );
-    const fromFile = parseKeysFile(text, file);
+    const fromFile = parseKeysFile(text, file, families);
     if (specs.length === 0) return dedupe(fromFile);
     // Not push(...list): a keys file of 100,000 keys would be 100,000 call arguments.
     for (const spec of fromFile) specs.push(spec);
@@ -61,7 +70,7 @@ const FIELDS = new Set([
  * A keys file: a list of {provider, key, modelFamilies?, trial?, organizationId?} (snake_case
  * names accepted too), or {keys: [...]}. JSON when the name ends in .json, else YAML.
  */
-export function parseKeysFile(text: string, fileName: string): KeySpec[] {
+export function parseKeysFile(text: string, fileName: string, families?: FamilyTable): KeySpec[] {
   let doc: unknown;
   const json = extname(fileName).toLowerCase() === ".json";
   try {
@@ -73,10 +82,11 @@ export function parseKeysFile(text: string, fileName: string): KeySpec[] {
   if (doc === null || doc === undefined) return [];
   const list = Array.isArray(doc) ? doc : isObject(doc) && Array.isArray(doc.keys) ? doc.keys : undefined;
   if (!list) throw new KeySourceError(fileName, "must hold a list of keys (or an object with a \"keys\" list)");
-  return list.map((item, i) => parseEntry(item, `${fileName}: entry ${i + 1}`));
+  return list.map((item, i) => parseEntry(item, `${fileName}: entry ${i + 1}`, families));
 }
 
-function parseEntry(item: unknown, where: string): KeySpec {
+function parseEntry(item: unknown, entry: string, families: FamilyTable | undefined): KeySpec {
+  let where = entry;
   if (!isObject(item)) throw new KeySourceError(where, "must be an object with provider and key");
   for (const name of Object.keys(item)) {
     if (!FIELDS.has(name)) {
@@ -87,12 +97,26 @@ function parseEntry(item: unknown, where: string): KeySpec {
   if (!isProviderId(provider)) {
     throw new KeySourceError(where, "provider must be \"openai\" or \"anthropic\"");
   }
+  // From here on the entry is named by its provider too: "keys.yaml: entry 3 (openai)".
+  where = `${entry} (${provider})`;
   if (typeof item.key !== "string" || item.key.trim().length === 0) {
     throw new KeySourceError(where, "key must be a non-empty string");
   }
-  const families = item.modelFamilies ?? item.model_families;
-  if (families !== undefined && (!Array.isArray(families) || !families.every((f) => typeof f === "string"))) {
+  checkKeySize(item.key.trim(), where);
+  const asked = item.modelFamilies ?? item.model_families;
+  if (asked !== undefined && (!Array.isArray(asked) || !asked.every((f) => typeof f === "string"))) {
     throw new KeySourceError(where, "modelFamilies must be a list of family names");
+  }
+  if (asked && families) {
+    const known = families.familiesOf(provider);
+    for (const family of asked as string[]) {
+      if (!known.has(family.trim())) {
+        throw new KeySourceError(
+          where,
+          `${JSON.stringify(family)} is not one of the ${provider} model families (known: ${[...known].join(", ")}; KEYPOOL_MODEL_FAMILIES adds more)`,
+        );
+      }
+    }
   }
   if (item.trial !== undefined && typeof item.trial !== "boolean") {
     throw new KeySourceError(where, "trial must be true or false");
@@ -100,6 +124,9 @@ function parseEntry(item: unknown, where: string): KeySpec {
   const org = item.organizationId ?? item.organization_id;
   if (org !== undefined && typeof org !== "string") {
     throw new KeySourceError(where, "organizationId must be a string");
+  }
+  if (org && Buffer.byteLength(org, "utf8") > LIMITS.organizationIdBytes) {
+    throw new KeySourceError(where, `organizationId is over ${LIMITS.organizationIdBytes} bytes long`);
   }
   const key = item.key.trim();
   if (item.provider === provider && Object.keys(item).length === 2) {
@@ -109,10 +136,18 @@ function parseEntry(item: unknown, where: string): KeySpec {
     return item as KeySpec;
   }
   const spec: KeySpec = { provider, key };
-  if (families && families.length > 0) spec.modelFamilies = families.map((f: string) => f.trim());
+  if (asked && asked.length > 0) spec.modelFamilies = asked.map((f: string) => f.trim());
   if (item.trial) spec.trial = true;
   if (org && org.trim()) spec.organizationId = org.trim();
   return spec;
+}
+
+/** The contract's size limit, said without quoting the key. */
+function checkKeySize(key: string, where: string): void {
+  const size = Buffer.byteLength(key, "utf8");
+  if (size > LIMITS.keyBytes) {
+    throw new KeySourceError(where, `the key is ${size} bytes long; the limit is ${LIMITS.keyBytes} bytes`);
+  }
 }
 
 function dedupe(specs: KeySpec[]): KeySpec[] {

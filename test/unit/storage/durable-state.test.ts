@@ -69,7 +69,8 @@ describe("openDurableState", () => {
     first.pool.disableKey(hashB, "revoked", "upstream said 401");
     first.pool.reportRateLimit({ keyHash: hashA, statusCode: 429, headers: { "retry-after": "30" } });
     await first.state.flush();
-    // The process dies here: nothing else is written.
+    // The process dies here: nothing else is written, and the kernel drops its lock.
+    first.state.lock!.release();
 
     const second = start([A]);
     expect(hashes(second.pool)).toEqual([hashC, hashA].sort());
@@ -106,6 +107,7 @@ describe("openDurableState", () => {
     first.pool.removeKey(hashC);
     first.pool.removeKey(hashA);
     await first.state.flush();
+    first.state.lock!.release(); // the process dies
 
     const logger = new RecordingLogger();
     const second = start([A], logger);
@@ -169,6 +171,7 @@ describe("openDurableState", () => {
     const lease = first.pool.lease({ model: "gpt-4" });
     first.pool.incrementUsage({ keyHash: lease.keyHash, model: "gpt-4", inputTokens: 1, outputTokens: 1, leaseId: lease.leaseId });
     await first.state.flush();
+    first.state.lock!.release(); // the process dies
     const second = start([A]);
     expect(second.pool.getKey(lease.keyHash)).toMatchObject({ leaseCount: 1, inFlight: 0, promptCount: 1 });
   });
