@@ -10,11 +10,19 @@ export interface KeyEntry {
   readonly secret: string;
   readonly keyHash: string;
   readonly provider: ProviderId;
-  readonly modelFamilies: readonly string[];
-  readonly organizationId: string;
-  readonly trial: boolean;
+  /** Changed only while the key is out of the selection index (the index files it by family). */
+  modelFamilies: readonly string[];
+  organizationId: string;
+  trial: boolean;
   /** Serves gpt4-32k: ranked after keys that do not, to keep the scarce keys free. */
-  readonly has32k: boolean;
+  has32k: boolean;
+  /** The operator named the families: the key checker keeps them. */
+  readonly familiesPinned: boolean;
+  /**
+   * Changes with every operator action on the key (disable, enable): a check that started
+   * under another stamp reports on a key the operator has since decided about, and is dropped.
+   */
+  adminStamp: number;
   /** hashSortRank(provider, keyHash): a cheap first comparison for the key_hash tie-break. */
   readonly hashRank: number;
   state: KeyState;
@@ -89,6 +97,7 @@ export function newEntry(fields: {
   modelFamilies: readonly string[];
   organizationId: string;
   trial: boolean;
+  familiesPinned?: boolean;
 }): KeyEntry {
   return {
     secret: fields.secret,
@@ -98,6 +107,8 @@ export function newEntry(fields: {
     organizationId: fields.organizationId,
     trial: fields.trial,
     has32k: fields.modelFamilies.includes("gpt4-32k"),
+    familiesPinned: fields.familiesPinned === true,
+    adminStamp: 0,
     hashRank: hashSortRank(fields.provider, fields.keyHash),
     state: "active",
     stateReason: "",
@@ -124,6 +135,7 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
     modelFamilies: record.modelFamilies,
     organizationId: record.organizationId ?? "",
     trial: record.trial,
+    familiesPinned: record.familiesPinned,
   });
   entry.state = record.state;
   entry.stateReason = record.stateReason ?? "";
@@ -173,5 +185,6 @@ export function toStatus(entry: KeyEntry): KeyStatus {
     usage,
     inFlight: entry.inFlight,
     leaseCount: entry.leaseCount,
+    familiesPinned: entry.familiesPinned,
   };
 }

@@ -9,8 +9,9 @@ import {
   permissionDenied,
   resourceExhausted,
 } from "./errors";
+import type { CheckSubject, FindingResult, KeyFinding } from "./key-check";
 import { hashKey, type KeyHasher } from "./key-hash";
-import { entryFromRecord, newEntry, toStatus, usageOf, type KeyEntry } from "./key-entry";
+import { entryFromRecord, internFamilies, newEntry, toStatus, usageOf, type KeyEntry } from "./key-entry";
 import { LeaseBook, type OpenLease } from "./leases";
 import { FamilyTable } from "./model-families";
 import { isProviderId, providerInfo, PROVIDERS } from "./providers";
@@ -79,6 +80,20 @@ interface Target extends WaitTarget {
   model: string;
 }
 
+/** A proxy's report of an upstream answer. */
+export interface ReportInput {
+  keyHash: string;
+  statusCode: number;
+  headers: Record<string, string>;
+  leaseId?: string;
+  /** The upstream error body's `type` (OpenAI: error.type), when the proxy read it. */
+  errorType?: string;
+  /** The upstream error body's `code` (OpenAI: error.code), when the proxy read it. */
+  errorCode?: string;
+  /** The model the request asked for: needed for 404 model_not_found. */
+  model?: string;
+}
+
 const DISABLE_STATES = new Set(["disabled", "revoked", "over_quota"]);
 const DEFAULT_REASONS: Record<string, string> = {
   disabled: "disabled by an operator",
@@ -111,6 +126,8 @@ export class KeyPool {
   private wakeTimer: Timer | undefined;
   private wakeAt = Infinity;
   private closed = false;
+  /** The last admin stamp handed out (see KeyEntry.adminStamp). */
+  private adminStamps = 0;
 
   constructor(options: PoolOptions) {
     const o = { ...POOL_DEFAULTS, ...definedOnly(options) };
@@ -173,7 +190,8 @@ export class KeyPool {
         keyHashes[i] = keyHash;
         const existing = this.keys.get(keyHash);
         if (existing) {
-          if (existing.secret === key && existing.organizationId === organizationId && existing.provider === spec.provider) {
+          // A key the checker bound to its default organization keeps the hash of its spec.
+          if (existing.secret === key && existing.provider === spec.provider) {
             duplicates++;
             continue;
           }
@@ -182,7 +200,15 @@ export class KeyPool {
             `keys[${i}]: its key hash ${keyHash} already belongs to a different key (a hash collision); the key was not added`,
           );
         }
-        const entry = newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true });
+        const entry = newEntry({
+          secret: key,
+          keyHash,
+          provider: spec.provider,
+          modelFamilies,
+          organizationId,
+          trial: spec.trial === true,
+          familiesPinned: (spec.modelFamilies?.length ?? 0) > 0,
+        });
         this.keys.set(keyHash, entry);
         fresh.push(entry);
       }
@@ -239,6 +265,7 @@ export class KeyPool {
     const entry = this.mustGet(keyHash);
     entry.state = state;
     entry.stateReason = text;
+    entry.adminStamp = ++this.adminStamps;
     this.index.remove(entry);
     this.emit(entry, "disabled");
     this.serveWaiters();
@@ -248,6 +275,7 @@ export class KeyPool {
   /** The operator's word: brings a key back to ACTIVE from any state (nothing else revives REVOKED). */
   enableKey(keyHash: string): KeyStatus {
     const entry = this.mustGet(keyHash);
+    entry.adminStamp = ++this.adminStamps;
     if (entry.state !== "active") {
       entry.state = "active";
       entry.stateReason = "";
@@ -256,6 +284,112 @@ export class KeyPool {
       this.serveWaiters();
     }
     return toStatus(entry);
+  }
+
+  // ---------------------------------------------------------------- checks (docs/checker.md)
+
+  /** What the key checker needs to check a key; undefined when it is gone or DISABLED by an operator. */
+  checkSubject(keyHash: string): CheckSubject | undefined {
+    const entry = this.keys.get(keyHash);
+    if (!entry || entry.state === "disabled") return undefined;
+    return {
+      keyHash,
+      provider: entry.provider,
+      secret: entry.secret,
+      organizationId: entry.organizationId,
+      trial: entry.trial,
+      familiesPinned: entry.familiesPinned,
+      firstCheck: entry.lastChecked === 0,
+      adminStamp: entry.adminStamp,
+    };
+  }
+
+  /**
+   * Applies a completed check as one change (clones included, so that storage commits the
+   * finding and its clones together). Dropped when the key left the pool, or an operator
+   * disabled, enabled or replaced it after the check started.
+   */
+  applyFinding(subject: CheckSubject, finding: KeyFinding): FindingResult {
+    const entry = this.keys.get(subject.keyHash);
+    if (!entry || entry.secret !== subject.secret) return { applied: false, why: "removed" };
+    if (entry.state === "disabled") return { applied: false, why: "disabled" };
+    if (entry.adminStamp !== subject.adminStamp) return { applied: false, why: "operator_changed" };
+    const now = this.clock.now();
+    const wasIndexed = entry.state === "active";
+    if (wasIndexed) this.index.remove(entry);
+
+    const families = this.knownFamilies(entry.provider, finding.modelFamilies);
+    if (families && !entry.familiesPinned) {
+      entry.modelFamilies = internFamilies(families);
+      entry.has32k = families.includes("gpt4-32k");
+    }
+    if (finding.trial !== undefined) entry.trial = finding.trial;
+    const unbound = entry.organizationId === "";
+    if (unbound && finding.organizationId) {
+      checkText("organization id", finding.organizationId, LIMITS.organizationIdBytes);
+      entry.organizationId = finding.organizationId;
+    }
+    if (finding.state === "active") {
+      entry.state = "active";
+      entry.stateReason = "";
+    } else if (finding.state) {
+      entry.state = finding.state;
+      entry.stateReason = truncateReason(finding.reason || `the upstream reported the key ${finding.state.replace("_", " ")}`);
+    }
+    entry.lastChecked = Math.max(1, now);
+    if (entry.state === "active") this.index.add(entry, now);
+    this.emit(entry, "checked");
+
+    const clones: string[] = [];
+    if (unbound) {
+      for (const organizationId of new Set(finding.cloneOrganizations ?? [])) {
+        if (organizationId === "" || organizationId === entry.organizationId) continue;
+        checkText("organization id", organizationId, LIMITS.organizationIdBytes);
+        const keyHash = this.keyHasher(entry.provider, entry.secret, organizationId);
+        if (this.keys.has(keyHash)) continue;
+        const clone = newEntry({
+          secret: entry.secret,
+          keyHash,
+          provider: entry.provider,
+          modelFamilies: entry.modelFamilies,
+          organizationId,
+          trial: entry.trial,
+          familiesPinned: entry.familiesPinned,
+        });
+        this.keys.set(keyHash, clone);
+        this.index.add(clone, now);
+        this.emit(clone, "added");
+        clones.push(keyHash);
+      }
+    }
+    this.serveWaiters();
+    return { applied: true, clones };
+  }
+
+  /** The finding's families that this pool knows, in order without repeats; undefined when none. */
+  private knownFamilies(provider: ProviderId, families: readonly string[] | undefined): string[] | undefined {
+    if (!families) return undefined;
+    const known = this.families.familiesOf(provider);
+    const kept = [...new Set(families)].filter((f) => known.has(f));
+    return kept.length > 0 ? kept : undefined;
+  }
+
+  /**
+   * RecheckKeys: marks the named keys (all keys when none is named) as never checked, so that
+   * the checker takes them first. Keys an operator DISABLED are left alone (EnableKey first).
+   * All or nothing: an unknown hash is NotFound and marks nothing. Returns the keys marked.
+   */
+  markForCheck(keyHashes: readonly string[] = []): number {
+    const entries = keyHashes.length > 0 ? [...new Set(keyHashes)].map((h) => this.mustGet(h)) : [...this.keys.values()];
+    let marked = 0;
+    for (const entry of entries) {
+      if (entry.state === "disabled") continue;
+      marked++;
+      if (entry.lastChecked === 0) continue;
+      entry.lastChecked = 0;
+      this.emit(entry, "check_requested");
+    }
+    return marked;
   }
 
   // ---------------------------------------------------------------- leasing
@@ -458,7 +592,7 @@ export class KeyPool {
   // ---------------------------------------------------------------- reports and usage
 
   /** Applies an upstream response's status and headers (POLICY.md "Reports"). */
-  reportRateLimit(r: { keyHash: string; statusCode: number; headers: Record<string, string>; leaseId?: string }): {
+  reportRateLimit(r: ReportInput): {
     readyAt: number;
   } {
     const headers = r.headers ?? {};
@@ -466,6 +600,7 @@ export class KeyPool {
     checkHeaders(headers);
     const entry = this.mustGet(r.keyHash);
     const now = this.clock.now();
+    if (this.learnFromError(entry, r)) return { readyAt: entry.readyAt };
     const effect = planReport(r.statusCode, headers, providerInfo(entry.provider).rateLimitHeaders, now, this.reportLimits);
     switch (effect.kind) {
       case "none":
@@ -498,6 +633,42 @@ export class KeyPool {
       }
     }
     return { readyAt: entry.readyAt };
+  }
+
+  /**
+   * What a proxy's upstream error says about the key itself (POLICY.md "Reports"): 404
+   * model_not_found takes the model's family off the key; 429 insufficient_quota makes it
+   * OVER_QUOTA. True when the report was such an error and has been applied.
+   */
+  private learnFromError(entry: KeyEntry, r: ReportInput): boolean {
+    if (r.errorType) checkText("error_type", r.errorType, LIMITS.errorFieldBytes);
+    if (r.errorCode) checkText("error_code", r.errorCode, LIMITS.errorFieldBytes);
+    const says = (what: string) => r.errorCode === what || r.errorType === what;
+    if (r.statusCode === 404 && says("model_not_found") && r.model) {
+      const { family } = this.resolveCached(r.model, entry.provider);
+      if (!entry.modelFamilies.includes(family)) return true;
+      const active = entry.state === "active";
+      if (active) this.index.remove(entry);
+      const families = entry.modelFamilies.filter((f) => f !== family);
+      entry.modelFamilies = internFamilies(families);
+      entry.has32k = families.includes("gpt4-32k");
+      if (active) this.index.add(entry, this.clock.now());
+      this.emit(entry, "family_withdrawn");
+      this.serveWaiters();
+      return true;
+    }
+    if (r.statusCode === 429 && (says("insufficient_quota") || says("billing_not_active"))) {
+      if (entry.state === "over_quota") return true;
+      // An operator's DISABLED stays; a REVOKED key stays revoked.
+      if (entry.state !== "active") return true;
+      entry.state = "over_quota";
+      entry.stateReason = `a proxy reported 429 ${says("insufficient_quota") ? "insufficient_quota" : "billing_not_active"}: the key's quota or billing is exhausted`;
+      this.index.remove(entry);
+      this.emit(entry, "over_quota");
+      this.serveWaiters();
+      return true;
+    }
+    return false;
   }
 
   private retime(entry: KeyEntry, now: number): void {
@@ -611,6 +782,12 @@ export class KeyPool {
   private emit(entry: KeyEntry, cause: ChangeCause): void {
     if (this.changes.size > 0) this.changes.publish({ type: "updated", cause, status: toStatus(entry) });
   }
+}
+
+/** A reason cut to the contract's limit (upstream messages can be long). */
+function truncateReason(text: string): string {
+  if (Buffer.byteLength(text, "utf8") <= LIMITS.reasonBytes) return text;
+  return Buffer.from(text, "utf8").subarray(0, LIMITS.reasonBytes - 3).toString("utf8").replace(/\uFFFD$/, "") + "...";
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -11,6 +11,7 @@ export const LIMITS = {
   reasonBytes: 1024,
   organizationIdBytes: 256,
   familyNameBytes: 64,
+  errorFieldBytes: 256,
 } as const;
 
 const bytes = (s: string) => Buffer.byteLength(s, "utf8");

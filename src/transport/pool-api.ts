@@ -3,6 +3,7 @@
  * that RPCs call. Written as an interface so that the services depend on behaviour, not on the
  * class; KeyPool satisfies it structurally.
  */
+import type { ReportInput } from "../domain/key-pool";
 import type { KeySpec, KeyStatus, Lease, ProviderId } from "../domain/types";
 
 export interface PoolApi {
@@ -17,12 +18,7 @@ export interface PoolApi {
     maxWaitMs: number;
     signal?: AbortSignal;
   }): Promise<Lease>;
-  reportRateLimit(r: {
-    keyHash: string;
-    statusCode: number;
-    headers: Record<string, string>;
-    leaseId?: string;
-  }): { readyAt: number };
+  reportRateLimit(r: ReportInput): { readyAt: number };
   incrementUsage(u: {
     keyHash: string;
     model: string;
@@ -32,6 +28,8 @@ export interface PoolApi {
   }): void;
   lockout(req: { model: string; provider?: ProviderId }): { lockoutMs: number; noActiveKeys: boolean };
   listKeys(filter?: { provider?: ProviderId; modelFamilies?: string[] }): KeyStatus[];
+  /** RecheckKeys: marks keys for the key checker; returns how many. */
+  markForCheck(keyHashes?: readonly string[]): number;
   readonly size: number;
 }
 
