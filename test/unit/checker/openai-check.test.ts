@@ -9,7 +9,8 @@ const families = FamilyTable.builtIn();
 /** The liveness answer of a working key: the invalid request refused, a paid key's limit. */
 const works = (limit = "10000") =>
   answer(400, { error: { type: "invalid_request_error", code: "integer_below_min_value" } }, { "x-ratelimit-limit-requests": limit });
-const models = (...ids: string[]) => answer(200, { object: "list", data: ids.map((id) => ({ id, object: "model" })) });
+const modelsBody = (...ids: string[]) => ({ object: "list", data: ids.map((id) => ({ id, object: "model" })) });
+const models = (...ids: string[]) => answer(200, modelsBody(...ids));
 const orgs = (...list: [string, boolean][]) => answer(200, { data: list.map(([id, d]) => ({ id, is_default: d })) });
 
 describe("OpenAI answers (docs/checker.md)", () => {
@@ -104,13 +105,13 @@ describe("OpenAI first check: models, organizations", () => {
   });
 
   it("a gpt-4-32k snapshot without gpt-4-32k itself does not grant gpt4-32k", () => {
-    expect(familiesFromModels(models("gpt-4", "gpt-4-32k-0613").body, false, families)).toEqual(["gpt4"]);
-    expect(familiesFromModels(models("gpt-4", "gpt-4-32k", "gpt-4-32k-0613").body, false, families)).toEqual(["gpt4-32k", "gpt4"]);
+    expect(familiesFromModels(modelsBody("gpt-4", "gpt-4-32k-0613"), false, families)).toEqual(["gpt4"]);
+    expect(familiesFromModels(modelsBody("gpt-4", "gpt-4-32k", "gpt-4-32k-0613"), false, families)).toEqual(["gpt4-32k", "gpt4"]);
   });
 
   it("a trial key does not serve dall-e; a paid one does", () => {
-    expect(familiesFromModels(models("gpt-3.5-turbo", "dall-e-3").body, true, families)).toEqual(["turbo"]);
-    expect(familiesFromModels(models("gpt-3.5-turbo", "dall-e-3").body, false, families)).toEqual(["turbo", "dall-e"]);
+    expect(familiesFromModels(modelsBody("gpt-3.5-turbo", "dall-e-3"), true, families)).toEqual(["turbo"]);
+    expect(familiesFromModels(modelsBody("gpt-3.5-turbo", "dall-e-3"), false, families)).toEqual(["turbo", "dall-e"]);
     const out = decideOpenAi(subject(), { liveness: works("200"), models: models("gpt-3.5-turbo", "dall-e-2") }, families);
     expect(out).toMatchObject({ finding: { trial: true, modelFamilies: ["turbo"] } });
   });
