@@ -5,6 +5,8 @@
  * exit within 5 s).
  */
 import { loadAccess, type Access } from "./auth/access";
+import { KeyChecker } from "./checker/key-checker";
+import { upstreamCheck } from "./checker/upstream-check";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
@@ -62,6 +64,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
 
   let server: RunningServer | undefined;
   let state: DurableState | undefined;
+  let checker: KeyChecker | undefined;
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
@@ -73,6 +76,8 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     }, EXIT_DEADLINE_MS).unref();
     void (async () => {
       try {
+        // Checks in flight are cancelled: a slow upstream never holds the exit.
+        checker?.close();
         await server?.close();
         hub.close();
         pool.close();
@@ -117,6 +122,42 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
     { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: pool.countByProvider() },
     "keypool listening",
   );
+  if (stopping) return;
+  // After the server listens: the checker never delays serving (docs/checker.md).
+  checker = startChecker(config, families, pool, logger);
+}
+
+function startChecker(config: ServerConfig, families: FamilyConfig, pool: KeyPool, logger: Logger): KeyChecker | undefined {
+  const settings = config.checker;
+  if (!settings.enabled) {
+    logger.info("key checker off (KEYPOOL_CHECK_KEYS=false): keys are taken on faith");
+    return undefined;
+  }
+  const checker = new KeyChecker({
+    pool,
+    clock: systemClock,
+    logger: logger.child({ component: "checker" }),
+    concurrency: settings.concurrency,
+    periodMs: settings.periodMs,
+    intervalMs: settings.intervalMs,
+    check: upstreamCheck({
+      openaiBaseUrl: settings.openaiBaseUrl,
+      anthropicBaseUrl: settings.anthropicBaseUrl,
+      timeoutMs: settings.timeoutMs,
+      families: families.families,
+    }),
+  });
+  checker.start();
+  logger.info(
+    {
+      openaiBaseUrl: settings.openaiBaseUrl,
+      anthropicBaseUrl: settings.anthropicBaseUrl,
+      concurrency: settings.concurrency,
+      periodMs: settings.periodMs,
+    },
+    "key checker started",
+  );
+  return checker;
 }
 
 function main(): void {

@@ -29,6 +29,21 @@ export interface ServerConfig {
   watch: { heartbeatMs: number; coalesceMs: number };
   /** KEYPOOL_STATE: the state file, or "memory"; absent: ./data/keypool.db (src/storage). */
   statePath?: string;
+  /** The key checker (src/checker, docs/checker.md). */
+  checker: CheckerSettings;
+}
+
+export interface CheckerSettings {
+  /** KEYPOOL_CHECK_KEYS */
+  enabled: boolean;
+  /** KEYPOOL_OPENAI_BASE_URL, KEYPOOL_ANTHROPIC_BASE_URL: where checks are sent. */
+  openaiBaseUrl: string;
+  anthropicBaseUrl: string;
+  concurrency: number;
+  /** 0: first checks only. */
+  periodMs: number;
+  intervalMs: number;
+  timeoutMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -59,7 +74,69 @@ export const SERVER_SETTINGS: Setting[] = [
   { name: "ANTHROPIC_KEY", default: "", meaning: "comma separated Anthropic keys loaded at start" },
   { name: "KEYPOOL_KEYS_FILE", default: "", meaning: "JSON or YAML list of keys ({provider, key, modelFamilies, trial, organizationId})" },
   { name: "KEYPOOL_STATE", default: "./data/keypool.db", meaning: "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing" },
+  { name: "KEYPOOL_CHECK_KEYS", default: "true", meaning: "check every key against its upstream (models, liveness, organizations); `false` turns the checker off" },
+  { name: "KEYPOOL_OPENAI_BASE_URL", default: "https://api.openai.com", meaning: "where OpenAI keys are checked (a gateway or a local fake can stand in)" },
+  { name: "KEYPOOL_ANTHROPIC_BASE_URL", default: "https://api.anthropic.com", meaning: "where Anthropic keys are checked" },
+  { name: "KEYPOOL_CHECK_CONCURRENCY", default: "8", meaning: "keys checked at once (1-1000)" },
+  { name: "KEYPOOL_CHECK_PERIOD", default: "1h", meaning: "an ACTIVE key is checked again after this long; `0`: first checks only" },
+  { name: "KEYPOOL_CHECK_INTERVAL", default: "3s", meaning: "least time between two recurring checks (plus up to half of it at random)" },
+  { name: "KEYPOOL_CHECK_TIMEOUT", default: "10s", meaning: "each upstream request of a check gives up after this long" },
 ];
+
+const CHECK_DEFAULTS = {
+  openaiBaseUrl: "https://api.openai.com",
+  anthropicBaseUrl: "https://api.anthropic.com",
+};
+
+function readBoolean(env: Env, name: string, defaultValue: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return defaultValue;
+  const value = raw.trim().toLowerCase();
+  if (["true", "1", "yes", "on"].includes(value)) return true;
+  if (["false", "0", "no", "off"].includes(value)) return false;
+  throw new ConfigError(name, `"${raw}" is not true or false`);
+}
+
+function readBaseUrl(env: Env, name: string, defaultUrl: string): string {
+  const raw = env[name]?.trim();
+  if (!raw) return defaultUrl;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `"${raw}" is not a URL (e.g. https://api.openai.com or http://127.0.0.1:8080)`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError(name, `"${raw}" must be an http:// or https:// URL`);
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    throw new ConfigError(name, `"${raw}" must not carry credentials, a query or a fragment`);
+  }
+  return url.toString().replace(/\/$/, "");
+}
+
+function readCount(env: Env, name: string, defaultValue: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return defaultValue;
+  const value = raw.trim();
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > max) throw new ConfigError(name, `"${raw}" is not a whole number from 1 to ${max}`);
+  return n;
+}
+
+function loadCheckerSettings(env: Env): CheckerSettings {
+  const settings: CheckerSettings = {
+    enabled: readBoolean(env, "KEYPOOL_CHECK_KEYS", true),
+    openaiBaseUrl: readBaseUrl(env, "KEYPOOL_OPENAI_BASE_URL", CHECK_DEFAULTS.openaiBaseUrl),
+    anthropicBaseUrl: readBaseUrl(env, "KEYPOOL_ANTHROPIC_BASE_URL", CHECK_DEFAULTS.anthropicBaseUrl),
+    concurrency: readCount(env, "KEYPOOL_CHECK_CONCURRENCY", 8, 1000),
+    periodMs: readDuration(env, "KEYPOOL_CHECK_PERIOD", 3_600_000),
+    intervalMs: readDuration(env, "KEYPOOL_CHECK_INTERVAL", 3000),
+    timeoutMs: readDuration(env, "KEYPOOL_CHECK_TIMEOUT", 10_000),
+  };
+  if (settings.timeoutMs <= 0) throw new ConfigError("KEYPOOL_CHECK_TIMEOUT", "must be greater than 0");
+  return settings;
+}
 
 function readDuration(env: Env, name: string, defaultMs: number): number {
   const raw = env[name];
@@ -112,6 +189,7 @@ export function loadServerConfig(env: Env = process.env): ServerConfig {
   if (watch.heartbeatMs <= 0) throw new ConfigError("KEYPOOL_WATCH_HEARTBEAT", "must be greater than 0");
 
   const statePath = env.KEYPOOL_STATE?.trim() || undefined;
+  const checker = loadCheckerSettings(env);
   return {
     host,
     port,
@@ -119,6 +197,7 @@ export function loadServerConfig(env: Env = process.env): ServerConfig {
     logLevel: level as LogLevel,
     pool,
     watch,
+    checker,
     ...(statePath ? { statePath } : {}),
   };
 }
