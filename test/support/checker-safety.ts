@@ -21,7 +21,7 @@ function isLoopbackUrl(value: string | undefined): boolean {
  * The environment with the key checker off unless both base URLs are local. A test that turns the
  * checker on without pointing both at a local fake is a mistake: it throws.
  */
-export function withCheckerSafety<E extends Record<string, string | undefined>>(env: E): E {
+export function withCheckerSafety<E extends Record<string, string | undefined>>(env: E): E & { KEYPOOL_CHECK_KEYS?: string } {
   if (isLoopbackUrl(env.KEYPOOL_OPENAI_BASE_URL) && isLoopbackUrl(env.KEYPOOL_ANTHROPIC_BASE_URL)) return env;
   const asked = env.KEYPOOL_CHECK_KEYS?.trim().toLowerCase();
   if (asked !== undefined && CHECKER_ON.includes(asked)) {
