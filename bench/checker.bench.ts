@@ -12,6 +12,7 @@
  * checker's memory is what B holds beyond A).
  *
  *   npm run build && npx tsx bench/checker.bench.ts [--quick]
+ *   npm run bench -- --only=checker             (inside the whole suite)
  *
  * Not a test: figures depend on the machine. BENCHMARKS.md records them.
  */
@@ -196,12 +197,12 @@ export async function measureChecker(options: { quick: boolean; log: (line: stri
 export async function run(options: { quick: boolean; log: (line: string) => void }) {
   const r = await measureChecker(options);
   return [
-    { name: `checker: keys checked (${r.keys} behind the fake upstream)`, value: `${r.keys - r.unchecked} of ${r.keys} in ${r.allCheckedAfterS.toFixed(0)} s`, met: r.unchecked === 0, target: "all" },
-    { name: "checker: most keys in flight at the fake upstream", value: String(r.fake.maxKeysInFlight), target: `<= ${CONCURRENCY}`, met: r.fake.maxKeysInFlight <= CONCURRENCY },
-    { name: "checker: Lease p50 idle / while checking", value: `${r.idle.p50Ms.toFixed(2)} ms / ${r.checking.p50Ms.toFixed(2)} ms` },
-    { name: "checker: Lease p50 while checking / idle", value: r.p50Ratio.toFixed(2), target: `<= ${TARGET_RATIO}`, met: r.p50Ratio <= TARGET_RATIO },
-    { name: "checker: Lease p99 while checking / idle", value: r.p99Ratio.toFixed(2), target: `<= ${TARGET_RATIO}`, met: r.p99Ratio <= TARGET_RATIO },
-    { name: "checker: server RSS, checker off / on (peak, end)", value: `${r.rssMiB.idleServer} / ${r.rssMiB.checkingServerPeak}, ${r.rssMiB.checkingServerEnd} MiB` },
+    { name: `keys checked (${r.keys} behind the fake upstream)`, value: `${r.keys - r.unchecked} of ${r.keys} in ${r.allCheckedAfterS.toFixed(0)} s`, met: r.unchecked === 0, target: "all" },
+    { name: "most keys in flight at the fake upstream", value: String(r.fake.maxKeysInFlight), target: `<= ${CONCURRENCY}`, met: r.fake.maxKeysInFlight <= CONCURRENCY },
+    { name: "Lease p50 idle / while checking", value: `${r.idle.p50Ms.toFixed(2)} ms / ${r.checking.p50Ms.toFixed(2)} ms` },
+    { name: "Lease p50 while checking / idle", value: r.p50Ratio.toFixed(2), target: `<= ${TARGET_RATIO}`, met: r.p50Ratio <= TARGET_RATIO },
+    { name: "Lease p99 while checking / idle", value: r.p99Ratio.toFixed(2), target: `<= ${TARGET_RATIO}`, met: r.p99Ratio <= TARGET_RATIO },
+    { name: "server RSS, checker off / on (peak, end)", value: `${r.rssMiB.idleServer} / ${r.rssMiB.checkingServerPeak}, ${r.rssMiB.checkingServerEnd} MiB` },
   ];
 }
 
