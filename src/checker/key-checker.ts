@@ -11,7 +11,7 @@ import type { Clock, Timer } from "../domain/clock";
 import { IndexedHeap, type HeapNode } from "../domain/indexed-heap";
 import type { CheckSubject, FindingResult, KeyFinding } from "../domain/key-check";
 import type { ChangeCause, KeyStatus, PoolEvent } from "../domain/types";
-import type { CheckOutcome } from "./upstream-answer";
+import { RETRY_AFTER_FAILURE_MS, type CheckOutcome } from "./upstream-answer";
 import type { CheckKey } from "./upstream-check";
 
 /** The part of KeyPool the checker uses. */
@@ -235,7 +235,7 @@ export class KeyChecker {
       (err: unknown) =>
         this.complete(subject, {
           kind: "retry",
-          afterMs: 60_000,
+          afterMs: RETRY_AFTER_FAILURE_MS,
           why: `the check failed: ${err instanceof Error ? err.name : "error"}`,
         }),
     );
@@ -250,24 +250,26 @@ export class KeyChecker {
     if (outcome.kind === "retry") {
       this.stats.retried++;
       log.info({ keyHash, why: outcome.why, retryInMs: outcome.afterMs }, "key check proved nothing; trying again later");
-      this.retries.set(
-        keyHash,
-        this.options.clock.setTimer(outcome.afterMs, () => {
-          this.retries.delete(keyHash);
-          if (!this.options.pool.checkSubject(keyHash)) return;
-          this.firstChecks.add(keyHash);
-          this.pump();
-        }),
-      );
+      this.retryLater(keyHash, outcome.afterMs);
     } else {
       this.stats.checked++;
       for (const w of outcome.warnings) {
         log.warn({ keyHash, request: w.request, status: w.status, errorType: w.errorType }, "key check: unexpected upstream answer");
       }
-      const result = this.options.pool.applyFinding(subject, outcome.finding);
-      if (result.applied) {
+      let result: FindingResult | undefined;
+      try {
+        result = this.options.pool.applyFinding(subject, outcome.finding);
+      } catch (err) {
+        // A finding the pool refuses (an organization id past its limit) changes nothing; the
+        // key is tried again later rather than at once.
+        log.warn({ keyHash, err: err instanceof Error ? err.message : String(err) }, "key check finding refused by the pool");
+        this.retryLater(keyHash, RETRY_AFTER_FAILURE_MS);
+      }
+      if (result?.applied) {
         const f = outcome.finding;
-        log.info(
+        // First checks and bad news at info; a recurring check that found the key well, at debug.
+        const level = subject.firstCheck || (f.state !== undefined && f.state !== "active") || result.clones.length > 0 ? "info" : "debug";
+        log[level](
           {
             keyHash,
             ...(f.state ? { state: f.state } : {}),
@@ -279,13 +281,13 @@ export class KeyChecker {
           },
           "key checked",
         );
-      } else {
+      } else if (result) {
         this.stats.dropped++;
         log.info({ keyHash, why: result.why }, "key check finding dropped: the key changed meanwhile");
       }
       // Events about the key were passed over while it was in flight: file it by its status now
       // (an applied finding's own "checked" event has done so already).
-      if (!result.applied) {
+      if (result && !result.applied) {
         const status = this.options.pool.getKey(keyHash);
         if (status) this.place(keyHash, status);
       }
@@ -298,5 +300,19 @@ export class KeyChecker {
       else if (status) this.place(keyHash, status);
     }
     this.pump();
+  }
+
+  /** Leaves the key unchecked until `afterMs` from now, then puts it first in line. */
+  private retryLater(keyHash: string, afterMs: number): void {
+    this.cancelRetry(keyHash);
+    this.retries.set(
+      keyHash,
+      this.options.clock.setTimer(afterMs, () => {
+        this.retries.delete(keyHash);
+        if (!this.options.pool.checkSubject(keyHash)) return;
+        this.firstChecks.add(keyHash);
+        this.pump();
+      }),
+    );
   }
 }

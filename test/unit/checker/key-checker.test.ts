@@ -335,6 +335,17 @@ describe("findings reach the pool", () => {
     expect(t.pool.getKey(t.hashes[0])).toMatchObject({ state: "over_quota", lastChecked: T0 });
   });
 
+  it("a finding the pool refuses (an organization id past its limit) changes nothing and is tried again after a minute", async () => {
+    const t = setup({ concurrency: 1 }, 1);
+    t.checker.start();
+    t.clock.advance(0);
+    await t.answer(checked({ state: "active", organizationId: "o".repeat(300) }));
+    expect(t.pool.getKey(t.hashes[0])).toMatchObject({ organizationId: "", lastChecked: 0 });
+    expect(t.inFlight()).toEqual([]);
+    t.clock.advance(60_000);
+    expect(t.inFlight()).toEqual([t.hashes[0]]);
+  });
+
   it("RecheckKeys of a key in flight checks it again after the check in flight", async () => {
     const t = setup({ concurrency: 1 }, 1);
     t.checker.start();
