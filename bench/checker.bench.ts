@@ -17,12 +17,18 @@
  * Not a test: figures depend on the machine. BENCHMARKS.md records them.
  */
 import * as http from "node:http";
+import * as v8 from "node:v8";
+import * as vm from "node:vm";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KeyPoolService, KeyState } from "../gen/ts/keypool/v1/keypool_pb";
+import { KeyChecker } from "../src/checker/key-checker";
+import { systemClock } from "../src/domain/clock";
+import { KeyPool } from "../src/domain/key-pool";
+import { silentLogger } from "../src/log";
 import { coreLayout, sleep, start, type Started } from "./lib/children";
 import { MAIN, ROOT, startKeypool, type ServerHandle } from "./lib/keypool-server";
 
@@ -47,6 +53,65 @@ export interface CheckerBenchResult {
   states: Record<string, number>;
   fake: { requests: number; maxKeysInFlight: number; maxInFlight: number };
   rssMiB: { idleServer: number; checkingServerPeak: number; checkingServerEnd: number };
+  heap: CheckerHeap;
+}
+
+/** The checker's own heap, in this process, with checks that answer at once. */
+export interface CheckerHeap {
+  keys: number;
+  /** Heap per key of the running checker, and of what its findings added to the pool. */
+  checkerBytesPerKey: number;
+  /** Heap growth from the first round of checks to the third: what a leak would show. */
+  growthAfterRechecksBytes: number;
+}
+
+const gc: () => void = (() => {
+  v8.setFlagsFromString("--expose-gc");
+  return vm.runInNewContext("gc") as () => void;
+})();
+
+function heapUsed(): number {
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+/**
+ * The pool and the checker in this process, `keys` keys, checks that answer at once with a
+ * finding. Heap before the checker starts, then after each of three rounds (all keys checked,
+ * then RecheckKeys of all): the checker holds a bounded amount per key, and rechecks add nothing.
+ */
+export async function measureCheckerHeap(keys: number): Promise<CheckerHeap> {
+  const pool = new KeyPool({ clock: systemClock });
+  pool.addKeys(Array.from({ length: keys }, (_, i) => ({ provider: "openai" as const, key: `sk-heap-${String(i).padStart(40, "0")}` })));
+  const withoutChecker = heapUsed();
+  const checker = new KeyChecker({
+    pool,
+    clock: systemClock,
+    logger: silentLogger,
+    concurrency: CONCURRENCY,
+    periodMs: 3_600_000,
+    intervalMs: 3000,
+    check: async () => ({
+      kind: "checked",
+      finding: { state: "active", modelFamilies: ["turbo", "gpt4", "gpt4o"], trial: false, organizationId: "org-heap" },
+      warnings: [],
+    }),
+  });
+  checker.start();
+  const rounds: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    if (round > 0) pool.markForCheck();
+    while (checker.pendingFirstChecks > 0 || checker.checksInFlight > 0) await sleep(5);
+    rounds.push(heapUsed());
+  }
+  checker.close();
+  pool.close();
+  return {
+    keys,
+    checkerBytesPerKey: Math.max(0, rounds[2] - withoutChecker) / keys,
+    growthAfterRechecksBytes: rounds[2] - rounds[0],
+  };
 }
 
 function fakeStats(port: number): Promise<{ requests: number; maxKeysInFlight: number; maxInFlight: number; keysSeen: number }> {
@@ -186,6 +251,7 @@ export async function measureChecker(options: { quick: boolean; log: (line: stri
       states: progress.states,
       fake: { requests: stats.requests, maxKeysInFlight: stats.maxKeysInFlight, maxInFlight: stats.maxInFlight },
       rssMiB: { idleServer: idle.rssMiB(), checkingServerPeak: peakRss, checkingServerEnd: checking.rssMiB() },
+      heap: await measureCheckerHeap(keys),
     };
   } finally {
     for (const s of servers) await s.stop();
@@ -202,6 +268,10 @@ export async function run(options: { quick: boolean; log: (line: string) => void
     { name: "Lease p50 idle / while checking", value: `${r.idle.p50Ms.toFixed(2)} ms / ${r.checking.p50Ms.toFixed(2)} ms` },
     { name: "Lease p50 while checking / idle", value: r.p50Ratio.toFixed(2), target: `<= ${TARGET_RATIO}`, met: r.p50Ratio <= TARGET_RATIO },
     { name: "Lease p99 while checking / idle", value: r.p99Ratio.toFixed(2), target: `<= ${TARGET_RATIO}`, met: r.p99Ratio <= TARGET_RATIO },
+    {
+      name: `checker heap per key (${r.heap.keys} keys, in process)`,
+      value: `${r.heap.checkerBytesPerKey.toFixed(0)} bytes; growth over two full rechecks ${(r.heap.growthAfterRechecksBytes / 1024).toFixed(0)} KiB`,
+    },
     { name: "server RSS, checker off / on (peak, end)", value: `${r.rssMiB.idleServer} / ${r.rssMiB.checkingServerPeak}, ${r.rssMiB.checkingServerEnd} MiB` },
   ];
 }
