@@ -2,9 +2,38 @@
  * The one summary table of `npm run bench`, as Markdown so that it pastes into BENCHMARKS.md:
  * each row a measurement, its figure, its target and whether the target was met.
  */
-import type { CellResult } from "./end-to-end";
-import type { SuiteResults } from "./run";
+import type { CellResult, Shapes } from "./end-to-end";
 import { fmt } from "./lib/stats";
+import type { StartupResult } from "./startup-memory";
+import type { SuiteModuleResult } from "./suite-modules";
+import type { FanoutResult } from "./watch-fanout";
+
+/** Where a run of the suite was measured. */
+export interface MachineInfo {
+  date: string;
+  nproc: number;
+  cpu: string;
+  node: string;
+  h2load: string;
+  loadAverage: number[];
+  memoryGiB: number;
+}
+
+/** Everything one run of `npm run bench` measured. */
+export interface SuiteResults {
+  machine: MachineInfo & { loadAverageAtEnd?: number[] };
+  quick: boolean;
+  cores: string;
+  shapes?: Shapes;
+  e2e?: CellResult[];
+  fanout?: FanoutResult[];
+  startup?: StartupResult;
+  pool?: SuiteModuleResult;
+  durability?: SuiteModuleResult;
+  checker?: SuiteModuleResult;
+  errors: { section: string; error: string }[];
+  elapsedS?: number;
+}
 
 type Row = [string, string, string, string];
 

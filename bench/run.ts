@@ -17,7 +17,7 @@ import { writeKeysFile, benchKey } from "./lib/keys-file";
 import { CellResult, measureServer, Shapes } from "./end-to-end";
 import { FanoutResult, measureFanout } from "./watch-fanout";
 import { measureStartup, StartupResult } from "./startup-memory";
-import { renderTable } from "./report";
+import { renderTable, type MachineInfo, type SuiteResults } from "./report";
 import { runSuiteModule, SuiteModuleResult } from "./suite-modules";
 
 const SECTIONS = ["e2e", "fanout", "startup", "pool", "durability", "checker"] as const;
@@ -32,7 +32,7 @@ function parseArgs(argv: string[]) {
   return { quick, noBuild, sections };
 }
 
-function machine() {
+function machine(): MachineInfo {
   const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
   const model = /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "unknown";
   let h2loadVersion = "";
@@ -52,20 +52,6 @@ function machine() {
   };
 }
 
-export interface SuiteResults {
-  machine: ReturnType<typeof machine> & { loadAverageAtEnd?: number[] };
-  quick: boolean;
-  cores: string;
-  shapes?: Shapes;
-  e2e?: CellResult[];
-  fanout?: FanoutResult[];
-  startup?: StartupResult;
-  pool?: SuiteModuleResult;
-  durability?: SuiteModuleResult;
-  checker?: SuiteModuleResult;
-  errors: { section: string; error: string }[];
-  elapsedS?: number;
-}
 
 function writeOpenAiKeys(file: string, count: number, withMarker: boolean): void {
   writeKeysFile(file, count);

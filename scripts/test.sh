@@ -22,6 +22,8 @@ if [ "$(git rev-parse --is-shallow-repository 2>/dev/null)" = "true" ] && ! git 
 else
   ./node_modules/.bin/buf breaking --against ".git#ref=$baseline"
 fi
+echo "== import cycles"
+node scripts/check-import-cycles.js
 echo "== typecheck"
 ./node_modules/.bin/tsc -p tsconfig.json --noEmit
 echo "== build"

@@ -5,11 +5,10 @@
  */
 import pino from "pino";
 import { loggerRedaction } from "./auth/redact";
+import type { LogLevel } from "./config/settings";
 
 export type Logger = pino.Logger;
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface LoggerOptions {
   level: LogLevel;

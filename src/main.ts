@@ -10,56 +10,57 @@ import { upstreamCheck } from "./checker/upstream-check";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
-import { loadServerConfig, type ServerConfig } from "./config/server-config";
+import { EXIT_DEADLINE_MS, readSettings, tlsFiles, unknownSettings, type Settings } from "./config/settings";
 import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
 import { createLogger, type Logger } from "./log";
+import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
-import { DEFAULT_STATE_PATH } from "./storage/sqlite-store";
 import { requestLogInterceptor } from "./transport/request-log";
 import { createWatchKeys } from "./transport/watch-keys";
 import { WatchHub } from "./watch/watch-hub";
 
-/** The process must be gone this long after a stop signal, whatever is still open. */
-const EXIT_DEADLINE_MS = 4500;
-/** Open connections get this long to finish after shutdown begins. */
-const SHUTDOWN_GRACE_MS = 2000;
-
 interface StartupConfig {
-  server: ServerConfig;
+  settings: Settings;
+  /** KEYPOOL_* variables no setting names: warned about once the logger exists. */
+  unknown: { name: string; nearest: string }[];
   families: FamilyConfig;
   keys: KeySpec[];
-  /** Tokens, roles, limits, and the loopback rule (src/auth/). */
+  /** Tokens, interceptors, and the loopback rule (src/auth/). */
   access: Access;
 }
 
 /** Every setting, checked before anything starts; an error names the variable or file at fault. */
 function loadStartupConfig(env: NodeJS.ProcessEnv): StartupConfig {
-  const server = loadServerConfig(env);
-  return { server, families: loadFamilyConfig(env), keys: loadKeySpecs(env), access: loadAccess(env, server.host) };
+  const settings = readSettings(env);
+  return {
+    settings,
+    unknown: unknownSettings(env),
+    families: loadFamilyConfig(settings.families),
+    keys: loadKeySpecs(settings.keys),
+    access: loadAccess(settings),
+  };
 }
 
-async function run({ server: config, families, keys, access }: StartupConfig, logger: Logger): Promise<void> {
+async function run({ settings, unknown, families, keys, access }: StartupConfig, logger: Logger): Promise<void> {
+  for (const { name, nearest } of unknown) {
+    logger.warn({ variable: name, nearest }, `${name} is not a keypool setting and is ignored; did you mean ${nearest}?`);
+  }
   logger[access.listen.level](access.listen.message);
   const pool = new KeyPool({
     clock: systemClock,
     families: families.families,
     allowedFamilies: families.allowedFamilies,
-    reuseDelayMs: config.pool.reuseDelayMs,
-    leaseTtlMs: config.pool.leaseTtlMs,
-    maxResetMs: config.pool.maxResetMs,
-    defaultCooldownMs: config.pool.defaultCooldownMs,
-    maxCooldownMs: config.pool.maxCooldownMs,
-    maxWaitersPerFamily: access.limits.maxWaitersPerFamily,
+    ...settings.pool,
   });
 
   const hub = new WatchHub(pool, {
     clock: systemClock,
-    coalesceMs: config.watch.coalesceMs,
-    heartbeatMs: config.watch.heartbeatMs,
-    maxSubscribers: access.limits.maxWatchers,
+    coalesceMs: settings.watch.coalesceMs,
+    heartbeatMs: settings.watch.heartbeatMs,
+    maxSubscribers: settings.watch.maxWatchers,
   });
 
   let server: RunningServer | undefined;
@@ -94,7 +95,7 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
   // Configured and stored keys, merged by hash (src/storage/restore.ts). A state file that cannot
   // be used throws here, naming the file: the start stops rather than run with an empty pool.
   state = openDurableState({
-    location: config.statePath ?? DEFAULT_STATE_PATH,
+    location: settings.storage.state,
     pool,
     configured: keys,
     clock: systemClock,
@@ -105,30 +106,28 @@ async function run({ server: config, families, keys, access }: StartupConfig, lo
   process.on("SIGINT", stop);
 
   server = await startServer(
-    { host: config.host, port: config.port, tls: config.tls },
+    { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server) },
     {
       pool,
       logger,
       durability: state,
       watchKeys: createWatchKeys(hub),
-      shutdownGraceMs: SHUTDOWN_GRACE_MS,
       // The request log sees every call, refused ones too; it never logs headers or messages.
       interceptors: [requestLogInterceptor(logger), ...access.interceptors],
-      readMaxBytes: access.limits.maxMessageBytes,
-      listenerLimits: access.listenerLimits,
+      readMaxBytes: settings.limits.maxMessageBytes,
+      listenerLimits: listenerLimits(settings.limits),
     },
   );
   logger.info(
-    { host: server.host, port: server.port, url: server.url, tls: Boolean(config.tls), keys: pool.countByProvider() },
+    { host: server.host, port: server.port, url: server.url, tls: Boolean(tlsFiles(settings.server)), keys: pool.countByProvider() },
     "keypool listening",
   );
   if (stopping) return;
   // After the server listens: the checker never delays serving (docs/checker.md).
-  checker = startChecker(config, families, pool, logger);
+  checker = startChecker(settings.checker, families, pool, logger);
 }
 
-function startChecker(config: ServerConfig, families: FamilyConfig, pool: KeyPool, logger: Logger): KeyChecker | undefined {
-  const settings = config.checker;
+function startChecker(settings: Settings["checker"], families: FamilyConfig, pool: KeyPool, logger: Logger): KeyChecker | undefined {
   if (!settings.enabled) {
     logger.info("key checker off (KEYPOOL_CHECK_KEYS=false): keys are taken on faith");
     return undefined;
@@ -171,7 +170,7 @@ function main(): void {
     }
     throw err;
   }
-  const logger = createLogger({ level: config.server.logLevel });
+  const logger = createLogger({ level: config.settings.server.logLevel });
   run(config, logger).catch((err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
     logger.fatal({ errName: err instanceof Error ? err.name : typeof err, message }, "keypool failed to start");

@@ -1,41 +1,33 @@
 import type { Interceptor } from "@connectrpc/connect";
+import type { Settings } from "../config/settings";
 import { createAuthInterceptor } from "./auth-interceptor";
-import { http1ServerLimits, http2ServerLimits, loadAccessLimits, type AccessLimits } from "./access-limits";
 import { decideListen, type ListenDecision } from "./listen-policy";
 import { loadTokens } from "./token-config";
 import { TokenStore } from "./token-store";
 
 /**
- * Everything the server assembly needs from access control, read from the environment once at
- * start. Throws TokenConfigError / AccessConfigError / ListenPolicyError: the server must not
- * start then.
+ * Everything the server assembly needs from access control, built once at start from the
+ * settings. Throws TokenConfigError / ListenPolicyError: the server must not start then.
  */
 export interface Access {
   tokens: TokenStore;
-  limits: AccessLimits;
   /** Interceptors for the keypool.v1 services (safe on the whole router: other services pass). */
   interceptors: Interceptor[];
   /** What to log at start about authentication; already checked against the listen address. */
   listen: ListenDecision;
-  /** For startServer's listenerLimits. */
-  listenerLimits: { http2: ReturnType<typeof http2ServerLimits>; http1: ReturnType<typeof http1ServerLimits> };
 }
 
-export function loadAccess(env: NodeJS.ProcessEnv, host: string, readFile?: (path: string) => string): Access {
-  const tokens = new TokenStore(loadTokens(env, readFile));
-  const limits = loadAccessLimits(env);
+export function loadAccess(
+  settings: Pick<Settings, "access" | "server">,
+  readFile?: (path: string) => string,
+): Access {
+  const tokens = new TokenStore(loadTokens(settings.access, readFile));
   const listen = decideListen({
-    host,
+    host: settings.server.host,
     tokensConfigured: tokens.enabled,
-    allowNoAuth: env.KEYPOOL_ALLOW_NO_AUTH?.trim() === "1",
+    allowNoAuth: settings.access.allowNoAuth,
   });
-  // limits.maxWatchers is enforced by the watch hub itself (it counts its own subscriptions);
+  // The watch hub enforces KEYPOOL_MAX_WATCHERS itself (it counts its own subscriptions);
   // authentication runs first, so an anonymous caller cannot even take a watch slot.
-  return {
-    tokens,
-    limits,
-    interceptors: [createAuthInterceptor(tokens)],
-    listen,
-    listenerLimits: { http2: http2ServerLimits(limits), http1: http1ServerLimits(limits) },
-  };
+  return { tokens, interceptors: [createAuthInterceptor(tokens)], listen };
 }

@@ -1,5 +1,6 @@
+import { readConfigFile, readTextFile, type ReadFile } from "../config/config-file";
 import { ConfigMessageError } from "../config/config-error";
-import { readFileSync } from "node:fs";
+import type { Settings } from "../config/settings";
 import { isRole, ROLES, type Role } from "./roles";
 import type { TokenEntry } from "./token-store";
 
@@ -75,22 +76,20 @@ function rejectRepeats(entries: TokenEntry[]): void {
   });
 }
 
-/** Reads every configured token from the environment; an empty list means "no authentication". */
+/** Reads every configured token; an empty list means "no authentication". */
 export function loadTokens(
-  env: NodeJS.ProcessEnv,
-  readFile: (path: string) => string = (p) => readFileSync(p, "utf8"),
+  settings: Pick<Settings["access"], "tokens" | "tokensFile">,
+  readFile: ReadFile = readTextFile,
 ): TokenEntry[] {
   const entries: TokenEntry[] = [];
-  if (env.KEYPOOL_TOKENS !== undefined) entries.push(...parseTokenList(env.KEYPOOL_TOKENS));
-  const file = env.KEYPOOL_TOKENS_FILE?.trim();
+  entries.push(...parseTokenList(settings.tokens));
+  const file = settings.tokensFile;
   if (file) {
-    let text: string;
-    try {
-      text = readFile(file);
-    } catch (err) {
-      const reason = (err as NodeJS.ErrnoException).code ?? "unreadable";
-      throw new TokenConfigError(`KEYPOOL_TOKENS_FILE: cannot read ${file} (${reason})`);
-    }
+    const text = readConfigFile(
+      file,
+      readFile,
+      (code) => new TokenConfigError(`KEYPOOL_TOKENS_FILE: cannot read ${file} (${code ?? "unreadable"})`),
+    );
     entries.push(...parseTokenFile(text, `KEYPOOL_TOKENS_FILE (${file})`));
   }
   rejectRepeats(entries);

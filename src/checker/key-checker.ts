@@ -6,23 +6,14 @@
  * cloned, enabled or marked by RecheckKeys are seen at once, and writes findings only through
  * the pool. Time comes from the injected clock; what a check does is injected too (upstream-check.ts).
  */
-import type { ChangeFeed } from "../domain/change-feed";
 import type { Clock, Timer } from "../domain/clock";
 import { IndexedHeap, type HeapNode } from "../domain/indexed-heap";
-import type { CheckSubject, FindingResult, KeyFinding } from "../domain/key-check";
+import type { CheckSubject, FindingResult } from "../domain/key-check";
+import type { CheckedPool } from "../domain/pool-api";
 import type { ChangeCause, KeyStatus, PoolEvent } from "../domain/types";
 import { RETRY_AFTER_FAILURE_MS, type CheckOutcome } from "./upstream-answer";
 import type { CheckKey } from "./upstream-check";
 
-/** The part of KeyPool the checker uses. */
-export interface CheckedPool {
-  readonly changes: ChangeFeed<PoolEvent>;
-  listKeys(): KeyStatus[];
-  getKey(keyHash: string): KeyStatus | undefined;
-  markForCheck(keyHashes?: readonly string[]): number;
-  checkSubject(keyHash: string): CheckSubject | undefined;
-  applyFinding(subject: CheckSubject, finding: KeyFinding): FindingResult;
-}
 
 /** pino's Logger fits. */
 export interface CheckerLogger {

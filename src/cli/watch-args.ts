@@ -1,4 +1,5 @@
 /** Command-line and environment options of `keypool-watch`, parsed without side effects. */
+import { readGroup, SETTINGS } from "../config/settings";
 import { Provider } from "../../gen/ts/keypool/v1/keypool_pb";
 
 export type WireProtocol = "grpc" | "connect" | "grpc-web";
@@ -35,9 +36,10 @@ export class UsageError extends Error {}
 const PROVIDERS: Record<string, Provider> = { openai: Provider.OPENAI, anthropic: Provider.ANTHROPIC };
 
 export function parseWatchArgs(argv: string[], env: NodeJS.ProcessEnv): WatchArgs {
+  const defaults = readGroup(env, SETTINGS.watchClient);
   const args: WatchArgs = {
-    url: env.KEYPOOL_URL || "http://127.0.0.1:50051",
-    token: env.KEYPOOL_TOKEN || undefined,
+    url: defaults.url,
+    token: defaults.token || undefined,
     provider: Provider.UNSPECIFIED,
     families: [],
     protocol: "grpc",

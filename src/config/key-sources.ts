@@ -3,25 +3,22 @@
  * proxy read them) and the keys file named by KEYPOOL_KEYS_FILE (JSON or YAML). Errors name the
  * variable, file and entry, never a key: these messages reach logs.
  */
-import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { isProviderId } from "../domain/providers";
 import type { KeySpec, ProviderId } from "../domain/types";
+import { readConfigFile, readTextFile, type ReadFile } from "./config-file";
 import { ConfigError } from "./config-error";
-
-export { loadFamilyConfig } from "./model-families-config";
+import type { Settings } from "./settings";
 
 export class KeySourceError extends ConfigError {
   override readonly name = "KeySourceError";
 }
 
-type Env = Record<string, string | undefined>;
-type ReadFile = (path: string) => string;
 
-const ENV_KEYS: readonly { variable: string; provider: ProviderId }[] = [
-  { variable: "OPENAI_KEY", provider: "openai" },
-  { variable: "ANTHROPIC_KEY", provider: "anthropic" },
+const LISTED_KEYS: readonly { field: "openai" | "anthropic"; provider: ProviderId }[] = [
+  { field: "openai", provider: "openai" },
+  { field: "anthropic", provider: "anthropic" },
 ];
 
 /** A comma separated key list: trimmed, empties dropped, duplicates dropped (first kept). */
@@ -30,21 +27,19 @@ export function parseKeyList(value: string | undefined): string[] {
   return [...new Set(value.split(",").map((k) => k.trim()).filter((k) => k.length > 0))];
 }
 
-/** Every key spec the environment names, environment variables first, then the keys file. */
-export function loadKeySpecs(env: Env = process.env, readFile: ReadFile = (p) => readFileSync(p, "utf8")): KeySpec[] {
+/** Every key spec the settings name, the key lists first, then the keys file. */
+export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTextFile): KeySpec[] {
   const specs: KeySpec[] = [];
-  for (const { variable, provider } of ENV_KEYS) {
-    for (const key of parseKeyList(env[variable])) specs.push({ provider, key });
+  for (const { field, provider } of LISTED_KEYS) {
+    for (const key of parseKeyList(keys[field])) specs.push({ provider, key });
   }
-  const file = env.KEYPOOL_KEYS_FILE?.trim();
+  const file = keys.file;
   if (file) {
-    let text: string;
-    try {
-      text = readFile(file);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`);
-    }
+    const text = readConfigFile(
+      file,
+      readFile,
+      (code) => new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`),
+    );
     const fromFile = parseKeysFile(text, file);
     if (specs.length === 0) return dedupe(fromFile);
     // Not push(...list): a keys file of 100,000 keys would be 100,000 call arguments.

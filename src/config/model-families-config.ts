@@ -10,19 +10,18 @@
  *  - the path of a JSON or YAML file holding a list of {provider, pattern, family}
  *    (chosen when the value contains no "=").
  */
-import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { FamilyTable, type OperatorFamilyRule } from "../domain/model-families";
 import { isProviderId } from "../domain/providers";
+import { readConfigFile, readTextFile, type ReadFile } from "./config-file";
 import { ConfigError } from "./config-error";
+import type { Settings } from "./settings";
 
 export class FamilyConfigError extends ConfigError {
   override readonly name = "FamilyConfigError";
 }
 
-type Env = Record<string, string | undefined>;
-type ReadFile = (path: string) => string;
 
 const FAMILY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -32,14 +31,14 @@ export interface FamilyConfig {
   allowedFamilies: ReadonlySet<string> | null;
 }
 
-/** Reads both variables; throws FamilyConfigError naming the variable, file or row at fault. */
-export function loadFamilyConfig(env: Env = process.env, readFile: ReadFile = (p) => readFileSync(p, "utf8")): FamilyConfig {
-  const families = loadFamilyTable(env.KEYPOOL_MODEL_FAMILIES, readFile);
-  const allowedFamilies = parseAllowedFamilies(env.ALLOWED_MODEL_FAMILIES, families);
+/** Reads both settings; throws FamilyConfigError naming the variable, file or row at fault. */
+export function loadFamilyConfig(settings: Settings["families"], readFile: ReadFile = readTextFile): FamilyConfig {
+  const families = loadFamilyTable(settings.table, readFile);
+  const allowedFamilies = parseAllowedFamilies(settings.allowed, families);
   return { families, allowedFamilies };
 }
 
-export function loadFamilyTable(value: string | undefined, readFile: ReadFile = (p) => readFileSync(p, "utf8")): FamilyTable {
+export function loadFamilyTable(value: string | undefined, readFile: ReadFile = readTextFile): FamilyTable {
   const text = value?.trim();
   if (!text) return FamilyTable.builtIn();
   const rules = text.includes("=") ? parseInlineRules(text) : parseRulesFile(text, readFile);
@@ -61,13 +60,11 @@ export function parseInlineRules(text: string): OperatorFamilyRule[] {
 }
 
 function parseRulesFile(path: string, readFile: ReadFile): OperatorFamilyRule[] {
-  let text: string;
-  try {
-    text = readFile(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new FamilyConfigError(path, `cannot read the family table named by KEYPOOL_MODEL_FAMILIES (${code ?? "error"})`);
-  }
+  const text = readConfigFile(
+    path,
+    readFile,
+    (code) => new FamilyConfigError(path, `cannot read the family table named by KEYPOOL_MODEL_FAMILIES (${code ?? "error"})`),
+  );
   let doc: unknown;
   try {
     doc = extname(path).toLowerCase() === ".json" ? JSON.parse(text) : parseYaml(text);

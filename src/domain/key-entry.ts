@@ -1,21 +1,19 @@
 import { hashSortRank } from "./key-hash";
-import { NO_NODES, type IndexNode } from "./selection-index";
+import { sameList } from "./same-list";
+import { NO_NODES, type IndexedKey } from "./selection-index";
 import type { KeyRecord, KeyState, KeyStatus, ProviderId, TokenUsage } from "./types";
 
 /**
  * The pool's own mutable record of a key. Never leaves the pool: callers get fresh KeyStatus
  * copies (toStatus), so nothing outside can change a key behind the indexes' back.
  */
-export interface KeyEntry {
+export interface KeyEntry extends IndexedKey {
   readonly secret: string;
-  readonly keyHash: string;
-  readonly provider: ProviderId;
   /** Changed only while the key is out of the selection index (the index files it by family). */
   modelFamilies: readonly string[];
-  organizationId: string;
   trial: boolean;
-  /** Serves gpt4-32k: ranked after keys that do not, to keep the scarce keys free. */
   has32k: boolean;
+  organizationId: string;
   /** The operator named the families: the key checker keeps them. */
   readonly familiesPinned: boolean;
   /**
@@ -23,16 +21,14 @@ export interface KeyEntry {
    * under another stamp reports on a key the operator has since decided about, and is dropped.
    */
   adminStamp: number;
-  /** hashSortRank(provider, keyHash): a cheap first comparison for the key_hash tie-break. */
-  readonly hashRank: number;
   state: KeyState;
   stateReason: string;
   holdUntil: number;
   cooldownUntil: number;
   /** Always max(holdUntil, cooldownUntil); kept as a field because the heaps compare it. */
   readyAt: number;
-  rateLimitedAt: number;
   lastUsed: number;
+  rateLimitedAt: number;
   lastChecked: number;
   promptCount: number;
   /**
@@ -44,8 +40,6 @@ export interface KeyEntry {
   usage: FamilyUsage[] | undefined;
   inFlight: number;
   leaseCount: number;
-  /** One node per selection sub-index this key sits in (empty unless ACTIVE). */
-  nodes: readonly IndexNode[];
 }
 
 /**
@@ -70,11 +64,6 @@ export function internFamilies(families: readonly string[]): readonly string[] {
   return (lastInterned = list);
 }
 
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /** One family's token counts on one key. */
 export interface FamilyUsage extends TokenUsage {
@@ -141,7 +130,7 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
   entry.stateReason = record.stateReason ?? "";
   entry.holdUntil = record.holdUntil ?? 0;
   entry.cooldownUntil = record.cooldownUntil ?? 0;
-  entry.readyAt = Math.max(entry.holdUntil, entry.cooldownUntil);
+  entry.readyAt = readyAtOf(entry);
   entry.rateLimitedAt = record.rateLimitedAt ?? 0;
   entry.lastUsed = record.lastUsed ?? 0;
   entry.lastChecked = record.lastChecked ?? 0;
@@ -157,6 +146,19 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
   }
   entry.leaseCount = record.leaseCount ?? 0;
   return entry;
+}
+
+/** When the key may next be leased: the later of its hold and its cooldown. */
+export function readyAtOf(entry: Pick<KeyEntry, "holdUntil" | "cooldownUntil">): number {
+  return Math.max(entry.holdUntil, entry.cooldownUntil);
+}
+
+/**
+ * The status of a key nothing has happened to yet, as newEntry makes it: what storage writes for
+ * a key whose status it was not given.
+ */
+export function freshKeyStatus(keyHash: string, provider: ProviderId, modelFamilies: readonly string[]): KeyStatus {
+  return toStatus(newEntry({ secret: "", keyHash, provider, modelFamilies, organizationId: "", trial: false }));
 }
 
 /** A fresh, detached status (never the secret). */

@@ -1,4 +1,4 @@
-import { parseGoDuration } from "./go-duration";
+import { parseGoDuration } from "./duration";
 import type { RateLimitHeaderScheme } from "./providers";
 import { parseRetryAfter, parseRetryAfterMs, parseRfc3339Wait } from "./retry-after";
 

@@ -4,8 +4,8 @@
  * milliseconds from `now`, never negative, or undefined when the value does not parse: a bad
  * header is ignored, never an error.
  */
+import { DECIMAL } from "./duration";
 
-const DECIMAL = /^\d+(?:\.\d+)?$/;
 // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), RFC 850, and asctime (which is GMT without
 // saying so, hence the suffix we add before parsing it).
 const IMF_OR_RFC850 =

@@ -1,13 +1,29 @@
 import { IndexedHeap, type HeapNode } from "./indexed-heap";
-import type { KeyEntry } from "./key-entry";
 import type { ProviderId } from "./types";
+
+/** What the index reads of a key, and where it files the key's nodes. */
+export interface IndexedKey {
+  readonly keyHash: string;
+  readonly provider: ProviderId;
+  readonly modelFamilies: readonly string[];
+  readonly trial: boolean;
+  /** Serves gpt4-32k: ranked after keys that do not, to keep the scarce keys free. */
+  readonly has32k: boolean;
+  /** hashSortRank(provider, keyHash): a cheap first comparison for the key_hash tie-break. */
+  readonly hashRank: number;
+  /** Always max(holdUntil, cooldownUntil). */
+  readonly readyAt: number;
+  readonly lastUsed: number;
+  /** One node per selection sub-index this key sits in (empty unless ACTIVE). */
+  nodes: readonly IndexNode[];
+}
 
 /** The nodes of a key in no sub-index: one shared empty list. */
 export const NO_NODES: readonly IndexNode[] = Object.freeze([]);
 
 /** A key's place in one sub-index: in its "ready" heap or its "waiting" heap. */
 export interface IndexNode extends HeapNode {
-  readonly entry: KeyEntry;
+  readonly entry: IndexedKey;
   readonly sub: SubIndex;
   inReady: boolean;
 }
@@ -16,7 +32,7 @@ export interface IndexNode extends HeapNode {
 // sub-index): keys without gpt4-32k first, least recently leased first, then key_hash. The first
 // two fold into one exact number (lastUsed < 2^52 ms, far past any date), key_hash breaks ties.
 const SERVES_32K = 2 ** 52;
-const readyPriority = (entry: KeyEntry) => (entry.has32k ? SERVES_32K : 0) + entry.lastUsed;
+const readyPriority = (entry: IndexedKey) => (entry.has32k ? SERVES_32K : 0) + entry.lastUsed;
 const hashBefore = (a: IndexNode, b: IndexNode) => {
   const x = a.entry;
   const y = b.entry;
@@ -95,7 +111,7 @@ export interface Lockout {
  * same heaps, so they agree by construction. Each operation costs O(f log n) for a key serving
  * f families; nothing sorts the pool.
  */
-export class SelectionIndex {
+export class SelectionIndex<K extends IndexedKey> {
   private readonly groups = new Map<string, FamilyGroup>();
 
   private group(provider: ProviderId, family: string, create: true): FamilyGroup;
@@ -111,7 +127,7 @@ export class SelectionIndex {
   }
 
   /** Indexes an ACTIVE key in each of its families. */
-  add(entry: KeyEntry, now: number): void {
+  add(entry: K, now: number): void {
     if (entry.nodes.length > 0) return;
     // Made at its final length: an array grown by push keeps room for 17 nodes (about 120
     // bytes per key more, 12 MiB for 100,000 keys).
@@ -124,13 +140,13 @@ export class SelectionIndex {
     });
   }
 
-  remove(entry: KeyEntry): void {
+  remove(entry: K): void {
     for (const node of entry.nodes) node.sub.unplace(node);
     entry.nodes = NO_NODES;
   }
 
   /** Re-positions a key after its readyAt or lastUsed changed. */
-  reposition(entry: KeyEntry, now: number): void {
+  reposition(entry: K, now: number): void {
     for (const node of entry.nodes) node.sub.replace(node, now);
   }
 
@@ -148,11 +164,12 @@ export class SelectionIndex {
   }
 
   /** The key Lease would hand out now, or undefined when none is ready. Changes no key. */
-  pick(provider: ProviderId, family: string, embedding: boolean, now: number): KeyEntry | undefined {
+  pick(provider: ProviderId, family: string, embedding: boolean, now: number): K | undefined {
     for (const sub of this.subs(provider, family, embedding)) {
       sub.promote(now);
       const top = sub.ready.peek();
-      if (top) return top.entry;
+      // Every node in this index was made by add() for a K.
+      if (top) return top.entry as K;
     }
     return undefined;
   }

@@ -7,7 +7,13 @@
 export type ProviderId = "openai" | "anthropic";
 
 /** Whether a key may be leased. Mirrors keypool.v1.KeyState. */
-export type KeyState = "active" | "disabled" | "revoked" | "over_quota";
+export type KeyState = "active" | DisableState;
+
+/** The states an operator (DisableKey) or an upstream answer takes a key out of service with. */
+export type DisableState = "disabled" | "revoked" | "over_quota";
+export const DISABLE_STATES: readonly DisableState[] = ["disabled", "revoked", "over_quota"];
+export const isDisableState = (value: unknown): value is DisableState =>
+  (DISABLE_STATES as readonly unknown[]).includes(value);
 
 export interface TokenUsage {
   inputTokens: number;

@@ -9,7 +9,7 @@ export interface WaitTarget {
   embedding: boolean;
 }
 
-export interface Waiter {
+export interface LeaseWaiter {
   readonly id: number;
   readonly queue: WaiterQueue;
   readonly resolve: (lease: Lease) => void;
@@ -22,14 +22,14 @@ export interface Waiter {
 export interface WaiterQueue {
   readonly id: string;
   readonly target: WaitTarget;
-  readonly waiters: Map<number, Waiter>;
+  readonly waiters: Map<number, LeaseWaiter>;
 }
 
 export const queueId = (t: WaitTarget) => `${t.provider}/${t.family}/${t.embedding ? "embedding" : "any"}`;
 
 export interface WaitHooks {
   /** The deadline came: the pool serves the queue once more, then rejects the waiter if it is still there. */
-  onDeadline(waiter: Waiter): void;
+  onDeadline(waiter: LeaseWaiter): void;
   /** A waiter left (abort or deadline): the pool may re-plan its wake-up timer. */
   onLeave(): void;
 }
@@ -83,7 +83,7 @@ export class WaiterQueues {
           this.hooks.onLeave();
         }
       };
-      const waiter: Waiter = {
+      const waiter: LeaseWaiter = {
         id: this.nextId++,
         queue: q,
         resolve,
@@ -104,7 +104,7 @@ export class WaiterQueues {
   }
 
   /** Removes a waiter from its queue (and its timer and listener); false if already gone. */
-  take(waiter: Waiter): boolean {
+  take(waiter: LeaseWaiter): boolean {
     if (!waiter.queue.waiters.delete(waiter.id)) return false;
     this.total--;
     waiter.cleanup();
@@ -113,7 +113,7 @@ export class WaiterQueues {
   }
 
   /** The first waiter of a queue, still queued. */
-  first(queue: WaiterQueue): Waiter | undefined {
+  first(queue: WaiterQueue): LeaseWaiter | undefined {
     return queue.waiters.values().next().value;
   }
 

@@ -4,7 +4,7 @@
  * until SIGTERM or Ctrl-C. Options: --port N (default 8090), --host 127.0.0.1, --latency 500ms,
  * --slow 120s. Prints one JSON line with its URL and a key of each behaviour.
  */
-import { parseDurationMs } from "../config/duration";
+import { parseDurationMs } from "../domain/duration";
 import { BEHAVIOURS } from "./behaviours";
 import { FakeUpstream } from "./fake-upstream";
 

@@ -31,7 +31,7 @@ export interface ListenerOptions {
   port: number;
   handler: RequestHandler;
   tls?: TlsMaterial;
-  /** Protocol limits (access control: src/auth/access-limits.ts): HTTP/2 settings, HTTP/1.1 header size. */
+  /** Protocol limits (listener-limits.ts): HTTP/2 settings, HTTP/1.1 header size. */
   limits?: { http2?: http2.ServerOptions; http1?: http.ServerOptions };
 }
 

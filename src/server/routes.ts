@@ -23,7 +23,7 @@ import {
 import { createHealthService, type HealthState } from "../transport/health";
 import { createKeyAdminService } from "../transport/key-admin-service";
 import { createKeyPoolService, type WatchKeysImpl } from "../transport/key-pool-service";
-import type { Durability, PoolApi } from "../transport/pool-api";
+import type { Durability, PoolApi } from "../domain/pool-api";
 import {
   DescriptorIndex,
   createReflectionV1AlphaService,

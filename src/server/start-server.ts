@@ -10,19 +10,25 @@
 import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { ConfigError, type ServerConfig } from "../config/server-config";
+import { ConfigError } from "../config/config-error";
+import { SETTINGS, SHUTDOWN_GRACE_MS } from "../config/settings";
 import { silentLogger, type Logger } from "../log";
 import { Health } from "../../gen/ts/grpc/health/v1/health_pb";
 import { errorMappingInterceptor } from "../transport/errors";
 import { HealthState, ServingStatus } from "../transport/health";
 import type { WatchKeysImpl } from "../transport/key-pool-service";
-import type { Durability, PoolApi } from "../transport/pool-api";
+import type { Durability, PoolApi } from "../domain/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { createNodeHandler } from "./node-handler";
 import { APPLICATION_SERVICES, createRoutes } from "./routes";
 
-export type ListenConfig = Pick<ServerConfig, "host" | "port" | "tls">;
+export interface ListenConfig {
+  host: string;
+  port: number;
+  /** Both file paths, or absent for cleartext. */
+  tls?: { certFile: string; keyFile: string };
+}
 
 export interface ServerDeps {
   pool: PoolApi;
@@ -33,14 +39,14 @@ export interface ServerDeps {
   interceptors?: Interceptor[];
   /** Largest request message in bytes (KEYPOOL_MAX_MESSAGE_BYTES); default: connect's own (4 GiB). */
   readMaxBytes?: number;
-  /** HTTP/2 and HTTP/1.1 protocol limits for the listener (src/auth/access-limits.ts). */
+  /** HTTP/2 and HTTP/1.1 protocol limits for the listener (listener-limits.ts). */
   listenerLimits?: ListenerOptions["limits"];
   /**
    * How long close() keeps connections open after turning health NOT_SERVING, so that health
    * watchers and checkers see it (default 50 ms). New calls are refused during this time.
    */
   shutdownNoticeMs?: number;
-  /** How long close() lets open connections finish before destroying them (default 2000 ms). */
+  /** How long close() lets open connections finish before destroying them (default SHUTDOWN_GRACE_MS). */
   shutdownGraceMs?: number;
 }
 
@@ -98,7 +104,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   });
 
   const tls = config.tls
-    ? { cert: readTlsFile("KEYPOOL_TLS_CERT", config.tls.certFile), key: readTlsFile("KEYPOOL_TLS_KEY", config.tls.keyFile) }
+    ? { cert: readTlsFile(SETTINGS.server.tlsCert.name, config.tls.certFile), key: readTlsFile(SETTINGS.server.tlsKey.name, config.tls.keyFile) }
     : undefined;
   const listener: Listener = await startListener({
     host: config.host,
@@ -122,7 +128,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
         await new Promise((resolve) => setTimeout(resolve, deps.shutdownNoticeMs ?? 50));
         listener.stopAccepting();
         shutdown.abort(new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable));
-        await listener.close(deps.shutdownGraceMs ?? 2000);
+        await listener.close(deps.shutdownGraceMs ?? SHUTDOWN_GRACE_MS);
       })();
       return closing;
     },

@@ -8,23 +8,15 @@ import type { Clock } from "../domain/clock";
 import type { KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec, KeyStatus, PoolEvent } from "../domain/types";
 import { WorkerCommitter } from "./committers";
-import { GroupCommitWriter, type Durability, type GroupCommitStats } from "./group-commit";
+import type { Durability, DurablePool } from "../domain/pool-api";
+import { GroupCommitWriter, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
-import { DEFAULT_STATE_PATH, SqliteStateStore } from "./sqlite-store";
+import { SqliteStateStore } from "./sqlite-store";
 import type { StateStore, StoredKey, StoreWrite } from "./state-store";
 
 /** KEYPOOL_STATE's value that keeps nothing. */
 export const MEMORY_STATE = "memory";
 
-/** The part of KeyPool that start-up and the writer use. */
-export interface DurablePool {
-  readonly changes: ChangeFeed<PoolEvent>;
-  secretOf(keyHash: string): string | undefined;
-  listKeys(): KeyStatus[];
-  getKey(keyHash: string): KeyStatus | undefined;
-  restore(records: KeyRecord[]): void;
-  addKeys(specs: KeySpec[]): { keyHashes: string[]; added: number; duplicates: number };
-}
 
 /** pino's Logger fits. */
 export interface StorageLogger {
@@ -34,8 +26,8 @@ export interface StorageLogger {
 }
 
 export interface DurableStateOptions {
-  /** KEYPOOL_STATE: a file path, or "memory". Default ./data/keypool.db. */
-  location?: string;
+  /** KEYPOOL_STATE: a file path, or "memory". */
+  location: string;
   pool: DurablePool;
   /** Keys from the environment and the keys file. */
   configured: KeySpec[];
@@ -57,19 +49,13 @@ export interface DurableState extends Durability {
   close(): void;
 }
 
-/** Reads the KEYPOOL_STATE environment variable. */
-export function stateLocationFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  const value = env.KEYPOOL_STATE?.trim();
-  return value ? value : DEFAULT_STATE_PATH;
-}
-
 /**
  * Opens the state and fills the pool. Throws StateFileError (naming the file) when the state
  * file cannot be used: the caller must stop, never carry on with an empty pool.
  */
 export function openDurableState(options: DurableStateOptions): DurableState {
   const { pool, logger } = options;
-  const location = options.location ?? DEFAULT_STATE_PATH;
+  const { location } = options;
   if (location === MEMORY_STATE) {
     const { duplicates } = pool.addKeys(options.configured);
     if (duplicates > 0) logger.warn({ duplicates }, "duplicate keys in the configuration were skipped");

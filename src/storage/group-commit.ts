@@ -12,24 +12,15 @@
  * its own: it rides along with the next one, or is written after `lazyMs`. `close()` writes
  * everything, soft state included.
  */
-import type { ChangeFeed } from "../domain/change-feed";
+import type { Durability, DurablePool } from "../domain/pool-api";
 import type { Clock, Timer } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
 import type { ChangeCause, KeyStatus, PoolEvent, ProviderId } from "../domain/types";
 import { SyncCommitter, type BatchCommitter } from "./committers";
 import type { KeyOrigin, StateStore, StoreWrite } from "./state-store";
 
-/** What the transport awaits before it answers a call that changed the pool. */
-export interface Durability {
-  /** Resolves when every change made before the call is committed; rejects if saving failed. */
-  flush(): Promise<void>;
-}
-
-/** The part of KeyPool that the writer reads. */
-export interface ObservedPool {
-  readonly changes: ChangeFeed<PoolEvent>;
-  secretOf(keyHash: string): string | undefined;
-}
+/** The part of the pool that the writer reads. */
+export type ObservedPool = Pick<DurablePool, "changes" | "secretOf">;
 
 export interface GroupCommitOptions {
   /** Drives the lazy write of soft state and stamps removals. */
@@ -60,7 +51,7 @@ interface DirtyKey {
   removed?: { provider: ProviderId; modelFamilies: string[] };
 }
 
-interface Waiter {
+interface FlushWaiter {
   resolve(): void;
   reject(err: Error): void;
 }
@@ -75,9 +66,9 @@ export interface GroupCommitStats {
 export class GroupCommitWriter implements Durability {
   private dirty = new Map<string, DirtyKey>();
   /** Flushes waiting for the next batch (their changes are in `dirty`). */
-  private nextWaiters: Waiter[] = [];
+  private nextWaiters: FlushWaiter[] = [];
   /** The batch on its way to disk, and the flushes it will settle. */
-  private inFlight: { batch: Map<string, DirtyKey>; waiters: Waiter[] } | undefined;
+  private inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[] } | undefined;
   private commitScheduled = false;
   /** A change that should not wait for the lazy timer (a report, a revocation) is dirty. */
   private hardPending = false;
@@ -225,7 +216,7 @@ export class GroupCommitWriter implements Durability {
     this.committer.commit(this.toWrites(batch), (failure) => this.onCommitted(inFlight, failure));
   }
 
-  private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: Waiter[] }, failure?: Error): void {
+  private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[] }, failure?: Error): void {
     if (this.inFlight !== inFlight) return; // close() took over
     this.inFlight = undefined;
     if (failure) {

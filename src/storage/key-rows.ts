@@ -3,7 +3,7 @@
  * tests) and the commit worker (commit-worker.ts), which receives the rows ready to bind: the
  * status is turned into JSON on the caller's side so that only strings cross threads.
  */
-import { freshKeyStatus } from "../domain/key-status";
+import { freshKeyStatus } from "../domain/key-entry";
 import type { KeyRecord, KeyStatus, ProviderId } from "../domain/types";
 import type { StoreWrite } from "./state-store";
 

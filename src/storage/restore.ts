@@ -12,6 +12,7 @@
 import { hashKey, type KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec } from "../domain/types";
 import type { KeyOrigin, StoredKey } from "./state-store";
+import { sameList } from "../domain/same-list";
 
 export interface RestorePlan {
   /** Stored keys that go back into the pool (pool.restore), in-flight leases cleared. */
@@ -125,8 +126,4 @@ function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): { record:
     changed = true;
   }
   return { record, changed };
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

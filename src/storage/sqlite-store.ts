@@ -19,8 +19,6 @@ import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from "./migrations"
 import { StateFileError } from "./state-file-error";
 import type { KeyOrigin, StateStore, StoredKey, StoreWrite } from "./state-store";
 
-export const DEFAULT_STATE_PATH = "./data/keypool.db";
-
 /** The file holds secrets: only its owner may read it. */
 const FILE_MODE = 0o600;
 const DIRECTORY_MODE = 0o700;

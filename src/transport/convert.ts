@@ -63,7 +63,7 @@ export function keyStateToProto(state: domain.KeyState): KeyState {
 }
 
 /** DisableKey's target state: UNSPECIFIED means DISABLED; ACTIVE is not a way to disable. */
-export function disableStateFromProto(state: KeyState): "disabled" | "revoked" | "over_quota" {
+export function disableStateFromProto(state: KeyState): domain.DisableState {
   switch (state) {
     case KeyState.UNSPECIFIED:
     case KeyState.DISABLED:

@@ -5,7 +5,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { KeyAdminService } from "../../gen/ts/keypool/v1/keypool_pb";
 import { disableStateFromProto, keyStatusToProto, requiredProviderFromProto } from "./convert";
-import { noDurability, type Durability, type PoolApi } from "./pool-api";
+import { noDurability, type Durability, type PoolApi } from "../domain/pool-api";
 
 export interface KeyAdminServiceDeps {
   pool: PoolApi;
@@ -18,7 +18,7 @@ export function createKeyAdminService(deps: KeyAdminServiceDeps): ServiceImpl<ty
   return {
     async addKeys(req) {
       const provider = requiredProviderFromProto(req.provider);
-      const result = pool.addKeys(
+      const result = await pool.addKeys(
         req.keys.map((spec) => ({
           provider,
           key: spec.key,
@@ -32,25 +32,25 @@ export function createKeyAdminService(deps: KeyAdminServiceDeps): ServiceImpl<ty
     },
 
     async removeKey(req) {
-      pool.removeKey(req.keyHash);
+      await pool.removeKey(req.keyHash);
       await durability.flush();
       return {};
     },
 
     async disableKey(req) {
-      const status = pool.disableKey(req.keyHash, disableStateFromProto(req.state), req.reason || undefined);
+      const status = await pool.disableKey(req.keyHash, disableStateFromProto(req.state), req.reason || undefined);
       await durability.flush();
       return { key: keyStatusToProto(status) };
     },
 
     async enableKey(req) {
-      const status = pool.enableKey(req.keyHash);
+      const status = await pool.enableKey(req.keyHash);
       await durability.flush();
       return { key: keyStatusToProto(status) };
     },
 
     async recheckKeys(req) {
-      const scheduled = pool.markForCheck(req.keyHashes);
+      const scheduled = await pool.markForCheck(req.keyHashes);
       await durability.flush();
       return { scheduled };
     },

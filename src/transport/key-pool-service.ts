@@ -14,7 +14,7 @@ import {
   timestampOrUnset,
   uint64ToNumber,
 } from "./convert";
-import { noDurability, type Durability, type PoolApi } from "./pool-api";
+import { noDurability, type Durability, type PoolApi } from "../domain/pool-api";
 
 export type WatchKeysImpl = ServiceImpl<typeof KeyPoolService>["watchKeys"];
 
@@ -43,7 +43,7 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
     async lease(req, ctx: HandlerContext) {
       const provider = providerFromProto(req.provider);
       const maxWaitMs = effectiveMaxWaitMs(durationFromProto(req.maxWait, "max_wait"), ctx.timeoutMs());
-      if (maxWaitMs <= 0) return leaseToProto(pool.lease({ model: req.model, provider }));
+      if (maxWaitMs <= 0) return leaseToProto(await pool.lease({ model: req.model, provider }));
       try {
         return leaseToProto(
           await pool.leaseWhenReady({ model: req.model, provider, maxWaitMs, signal: ctx.signal }),
@@ -56,7 +56,7 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
     },
 
     async reportRateLimit(req) {
-      const { readyAt } = pool.reportRateLimit({
+      const { readyAt } = await pool.reportRateLimit({
         keyHash: req.keyHash,
         statusCode: req.statusCode,
         headers: req.headers,
@@ -71,7 +71,7 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
     },
 
     async incrementUsage(req) {
-      pool.incrementUsage({
+      await pool.incrementUsage({
         keyHash: req.keyHash,
         model: req.model,
         inputTokens: uint64ToNumber(req.inputTokens),
@@ -85,16 +85,16 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
     // ─── Delegation point for the watch engineer: WatchKeys is served by deps.watchKeys. ───
     watchKeys: deps.watchKeys ?? watchKeysUnavailable,
 
-    getLockoutPeriod(req) {
-      const { lockoutMs, noActiveKeys } = pool.lockout({
+    async getLockoutPeriod(req) {
+      const { lockoutMs, noActiveKeys } = await pool.lockout({
         model: req.model,
         provider: providerFromProto(req.provider),
       });
       return { lockout: durationToProto(lockoutMs), noActiveKeys };
     },
 
-    listKeys(req) {
-      const keys = pool.listKeys({
+    async listKeys(req) {
+      const keys = await pool.listKeys({
         provider: providerFromProto(req.provider),
         modelFamilies: req.modelFamilies.length > 0 ? req.modelFamilies : undefined,
       });

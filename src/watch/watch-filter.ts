@@ -1,37 +1,19 @@
-import type { ProviderId } from "../domain/types";
-
 /**
- * Which keys a watch wants: those of one provider (absent: every provider) that serve any of the
- * given families (empty: every family). The same rule as ListKeys.
+ * How the watch hub files watches by their filter (the filter rule itself, shared with ListKeys,
+ * is domain/key-filter.ts), so that a change to a key visits only the watches that could want it.
  */
-export interface WatchFilter {
-  provider?: ProviderId;
-  modelFamilies?: readonly string[];
-}
-
-/** The part of a key a filter looks at. */
-export interface KeyAttributes {
-  provider: ProviderId;
-  modelFamilies: readonly string[];
-}
-
-export function matchesFilter(filter: WatchFilter, key: KeyAttributes): boolean {
-  if (filter.provider !== undefined && filter.provider !== key.provider) return false;
-  const wanted = filter.modelFamilies;
-  if (!wanted || wanted.length === 0) return true;
-  return key.modelFamilies.some((family) => wanted.includes(family));
-}
+import type { KeyAttributes, KeyFilter } from "../domain/key-filter";
+import { sameList } from "../domain/same-list";
 
 export function sameAttributes(a: KeyAttributes, b: KeyAttributes): boolean {
-  if (a.provider !== b.provider || a.modelFamilies.length !== b.modelFamilies.length) return false;
-  return a.modelFamilies.every((family, i) => family === b.modelFamilies[i]);
+  return a.provider === b.provider && sameList(a.modelFamilies, b.modelFamilies);
 }
 
 const ANY = "*";
 const bucket = (provider: string, family: string) => `${provider}\u0000${family}`;
 
 /** The index buckets a filter is filed under: one per wanted family, or one "any family". */
-export function filterBuckets(filter: WatchFilter): string[] {
+export function filterBuckets(filter: KeyFilter): string[] {
   const provider = filter.provider ?? ANY;
   const families = filter.modelFamilies && filter.modelFamilies.length > 0 ? filter.modelFamilies : [ANY];
   return [...new Set(families)].map((family) => bucket(provider, family));

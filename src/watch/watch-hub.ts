@@ -1,22 +1,11 @@
-import type { ChangeFeed } from "../domain/change-feed";
+import type { WatchedPool } from "../domain/pool-api";
 import type { Clock } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
 import type { KeyStatus, PoolEvent, ProviderId } from "../domain/types";
-import {
-  filterBuckets,
-  keyBuckets,
-  matchesFilter,
-  sameAttributes,
-  type KeyAttributes,
-  type WatchFilter,
-} from "./watch-filter";
+import { keyMatches, type KeyAttributes, type KeyFilter } from "../domain/key-filter";
+import { filterBuckets, keyBuckets, sameAttributes } from "./watch-filter";
 import { WatchSubscription } from "./watch-subscription";
 
-/** What the hub needs of the pool: its change feed and ListKeys. */
-export interface WatchedPool {
-  readonly changes: ChangeFeed<PoolEvent>;
-  listKeys(filter?: { provider?: ProviderId; modelFamilies?: string[] }): KeyStatus[];
-}
 
 export interface WatchHubOptions {
   clock: Clock;
@@ -110,7 +99,7 @@ export class WatchHub {
    * ends when `signal` aborts (dropped at once, with everything it held), when its consumer calls
    * return(), or when the hub closes (the consumer then gets UNAVAILABLE).
    */
-  subscribe(filter: WatchFilter = {}, signal?: AbortSignal): WatchSubscription {
+  subscribe(filter: KeyFilter = {}, signal?: AbortSignal): WatchSubscription {
     if (this.closedWith) throw this.closedWith;
     if (this.subscriptions.size >= this.maxSubscribers) {
       throw new PoolError(
@@ -118,7 +107,7 @@ export class WatchHub {
         `too many WatchKeys streams are open (the limit is ${this.maxSubscribers}, set by KEYPOOL_MAX_WATCHERS); retry later`,
       );
     }
-    const normalized: WatchFilter = {
+    const normalized: KeyFilter = {
       provider: filter.provider,
       modelFamilies: filter.modelFamilies && filter.modelFamilies.length > 0 ? [...filter.modelFamilies] : undefined,
     };
@@ -209,13 +198,13 @@ export class WatchHub {
       if (moved) this.keys.set(status.keyHash, after);
       const stamp = ++this.stamp;
       this.visit(after, stamp, (subscription) => {
-        if (!matchesFilter(subscription.filter, after)) return;
-        subscription.offerUpdate(status, before !== undefined && matchesFilter(subscription.filter, before));
+        if (!keyMatches(subscription.filter, after)) return;
+        subscription.offerUpdate(status, before !== undefined && keyMatches(subscription.filter, before));
       });
       // A key whose provider or families changed leaves the watches it no longer matches.
       if (before && moved) {
         this.visit(before, stamp, (subscription) => {
-          if (matchesFilter(subscription.filter, before) && !matchesFilter(subscription.filter, after)) {
+          if (keyMatches(subscription.filter, before) && !keyMatches(subscription.filter, after)) {
             subscription.offerRemoval(status.keyHash);
           }
         });
@@ -224,7 +213,7 @@ export class WatchHub {
       const before = this.keys.get(event.keyHash) ?? { provider: event.provider, modelFamilies: event.modelFamilies };
       this.keys.delete(event.keyHash);
       this.visit(before, ++this.stamp, (subscription) => {
-        if (matchesFilter(subscription.filter, before)) subscription.offerRemoval(event.keyHash);
+        if (keyMatches(subscription.filter, before)) subscription.offerRemoval(event.keyHash);
       });
     }
   }

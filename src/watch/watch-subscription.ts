@@ -1,6 +1,6 @@
 import type { Clock, Timer } from "../domain/clock";
 import type { KeyStatus } from "../domain/types";
-import type { WatchFilter } from "./watch-filter";
+import type { KeyFilter } from "../domain/key-filter";
 
 /** One message of a watch, before it becomes a keypool.v1.WatchKeysResponse. */
 export type WatchEvent =
@@ -82,7 +82,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   visitStamp = 0;
 
   constructor(
-    readonly filter: WatchFilter,
+    readonly filter: KeyFilter,
     snapshot: KeyStatus[],
     private readonly timing: SubscriptionTiming,
     private readonly onEnd: (subscription: WatchSubscription) => void,

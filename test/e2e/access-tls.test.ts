@@ -7,7 +7,7 @@ import * as tls from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { loadServerConfig } from "../../src/config/server-config";
+import { readSettings, tlsFiles } from "../../src/config/settings";
 import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
 import { loadGrpcJsPackage } from "../support/clients";
 import { startAccessServer, type AccessServer } from "../support/access-server";
@@ -22,11 +22,11 @@ let srv: AccessServer;
 beforeAll(async () => {
   cert = makeTestCertificate();
   stranger = makeTestCertificate();
-  const config = loadServerConfig({ KEYPOOL_TLS_CERT: cert.certPath, KEYPOOL_TLS_KEY: cert.keyPath });
-  expect(config.tls).toBeDefined();
+  const tls = tlsFiles(readSettings({ KEYPOOL_TLS_CERT: cert.certPath, KEYPOOL_TLS_KEY: cert.keyPath }).server);
+  expect(tls).toBeDefined();
   srv = await startAccessServer({
     env: { KEYPOOL_TOKENS: `lease:${TOKEN}` },
-    tls: config.tls,
+    tls,
     pool: { reuseDelayMs: 0 },
     keys: [{ provider: "openai", key: KEY, modelFamilies: ["turbo"] }],
   });

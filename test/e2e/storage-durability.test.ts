@@ -8,7 +8,7 @@ import * as path from "node:path";
 import type * as grpc from "@grpc/grpc-js";
 import { grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "../support/clients";
 import { SqliteStateStore } from "../../src/storage/sqlite-store";
-import { freshKeyStatus } from "../../src/domain/key-status";
+import { freshKeyStatus } from "../../src/domain/key-entry";
 import { ensureBuilt, runServerExpectingFailure, spawnServer, type ChildServer } from "../support/child-server";
 
 jest.setTimeout(90_000);

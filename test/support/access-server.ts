@@ -1,17 +1,20 @@
 /**
- * An in-process keypool assembled the way main.ts does it for access control: loadAccess() from
- * an environment, its interceptors, message limit, listener limits and waiter cap, a real pool
+ * An in-process keypool assembled the way main.ts does it for access control: settings read from
+ * an environment, loadAccess()'s interceptors, message limit, listener limits and waiter cap, a real pool
  * and WatchKeys hub, on 127.0.0.1 port 0 over real sockets.
  */
 import { loadAccess, type Access } from "../../src/auth/access";
+import { readSettings, type Settings } from "../../src/config/settings";
 import { ManualClock, type Clock } from "../../src/domain/clock";
 import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
 import type { KeySpec } from "../../src/domain/types";
+import { listenerLimits } from "../../src/server/listener-limits";
 import { startServer, type RunningServer } from "../../src/server/start-server";
 import { createWatchKeys } from "../../src/transport/watch-keys";
 import { WatchHub } from "../../src/watch/watch-hub";
 
 export interface AccessServer {
+  settings: Settings;
   access: Access;
   pool: KeyPool;
   hub: WatchHub;
@@ -30,22 +33,24 @@ export async function startAccessServer(options: {
   tls?: { certFile: string; keyFile: string };
 } = {}): Promise<AccessServer> {
   const clock = options.clock ?? new ManualClock();
-  const access = loadAccess(options.env ?? {}, "127.0.0.1");
-  const pool = new KeyPool({ ...options.pool, clock, maxWaitersPerFamily: access.limits.maxWaitersPerFamily });
+  const settings = readSettings({ ...options.env, KEYPOOL_HOST: "127.0.0.1" });
+  const access = loadAccess(settings);
+  const pool = new KeyPool({ ...options.pool, clock, maxWaitersPerFamily: settings.pool.maxWaitersPerFamily });
   if (options.keys?.length) pool.addKeys(options.keys);
-  const hub = new WatchHub(pool, { clock, maxSubscribers: access.limits.maxWatchers });
+  const hub = new WatchHub(pool, { clock, maxSubscribers: settings.watch.maxWatchers });
   const server = await startServer(
     { host: "127.0.0.1", port: 0, tls: options.tls },
     {
       pool,
       watchKeys: createWatchKeys(hub),
       interceptors: access.interceptors,
-      readMaxBytes: access.limits.maxMessageBytes,
-      listenerLimits: access.listenerLimits,
+      readMaxBytes: settings.limits.maxMessageBytes,
+      listenerLimits: listenerLimits(settings.limits),
       shutdownGraceMs: 300,
     },
   );
   return {
+    settings,
     access,
     pool,
     hub,

@@ -1,4 +1,5 @@
 import { loadTokens, parseTokenFile, parseTokenList, TokenConfigError } from "../../../src/auth/token-config";
+import { readSettings } from "../../../src/config/settings";
 
 describe("KEYPOOL_TOKENS", () => {
   it("reads role:token pairs, trimmed, empties dropped, roles case-insensitive", () => {
@@ -43,28 +44,28 @@ describe("KEYPOOL_TOKENS_FILE", () => {
 
   it("names the file and line of a bad entry", () => {
     const env = { KEYPOOL_TOKENS_FILE: "/etc/keypool/tokens" };
-    expect(() => loadTokens(env, () => "lease:ok\nbogus:s3cret\n")).toThrow(
+    expect(() => loadTokens(readSettings(env).access, () => "lease:ok\nbogus:s3cret\n")).toThrow(
       "KEYPOOL_TOKENS_FILE (/etc/keypool/tokens) line 2: unknown role",
     );
   });
 
   it("says when the file cannot be read", () => {
-    expect(() => loadTokens({ KEYPOOL_TOKENS_FILE: "/nonexistent/keypool-tokens" })).toThrow(
+    expect(() => loadTokens(readSettings({ KEYPOOL_TOKENS_FILE: "/nonexistent/keypool-tokens" }).access)).toThrow(
       /KEYPOOL_TOKENS_FILE: cannot read \/nonexistent\/keypool-tokens \(ENOENT\)/,
     );
   });
 
   it("adds up both sources and refuses a token configured twice", () => {
     const env = { KEYPOOL_TOKENS: "lease:a", KEYPOOL_TOKENS_FILE: "/f" };
-    expect(loadTokens(env, () => "watch:b")).toEqual([
+    expect(loadTokens(readSettings(env).access, () => "watch:b")).toEqual([
       { role: "lease", token: "a" },
       { role: "watch", token: "b" },
     ]);
-    expect(() => loadTokens(env, () => "admin:a")).toThrow(/same token is configured more than once/);
+    expect(() => loadTokens(readSettings(env).access, () => "admin:a")).toThrow(/same token is configured more than once/);
   });
 
   it("treats no variables as no tokens", () => {
-    expect(loadTokens({})).toEqual([]);
-    expect(loadTokens({ KEYPOOL_TOKENS: "" })).toEqual([]);
+    expect(loadTokens(readSettings({}).access)).toEqual([]);
+    expect(loadTokens(readSettings({ KEYPOOL_TOKENS: "" }).access)).toEqual([]);
   });
 });

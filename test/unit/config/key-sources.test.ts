@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KeySourceError, loadKeySpecs, parseKeyList, parseKeysFile } from "../../../src/config/key-sources";
+import { readSettings } from "../../../src/config/settings";
 
 describe("keys from the environment", () => {
   it("splits on commas, trims, drops empties and duplicates (as the original did)", () => {
@@ -11,12 +12,12 @@ describe("keys from the environment", () => {
   });
 
   it("reads OPENAI_KEY and ANTHROPIC_KEY", () => {
-    expect(loadKeySpecs({ OPENAI_KEY: "sk-1,sk-2", ANTHROPIC_KEY: " sk-ant-1 " }, () => "")).toEqual([
+    expect(loadKeySpecs(readSettings({ OPENAI_KEY: "sk-1,sk-2", ANTHROPIC_KEY: " sk-ant-1 " }).keys, () => "")).toEqual([
       { provider: "openai", key: "sk-1" },
       { provider: "openai", key: "sk-2" },
       { provider: "anthropic", key: "sk-ant-1" },
     ]);
-    expect(loadKeySpecs({}, () => "")).toEqual([]);
+    expect(loadKeySpecs(readSettings({}).keys, () => "")).toEqual([]);
   });
 });
 
@@ -40,7 +41,7 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
         "  modelFamilies: [claude-opus]",
       ].join("\n"),
     );
-    expect(loadKeySpecs({ KEYPOOL_KEYS_FILE: file })).toEqual([
+    expect(loadKeySpecs(readSettings({ KEYPOOL_KEYS_FILE: file }).keys)).toEqual([
       { provider: "openai", key: "sk-1", modelFamilies: ["gpt4o", "turbo"], trial: true, organizationId: "org-9" },
       { provider: "anthropic", key: "sk-ant-1", modelFamilies: ["claude-opus"] },
     ]);
@@ -49,7 +50,7 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
   it("reads JSON, as a list or as {keys: [...]}, after the environment's keys, without duplicates", () => {
     const file = join(dir, "keys.json");
     writeFileSync(file, JSON.stringify({ keys: [{ provider: "openai", key: "sk-2" }, { provider: "openai", key: "sk-1" }] }));
-    expect(loadKeySpecs({ OPENAI_KEY: "sk-1", KEYPOOL_KEYS_FILE: file })).toEqual([
+    expect(loadKeySpecs(readSettings({ OPENAI_KEY: "sk-1", KEYPOOL_KEYS_FILE: file }).keys)).toEqual([
       { provider: "openai", key: "sk-1" },
       { provider: "openai", key: "sk-2" },
     ]);
@@ -101,6 +102,6 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
   });
 
   it("a missing file is an error naming it", () => {
-    expect(() => loadKeySpecs({ KEYPOOL_KEYS_FILE: join(dir, "nope.yaml") })).toThrow(/nope\.yaml: cannot read.*ENOENT/);
+    expect(() => loadKeySpecs(readSettings({ KEYPOOL_KEYS_FILE: join(dir, "nope.yaml") }).keys)).toThrow(/nope\.yaml: cannot read.*ENOENT/);
   });
 });

@@ -1,4 +1,4 @@
-import { parseGoDuration } from "../../../src/domain/go-duration";
+import { parseGoDuration } from "../../../src/domain/duration";
 import { openai } from "../../../src/domain/providers/openai";
 import { anthropic } from "../../../src/domain/providers/anthropic";
 import { planReport } from "../../../src/domain/rate-limit-report";

@@ -1,4 +1,4 @@
-import { freshKeyStatus } from "../../../src/domain/key-status";
+import { freshKeyStatus } from "../../../src/domain/key-entry";
 import type { KeyStatus } from "../../../src/domain/types";
 
 /** A plausible key status; `extra` overrides any field. */

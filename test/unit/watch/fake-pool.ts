@@ -1,8 +1,8 @@
-import { freshKeyStatus } from "../../../src/domain/key-status";
+import { freshKeyStatus } from "../../../src/domain/key-entry";
 import { ChangeFeed } from "../../../src/domain/change-feed";
 import type { KeyStatus, PoolEvent, ProviderId } from "../../../src/domain/types";
-import type { WatchedPool } from "../../../src/watch/watch-hub";
-import { matchesFilter } from "../../../src/watch/watch-filter";
+import type { WatchedPool } from "../../../src/domain/pool-api";
+import { keyMatches } from "../../../src/domain/key-filter";
 
 /** A pool reduced to what the hub reads: statuses by hash and one event per change. */
 export class FakePool implements WatchedPool {
@@ -11,7 +11,7 @@ export class FakePool implements WatchedPool {
 
   listKeys(filter: { provider?: ProviderId; modelFamilies?: string[] } = {}): KeyStatus[] {
     return [...this.statuses.values()]
-      .filter((s) => matchesFilter(filter, s))
+      .filter((s) => keyMatches(filter, s))
       .sort((a, b) => (a.keyHash < b.keyHash ? -1 : 1));
   }
 

@@ -1,0 +1,305 @@
+/**
+ * Every environment variable keypool reads, in one table: its name, default, parser, bounds and
+ * meaning. The server reads the environment once at start (readSettings) and hands the parsed
+ * values on; no other module reads the environment. A bad value stops the start with an error
+ * naming the variable, so that a typo never runs with a silent default; an unknown KEYPOOL_*
+ * variable (unknownSettings) is reported with the nearest known name.
+ *
+ * The README's configuration table lists the same rows with the same defaults (a unit test
+ * compares them).
+ */
+import { POOL_DEFAULTS } from "../domain/pool-options";
+import { DEFAULT_WATCH_COALESCE_MS, DEFAULT_WATCH_HEARTBEAT_MS } from "../watch/watch-hub";
+import { ConfigError, ConfigMessageError } from "./config-error";
+import { formatDurationMs, parseDurationMs } from "../domain/duration";
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** How long open connections get to finish once shutdown begins. */
+export const SHUTDOWN_GRACE_MS = 2000;
+/** The process is gone this long after a stop signal, whatever is still open. */
+export const EXIT_DEADLINE_MS = 4500;
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** One variable: what it is called, what it holds when unset, and how its text is read. */
+export interface Setting<T> {
+  readonly name: string;
+  readonly default: T;
+  /** The default as the README's table cell shows it (a literal in backticks); "" when there is none. */
+  readonly shown: string;
+  readonly meaning: string;
+  /** Reads a set, non-empty value; throws a ConfigError naming the variable. */
+  readonly parse: (raw: string, name: string) => T;
+}
+
+const literal = (text: string) => `\`${text}\``;
+
+function duration(
+  name: string,
+  defaultMs: number,
+  meaning: string,
+  min = 0,
+): Setting<number> {
+  return {
+    name,
+    default: defaultMs,
+    shown: literal(formatDurationMs(defaultMs)),
+    meaning,
+    parse(raw) {
+      const ms = parseDurationMs(raw);
+      if (ms === undefined) {
+        throw new ConfigError(name, `"${raw}" is not a duration (use milliseconds like 1500, or 250ms, 10s, 1m, 1h)`);
+      }
+      if (ms < min) throw new ConfigError(name, `must be greater than ${min - 1}`);
+      return ms;
+    },
+  };
+}
+
+/** A whole number within sane bounds: a value outside them is a typo, not a wish. */
+function count(name: string, defaultValue: number, [min, max]: [number, number], meaning: string): Setting<number> {
+  return {
+    name,
+    default: defaultValue,
+    shown: literal(String(defaultValue)),
+    meaning,
+    parse(raw) {
+      const value = raw.trim();
+      if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+        throw new ConfigMessageError(`${name} must be a whole number from ${min} to ${max}, got "${value}"`);
+      }
+      return Number(value);
+    },
+  };
+}
+
+/** Text taken as given (trimmed); `shown` describes an empty default in words. */
+function text(name: string, meaning: string, shown = ""): Setting<string> {
+  return { name, default: "", shown, meaning, parse: (raw) => raw.trim() };
+}
+
+/** Key lists keep their raw text: key-sources.ts splits them and never echoes an entry. */
+function rawText(name: string, meaning: string): Setting<string> {
+  return { name, default: "", shown: "", meaning, parse: (raw) => raw };
+}
+
+const port: Setting<number> = {
+  name: "KEYPOOL_PORT",
+  default: 50051,
+  shown: literal("50051"),
+  meaning: "the one port for gRPC, gRPC-Web and Connect (HTTP/2 and HTTP/1.1); `0` picks a free one",
+  parse(raw, name) {
+    const value = raw.trim();
+    if (!/^\d+$/.test(value) || Number(value) > 65535) {
+      throw new ConfigError(name, `"${raw}" is not a port number (0-65535)`);
+    }
+    return Number(value);
+  },
+};
+
+const logLevel: Setting<LogLevel> = {
+  name: "KEYPOOL_LOG_LEVEL",
+  default: "info",
+  shown: literal("info"),
+  meaning: `one of ${LOG_LEVELS.join(", ")}`,
+  parse(raw, name) {
+    const level = raw.trim().toLowerCase();
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+      throw new ConfigError(name, `"${raw}" is not one of ${LOG_LEVELS.join(", ")}`);
+    }
+    return level as LogLevel;
+  },
+};
+
+/** Only the exact value "1" opts out: anything else keeps the loopback rule. */
+const allowNoAuth: Setting<boolean> = {
+  name: "KEYPOOL_ALLOW_NO_AUTH",
+  default: false,
+  shown: "",
+  meaning: "`1` lets a non-loopback `KEYPOOL_HOST` run without tokens",
+  parse: (raw) => raw.trim() === "1",
+};
+
+/** true/false (also 1/0, yes/no, on/off); anything else stops the start. */
+function flag(name: string, defaultValue: boolean, meaning: string): Setting<boolean> {
+  return {
+    name,
+    default: defaultValue,
+    shown: literal(String(defaultValue)),
+    meaning,
+    parse(raw) {
+      const value = raw.trim().toLowerCase();
+      if (["true", "1", "yes", "on"].includes(value)) return true;
+      if (["false", "0", "no", "off"].includes(value)) return false;
+      throw new ConfigError(name, `"${raw}" is not true or false`);
+    },
+  };
+}
+
+/** An http(s) base URL without credentials, query or fragment; kept without a trailing slash. */
+function baseUrl(name: string, defaultUrl: string, meaning: string): Setting<string> {
+  return {
+    name,
+    default: defaultUrl,
+    shown: literal(defaultUrl),
+    meaning,
+    parse(raw) {
+      let url: URL;
+      try {
+        url = new URL(raw.trim());
+      } catch {
+        throw new ConfigError(name, `"${raw}" is not a URL (e.g. https://api.openai.com or http://127.0.0.1:8090)`);
+      }
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(name, `"${raw}" must be an http:// or https:// URL`);
+      if (url.username || url.password || url.search || url.hash) {
+        throw new ConfigError(name, `"${raw}" must not carry credentials, a query or a fragment`);
+      }
+      return url.toString().replace(/\/$/, "");
+    },
+  };
+}
+
+/** The table, grouped by the part of keypool that receives each group. */
+export const SETTINGS = {
+  server: {
+    host: { ...text("KEYPOOL_HOST", "address to listen on"), default: "127.0.0.1", shown: literal("127.0.0.1") } as Setting<string>,
+    port,
+    tlsCert: text("KEYPOOL_TLS_CERT", "PEM certificate file; with `KEYPOOL_TLS_KEY` turns on TLS (h2 and http/1.1 by ALPN)"),
+    tlsKey: text("KEYPOOL_TLS_KEY", "PEM private key file for `KEYPOOL_TLS_CERT`"),
+    logLevel,
+  },
+  keys: {
+    openai: rawText("OPENAI_KEY", "OpenAI keys loaded at start, comma separated (trimmed; empty and repeated entries dropped)"),
+    anthropic: rawText("ANTHROPIC_KEY", "Anthropic keys loaded at start, the same way"),
+    file: text("KEYPOOL_KEYS_FILE", "JSON or YAML list of keys (`provider`, `key`, `modelFamilies`, `trial`, `organizationId`), loaded after the two variables"),
+  },
+  families: {
+    table: text("KEYPOOL_MODEL_FAMILIES", "extra model → family rows, inline (`openai:^my-model=gpt4o;...`) or a JSON/YAML file", "built-in tables"),
+    allowed: text("ALLOWED_MODEL_FAMILIES", "comma separated families that may be leased; others are `PERMISSION_DENIED`. An unknown name stops the start", "every family"),
+  },
+  pool: {
+    reuseDelayMs: duration("KEYPOOL_REUSE_DELAY", POOL_DEFAULTS.reuseDelayMs, "a leased key is not handed out again before this (unless a report says it is ready)"),
+    leaseTtlMs: duration("KEYPOOL_LEASE_TTL", POOL_DEFAULTS.leaseTtlMs, "a lease not ended by `IncrementUsage` ends after this (`in_flight` drops)", 1),
+    maxResetMs: duration("KEYPOOL_MAX_RESET", POOL_DEFAULTS.maxResetMs, "cap on a hold read from `x-ratelimit-reset-*` headers of a successful answer"),
+    defaultCooldownMs: duration("KEYPOOL_DEFAULT_COOLDOWN", POOL_DEFAULTS.defaultCooldownMs, "cooldown after a 429 that states no wait"),
+    maxCooldownMs: duration("KEYPOOL_MAX_COOLDOWN", POOL_DEFAULTS.maxCooldownMs, "cap on any cooldown after a 429"),
+    maxWaitersPerFamily: count("KEYPOOL_MAX_WAITERS", POOL_DEFAULTS.maxWaitersPerFamily, [1, 10_000_000], "`Lease` calls waiting (`max_wait` > 0) for one model family; the next one gets `RESOURCE_EXHAUSTED` at once"),
+  },
+  watch: {
+    heartbeatMs: duration("KEYPOOL_WATCH_HEARTBEAT", DEFAULT_WATCH_HEARTBEAT_MS, "`WatchKeys` sends a heartbeat after this long without events", 1),
+    coalesceMs: duration("KEYPOOL_WATCH_COALESCE", DEFAULT_WATCH_COALESCE_MS, "`WatchKeys` merges updates of one key within this window"),
+    maxWatchers: count("KEYPOOL_MAX_WATCHERS", 1000, [1, 1_000_000], "`WatchKeys` streams open at once, all clients together; the next one gets `RESOURCE_EXHAUSTED` until one closes"),
+  },
+  access: {
+    tokens: rawText("KEYPOOL_TOKENS", "bearer tokens, `role:token` comma separated (roles: lease, watch, admin)"),
+    tokensFile: text("KEYPOOL_TOKENS_FILE", "a file of `role:token` lines (`#` comments); adds to `KEYPOOL_TOKENS`"),
+    allowNoAuth,
+  },
+  limits: {
+    maxMessageBytes: count("KEYPOOL_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, [1024, 1024 * 1024 * 1024], "a request message larger than this: `RESOURCE_EXHAUSTED`"),
+    maxConcurrentStreams: count("KEYPOOL_MAX_CONCURRENT_STREAMS", 1000, [1, 2 ** 31 - 1], "HTTP/2 streams one connection may have open (advertised in SETTINGS)"),
+    maxHeaderBytes: count("KEYPOOL_MAX_HEADER_BYTES", 64 * 1024, [1024, 64 * 1024], "HTTP/1.1 request headers larger than this: HTTP 431; HTTP/2 advertises it, and node resets any stream whose headers pass 64 KiB (also the most allowed)"),
+  },
+  /** The key checker (src/checker, docs/checker.md). */
+  checker: {
+    enabled: flag("KEYPOOL_CHECK_KEYS", true, "check every key against its upstream (models, liveness, organizations: docs/checker.md); `false` takes keys on faith"),
+    openaiBaseUrl: baseUrl("KEYPOOL_OPENAI_BASE_URL", "https://api.openai.com", "where OpenAI keys are checked (a gateway or a local fake can stand in; a path is kept)"),
+    anthropicBaseUrl: baseUrl("KEYPOOL_ANTHROPIC_BASE_URL", "https://api.anthropic.com", "where Anthropic keys are checked"),
+    concurrency: count("KEYPOOL_CHECK_CONCURRENCY", 8, [1, 1000], "keys checked at once"),
+    periodMs: duration("KEYPOOL_CHECK_PERIOD", 3_600_000, "an ACTIVE key is checked again after this long; `0`: first checks only"),
+    intervalMs: duration("KEYPOOL_CHECK_INTERVAL", 3000, "least time between two recurring checks (plus up to half of it at random)"),
+    timeoutMs: duration("KEYPOOL_CHECK_TIMEOUT", 10_000, "each upstream request of a check gives up after this long", 1),
+  },
+  storage: {
+    state: { ...text("KEYPOOL_STATE", "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing"), default: "./data/keypool.db", shown: literal("./data/keypool.db") } as Setting<string>,
+  },
+  /** Read by the `keypool-watch` command, not by the server. */
+  watchClient: {
+    url: { ...text("KEYPOOL_URL", "`keypool-watch`: the server to watch"), default: "http://127.0.0.1:50051", shown: literal("http://127.0.0.1:50051") } as Setting<string>,
+    token: rawText("KEYPOOL_TOKEN", "`keypool-watch`: a bearer token with the watch or admin role"),
+  },
+} as const;
+
+type Table = typeof SETTINGS;
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
+export type SettingsGroup<G extends Record<string, Setting<unknown>>> = { -readonly [K in keyof G]: ValueOf<G[K]> };
+export type Settings = { -readonly [G in keyof Table]: SettingsGroup<Table[G]> };
+export type PoolSettings = Settings["pool"];
+
+/** Every row of the table, in order. */
+export function allSettings(): Setting<unknown>[] {
+  return Object.values(SETTINGS).flatMap((group) => Object.values(group) as Setting<unknown>[]);
+}
+
+/** Reads one group; an unset or blank variable takes the default. */
+export function readGroup<G extends Record<string, Setting<unknown>>>(env: Env, group: G): SettingsGroup<G> {
+  const out: Record<string, unknown> = {};
+  for (const [field, setting] of Object.entries(group)) {
+    const raw = env[setting.name];
+    out[field] = raw === undefined || raw.trim() === "" ? setting.default : setting.parse(raw, setting.name);
+  }
+  return out as SettingsGroup<G>;
+}
+
+/** Reads every variable once; throws a ConfigError (or ConfigMessageError) naming the one at fault. */
+export function readSettings(env: Env): Settings {
+  const settings = Object.fromEntries(
+    Object.entries(SETTINGS).map(([name, group]) => [name, readGroup(env, group as Record<string, Setting<unknown>>)]),
+  ) as Settings;
+  const { tlsCert, tlsKey } = settings.server;
+  if (tlsCert && !tlsKey) throw new ConfigError(SETTINGS.server.tlsKey.name, "must be set when KEYPOOL_TLS_CERT is");
+  if (tlsKey && !tlsCert) throw new ConfigError(SETTINGS.server.tlsCert.name, "must be set when KEYPOOL_TLS_KEY is");
+  return settings;
+}
+
+/** The defaults alone, as readSettings returns them for an empty environment. */
+export function defaultSettings(): Settings {
+  return readSettings({});
+}
+
+/** Both TLS files, or undefined for cleartext. */
+export function tlsFiles(server: Settings["server"]): { certFile: string; keyFile: string } | undefined {
+  return server.tlsCert && server.tlsKey ? { certFile: server.tlsCert, keyFile: server.tlsKey } : undefined;
+}
+
+/** KEYPOOL_* variables that no row names: each with the nearest known name, for a warning. */
+export function unknownSettings(env: Env): { name: string; nearest: string }[] {
+  const known = allSettings().map((s) => s.name);
+  const knownSet = new Set(known);
+  return Object.keys(env)
+    .filter((name) => name.startsWith("KEYPOOL_") && !knownSet.has(name))
+    .sort()
+    .map((name) => ({ name, nearest: nearestName(name, known) }));
+}
+
+function nearestName(name: string, known: string[]): string {
+  let best = known[0]!;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const d = editDistance(name, candidate);
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return best;
+}
+
+/** Levenshtein distance; names are short, so the quadratic table is cheap. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** The README's configuration table, row for row: a unit test keeps the README equal to it. */
+export function settingsTableMarkdown(): string {
+  const cell = (text: string) => text.replace(/\|/g, "\\|");
+  const rows = allSettings().map((s) => `| \`${s.name}\` |${s.shown ? ` ${cell(s.shown)} ` : " "}| ${cell(s.meaning)} |`);
+  return ["| variable | default | meaning |", "|---|---|---|", ...rows].join("\n");
+}

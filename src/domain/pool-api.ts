@@ -1,0 +1,56 @@
+/**
+ * The pool as its users see it: the transport's services, the watch hub, storage, and any other
+ * backend that keeps the pool elsewhere. Each view is derived from KeyPool's own signatures, so a
+ * change to the pool changes them too.
+ *
+ * The calls a pool kept across the network must wait for may return a promise: callers await
+ * them. The in-memory KeyPool answers them synchronously, which satisfies the same type.
+ */
+import type { KeyPool } from "./key-pool";
+
+/** A value now, or later. */
+export type MaybePromise<T> = T | Promise<T>;
+
+type MayWait<F> = F extends (...args: infer A) => infer R ? (...args: A) => MaybePromise<Awaited<R>> : never;
+
+/** The calls that read or change the pool's shared state. */
+export type PoolCall =
+  | "lease"
+  | "leaseWhenReady"
+  | "reportRateLimit"
+  | "incrementUsage"
+  | "addKeys"
+  | "removeKey"
+  | "disableKey"
+  | "enableKey"
+  | "listKeys"
+  | "lockout"
+  | "markForCheck";
+
+/** What the RPC services call. */
+export type PoolApi = { [M in PoolCall]: MayWait<KeyPool[M]> };
+
+/**
+ * What the watch hub needs: the change feed and a snapshot taken in the same turn as its
+ * subscription, so that no change falls between them; hence listKeys is synchronous here.
+ */
+export type WatchedPool = Pick<KeyPool, "changes" | "listKeys">;
+
+/**
+ * What the key checker (src/checker) needs: the change feed and a first listing in the same turn,
+ * what it checks a key with, and where its findings go.
+ */
+export type CheckedPool = Pick<KeyPool, "changes" | "listKeys" | "getKey" | "markForCheck" | "checkSubject" | "applyFinding">;
+
+/** What storage needs at start (restore, configured keys) and while writing (secrets, statuses). */
+export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "getKey" | "restore" | "addKeys">;
+
+/**
+ * Awaited before acknowledging a call that changed the pool, so that an acknowledged change is
+ * durable; without storage it resolves at once.
+ */
+export interface Durability {
+  flush(): Promise<void>;
+}
+
+export const noDurability: Durability = { flush: () => Promise.resolve() };
