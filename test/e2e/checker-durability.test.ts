@@ -48,7 +48,7 @@ async function list(server: ChildServer): Promise<Map<string, KeyStatus>> {
   return new Map(keys.map((k) => [k.keyHash, k]));
 }
 
-async function eventually(what: string, condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+async function eventually(what: string, condition: () => Promise<boolean>, timeoutMs = 45_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -99,19 +99,27 @@ it("findings survive a restart, and keys checked within their period are not che
 });
 
 it("a SIGKILL between a finding and its commit never leaves a half-applied clone set", async () => {
-  // The fake answers after a delay that sweeps across the kill moments, so that kills land
-  // before the finding, around its commit, and after it.
-  const slowFake = await FakeUpstream.start({ latencyMs: 150 });
-  const outcomes = new Set<string>();
+  // Kills land before the check, right after the fake upstream's last answer (while the finding
+  // is applied and committed, a few milliseconds later each round), and after the commit.
+  const slowFake = await FakeUpstream.start({ latencyMs: 100 });
+  const outcomes: string[] = [];
+  const ROUNDS = 8;
   try {
-    for (let round = 0; round < 8; round++) {
+    for (let round = 0; round < ROUNDS; round++) {
       const stateFile = path.join(dir, `round-${round}.db`);
+      slowFake.resetStats();
       const server = await spawnServer({
         ...env(stateFile, { OPENAI_KEY: "sk-fake-multi-org-d1" }),
         KEYPOOL_OPENAI_BASE_URL: slowFake.url,
         KEYPOOL_ANTHROPIC_BASE_URL: slowFake.url,
       });
-      await new Promise((resolve) => setTimeout(resolve, 100 + round * 40));
+      if (round === ROUNDS - 1) {
+        await eventually("the finding committed", async () => (await list(server)).get(parent)?.organizationId === MULTI_ORG.default);
+      } else if (round > 0) {
+        // The three answers of the parent's first check have left the fake.
+        while (slowFake.stats().requests < 3) await new Promise((resolve) => setTimeout(resolve, 1));
+        await new Promise((resolve) => setTimeout(resolve, (round - 1) * 4));
+      }
       await server.stop("SIGKILL");
       const reopened = await spawnServer({ KEYPOOL_STATE: stateFile, OPENAI_KEY: "sk-fake-multi-org-d1" });
       try {
@@ -121,11 +129,11 @@ it("a SIGKILL between a finding and its commit never leaves a half-applied clone
         if (bound === "") {
           expect(present).toEqual([]);
           expect(keys.get(parent)!.lastChecked).toBeUndefined();
-          outcomes.add("before");
+          outcomes.push("before");
         } else {
           expect(bound).toBe(MULTI_ORG.default);
           expect(present).toEqual(clones);
-          outcomes.add("after");
+          outcomes.push("after");
         }
       } finally {
         await reopened.stop("SIGTERM");
@@ -134,6 +142,7 @@ it("a SIGKILL between a finding and its commit never leaves a half-applied clone
   } finally {
     await slowFake.close();
   }
-  // The sweep saw both sides of the commit: the test would notice a torn set.
-  expect([...outcomes].sort()).toEqual(["after", "before"]);
+  // Both sides of the commit were seen: a torn set would have been noticed in between.
+  expect(outcomes[0]).toBe("before");
+  expect(outcomes[ROUNDS - 1]).toBe("after");
 });

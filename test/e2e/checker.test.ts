@@ -48,10 +48,10 @@ function checkerEnv(fakeUrl: string, extra: Record<string, string> = {}): Record
   };
 }
 
-async function eventually(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+async function eventually(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 45_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${server?.output().stdout.slice(-3000)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
