@@ -14,7 +14,6 @@ import type { ChangeCause, KeyStatus, PoolEvent } from "../domain/types";
 import { RETRY_AFTER_FAILURE_MS, type CheckOutcome } from "./upstream-answer";
 import type { CheckKey } from "./upstream-check";
 
-
 /** pino's Logger fits. */
 export interface CheckerLogger {
   info(fields: object, message: string): void;

@@ -42,7 +42,7 @@ function checkerEnv(fakeUrl: string, extra: Record<string, string> = {}): Record
     KEYPOOL_CHECK_KEYS: "true",
     KEYPOOL_OPENAI_BASE_URL: fakeUrl,
     KEYPOOL_ANTHROPIC_BASE_URL: fakeUrl,
-    KEYPOOL_CHECK_TIMEOUT: "1s",
+    KEYPOOL_CHECK_TIMEOUT: "5s",
     KEYPOOL_CHECK_CONCURRENCY: "3",
     ...extra,
   };
