@@ -2,7 +2,7 @@
  * Pool selection: leases per second at 100, 10,000 and 100,000 keys, in process, with a
  * ManualClock advancing so that keys keep becoming ready (each lease holds its key for the reuse
  * delay; time moves reuseDelay/n per lease, so about one key comes back per lease). Beside it,
- * the original's approach (filter the pool and sort it per pick), timed in the same run.
+ * the naive approach (filter the pool and sort it per pick), timed in the same run.
  *
  *   npx tsx bench/pool-selection.bench.ts [--quick]
  *
@@ -105,7 +105,7 @@ interface NaiveKey {
   readyAt: number;
 }
 
-/** The original's way: filter the whole pool, sort it, take the first. */
+/** The naive way: filter the whole pool, sort it, take the first. */
 function naivePool(n: number): () => void {
   const clock = new ManualClock();
   const keys: NaiveKey[] = specs(n).map((s, i) => ({

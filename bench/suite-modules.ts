@@ -1,7 +1,7 @@
 /**
- * Runs the benchmarks of earlier issues (pool selection: bench/pool-selection.bench.ts, owned by
- * the pool engineer; durability: bench/durability.bench.ts, owned by the storage engineer) inside
- * this suite, through the functions they export, and turns their results into table rows.
+ * Runs the benchmarks that also run on their own (pool selection: bench/pool-selection.bench.ts;
+ * durability: bench/durability.bench.ts) inside this suite, through the functions they export,
+ * and turns their results into table rows.
  */
 import { existsSync } from "node:fs";
 

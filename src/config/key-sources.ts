@@ -1,6 +1,5 @@
 /**
- * Where keys come from at start: OPENAI_KEY and ANTHROPIC_KEY (comma separated, as the original
- * proxy read them) and the keys file named by KEYPOOL_KEYS_FILE (JSON or YAML). Errors name the
+ * Where keys come from at start: OPENAI_KEY and ANTHROPIC_KEY (comma separated) and the keys file named by KEYPOOL_KEYS_FILE (JSON or YAML). Errors name the
  * variable, file and entry, never a key: these messages reach logs.
  */
 import { extname } from "node:path";
@@ -105,7 +104,7 @@ function parseEntry(item: unknown, where: string): KeySpec {
   const key = item.key.trim();
   if (item.provider === provider && Object.keys(item).length === 2) {
     // The usual entry, {provider, key}, already in its final form: the parsed object itself
-    // becomes the spec (a second object per key was garbage that a large file made by the 100,000).
+    // becomes the spec, so that a large file makes no second object per key.
     if (key !== item.key) item.key = key;
     return item as KeySpec;
   }
@@ -118,7 +117,7 @@ function parseEntry(item: unknown, where: string): KeySpec {
 
 function dedupe(specs: KeySpec[]): KeySpec[] {
   // Keys are grouped by provider and organization (a handful of groups), so that the key string
-  // itself is the set member: no new string per key (100,000 of them in a large keys file).
+  // itself is the set member: no new string per key.
   const seen = new Map<string, Set<string>>();
   const isRepeat = (s: KeySpec) => {
     const group = `${s.provider}\u0000${s.organizationId ?? ""}`;

@@ -226,7 +226,6 @@ type Table = typeof SETTINGS;
 type ValueOf<S> = S extends Setting<infer T> ? T : never;
 export type SettingsGroup<G extends Record<string, Setting<unknown>>> = { -readonly [K in keyof G]: ValueOf<G[K]> };
 export type Settings = { -readonly [G in keyof Table]: SettingsGroup<Table[G]> };
-export type PoolSettings = Settings["pool"];
 
 /** Every row of the table, in order. */
 export function allSettings(): Setting<unknown>[] {
@@ -252,11 +251,6 @@ export function readSettings(env: Env): Settings {
   if (tlsCert && !tlsKey) throw new ConfigError(SETTINGS.server.tlsKey.name, "must be set when KEYPOOL_TLS_CERT is");
   if (tlsKey && !tlsCert) throw new ConfigError(SETTINGS.server.tlsCert.name, "must be set when KEYPOOL_TLS_KEY is");
   return settings;
-}
-
-/** The defaults alone, as readSettings returns them for an empty environment. */
-export function defaultSettings(): Settings {
-  return readSettings({});
 }
 
 /** Both TLS files, or undefined for cleartext. */

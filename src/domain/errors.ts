@@ -1,5 +1,5 @@
 /**
- * Domain errors carry the gRPC status code of CONTRACT.md's error table, so that the transport
+ * Domain errors carry the gRPC status code of docs/errors.md's table, so that the transport
  * maps them without knowing why they happened. The numbers are gRPC's own; the domain does not
  * import any RPC library.
  */

@@ -29,10 +29,6 @@ export class IndexedHeap<N extends HeapNode> {
     return this.items.length > 0 ? this.prio[0] : Infinity;
   }
 
-  priorityOf(node: N): number {
-    return this.has(node) ? this.prio[node.heapPos] : NaN;
-  }
-
   has(node: N): boolean {
     return node.heapPos >= 0 && this.items[node.heapPos] === node;
   }
@@ -72,11 +68,6 @@ export class IndexedHeap<N extends HeapNode> {
       this.up(pos, node, priority);
       this.down(node.heapPos, node, priority);
     }
-  }
-
-  /** Every node, in no particular order. */
-  values(): readonly N[] {
-    return this.items;
   }
 
   private before(pa: number, a: N, pb: number, b: N): boolean {

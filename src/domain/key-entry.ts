@@ -33,9 +33,8 @@ export interface KeyEntry extends IndexedKey {
   promptCount: number;
   /**
    * Tokens by model family, in the order the families were first used; made at the key's first
-   * IncrementUsage (most keys of a large pool have none, and an empty Map per key cost about 210
-   * bytes: 21 MiB for 100,000 keys). A short list, not a Map: a key serves a few families, and a
-   * Map with one family cost about 110 bytes more than a list of one.
+   * IncrementUsage, because most keys of a large pool have none. A short list, not a Map: a key
+   * serves a few families, and a list of a few is smaller than a Map.
    */
   usage: FamilyUsage[] | undefined;
   inFlight: number;

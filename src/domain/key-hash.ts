@@ -8,15 +8,15 @@ export type KeyHasher = (provider: ProviderId, key: string, organizationId: stri
 
 /**
  * The provider's prefix and the first 16 hex digits (64 bits) of SHA-256 over the key, or over
- * key + organization id for an organization clone. The original kept 8 hex digits, which
- * collide in pools of tens of thousands of keys.
+ * key + organization id for an organization clone: fewer digits collide in pools of tens of
+ * thousands of keys.
  */
 export const hashKey: KeyHasher = (provider, key, organizationId) =>
   flat(providerInfo(provider).hashPrefix + sha256Hex(key + organizationId).slice(0, 16));
 
 /**
- * crypto.hash (Node 20.12+) makes no Hash object: a third of createHash's time per key, which
- * matters when 100,000 keys are hashed at start. The same digest either way.
+ * crypto.hash (Node 20.12+) makes no Hash object, which matters when a large pool's keys are
+ * hashed at start. The same digest either way.
  */
 const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: "hex") => string }).hash;
 const sha256Hex: (text: string) => string = oneShotHash
@@ -25,8 +25,7 @@ const sha256Hex: (text: string) => string = oneShotHash
 
 /**
  * `prefix + hex.slice(0, 16)` is, in V8, a concatenation pointing at a slice that keeps the whole
- * 64-digit hex text alive: about 150 bytes per hash kept instead of 40 (storage's start-up plan
- * keeps one per configured key). Reading a character flattens it into one string; the garbage
+ * 64-digit hex text alive (storage's start-up plan keeps one hash per configured key). Reading a character flattens it into one string; the garbage
  * collector then drops the concatenation and the slice.
  */
 function flat(text: string): string {

@@ -176,7 +176,8 @@ export class KeyPool {
   }
 
   /**
-   * Validates a request in the documented order (docs/errors.md): model (InvalidArgument),
+   * Validates a request in the documented order (docs/selection-and-leases.md, "What Lease
+   * answers"): model (InvalidArgument),
    * allowed family (PermissionDenied), then an ACTIVE eligible key (FailedPrecondition) when
    * `needKeys`.
    */

@@ -21,7 +21,7 @@ const MAPPING_HINT =
 /**
  * Model name → (provider, family), through an ordered table of patterns per provider. The
  * built-in tables come from providers/; operators prepend their own rows, which therefore win.
- * An unknown model is an error: the original silently treated it as gpt4.
+ * An unknown model is an error, never a silent default family.
  */
 export class FamilyTable {
   private readonly rules: ReadonlyMap<ProviderId, readonly FamilyRule[]>;

@@ -12,7 +12,7 @@ export interface ReportLimits {
 }
 
 /**
- * What a report does to a key (POLICY.md "Reports"):
+ * What a report does to a key (docs/reports-and-lockout.md, "What a report does, by status"):
  * - revoke: 401;
  * - cooldown: a 429; cooldown_until = max(cooldown_until, now + waitMs), rate_limited_at = now;
  * - hold: any other status with usable headers; hold_until is replaced by now + waitMs;

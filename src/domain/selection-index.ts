@@ -28,9 +28,10 @@ export interface IndexNode extends HeapNode {
   inReady: boolean;
 }
 
-// POLICY.md's order among ready keys (trial first is handled by keeping trial keys in their own
-// sub-index): keys without gpt4-32k first, least recently leased first, then key_hash. The first
-// two fold into one exact number (lastUsed < 2^52 ms, far past any date), key_hash breaks ties.
+// The order among ready keys (docs/selection-and-leases.md, "The order among ready keys"; trial
+// first is handled by keeping trial keys in their own sub-index): keys without gpt4-32k first,
+// least recently leased first, then key_hash. The first two fold into one exact number
+// (lastUsed < 2^52 ms, far past any date), key_hash breaks ties.
 const SERVES_32K = 2 ** 52;
 const readyPriority = (entry: IndexedKey) => (entry.has32k ? SERVES_32K : 0) + entry.lastUsed;
 const hashBefore = (a: IndexNode, b: IndexNode) => {
@@ -129,8 +130,7 @@ export class SelectionIndex<K extends IndexedKey> {
   /** Indexes an ACTIVE key in each of its families. */
   add(entry: K, now: number): void {
     if (entry.nodes.length > 0) return;
-    // Made at its final length: an array grown by push keeps room for 17 nodes (about 120
-    // bytes per key more, 12 MiB for 100,000 keys).
+    // Made at its final length: an array grown by push keeps spare room, paid for by every key.
     entry.nodes = entry.modelFamilies.map((family) => {
       const g = this.group(entry.provider, family, true);
       const sub = entry.trial ? g.trial : g.regular;

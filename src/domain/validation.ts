@@ -1,6 +1,9 @@
 import { invalidArgument } from "./errors";
 
-/** CONTRACT.md's limits. Checked in the pool so that every transport rejects the same input. */
+/**
+ * The size limits of docs/errors.md ("The pool's answers"). Checked in the pool so that every
+ * transport rejects the same input.
+ */
 export const LIMITS = {
   modelBytes: 256,
   keyBytes: 1024,
@@ -10,7 +13,6 @@ export const LIMITS = {
   tokens: 1_000_000_000,
   reasonBytes: 1024,
   organizationIdBytes: 256,
-  familyNameBytes: 64,
   errorFieldBytes: 256,
 } as const;
 

@@ -8,8 +8,20 @@
  *   the next batch: the slower the disk, the larger the batches.
  * - SyncCommitter: writes on the caller's thread (tests, and any StateStore).
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { Worker } from "node:worker_threads";
-import { KEY_ROW_SQL, toKeyRow, type KeyRow } from "./key-rows";
+import {
+  CLOSE_FAILED,
+  CLOSED,
+  CONTROL_BYTES,
+  RUNNING,
+  THREAD_FAILED,
+  type CommitWorkerData,
+  type FromWorker,
+  type ToWorker,
+} from "./commit-protocol";
+import { toKeyRow } from "./key-rows";
 import { SqliteStateStore } from "./sqlite-store";
 import type { StateStore, StoreWrite } from "./state-store";
 
@@ -51,20 +63,25 @@ export class SyncCommitter implements BatchCommitter {
   }
 }
 
-type ToWorker = { type: "batch"; id: number; rows: KeyRow[] } | { type: "close"; rows: KeyRow[] };
-type FromWorker = { type: "done"; id: number } | { type: "failed"; id: number; message: string };
-
 /**
  * How long close() waits for the thread's last commit (normally milliseconds). Kept below
  * main.ts's exit deadline: timers cannot fire while this thread waits.
  */
 const CLOSE_TIMEOUT_MS = 3000;
-/** The shared control block: an Int32 state, then a message. */
-const CONTROL_BYTES = 4 + 2048;
-const RUNNING = 0;
-const CLOSED = 1;
-const CLOSE_FAILED = 2;
-const THREAD_FAILED = 3;
+
+/**
+ * Starts the writer thread from commit-worker's compiled JavaScript beside this file (dist/), or,
+ * when this file runs from its TypeScript source (ts-jest, tsx), from commit-worker.ts through
+ * tsx's require hook, a development dependency.
+ */
+function startCommitWorker(workerData: CommitWorkerData): Worker {
+  // Loader flags of this process (tsx's --import, --cpu-prof ...) are not the thread's business.
+  const options = { workerData, execArgv: [] };
+  const compiled = path.join(__dirname, "commit-worker.js");
+  if (fs.existsSync(compiled)) return new Worker(compiled, options);
+  const source = path.join(__dirname, "commit-worker.ts");
+  return new Worker(`require("tsx/cjs"); require(${JSON.stringify(source)});`, { ...options, eval: true });
+}
 
 export class WorkerCommitter implements BatchCommitter {
   private readonly worker: Worker;
@@ -81,17 +98,7 @@ export class WorkerCommitter implements BatchCommitter {
     readonly location: string,
     private readonly now: () => number = Date.now,
   ) {
-    this.worker = new Worker(COMMIT_WORKER_SOURCE, {
-      eval: true,
-      // Plain JavaScript needs no loader flags (tsx's --import, --cpu-prof ...).
-      execArgv: [],
-      workerData: {
-        file: location,
-        driver: require.resolve("better-sqlite3"),
-        sql: KEY_ROW_SQL,
-        control: this.control,
-      },
-    });
+    this.worker = startCommitWorker({ file: location, control: this.control });
     // The thread never keeps the process alive: main decides when to stop, and closes us first.
     this.worker.unref();
     this.worker.on("message", (message: FromWorker) => this.onMessage(message));
@@ -181,72 +188,3 @@ export class WorkerCommitter implements BatchCommitter {
     pending?.done(err);
   }
 }
-
-/**
- * The writer thread's whole program, plain JavaScript run from this text (Worker `eval`), so
- * that no compiler or loader (tsc, ts-jest, tsx, coverage) can change it. Everything comes in
- * through `workerData`: the file, the driver's path, the SQL (key-rows.ts) and the control block
- * in which it reports how it closed (1), failed to close (2) or failed altogether (3).
- */
-const COMMIT_WORKER_SOURCE = `
-"use strict";
-const { parentPort, workerData } = require("node:worker_threads");
-const control = new Int32Array(workerData.control, 0, 1);
-const report = (code, text) => {
-  if (text) {
-    const bytes = Buffer.from(String(text), "utf8").subarray(0, workerData.control.byteLength - 4);
-    new Uint8Array(workerData.control, 4).set(bytes);
-  }
-  Atomics.store(control, 0, code);
-  Atomics.notify(control, 0);
-};
-const describe = (err) => (err && err.message) || String(err);
-let db;
-let apply;
-try {
-  const Database = require(workerData.driver);
-  db = new Database(workerData.file, { fileMustExist: true });
-  db.pragma("busy_timeout = 5000");
-  // Every commit is fsynced (WAL + FULL): once acknowledged, it survives a machine crash too.
-  db.pragma("synchronous = FULL");
-  const statements = {
-    upsert: db.prepare(workerData.sql.upsert),
-    update: db.prepare(workerData.sql.update),
-    remove: db.prepare(workerData.sql.remove),
-  };
-  apply = db.transaction((rows) => {
-    for (const row of rows) statements[row.op].run(row.params);
-  });
-} catch (err) {
-  report(${THREAD_FAILED}, describe(err));
-  throw err;
-}
-parentPort.on("message", (message) => {
-  if (message.type === "batch") {
-    try {
-      apply(message.rows);
-      parentPort.postMessage({ type: "done", id: message.id });
-    } catch (err) {
-      parentPort.postMessage({ type: "failed", id: message.id, message: describe(err) });
-    }
-    return;
-  }
-  if (message.type === "close") {
-    let error = "";
-    try {
-      apply(message.rows);
-      // Folds the WAL back into the main file, so that a copy of the .db alone is a full backup.
-      db.pragma("wal_checkpoint(TRUNCATE)");
-    } catch (err) {
-      error = describe(err) || "unknown error";
-    }
-    try {
-      db.close();
-    } catch (err) {
-      error = error || describe(err);
-    }
-    report(error ? ${CLOSE_FAILED} : ${CLOSED}, error);
-    parentPort.close();
-  }
-});
-`;

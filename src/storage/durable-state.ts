@@ -158,10 +158,9 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
 const RESTORE_SLICE = 4096;
 
 /**
- * Restores `records` a slice at a time, dropping each slice's records (parsed rows, several
- * hundred bytes each) once its keys are in the pool: with 100,000 stored keys, every parsed row
- * and every pool entry were otherwise alive together, and the heap grew to hold both. `records`
- * is emptied. A record the pool refuses still stops the start (the caller throws).
+ * Restores `records` a slice at a time, dropping each slice's records (parsed rows) once its
+ * keys are in the pool, so that the parsed rows and the pool's entries of a large pool are never
+ * all alive together. `records` is emptied. A record the pool refuses still stops the start (the caller throws).
  */
 function restoreInSlices(pool: DurablePool, records: KeyRecord[]): void {
   for (let start = 0; start < records.length; start += RESTORE_SLICE) {

@@ -80,8 +80,8 @@ export function planRestore(
 
 /**
  * The record to restore: the stored one itself, changed in place (storage hands each start a
- * freshly read record that nothing else holds; a copy of 100,000 records was a large share of a
- * restart), and whether the configuration changed its families or trial flag.
+ * freshly read record that nothing else holds, so a copy would only cost a large restart time),
+ * and whether the configuration changed its families or trial flag.
  */
 /**
  * Nothing stored (a new state file, or one no key has changed in yet): every configured key is

@@ -14,8 +14,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import type { KeyRecord, KeyStatus } from "../domain/types";
-import { KEY_ROW_SQL, toKeyRow } from "./key-rows";
+import { toKeyRow } from "./key-rows";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from "./migrations";
+import { checkpointWal, prepareKeyRowStatements, useWriterPragmas } from "./sqlite-connection";
 import { StateFileError } from "./state-file-error";
 import type { KeyOrigin, StateStore, StoredKey, StoreWrite } from "./state-store";
 
@@ -33,7 +34,8 @@ export interface SqliteStoreOptions {
   mustExist?: boolean;
 }
 
-interface KeyRow {
+/** A row of the keys table as loadAll reads it. */
+interface StoredRow {
   key_hash: string;
   origin: string;
   secret: string;
@@ -50,17 +52,10 @@ export class SqliteStateStore implements StateStore {
     private readonly db: Database.Database,
     private readonly now: () => number,
   ) {
-    const statements = {
-      upsert: db.prepare(KEY_ROW_SQL.upsert),
-      update: db.prepare(KEY_ROW_SQL.update),
-      remove: db.prepare(KEY_ROW_SQL.remove),
-    };
+    const runRow = prepareKeyRowStatements(db);
     this.applyBatch = db.transaction((writes: readonly StoreWrite[]) => {
       const now = this.now();
-      for (const write of writes) {
-        const row = toKeyRow(write, now);
-        statements[row.op].run(row.params);
-      }
+      for (const write of writes) runRow(toKeyRow(write, now));
     });
   }
 
@@ -79,7 +74,6 @@ export class SqliteStateStore implements StateStore {
       checkIntegrity(db, location, fresh);
       migrate(db, location, options.migrations ?? MIGRATIONS, now);
       ownerOnly(location);
-      db.pragma("synchronous = FULL");
       return new SqliteStateStore(location, db, now);
     } catch (err) {
       db.close();
@@ -94,10 +88,10 @@ export class SqliteStateStore implements StateStore {
 
   loadAll(): StoredKey[] {
     // One row at a time: each row's JSON text is garbage as soon as it is parsed, instead of
-    // every row's text (about 45 MiB for 100,000 keys) being held until the last is read.
+    // every row's text being held until the last is read.
     const statement = this.db.prepare(`SELECT key_hash, origin, secret, status, removed_at FROM keys ORDER BY key_hash`);
     const stored: StoredKey[] = [];
-    for (const row of statement.iterate() as IterableIterator<KeyRow>) stored.push(this.toStoredKey(row));
+    for (const row of statement.iterate() as IterableIterator<StoredRow>) stored.push(this.toStoredKey(row));
     return stored;
   }
 
@@ -109,15 +103,14 @@ export class SqliteStateStore implements StateStore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    // Folds the WAL back into the main file, so that a copy of the .db alone is a full backup.
     try {
-      this.db.pragma("wal_checkpoint(TRUNCATE)");
+      checkpointWal(this.db);
     } finally {
       this.db.close();
     }
   }
 
-  private toStoredKey(row: KeyRow): StoredKey {
+  private toStoredKey(row: StoredRow): StoredKey {
     let status: KeyStatus;
     try {
       status = JSON.parse(row.status) as KeyStatus;
@@ -225,7 +218,7 @@ function checkIntegrity(db: Database.Database, location: string, fresh: boolean)
   }
   let problems: string[];
   try {
-    db.pragma("busy_timeout = 5000");
+    useWriterPragmas(db);
     problems = (db.pragma("quick_check") as Array<{ quick_check: string }>).map((r) => r.quick_check);
   } catch (err) {
     throw classify(err, location);

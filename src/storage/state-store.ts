@@ -56,16 +56,3 @@ export interface StateStore {
   /** Makes the file self-contained (WAL checkpoint) and releases it. Idempotent. */
   close(): void;
 }
-
-/** KEYPOOL_STATE=memory: the same interface, keeping nothing across restarts. */
-export class MemoryStateStore implements StateStore {
-  readonly location = "memory";
-
-  loadAll(): StoredKey[] {
-    return [];
-  }
-
-  writeBatch(): void {}
-
-  close(): void {}
-}

@@ -25,7 +25,7 @@ export interface KeyPoolServiceDeps {
   watchKeys?: WatchKeysImpl;
 }
 
-/** WatchKeys until the watch hub is wired in: an honest UNIMPLEMENTED. */
+/** WatchKeys of a server assembled without a watch hub: UNIMPLEMENTED. */
 export const watchKeysUnavailable: WatchKeysImpl = async function* () {
   throw new ConnectError("WatchKeys is not available yet", Code.Unimplemented);
 };
@@ -82,7 +82,6 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
       return {};
     },
 
-    // ─── Delegation point for the watch engineer: WatchKeys is served by deps.watchKeys. ───
     watchKeys: deps.watchKeys ?? watchKeysUnavailable,
 
     async getLockoutPeriod(req) {

@@ -104,10 +104,6 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     return this.timer !== null;
   }
 
-  get isOpen(): boolean {
-    return !this.ended;
-  }
-
   next(): Promise<IteratorResult<WatchEvent>> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve({ done: true, value: undefined });

@@ -1,5 +1,5 @@
 /**
- * The limits, end to end on a real server: message size (KEYPOOL_MAX_MESSAGE_BYTES), CONTRACT's
+ * The limits, end to end on a real server: message size (KEYPOOL_MAX_MESSAGE_BYTES), the contract's
  * per-field limits (validated by the pool, seen here through the wire), the cap on open WatchKeys
  * streams (KEYPOOL_MAX_WATCHERS), the cap on Lease waiters per family (KEYPOOL_MAX_WAITERS), and
  * the listener's HTTP/2 limits (KEYPOOL_MAX_CONCURRENT_STREAMS, KEYPOOL_MAX_HEADER_BYTES).
@@ -55,7 +55,7 @@ describe("message size", () => {
   });
 });
 
-describe("CONTRACT's field limits, through the wire", () => {
+describe("the contract's field limits, through the wire", () => {
   it("model over 256 bytes", async () => {
     const err = await failure(pool.lease({ model: "g".repeat(257) }));
     expect(err.code).toBe(Code.InvalidArgument);

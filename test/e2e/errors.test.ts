@@ -1,5 +1,5 @@
 /**
- * CONTRACT.md's error table, row by row, over real sockets; RESOURCE_EXHAUSTED's RetryInfo as
+ * The error table of docs/errors.md, row by row, over real sockets; RESOURCE_EXHAUSTED's RetryInfo as
  * connect-node and grpc-js (reading grpc-status-details-bin by hand) decode it; Lease max_wait
  * ending at the deadline and on client cancel. (UNAUTHENTICATED and role rows: the access suite.)
  */
@@ -50,7 +50,7 @@ function retryDelayFromStatusDetails(bytes: Buffer): number | undefined {
   return undefined;
 }
 
-describe("CONTRACT.md error table", () => {
+describe("docs/errors.md error table", () => {
   let t: TestServer;
   let pool: Client<typeof KeyPoolService>;
   let admin: Client<typeof KeyAdminService>;

@@ -37,6 +37,18 @@ describe("start-up", () => {
     expect(stdout + stderr).not.toContain(ANTHROPIC_SECRET);
   });
 
+  it("warns about an unknown KEYPOOL_* variable, naming the nearest known one, and starts", async () => {
+    const server = await spawnServer({ KEYPOOL_REUSE_DELAYS: "2s" });
+    try {
+      const warning = server.logs.find((l) => l.variable === "KEYPOOL_REUSE_DELAYS");
+      expect(warning).toMatchObject({ level: 40, nearest: "KEYPOOL_REUSE_DELAY" });
+      expect(String(warning?.msg)).toContain("did you mean KEYPOOL_REUSE_DELAY?");
+      expect(server.logs.some((l) => l.msg === "keypool listening")).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it.each([
     ["KEYPOOL_PORT", "not-a-port"],
     ["KEYPOOL_LEASE_TTL", "forever"],

@@ -8,7 +8,8 @@ export const openai: ProviderInfo = {
   id: "openai",
   displayName: "OpenAI",
   hashPrefix: "oai-",
-  // POLICY.md: a new OpenAI key serves turbo and gpt4 unless its spec says otherwise.
+  // A new OpenAI key serves turbo and gpt4 unless its spec says otherwise (docs/keys-and-models.md,
+  // "The families a key serves").
   defaultFamilies: ["turbo", "gpt4"],
   familyRules: [
     { pattern: /^text-embedding-/, family: "turbo" },

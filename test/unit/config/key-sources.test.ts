@@ -5,7 +5,7 @@ import { KeySourceError, loadKeySpecs, parseKeyList, parseKeysFile } from "../..
 import { readSettings } from "../../../src/config/settings";
 
 describe("keys from the environment", () => {
-  it("splits on commas, trims, drops empties and duplicates (as the original did)", () => {
+  it("splits on commas, trims, drops empties and duplicates", () => {
     expect(parseKeyList(" sk-a, sk-b ,,sk-a , ,sk-c")).toEqual(["sk-a", "sk-b", "sk-c"]);
     expect(parseKeyList("")).toEqual([]);
     expect(parseKeyList(undefined)).toEqual([]);

@@ -1,5 +1,5 @@
 /**
- * KeyPool against POLICY.md, one describe per section, on a ManualClock (no sleeps).
+ * KeyPool against the rules of docs/, one describe per section, on a ManualClock (no sleeps).
  */
 import { createHash } from "node:crypto";
 import { ErrorCode } from "../../../src/domain/errors";
@@ -25,7 +25,7 @@ describe("Keys", () => {
     expect(pool.getKey(r.keyHashes[1])!.organizationId).toBe("org-7");
   });
 
-  it("8 hex digits (the original) collide in a pool of 200,000 keys; 16 do not", () => {
+  it("8 hex digits collide in a pool of 200,000 keys; 16 do not", () => {
     const hex = Array.from({ length: 200_000 }, (_, i) => createHash("sha256").update(`sk-${i}`).digest("hex"));
     expect(new Set(hex.map((h) => h.slice(0, 8))).size).toBeLessThan(200_000);
     expect(new Set(hex.map((h) => h.slice(0, 16))).size).toBe(200_000);
@@ -165,7 +165,7 @@ describe("Model families", () => {
     expect(pool.resolveModel(model)).toEqual({ provider, family });
   });
 
-  it("an unknown model is InvalidArgument naming it and how to map it, not gpt4 (the original's fallback)", () => {
+  it("an unknown model is InvalidArgument naming it and how to map it, never a default family", () => {
     const { pool } = makePool();
     pool.addKeys([oai("sk-1")]);
     const error = poolError(() => pool.lease({ model: "llama-3-70b" }), ErrorCode.InvalidArgument);
@@ -699,7 +699,7 @@ describe("Disabling", () => {
     poolError(() => pool.disableKey("oai-nope"), ErrorCode.NotFound);
   });
 
-  it("nothing but EnableKey revives a REVOKED key (the original's recheck revived them blindly)", () => {
+  it("nothing but EnableKey revives a REVOKED key", () => {
     const { pool, clock } = makePool();
     const [h] = pool.addKeys([oai("sk-1")]).keyHashes;
     pool.reportRateLimit({ keyHash: h, statusCode: 401, headers: {} });

@@ -11,7 +11,7 @@ describe("Go durations (OpenAI x-ratelimit-reset-*)", () => {
   it.each([
     ["20ms", 20],
     ["1s", 1000],
-    ["6m0s", 360_000], // the original's regex read this as 0
+    ["6m0s", 360_000], // every unit counts, a trailing "0s" included
     ["1h2m3.5s", 3_723_500],
     ["0.5s", 500],
     ["1m", 60_000],
@@ -69,7 +69,7 @@ describe("retry-after, retry-after-ms and RFC 3339", () => {
   });
 });
 
-describe("planning a report (POLICY.md Reports)", () => {
+describe("planning a report (docs/reports-and-lockout.md)", () => {
   const plan = (status: number, headers: Record<string, string>, scheme = openai.rateLimitHeaders) =>
     planReport(status, headers, scheme, T0, limits);
 
@@ -88,7 +88,7 @@ describe("planning a report (POLICY.md Reports)", () => {
     ).toEqual({ kind: "hold", waitMs: 2000 });
   });
 
-  it("2xx without remaining counts: the largest reset that came (the original's rule)", () => {
+  it("2xx without remaining counts: the largest reset that came", () => {
     expect(plan(200, { "x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "3s" })).toEqual({ kind: "hold", waitMs: 3000 });
   });
 

@@ -3,7 +3,7 @@
  * lease, report 200/429/401/other with random headers, usage, disable, enable, remove, lockout,
  * clock moves); at every step both must choose the same key, give the same lockout and errors,
  * and hold the same state for every key. The model filters and sorts the whole pool per call,
- * exactly as POLICY.md words the rules. It shares only the hash function and the header
+ * exactly as docs/ words the rules. It shares only the hash function and the header
  * arithmetic (planReport, tested on its own in parsing.test.ts) with the pool.
  */
 import fc from "fast-check";

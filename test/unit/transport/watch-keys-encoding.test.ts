@@ -9,7 +9,7 @@ import { WatchKeysResponseSchema } from "../../../gen/ts/keypool/v1/keypool_pb";
 import type { KeyStatus } from "../../../src/domain/types";
 import { watchEventToBinaryProto, watchEventToProto } from "../../../src/transport/watch-keys";
 import type { WatchEvent } from "../../../src/watch/watch-subscription";
-import { status } from "./fake-pool";
+import { status } from "../watch/fake-pool";
 
 const full: KeyStatus = status("oai-0123456789abcdef", {
   modelFamilies: ["turbo", "gpt4", "gpt4o"],
