@@ -307,8 +307,8 @@ class KeyAdminServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def EnableKey(self, request, context):
-        """EnableKey makes a key ACTIVE again. It is the operator's word that the key works: nothing
-        else ever revives a REVOKED key.
+        """EnableKey makes a key ACTIVE again. It is the operator's word that the key works: besides
+        it, only a RecheckKeys whose check proves the key works revives a REVOKED key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1109,8 +1109,8 @@ export const KeyAdminService: GenService<{
     output: typeof DisableKeyResponseSchema;
   },
   /**
-   * EnableKey makes a key ACTIVE again. It is the operator's word that the key works: nothing
-   * else ever revives a REVOKED key.
+   * EnableKey makes a key ACTIVE again. It is the operator's word that the key works: besides
+   * it, only a RecheckKeys whose check proves the key works revives a REVOKED key.
    *
    * @generated from rpc keypool.v1.KeyAdminService.EnableKey
    */
