@@ -75,9 +75,13 @@ function count(name: string, defaultValue: number, [min, max]: [number, number],
   };
 }
 
-/** Text taken as given (trimmed); `shown` describes an empty default in words. */
-function text(name: string, meaning: string, shown = ""): Setting<string> {
-  return { name, default: "", shown, meaning, parse: (raw) => raw.trim() };
+/**
+ * Text taken as given (trimmed). Without a default it is empty, and `shown` may describe in
+ * words what an empty value means.
+ */
+function text(name: string, meaning: string, empty: { default: string } | { shown: string } = { shown: "" }): Setting<string> {
+  if ("default" in empty) return { name, default: empty.default, shown: literal(empty.default), meaning, parse: (raw) => raw.trim() };
+  return { name, default: "", shown: empty.shown, meaning, parse: (raw) => raw.trim() };
 }
 
 /** Key lists keep their raw text: key-sources.ts splits them and never echoes an entry. */
@@ -164,7 +168,7 @@ function baseUrl(name: string, defaultUrl: string, meaning: string): Setting<str
 /** The table, grouped by the part of keypool that receives each group. */
 export const SETTINGS = {
   server: {
-    host: { ...text("KEYPOOL_HOST", "address to listen on"), default: "127.0.0.1", shown: literal("127.0.0.1") } as Setting<string>,
+    host: text("KEYPOOL_HOST", "address to listen on", { default: "127.0.0.1" }),
     port,
     tlsCert: text("KEYPOOL_TLS_CERT", "PEM certificate file; with `KEYPOOL_TLS_KEY` turns on TLS (h2 and http/1.1 by ALPN)"),
     tlsKey: text("KEYPOOL_TLS_KEY", "PEM private key file for `KEYPOOL_TLS_CERT`"),
@@ -176,8 +180,8 @@ export const SETTINGS = {
     file: text("KEYPOOL_KEYS_FILE", "JSON or YAML list of keys (`provider`, `key`, `modelFamilies`, `trial`, `organizationId`), loaded after the two variables"),
   },
   families: {
-    table: text("KEYPOOL_MODEL_FAMILIES", "extra model → family rows, inline (`openai:^my-model=gpt4o;...`) or a JSON/YAML file", "built-in tables"),
-    allowed: text("ALLOWED_MODEL_FAMILIES", "comma separated families that may be leased; others are `PERMISSION_DENIED`. An unknown name stops the start", "every family"),
+    table: text("KEYPOOL_MODEL_FAMILIES", "extra model → family rows, inline (`openai:^my-model=gpt4o;...`) or a JSON/YAML file", { shown: "built-in tables" }),
+    allowed: text("ALLOWED_MODEL_FAMILIES", "comma separated families that may be leased; others are `PERMISSION_DENIED`. An unknown name stops the start", { shown: "every family" }),
   },
   pool: {
     reuseDelayMs: duration("KEYPOOL_REUSE_DELAY", POOL_DEFAULTS.reuseDelayMs, "a leased key is not handed out again before this (unless a report says it is ready)"),
@@ -213,11 +217,11 @@ export const SETTINGS = {
     timeoutMs: duration("KEYPOOL_CHECK_TIMEOUT", 10_000, "each upstream request of a check gives up after this long", 1),
   },
   storage: {
-    state: { ...text("KEYPOOL_STATE", "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing"), default: "./data/keypool.db", shown: literal("./data/keypool.db") } as Setting<string>,
+    state: text("KEYPOOL_STATE", "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing", { default: "./data/keypool.db" }),
   },
   /** Read by the `keypool-watch` command, not by the server. */
   watchClient: {
-    url: { ...text("KEYPOOL_URL", "`keypool-watch`: the server to watch"), default: "http://127.0.0.1:50051", shown: literal("http://127.0.0.1:50051") } as Setting<string>,
+    url: text("KEYPOOL_URL", "`keypool-watch`: the server to watch", { default: "http://127.0.0.1:50051" }),
     token: rawText("KEYPOOL_TOKEN", "`keypool-watch`: a bearer token with the watch or admin role"),
   },
 } as const;

@@ -3,13 +3,13 @@
  * watchers and storage subscribe. Listeners run inline and must be cheap: they queue work, they
  * never do I/O on the publisher's turn.
  */
-export type Listener<E> = (event: E) => void;
+export type ChangeListener<E> = (event: E) => void;
 
 export class ChangeFeed<E> {
-  private readonly listeners = new Set<Listener<E>>();
+  private readonly listeners = new Set<ChangeListener<E>>();
 
   /** Adds a listener; the returned function removes it. */
-  subscribe(listener: Listener<E>): () => void {
+  subscribe(listener: ChangeListener<E>): () => void {
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);

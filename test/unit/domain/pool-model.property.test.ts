@@ -13,7 +13,7 @@ import { hashKey } from "../../../src/domain/key-hash";
 import { KeyPool } from "../../../src/domain/key-pool";
 import { openai } from "../../../src/domain/providers/openai";
 import { planReport } from "../../../src/domain/rate-limit-report";
-import type { KeyState, KeyStatus, TokenUsage } from "../../../src/domain/types";
+import type { DisableState, KeyState, KeyStatus, TokenUsage } from "../../../src/domain/types";
 
 const REUSE = 1000;
 const TTL = 20_000;
@@ -123,7 +123,7 @@ type Op =
   | { op: "lease"; model: string }
   | { op: "report"; key: number; status: number; headers: Record<string, string> }
   | { op: "usage"; key: number; model: string; input: number; output: number; lease: number }
-  | { op: "disable"; key: number; state: "disabled" | "revoked" | "over_quota" }
+  | { op: "disable"; key: number; state: DisableState }
   | { op: "enable"; key: number }
   | { op: "remove"; key: number }
   | { op: "lockout"; model: string }
