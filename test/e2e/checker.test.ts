@@ -16,7 +16,7 @@ import {
 import { hashKey } from "../../src/domain/key-hash";
 import { MULTI_ORG } from "../../src/fake-upstream/behaviours";
 import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
-import { ensureBuilt, spawnServer, type ChildServer } from "../support/child-server";
+import { ensureBuilt, runServerExpectingFailure, spawnServer, type ChildServer } from "../support/child-server";
 
 jest.setTimeout(60_000);
 
@@ -208,5 +208,18 @@ describe("shutdown", () => {
       await hanging.stop("SIGKILL");
       await slow.close();
     }
+  });
+});
+
+describe("configuration", () => {
+  it.each([
+    ["KEYPOOL_OPENAI_BASE_URL", "api.openai.com"],
+    ["KEYPOOL_ANTHROPIC_BASE_URL", "ftp://127.0.0.1:21"],
+    ["KEYPOOL_CHECK_TIMEOUT", "soon"],
+    ["KEYPOOL_CHECK_PERIOD", "1 hour"],
+  ])("%s=%s stops the start with a message naming the variable", async (variable, value) => {
+    const { code, stderr } = await runServerExpectingFailure({ [variable]: value });
+    expect(code).toBe(2);
+    expect(stderr).toContain(variable);
   });
 });
