@@ -7,6 +7,8 @@
 import { loadAccess, type Access } from "./auth/access";
 import { isLoopbackHost } from "./auth/listen-policy";
 import { helpText, parseServerArgs } from "./cli/server-args";
+import { KeyChecker } from "./checker/key-checker";
+import { upstreamCheck } from "./checker/upstream-check";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
@@ -81,6 +83,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     watchers: () => hub.subscriberCount,
     storeQueue: () => state?.queued ?? 0,
   });
+  let checker: KeyChecker | undefined;
   let stopping = false;
   const stop = (why: { signal: NodeJS.Signals } | { reason: string }) => {
     if (stopping) return;
@@ -92,6 +95,8 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     }, EXIT_DEADLINE_MS).unref();
     void (async () => {
       try {
+        // Checks in flight are cancelled: a slow upstream never holds the exit.
+        checker?.close();
         await server?.close();
         hub.close();
         pool.close();
@@ -155,6 +160,41 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     },
     "keypool listening",
   );
+  if (stopping) return;
+  // After the server listens: the checker never delays serving (docs/checker.md).
+  checker = startChecker(settings.checker, families, pool, logger);
+}
+
+function startChecker(settings: Settings["checker"], families: FamilyConfig, pool: KeyPool, logger: Logger): KeyChecker | undefined {
+  if (!settings.enabled) {
+    logger.info("key checker off (KEYPOOL_CHECK_KEYS=false): keys are taken on faith");
+    return undefined;
+  }
+  const checker = new KeyChecker({
+    pool,
+    clock: systemClock,
+    logger: logger.child({ component: "checker" }),
+    concurrency: settings.concurrency,
+    periodMs: settings.periodMs,
+    intervalMs: settings.intervalMs,
+    check: upstreamCheck({
+      openaiBaseUrl: settings.openaiBaseUrl,
+      anthropicBaseUrl: settings.anthropicBaseUrl,
+      timeoutMs: settings.timeoutMs,
+      families: families.families,
+    }),
+  });
+  checker.start();
+  logger.info(
+    {
+      openaiBaseUrl: settings.openaiBaseUrl,
+      anthropicBaseUrl: settings.anthropicBaseUrl,
+      concurrency: settings.concurrency,
+      periodMs: settings.periodMs,
+    },
+    "key checker started",
+  );
+  return checker;
 }
 
 /** How calls are authenticated, as the start-up line says it. */

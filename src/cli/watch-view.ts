@@ -182,14 +182,16 @@ function rowOf(key: KeyStatus, now: number): Row {
       key.state === KeyState.ACTIVE ? formatWait(readyIn) : "-",
       String(key.inFlight),
       formatCount(key.leaseCount),
+      key.lastChecked ? `${formatWait(now - ms(key.lastChecked))} ago` : "never",
+      key.modelFamilies.join(","),
       [formatUsage(key), notes].filter(Boolean).join("  "),
     ],
     style,
   };
 }
 
-const HEADERS = ["KEY", "STATE", "READY IN", "IN FLIGHT", "LEASES", "TOKENS IN/OUT BY FAMILY / REASON"];
-const RIGHT_ALIGNED = new Set([2, 3, 4]);
+const HEADERS = ["KEY", "STATE", "READY IN", "IN FLIGHT", "LEASES", "CHECKED", "FAMILIES", "TOKENS IN/OUT BY FAMILY / REASON"];
+const RIGHT_ALIGNED = new Set([2, 3, 4, 5]);
 
 function describeConnection(c: ConnectionState): { text: string; style: Style; detail?: string } {
   switch (c.kind) {

@@ -60,7 +60,8 @@ export class KeyAdministration {
         keyHashes[i] = keyHash;
         const existing = byHash.get(keyHash);
         if (existing) {
-          if (existing.secret === key && existing.organizationId === organizationId && existing.provider === spec.provider) {
+          // A key the checker bound to its default organization keeps the hash of its spec.
+          if (existing.secret === key && existing.provider === spec.provider) {
             duplicates++;
             continue;
           }
@@ -69,7 +70,15 @@ export class KeyAdministration {
             `keys[${i}]: its key hash ${keyHash} already belongs to a different key (a hash collision); the key was not added`,
           );
         }
-        const entry = newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true });
+        const entry = newEntry({
+          secret: key,
+          keyHash,
+          provider: spec.provider,
+          modelFamilies,
+          organizationId,
+          trial: spec.trial === true,
+          familiesPinned: (spec.modelFamilies?.length ?? 0) > 0,
+        });
         byHash.set(keyHash, entry);
         this.keys.order.invalidate();
         fresh.push(entry);
@@ -115,6 +124,7 @@ export class KeyAdministration {
     const entry = this.keys.mustGet(keyHash);
     entry.state = state;
     entry.stateReason = text;
+    entry.adminStamp = this.keys.nextAdminStamp();
     this.changes.commit(entry, "disabled", "remove", true);
     return toStatus(entry);
   }
@@ -122,6 +132,7 @@ export class KeyAdministration {
   /** The operator's word: brings a key back to ACTIVE from any state (nothing else revives REVOKED). */
   enableKey(keyHash: string): KeyStatus {
     const entry = this.keys.mustGet(keyHash);
+    entry.adminStamp = this.keys.nextAdminStamp();
     if (entry.state !== "active") {
       entry.state = "active";
       entry.stateReason = "";

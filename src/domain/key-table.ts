@@ -15,9 +15,15 @@ export class KeyTable {
   readonly byHash = new Map<string, KeyEntry>();
   readonly index = new SelectionIndex<KeyEntry>();
   readonly order = new KeyOrder(() => this.byHash.keys());
+  private adminStamps = 0;
 
   get size(): number {
     return this.byHash.size;
+  }
+
+  /** A stamp no key has had yet, for an operator's action on a key (KeyEntry.adminStamp). */
+  nextAdminStamp(): number {
+    return ++this.adminStamps;
   }
 
   /** The key with this hash, or NotFound. */

@@ -14,6 +14,7 @@ export const LIMITS = {
   tokens: 1_000_000_000,
   reasonBytes: 1024,
   organizationIdBytes: 256,
+  errorFieldBytes: 256,
 } as const;
 
 const bytes = (s: string) => Buffer.byteLength(s, "utf8");

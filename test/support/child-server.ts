@@ -6,6 +6,7 @@
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { withCheckerSafety } from "./checker-safety";
 
 export const REPO_ROOT = path.resolve(__dirname, "../..");
 export const MAIN_JS = path.join(REPO_ROOT, "dist/src/main.js");
@@ -77,7 +78,7 @@ export async function spawnKeypool({ command, args = [], cwd = REPO_ROOT, env = 
   const child = spawn(command, args, {
     cwd,
     // KEYPOOL_STATE=memory unless a test asks for a file: parallel tests must not share ./data.
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", KEYPOOL_PORT: "0", KEYPOOL_LOG_LEVEL: "info", KEYPOOL_STATE: "memory", ...env },
+    env: withCheckerSafety({ PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", KEYPOOL_PORT: "0", KEYPOOL_LOG_LEVEL: "info", KEYPOOL_STATE: "memory", ...env }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -138,7 +139,7 @@ export async function runServerExpectingFailure(
   ensureBuilt();
   const child = spawn(process.execPath, [MAIN_JS], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_STATE: "memory", ...env },
+    env: withCheckerSafety({ PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_STATE: "memory", ...env }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";

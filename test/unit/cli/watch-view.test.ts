@@ -46,6 +46,8 @@ describe("keypool-watch view", () => {
     view.apply(
       snapshot(
         key("oai-aaaa", {
+          modelFamilies: ["gpt4o", "turbo"],
+          lastChecked: timestampFromMs(NOW - 12_000),
           inFlight: 2,
           leaseCount: 1234n,
           usage: {
@@ -62,10 +64,10 @@ describe("keypool-watch view", () => {
     const text = lines.join("\n");
     expect(lines[0]).toContain("live");
     expect(lines[1]).toBe("3 keys: 1 active, 1 cooling down, 1 not active; 2 in flight");
-    expect(lines[3]).toMatch(/^KEY\s+STATE\s+READY IN\s+IN FLIGHT\s+LEASES\s+TOKENS/);
-    expect(lines[4]).toMatch(/^oai-aaaa\s+active\s+now\s+2\s+1\.2k\s+gpt4o 12\.3k\/678  turbo 5\/1$/);
-    expect(lines[5]).toMatch(/^oai-bbbb\s+cooling\s+4\.2s\s+0\s+0$/);
-    expect(lines[6]).toMatch(/^oai-cccc\s+revoked\s+-\s+0\s+0\s+upstream answered 401$/);
+    expect(lines[3]).toMatch(/^KEY\s+STATE\s+READY IN\s+IN FLIGHT\s+LEASES\s+CHECKED\s+FAMILIES\s+TOKENS/);
+    expect(lines[4]).toMatch(/^oai-aaaa\s+active\s+now\s+2\s+1\.2k\s+12\.0s ago\s+gpt4o,turbo\s+gpt4o 12\.3k\/678  turbo 5\/1$/);
+    expect(lines[5]).toMatch(/^oai-bbbb\s+cooling\s+4\.2s\s+0\s+0\s+never\s+gpt4o$/);
+    expect(lines[6]).toMatch(/^oai-cccc\s+revoked\s+-\s+0\s+0\s+never\s+gpt4o\s+upstream answered 401$/);
     expect(text).not.toContain("\x1b[");
   });
 

@@ -112,6 +112,8 @@ class NaivePool {
         usage: k.usage,
         inFlight: k.inFlight,
         leaseCount: k.leaseCount,
+        // Every key here is added with its families named: the key checker would keep them.
+        familiesPinned: true,
       }));
   }
 }
