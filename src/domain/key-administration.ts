@@ -79,13 +79,11 @@ export class KeyAdministration {
           trial: spec.trial === true,
           familiesPinned: (spec.modelFamilies?.length ?? 0) > 0,
         });
-        byHash.set(keyHash, entry);
-        this.keys.order.invalidate();
+        this.keys.put(entry);
         fresh.push(entry);
       }
     } catch (error) {
-      for (const entry of fresh) byHash.delete(entry.keyHash);
-      this.keys.order.invalidate();
+      for (const entry of fresh) this.keys.drop(entry.keyHash);
       throw error;
     }
     const now = this.clock.now();
@@ -155,8 +153,7 @@ export class KeyAdministration {
     for (const entry of entries) {
       const old = this.keys.byHash.get(entry.keyHash);
       if (old) this.keys.index.remove(old);
-      else this.keys.order.invalidate();
-      this.keys.byHash.set(entry.keyHash, entry);
+      this.keys.put(entry);
       this.changes.commit(entry, "restored", entry.state === "active" ? "add" : "none", false, now);
     }
     this.serveWaiters();

@@ -88,7 +88,7 @@ export class KeyChecks {
         trial: entry.trial,
         familiesPinned: entry.familiesPinned,
       });
-      this.keys.byHash.set(keyHash, clone);
+      this.keys.put(clone);
       this.changes.commit(clone, "added", "add", false, now);
       clones.push(keyHash);
     }

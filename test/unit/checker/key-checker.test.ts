@@ -245,11 +245,14 @@ describe("findings reach the pool", () => {
   it("other organizations become clones hashed on key + organization, checked in turn with their organization, never cloned twice", async () => {
     const t = setup({ concurrency: 1 });
     const [parent] = t.pool.addKeys([{ provider: "openai", key: "sk-multi" }]).keyHashes;
+    // A paged listing before the finding: the clones must still show in the next one.
+    expect([...t.pool.keysAfter("")].map((k) => k.keyHash)).toEqual([parent]);
     t.checker.start();
     t.clock.advance(0);
     await t.answer(checked({ state: "active", modelFamilies: ["gpt4o"], organizationId: "org-a", cloneOrganizations: ["org-b", "org-c"] }));
     const cloneB = hashKey("openai", "sk-multi", "org-b");
     const cloneC = hashKey("openai", "sk-multi", "org-c");
+    expect([...t.pool.keysAfter("")].map((k) => k.keyHash)).toEqual([parent, cloneB, cloneC].sort());
     expect(t.pool.listKeys().map((k) => [k.keyHash, k.organizationId, k.lastChecked]).sort()).toEqual(
       [
         [parent, "org-a", T0],
