@@ -1,4 +1,5 @@
 import { invalidArgument } from "./errors";
+import { credentialProblem, type ProviderInfo } from "./providers";
 
 /**
  * The size limits of docs/errors.md ("The pool's answers"). Checked in the pool so that every
@@ -6,7 +7,6 @@ import { invalidArgument } from "./errors";
  */
 export const LIMITS = {
   modelBytes: 256,
-  keyBytes: 1024,
   headers: 64,
   headerValueBytes: 8 * 1024,
   headerNameBytes: 1024,
@@ -27,13 +27,19 @@ export function checkModel(model: string): void {
   }
 }
 
-/** Checks a secret's size. The message never quotes the key. */
-export function checkKeySecret(key: string, where: string): void {
+/**
+ * Checks a secret's size and, for a provider whose credential has several parts, that every
+ * part is there in its shape. The message names the provider's part, never the key.
+ */
+export function checkKeySecret(key: string, where: string, provider: ProviderInfo): void {
   if (typeof key !== "string" || key.trim().length === 0) throw invalidArgument(`${where}: key is empty`);
   const size = bytes(key);
-  if (size > LIMITS.keyBytes) {
-    throw invalidArgument(`${where}: key is ${size} bytes long; the limit is ${LIMITS.keyBytes} bytes`);
+  const limit = provider.credential.maxBytes;
+  if (size > limit) {
+    throw invalidArgument(`${where}: key is ${size} bytes long; the limit for ${provider.displayName} is ${limit} bytes`);
   }
+  const problem = credentialProblem(provider.displayName, provider.credential, key);
+  if (problem) throw invalidArgument(`${where}: ${problem}`);
 }
 
 export function checkHeaders(headers: Record<string, string>): void {

@@ -134,7 +134,7 @@ describe("keypool-watch arguments", () => {
   });
 
   test("bad input is a clear usage error", () => {
-    expect(() => parseWatchArgs(["--provider", "azure"], {})).toThrow(new UsageError('unknown provider "azure" (expected openai or anthropic)'));
+    expect(() => parseWatchArgs(["--provider", "azur"], {})).toThrow(new UsageError('unknown provider "azur" (expected one of openai, anthropic, google, mistral, azure, bedrock, vertex)'));
     expect(() => parseWatchArgs(["--url", "ftp://x"], {})).toThrow(UsageError);
     expect(() => parseWatchArgs(["--http1"], {})).toThrow(/gRPC needs HTTP\/2/);
     expect(() => parseWatchArgs(["--bogus"], {})).toThrow(/unknown option "--bogus"/);
