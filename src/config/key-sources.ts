@@ -131,7 +131,7 @@ function credentialOf(item: Record<string, any>, provider: ProviderId, where: st
     const part = PART_FIELDS.get(name);
     if (part === undefined) continue;
     if (!info.credential.parts.some((p) => p.field === part)) {
-      throw new KeySourceError(where, `field ${JSON.stringify(name)} is not part of a ${info.displayName} credential`);
+      throw new KeySourceError(where, `field ${JSON.stringify(name)} is not part of the ${info.displayName} credential`);
     }
     parts[part] = value;
   }
@@ -148,7 +148,7 @@ function credentialOf(item: Record<string, any>, provider: ProviderId, where: st
   }
   const joined = joinCredential(info.credential, parts);
   if ("missing" in joined) {
-    throw new KeySourceError(where, `a ${info.displayName} key needs ${joined.missing.join(", ")} (each a non-empty string)`);
+    throw new KeySourceError(where, `${info.displayName} keys need ${joined.missing.join(", ")} (each a non-empty string)`);
   }
   return joined.credential;
 }

@@ -65,12 +65,12 @@ export function credentialProblem(displayName: string, shape: CredentialShape, c
   const format = credentialFormat(shape);
   const missing = shape.parts.filter((_, i) => (parts[i] ?? "") === "").map((p) => p.label);
   if (missing.length > 0) {
-    return `a ${displayName} credential needs ${listOf(shape.parts.map((p) => p.label))}, written "${format}"; missing: ${missing.join(", ")}`;
+    return `${displayName} credentials need ${listOf(shape.parts.map((p) => p.label))}, written "${format}"; missing: ${missing.join(", ")}`;
   }
   for (let i = 0; i < shape.parts.length; i++) {
     const part = shape.parts[i];
     if (part.shape && !part.shape.test(parts[i])) {
-      return `a ${displayName} credential's ${part.label} is not valid (${part.shapeHint ?? "unexpected characters"}); the format is "${format}"`;
+      return `the ${displayName} credential's ${part.label} is not valid (${part.shapeHint ?? "unexpected characters"}); the format is "${format}"`;
     }
   }
   return undefined;
