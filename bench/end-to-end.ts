@@ -1,7 +1,8 @@
 /**
  * Section 1 and 2 of the suite: Lease against Health/Check (the no-op ceiling of the same
  * server) with the same load, from h2load and from a Connect client, on keypool with 10 and with
- * 100,000 keys and on a no-op @grpc/grpc-js server. Runs alternate Lease and Check round by round
+ * 100,000 keys (its main port and its native gRPC port) and on no-op @grpc/grpc-js and
+ * connect-node servers. h2load runs also read the server's CPU time per call from /proc. Runs alternate Lease and Check round by round
  * so that the machine's noise falls on both; the table shows medians.
  *
  * Every h2load Lease run is checked: a sampled Lease through grpc-raw must succeed before and
@@ -11,7 +12,7 @@
 import * as path from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema } from "../gen/ts/grpc/health/v1/health_pb";
-import { CoreLayout, run } from "./lib/children";
+import { CoreLayout, cpuMs, run } from "./lib/children";
 import { h2load, LoadResult, LoadShape } from "./lib/h2load";
 import { CHECK, LEASE, leaseOnce, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { ROOT, ServerHandle } from "./lib/keypool-server";
@@ -38,6 +39,8 @@ export interface CellResult {
   p50Ms: number;
   p99Ms: number;
   failed: number;
+  /** h2load runs only: the server process's CPU time (user + system) per call, in microseconds. */
+  cpuMicrosPerCall?: number;
 }
 
 const checkBytes = toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, { service: "" }));
@@ -61,10 +64,15 @@ export async function measureServer(
 ): Promise<CellResult[]> {
   const leaseBytes = leaseRequestBytes();
   const runs = new Map<string, LoadResult[]>();
-  const add = (method: Method, tool: Tool, r: LoadResult) => {
+  const cpuMicros = new Map<string, number[]>();
+  const add = (method: Method, tool: Tool, r: LoadResult, serverCpuMs?: number) => {
     const k = `${method}/${tool}`;
     if (!runs.has(k)) runs.set(k, []);
     runs.get(k)!.push(r);
+    if (serverCpuMs !== undefined && r.requests > 0) {
+      if (!cpuMicros.has(k)) cpuMicros.set(k, []);
+      cpuMicros.get(k)!.push((serverCpuMs * 1000) / r.requests);
+    }
   };
 
   let expectedLeases = 0;
@@ -87,10 +95,12 @@ export async function measureServer(
   for (let round = 0; round < shapes.rounds; round++) {
     const order: Method[] = round % 2 === 0 ? ["lease", "check"] : ["check", "lease"];
     for (const method of order) {
+      const cpuBefore = cpuMs(server.pid);
       const r = await h2load(server.port, method === "lease" ? LEASE : CHECK, method === "lease" ? leaseBytes : checkBytes, h2Shape, cores.load);
+      const serverCpuMs = cpuMs(server.pid) - cpuBefore;
       if (method === "lease") expectedLeases += r.requests;
-      add(method, "h2load", r);
-      log(`  ${name} ${method} h2load round ${round + 1}: ${Math.round(r.rps)}/s p50 ${r.p50Ms.toFixed(2)} ms p99 ${r.p99Ms.toFixed(2)} ms${r.failed ? ` FAILED ${r.failed}` : ""}`);
+      add(method, "h2load", r, serverCpuMs);
+      log(`  ${name} ${method} h2load round ${round + 1}: ${Math.round(r.rps)}/s p50 ${r.p50Ms.toFixed(2)} ms p99 ${r.p99Ms.toFixed(2)} ms, server CPU ${((serverCpuMs * 1000) / r.requests).toFixed(1)} µs per call${r.failed ? ` FAILED ${r.failed}` : ""}`);
     }
     for (const method of order) {
       const r = await connectLoad(server.port, method, connectShape, cores.load);
@@ -123,6 +133,7 @@ export async function measureServer(
       p50Ms: median(rs.map((r) => r.p50Ms)),
       p99Ms: median(rs.map((r) => r.p99Ms)),
       failed: rs.reduce((a, r) => a + r.failed, 0),
+      ...(cpuMicros.has(k) ? { cpuMicrosPerCall: median(cpuMicros.get(k)!) } : {}),
     });
   }
   return cells;

@@ -4,7 +4,9 @@
  * other core, stops it, and prints the functions with the most self time. The .cpuprofile stays
  * in bench/results/ for Chrome DevTools or speedscope.
  *
- *   npx tsx bench/profile-server.ts --method=lease --keys=100000 [--requests=50000] [--state=memory]
+ *   npx tsx bench/profile-server.ts --method=lease --keys=100000 [--requests=50000] [--state=memory] [--port=native]
+ *
+ * `--port=native` drives the native gRPC port (KEYPOOL_GRPC_PORT) instead of the main port.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
@@ -52,6 +54,7 @@ async function main(): Promise<void> {
   const keys = Number(arg("keys", "10"));
   const requests = Number(arg("requests", "50000"));
   const state = arg("state", "");
+  const native = arg("port", "main") === "native";
   const cores = coreLayout();
   const dir = path.join(ROOT, "bench", "results", `profile-${method}-${keys}-${Date.now()}`);
   mkdirSync(dir, { recursive: true });
@@ -61,9 +64,10 @@ async function main(): Promise<void> {
     env: { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) },
     cpus: cores.server,
     nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`],
+    nativePort: native,
   });
   const body = method === "lease" ? leaseRequestBytes() : toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {}));
-  const r = await h2load(server.port, method === "lease" ? LEASE : CHECK, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
+  const r = await h2load(native ? server.grpcPort! : server.port, method === "lease" ? LEASE : CHECK, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
   await server.stop();
   process.stdout.write(`${method}, ${keys} keys: ${Math.round(r.rps)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms\n`);
   const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));

@@ -43,14 +43,16 @@ function cell(cells: CellResult[] | undefined, server: string, method: string, t
 }
 
 const rate = (c: CellResult | undefined) =>
-  c ? `${fmt(c.rps)}/s, p50 ${fmt(c.p50Ms)} ms, p99 ${fmt(c.p99Ms)} ms${c.failed ? `, ${c.failed} FAILED` : ""}` : "-";
+  c
+    ? `${fmt(c.rps)}/s, p50 ${fmt(c.p50Ms)} ms, p99 ${fmt(c.p99Ms)} ms${c.cpuMicrosPerCall !== undefined ? `, server CPU ${fmt(c.cpuMicrosPerCall)} µs/call` : ""}${c.failed ? `, ${c.failed} FAILED` : ""}`
+    : "-";
 
 export function summaryRows(results: SuiteResults): Row[] {
   const rows: Row[] = [];
   const e2e = results.e2e;
   if (e2e) {
     for (const tool of ["h2load", "connect-node"]) {
-      for (const server of ["keypool, 10 keys", "keypool, 100,000 keys"]) {
+      for (const server of ["keypool, 10 keys", "keypool, 100,000 keys", "keypool native port, 10 keys", "keypool native port, 100,000 keys"]) {
         const lease = cell(e2e, server, "lease", tool);
         const check = cell(e2e, server, "check", tool);
         if (!lease && !check) continue;
@@ -65,6 +67,13 @@ export function summaryRows(results: SuiteResults): Row[] {
       const kp = cell(e2e, "keypool, 10 keys", "lease", tool);
       if (noop) rows.push([`Lease, grpc-js no-op server (${tool})`, rate(noop), "reference", ""]);
       if (noop && kp) rows.push([`keypool Lease / grpc-js no-op Lease (${tool})`, fmt(kp.rps / noop.rps, 2), "reference", ""]);
+      for (const server of ["keypool native port, 10 keys", "keypool native port, 100,000 keys"]) {
+        const native = cell(e2e, server, "lease", tool);
+        if (noop && native) {
+          const ratio = native.rps / noop.rps;
+          rows.push([`${server}: Lease / grpc-js no-op Lease (${tool})`, fmt(ratio, 2), ">= 0.8", verdict(ratio >= 0.8)]);
+        }
+      }
       const bare = cell(e2e, "connect-node no-op", "lease", tool);
       if (bare) rows.push([`Lease, connect-node no-op server (${tool})`, rate(bare), "reference", ""]);
       if (bare && kp) rows.push([`keypool Lease / connect-node no-op Lease (${tool})`, fmt(kp.rps / bare.rps, 2), "reference", ""]);
@@ -73,7 +82,7 @@ export function summaryRows(results: SuiteResults): Row[] {
   for (const f of results.fanout ?? []) {
     const load = f.leaseRateTarget > 0 ? `${fmt(f.lease.rps)} Lease/s (asked ${fmt(f.leaseRateTarget)})` : "no Lease load";
     rows.push([
-      `WatchKeys fan-out, ${f.subscribers} subscribers, ${load}, coalesce ${f.coalesceMs} ms`,
+      `WatchKeys fan-out, ${f.port ?? "main"} port, ${f.subscribers} subscribers, ${load}, coalesce ${f.coalesceMs} ms`,
       `change to arrival p50 ${fmt(f.p50Ms)} ms, p99 ${fmt(f.p99Ms)} ms (${f.probes} changes, ${f.samples} arrivals, ${f.missed} missed)`,
       "p99 < 250 ms",
       verdict(f.p99Ms < 250 && f.missed === 0),

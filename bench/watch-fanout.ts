@@ -12,6 +12,8 @@ import { findKeyHash, LEASE, leaseRequestBytes, poolTotals } from "./lib/keypool
 import { ROOT, startKeypool } from "./lib/keypool-server";
 
 export interface FanoutResult {
+  /** Which port the subscribers and the Lease load used: the main port or the native gRPC port. */
+  port: "main" | "native";
   subscribers: number;
   coalesceMs: number;
   leaseRateTarget: number;
@@ -41,7 +43,7 @@ export interface FanoutResult {
 
 export async function measureFanout(
   keysFile: string,
-  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number; main?: string; nodeArgs?: string[] },
+  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number; main?: string; nodeArgs?: string[]; port?: "main" | "native" },
   cores: CoreLayout,
   env: Record<string, string>,
   log: (s: string) => void,
@@ -56,12 +58,15 @@ export async function measureFanout(
     cpus: cores.server,
     main: opts.main,
     nodeArgs: opts.nodeArgs,
+    nativePort: opts.port === "native",
   });
+  const port = opts.port ?? "main";
+  const rpcPort = port === "native" ? server.grpcPort! : server.port;
   try {
-    const markerKeyHash = await findKeyHash(server.port, "anthropic");
-    const before = await poolTotals(server.port);
+    const markerKeyHash = await findKeyHash(rpcPort, "anthropic");
+    const before = await poolTotals(rpcPort);
     const config = {
-      port: server.port,
+      port: rpcPort,
       subscribers: opts.subscribers,
       connections: Math.max(1, Math.ceil(opts.subscribers / 100)),
       markerKeyHash,
@@ -79,7 +84,7 @@ export async function measureFanout(
     const connections = 2;
     const idle: LoadResult = { tool: "none", requests: 0, succeeded: 0, failed: 0, http2xx: 0, rps: 0, p50Ms: NaN, p99Ms: NaN };
     const lease = opts.leaseRate <= 0 ? idle : (await h2load(
-      server.port,
+      rpcPort,
       LEASE,
       leaseRequestBytes(),
       {
@@ -96,10 +101,10 @@ export async function measureFanout(
     if (code !== 0) throw new Error(`fan-out client exited with ${code}:\n${client.stderr().slice(-3000)}`);
     const result = JSON.parse(client.stdout().trim().split("\n").pop()!);
     const serverRssMiB = server.rssMiB();
-    const after = await poolTotals(server.port);
+    const after = await poolTotals(rpcPort);
     const leasesGranted = after.leases - before.leases;
     log(
-      `  fan-out: ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s (target ${opts.leaseRate}), ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}, verifier ${JSON.stringify(result.verifier)}`,
+      `  fan-out (${port} port): ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s (target ${opts.leaseRate}), ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}, verifier ${JSON.stringify(result.verifier)}`,
     );
     // A timed h2load run stops with calls in flight that the pool may still grant; every call
     // h2load saw complete must have been granted.
@@ -109,7 +114,7 @@ export async function measureFanout(
     }
     const serverCpuMicrosPerMessage = (serverCpuShare * 1e6) / result.messagesPerSec;
     log(`  fan-out: ${Math.round(result.messagesPerSec)} messages/s delivered, server busy ${(serverCpuShare * 100).toFixed(0)}% of a core, ${serverCpuMicrosPerMessage.toFixed(0)} µs of server CPU per message`);
-    return { ...result, serverCpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: opts.leaseRate, lease, leasesGranted, serverRssMiB };
+    return { ...result, port, serverCpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: opts.leaseRate, lease, leasesGranted, serverRssMiB };
   } finally {
     await server.stop();
   }

@@ -3,6 +3,9 @@
 
     PYTHONPATH=gen/python python3 examples/python_client.py 127.0.0.1:50051 gpt-4o-mini
 
+Either port works: the main port (KEYPOOL_PORT, 50051) or the native gRPC port (KEYPOOL_GRPC_PORT,
+say 50052), which serves more leases per second. One channel is opened once and kept for every call.
+
 Leases a key, reports the upstream's answer, records the tokens spent, lists the keys, and shows
 how to read the retry delay when every key is busy (RESOURCE_EXHAUSTED carries a
 google.rpc.RetryInfo in the grpc-status-details-bin trailer). Prints one JSON line per step.

@@ -4,6 +4,10 @@
  *
  *     npx tsx examples/typescript-client.ts http://127.0.0.1:50051 gpt-4o-mini
  *
+ * Either port works: the main port (KEYPOOL_PORT, 50051) or the native gRPC port
+ * (KEYPOOL_GRPC_PORT, say 50052), which serves more leases per second. One client (one HTTP/2
+ * connection) is made once and kept for every call.
+ *
  * Leases a key (waiting up to 2 s), reports the upstream's answer, records the tokens spent, and
  * lists the keys. When every key is busy, RESOURCE_EXHAUSTED says when to retry (RetryInfo).
  */

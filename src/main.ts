@@ -101,7 +101,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
   process.on("SIGINT", stop);
 
   server = await startServer(
-    { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server) },
+    { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server), grpcPort: settings.server.grpcPort },
     {
       pool,
       logger,
@@ -114,7 +114,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     },
   );
   logger.info(
-    { host: server.host, port: server.port, url: server.url, tls: Boolean(tlsFiles(settings.server)), keys: pool.countByProvider() },
+    { host: server.host, port: server.port, url: server.url, grpcPort: server.grpcPort, tls: Boolean(tlsFiles(settings.server)), keys: pool.countByProvider() },
     "keypool listening",
   );
 }

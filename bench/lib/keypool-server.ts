@@ -29,6 +29,8 @@ export function freePort(): Promise<number> {
 
 export interface ServerHandle {
   port: number;
+  /** The native gRPC port (KEYPOOL_GRPC_PORT), when the server was started with one. */
+  grpcPort?: number;
   pid: number;
   /** Milliseconds from spawn to the first SERVING answer. */
   startMs: number;
@@ -78,10 +80,13 @@ export interface KeypoolOptions {
   deadlineMs?: number;
   /** Another build's entry point, to compare builds side by side; default dist/src/main.js. */
   main?: string;
+  /** Also open the native gRPC port (KEYPOOL_GRPC_PORT) on a free port. */
+  nativePort?: boolean;
 }
 
 export async function startKeypool(options: KeypoolOptions): Promise<ServerHandle> {
   const port = await freePort();
+  const grpcPort = options.nativePort ? await freePort() : undefined;
   const stateDir = options.env.KEYPOOL_STATE ? undefined : mkdtempSync(path.join(os.tmpdir(), "keypool-bench-state-"));
   // A fresh state file per server, never ./data: runs must not share state.
   const env = {
@@ -91,6 +96,7 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
     KEYPOOL_HOST: "127.0.0.1",
     KEYPOOL_PORT: String(port),
     KEYPOOL_LOG_LEVEL: "warn",
+    ...(grpcPort !== undefined ? { KEYPOOL_GRPC_PORT: String(grpcPort) } : {}),
     ...options.env,
   };
   const t0 = performance.now();
@@ -98,6 +104,7 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
   const cleanup = () => stateDir && rmSync(stateDir, { recursive: true, force: true });
   try {
     await waitServing(port, proc, options.deadlineMs ?? 60_000);
+    if (grpcPort !== undefined) await waitServing(grpcPort, proc, 10_000);
   } catch (e) {
     await proc.kill();
     cleanup();
@@ -107,6 +114,7 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
   const pid = proc.child.pid!;
   return {
     port,
+    grpcPort,
     pid,
     startMs,
     proc,

@@ -103,6 +103,16 @@ const port: Setting<number> = {
   },
 };
 
+/** Unset: no native gRPC port. */
+const grpcPort: Setting<number | undefined> = {
+  name: "KEYPOOL_GRPC_PORT",
+  default: undefined,
+  shown: "off",
+  meaning:
+    "a second port for plain gRPC (HTTP/2, TLS as configured) served by grpc-js: the same services, access rules and limits, several times the leases per second. `50052` is the usual choice; `0` picks a free one",
+  parse: (raw, name) => port.parse(raw, name),
+};
+
 const logLevel: Setting<LogLevel> = {
   name: "KEYPOOL_LOG_LEVEL",
   default: "info",
@@ -131,6 +141,7 @@ export const SETTINGS = {
   server: {
     host: text("KEYPOOL_HOST", "address to listen on", { default: "127.0.0.1" }),
     port,
+    grpcPort,
     tlsCert: text("KEYPOOL_TLS_CERT", "PEM certificate file; with `KEYPOOL_TLS_KEY` turns on TLS (h2 and http/1.1 by ALPN)"),
     tlsKey: text("KEYPOOL_TLS_KEY", "PEM private key file for `KEYPOOL_TLS_CERT`"),
     logLevel,
@@ -205,6 +216,10 @@ export function readSettings(env: Env): Settings {
   const { tlsCert, tlsKey } = settings.server;
   if (tlsCert && !tlsKey) throw new ConfigError(SETTINGS.server.tlsKey.name, "must be set when KEYPOOL_TLS_CERT is");
   if (tlsKey && !tlsCert) throw new ConfigError(SETTINGS.server.tlsCert.name, "must be set when KEYPOOL_TLS_KEY is");
+  const { port: mainPort, grpcPort: nativePort } = settings.server;
+  if (nativePort !== undefined && nativePort !== 0 && nativePort === mainPort) {
+    throw new ConfigError(SETTINGS.server.grpcPort.name, `must differ from KEYPOOL_PORT (${mainPort})`);
+  }
   return settings;
 }
 

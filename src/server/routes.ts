@@ -4,7 +4,7 @@
  * control through `interceptors` (see start-server.ts).
  */
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { Health, file_grpc_health_v1_health } from "../../gen/ts/grpc/health/v1/health_pb";
 import {
   ServerReflection as ServerReflectionV1,
@@ -64,16 +64,39 @@ export function createDescriptorIndex(): DescriptorIndex {
   );
 }
 
-export function createRoutes(deps: RouteDeps): (router: ConnectRouter) => void {
+/** One service and its implementation, as every server stack mounts it. */
+export interface MountedService {
+  service: DescService;
+  // The implementation's type follows its service; the stacks only need it as a whole.
+  impl: Partial<ServiceImpl<any>>;
+}
+
+/**
+ * Every service implementation, created once per server: the connect router (main port) and the
+ * grpc-js adapter (native port, src/server/grpc-js-adapter.ts) mount these same objects, so both
+ * ports share one health state, one watch hub and one set of handlers.
+ */
+export function createServiceImpls(deps: RouteDeps): MountedService[] {
   const index = createDescriptorIndex();
+  return [
+    {
+      service: KeyPoolService,
+      impl: createKeyPoolService({ pool: deps.pool, durability: deps.durability, watchKeys: deps.watchKeys }),
+    },
+    { service: KeyAdminService, impl: createKeyAdminService({ pool: deps.pool, durability: deps.durability }) },
+    { service: Health, impl: createHealthService(deps.health) },
+    { service: ServerReflectionV1, impl: createReflectionV1Service(index) },
+    { service: ServerReflectionV1Alpha, impl: createReflectionV1AlphaService(index) },
+  ];
+}
+
+/** Mounts the given implementations on a connect router. */
+export function routesOf(services: MountedService[]): (router: ConnectRouter) => void {
   return (router) => {
-    router.service(
-      KeyPoolService,
-      createKeyPoolService({ pool: deps.pool, durability: deps.durability, watchKeys: deps.watchKeys }),
-    );
-    router.service(KeyAdminService, createKeyAdminService({ pool: deps.pool, durability: deps.durability }));
-    router.service(Health, createHealthService(deps.health));
-    router.service(ServerReflectionV1, createReflectionV1Service(index));
-    router.service(ServerReflectionV1Alpha, createReflectionV1AlphaService(index));
+    for (const { service, impl } of services) router.service(service, impl);
   };
+}
+
+export function createRoutes(deps: RouteDeps): (router: ConnectRouter) => void {
+  return routesOf(createServiceImpls(deps));
 }

@@ -1,6 +1,6 @@
 /**
- * Starts keypool's RPC server on one port and returns a handle to stop it. Used by main.ts and by
- * the end-to-end tests alike.
+ * Starts keypool's RPC server on its main port (and on the native gRPC port when configured) and
+ * returns a handle to stop it. Used by main.ts and by the end-to-end tests alike.
  *
  * Shutdown order: health turns NOT_SERVING (watchers see it), new calls are refused with
  * UNAVAILABLE, the listener stops accepting and sends GOAWAY, open calls and streams are aborted
@@ -21,13 +21,16 @@ import type { Durability, PoolApi } from "../domain/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { createNodeHandler } from "./node-handler";
-import { APPLICATION_SERVICES, createRoutes } from "./routes";
+import { startNativeGrpcListener, type NativeGrpcListener } from "./native-grpc-listener";
+import { APPLICATION_SERVICES, createServiceImpls, routesOf } from "./routes";
 
 export interface ListenConfig {
   host: string;
   port: number;
   /** Both file paths, or absent for cleartext. */
   tls?: { certFile: string; keyFile: string };
+  /** KEYPOOL_GRPC_PORT: the native gRPC port (src/server/native-grpc-listener.ts); absent: off. */
+  grpcPort?: number;
 }
 
 export interface ServerDeps {
@@ -56,6 +59,10 @@ export interface RunningServer {
   /** http:// or https:// base URL for clients. */
   readonly url: string;
   readonly health: HealthState;
+  /** The native gRPC port, when KEYPOOL_GRPC_PORT is set. */
+  readonly grpcPort?: number;
+  /** http:// or https:// base URL of the native gRPC port, when it is on. */
+  readonly grpcUrl?: string;
   /** Graceful stop; resolves when the port is released. Safe to call more than once. */
   close(): Promise<void>;
 }
@@ -85,20 +92,21 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     return next(req);
   };
 
+  // One set of implementations and one interceptor chain for both ports.
+  const services = createServiceImpls({
+    pool: deps.pool,
+    health,
+    durability: deps.durability,
+    watchKeys: deps.watchKeys,
+  });
+  const interceptors = [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])];
   const handler = createNodeHandler({
     logger,
     // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
-    routes: reclassifyClientMistakes(
-      createRoutes({
-        pool: deps.pool,
-        health,
-        durability: deps.durability,
-        watchKeys: deps.watchKeys,
-      }),
-    ),
+    routes: reclassifyClientMistakes(routesOf(services)),
     ...(deps.readMaxBytes !== undefined ? { readMaxBytes: deps.readMaxBytes } : {}),
     shutdownSignal: shutdown.signal,
-    interceptors: [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])],
+    interceptors,
     // Plain curl and browsers post Connect JSON without the Connect-Protocol-Version header.
     requireConnectProtocolHeader: false,
   });
@@ -113,13 +121,35 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     tls,
     limits: deps.listenerLimits,
   });
+  let native: NativeGrpcListener | undefined;
+  if (config.grpcPort !== undefined) {
+    try {
+      native = await startNativeGrpcListener({
+        host: config.host,
+        port: config.grpcPort,
+        services,
+        interceptors,
+        shutdownSignal: shutdown.signal,
+        tls,
+        readMaxBytes: deps.readMaxBytes,
+        http2Limits: deps.listenerLimits?.http2,
+        onAbandoned: (procedure, err) =>
+          logger.debug({ procedure, message: err instanceof Error ? err.message : String(err) }, "response abandoned: the client went away"),
+      });
+    } catch (err) {
+      await listener.close(0);
+      throw err;
+    }
+  }
   health.setAll(ServingStatus.SERVING);
 
   const hostForUrl = config.host.includes(":") ? `[${config.host}]` : config.host;
+  const scheme = tls ? "https" : "http";
   return {
     host: config.host,
     port: listener.port,
-    url: `${tls ? "https" : "http"}://${hostForUrl}:${listener.port}`,
+    url: `${scheme}://${hostForUrl}:${listener.port}`,
+    ...(native ? { grpcPort: native.port, grpcUrl: `${scheme}://${hostForUrl}:${native.port}` } : {}),
     health,
     close() {
       closing ??= (async () => {
@@ -127,8 +157,10 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
         // Let health watchers receive NOT_SERVING before their streams are ended.
         await new Promise((resolve) => setTimeout(resolve, deps.shutdownNoticeMs ?? 50));
         listener.stopAccepting();
+        const graceMs = deps.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
+        const nativeClosed = native?.close(graceMs);
         shutdown.abort(new ConnectError(SHUTDOWN_MESSAGE, Code.Unavailable));
-        await listener.close(deps.shutdownGraceMs ?? SHUTDOWN_GRACE_MS);
+        await Promise.all([listener.close(graceMs), nativeClosed]);
       })();
       return closing;
     },

@@ -6,6 +6,8 @@
  * INVALID_ARGUMENT, for every protocol (gRPC trailers, gRPC-web trailer frames, Connect unary
  * JSON errors, Connect end-stream messages), and leaves every other answer untouched.
  *
+ * On gRPC it also spells grpc-message the way the gRPC spec does (grpcPercentEncode below).
+ *
  * Use: `connectNodeAdapter({ routes: reclassifyClientMistakes(routes), ... })`.
  */
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -58,9 +60,28 @@ function withBody(res: UniversalServerResponse, body: AsyncIterable<Uint8Array> 
 }
 
 function fixGrpcStatus(headers: Headers | undefined): void {
-  if (headers?.get("grpc-status") !== GRPC_INTERNAL) return;
-  const message = decodeURIComponentSafe(headers.get("grpc-message") ?? "");
-  if (CLIENT_MISTAKE.test(message)) headers.set("grpc-status", GRPC_INVALID_ARGUMENT);
+  const encoded = headers?.get("grpc-message");
+  if (!headers || encoded == null) return;
+  const message = decodeURIComponentSafe(encoded);
+  headers.set("grpc-message", grpcPercentEncode(message));
+  if (headers.get("grpc-status") === GRPC_INTERNAL && CLIENT_MISTAKE.test(message)) {
+    headers.set("grpc-status", GRPC_INVALID_ARGUMENT);
+  }
+}
+
+/**
+ * grpc-message as the gRPC spec encodes it: only bytes outside printable ASCII, and "%", are
+ * percent-encoded. connect encodes like encodeURIComponent, and grpc-js clients decode with
+ * decodeURI, which leaves "%3B" for ";" in what users read; spelled the spec's way, every client
+ * reads the message the native gRPC port (grpc-js) sends, character for character.
+ */
+export function grpcPercentEncode(message: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
+  let out = "";
+  for (const byte of Buffer.from(message, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
 }
 
 /** Runs `last` once the body is fully read (the trailers are final then), before the adapter sends them. */

@@ -1,7 +1,8 @@
 /**
  * TLS for real: a certificate made here with openssl, the server started from KEYPOOL_TLS_CERT /
- * KEYPOOL_TLS_KEY, clients that trust it succeed over h2 (gRPC) and HTTP/1.1 (Connect), clients
- * that do not are refused, and ALPN offers h2 and http/1.1.
+ * KEYPOOL_TLS_KEY, clients that trust it succeed over h2 (gRPC, on the main and the native gRPC
+ * port, which share the certificate) and HTTP/1.1 (Connect), clients that do not are refused, and
+ * ALPN offers h2 and http/1.1 on the main port.
  */
 import * as tls from "node:tls";
 import * as grpc from "@grpc/grpc-js";
@@ -10,6 +11,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { readSettings, tlsFiles } from "../../src/config/settings";
 import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
 import { loadGrpcJsPackage } from "../support/clients";
+import { PORTS, portOf, urlOf, type PortName } from "../support/ports";
 import { startAccessServer, type AccessServer } from "../support/access-server";
 import { makeTestCertificate, type TestCertificate } from "../support/test-certificate";
 
@@ -38,9 +40,9 @@ afterAll(async () => {
   stranger.remove();
 });
 
-function grpcLease(credentials: grpc.ChannelCredentials): Promise<{ key: string }> {
+function grpcLease(credentials: grpc.ChannelCredentials, port: PortName): Promise<{ key: string }> {
   const pkg = loadGrpcJsPackage();
-  const client = new pkg.KeyPoolService(`localhost:${srv.port}`, credentials);
+  const client = new pkg.KeyPoolService(`localhost:${portOf(srv, port)}`, credentials);
   const md = new grpc.Metadata();
   md.set("authorization", `Bearer ${TOKEN}`);
   return new Promise<{ key: string }>((resolve, reject) => {
@@ -53,28 +55,40 @@ function grpcLease(credentials: grpc.ChannelCredentials): Promise<{ key: string 
   }).finally(() => client.close());
 }
 
-describe("TLS", () => {
-  it("serves gRPC over h2 to a client that trusts the certificate", async () => {
-    const res = await grpcLease(grpc.credentials.createSsl(Buffer.from(cert.cert)));
+describe.each(PORTS)("gRPC over TLS on the %s port", (port) => {
+  it("serves gRPC over h2 to a grpc-js client that trusts the certificate", async () => {
+    const res = await grpcLease(grpc.credentials.createSsl(Buffer.from(cert.cert)), port);
     expect(res.key).toBe(KEY);
   });
 
-  it("serves Connect over HTTP/1.1 and gRPC over h2 through connect-node", async () => {
-    for (const transport of [
-      createConnectTransport({ baseUrl: srv.url, httpVersion: "1.1", nodeOptions: { ca: cert.cert } }),
-      createGrpcTransport({ baseUrl: srv.url, nodeOptions: { ca: cert.cert } }),
-    ]) {
-      const client = createClient(KeyPoolService, transport);
-      const res = await client.lease({ model: "gpt-4o-mini" }, { headers: { authorization: `Bearer ${TOKEN}` } });
-      expect(res.key).toBe(KEY);
-    }
+  it("serves gRPC over h2 through connect-node", async () => {
+    expect(urlOf(srv, port)).toBe(`https://127.0.0.1:${portOf(srv, port)}`);
+    const client = createClient(KeyPoolService, createGrpcTransport({ baseUrl: urlOf(srv, port), nodeOptions: { ca: cert.cert } }));
+    const res = await client.lease({ model: "gpt-4o-mini" }, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.key).toBe(KEY);
   });
 
   it("refuses a gRPC client that does not trust the certificate", async () => {
-    await expect(grpcLease(grpc.credentials.createSsl(Buffer.from(stranger.cert)))).rejects.toMatchObject({
+    await expect(grpcLease(grpc.credentials.createSsl(Buffer.from(stranger.cert)), port)).rejects.toMatchObject({
       code: grpc.status.UNAVAILABLE,
     });
-    await expect(grpcLease(grpc.credentials.createSsl())).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    await expect(grpcLease(grpc.credentials.createSsl(), port)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+  });
+
+  it("does not speak cleartext on a TLS port", async () => {
+    const client = createClient(KeyPoolService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${portOf(srv, port)}` }));
+    await expect(client.lease({ model: "gpt-4o-mini" }, { timeoutMs: 3000 })).rejects.toBeInstanceOf(ConnectError);
+  });
+});
+
+describe("TLS on the main port", () => {
+  it("serves Connect over HTTP/1.1 through connect-node", async () => {
+    const client = createClient(
+      KeyPoolService,
+      createConnectTransport({ baseUrl: srv.url, httpVersion: "1.1", nodeOptions: { ca: cert.cert } }),
+    );
+    const res = await client.lease({ model: "gpt-4o-mini" }, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.key).toBe(KEY);
   });
 
   it("refuses a Connect client that does not trust the certificate", async () => {
@@ -92,11 +106,6 @@ describe("TLS", () => {
       expect(err).toBeDefined();
       expect(`${err?.message} ${String(err?.cause)}`).toMatch(/self.signed|certificate|verify/i);
     }
-  });
-
-  it("does not speak cleartext on the TLS port", async () => {
-    const client = createClient(KeyPoolService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${srv.port}` }));
-    await expect(client.lease({ model: "gpt-4o-mini" }, { timeoutMs: 3000 })).rejects.toBeInstanceOf(ConnectError);
   });
 
   it.each([["h2"], ["http/1.1"]])("negotiates %s by ALPN", async (protocol) => {

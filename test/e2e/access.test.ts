@@ -1,6 +1,6 @@
 /**
  * Every RPC against every role, no token and a wrong token, over gRPC (the independent grpc-js
- * client) and Connect (connect-node over HTTP/1.1, JSON): the right status code each time, on a
+ * client, on the main and on the native gRPC port) and Connect (connect-node over HTTP/1.1, JSON): the right status code each time, on a
  * real server with real sockets. Health and reflection need no token.
  */
 import * as grpc from "@grpc/grpc-js";
@@ -9,6 +9,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { KeyAdminService, KeyPoolService, Provider } from "../../gen/ts/keypool/v1/keypool_pb";
 import { ServerReflection } from "../../gen/ts/grpc/reflection/v1/reflection_pb";
 import { grpcJsClient, loadGrpcJsPackage } from "../support/clients";
+import { PORTS, portOf } from "../support/ports";
 import { startAccessServer, type AccessServer } from "../support/access-server";
 
 const TOKENS = { lease: "tok-lease-7f3a9c", watch: "tok-watch-b81e04", admin: "tok-admin-52d6aa" };
@@ -87,13 +88,13 @@ function grpcWatchFirst(client: grpc.Client, md: grpc.Metadata): Promise<grpc.Se
   });
 }
 
-describe("gRPC (grpc-js): every RPC × every caller", () => {
+describe.each(PORTS)("gRPC (grpc-js) on the %s port: every RPC × every caller", (port) => {
   const pkg = loadGrpcJsPackage();
   let pool: grpc.Client;
   let admin: grpc.Client;
   beforeAll(() => {
-    pool = grpcJsClient(pkg.KeyPoolService, srv.port);
-    admin = grpcJsClient(pkg.KeyAdminService, srv.port);
+    pool = grpcJsClient(pkg.KeyPoolService, portOf(srv, port));
+    admin = grpcJsClient(pkg.KeyAdminService, portOf(srv, port));
   });
   afterAll(() => {
     pool.close();
@@ -129,7 +130,7 @@ describe("gRPC (grpc-js): every RPC × every caller", () => {
   });
 
   it("health needs no token", async () => {
-    const health = grpcJsClient(pkg.Health, srv.port);
+    const health = grpcJsClient(pkg.Health, portOf(srv, port));
     const res = await new Promise<{ status: string }>((resolve, reject) =>
       (health as unknown as Record<string, Function>).Check({ service: "" }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r))),
     );

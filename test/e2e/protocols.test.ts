@@ -1,24 +1,27 @@
 /**
- * Every way a client reaches keypool, over real sockets on one port: connect-node over gRPC,
- * gRPC-Web and Connect (HTTP/2 and HTTP/1.1), plain HTTP/1.1 Connect JSON, and an independent
- * grpc-js client built from the .proto files.
+ * Every way a client reaches keypool, over real sockets: on the main port connect-node over gRPC,
+ * gRPC-Web and Connect (HTTP/2 and HTTP/1.1) and plain HTTP/1.1 Connect JSON; on both the main
+ * and the native gRPC port, connect-node over gRPC and an independent grpc-js client built from
+ * the .proto files.
  */
 import * as http from "node:http";
 import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import type * as grpc from "@grpc/grpc-js";
 import { KeyAdminService, KeyPoolService, KeyState, Provider } from "../../gen/ts/keypool/v1/keypool_pb";
 import { connectClient, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, type ProtocolName } from "../support/clients";
+import { PORTS, portOf, urlOf, type PortName } from "../support/ports";
 import { advanceUntilSettled, startTestServer, testKey, type TestServer } from "../support/test-server";
 
 const OPENAI_KEY = testKey("openai", 1);
 
-describe.each<[ProtocolName, "1.1" | "2"]>([
-  ["grpc", "2"],
-  ["grpc-web", "2"],
-  ["grpc-web", "1.1"],
-  ["connect", "2"],
-  ["connect", "1.1"],
-])("connect-node client over %s (HTTP/%s)", (protocol, httpVersion) => {
+describe.each<[ProtocolName, "1.1" | "2", PortName]>([
+  ["grpc", "2", "main"],
+  ["grpc-web", "2", "main"],
+  ["grpc-web", "1.1", "main"],
+  ["connect", "2", "main"],
+  ["connect", "1.1", "main"],
+  ["grpc", "2", "native"],
+])("connect-node client over %s (HTTP/%s) on the %s port", (protocol, httpVersion, port) => {
   let t: TestServer;
   beforeEach(async () => {
     t = await startTestServer({ keys: [{ provider: "openai", key: OPENAI_KEY }] });
@@ -26,7 +29,7 @@ describe.each<[ProtocolName, "1.1" | "2"]>([
   afterEach(() => t.close());
 
   it("leases, reports, records usage and lists keys", async () => {
-    const pool = connectClient(KeyPoolService, t.url, protocol, httpVersion);
+    const pool = connectClient(KeyPoolService, urlOf(t, port), protocol, httpVersion);
     const lease = await pool.lease({ model: "gpt-3.5-turbo" });
     expect(lease.key).toBe(OPENAI_KEY);
     expect(lease.keyHash).toMatch(/^oai-[0-9a-f]{16}$/);
@@ -72,7 +75,7 @@ describe.each<[ProtocolName, "1.1" | "2"]>([
   });
 
   it("administers keys", async () => {
-    const admin = connectClient(KeyAdminService, t.url, protocol, httpVersion);
+    const admin = connectClient(KeyAdminService, urlOf(t, port), protocol, httpVersion);
     const added = await admin.addKeys({
       provider: Provider.ANTHROPIC,
       keys: [{ key: testKey("anthropic", 1) }, { key: testKey("anthropic", 1) }],
@@ -90,53 +93,55 @@ describe.each<[ProtocolName, "1.1" | "2"]>([
     expect(enabled.key?.state).toBe(KeyState.ACTIVE);
     await admin.removeKey({ keyHash: added.keyHashes[0] });
 
-    const pool = connectClient(KeyPoolService, t.url, protocol, httpVersion);
+    const pool = connectClient(KeyPoolService, urlOf(t, port), protocol, httpVersion);
     const { keys } = await pool.listKeys({ provider: Provider.ANTHROPIC });
     expect(keys).toHaveLength(0);
   });
 });
 
-describe("filters of ListKeys", () => {
-  it("match pool.listKeys: provider and model families", async () => {
-    const t = await startTestServer({
-      keys: [
-        { provider: "openai", key: testKey("openai", 1) },
-        { provider: "openai", key: testKey("openai", 2), modelFamilies: ["gpt4o"] },
-        { provider: "anthropic", key: testKey("anthropic", 1) },
-      ],
+describe.each(PORTS)("on the %s port", (port) => {
+  describe("filters of ListKeys", () => {
+    it("match pool.listKeys: provider and model families", async () => {
+      const t = await startTestServer({
+        keys: [
+          { provider: "openai", key: testKey("openai", 1) },
+          { provider: "openai", key: testKey("openai", 2), modelFamilies: ["gpt4o"] },
+          { provider: "anthropic", key: testKey("anthropic", 1) },
+        ],
+      });
+      try {
+        const client = connectClient(KeyPoolService, urlOf(t, port));
+        const hashes = async (req: { provider?: Provider; modelFamilies?: string[] }) =>
+          (await client.listKeys(req)).keys.map((k) => k.keyHash);
+        expect(await hashes({})).toEqual(t.pool.listKeys().map((k) => k.keyHash));
+        expect(await hashes({})).toHaveLength(3);
+        expect(await hashes({ provider: Provider.OPENAI })).toEqual(t.pool.listKeys({ provider: "openai" }).map((k) => k.keyHash));
+        expect(await hashes({ provider: Provider.OPENAI })).toHaveLength(2);
+        expect(await hashes({ modelFamilies: ["gpt4o"] })).toHaveLength(1);
+        expect(await hashes({ modelFamilies: ["gpt4o", "claude"] })).toHaveLength(2);
+      } finally {
+        await t.close();
+      }
     });
-    try {
-      const client = connectClient(KeyPoolService, t.url);
-      const hashes = async (req: { provider?: Provider; modelFamilies?: string[] }) =>
-        (await client.listKeys(req)).keys.map((k) => k.keyHash);
-      expect(await hashes({})).toEqual(t.pool.listKeys().map((k) => k.keyHash));
-      expect(await hashes({})).toHaveLength(3);
-      expect(await hashes({ provider: Provider.OPENAI })).toEqual(t.pool.listKeys({ provider: "openai" }).map((k) => k.keyHash));
-      expect(await hashes({ provider: Provider.OPENAI })).toHaveLength(2);
-      expect(await hashes({ modelFamilies: ["gpt4o"] })).toHaveLength(1);
-      expect(await hashes({ modelFamilies: ["gpt4o", "claude"] })).toHaveLength(2);
-    } finally {
-      await t.close();
-    }
   });
-});
 
-describe("Lease max_wait", () => {
-  it("waits for a key to become ready", async () => {
-    const t = await startTestServer({ keys: [{ provider: "openai", key: OPENAI_KEY }] });
-    try {
-      const client = connectClient(KeyPoolService, t.url);
-      await client.lease({ model: "gpt-3.5-turbo" }); // the key is now held for the reuse delay
-      // Time moves on in small steps until the reuse delay is over and the waiting call is served.
-      const lease = await advanceUntilSettled(
-        t.manualClock!,
-        client.lease({ model: "gpt-3.5-turbo", maxWait: durationFromMs(5000) }),
-        100,
-      );
-      expect(lease.key).toBe(OPENAI_KEY);
-    } finally {
-      await t.close();
-    }
+  describe("Lease max_wait", () => {
+    it("waits for a key to become ready", async () => {
+      const t = await startTestServer({ keys: [{ provider: "openai", key: OPENAI_KEY }] });
+      try {
+        const client = connectClient(KeyPoolService, urlOf(t, port));
+        await client.lease({ model: "gpt-3.5-turbo" }); // the key is now held for the reuse delay
+        // Time moves on in small steps until the reuse delay is over and the waiting call is served.
+        const lease = await advanceUntilSettled(
+          t.manualClock!,
+          client.lease({ model: "gpt-3.5-turbo", maxWait: durationFromMs(5000) }),
+          100,
+        );
+        expect(lease.key).toBe(OPENAI_KEY);
+      } finally {
+        await t.close();
+      }
+    });
   });
 });
 
@@ -178,34 +183,36 @@ describe("plain HTTP/1.1 with Connect JSON (what curl sends)", () => {
   });
 });
 
-describe("@grpc/grpc-js client built from the .proto (no shared code)", () => {
-  let t: TestServer;
-  let pool: grpc.Client;
-  beforeAll(async () => {
-    t = await startTestServer({ keys: [{ provider: "openai", key: OPENAI_KEY }] });
-    pool = grpcJsClient(loadGrpcJsPackage().KeyPoolService, t.port);
-  });
-  afterAll(async () => {
-    pool.close();
-    await t.close();
-  });
+describe.each(PORTS)("on the %s port", (port) => {
+  describe("@grpc/grpc-js client built from the .proto (no shared code)", () => {
+    let t: TestServer;
+    let pool: grpc.Client;
+    beforeAll(async () => {
+      t = await startTestServer({ keys: [{ provider: "openai", key: OPENAI_KEY }] });
+      pool = grpcJsClient(loadGrpcJsPackage().KeyPoolService, portOf(t, port));
+    });
+    afterAll(async () => {
+      pool.close();
+      await t.close();
+    });
 
-  it("leases, reports, records usage and lists keys", async () => {
-    const lease = await grpcJsUnary<{ key: string; keyHash: string; provider: string; modelFamily: string; leaseId: string }>(
-      pool,
-      "Lease",
-      { model: "gpt-3.5-turbo" },
-    );
-    expect(lease).toMatchObject({ key: OPENAI_KEY, provider: "PROVIDER_OPENAI", modelFamily: "turbo" });
-    await grpcJsUnary(pool, "ReportRateLimit", { keyHash: lease.keyHash, statusCode: 200, headers: { "x-ratelimit-remaining-requests": "5" } });
-    await grpcJsUnary(pool, "IncrementUsage", { keyHash: lease.keyHash, model: "gpt-3.5-turbo", inputTokens: "10", outputTokens: "2", leaseId: lease.leaseId });
-    const list = await grpcJsUnary<{ keys: { keyHash: string; promptCount: string; usage: Record<string, { inputTokens: string }> }[] }>(
-      pool,
-      "ListKeys",
-      {},
-    );
-    expect(list.keys).toHaveLength(1);
-    expect(list.keys[0]).toMatchObject({ keyHash: lease.keyHash, promptCount: "1" });
-    expect(list.keys[0].usage.turbo.inputTokens).toBe("10");
+    it("leases, reports, records usage and lists keys", async () => {
+      const lease = await grpcJsUnary<{ key: string; keyHash: string; provider: string; modelFamily: string; leaseId: string }>(
+        pool,
+        "Lease",
+        { model: "gpt-3.5-turbo" },
+      );
+      expect(lease).toMatchObject({ key: OPENAI_KEY, provider: "PROVIDER_OPENAI", modelFamily: "turbo" });
+      await grpcJsUnary(pool, "ReportRateLimit", { keyHash: lease.keyHash, statusCode: 200, headers: { "x-ratelimit-remaining-requests": "5" } });
+      await grpcJsUnary(pool, "IncrementUsage", { keyHash: lease.keyHash, model: "gpt-3.5-turbo", inputTokens: "10", outputTokens: "2", leaseId: lease.leaseId });
+      const list = await grpcJsUnary<{ keys: { keyHash: string; promptCount: string; usage: Record<string, { inputTokens: string }> }[] }>(
+        pool,
+        "ListKeys",
+        {},
+      );
+      expect(list.keys).toHaveLength(1);
+      expect(list.keys[0]).toMatchObject({ keyHash: lease.keyHash, promptCount: "1" });
+      expect(list.keys[0].usage.turbo.inputTokens).toBe("10");
+    });
   });
 });

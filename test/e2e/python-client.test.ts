@@ -1,12 +1,13 @@
 /**
  * The generated Python client (gen/python, grpcio under Debian's /usr/bin/python3) against a real
  * server: examples/python_client.py leases, reports, records usage, lists keys, and decodes the
- * RetryInfo of RESOURCE_EXHAUSTED from grpc-status-details-bin.
+ * RetryInfo of RESOURCE_EXHAUSTED from grpc-status-details-bin, on either port.
  */
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
+import { PORTS, portOf } from "../support/ports";
 import { startTestServer, testKey, type TestServer } from "../support/test-server";
 
 const run = promisify(execFile);
@@ -16,7 +17,7 @@ const SECRET = testKey("openai", 3);
 
 const describeIfPython = fs.existsSync(PYTHON) ? describe : describe.skip;
 
-describeIfPython("generated Python client", () => {
+describeIfPython.each(PORTS)("generated Python client on the %s port", (port) => {
   let t: TestServer;
   beforeAll(async () => {
     t = await startTestServer({ keys: [{ provider: "openai", key: SECRET }] });
@@ -24,7 +25,7 @@ describeIfPython("generated Python client", () => {
   afterAll(() => t.close());
 
   it("runs examples/python_client.py end to end", async () => {
-    const { stdout } = await run(PYTHON, [path.join(ROOT, "examples/python_client.py"), `127.0.0.1:${t.port}`, "gpt-4o-mini"], {
+    const { stdout } = await run(PYTHON, [path.join(ROOT, "examples/python_client.py"), `127.0.0.1:${portOf(t, port)}`, "gpt-4o-mini"], {
       env: { PATH: process.env.PATH ?? "", PYTHONPATH: path.join(ROOT, "gen/python"), PYTHONDONTWRITEBYTECODE: "1" },
       timeout: 20_000,
     });

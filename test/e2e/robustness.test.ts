@@ -4,7 +4,8 @@
  * invalid UTF-8 in string fields, unknown fields, thousands of connections opened and dropped,
  * a burst of reset streams, and random values in every field of every RPC. The server must
  * never crash, never answer INTERNAL (or UNKNOWN) to a client's mistake, and afterwards still
- * answer a health Check and a Lease correctly. Everything is bounded and seeded.
+ * answer a health Check and a Lease correctly. Everything is bounded and seeded. Every battery
+ * runs against the main port and the native gRPC port (HTTP/1.1 and Connect: main port only).
  */
 import * as http2 from "node:http2";
 import * as net from "node:net";
@@ -28,6 +29,7 @@ import {
 } from "../../gen/ts/keypool/v1/keypool_pb";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb";
 import { grpcFrame, HTTP2_PREFACE_BYTES, rawH1Request, rawH2Request, sendRawBytes, SERVER_FAULT_CODES } from "../support/raw-grpc";
+import { PORTS, portOf, urlOf, type PortName } from "../support/ports";
 import { startAccessServer, type AccessServer } from "../support/access-server";
 import type { ManualClock } from "../../src/domain/clock";
 
@@ -58,11 +60,11 @@ beforeAll(async () => {
 });
 afterAll(() => srv.close());
 
-/** After every battery: the server is alive, healthy, and leases correctly. */
-async function expectHealthy(): Promise<void> {
+/** After every battery: the server is alive, healthy, and leases correctly on `port`. */
+async function expectHealthy(port: PortName): Promise<void> {
   // Fuzzed reports may have put the key in a cooldown (at most KEYPOOL_MAX_COOLDOWN, 60 s).
   (srv.clock as ManualClock).advance(120_000);
-  const transport = createGrpcTransport({ baseUrl: srv.url });
+  const transport = createGrpcTransport({ baseUrl: urlOf(srv, port) });
   const health = await createClient(Health, transport).check({ service: "" }, { timeoutMs: 5000 });
   expect(health.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
   const lease = await createClient(KeyPoolService, transport).lease({ model: MODEL }, { headers: AUTH, timeoutMs: 5000 });
@@ -76,275 +78,281 @@ function expectNoServerFault(where: string, grpcStatus: number | undefined, mess
   }
 }
 
-describe("bytes that are not HTTP at all", () => {
-  it("survives random bytes on the port", async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 4096 }), async (bytes) => {
-        await sendRawBytes(srv.port, Buffer.from(bytes), 50);
-      }),
-      { seed: SEED, numRuns: 60 },
-    );
-    await expectHealthy();
-  });
+describe.each(PORTS)("on the %s port", (port) => {
+  describe("bytes that are not HTTP at all", () => {
+    it("survives random bytes on the port", async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 4096 }), async (bytes) => {
+          await sendRawBytes(portOf(srv, port), Buffer.from(bytes), 50);
+        }),
+        { seed: SEED, numRuns: 60 },
+      );
+      await expectHealthy(port);
+    });
 
-  it("survives random HTTP/2 frames after a valid preface", async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 2048 }), async (bytes) => {
-        await sendRawBytes(srv.port, Buffer.concat([HTTP2_PREFACE_BYTES, Buffer.from(bytes)]), 50);
-      }),
-      { seed: SEED, numRuns: 60 },
-    );
-    await expectHealthy();
-  });
+    it("survives random HTTP/2 frames after a valid preface", async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 2048 }), async (bytes) => {
+          await sendRawBytes(portOf(srv, port), Buffer.concat([HTTP2_PREFACE_BYTES, Buffer.from(bytes)]), 50);
+        }),
+        { seed: SEED, numRuns: 60 },
+      );
+      await expectHealthy(port);
+    });
 
-  it("survives a half-sent preface and a half-sent HTTP/1.1 request", async () => {
-    await sendRawBytes(srv.port, HTTP2_PREFACE_BYTES.subarray(0, 10), 100);
-    await sendRawBytes(srv.port, Buffer.from("POST /keypool.v1.KeyPoolService/Lease HTTP/1.1\r\nHost: x\r\nContent-Le"), 100);
-    await sendRawBytes(srv.port, Buffer.from("GET / HTTP/1.1\r\n\r\n"), 100);
-    await expectHealthy();
-  });
-});
-
-describe("malformed gRPC frames", () => {
-  const lease = toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL }));
-  const frames: [string, Buffer][] = [
-    ["an empty body", Buffer.alloc(0)],
-    ["a truncated prefix", Buffer.from([0, 0, 0])],
-    ["a length that claims more than sent", grpcFrame(lease, { declaredLength: lease.length + 50 })],
-    ["a length that claims less than sent", grpcFrame(lease, { declaredLength: 1 })],
-    ["a length of 4 GiB", grpcFrame(lease, { declaredLength: 0xffffffff })],
-    ["an oversized message", grpcFrame(Buffer.alloc(100_000, 0x0a))],
-    ["a compressed flag without an encoding", grpcFrame(lease, { compressed: true })],
-    ["a truncated message", grpcFrame(lease.subarray(0, lease.length - 2))],
-    ["an illegal wire type", grpcFrame(Buffer.from([0x0f, 0x01]))],
-    ["two messages for a unary call", Buffer.concat([grpcFrame(lease), grpcFrame(lease)])],
-    ["garbage gzip", grpcFrame(Buffer.from("not gzip"), { compressed: true })],
-  ];
-
-  it.each(frames)("never answers INTERNAL to %s, on any RPC", async (what, body) => {
-    for (const path of PATHS) {
-      const headers = what === "garbage gzip" ? { ...AUTH, "grpc-encoding": "gzip" } : AUTH;
-      const res = await rawH2Request(srv.port, path, body, headers);
-      expect(res.httpStatus).toBe(200);
-      expect(res.grpcStatus).toBeDefined();
-      expectNoServerFault(`${what} on ${path}`, res.grpcStatus, res.grpcMessage);
-    }
-  });
-
-  it("answers RESOURCE_EXHAUSTED to messages over the limit", async () => {
-    const res = await rawH2Request(srv.port, `${POOL}Lease`, grpcFrame(Buffer.alloc(100_000)), AUTH);
-    expect(res.grpcStatus).toBe(Code.ResourceExhausted);
-  });
-
-  it("is still healthy", expectHealthy);
-});
-
-describe("wrong content types", () => {
-  const types = ["text/plain", "application/xml", "application/grpc+xml", "multipart/form-data", "application/octet-stream", ""];
-
-  it.each(types)("HTTP/2 %j: refused without a server error", async (contentType) => {
-    for (const path of [`${POOL}Lease`, `${POOL}WatchKeys`, `${ADMIN_SVC}AddKeys`]) {
-      const res = await rawH2Request(srv.port, path, Buffer.from("{}"), { ...AUTH, "content-type": contentType });
-      expect(res.httpStatus).not.toBe(200);
-      expect(res.httpStatus).toBeLessThan(500);
-    }
-  });
-
-  it.each(types)("HTTP/1.1 %j: refused without a server error", async (contentType) => {
-    const res = await rawH1Request(srv.port, `${POOL}Lease`, Buffer.from("{}"), { ...AUTH, "content-type": contentType });
-    expect(res.status).toBeGreaterThanOrEqual(400);
-    expect(res.status).toBeLessThan(500);
-  });
-
-  it("Connect JSON that is not JSON, or has wrong types: INVALID_ARGUMENT", async () => {
-    for (const body of ["{", "[]", '{"model": 5}', '{"maxWait": "forever"}', "\u0000\u0001"]) {
-      const res = await rawH1Request(srv.port, `${POOL}Lease`, Buffer.from(body), { ...AUTH, "content-type": "application/json" });
-      expect(res.status).toBe(400);
-      expect(JSON.parse(res.body.toString()).code).toBe("invalid_argument");
-    }
-  });
-
-  it("is still healthy", expectHealthy);
-});
-
-describe("string fields that are not UTF-8, and unknown fields", () => {
-  // Field 1 is a string in every request below; 0xC3 0x28 is an invalid UTF-8 sequence.
-  const badString = Buffer.from([0x0a, 0x02, 0xc3, 0x28]);
-  const stringFirst = [
-    `${POOL}Lease`, `${POOL}ReportRateLimit`, `${POOL}IncrementUsage`, `${POOL}GetLockoutPeriod`,
-    `${ADMIN_SVC}RemoveKey`, `${ADMIN_SVC}DisableKey`, `${ADMIN_SVC}EnableKey`,
-  ];
-
-  it.each(stringFirst)("%s: INVALID_ARGUMENT over gRPC and Connect", async (path) => {
-    expect((await rawH2Request(srv.port, path, grpcFrame(badString), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
-    const connect = await rawH2Request(srv.port, path, badString, { ...AUTH, "content-type": "application/proto" });
-    expect(connect.httpStatus).toBe(400);
-  });
-
-  it("nested strings too: a KeySpec's key, a header name, a model family", async () => {
-    const addKeys = Buffer.from([0x08, 0x01, 0x12, 0x04, 0x0a, 0x02, 0xff, 0xfe]); // provider=1, keys[0].key=<bad>
-    expect((await rawH2Request(srv.port, `${ADMIN_SVC}AddKeys`, grpcFrame(addKeys), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
-    const header = Buffer.from([0x1a, 0x06, 0x0a, 0x02, 0xff, 0xfe, 0x12, 0x00]); // headers{<bad>: ""}
-    expect((await rawH2Request(srv.port, `${POOL}ReportRateLimit`, grpcFrame(header), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
-    const family = Buffer.from([0x12, 0x02, 0xc3, 0x28]); // model_families[0]=<bad>
-    expect((await rawH2Request(srv.port, `${POOL}WatchKeys`, grpcFrame(family), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
-    expect((await rawH2Request(srv.port, `${POOL}ListKeys`, grpcFrame(family), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
-  });
-
-  it("ignores unknown fields: a Lease with fields from the future still leases", async () => {
-    const known = toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL }));
-    // field 99 varint, field 100 length-delimited, field 2047 fixed64
-    const unknown = Buffer.from([0x98, 0x06, 0x2a, 0xa2, 0x06, 0x03, 0x61, 0x62, 0x63, 0xf9, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8]);
-    const res = await rawH2Request(srv.port, `${POOL}Lease`, grpcFrame(Buffer.concat([known, unknown])), AUTH);
-    expect(res.grpcStatus).toBe(0);
-    expect(res.body.toString("latin1")).toContain(KEY);
-  });
-
-  it("is still healthy", expectHealthy);
-});
-
-describe("connections opened and dropped", () => {
-  it("survives 2,000 connections opened and dropped (50 at a time), and a burst of reset streams", async () => {
-    const openAndDrop = (i: number) =>
-      new Promise<void>((resolve) => {
-        const socket = net.connect(srv.port, "127.0.0.1");
-        socket.on("connect", () => {
-          if (i % 3 === 1) socket.write(HTTP2_PREFACE_BYTES);
-          if (i % 3 === 2) socket.write("POST / HTTP/1.1\r\n");
-          socket.destroy();
-        });
-        socket.on("close", () => resolve());
-        socket.on("error", () => resolve());
-      });
-    for (let batch = 0; batch < 40; batch++) {
-      await Promise.all(Array.from({ length: 50 }, (_, i) => openAndDrop(batch * 50 + i)));
-    }
-
-    // Rapid reset: open streams and cancel them at once, on one connection.
-    const session = http2.connect(srv.url);
-    session.on("error", () => undefined);
-    await new Promise<void>((resolve) => session.once("connect", () => resolve()));
-    for (let i = 0; i < 300 && !session.destroyed; i++) {
-      const req = session.request({ ":method": "POST", ":path": `${POOL}Lease`, "content-type": "application/grpc", ...AUTH });
-      req.on("error", () => undefined);
-      req.close(http2.constants.NGHTTP2_CANCEL);
-    }
-    session.destroy();
-    await expectHealthy();
-  });
-});
-
-describe("random values in every field of every RPC", () => {
-  let pool: ReturnType<typeof createClient<typeof KeyPoolService>>;
-  let admin: ReturnType<typeof createClient<typeof KeyAdminService>>;
-  beforeAll(() => {
-    const transport = createGrpcTransport({ baseUrl: srv.url });
-    pool = createClient(KeyPoolService, transport);
-    admin = createClient(KeyAdminService, transport);
-  });
-
-  const text = fc.oneof(
-    fc.string({ maxLength: 40 }),
-    fc.string({ unit: "binary", maxLength: 300 }),
-    fc.constantFrom("", MODEL, "gpt-4o-mini", "claude-3-5-sonnet-latest", "o3", "turbo", "gpt4o", "oai-0000000000000000"),
-  );
-  const enumValue = fc.integer({ min: -3, max: 40 });
-  const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
-  const duration = fc.record({
-    seconds: fc.bigInt({ min: -(2n ** 40n), max: 2n ** 40n }),
-    nanos: fc.integer({ min: -999_999_999, max: 999_999_999 }),
-  });
-  const families = fc.array(text, { maxLength: 6 });
-
-  /** Runs `call` on random requests; every failure must be a client-side code, never INTERNAL/UNKNOWN. */
-  async function fuzz<S extends DescMessage>(
-    name: string,
-    arb: fc.Arbitrary<MessageInitShape<S>>,
-    call: (req: MessageInitShape<S>) => Promise<unknown>,
-  ) {
-    const seen = new Map<string, number>();
-    await fc.assert(
-      fc.asyncProperty(arb, async (req) => {
-        try {
-          await call(req);
-          seen.set("OK", (seen.get("OK") ?? 0) + 1);
-        } catch (err) {
-          const e = ConnectError.from(err);
-          seen.set(Code[e.code], (seen.get(Code[e.code]) ?? 0) + 1);
-          if (e.code === Code.Internal || e.code === Code.Unknown) {
-            throw new Error(`${name}: ${Code[e.code]} "${e.rawMessage}"`);
-          }
-        }
-      }),
-      { seed: SEED, numRuns: 40 },
-    );
-    return seen;
-  }
-
-  const o = { headers: AUTH, timeoutMs: 300 };
-
-  it("Lease", async () => {
-    await fuzz<typeof LeaseRequestSchema>("Lease", fc.record({ model: text, provider: enumValue, maxWait: fc.option(duration, { nil: undefined }) }), (r) => pool.lease(r, o));
-  });
-  it("ReportRateLimit", async () => {
-    await fuzz<typeof ReportRateLimitRequestSchema>(
-      "ReportRateLimit",
-      fc.record({
-        keyHash: fc.oneof(text, fc.constant(keyHash)),
-        // Any status but 401, which would (rightly) revoke the key the health check leases.
-        statusCode: fc.oneof(fc.constantFrom(200, 429, 500), fc.integer({ min: 0, max: 2 ** 32 - 1 })).filter((c) => c !== 401),
-        headers: fc.dictionary(fc.oneof(text, fc.constantFrom("retry-after", "x-ratelimit-reset-requests", "x-ratelimit-remaining-tokens")), text, { maxKeys: 70 }),
-        leaseId: text,
-      }),
-      (r) => pool.reportRateLimit(r, o),
-    );
-  });
-  it("IncrementUsage", async () => {
-    await fuzz<typeof IncrementUsageRequestSchema>(
-      "IncrementUsage",
-      fc.record({ keyHash: fc.oneof(text, fc.constant(keyHash)), model: text, inputTokens: u64, outputTokens: u64, leaseId: text }),
-      (r) => pool.incrementUsage(r, o),
-    );
-  });
-  it("GetLockoutPeriod", async () => {
-    await fuzz<typeof GetLockoutPeriodRequestSchema>("GetLockoutPeriod", fc.record({ model: text, provider: enumValue }), (r) => pool.getLockoutPeriod(r, o));
-  });
-  it("ListKeys", async () => {
-    await fuzz<typeof ListKeysRequestSchema>("ListKeys", fc.record({ provider: enumValue, modelFamilies: families }), (r) => pool.listKeys(r, o));
-  });
-  it("WatchKeys", async () => {
-    await fuzz<typeof WatchKeysRequestSchema>("WatchKeys", fc.record({ provider: enumValue, modelFamilies: families }), async (r) => {
-      const abort = new AbortController();
-      const it = pool.watchKeys(r, { headers: AUTH, signal: abort.signal })[Symbol.asyncIterator]();
-      try {
-        await it.next();
-      } finally {
-        abort.abort();
-      }
+    it("survives a half-sent preface and a half-sent HTTP/1.1 request", async () => {
+      await sendRawBytes(portOf(srv, port), HTTP2_PREFACE_BYTES.subarray(0, 10), 100);
+      await sendRawBytes(portOf(srv, port), Buffer.from("POST /keypool.v1.KeyPoolService/Lease HTTP/1.1\r\nHost: x\r\nContent-Le"), 100);
+      await sendRawBytes(portOf(srv, port), Buffer.from("GET / HTTP/1.1\r\n\r\n"), 100);
+      await expectHealthy(port);
     });
   });
-  it("AddKeys", async () => {
-    await fuzz<typeof AddKeysRequestSchema>(
-      "AddKeys",
-      fc.record({
-        provider: enumValue,
-        keys: fc.array(fc.record({ key: text, modelFamilies: families, trial: fc.boolean(), organizationId: text }), { maxLength: 5 }),
-      }),
-      (r) => admin.addKeys(r, o),
-    );
-  });
-  it("RemoveKey, DisableKey, EnableKey", async () => {
-    // Random hashes only: the key the health check leases must stay.
-    const otherHash = text.filter((t) => t !== keyHash);
-    await fuzz<typeof RemoveKeyRequestSchema>("RemoveKey", fc.record({ keyHash: otherHash }), (r) => admin.removeKey(r, o));
-    await fuzz<typeof DisableKeyRequestSchema>("DisableKey", fc.record({ keyHash: otherHash, state: enumValue, reason: text }), (r) => admin.disableKey(r, o));
-    await fuzz<typeof EnableKeyRequestSchema>("EnableKey", fc.record({ keyHash: otherHash }), (r) => admin.enableKey(r, o));
+
+  describe("malformed gRPC frames", () => {
+    const lease = toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL }));
+    const frames: [string, Buffer][] = [
+      ["an empty body", Buffer.alloc(0)],
+      ["a truncated prefix", Buffer.from([0, 0, 0])],
+      ["a length that claims more than sent", grpcFrame(lease, { declaredLength: lease.length + 50 })],
+      ["a length that claims less than sent", grpcFrame(lease, { declaredLength: 1 })],
+      ["a length of 4 GiB", grpcFrame(lease, { declaredLength: 0xffffffff })],
+      ["an oversized message", grpcFrame(Buffer.alloc(100_000, 0x0a))],
+      ["a compressed flag without an encoding", grpcFrame(lease, { compressed: true })],
+      ["a truncated message", grpcFrame(lease.subarray(0, lease.length - 2))],
+      ["an illegal wire type", grpcFrame(Buffer.from([0x0f, 0x01]))],
+      ["two messages for a unary call", Buffer.concat([grpcFrame(lease), grpcFrame(lease)])],
+      ["garbage gzip", grpcFrame(Buffer.from("not gzip"), { compressed: true })],
+    ];
+
+    it.each(frames)("never answers INTERNAL to %s, on any RPC", async (what, body) => {
+      for (const path of PATHS) {
+        const headers = what === "garbage gzip" ? { ...AUTH, "grpc-encoding": "gzip" } : AUTH;
+        const res = await rawH2Request(portOf(srv, port), path, body, headers);
+        expect(res.httpStatus).toBe(200);
+        expect(res.grpcStatus).toBeDefined();
+        expectNoServerFault(`${what} on ${path}`, res.grpcStatus, res.grpcMessage);
+      }
+    });
+
+    it("answers RESOURCE_EXHAUSTED to messages over the limit", async () => {
+      const res = await rawH2Request(portOf(srv, port), `${POOL}Lease`, grpcFrame(Buffer.alloc(100_000)), AUTH);
+      expect(res.grpcStatus).toBe(Code.ResourceExhausted);
+    });
+
+    it("is still healthy", () => expectHealthy(port));
   });
 
-  it("is still healthy, with the known key untouched and every watcher slot given back", async () => {
-    expect(srv.pool.getKey(keyHash)?.state).toBe("active");
-    for (let i = 0; i < 200 && srv.hub.subscriberCount > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(srv.hub.subscriberCount).toBe(0);
-    await expectHealthy();
+  describe("wrong content types", () => {
+    const types = ["text/plain", "application/xml", "application/grpc+xml", "multipart/form-data", "application/octet-stream", ""];
+
+    it.each(types)("HTTP/2 %j: refused without a server error", async (contentType) => {
+      for (const path of [`${POOL}Lease`, `${POOL}WatchKeys`, `${ADMIN_SVC}AddKeys`]) {
+        const res = await rawH2Request(portOf(srv, port), path, Buffer.from("{}"), { ...AUTH, "content-type": contentType });
+        expect(res.httpStatus).not.toBe(200);
+        expect(res.httpStatus).toBeLessThan(500);
+      }
+    });
+
+    // HTTP/1.1 and Connect are the main port's alone.
+    if (port === "main") {
+      it.each(types)("HTTP/1.1 %j: refused without a server error", async (contentType) => {
+        const res = await rawH1Request(portOf(srv, port), `${POOL}Lease`, Buffer.from("{}"), { ...AUTH, "content-type": contentType });
+        expect(res.status).toBeGreaterThanOrEqual(400);
+        expect(res.status).toBeLessThan(500);
+      });
+
+      it("Connect JSON that is not JSON, or has wrong types: INVALID_ARGUMENT", async () => {
+        for (const body of ["{", "[]", '{"model": 5}', '{"maxWait": "forever"}', "\u0000\u0001"]) {
+          const res = await rawH1Request(portOf(srv, port), `${POOL}Lease`, Buffer.from(body), { ...AUTH, "content-type": "application/json" });
+          expect(res.status).toBe(400);
+          expect(JSON.parse(res.body.toString()).code).toBe("invalid_argument");
+        }
+      });
+    }
+
+    it("is still healthy", () => expectHealthy(port));
+  });
+
+  describe("string fields that are not UTF-8, and unknown fields", () => {
+    // Field 1 is a string in every request below; 0xC3 0x28 is an invalid UTF-8 sequence.
+    const badString = Buffer.from([0x0a, 0x02, 0xc3, 0x28]);
+    const stringFirst = [
+      `${POOL}Lease`, `${POOL}ReportRateLimit`, `${POOL}IncrementUsage`, `${POOL}GetLockoutPeriod`,
+      `${ADMIN_SVC}RemoveKey`, `${ADMIN_SVC}DisableKey`, `${ADMIN_SVC}EnableKey`,
+    ];
+
+    it.each(stringFirst)("%s: INVALID_ARGUMENT over gRPC (and Connect on the main port)", async (path) => {
+      expect((await rawH2Request(portOf(srv, port), path, grpcFrame(badString), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
+      if (port !== "main") return;
+      const connect = await rawH2Request(portOf(srv, port), path, badString, { ...AUTH, "content-type": "application/proto" });
+      expect(connect.httpStatus).toBe(400);
+    });
+
+    it("nested strings too: a KeySpec's key, a header name, a model family", async () => {
+      const addKeys = Buffer.from([0x08, 0x01, 0x12, 0x04, 0x0a, 0x02, 0xff, 0xfe]); // provider=1, keys[0].key=<bad>
+      expect((await rawH2Request(portOf(srv, port), `${ADMIN_SVC}AddKeys`, grpcFrame(addKeys), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
+      const header = Buffer.from([0x1a, 0x06, 0x0a, 0x02, 0xff, 0xfe, 0x12, 0x00]); // headers{<bad>: ""}
+      expect((await rawH2Request(portOf(srv, port), `${POOL}ReportRateLimit`, grpcFrame(header), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
+      const family = Buffer.from([0x12, 0x02, 0xc3, 0x28]); // model_families[0]=<bad>
+      expect((await rawH2Request(portOf(srv, port), `${POOL}WatchKeys`, grpcFrame(family), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
+      expect((await rawH2Request(portOf(srv, port), `${POOL}ListKeys`, grpcFrame(family), AUTH)).grpcStatus).toBe(Code.InvalidArgument);
+    });
+
+    it("ignores unknown fields: a Lease with fields from the future still leases", async () => {
+      const known = toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL }));
+      // field 99 varint, field 100 length-delimited, field 2047 fixed64
+      const unknown = Buffer.from([0x98, 0x06, 0x2a, 0xa2, 0x06, 0x03, 0x61, 0x62, 0x63, 0xf9, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8]);
+      const res = await rawH2Request(portOf(srv, port), `${POOL}Lease`, grpcFrame(Buffer.concat([known, unknown])), AUTH);
+      expect(res.grpcStatus).toBe(0);
+      expect(res.body.toString("latin1")).toContain(KEY);
+    });
+
+    it("is still healthy", () => expectHealthy(port));
+  });
+
+  describe("connections opened and dropped", () => {
+    it("survives 2,000 connections opened and dropped (50 at a time), and a burst of reset streams", async () => {
+      const openAndDrop = (i: number) =>
+        new Promise<void>((resolve) => {
+          const socket = net.connect(portOf(srv, port), "127.0.0.1");
+          socket.on("connect", () => {
+            if (i % 3 === 1) socket.write(HTTP2_PREFACE_BYTES);
+            if (i % 3 === 2) socket.write("POST / HTTP/1.1\r\n");
+            socket.destroy();
+          });
+          socket.on("close", () => resolve());
+          socket.on("error", () => resolve());
+        });
+      for (let batch = 0; batch < 40; batch++) {
+        await Promise.all(Array.from({ length: 50 }, (_, i) => openAndDrop(batch * 50 + i)));
+      }
+
+      // Rapid reset: open streams and cancel them at once, on one connection.
+      const session = http2.connect(urlOf(srv, port));
+      session.on("error", () => undefined);
+      await new Promise<void>((resolve) => session.once("connect", () => resolve()));
+      for (let i = 0; i < 300 && !session.destroyed; i++) {
+        const req = session.request({ ":method": "POST", ":path": `${POOL}Lease`, "content-type": "application/grpc", ...AUTH });
+        req.on("error", () => undefined);
+        req.close(http2.constants.NGHTTP2_CANCEL);
+      }
+      session.destroy();
+      await expectHealthy(port);
+    });
+  });
+
+  describe("random values in every field of every RPC", () => {
+    let pool: ReturnType<typeof createClient<typeof KeyPoolService>>;
+    let admin: ReturnType<typeof createClient<typeof KeyAdminService>>;
+    beforeAll(() => {
+      const transport = createGrpcTransport({ baseUrl: urlOf(srv, port) });
+      pool = createClient(KeyPoolService, transport);
+      admin = createClient(KeyAdminService, transport);
+    });
+
+    const text = fc.oneof(
+      fc.string({ maxLength: 40 }),
+      fc.string({ unit: "binary", maxLength: 300 }),
+      fc.constantFrom("", MODEL, "gpt-4o-mini", "claude-3-5-sonnet-latest", "o3", "turbo", "gpt4o", "oai-0000000000000000"),
+    );
+    const enumValue = fc.integer({ min: -3, max: 40 });
+    const u64 = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });
+    const duration = fc.record({
+      seconds: fc.bigInt({ min: -(2n ** 40n), max: 2n ** 40n }),
+      nanos: fc.integer({ min: -999_999_999, max: 999_999_999 }),
+    });
+    const families = fc.array(text, { maxLength: 6 });
+
+    /** Runs `call` on random requests; every failure must be a client-side code, never INTERNAL/UNKNOWN. */
+    async function fuzz<S extends DescMessage>(
+      name: string,
+      arb: fc.Arbitrary<MessageInitShape<S>>,
+      call: (req: MessageInitShape<S>) => Promise<unknown>,
+    ) {
+      const seen = new Map<string, number>();
+      await fc.assert(
+        fc.asyncProperty(arb, async (req) => {
+          try {
+            await call(req);
+            seen.set("OK", (seen.get("OK") ?? 0) + 1);
+          } catch (err) {
+            const e = ConnectError.from(err);
+            seen.set(Code[e.code], (seen.get(Code[e.code]) ?? 0) + 1);
+            if (e.code === Code.Internal || e.code === Code.Unknown) {
+              throw new Error(`${name}: ${Code[e.code]} "${e.rawMessage}"`);
+            }
+          }
+        }),
+        { seed: SEED, numRuns: 40 },
+      );
+      return seen;
+    }
+
+    const o = { headers: AUTH, timeoutMs: 300 };
+
+    it("Lease", async () => {
+      await fuzz<typeof LeaseRequestSchema>("Lease", fc.record({ model: text, provider: enumValue, maxWait: fc.option(duration, { nil: undefined }) }), (r) => pool.lease(r, o));
+    });
+    it("ReportRateLimit", async () => {
+      await fuzz<typeof ReportRateLimitRequestSchema>(
+        "ReportRateLimit",
+        fc.record({
+          keyHash: fc.oneof(text, fc.constant(keyHash)),
+          // Any status but 401, which would (rightly) revoke the key the health check leases.
+          statusCode: fc.oneof(fc.constantFrom(200, 429, 500), fc.integer({ min: 0, max: 2 ** 32 - 1 })).filter((c) => c !== 401),
+          headers: fc.dictionary(fc.oneof(text, fc.constantFrom("retry-after", "x-ratelimit-reset-requests", "x-ratelimit-remaining-tokens")), text, { maxKeys: 70 }),
+          leaseId: text,
+        }),
+        (r) => pool.reportRateLimit(r, o),
+      );
+    });
+    it("IncrementUsage", async () => {
+      await fuzz<typeof IncrementUsageRequestSchema>(
+        "IncrementUsage",
+        fc.record({ keyHash: fc.oneof(text, fc.constant(keyHash)), model: text, inputTokens: u64, outputTokens: u64, leaseId: text }),
+        (r) => pool.incrementUsage(r, o),
+      );
+    });
+    it("GetLockoutPeriod", async () => {
+      await fuzz<typeof GetLockoutPeriodRequestSchema>("GetLockoutPeriod", fc.record({ model: text, provider: enumValue }), (r) => pool.getLockoutPeriod(r, o));
+    });
+    it("ListKeys", async () => {
+      await fuzz<typeof ListKeysRequestSchema>("ListKeys", fc.record({ provider: enumValue, modelFamilies: families }), (r) => pool.listKeys(r, o));
+    });
+    it("WatchKeys", async () => {
+      await fuzz<typeof WatchKeysRequestSchema>("WatchKeys", fc.record({ provider: enumValue, modelFamilies: families }), async (r) => {
+        const abort = new AbortController();
+        const it = pool.watchKeys(r, { headers: AUTH, signal: abort.signal })[Symbol.asyncIterator]();
+        try {
+          await it.next();
+        } finally {
+          abort.abort();
+        }
+      });
+    });
+    it("AddKeys", async () => {
+      await fuzz<typeof AddKeysRequestSchema>(
+        "AddKeys",
+        fc.record({
+          provider: enumValue,
+          keys: fc.array(fc.record({ key: text, modelFamilies: families, trial: fc.boolean(), organizationId: text }), { maxLength: 5 }),
+        }),
+        (r) => admin.addKeys(r, o),
+      );
+    });
+    it("RemoveKey, DisableKey, EnableKey", async () => {
+      // Random hashes only: the key the health check leases must stay.
+      const otherHash = text.filter((t) => t !== keyHash);
+      await fuzz<typeof RemoveKeyRequestSchema>("RemoveKey", fc.record({ keyHash: otherHash }), (r) => admin.removeKey(r, o));
+      await fuzz<typeof DisableKeyRequestSchema>("DisableKey", fc.record({ keyHash: otherHash, state: enumValue, reason: text }), (r) => admin.disableKey(r, o));
+      await fuzz<typeof EnableKeyRequestSchema>("EnableKey", fc.record({ keyHash: otherHash }), (r) => admin.enableKey(r, o));
+    });
+
+    it("is still healthy, with the known key untouched and every watcher slot given back", async () => {
+      expect(srv.pool.getKey(keyHash)?.state).toBe("active");
+      for (let i = 0; i < 200 && srv.hub.subscriberCount > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(srv.hub.subscriberCount).toBe(0);
+      await expectHealthy(port);
+    });
   });
 });

@@ -1,8 +1,8 @@
 /**
  * The built server as operators run it (`node dist/src/main.js`): configuration from the
  * environment, start-up errors that name the variable, no secret in the logs, and SIGTERM/SIGINT
- * with open streams and in-flight Lease waits: clients see UNAVAILABLE, the process exits 0
- * within 5 s.
+ * with open streams and in-flight Lease waits on both ports (main and KEYPOOL_GRPC_PORT): clients
+ * see UNAVAILABLE, the process exits 0 within 5 s.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
@@ -51,6 +51,7 @@ describe("start-up", () => {
 
   it.each([
     ["KEYPOOL_PORT", "not-a-port"],
+    ["KEYPOOL_GRPC_PORT", "70000"],
     ["KEYPOOL_LEASE_TTL", "forever"],
     ["KEYPOOL_LOG_LEVEL", "chatty"],
     ["ALLOWED_MODEL_FAMILIES", "no-such-family"],
@@ -66,7 +67,9 @@ describe("start-up", () => {
 
 describe.each(["SIGTERM", "SIGINT"] as const)("%s with open streams and in-flight Lease waits", (signal) => {
   it("ends them with UNAVAILABLE and exits 0 within 5 s", async () => {
-    const server = await spawnServer({ OPENAI_KEY: OPENAI_SECRET, KEYPOOL_REUSE_DELAY: "1m" });
+    const server = await spawnServer({ OPENAI_KEY: OPENAI_SECRET, KEYPOOL_REUSE_DELAY: "1m", KEYPOOL_GRPC_PORT: "0" });
+    const grpcPort = server.logs.find((l) => l.msg === "keypool listening")?.grpcPort as number;
+    expect(grpcPort).toBeGreaterThan(0);
     const pool = connectClient(KeyPoolService, server.url);
     await pool.lease({ model: "gpt-3.5-turbo" }); // the only key is now held for a minute
 
@@ -88,12 +91,12 @@ describe.each(["SIGTERM", "SIGINT"] as const)("%s with open streams and in-fligh
     })();
     await gotFirst;
 
-    // In-flight waits: connect-node and grpc-js.
+    // In-flight waits: connect-node on the main port, grpc-js on the native gRPC port.
     const connectWait = pool.lease({ model: "gpt-3.5-turbo", maxWait: durationFromMs(60_000) }).then(
       () => undefined,
       (err: unknown) => ConnectError.from(err),
     );
-    const grpcJs = grpcJsClient(loadGrpcJsPackage().KeyPoolService, server.port);
+    const grpcJs = grpcJsClient(loadGrpcJsPackage().KeyPoolService, grpcPort);
     const grpcJsWait = grpcJsUnary(grpcJs, "Lease", { model: "gpt-3.5-turbo", maxWait: { seconds: 60 } }).then(
       () => undefined,
       (err: grpc.ServiceError) => err,

@@ -1,7 +1,7 @@
 /**
  * In-process shutdown (startServer's close): health answers NOT_SERVING, new calls on open
  * connections are refused with UNAVAILABLE, waiting Leases end with UNAVAILABLE, and the port is
- * released.
+ * released: on the main port and on the native gRPC port, which close together.
  */
 import * as net from "node:net";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
@@ -9,18 +9,19 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb";
 import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
 import { connectClient } from "../support/clients";
+import { PORTS, portOf, urlOf } from "../support/ports";
 import { startTestServer, testKey } from "../support/test-server";
 
 const codeOf = (p: Promise<unknown>) => p.then(() => undefined, (err: unknown) => ConnectError.from(err).code);
 
-it("refuses new calls, ends waits with UNAVAILABLE, and releases the port", async () => {
+it.each(PORTS)("on the %s port: refuses new calls, ends waits with UNAVAILABLE, and releases both ports", async (port) => {
   // A long notice period, so that the calls below surely arrive before connections close.
   const t = await startTestServer({
     keys: [{ provider: "openai", key: testKey("openai", 1) }],
     deps: { shutdownNoticeMs: 1500 },
   });
-  const pool = connectClient(KeyPoolService, t.url);
-  const health = connectClient(Health, t.url);
+  const pool = connectClient(KeyPoolService, urlOf(t, port));
+  const health = connectClient(Health, urlOf(t, port));
   await pool.lease({ model: "gpt-3.5-turbo" });
   const waiting = codeOf(pool.lease({ model: "gpt-3.5-turbo", maxWait: durationFromMs(60_000) }));
   await pool.listKeys({}); // the connection is open and the wait is in
@@ -33,6 +34,11 @@ it("refuses new calls, ends waits with UNAVAILABLE, and releases the port", asyn
   await closed;
 
   await expect(
-    new Promise((resolve, reject) => net.connect(t.port, "127.0.0.1", () => resolve(undefined)).once("error", reject)),
+    new Promise((resolve, reject) => net.connect(portOf(t, port), "127.0.0.1", () => resolve(undefined)).once("error", reject)),
   ).rejects.toThrow(/ECONNREFUSED/);
+  for (const other of PORTS) {
+    await expect(
+      new Promise((resolve, reject) => net.connect(portOf(t, other), "127.0.0.1", () => resolve(undefined)).once("error", reject)),
+    ).rejects.toThrow(/ECONNREFUSED/);
+  }
 });

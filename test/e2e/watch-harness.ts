@@ -4,6 +4,7 @@
  */
 import { createClient, type Client } from "@connectrpc/connect";
 import * as http2 from "node:http2";
+import type { PortName } from "../support/ports";
 import { grpcFrame } from "../support/raw-grpc";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { systemClock } from "../../src/domain/clock";
@@ -34,7 +35,7 @@ export async function startWatchServer(
   );
   const hub = new WatchHub(pool, { clock: systemClock, ...options.hub });
   const server = await startServer(
-    { host: "127.0.0.1", port: options.port ?? 0 },
+    { host: "127.0.0.1", port: options.port ?? 0, grpcPort: 0 },
     { pool, watchKeys: createWatchKeys(hub), shutdownGraceMs: 1000 },
   );
   return {
@@ -53,6 +54,9 @@ export async function startWatchServer(
 export type Protocol = "grpc" | "grpc-web" | "connect" | "connect-http1" | "grpc-web-http1" | "connect-json" | "grpc-json";
 /** Every wire protocol, with binary messages (the default of connect-node) and with JSON. */
 export const PROTOCOLS: Protocol[] = ["grpc", "grpc-web", "connect", "connect-http1", "grpc-web-http1", "connect-json", "grpc-json"];
+
+/** What each port speaks: the main port every protocol, the native gRPC port gRPC with protobuf. */
+export const PROTOCOLS_OF: Record<PortName, Protocol[]> = { main: PROTOCOLS, native: ["grpc"] };
 
 export function poolClient(url: string, protocol: Protocol = "grpc"): Client<typeof KeyPoolService> {
   switch (protocol) {

@@ -22,6 +22,9 @@ export interface AccessServer {
   server: RunningServer;
   port: number;
   url: string;
+  /** The native gRPC port (test/support/ports.ts picks between the two). */
+  grpcPort?: number;
+  grpcUrl?: string;
   close(): Promise<void>;
 }
 
@@ -39,7 +42,7 @@ export async function startAccessServer(options: {
   if (options.keys?.length) pool.addKeys(options.keys);
   const hub = new WatchHub(pool, { clock, maxSubscribers: settings.watch.maxWatchers });
   const server = await startServer(
-    { host: "127.0.0.1", port: 0, tls: options.tls },
+    { host: "127.0.0.1", port: 0, grpcPort: 0, tls: options.tls },
     {
       pool,
       watchKeys: createWatchKeys(hub),
@@ -58,6 +61,8 @@ export async function startAccessServer(options: {
     server,
     port: server.port,
     url: server.url,
+    grpcPort: server.grpcPort,
+    grpcUrl: server.grpcUrl,
     async close() {
       await server.close();
       hub.close();

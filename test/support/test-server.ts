@@ -26,6 +26,9 @@ export interface TestServer {
   server: RunningServer;
   port: number;
   url: string;
+  /** The native gRPC port (test/support/ports.ts picks between the two). */
+  grpcPort?: number;
+  grpcUrl?: string;
   close(): Promise<void>;
 }
 
@@ -34,7 +37,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const pool = new KeyPool({ ...options.pool, clock });
   if (options.keys?.length) pool.addKeys(options.keys);
   const server = await startServer(
-    { host: "127.0.0.1", port: 0, tls: options.tls },
+    { host: "127.0.0.1", port: 0, grpcPort: 0, tls: options.tls },
     { shutdownGraceMs: 500, ...options.deps, pool },
   );
   return {
@@ -44,6 +47,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     server,
     port: server.port,
     url: server.url,
+    grpcPort: server.grpcPort,
+    grpcUrl: server.grpcUrl,
     async close() {
       await server.close();
       pool.close();

@@ -1,0 +1,162 @@
+/**
+ * The native gRPC port (KEYPOOL_GRPC_PORT): plain gRPC over HTTP/2, cleartext or TLS, served by
+ * @grpc/grpc-js, which moves gRPC calls several times faster than connect-node's HTTP/2 path.
+ * It mounts the main port's service implementations through src/server/grpc-js-adapter.ts, so
+ * the only difference a client can see is speed.
+ */
+import type * as http2 from "node:http2";
+import * as grpc from "@grpc/grpc-js";
+import type { Interceptor } from "@connectrpc/connect";
+import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
+import type { TlsMaterial } from "./listener";
+import type { MountedService } from "./routes";
+
+export interface NativeGrpcListenerOptions {
+  host: string;
+  port: number;
+  services: MountedService[];
+  interceptors: Interceptor[];
+  shutdownSignal: AbortSignal;
+  tls?: TlsMaterial;
+  /** Largest request message in bytes; default: no limit of its own (as connect's 4 GiB). */
+  readMaxBytes?: number;
+  /** The main port's HTTP/2 options (src/auth/access-limits.ts http2ServerLimits). */
+  http2Limits?: http2.ServerOptions;
+  onAbandoned?: (procedure: string, err: unknown) => void;
+}
+
+export interface NativeGrpcListener {
+  readonly port: number;
+  /** Stops accepting, sends GOAWAY, waits `graceMs` for open calls, then closes what is left. */
+  close(graceMs: number): Promise<void>;
+}
+
+/**
+ * grpc-js words a few transport errors its own way, and calls a request it cannot decompress a
+ * server fault (INTERNAL). The main port gives connect's words, and INVALID_ARGUMENT for what is
+ * the client's mistake; these statuses are rewritten as they leave, so that both ports answer
+ * alike.
+ */
+const TRANSPORT_STATUSES: { code: grpc.status; pattern: RegExp; rewrite: (m: RegExpExecArray) => Partial<grpc.StatusObject> }[] = [
+  {
+    code: grpc.status.RESOURCE_EXHAUSTED,
+    pattern: /^Received message larger than max \((\d+) vs (\d+)\)$/,
+    rewrite: (m) => ({ details: `message size ${m[1]} is larger than configured readMaxBytes ${m[2]}` }),
+  },
+  {
+    code: grpc.status.RESOURCE_EXHAUSTED,
+    pattern: /^Received message that decompresses to a size larger than (\d+)$/,
+    rewrite: (m) => ({ details: `message is larger than configured readMaxBytes ${m[1]} after decompression` }),
+  },
+  {
+    code: grpc.status.INTERNAL,
+    pattern: /^Failed to decompress message$/,
+    rewrite: () => ({ code: grpc.status.INVALID_ARGUMENT, details: "decompression failed" }),
+  },
+  { code: grpc.status.DEADLINE_EXCEEDED, pattern: /^Deadline exceeded$/, rewrite: () => ({ details: "the operation timed out" }) },
+];
+
+/**
+ * grpc-js sends those statuses from the call object itself (its decoder, decompressor and
+ * deadline timer), past any interceptor's responder, so the rewrite sits on the call's own
+ * sendStatus. It changes no call but those of this server, and adds no layer to the call.
+ */
+const sameWordsAsMainPort: grpc.ServerInterceptor = (_method, call) => {
+  const send = call.sendStatus.bind(call);
+  call.sendStatus = (status) => {
+    for (const { code, pattern, rewrite } of TRANSPORT_STATUSES) {
+      const match = status.code === code ? pattern.exec(status.details ?? "") : null;
+      if (match) return send({ ...status, ...rewrite(match) });
+    }
+    send(status);
+  };
+  // The type asks for an intercepting wrapper; the call itself is one, with nothing to add.
+  return call as grpc.ServerInterceptingCall;
+};
+
+/**
+ * The content types of gRPC with protobuf, as connect's gRPC handler reads them. grpc-js takes
+ * anything starting with application/grpc; the main port answers 415 to the rest (such as
+ * application/grpc+xml), and so does this one. (The main port also takes application/grpc+json;
+ * this port speaks binary protobuf only.)
+ */
+const GRPC_PROTO_CONTENT_TYPE = /^application\/grpc(\+proto)?$/i;
+
+function refuseOtherContentTypes(server: grpc.Server): void {
+  const internals = server as unknown as {
+    _verifyContentType?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+  };
+  if (typeof internals._verifyContentType !== "function") {
+    throw new Error("@grpc/grpc-js no longer checks content types where this server expects");
+  }
+  internals._verifyContentType = (stream, headers) => {
+    const contentType = headers["content-type"];
+    if (typeof contentType === "string" && GRPC_PROTO_CONTENT_TYPE.test(contentType)) return true;
+    stream.respond({ ":status": 415 }, { endStream: true });
+    return false;
+  };
+}
+
+export async function startNativeGrpcListener(options: NativeGrpcListenerOptions): Promise<NativeGrpcListener> {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": options.readMaxBytes ?? -1,
+    "grpc.max_send_message_length": -1,
+    ...(options.http2Limits?.settings?.maxConcurrentStreams !== undefined
+      ? { "grpc.max_concurrent_streams": options.http2Limits.settings.maxConcurrentStreams }
+      : {}),
+    interceptors: [sameWordsAsMainPort],
+  });
+  applyHttp2Limits(server, options.http2Limits);
+  refuseOtherContentTypes(server);
+  for (const mounted of options.services) {
+    server.addService(
+      grpcJsDefinition(mounted),
+      grpcJsImplementation(mounted, {
+        interceptors: options.interceptors,
+        shutdownSignal: options.shutdownSignal,
+        onAbandoned: options.onAbandoned,
+      }),
+    );
+  }
+  const credentials = options.tls
+    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: toBuffer(options.tls.cert), private_key: toBuffer(options.tls.key) }], false)
+    : grpc.ServerCredentials.createInsecure();
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${options.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close(graceMs: number) {
+      closing ??= new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      return closing;
+    },
+  };
+}
+
+function toBuffer(material: string | Buffer): Buffer {
+  return typeof material === "string" ? Buffer.from(material) : material;
+}
+
+/**
+ * grpc-js takes HTTP/2 settings only through a few channel options; the rest of the main port's
+ * HTTP/2 limits (header list size and pairs, invalid frames, rejected streams) go into the
+ * options it creates its HTTP/2 server with. test/e2e/access-limits.test.ts checks that they
+ * take effect.
+ */
+function applyHttp2Limits(server: grpc.Server, limits: http2.ServerOptions | undefined): void {
+  if (!limits) return;
+  const common = (server as unknown as { commonServerOptions?: http2.ServerOptions }).commonServerOptions;
+  if (!common) throw new Error("@grpc/grpc-js no longer exposes its HTTP/2 server options");
+  const { settings, ...rest } = limits;
+  Object.assign(common, rest);
+  common.settings = { ...common.settings, ...settings };
+}
