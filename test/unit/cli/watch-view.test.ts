@@ -9,7 +9,7 @@ import {
   WatchKeysResponseSchema,
   type KeyStatus,
 } from "../../../gen/ts/keypool/v1/keypool_pb";
-import { parseWatchArgs, UsageError } from "../../../src/cli/watch-args";
+import { describeFilter, parseWatchArgs, UsageError } from "../../../src/cli/watch-args";
 import { formatCount, formatWait, renderScreen, WatchView, type RenderOptions } from "../../../src/cli/watch-view";
 
 const NOW = Date.UTC(2026, 0, 1, 12);
@@ -131,6 +131,15 @@ describe("keypool-watch arguments", () => {
       httpVersion: "1.1",
       color: false,
     });
+  });
+
+  test("--provider takes any of the seven providers, and the title names it", () => {
+    const names = { openai: Provider.OPENAI, anthropic: Provider.ANTHROPIC, google: Provider.GOOGLE_AI, mistral: Provider.MISTRAL, azure: Provider.AZURE_OPENAI, bedrock: Provider.AWS_BEDROCK, vertex: Provider.GCP_VERTEX };
+    for (const [name, provider] of Object.entries(names)) {
+      const args = parseWatchArgs(["--provider", name, "--family", "llama"], {});
+      expect(args.provider).toBe(provider);
+      expect(describeFilter(args)).toBe(`${name}; families: llama`);
+    }
   });
 
   test("bad input is a clear usage error", () => {
