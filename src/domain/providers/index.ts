@@ -9,8 +9,7 @@ import { openai } from "./openai";
 import type { ProviderInfo } from "./provider";
 
 export type { FamilyRule, ProviderInfo, RateLimitHeaderScheme } from "./provider";
-export { credentialFormat, credentialProblem, joinCredential, splitCredential } from "./credential";
-export type { CredentialPart, CredentialShape } from "./credential";
+export { credentialProblem, joinCredential } from "./credential";
 
 /**
  * Every provider, in the order used to infer a provider from a model name: the vendors first,
