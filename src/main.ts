@@ -111,6 +111,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
       interceptors: [requestLogInterceptor(logger), ...access.interceptors],
       readMaxBytes: settings.limits.maxMessageBytes,
       listenerLimits: listenerLimits(settings.limits),
+      connectionTimeouts: settings.connections,
     },
   );
   logger.info(

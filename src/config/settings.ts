@@ -36,11 +36,15 @@ export interface Setting<T> {
 
 const literal = (text: string) => `\`${text}\``;
 
+/** The longest delay a node timer takes: a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function duration(
   name: string,
   defaultMs: number,
   meaning: string,
   min = 0,
+  max = Infinity,
 ): Setting<number> {
   return {
     name,
@@ -53,6 +57,7 @@ function duration(
         throw new ConfigError(name, `"${raw}" is not a duration (use milliseconds like 1500, or 250ms, 10s, 1m, 1h)`);
       }
       if (ms < min) throw new ConfigError(name, `must be greater than ${min - 1}`);
+      if (ms > max) throw new ConfigError(name, `must be at most ${formatDurationMs(max)}`);
       return ms;
     },
   };
@@ -162,6 +167,7 @@ export const SETTINGS = {
     defaultCooldownMs: duration("KEYPOOL_DEFAULT_COOLDOWN", POOL_DEFAULTS.defaultCooldownMs, "cooldown after a 429 that states no wait"),
     maxCooldownMs: duration("KEYPOOL_MAX_COOLDOWN", POOL_DEFAULTS.maxCooldownMs, "cap on any cooldown after a 429"),
     maxWaitersPerFamily: count("KEYPOOL_MAX_WAITERS", POOL_DEFAULTS.maxWaitersPerFamily, [1, 10_000_000], "`Lease` calls waiting (`max_wait` > 0) for one model family; the next one gets `RESOURCE_EXHAUSTED` at once"),
+    maxWaiters: count("KEYPOOL_MAX_WAITERS_TOTAL", POOL_DEFAULTS.maxWaiters, [1, 10_000_000], "`Lease` calls waiting for a key over all families (each holds a call open); the next one gets `RESOURCE_EXHAUSTED` with a retry delay"),
   },
   watch: {
     heartbeatMs: duration("KEYPOOL_WATCH_HEARTBEAT", DEFAULT_WATCH_HEARTBEAT_MS, "`WatchKeys` sends a heartbeat after this long without events", 1),
@@ -177,6 +183,14 @@ export const SETTINGS = {
     maxMessageBytes: count("KEYPOOL_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, [1024, 1024 * 1024 * 1024], "a request message larger than this: `RESOURCE_EXHAUSTED`"),
     maxConcurrentStreams: count("KEYPOOL_MAX_CONCURRENT_STREAMS", 1000, [1, 2 ** 31 - 1], "HTTP/2 streams one connection may have open (advertised in SETTINGS)"),
     maxHeaderBytes: count("KEYPOOL_MAX_HEADER_BYTES", 64 * 1024, [1024, 64 * 1024], "HTTP/1.1 request headers larger than this: HTTP 431; HTTP/2 advertises it, and node resets any stream whose headers pass 64 KiB (also the most allowed)"),
+    maxConnections: count("KEYPOOL_MAX_CONNECTIONS", 4096, [1, 1_000_000], "connections open at once, all clients together; a new one is closed at once (keep it below the file descriptor limit, `ulimit -n`)"),
+    maxConnectionsPerAddress: count("KEYPOOL_MAX_CONNECTIONS_PER_ADDRESS", 512, [1, 1_000_000], "connections open at once from one remote IP address; the next one from it is closed at once"),
+    maxStreamResets: count("KEYPOOL_MAX_STREAM_RESETS", 1000, [1, 1_000_000], "HTTP/2 streams one connection may reset per 10 s (a budget that refills continuously); past it the connection gets `GOAWAY` `ENHANCE_YOUR_CALM` and is closed (rapid reset)"),
+  },
+  connections: {
+    headersMs: duration("KEYPOOL_HEADERS_TIMEOUT", 10_000, "a new connection must show its protocol, and an HTTP/1.1 request send all its headers, within this (else HTTP 408, or the connection is closed)", 1, MAX_TIMER_MS),
+    requestMs: duration("KEYPOOL_REQUEST_TIMEOUT", 30_000, "a request's headers and body must have fully arrived within this (HTTP/1.1: 408; HTTP/2: the stream is reset)", 1, MAX_TIMER_MS),
+    idleMs: duration("KEYPOOL_IDLE_TIMEOUT", 120_000, "a connection with no call in progress is closed after this (HTTP/2: `GOAWAY`; gRPC clients reconnect); an open `WatchKeys` stream or a waiting `Lease` keeps it in use", 1, MAX_TIMER_MS),
   },
   storage: {
     state: text("KEYPOOL_STATE", "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing", { default: "./data/keypool.db" }),

@@ -1,3 +1,4 @@
+import { quoted } from "./echo";
 import type { Clock } from "./clock";
 import { ErrorCode, PoolError, invalidArgument } from "./errors";
 import type { KeyChanges } from "./key-changes";
@@ -47,7 +48,7 @@ export class KeyAdministration {
         const spec = specs[i];
         if (!isProviderId(spec?.provider)) {
           throw invalidArgument(
-            `keys[${i}]: provider ${JSON.stringify(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
+            `keys[${i}]: provider ${quoted(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
           );
         }
         checkKeySecret(spec.key, `keys[${i}]`, providerInfo(spec.provider));
@@ -91,7 +92,7 @@ export class KeyAdministration {
     for (const family of asked) {
       if (typeof family !== "string" || !known.has(family)) {
         throw invalidArgument(
-          `keys[${i}]: ${JSON.stringify(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
+          `keys[${i}]: ${quoted(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
         );
       }
     }
@@ -105,7 +106,7 @@ export class KeyAdministration {
 
   disableKey(keyHash: string, state: DisableState = "disabled", reason?: string): KeyStatus {
     if (!isDisableState(state)) {
-      throw invalidArgument(`state ${JSON.stringify(state)} is not one of ${DISABLE_STATES.join(", ")}`);
+      throw invalidArgument(`state ${quoted(state)} is not one of ${DISABLE_STATES.join(", ")}`);
     }
     const text = reason?.trim() || DEFAULT_REASONS[state];
     checkText("reason", text, LIMITS.reasonBytes);

@@ -38,6 +38,7 @@ export class KeyPool {
   private readonly reuseDelayMs: number;
   private readonly leaseTtlMs: number;
   private readonly maxWaitersPerFamily: number;
+  private readonly maxWaiters: number;
 
   private readonly keys = new KeyTable();
   private readonly models: ModelResolver;
@@ -54,6 +55,7 @@ export class KeyPool {
     this.reuseDelayMs = o.reuseDelayMs;
     this.leaseTtlMs = o.leaseTtlMs;
     this.maxWaitersPerFamily = o.maxWaitersPerFamily;
+    this.maxWaiters = o.maxWaiters;
     const families = options.families ?? FamilyTable.builtIn();
     this.models = new ModelResolver(families, options.allowedFamilies ?? null);
     this.leases = new LeaseBook(this.clock, (lease) => this.onLeaseExpired(lease));
@@ -75,6 +77,11 @@ export class KeyPool {
   /** Keys in the pool. */
   get size(): number {
     return this.keys.size;
+  }
+
+  /** Lease calls waiting for a key, over all families. */
+  get waitingLeases(): number {
+    return this.scheduler.queues.size;
   }
 
   // ---------------------------------------------------------------- administration
@@ -133,6 +140,13 @@ export class KeyPool {
         const { lockoutMs } = this.keys.index.lockout(target.provider, target.family, target.embedding, now);
         throw resourceExhausted(
           `${this.maxWaitersPerFamily} lease requests are already waiting for ${target.provider} family ${target.family}; retry in ${lockoutMs} ms`,
+          lockoutMs,
+        );
+      }
+      if (queues.size >= this.maxWaiters) {
+        const { lockoutMs } = this.keys.index.lockout(target.provider, target.family, target.embedding, now);
+        throw resourceExhausted(
+          `${this.maxWaiters} lease requests are already waiting for keys, the most this server holds at once (KEYPOOL_MAX_WAITERS_TOTAL); retry in ${lockoutMs} ms`,
           lockoutMs,
         );
       }

@@ -1,3 +1,4 @@
+import { quoted } from "./echo";
 import { notFound } from "./errors";
 import type { KeyEntry } from "./key-entry";
 import { SelectionIndex } from "./selection-index";
@@ -23,7 +24,7 @@ export class KeyTable {
       // A client that sends the key itself by mistake must not see it echoed into errors and
       // logs: only a value shaped like a key hash is quoted.
       if (typeof keyHash === "string" && KEY_HASH_SHAPE.test(keyHash)) {
-        throw notFound(`no key with hash ${JSON.stringify(keyHash)} is in the pool`);
+        throw notFound(`no key with hash ${quoted(keyHash)} is in the pool`);
       }
       throw notFound("no key with that hash is in the pool (the value is not shown: it is not shaped like a key hash, e.g. oai-0123456789abcdef)");
     }

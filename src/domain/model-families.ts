@@ -1,3 +1,4 @@
+import { quoted } from "./echo";
 import { invalidArgument } from "./errors";
 import { PROVIDERS, providerInfo, type FamilyRule } from "./providers";
 import type { ProviderId } from "./types";
@@ -89,7 +90,7 @@ export class FamilyTable {
    * hosts: the request must name one). Throws InvalidArgument naming the model.
    */
   resolve(model: string, provider?: ProviderId): ResolvedModel {
-    const shown = JSON.stringify(model);
+    const shown = quoted(model);
     if (provider !== undefined) {
       const family = this.familyFor(provider, model);
       if (family !== undefined) return { provider, family };

@@ -1,3 +1,4 @@
+import { quoted } from "./echo";
 import { invalidArgument, permissionDenied } from "./errors";
 import type { FamilyTable } from "./model-families";
 import { isProviderId, providerInfo, PROVIDERS } from "./providers";
@@ -5,17 +6,21 @@ import type { ProviderId } from "./types";
 import { checkModel } from "./validation";
 import type { WaitTarget } from "./waiters";
 
-/** Valid names kept at most; past it the cache starts over (names are client input). */
+/** Valid names kept at most per provider; past it that cache starts over (names are client input). */
 const MODEL_CACHE_LIMIT = 1024;
+/** The cache slot for requests that leave the provider to be inferred. */
+const INFERRED_PROVIDER = "";
 
 /**
  * Model name → the keys it needs (provider, family, whether it is an embedding model, which no
  * trial key serves), through a small cache: proxies ask for the same few model names all day,
- * and walking the pattern table each time is a visible share of a lease. Only valid names are
- * cached.
+ * and walking the pattern table each time is a visible share of a lease. The name and provider
+ * are validated before the cache is asked, so that no name skips a check; the cache is one map
+ * per provider (and one for "infer it"), so that no name of one entry can spell the key of
+ * another. Only valid names are cached.
  */
 export class ModelResolver {
-  private readonly cache = new Map<string, WaitTarget>();
+  private readonly cache = new Map<ProviderId | typeof INFERRED_PROVIDER, Map<string, WaitTarget>>();
 
   constructor(
     private readonly families: FamilyTable,
@@ -25,20 +30,25 @@ export class ModelResolver {
 
   /** The model resolved, or InvalidArgument naming it. */
   resolve(model: string, provider?: ProviderId): WaitTarget {
-    const cacheKey = provider === undefined ? model : `${provider}\u0000${model}`;
-    const hit = typeof model === "string" ? this.cache.get(cacheKey) : undefined;
-    if (hit) return hit;
     checkModel(model);
     if (provider !== undefined && !isProviderId(provider)) {
-      throw invalidArgument(`provider ${JSON.stringify(provider)} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`);
+      throw invalidArgument(`provider ${quoted(provider)} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`);
     }
+    const slot = provider ?? INFERRED_PROVIDER;
+    const cache = this.cache.get(slot);
+    const hit = cache?.get(model);
+    if (hit) return hit;
     const resolved = this.families.resolve(model, provider);
     const target: WaitTarget = {
       ...resolved,
       embedding: providerInfo(resolved.provider).embeddingModels.test(model),
     };
-    if (this.cache.size >= MODEL_CACHE_LIMIT) this.cache.clear();
-    this.cache.set(cacheKey, target);
+    if (!cache) {
+      this.cache.set(slot, new Map([[model, target]]));
+    } else {
+      if (cache.size >= MODEL_CACHE_LIMIT) cache.clear();
+      cache.set(model, target);
+    }
     return target;
   }
 

@@ -43,7 +43,13 @@ export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "g
  * durable; without storage it resolves at once.
  */
 export interface Durability {
+  /** Resolves when every change made before the call is committed; rejects if saving failed. */
   flush(): Promise<void>;
+  /**
+   * Tells `listener` whenever saving stops (a commit failed) or works again (a later commit
+   * succeeded), so that health can say NOT_SERVING meanwhile. Returns the unsubscribe function.
+   */
+  watchSaving?(listener: (saving: boolean) => void): () => void;
 }
 
 export const noDurability: Durability = { flush: () => Promise.resolve() };

@@ -13,6 +13,7 @@ export const POOL_DEFAULTS = {
   defaultCooldownMs: 10_000,
   maxCooldownMs: 60_000,
   maxWaitersPerFamily: 10_000,
+  maxWaiters: 5_000,
 } as const;
 
 export interface PoolOptions {
@@ -33,6 +34,8 @@ export interface PoolOptions {
   maxCooldownMs?: number;
   /** Lease waiters queued per family before RESOURCE_EXHAUSTED. */
   maxWaitersPerFamily?: number;
+  /** Lease waiters queued over all families before RESOURCE_EXHAUSTED: each holds a call open. */
+  maxWaiters?: number;
   /** Computes key hashes; tests inject one to force a collision. Default: hashKey. */
   keyHasher?: KeyHasher;
 }

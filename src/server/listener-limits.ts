@@ -4,6 +4,7 @@
  * the per-field limits of each message itself (src/domain/validation.ts).
  */
 import type { Settings } from "../config/settings";
+import type { ConnectionCaps } from "./connection-guard";
 
 export type ListenerLimitSettings = Settings["limits"];
 
@@ -29,7 +30,16 @@ export function http1ServerLimits(limits: ListenerLimitSettings) {
   return { maxHeaderSize: limits.maxHeaderBytes };
 }
 
-/** Both, as startServer's listenerLimits. */
+/** The caps on open connections and stream resets (connection-guard.ts). */
+export function connectionCaps(limits: ListenerLimitSettings): ConnectionCaps {
+  return {
+    maxConnections: limits.maxConnections,
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+    maxStreamResets: limits.maxStreamResets,
+  };
+}
+
+/** All three, as startServer's listenerLimits. */
 export function listenerLimits(limits: ListenerLimitSettings) {
-  return { http2: http2ServerLimits(limits), http1: http1ServerLimits(limits) };
+  return { http2: http2ServerLimits(limits), http1: http1ServerLimits(limits), connections: connectionCaps(limits) };
 }

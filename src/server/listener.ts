@@ -10,11 +10,11 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { readGroup, SETTINGS } from "../config/settings";
+import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
+import { connectionCaps } from "./listener-limits";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
-
-/** How long a cleartext connection may stay silent before its protocol is known. */
-const SNIFF_TIMEOUT_MS = 10_000;
 
 export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -31,8 +31,12 @@ export interface ListenerOptions {
   port: number;
   handler: RequestHandler;
   tls?: TlsMaterial;
-  /** Protocol limits (listener-limits.ts): HTTP/2 settings, HTTP/1.1 header size. */
-  limits?: { http2?: http2.ServerOptions; http1?: http.ServerOptions };
+  /** Protocol limits (listener-limits.ts): HTTP/2 settings, HTTP/1.1 header size, connection caps. */
+  limits?: { http2?: http2.ServerOptions; http1?: http.ServerOptions; connections?: ConnectionCaps };
+  /** Header, request and idle timeouts (connection-guard.ts); default: the settings' defaults. */
+  timeouts?: ConnectionTimeouts;
+  /** Told about each connection refused or closed by a cap or timeout. */
+  report?: GuardReport;
 }
 
 export interface Listener {
@@ -70,6 +74,24 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     socket.once("close", () => sockets.delete(socket));
   };
 
+  // Without settings (embedders, tests), the defaults of the settings table.
+  const timeouts = options.timeouts ?? readGroup({}, SETTINGS.connections);
+  const caps = options.limits?.connections ?? connectionCaps(readGroup({}, SETTINGS.limits));
+  const guard = new ConnectionGuard(timeouts, caps, options.report);
+  const watchSession = (session: http2.ServerHttp2Session) => {
+    trackSession(session);
+    guard.watchSession(session);
+  };
+  // node's HTTP/1.1 timeouts: complete headers within headersMs, the whole request within
+  // requestMs (both answered 408), and a kept-alive connection closed after idleMs unused.
+  const http1Timeouts = {
+    headersTimeout: timeouts.headersMs,
+    requestTimeout: Math.max(timeouts.requestMs, timeouts.headersMs),
+    keepAliveTimeout: timeouts.idleMs,
+    // How often node looks for requests past those timeouts: a tenth of the shorter one.
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(timeouts.headersMs / 10))),
+  };
+
   let server: net.Server;
   let http1: http.Server | undefined;
   if (options.tls) {
@@ -77,6 +99,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
       {
         ...options.limits?.http2,
         ...options.limits?.http1,
+        ...http1Timeouts,
         cert: options.tls.cert,
         key: options.tls.key,
         allowHTTP1: true,
@@ -84,19 +107,34 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
       },
       options.handler,
     );
-    secure.on("session", trackSession);
-    secure.on("connection", trackSocket);
+    // The HTTP/1.1 side of a secure HTTP/2 server reads these as properties (keepAliveTimeout
+    // is not one of its options).
+    Object.assign(secure, http1Timeouts);
+    secure.on("session", watchSession);
+    secure.on("connection", (socket: net.Socket) => {
+      if (guard.admit(socket)) trackSocket(socket);
+    });
     server = secure;
   } else {
     const h2 = http2.createServer({ ...options.limits?.http2 }, options.handler);
-    h2.on("session", trackSession);
-    http1 = http.createServer({ ...options.limits?.http1 }, options.handler);
+    h2.on("session", watchSession);
+    http1 = http.createServer({ ...options.limits?.http1, ...http1Timeouts }, options.handler);
+    // node checks header and request timeouts from a timer that 'listening' starts. This server
+    // never listens (the cleartext port's sockets reach it through emit('connection') once
+    // sniffed), so without this event no timeout is ever checked and a half-sent request holds
+    // its socket forever.
+    http1.emit("listening");
     const h1 = http1;
     server = net.createServer((socket) => {
+      if (!guard.admit(socket)) return;
       trackSocket(socket);
-      handOver(socket, h2, h1);
+      handOver(socket, h2, h1, timeouts.headersMs);
     });
   }
+  server.maxConnections = guard.caps.maxConnections;
+  server.on("drop", (data?: { remoteAddress?: string }) =>
+    options.report?.("refused", { remoteAddress: data?.remoteAddress, limit: guard.caps.maxConnections, cap: "total" }),
+  );
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -133,6 +171,8 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
         }
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();
+        // Stops node's timeout checks on the HTTP/1.1 side (it never listened: nothing else to close).
+        http1?.close();
         await released;
       })();
       return closing;
@@ -141,9 +181,10 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
 }
 
 /** Reads just enough of a cleartext connection to know its protocol, then hands it over. */
-function handOver(socket: net.Socket, h2: http2.Http2Server, h1: http.Server): void {
+function handOver(socket: net.Socket, h2: http2.Http2Server, h1: http.Server, silentMs: number): void {
   let seen: Buffer = Buffer.alloc(0);
-  const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+  // Silent too long before its protocol is known: the headers timeout, before any header.
+  const timer = setTimeout(() => socket.destroy(), silentMs);
   const cleanup = () => {
     clearTimeout(timer);
     socket.off("data", onData);

@@ -19,6 +19,7 @@ import { HealthState, ServingStatus } from "../transport/health";
 import type { WatchKeysImpl } from "../transport/key-pool-service";
 import type { Durability, PoolApi } from "../domain/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
+import { serveGrpcWebText } from "../transport/grpc-web-text";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { createNodeHandler } from "./node-handler";
 import { startNativeGrpcListener, type NativeGrpcListener } from "./native-grpc-listener";
@@ -42,8 +43,10 @@ export interface ServerDeps {
   interceptors?: Interceptor[];
   /** Largest request message in bytes (KEYPOOL_MAX_MESSAGE_BYTES); default: connect's own (4 GiB). */
   readMaxBytes?: number;
-  /** HTTP/2 and HTTP/1.1 protocol limits for the listener (listener-limits.ts). */
+  /** HTTP/2 and HTTP/1.1 protocol limits and connection caps for the listener (listener-limits.ts). */
   listenerLimits?: ListenerOptions["limits"];
+  /** Header, request and idle timeouts (KEYPOOL_*_TIMEOUT); default: the listener's. */
+  connectionTimeouts?: ListenerOptions["timeouts"];
   /**
    * How long close() keeps connections open after turning health NOT_SERVING, so that health
    * watchers and checkers see it (default 50 ms). New calls are refused during this time.
@@ -77,6 +80,30 @@ function readTlsFile(variable: string, path: string): Buffer {
   }
 }
 
+/**
+ * One log line per connection refused or closed by a cap or timeout: refusals and rapid resets
+ * at warn (someone is pushing), timeouts at debug (every client that goes away quietly does it).
+ * Refusals come in floods, so they are summarised at most once a second.
+ */
+function reportConnectionEvent(logger: Logger): NonNullable<ListenerOptions["report"]> {
+  let refusedSinceLog = 0;
+  let lastRefusalLog = 0;
+  return (event, fields) => {
+    if (event === "refused") {
+      refusedSinceLog++;
+      const now = Date.now();
+      if (now - lastRefusalLog < 1000) return;
+      logger.warn({ ...fields, refused: refusedSinceLog }, "connections refused: over the connection cap");
+      refusedSinceLog = 0;
+      lastRefusalLog = now;
+    } else if (event === "rapid-reset") {
+      logger.warn(fields, "connection closed (GOAWAY ENHANCE_YOUR_CALM): it reset too many streams");
+    } else {
+      logger.debug(fields, event === "idle" ? "idle connection closed" : "request did not arrive in time: stream reset");
+    }
+  };
+}
+
 export async function startServer(config: ListenConfig, deps: ServerDeps): Promise<RunningServer> {
   const logger = deps.logger ?? silentLogger;
   const health = new HealthState(APPLICATION_SERVICES.map((s) => s.typeName));
@@ -103,12 +130,17 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   const handler = createNodeHandler({
     logger,
     // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
-    routes: reclassifyClientMistakes(routesOf(services)),
+    // gRPC-Web text mode is translated outside, so that everything inside sees binary gRPC-Web.
+    routes: serveGrpcWebText(reclassifyClientMistakes(routesOf(services))),
     ...(deps.readMaxBytes !== undefined ? { readMaxBytes: deps.readMaxBytes } : {}),
     shutdownSignal: shutdown.signal,
     interceptors,
     // Plain curl and browsers post Connect JSON without the Connect-Protocol-Version header.
     requireConnectProtocolHeader: false,
+    // protobuf's JSON default, not connect's: an unknown enum name ("KEY_STATE_FOO") or field
+    // is INVALID_ARGUMENT. Ignored, it left the field at its default, and a typo became another
+    // request ("disable" instead of "revoke", "every provider" instead of one).
+    jsonOptions: { ignoreUnknownFields: false },
   });
 
   const tls = config.tls
@@ -120,6 +152,8 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     handler,
     tls,
     limits: deps.listenerLimits,
+    timeouts: deps.connectionTimeouts,
+    report: reportConnectionEvent(logger),
   });
   let native: NativeGrpcListener | undefined;
   if (config.grpcPort !== undefined) {
@@ -142,6 +176,13 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     }
   }
   health.setAll(ServingStatus.SERVING);
+  // A server that cannot save acknowledges no change: load balancers and checkers should know.
+  const stopWatchingSaving = deps.durability?.watchSaving?.((saving) => {
+    if (closing) return;
+    health.setAll(saving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+    if (!saving) logger.error("health is NOT_SERVING: changes cannot be saved to the state file");
+    else logger.info("health is SERVING again: changes are saved to the state file");
+  });
 
   const hostForUrl = config.host.includes(":") ? `[${config.host}]` : config.host;
   const scheme = tls ? "https" : "http";
@@ -153,6 +194,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     health,
     close() {
       closing ??= (async () => {
+        stopWatchingSaving?.();
         health.setAll(ServingStatus.NOT_SERVING);
         // Let health watchers receive NOT_SERVING before their streams are ended.
         await new Promise((resolve) => setTimeout(resolve, deps.shutdownNoticeMs ?? 50));

@@ -11,6 +11,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
+import { checkSameFile, identityOf, type FileIdentity } from "./file-identity";
 import {
   CLOSE_FAILED,
   CLOSED,
@@ -92,12 +93,18 @@ export class WorkerCommitter implements BatchCommitter {
   /** Set when the thread died: every later commit fails with it. */
   private broken: Error | undefined;
   private closed = false;
+  /**
+   * The file the thread opens; each commit is acknowledged only while the path still names it.
+   * Absent when there was no file: the thread then fails to open it, and nothing is acknowledged.
+   */
+  private readonly opened: FileIdentity | undefined;
 
   /** `file` must be an existing, migrated state file (SqliteStateStore.open made it so). */
   constructor(
     readonly location: string,
     private readonly now: () => number = Date.now,
   ) {
+    this.opened = identityOf(location);
     this.worker = startCommitWorker({ file: location, control: this.control });
     // The thread never keeps the process alive: main decides when to stop, and closes us first.
     this.worker.unref();
@@ -135,6 +142,12 @@ export class WorkerCommitter implements BatchCommitter {
     void this.worker.terminate();
     const inFlight = this.pending;
     this.pending = undefined;
+    const lost = this.lostError();
+    if (lost) {
+      // Whatever the thread wrote went to a file that is no longer at the path: not saved.
+      inFlight?.done(lost);
+      throw lost;
+    }
     if (outcome === CLOSED) {
       // Committed before the last batch, whose success implies it.
       inFlight?.done();
@@ -177,7 +190,19 @@ export class WorkerCommitter implements BatchCommitter {
     const pending = this.pending;
     if (!pending || pending.id !== message.id) return;
     this.pending = undefined;
-    pending.done(message.type === "done" ? undefined : new Error(message.message));
+    if (message.type === "failed") return pending.done(new Error(message.message));
+    pending.done(this.lostError());
+  }
+
+  /** Undefined while the path still names the file the thread writes. */
+  private lostError(): Error | undefined {
+    if (!this.opened) return undefined;
+    try {
+      checkSameFile(this.location, this.opened);
+      return undefined;
+    } catch (err) {
+      return err as Error;
+    }
   }
 
   private fail(err: Error): void {

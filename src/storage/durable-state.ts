@@ -9,9 +9,10 @@ import type { KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec, KeyStatus, PoolEvent } from "../domain/types";
 import { WorkerCommitter } from "./committers";
 import type { Durability, DurablePool } from "../domain/pool-api";
+import { StateFileLostError } from "./file-identity";
 import { GroupCommitWriter, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
-import { SqliteStateStore } from "./sqlite-store";
+import { SqliteStateStore, classify } from "./sqlite-store";
 import type { StateStore, StoredKey, StoreWrite } from "./state-store";
 
 /** KEYPOOL_STATE's value that keeps nothing. */
@@ -73,8 +74,13 @@ export function openDurableState(options: DurableStateOptions): DurableState {
   try {
     return startFrom(store, options);
   } catch (err) {
-    store.close();
-    throw err;
+    try {
+      store.close();
+    } catch {
+      // The first failure is the one to report (a full disk fails the close's checkpoint too).
+    }
+    // Whatever failed (reading, the first writes, the checkpoint), the message names the file.
+    throw classify(err, store.location);
   }
 }
 
@@ -140,13 +146,23 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     clock: options.clock,
     lazyMs: options.lazyMs,
     origins: plan.origins,
-    onError: (err) => logger.error({ state: store.location, err: err.message }, "saving state failed"),
+    onError: (err, cause) => {
+      if (cause instanceof StateFileLostError) {
+        logger.error(
+          { state: store.location, err: cause.message },
+          `state file ${store.location} was ${cause.replaced ? "replaced by another file" : "deleted"} while keypool was running: changes are no longer acknowledged (UNAVAILABLE) and health is NOT_SERVING; they are kept in memory and saved once the file is back at its path`,
+        );
+      } else {
+        logger.error({ state: store.location, err: err.message }, "saving state failed");
+      }
+    },
   });
   return {
     location: store.location,
     persistent: true,
     stats: writer.stats,
     flush: () => writer.flush(),
+    watchSaving: (listener) => writer.watchSaving(listener),
     close: () => {
       writer.close();
       logger.info({ state: store.location, ...writer.stats }, "state file closed");

@@ -27,8 +27,8 @@ export interface GroupCommitOptions {
   clock: Clock;
   /** How long soft state may wait for a commit. Default 1000 ms. */
   lazyMs?: number;
-  /** Told about a failed commit (the flushes waiting on it are rejected too). */
-  onError?: (err: Error) => void;
+  /** Told about a failed commit (the flushes waiting on it are rejected too): the error callers get, and its cause. */
+  onError?: (err: Error, cause: Error) => void;
   /**
    * Where each key in the pool at start came from (restore.ts). Configured keys are not written
    * at start: their row is made when they first change, with this origin.
@@ -74,6 +74,9 @@ export class GroupCommitWriter implements Durability {
   private hardPending = false;
   private lazyTimer: Timer | undefined;
   private closed = false;
+  /** False from a failed commit until one succeeds. */
+  private saving = true;
+  private readonly savingListeners = new Set<(saving: boolean) => void>();
   private readonly committer: BatchCommitter;
   private readonly unsubscribe: () => void;
   private readonly lazyMs: number;
@@ -106,6 +109,18 @@ export class GroupCommitWriter implements Durability {
         this.inFlight!.waiters.push({ resolve, reject });
       }
     });
+  }
+
+  watchSaving(listener: (saving: boolean) => void): () => void {
+    this.savingListeners.add(listener);
+    if (!this.saving) listener(false);
+    return () => this.savingListeners.delete(listener);
+  }
+
+  private setSaving(saving: boolean): void {
+    if (this.saving === saving) return;
+    this.saving = saving;
+    for (const listener of this.savingListeners) listener(saving);
   }
 
   /** Keys changed and not yet on their way to disk. */
@@ -223,12 +238,14 @@ export class GroupCommitWriter implements Durability {
       // Keep the changes for the next commit; what changed since is newer and wins.
       for (const [keyHash, entry] of inFlight.batch) if (!this.dirty.has(keyHash)) this.dirty.set(keyHash, entry);
       const err = this.saveError(failure);
-      this.options.onError?.(err);
+      this.options.onError?.(err, failure);
       for (const waiter of inFlight.waiters) waiter.reject(err);
+      this.setSaving(false);
     } else {
       this.stats.commits += 1;
       this.stats.keysWritten += inFlight.batch.size;
       for (const waiter of inFlight.waiters) waiter.resolve();
+      this.setSaving(true);
     }
     // Whatever came while this batch was on its way goes next, at once if someone waits for it.
     if (this.dirty.size === 0) return;

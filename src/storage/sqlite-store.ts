@@ -14,6 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import type { KeyRecord, KeyStatus } from "../domain/types";
+import { checkSameFile, identityOf, type FileIdentity } from "./file-identity";
 import { toKeyRow } from "./key-rows";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from "./migrations";
 import { checkpointWal, prepareKeyRowStatements, useWriterPragmas } from "./sqlite-connection";
@@ -51,6 +52,8 @@ export class SqliteStateStore implements StateStore {
     readonly location: string,
     private readonly db: Database.Database,
     private readonly now: () => number,
+    /** The file opened: a batch counts as written only while the path still names it. */
+    private readonly opened: FileIdentity,
   ) {
     const runRow = prepareKeyRowStatements(db);
     this.applyBatch = db.transaction((writes: readonly StoreWrite[]) => {
@@ -74,10 +77,12 @@ export class SqliteStateStore implements StateStore {
       checkIntegrity(db, location, fresh);
       migrate(db, location, options.migrations ?? MIGRATIONS, now);
       ownerOnly(location);
-      return new SqliteStateStore(location, db, now);
+      const opened = identityOf(location);
+      if (!opened) throw new StateFileError(location, "disappeared while it was being opened", CHECK_PERMISSIONS);
+      return new SqliteStateStore(location, db, now, opened);
     } catch (err) {
       db.close();
-      throw err;
+      throw err instanceof StateFileError ? err : classify(err, location);
     }
   }
 
@@ -98,6 +103,7 @@ export class SqliteStateStore implements StateStore {
   writeBatch(writes: readonly StoreWrite[]): void {
     if (this.closed) throw new Error(`keypool state file ${this.location} is closed`);
     if (writes.length > 0) this.applyBatch(writes);
+    checkSameFile(this.location, this.opened);
   }
 
   close(): void {
@@ -144,6 +150,7 @@ const RESTORE_BACKUP =
  * owner-only permissions when absent. Returns whether it was created.
  */
 function prepareFile(location: string, mustExist: boolean): boolean {
+  refuseLinkToNothing(location);
   let stat: fs.Stats | undefined;
   try {
     stat = fs.statSync(location);
@@ -187,6 +194,35 @@ function prepareFile(location: string, mustExist: boolean): boolean {
     throw new StateFileError(location, `cannot be created (${describe(err)})`, CHECK_PERMISSIONS);
   }
   return true;
+}
+
+/**
+ * A symbolic link to a state file works like the file. A link to an empty file or to nothing is
+ * refused: keypool would start a new, empty pool in whatever file the link happens to reach
+ * (the link usually points where a state file was expected to be, not where a new one belongs).
+ */
+function refuseLinkToNothing(location: string): void {
+  let link: fs.Stats;
+  try {
+    link = fs.lstatSync(location);
+  } catch {
+    return; // nothing at the path: prepareFile decides
+  }
+  if (!link.isSymbolicLink()) return;
+  const target = fs.readlinkSync(location);
+  let size: number | undefined;
+  try {
+    size = fs.statSync(location).size;
+  } catch {
+    size = undefined;
+  }
+  if (size === undefined || size === 0) {
+    throw new StateFileError(
+      location,
+      `is a symbolic link to ${size === undefined ? "nothing" : "an empty file"} (${target}); keypool starts a new state file only at a path that names no file`,
+      "Point KEYPOOL_STATE at the state file itself (or at a path that does not exist yet, to start with an empty pool).",
+    );
+  }
 }
 
 /**
@@ -306,11 +342,21 @@ function currentVersion(db: Database.Database): number {
   return row.version ?? 0;
 }
 
-function classify(err: unknown, location: string): StateFileError {
+const FREE_SPACE = "Free space on the disk that holds it (or raise the process's file size limit), then start keypool again.";
+
+/** Any failure to use the file, as a StateFileError naming it. */
+export function classify(err: unknown, location: string): StateFileError {
+  if (err instanceof StateFileError) return err;
   const code = (err as { code?: string }).code ?? "";
   if (code === "SQLITE_NOTADB") return new StateFileError(location, "is not a SQLite database", RESTORE_BACKUP);
   if (code.startsWith("SQLITE_CORRUPT")) {
     return new StateFileError(location, `is corrupt (${describe(err)})`, RESTORE_BACKUP);
+  }
+  if (code === "SQLITE_FULL") {
+    return new StateFileError(location, `cannot be written: the disk that holds it is full (${describe(err)})`, FREE_SPACE);
+  }
+  if (code.startsWith("SQLITE_IOERR")) {
+    return new StateFileError(location, `cannot be written (${describe(err)})`, `${FREE_SPACE} ${CHECK_PERMISSIONS}`);
   }
   if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
     return new StateFileError(

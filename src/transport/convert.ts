@@ -100,11 +100,31 @@ export function durationToProto(ms: number): Duration {
   return durationFromMs(Math.max(0, Math.round(ms)));
 }
 
-/** Absent → 0; negative → INVALID_ARGUMENT naming the field. */
+/** google.protobuf.Duration's own range: about 10,000 years either way. */
+const DURATION_MAX_SECONDS = 315_576_000_000n;
+
+/**
+ * Absent → 0. A Duration that google.protobuf.Duration's definition rules out (nanos outside
+ * -999,999,999..999,999,999, seconds and nanos of opposite signs, seconds beyond ±10,000 years)
+ * or a negative one → INVALID_ARGUMENT naming the field: read as they come, "1 s minus 5 ns"
+ * and "1 s plus 2e9 ns" would each be some other wait than the client meant.
+ */
 export function durationFromProto(duration: Duration | undefined, field: string): number {
   if (!duration) return 0;
+  const { seconds, nanos } = duration;
+  if (!Number.isInteger(nanos) || nanos <= -1_000_000_000 || nanos >= 1_000_000_000) {
+    throw invalidArgument(`${field}.nanos is ${nanos}; it must be from -999999999 to 999999999`);
+  }
+  if ((seconds > 0n && nanos < 0) || (seconds < 0n && nanos > 0)) {
+    throw invalidArgument(`${field} has seconds ${seconds} and nanos ${nanos}; they must not have opposite signs`);
+  }
+  if (seconds > DURATION_MAX_SECONDS || seconds < -DURATION_MAX_SECONDS) {
+    throw invalidArgument(`${field}.seconds is ${seconds}; a Duration spans at most ±${DURATION_MAX_SECONDS} seconds`);
+  }
+  // Signs first: a few negative nanoseconds round to -0 ms.
+  if (seconds < 0n || nanos < 0) throw invalidArgument(`${field} must not be negative`);
   const ms = durationMs(duration);
-  if (ms < 0 || !Number.isFinite(ms)) throw invalidArgument(`${field} must not be negative`);
+  if (!Number.isFinite(ms)) throw invalidArgument(`${field} is too long`);
   return ms;
 }
 

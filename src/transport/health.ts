@@ -4,6 +4,7 @@
  * back to NOT_SERVING before anything else, so that load balancers stop sending calls first.
  */
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { quoted } from "../domain/echo";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
@@ -53,7 +54,7 @@ export function createHealthService(state: HealthState): ServiceImpl<typeof Heal
     check(req: HealthCheckRequest) {
       const status = state.get(req.service);
       if (status === undefined) {
-        throw new ConnectError(`unknown service "${req.service}"`, Code.NotFound);
+        throw new ConnectError(`unknown service ${quoted(req.service)}`, Code.NotFound);
       }
       return { status };
     },

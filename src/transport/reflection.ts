@@ -8,6 +8,7 @@ import { toBinary, type DescFile } from "@bufbuild/protobuf";
 import { nestedTypes } from "@bufbuild/protobuf/reflect";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { quoted } from "../domain/echo";
 import { ServerReflection as ServerReflectionV1 } from "../../gen/ts/grpc/reflection/v1/reflection_pb";
 import { ServerReflection as ServerReflectionV1Alpha } from "../../gen/ts/grpc/reflection/v1alpha/reflection_pb";
 
@@ -105,19 +106,19 @@ export class DescriptorIndex {
         };
       case "fileByFilename": {
         const file = this.fileByName(request.value);
-        return file ? files(file) : notFound(`file "${request.value}" not found`);
+        return file ? files(file) : notFound(`file ${quoted(request.value)} not found`);
       }
       case "fileContainingSymbol": {
         const file = this.fileContainingSymbol(request.value);
-        return file ? files(file) : notFound(`symbol "${request.value}" not found`);
+        return file ? files(file) : notFound(`symbol ${quoted(request.value)} not found`);
       }
       case "fileContainingExtension":
         // No file the server describes declares extensions.
         return notFound(
-          `no extension ${request.value.extensionNumber} of "${request.value.containingType}"`,
+          `no extension ${request.value.extensionNumber} of ${quoted(request.value.containingType)}`,
         );
       case "allExtensionNumbersOfType":
-        if (!this.isMessage(request.value)) return notFound(`type "${request.value}" not found`);
+        if (!this.isMessage(request.value)) return notFound(`type ${quoted(request.value)} not found`);
         return {
           validHost: req.host,
           messageResponse: {

@@ -9,6 +9,7 @@
  */
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -31,6 +32,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/hea
 import { grpcFrame, HTTP2_PREFACE_BYTES, rawH1Request, rawH2Request, sendRawBytes, SERVER_FAULT_CODES } from "../support/raw-grpc";
 import { PORTS, portOf, urlOf, type PortName } from "../support/ports";
 import { startAccessServer, type AccessServer } from "../support/access-server";
+import { grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "../support/clients";
 import type { ManualClock } from "../../src/domain/clock";
 
 const ADMIN = "tok-robust-admin-e41b";
@@ -355,4 +357,180 @@ describe.each(PORTS)("on the %s port", (port) => {
       await expectHealthy(port);
     });
   });
+});
+
+// The main port's own stack (connect-node): what it answers to input that its decoders, and not
+// the pool, see first. The native gRPC port's answers are grpc-js's.
+describe("errors repeat client input only up to a bound", () => {
+  // The server with the default 4 MiB message limit, so that a 1 MB value reaches the pool.
+  let large: AccessServer;
+  beforeAll(async () => {
+    large = await startAccessServer({ env: { KEYPOOL_TOKENS: `admin:${ADMIN}` } });
+  });
+  afterAll(() => large.close());
+
+  it("AddKeys with a 1 MB unknown family name: grpc-js gets INVALID_ARGUMENT with a cut message, Connect a small body", async () => {
+    const family = "f".repeat(1024 * 1024);
+    const grpcJs = grpcJsClient(loadGrpcJsPackage().KeyAdminService, large.port);
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", AUTH.authorization);
+    const err = await grpcJsUnary(grpcJs, "addKeys", { provider: "PROVIDER_OPENAI", keys: [{ key: "sk-echo-1", modelFamilies: [family] }] }, { metadata }).then(
+      () => undefined,
+      (e: grpc.ServiceError) => e,
+    );
+    grpcJs.close();
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err!.details).toContain("…[truncated: 1048576 bytes in all]");
+    expect(err!.details.length).toBeLessThan(1100);
+
+    const connect = await rawH1Request(
+      large.port,
+      `${ADMIN_SVC}AddKeys`,
+      Buffer.from(JSON.stringify({ provider: "PROVIDER_OPENAI", keys: [{ key: "sk-echo-1", modelFamilies: [family] }] })),
+      { ...AUTH, "content-type": "application/json" },
+    );
+    expect(connect.status).toBe(400);
+    expect(connect.body.length).toBeLessThan(1100);
+  });
+
+  it("a 100 KB digit string in JSON inputTokens: a bounded error over Connect and gRPC+JSON", async () => {
+    const body = `{"keyHash":"oai-0000000000000000","model":"${MODEL}","inputTokens":"${"1".repeat(100_000)}"}`;
+    const connect = await rawH1Request(large.port, `${POOL}IncrementUsage`, Buffer.from(body), { ...AUTH, "content-type": "application/json" });
+    expect(connect.status).toBe(400);
+    expect(JSON.parse(connect.body.toString()).code).toBe("invalid_argument");
+    expect(connect.body.length).toBeLessThan(1200);
+    const grpcJson = await rawH2Request(large.port, `${POOL}IncrementUsage`, grpcFrame(Buffer.from(body)), { ...AUTH, "content-type": "application/grpc+json" });
+    expect(grpcJson.grpcStatus).toBe(Code.InvalidArgument);
+    expect(grpcJson.grpcMessage).toContain("bytes in all]");
+    expect(Buffer.byteLength(grpcJson.grpcMessage!)).toBeLessThan(1100);
+  });
+
+  it("is still healthy", () => expectHealthy("main"));
+});
+
+describe("lax input is refused", () => {
+  const json = (body: unknown) => Buffer.from(JSON.stringify(body));
+  const jsonHeaders = { ...AUTH, "content-type": "application/json" };
+
+  it("an unknown enum name in JSON is INVALID_ARGUMENT, and changes nothing", async () => {
+    const disable = await rawH1Request(srv.port, `${ADMIN_SVC}DisableKey`, json({ keyHash, state: "KEY_STATE_FOO" }), jsonHeaders);
+    expect(disable.status).toBe(400);
+    expect(JSON.parse(disable.body.toString())).toMatchObject({ code: "invalid_argument", message: expect.stringContaining("KEY_STATE_FOO") });
+    expect(srv.pool.getKey(keyHash)?.state).toBe("active");
+    const list = await rawH1Request(srv.port, `${POOL}ListKeys`, json({ provider: "PROVIDER_FOO" }), jsonHeaders);
+    expect(list.status).toBe(400);
+    expect(JSON.parse(list.body.toString()).code).toBe("invalid_argument");
+  });
+
+  it.each([
+    ["an empty body", Buffer.alloc(0)],
+    ["two messages", Buffer.concat([grpcFrame(toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL }))), grpcFrame(Buffer.alloc(0))])],
+  ])("%s in a unary gRPC or gRPC-web call, or a server-streaming one, is INVALID_ARGUMENT", async (_what, body) => {
+    expect((await rawH2Request(srv.port, `${POOL}Lease`, body, AUTH)).grpcStatus).toBe(Code.InvalidArgument);
+    expect((await rawH2Request(srv.port, `${POOL}WatchKeys`, body, AUTH)).grpcStatus).toBe(Code.InvalidArgument);
+    const web = await rawH2Request(srv.port, `${POOL}Lease`, body, { ...AUTH, "content-type": "application/grpc-web+proto" });
+    expect(web.body.toString("latin1")).toMatch(/grpc-status: ?3\r\n/);
+  });
+
+  it.each(["80", "02", "81", "40"])("a request frame with the flag byte 0x%s is INVALID_ARGUMENT on every framed protocol", async (hex) => {
+    const flag = parseInt(hex, 16);
+    const frame = grpcFrame(toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL })));
+    frame[0] = flag;
+    const grpcLease = await rawH2Request(srv.port, `${POOL}Lease`, frame, AUTH);
+    expect(grpcLease.grpcStatus).toBe(Code.InvalidArgument);
+    expect(grpcLease.grpcMessage).toContain(`flag byte 0x${hex}`);
+    const web = await rawH2Request(srv.port, `${POOL}Lease`, frame, { ...AUTH, "content-type": "application/grpc-web+proto" });
+    expect(web.body.toString("latin1")).toMatch(/grpc-status: ?3\r\n/);
+    const watchFrame = Buffer.from(frame);
+    watchFrame.writeUInt32BE(0, 1);
+    const connectStream = await rawH2Request(srv.port, `${POOL}WatchKeys`, watchFrame.subarray(0, 5), {
+      ...AUTH,
+      "content-type": "application/connect+proto",
+    });
+    expect(connectStream.body.toString("latin1")).toContain('"code":"invalid_argument"');
+  });
+
+  it.each([
+    ["negative nanos with positive seconds", { seconds: 1n, nanos: -5 }],
+    ["positive nanos with negative seconds", { seconds: -1n, nanos: 5 }],
+    ["nanos of 1e9", { seconds: 0n, nanos: 1_000_000_000 }],
+    ["nanos below -1e9", { seconds: 0n, nanos: -1_000_000_001 }],
+    ["negative nanos alone", { seconds: 0n, nanos: -1 }],
+    ["seconds past 10,000 years", { seconds: 315_576_000_001n, nanos: 0 }],
+  ])("a max_wait Duration with %s is INVALID_ARGUMENT", async (_what, maxWait) => {
+    const body = toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL, maxWait }));
+    const res = await rawH2Request(srv.port, `${POOL}Lease`, grpcFrame(body), AUTH);
+    expect(res.grpcStatus).toBe(Code.InvalidArgument);
+    expect(res.grpcMessage).toMatch(/^max_wait/);
+  });
+
+  it.each([
+    ["a newline", "sk-robust-new\nline"],
+    ["a NUL", "sk-robust-nul\u0000byte"],
+  ])("AddKeys with a key containing %s is INVALID_ARGUMENT, and the message never shows the key", async (_what, key) => {
+    const admin = createClient(KeyAdminService, createGrpcTransport({ baseUrl: srv.url }));
+    const err = await admin.addKeys({ provider: 1, keys: [{ key }] }, { headers: AUTH }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    expect(err?.code).toBe(Code.InvalidArgument);
+    expect(err!.rawMessage).toMatch(/control character U\+00(0A|00)/);
+    expect(err!.rawMessage).not.toContain("sk-robust");
+    expect(srv.pool.size).toBe(1);
+  });
+
+  it("is still healthy", () => expectHealthy("main"));
+});
+
+/** Decodes base64 4 characters at a time, as gRPC-Web text clients do: a padded group may end each chunk. */
+function fromBase64Groups(text: string): Buffer {
+  const groups = text.match(/.{1,4}/g) ?? [];
+  return Buffer.concat(groups.map((g) => Buffer.from(g, "base64")));
+}
+
+describe("gRPC-Web text mode (application/grpc-web-text)", () => {
+  const leaseFrame = grpcFrame(toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: MODEL })));
+  const text = { ...AUTH, "content-type": "application/grpc-web-text", accept: "application/grpc-web-text" };
+
+  it("a Lease sent as base64 is answered as base64: the message, then the trailer frame", async () => {
+    const res = await rawH2Request(srv.port, `${POOL}Lease`, Buffer.from(leaseFrame.toString("base64")), text);
+    expect(res.httpStatus).toBe(200);
+    expect(res.headers["content-type"]).toBe("application/grpc-web-text+proto");
+    const decoded = fromBase64Groups(res.body.toString("latin1"));
+    expect(decoded[0]).toBe(0);
+    expect(decoded.toString("latin1")).toContain(KEY);
+    expect(decoded.toString("latin1")).toMatch(/grpc-status: ?0\r\n/);
+  });
+
+  it("WatchKeys streams: the snapshot arrives while the stream stays open", async () => {
+    const session = http2.connect(srv.url);
+    try {
+      const req = session.request({ ":method": "POST", ":path": `${POOL}WatchKeys`, ...text });
+      req.end(Buffer.from(grpcFrame(Buffer.alloc(0)).toString("base64")));
+      let received = "";
+      const snapshot = await new Promise<Buffer>((resolve, reject) => {
+        req.on("error", reject);
+        req.on("data", (chunk: Buffer) => {
+          received += chunk.toString("latin1");
+          const bytes = fromBase64Groups(received.slice(0, received.length - (received.length % 4)));
+          if (bytes.length >= 5 && bytes.length >= 5 + bytes.readUInt32BE(1)) resolve(bytes);
+        });
+      });
+      expect(snapshot[0]).toBe(0);
+      expect(snapshot.toString("latin1")).toContain(keyHash);
+      expect(req.closed).toBe(false);
+      req.close(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("a body that is not base64 is INVALID_ARGUMENT; text mode with JSON does not exist: 415", async () => {
+    const res = await rawH2Request(srv.port, `${POOL}Lease`, Buffer.from("not base64 at all!"), text);
+    expect(fromBase64Groups(res.body.toString("latin1")).toString("latin1")).toMatch(/grpc-status: ?3\r\n/);
+    const json = await rawH2Request(srv.port, `${POOL}Lease`, Buffer.from(leaseFrame.toString("base64")), {
+      ...text,
+      "content-type": "application/grpc-web-text+json",
+    });
+    expect(json.httpStatus).toBe(415);
+  });
+
+  it("is still healthy", () => expectHealthy("main"));
 });

@@ -8,6 +8,7 @@ import { readSettings, type Settings } from "../../src/config/settings";
 import { ManualClock, type Clock } from "../../src/domain/clock";
 import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
 import type { KeySpec } from "../../src/domain/types";
+import type { ConnectionTimeouts } from "../../src/server/connection-guard";
 import { listenerLimits } from "../../src/server/listener-limits";
 import { startServer, type RunningServer } from "../../src/server/start-server";
 import { createWatchKeys } from "../../src/transport/watch-keys";
@@ -32,13 +33,17 @@ export async function startAccessServer(options: {
   env?: NodeJS.ProcessEnv;
   keys?: KeySpec[];
   clock?: Clock;
-  pool?: Omit<PoolOptions, "clock" | "maxWaitersPerFamily">;
+  pool?: Omit<PoolOptions, "clock" | "maxWaitersPerFamily" | "maxWaiters">;
   tls?: { certFile: string; keyFile: string };
+  /** Header, request and idle timeouts (KEYPOOL_*_TIMEOUT); default: the server's. */
+  timeouts?: ConnectionTimeouts;
 } = {}): Promise<AccessServer> {
   const clock = options.clock ?? new ManualClock();
   const settings = readSettings({ ...options.env, KEYPOOL_HOST: "127.0.0.1" });
   const access = loadAccess(settings);
-  const pool = new KeyPool({ ...options.pool, clock, maxWaitersPerFamily: settings.pool.maxWaitersPerFamily });
+  const pool = new KeyPool({ ...options.pool, clock, maxWaitersPerFamily: settings.pool.maxWaitersPerFamily,
+    maxWaiters: settings.pool.maxWaiters,
+  });
   if (options.keys?.length) pool.addKeys(options.keys);
   const hub = new WatchHub(pool, { clock, maxSubscribers: settings.watch.maxWatchers });
   const server = await startServer(
@@ -49,6 +54,7 @@ export async function startAccessServer(options: {
       interceptors: access.interceptors,
       readMaxBytes: settings.limits.maxMessageBytes,
       listenerLimits: listenerLimits(settings.limits),
+      connectionTimeouts: options.timeouts,
       shutdownGraceMs: 300,
     },
   );

@@ -25,6 +25,8 @@ export interface CredentialShape {
   parts: readonly CredentialPart[];
   /** The largest credential string accepted, in bytes. */
   maxBytes: number;
+  /** The last part is PEM text: line breaks are allowed in it, other control characters not. */
+  lineBreaks?: boolean;
 }
 
 export const PLAIN_KEY: CredentialShape = {

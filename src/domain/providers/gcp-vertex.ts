@@ -38,6 +38,7 @@ export const gcpVertex: ProviderInfo = {
     ],
     // A 2048-bit RSA key in PEM is about 1.7 KB; 4096-bit about 3.3 KB.
     maxBytes: 8192,
+    lineBreaks: true,
   },
   role: "host",
 };

@@ -50,9 +50,18 @@ describe("readSettings", () => {
       defaultCooldownMs: 10_000,
       maxCooldownMs: 60_000,
       maxWaitersPerFamily: 10_000,
+      maxWaiters: 5000,
     });
     expect(settings.watch).toEqual({ heartbeatMs: 15_000, coalesceMs: 100, maxWatchers: 1000 });
-    expect(settings.limits).toEqual({ maxMessageBytes: 4 * 1024 * 1024, maxConcurrentStreams: 1000, maxHeaderBytes: 64 * 1024 });
+    expect(settings.limits).toEqual({
+      maxMessageBytes: 4 * 1024 * 1024,
+      maxConcurrentStreams: 1000,
+      maxHeaderBytes: 64 * 1024,
+      maxConnections: 4096,
+      maxConnectionsPerAddress: 512,
+      maxStreamResets: 1000,
+    });
+    expect(settings.connections).toEqual({ headersMs: 10_000, requestMs: 30_000, idleMs: 120_000 });
     expect(settings.storage.state).toBe("./data/keypool.db");
     expect(settings.access).toEqual({ tokens: "", tokensFile: "", allowNoAuth: false });
   });
@@ -78,12 +87,20 @@ describe("readSettings", () => {
       KEYPOOL_MAX_CONCURRENT_STREAMS: "50",
       KEYPOOL_MAX_HEADER_BYTES: "8192",
       KEYPOOL_ALLOW_NO_AUTH: "1",
+      KEYPOOL_MAX_WAITERS_TOTAL: "4",
+      KEYPOOL_MAX_CONNECTIONS: "100",
+      KEYPOOL_MAX_CONNECTIONS_PER_ADDRESS: "10",
+      KEYPOOL_MAX_STREAM_RESETS: "20",
+      KEYPOOL_HEADERS_TIMEOUT: "5s",
+      KEYPOOL_REQUEST_TIMEOUT: "1m",
+      KEYPOOL_IDLE_TIMEOUT: "10m",
     });
     expect(settings).toMatchObject({
       server: { host: "0.0.0.0", port: 0, logLevel: "debug" },
-      pool: { reuseDelayMs: 2000, leaseTtlMs: 300_000, maxResetMs: 3000, defaultCooldownMs: 20_000, maxCooldownMs: 120_000, maxWaitersPerFamily: 3 },
+      pool: { reuseDelayMs: 2000, leaseTtlMs: 300_000, maxResetMs: 3000, defaultCooldownMs: 20_000, maxCooldownMs: 120_000, maxWaitersPerFamily: 3, maxWaiters: 4 },
       watch: { heartbeatMs: 30_000, coalesceMs: 50, maxWatchers: 2 },
-      limits: { maxMessageBytes: 65536, maxConcurrentStreams: 50, maxHeaderBytes: 8192 },
+      limits: { maxMessageBytes: 65536, maxConcurrentStreams: 50, maxHeaderBytes: 8192, maxConnections: 100, maxConnectionsPerAddress: 10, maxStreamResets: 20 },
+      connections: { headersMs: 5000, requestMs: 60_000, idleMs: 600_000 },
       storage: { state: "/var/lib/keypool/state.db" },
       access: { allowNoAuth: true },
     });
@@ -102,6 +119,11 @@ describe("readSettings", () => {
     ["KEYPOOL_WATCH_HEARTBEAT", "fast"],
     ["KEYPOOL_WATCH_COALESCE", "1d"],
     ["KEYPOOL_LOG_LEVEL", "loud"],
+    ["KEYPOOL_HEADERS_TIMEOUT", "0"],
+    ["KEYPOOL_REQUEST_TIMEOUT", "forever"],
+    ["KEYPOOL_IDLE_TIMEOUT", "0s"],
+    // Past what a timer holds (about 24.8 days), node would fire it at once.
+    ["KEYPOOL_IDLE_TIMEOUT", "1000h"],
   ])("stops on a bad %s (%p) with an error naming it", (name, value) => {
     let error: unknown;
     try {

@@ -21,6 +21,10 @@ function setup(level: "info" | "debug") {
         listKeys: () => {
           throw invalidArgument("model_families: too many");
         },
+        // A client value a message repeats whole (connect's own decoding errors do).
+        getLockoutPeriod: (req) => {
+          throw invalidArgument(`model ${req.model} is unknown`);
+        },
       }),
     { router: { interceptors: [requestLogInterceptor(logger)] } },
   );
@@ -40,6 +44,14 @@ describe("request log", () => {
     expect(text).not.toContain("tok-secret");
     expect(text).not.toContain("sk-secret-in-response");
     expect(text).not.toContain("gpt-4o");
+  });
+
+  it("bounds every field: a 1 MB client value in an error becomes 2 KiB and a marker", async () => {
+    const { lines, client } = setup("debug");
+    await expect(client.getLockoutPeriod({ model: "m".repeat(1024 * 1024) })).rejects.toBeInstanceOf(ConnectError);
+    const error = String(lines[0].error);
+    expect(error).toMatch(/^model m{2000,2048}…\[truncated: 1048593 bytes in all\]$/);
+    expect(JSON.stringify(lines[0]).length).toBeLessThan(2600);
   });
 
   it("writes nothing above debug", async () => {

@@ -63,6 +63,14 @@ describe("credentials are checked when a key is added", () => {
     expect(refused("vertex", `my-project-123:us-central1:a@b.example.com:${"A".repeat(8200)}`)).toContain("8192");
   });
 
+  it("line breaks are allowed only in Vertex's PEM private key", () => {
+    expect(refused("azure", "contoso-east:gpt4o-prod:abc\ndef")).toContain("control character U+000A");
+    expect(refused("mistral", "abc\r\ndef")).toContain("control character U+000D");
+    expect(refused("vertex", `my-project-123:us-central1:a@b.example.com:${PEM}\u0000`)).toContain("control character U+0000");
+    const { pool } = makePool();
+    expect(pool.addKeys([{ provider: "vertex", key: `my-project-123:us-central1:a@b.example.com:${PEM.replace(/\n/g, "\r\n")}` }]).added).toBe(1);
+  });
+
   it("the same secret under two providers is two keys", () => {
     const { pool } = makePool();
     const { keyHashes } = pool.addKeys([
