@@ -17,7 +17,7 @@ import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
 import { requestLogInterceptor } from "./transport/request-log";
-import { createWatchKeys } from "./transport/watch-keys";
+import { createWatchKeys, encodedStatusBytes } from "./transport/watch-keys";
 import { WatchHub } from "./watch/watch-hub";
 
 interface StartupConfig {
@@ -59,6 +59,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     coalesceMs: settings.watch.coalesceMs,
     heartbeatMs: settings.watch.heartbeatMs,
     maxSubscribers: settings.watch.maxWatchers,
+    measure: encodedStatusBytes,
   });
 
   let server: RunningServer | undefined;
