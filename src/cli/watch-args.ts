@@ -1,6 +1,8 @@
 /** Command-line and environment options of `keypool-watch`, parsed without side effects. */
 import { readGroup, SETTINGS } from "../config/settings";
 import { Provider } from "../../gen/ts/keypool/v1/keypool_pb";
+import { PROVIDERS as PROVIDER_INFO } from "../domain/providers";
+import { providerName, providerToProto } from "../transport/convert";
 
 export type WireProtocol = "grpc" | "connect" | "grpc-web";
 
@@ -27,7 +29,8 @@ Shows every key of a keypool server live: state, when it is ready, leases in fli
 
   --url URL            the server (default: $KEYPOOL_URL or http://127.0.0.1:50051)
   --token TOKEN        a bearer token with the watch or admin role (default: $KEYPOOL_TOKEN)
-  --provider NAME      only keys of this provider: openai, anthropic
+  --provider NAME      only keys of this provider: openai, anthropic, google, mistral, azure,
+                       bedrock, vertex
   --family NAME        only keys serving this model family (repeat for several: any matches)
   --protocol NAME      grpc (default), connect or grpc-web
   --http1              use HTTP/1.1 (connect and grpc-web only)
@@ -41,7 +44,7 @@ Press q or Ctrl-C to quit.`;
 
 export class UsageError extends Error {}
 
-const PROVIDERS: Record<string, Provider> = { openai: Provider.OPENAI, anthropic: Provider.ANTHROPIC };
+const PROVIDERS: Record<string, Provider> = Object.fromEntries(PROVIDER_INFO.map((p) => [p.id, providerToProto(p.id)]));
 
 export function parseWatchArgs(argv: string[], env: NodeJS.ProcessEnv): WatchArgs {
   const defaults = readGroup(env, SETTINGS.watchClient);
@@ -78,7 +81,7 @@ export function parseWatchArgs(argv: string[], env: NodeJS.ProcessEnv): WatchArg
       case "--provider": {
         const name = value().toLowerCase();
         const provider = PROVIDERS[name];
-        if (provider === undefined) throw new UsageError(`unknown provider "${name}" (expected ${Object.keys(PROVIDERS).join(" or ")})`);
+        if (provider === undefined) throw new UsageError(`unknown provider "${name}" (expected one of ${Object.keys(PROVIDERS).join(", ")})`);
         args.provider = provider;
         break;
       }
@@ -136,7 +139,7 @@ export function parseWatchArgs(argv: string[], env: NodeJS.ProcessEnv): WatchArg
 /** How the filter reads on the dashboard's title line. */
 export function describeFilter(args: WatchArgs): string {
   const parts: string[] = [];
-  if (args.provider !== Provider.UNSPECIFIED) parts.push(args.provider === Provider.OPENAI ? "openai" : "anthropic");
+  if (args.provider !== Provider.UNSPECIFIED) parts.push(providerName(args.provider));
   if (args.families.length > 0) parts.push(`families: ${args.families.join(", ")}`);
   return parts.join("; ");
 }

@@ -5,7 +5,6 @@
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   KeyState,
-  Provider,
   type KeyStatus,
   type WatchKeysResponse,
 } from "../../gen/ts/keypool/v1/keypool_pb";
@@ -98,12 +97,6 @@ const STATE_NAMES: Record<KeyState, string> = {
   [KeyState.DISABLED]: "disabled",
   [KeyState.REVOKED]: "revoked",
   [KeyState.OVER_QUOTA]: "over quota",
-};
-
-const PROVIDER_NAMES: Record<Provider, string> = {
-  [Provider.UNSPECIFIED]: "?",
-  [Provider.OPENAI]: "openai",
-  [Provider.ANTHROPIC]: "anthropic",
 };
 
 /** "now" when ready, else how long until it is: 850ms, 4.2s, 1m05s, 2h03m. */

@@ -1,11 +1,12 @@
 /**
- * Where keys come from at start: OPENAI_KEY and ANTHROPIC_KEY (comma separated) and the keys file named by KEYPOOL_KEYS_FILE (JSON or YAML). Errors name the
+ * Where keys come from at start: OPENAI_KEY and ANTHROPIC_KEY (comma separated) and the keys
+ * file named by KEYPOOL_KEYS_FILE (JSON or YAML), which holds keys of every provider. Errors name the
  * variable, file and entry, never a key: these messages reach logs.
  */
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { FamilyTable } from "../domain/model-families";
-import { isProviderId } from "../domain/providers";
+import { isProviderId, joinCredential, providerInfo, PROVIDERS } from "../domain/providers";
 import { LIMITS } from "../domain/validation";
 import type { KeySpec, ProviderId } from "../domain/types";
 import { readConfigFile, readTextFile, type ReadFile } from "./config-file";
@@ -37,7 +38,7 @@ export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTe
   const specs: KeySpec[] = [];
   for (const { field, provider, variable } of LISTED_KEYS) {
     parseKeyList(keys[field]).forEach((key, i) => {
-      checkKeySize(key, `${variable} entry ${i + 1}`);
+      checkKeySize(key, provider, `${variable} entry ${i + 1}`);
       specs.push({ provider, key });
     });
   }
@@ -56,19 +57,25 @@ export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTe
   return dedupe(specs);
 }
 
-const FIELDS = new Set([
-  "provider",
-  "key",
-  "modelFamilies",
-  "model_families",
-  "trial",
-  "organizationId",
-  "organization_id",
-]);
+const COMMON_FIELDS = ["provider", "key", "modelFamilies", "model_families", "trial", "organizationId", "organization_id"];
+
+/** camelCase → snake_case: both spellings are accepted for every field. */
+const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The credential fields of providers whose keys have several parts (Azure, Bedrock, Vertex). */
+const PART_FIELDS = new Map<string, string>(
+  PROVIDERS.flatMap((p) =>
+    p.credential.parts.length > 1 ? p.credential.parts.flatMap((part) => [[part.field, part.field], [snake(part.field), part.field]] as [string, string][]) : [],
+  ),
+);
+const FIELDS = new Set([...COMMON_FIELDS, ...PART_FIELDS.keys()]);
+const PROVIDER_NAMES = PROVIDERS.map((p) => `"${p.id}"`).join(", ");
 
 /**
  * A keys file: a list of {provider, key, modelFamilies?, trial?, organizationId?} (snake_case
- * names accepted too), or {keys: [...]}. JSON when the name ends in .json, else YAML.
+ * names accepted too), or {keys: [...]}. JSON when the name ends in .json, else YAML. A provider
+ * whose credential has parts takes them as fields (Azure: resourceName, deploymentId, apiKey)
+ * or, instead, `key` in the joined form the wire uses.
  */
 export function parseKeysFile(text: string, fileName: string, families?: FamilyTable): KeySpec[] {
   let doc: unknown;
@@ -90,19 +97,17 @@ function parseEntry(item: unknown, entry: string, families: FamilyTable | undefi
   if (!isObject(item)) throw new KeySourceError(where, "must be an object with provider and key");
   for (const name of Object.keys(item)) {
     if (!FIELDS.has(name)) {
-      throw new KeySourceError(where, `unknown field ${JSON.stringify(name)} (fields: ${[...FIELDS].join(", ")})`);
+      throw new KeySourceError(where, `unknown field ${JSON.stringify(name)} (fields: ${COMMON_FIELDS.join(", ")}, and a provider's credential fields)`);
     }
   }
   const provider = typeof item.provider === "string" ? item.provider.trim().toLowerCase() : item.provider;
   if (!isProviderId(provider)) {
-    throw new KeySourceError(where, "provider must be \"openai\" or \"anthropic\"");
+    throw new KeySourceError(where, `provider must be one of ${PROVIDER_NAMES}`);
   }
   // From here on the entry is named by its provider too: "keys.yaml: entry 3 (openai)".
   where = `${entry} (${provider})`;
-  if (typeof item.key !== "string" || item.key.trim().length === 0) {
-    throw new KeySourceError(where, "key must be a non-empty string");
-  }
-  checkKeySize(item.key.trim(), where);
+  const credential = credentialOf(item, provider, where);
+  checkKeySize(credential.trim(), provider, where);
   const asked = item.modelFamilies ?? item.model_families;
   if (asked !== undefined && (!Array.isArray(asked) || !asked.every((f) => typeof f === "string"))) {
     throw new KeySourceError(where, "modelFamilies must be a list of family names");
@@ -128,8 +133,8 @@ function parseEntry(item: unknown, entry: string, families: FamilyTable | undefi
   if (org && Buffer.byteLength(org, "utf8") > LIMITS.organizationIdBytes) {
     throw new KeySourceError(where, `organizationId is over ${LIMITS.organizationIdBytes} bytes long`);
   }
-  const key = item.key.trim();
-  if (item.provider === provider && Object.keys(item).length === 2) {
+  const key = credential.trim();
+  if (item.provider === provider && Object.keys(item).length === 2 && typeof item.key === "string") {
     // The usual entry, {provider, key}, already in its final form: the parsed object itself
     // becomes the spec, so that a large file makes no second object per key.
     if (key !== item.key) item.key = key;
@@ -142,12 +147,46 @@ function parseEntry(item: unknown, entry: string, families: FamilyTable | undefi
   return spec;
 }
 
-/** The contract's size limit, said without quoting the key. */
-function checkKeySize(key: string, where: string): void {
+/** The provider's size limit for a credential, said without quoting the key. */
+function checkKeySize(key: string, provider: ProviderId, where: string): void {
   const size = Buffer.byteLength(key, "utf8");
-  if (size > LIMITS.keyBytes) {
-    throw new KeySourceError(where, `the key is ${size} bytes long; the limit is ${LIMITS.keyBytes} bytes`);
+  const limit = providerInfo(provider).credential.maxBytes;
+  if (size > limit) {
+    throw new KeySourceError(where, `the key is ${size} bytes long; the limit is ${limit} bytes`);
   }
+}
+
+/**
+ * The entry's credential string: `key`, or the provider's part fields joined. The pool checks
+ * each part's shape when the key is added; here only presence and types are checked.
+ */
+function credentialOf(item: Record<string, any>, provider: ProviderId, where: string): string {
+  const info = providerInfo(provider);
+  const parts: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(item)) {
+    const part = PART_FIELDS.get(name);
+    if (part === undefined) continue;
+    if (!info.credential.parts.some((p) => p.field === part)) {
+      throw new KeySourceError(where, `field ${JSON.stringify(name)} is not part of the ${info.displayName} credential`);
+    }
+    parts[part] = value;
+  }
+  const given = Object.keys(parts);
+  if (given.length === 0) {
+    if (typeof item.key !== "string" || item.key.trim().length === 0) {
+      const fields = info.credential.parts.length > 1 ? ` (or the fields ${info.credential.parts.map((p) => p.field).join(", ")})` : "";
+      throw new KeySourceError(where, `key must be a non-empty string${fields}`);
+    }
+    return item.key;
+  }
+  if (item.key !== undefined) {
+    throw new KeySourceError(where, `give either key or the ${info.displayName} credential fields, not both`);
+  }
+  const joined = joinCredential(info.credential, parts);
+  if ("missing" in joined) {
+    throw new KeySourceError(where, `${info.displayName} keys need ${joined.missing.join(", ")} (each a non-empty string)`);
+  }
+  return joined.credential;
 }
 
 function dedupe(specs: KeySpec[]): KeySpec[] {

@@ -193,7 +193,7 @@ export const SETTINGS = {
   keys: {
     openai: rawText("OPENAI_KEY", "OpenAI keys loaded at start, comma separated (trimmed; empty and repeated entries dropped)"),
     anthropic: rawText("ANTHROPIC_KEY", "Anthropic keys loaded at start, the same way"),
-    file: text("KEYPOOL_KEYS_FILE", "JSON or YAML list of keys (`provider`, `key`, `modelFamilies`, `trial`, `organizationId`), loaded after the two variables"),
+    file: text("KEYPOOL_KEYS_FILE", "JSON or YAML list of keys of any provider (`provider`, `key` or an Azure, Bedrock or Vertex credential's fields, `modelFamilies`, `trial`, `organizationId`), loaded after the two variables"),
   },
   families: {
     table: text("KEYPOOL_MODEL_FAMILIES", "extra model → family rows, inline (`openai:^my-model=gpt4o;...`) or a JSON/YAML file", { shown: "built-in tables" }),

@@ -51,7 +51,7 @@ export class KeyAdministration {
             `keys[${i}]: provider ${quoted(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
           );
         }
-        checkKeySecret(spec.key, `keys[${i}]`);
+        checkKeySecret(spec.key, `keys[${i}]`, providerInfo(spec.provider));
         const key = spec.key.trim();
         const organizationId = spec.organizationId ?? "";
         if (organizationId !== "") checkText(`keys[${i}]: organization id`, organizationId, LIMITS.organizationIdBytes);
@@ -143,7 +143,7 @@ export class KeyAdministration {
   restore(records: KeyRecord[]): void {
     const entries = records.map((record, i) => {
       if (!isProviderId(record?.provider)) throw invalidArgument(`records[${i}]: unknown provider`);
-      checkKeySecret(record.key, `records[${i}]`);
+      checkKeySecret(record.key, `records[${i}]`, providerInfo(record.provider));
       if (typeof record.keyHash !== "string" || record.keyHash.length === 0) {
         throw invalidArgument(`records[${i}]: key hash missing`);
       }

@@ -4,7 +4,7 @@
  */
 
 /** An upstream API. Add a provider here and in providers/. */
-export type ProviderId = "openai" | "anthropic";
+export type ProviderId = "openai" | "anthropic" | "google" | "mistral" | "azure" | "bedrock" | "vertex";
 
 /** Whether a key may be leased. Mirrors keypool.v1.KeyState. */
 export type KeyState = "active" | DisableState;

@@ -9,7 +9,7 @@ import {
   WatchKeysResponseSchema,
   type KeyStatus,
 } from "../../../gen/ts/keypool/v1/keypool_pb";
-import { parseWatchArgs, UsageError } from "../../../src/cli/watch-args";
+import { describeFilter, parseWatchArgs, UsageError } from "../../../src/cli/watch-args";
 import { formatCount, formatWait, renderScreen, WatchView, type RenderOptions } from "../../../src/cli/watch-view";
 
 const NOW = Date.UTC(2026, 0, 1, 12);
@@ -162,8 +162,17 @@ describe("keypool-watch arguments", () => {
     });
   });
 
+  test("--provider takes any of the seven providers, and the title names it", () => {
+    const names = { openai: Provider.OPENAI, anthropic: Provider.ANTHROPIC, google: Provider.GOOGLE_AI, mistral: Provider.MISTRAL, azure: Provider.AZURE_OPENAI, bedrock: Provider.AWS_BEDROCK, vertex: Provider.GCP_VERTEX };
+    for (const [name, provider] of Object.entries(names)) {
+      const args = parseWatchArgs(["--provider", name, "--family", "llama"], {});
+      expect(args.provider).toBe(provider);
+      expect(describeFilter(args)).toBe(`${name}; families: llama`);
+    }
+  });
+
   test("bad input is a clear usage error", () => {
-    expect(() => parseWatchArgs(["--provider", "azure"], {})).toThrow(new UsageError('unknown provider "azure" (expected openai or anthropic)'));
+    expect(() => parseWatchArgs(["--provider", "azur"], {})).toThrow(new UsageError('unknown provider "azur" (expected one of openai, anthropic, google, mistral, azure, bedrock, vertex)'));
     expect(() => parseWatchArgs(["--url", "ftp://x"], {})).toThrow(UsageError);
     expect(() => parseWatchArgs(["--http1"], {})).toThrow(/gRPC needs HTTP\/2/);
     expect(() => parseWatchArgs(["--bogus"], {})).toThrow(/unknown option "--bogus"/);

@@ -64,7 +64,7 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
   it.each([
     ["not a list", "provider: openai\nkey: sk-1\n", "list"],
     ["missing provider", "- key: sk-secret-1\n", "entry 1: provider"],
-    ["unknown provider", "- provider: mistral\n  key: sk-secret-1\n", "entry 1: provider"],
+    ["unknown provider", "- provider: cohere\n  key: sk-secret-1\n", "entry 1: provider"],
     ["empty key", "- provider: openai\n  key: ''\n", "entry 1 (openai): key"],
     ["bad families", "- provider: openai\n  key: sk-secret-1\n  modelFamilies: gpt4\n", "modelFamilies"],
     ["bad trial", "- provider: openai\n  key: sk-secret-1\n  trial: yes please\n", "trial"],

@@ -8,6 +8,7 @@ import type { KeySpec } from "../../../src/domain/types";
 import { openDurableState, type DurableState, type StorageLogger } from "../../../src/storage/durable-state";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
 import { StateFileError } from "../../../src/storage/state-file-error";
+import { credential, MODEL_OF } from "../domain/providers/fixtures";
 
 class RecordingLogger implements StorageLogger {
   readonly lines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
@@ -97,6 +98,24 @@ describe("openDurableState", () => {
     // Configured again: B comes back with its history, still revoked.
     const third = start([A, B]);
     expect(third.pool.getKey(hashB)).toMatchObject({ state: "revoked" });
+  });
+
+  it("keeps keys of all seven providers across a restart, composite credentials whole and their state", async () => {
+    const providers = Object.keys(MODEL_OF) as KeySpec["provider"][];
+    const specs: KeySpec[] = providers.map((provider) => ({ provider, key: credential(provider), ...(provider === "openai" || provider === "azure" ? { modelFamilies: ["gpt4o"] } : {}) }));
+    const first = start([]);
+    const keyHashes = first.pool.addKeys(specs).keyHashes;
+    const bedrock = keyHashes[providers.indexOf("bedrock")];
+    first.pool.reportRateLimit({ keyHash: bedrock, statusCode: 429, headers: {} });
+    await first.state.flush();
+
+    const second = start([]);
+    providers.forEach((provider, i) => {
+      expect(second.pool.getKey(keyHashes[i])?.provider).toBe(provider);
+      expect(second.pool.secretOf(keyHashes[i])).toBe(specs[i].key);
+    });
+    expect(second.pool.getKey(bedrock)!.cooldownUntil).toBe(clock.now() + 10_000);
+    expect(second.pool.lease({ model: MODEL_OF.vertex.model, provider: "vertex" }).key).toBe(credential("vertex"));
   });
 
   it("keeps a key removed with RemoveKey out, with its history on file", async () => {
