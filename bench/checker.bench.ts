@@ -25,6 +25,7 @@ import * as path from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KeyPoolService, KeyState } from "../gen/ts/keypool/v1/keypool_pb";
+import { CHECKED_PROVIDERS } from "../src/checker/upstream-check";
 import { KeyChecker } from "../src/checker/key-checker";
 import { systemClock } from "../src/domain/clock";
 import { KeyPool } from "../src/domain/key-pool";
@@ -89,6 +90,7 @@ export async function measureCheckerHeap(keys: number): Promise<CheckerHeap> {
     pool,
     clock: systemClock,
     logger: silentLogger,
+    checks: CHECKED_PROVIDERS,
     concurrency: CONCURRENCY,
     periodMs: 3_600_000,
     intervalMs: 3000,

@@ -8,7 +8,7 @@ import { loadAccess, type Access } from "./auth/access";
 import { isLoopbackHost } from "./auth/listen-policy";
 import { helpText, parseServerArgs } from "./cli/server-args";
 import { KeyChecker } from "./checker/key-checker";
-import { upstreamCheck } from "./checker/upstream-check";
+import { CHECKED_PROVIDERS, upstreamCheck } from "./checker/upstream-check";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
@@ -177,6 +177,7 @@ function startChecker(settings: Settings["checker"], families: FamilyConfig, poo
     concurrency: settings.concurrency,
     periodMs: settings.periodMs,
     intervalMs: settings.intervalMs,
+    checks: CHECKED_PROVIDERS,
     check: upstreamCheck({
       openaiBaseUrl: settings.openaiBaseUrl,
       anthropicBaseUrl: settings.anthropicBaseUrl,

@@ -10,7 +10,7 @@ import type { Clock, Timer } from "../domain/clock";
 import { IndexedHeap, type HeapNode } from "../domain/indexed-heap";
 import type { CheckSubject, FindingResult } from "../domain/key-check";
 import type { CheckedPool } from "../domain/pool-api";
-import type { ChangeCause, KeyStatus, PoolEvent } from "../domain/types";
+import type { ChangeCause, KeyStatus, PoolEvent, ProviderId } from "../domain/types";
 import { RETRY_AFTER_FAILURE_MS, type CheckOutcome } from "./upstream-answer";
 import type { CheckKey } from "./upstream-check";
 
@@ -25,6 +25,8 @@ export interface KeyCheckerOptions {
   pool: CheckedPool;
   clock: Clock;
   check: CheckKey;
+  /** The providers `check` knows how to check; keys of any other provider are never checked. */
+  checks: ReadonlySet<ProviderId>;
   logger: CheckerLogger;
   /** KEYPOOL_CHECK_CONCURRENCY: keys checked at once (>= 1). */
   concurrency: number;
@@ -142,6 +144,7 @@ export class KeyChecker {
     this.firstChecks.delete(keyHash);
     this.removeRecurring(keyHash);
     if (status.state === "disabled" || this.retries.has(keyHash)) return;
+    if (!this.options.checks.has(status.provider)) return;
     if (status.lastChecked === 0) {
       this.firstChecks.add(keyHash);
     } else if (status.state === "active") {

@@ -4,6 +4,7 @@
  */
 import type { CheckSubject } from "../domain/key-check";
 import type { FamilyTable } from "../domain/model-families";
+import type { ProviderId } from "../domain/types";
 import { anthropicRequest, decideAnthropic } from "./anthropic-check";
 import { decideOpenAi, openAiRequests } from "./openai-check";
 import type { CheckOutcome, UpstreamAnswer } from "./upstream-answer";
@@ -18,6 +19,9 @@ export interface UpstreamCheckOptions {
   families: FamilyTable;
 }
 
+/** The providers upstreamCheck has requests and a decision for (docs/checker.md). */
+export const CHECKED_PROVIDERS: ReadonlySet<ProviderId> = new Set<ProviderId>(["openai", "anthropic"]);
+
 export type CheckKey = (subject: CheckSubject, cancel: AbortSignal) => Promise<CheckOutcome>;
 
 export function upstreamCheck(options: UpstreamCheckOptions): CheckKey {
@@ -28,6 +32,8 @@ export function upstreamCheck(options: UpstreamCheckOptions): CheckKey {
       const answer = await sendUpstream(anthropicRequest(subject, options.anthropicBaseUrl), options.timeoutMs, cancel);
       return decideAnthropic(subject, answer, options.families);
     }
+    // A key of any other provider must never reach OpenAI's address with its secret.
+    if (subject.provider !== "openai") throw new Error(`no check for provider ${subject.provider}`);
     const requests = openAiRequests(subject, options.openaiBaseUrl);
     const [models, liveness, organizations] = await Promise.all([
       send(requests.models, cancel),

@@ -4,6 +4,7 @@
  * clones, and findings dropped because an operator decided meanwhile.
  */
 import { KeyChecker, type KeyCheckerOptions } from "../../../src/checker/key-checker";
+import { CHECKED_PROVIDERS } from "../../../src/checker/upstream-check";
 import type { CheckOutcome } from "../../../src/checker/upstream-answer";
 import type { CheckSubject, KeyFinding } from "../../../src/domain/key-check";
 import { hashKey } from "../../../src/domain/key-hash";
@@ -31,6 +32,7 @@ function setup(options: Partial<KeyCheckerOptions> = {}, keys = 0) {
     pool,
     clock,
     logger: silentLogger,
+    checks: CHECKED_PROVIDERS,
     concurrency: 2,
     periodMs: HOUR,
     intervalMs: 3000,
@@ -68,6 +70,19 @@ describe("key checker schedule", () => {
     }
     expect(t.checker.stats).toMatchObject({ checked: 7, maxInFlight: 3 });
     expect(t.pool.listKeys().every((k) => k.lastChecked === T0)).toBe(true);
+  });
+
+  it("keys of a provider it has no check for are never checked: their secret goes to no upstream", async () => {
+    const t = setup({ concurrency: 4 });
+    const [mistral] = t.pool.addKeys([{ provider: "mistral", key: "mistral-key-0123456789abcdef0123" }]).keyHashes;
+    const [openai] = t.pool.addKeys([{ provider: "openai", key: "sk-checked" }]).keyHashes;
+    t.clock.advance(0);
+    expect(t.inFlight()).toEqual([openai]);
+    await t.answer();
+    t.pool.markForCheck([mistral]);
+    t.clock.advance(HOUR);
+    expect(t.calls.map((c) => c.subject.keyHash)).not.toContain(mistral);
+    expect(t.pool.getKey(mistral)!.lastChecked).toBe(0);
   });
 
   it("a key added while checking (AddKeys) is checked before any recurring check", async () => {
@@ -181,6 +196,7 @@ describe("key checker schedule", () => {
       pool: restarted,
       clock,
       logger: silentLogger,
+      checks: CHECKED_PROVIDERS,
       concurrency: 8,
       periodMs: HOUR,
       intervalMs: 3000,
