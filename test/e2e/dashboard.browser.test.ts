@@ -5,7 +5,9 @@
  * admin action from the page changes the key, and with tokens the page asks for one and obeys
  * the roles, and an admin's Recheck sends a key back to the checker (against the fake upstream)
  * and the page shows the new check. Nothing is fetched from anywhere but the server, and the Content-Security-Policy
- * holds (no violation reported). Saves the README's screenshots (docs/img/).
+ * holds (no violation reported). Takes the README's screenshots: into docs/img/ when
+ * KEYPOOL_SCREENSHOTS=docs/img asks for them to be renewed, else into a temporary folder, so that
+ * a test run leaves the checkout as it found it.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -30,7 +32,9 @@ jest.setTimeout(120_000);
 const OPENAI_KEYS = Array.from({ length: 8 }, (_, i) => `sk-dash-openai-${String(i + 1).padStart(4, "0")}`);
 const ANTHROPIC_KEYS = Array.from({ length: 4 }, (_, i) => `sk-ant-dash-${String(i + 1).padStart(4, "0")}`);
 const KEY_ENV = { OPENAI_KEY: OPENAI_KEYS.join(","), ANTHROPIC_KEY: ANTHROPIC_KEYS.join(",") };
-const SCREENSHOTS = path.join(REPO_ROOT, "docs/img");
+const SCREENSHOTS = process.env.KEYPOOL_SCREENSHOTS
+  ? path.resolve(REPO_ROOT, process.env.KEYPOOL_SCREENSHOTS)
+  : fs.mkdtempSync(path.join(os.tmpdir(), "keypool-screenshots-"));
 
 interface Clients {
   pool: Client<typeof KeyPoolService>;
