@@ -86,7 +86,8 @@ describe("the state file deleted or replaced while keypool runs", () => {
     const usage = await failure(c.incrementUsage(first.keyHashes[0]!));
     expect(usage?.code).toBe(grpc.status.UNAVAILABLE);
     await until("health NOT_SERVING", async () => (await c.health()) === "NOT_SERVING");
-    expect(errorLogs(server).some((m) => m.includes(stateFile) && m.includes("deleted"))).toBe(true);
+    // The log line travels through the child's stdout: wait for it rather than race it.
+    await until("an error log naming the file", () => errorLogs(server).some((m) => m.includes(stateFile) && m.includes("deleted")));
     // keypool never makes a new, empty file at the path while it runs.
     expect(fs.existsSync(stateFile)).toBe(false);
 
@@ -107,7 +108,8 @@ describe("the state file deleted or replaced while keypool runs", () => {
     expect(refused?.code).toBe(grpc.status.UNAVAILABLE);
     expect(refused?.details).toMatch(/state file was replaced by another file/);
     await until("health NOT_SERVING", async () => (await c.health()) === "NOT_SERVING");
-    expect(errorLogs(server).some((m) => m.includes(stateFile) && m.includes("replaced"))).toBe(true);
+    // The log line travels through the child's stdout: wait for it rather than race it.
+    await until("an error log naming the file", () => errorLogs(server).some((m) => m.includes(stateFile) && m.includes("replaced")));
     await server.stop("SIGTERM");
     expect(fs.readFileSync(stateFile, "utf8")).toBe("not keypool's\n");
   });
