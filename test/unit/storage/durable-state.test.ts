@@ -108,6 +108,7 @@ describe("openDurableState", () => {
     const bedrock = keyHashes[providers.indexOf("bedrock")];
     first.pool.reportRateLimit({ keyHash: bedrock, statusCode: 429, headers: {} });
     await first.state.flush();
+    first.state.lock!.release(); // the process dies
 
     const second = start([]);
     providers.forEach((provider, i) => {
