@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   writeKeysFile(keysFile, 10);
   const keypool = await startKeypool({ env: { KEYPOOL_KEYS_FILE: keysFile, ...(state === "memory" ? { KEYPOOL_STATE: "memory" } : {}) }, cpus: layout.server });
   const upstreamPort = await freePort();
-  const upstream = start(process.execPath, [...TS, "src/fake-upstream/chat-main.ts", "--port", String(upstreamPort), "--latency", latency], layout.load, { cwd: ROOT });
+  const upstream = start(process.execPath, [...TS, "src/fake-upstream/main.ts", "--port", String(upstreamPort), "--latency", latency], layout.load, { cwd: ROOT });
   const proxyPort = await freePort();
   const proxy = start(process.execPath, [...TS, "examples/proxy/main.ts"], layout.load, {
     cwd: ROOT,
