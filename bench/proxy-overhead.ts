@@ -1,6 +1,6 @@
 /**
  * What keypool adds to a proxied request: the reference proxy (examples/proxy) in front of the
- * fake chat upstream, with keypool (dist/, default durable configuration, 10 keys) leasing the keys.
+ * fake upstream's chat endpoints, with keypool (dist/, default durable configuration, 10 keys) leasing the keys.
  *
  *     npx tsx bench/proxy-overhead.ts [--requests 2000] [--concurrency 8] [--latency 0ms] [--state memory] [--no-build]
  *
