@@ -3,8 +3,11 @@
  * server run as operators run it: every key is shown, a DisableKey made through RPC shows within
  * a second, leases move the counters, a server restart is survived (and said so on the page), an
  * admin action from the page changes the key, and with tokens the page asks for one and obeys
- * the roles. Nothing is fetched from anywhere but the server, and the Content-Security-Policy
- * holds (no violation reported). Saves the README's screenshots (docs/img/).
+ * the roles, and an admin's Recheck sends a key back to the checker (against the fake upstream)
+ * and the page shows the new check. Nothing is fetched from anywhere but the server, and the Content-Security-Policy
+ * holds (no violation reported). Takes the README's screenshots: into docs/img/ when
+ * KEYPOOL_SCREENSHOTS=docs/img asks for them to be renewed, else into a temporary folder, so that
+ * a test run leaves the checkout as it found it.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -13,6 +16,8 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { Browser, Page } from "playwright-core";
 import { KeyAdminService, KeyPoolService, KeyState } from "../../gen/ts/keypool/v1/keypool_pb";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
 import { ensureDashboardBuilt, launchChromium } from "../support/browser";
 import { REPO_ROOT, spawnServer, type ChildServer } from "../support/child-server";
 import type { PageDocument, PageElement, PageStorage } from "../support/page-globals";
@@ -27,7 +32,9 @@ jest.setTimeout(120_000);
 const OPENAI_KEYS = Array.from({ length: 8 }, (_, i) => `sk-dash-openai-${String(i + 1).padStart(4, "0")}`);
 const ANTHROPIC_KEYS = Array.from({ length: 4 }, (_, i) => `sk-ant-dash-${String(i + 1).padStart(4, "0")}`);
 const KEY_ENV = { OPENAI_KEY: OPENAI_KEYS.join(","), ANTHROPIC_KEY: ANTHROPIC_KEYS.join(",") };
-const SCREENSHOTS = path.join(REPO_ROOT, "docs/img");
+const SCREENSHOTS = process.env.KEYPOOL_SCREENSHOTS
+  ? path.resolve(REPO_ROOT, process.env.KEYPOOL_SCREENSHOTS)
+  : fs.mkdtempSync(path.join(os.tmpdir(), "keypool-screenshots-"));
 
 interface Clients {
   pool: Client<typeof KeyPoolService>;
@@ -205,22 +212,65 @@ describe("the dashboard without tokens (loopback)", () => {
 
 describe("the dashboard with tokens", () => {
   const TOKENS = { lease: "tok-dash-lease-1", watch: "tok-dash-watch-2", admin: "tok-dash-admin-3" };
+  // Keys the fake upstream answers as working ones (src/fake-upstream/behaviours.ts).
+  const CHECKED_KEY_ENV = {
+    OPENAI_KEY: Array.from({ length: 8 }, (_, i) => `sk-fake-working-dash-${i + 1}`).join(","),
+    ANTHROPIC_KEY: Array.from({ length: 4 }, (_, i) => `sk-ant-fake-working-dash-${i + 1}`).join(","),
+  };
+  let fake: FakeUpstream;
   let server: ChildServer;
   let rpc: Clients;
   let hashes: string[];
   const adminHeaders = { authorization: `Bearer ${TOKENS.admin}` };
+  const lastCheckedMs = async (hash: string) => {
+    const key = (await rpc.pool.listKeys({}, { headers: adminHeaders })).keys.find((k) => k.keyHash === hash)!;
+    return key.lastChecked ? timestampMs(key.lastChecked) : 0;
+  };
 
   beforeAll(async () => {
+    fake = await FakeUpstream.start();
     server = await spawnServer({
-      ...KEY_ENV,
+      ...CHECKED_KEY_ENV,
       KEYPOOL_TOKENS: `lease:${TOKENS.lease},watch:${TOKENS.watch},admin:${TOKENS.admin}`,
+      // First checks only: a key's last check moves again only when RecheckKeys asks for one.
+      KEYPOOL_CHECK_KEYS: "true",
+      KEYPOOL_CHECK_PERIOD: "0",
+      KEYPOOL_OPENAI_BASE_URL: fake.url,
+      KEYPOOL_ANTHROPIC_BASE_URL: fake.url,
     });
     rpc = clientsFor(server.url);
-    hashes = (await rpc.pool.listKeys({}, { headers: adminHeaders })).keys.map((k) => k.keyHash);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const keys = (await rpc.pool.listKeys({}, { headers: adminHeaders })).keys;
+      if (keys.length === 12 && keys.every((k) => k.lastChecked !== undefined && k.state === KeyState.ACTIVE)) {
+        hashes = keys.map((k) => k.keyHash);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`the keys' first checks did not finish:\n${server.output().stdout.slice(-3000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   });
   afterAll(async () => {
     await server?.stop();
+    await fake?.close();
   });
+
+  /** The open key panel's "last checked" text. */
+  const panelLastChecked = async (page: Page) => (await page.locator('#key-details dt:text-is("last checked") + dd').textContent()) ?? "";
+  /** Seconds the panel's "last checked" says ("3.2 s ago", "1 min 4 s ago"); Infinity for "never". */
+  const panelLastCheckedSeconds = async (page: Page) => {
+    const text = await panelLastChecked(page);
+    const match = /^(?:(\d+) min )?(\d+(?:\.\d+)?) (ms|s) ago$/.exec(text);
+    if (!match) return Infinity;
+    return Number(match[1] ?? 0) * 60 + Number(match[2]) / (match[3] === "ms" ? 1000 : 1);
+  };
+  async function until(what: string, condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await condition())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
 
   async function signIn(page: Page, token: string): Promise<void> {
     await page.fill("#token", token);
@@ -277,6 +327,33 @@ describe("the dashboard with tokens", () => {
     expect(status.state).toBe(KeyState.DISABLED);
     expect(status.stateReason).toBe("disabled from the dashboard");
     await page.waitForFunction((hash) => /^disabled/.test(document.querySelector(`.row[data-hash="${hash}"] .col-state`)?.textContent ?? ""), hashes[3]);
+    // A disabled key is not checked, so its panel offers no Recheck.
+    await page.waitForFunction(() => document.querySelector("#key-actions button")?.textContent === "Enable");
+    expect(await page.locator('#key-actions button:has-text("Recheck")').count()).toBe(0);
+    await page.click('#key-dialog button[value="close"]');
+
+    // Recheck from the page: the checker checks the key again and the panel shows the new check.
+    const rechecked = hashes[5];
+    const checkedBefore = await lastCheckedMs(rechecked);
+    const otherCheckedBefore = await lastCheckedMs(hashes[6]);
+    await page.click(`.viewport .row[data-hash="${rechecked}"]`);
+    await page.waitForSelector("#key-dialog[open]");
+    // Let the first check age, so that a new one reads clearly younger on the page.
+    await until("the first check to be 3 s old on the page", async () => (await panelLastCheckedSeconds(page)) >= 3);
+    await page.click('#key-actions button:has-text("Recheck")');
+    await page.waitForSelector("#confirm-dialog[open]");
+    expect(await page.locator("#confirm-text").textContent()).toContain(rechecked);
+    await page.click('#confirm-dialog button[value="cancel"]');
+    await page.waitForTimeout(500);
+    expect(await lastCheckedMs(rechecked)).toBe(checkedBefore); // cancelled: nothing scheduled
+    await page.click('#key-actions button:has-text("Recheck")');
+    await page.click("#confirm-ok");
+    await page.waitForFunction(() => document.getElementById("key-message")?.textContent === "Recheck: scheduled for a check.");
+    await until("the page to show the new check", async () => (await panelLastCheckedSeconds(page)) < 2);
+    expect(await lastCheckedMs(rechecked)).toBeGreaterThan(checkedBefore);
+    expect(await panelLastChecked(page)).toMatch(/ago$/);
+    // Only the named key was checked again.
+    expect(await lastCheckedMs(hashes[6])).toBe(otherCheckedBefore);
 
     // /metrics obeys the same rule from the page: the admin token reads the watcher count.
     await page.waitForFunction(() => Number(document.getElementById("watchers")?.textContent) >= 1, undefined, { timeout: 7000 });

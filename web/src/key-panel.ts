@@ -1,6 +1,6 @@
 /**
  * The panel of one key: everything about it, kept current while open, and for an admin the
- * Disable or Enable action, each behind a confirmation.
+ * Disable or Enable action and Recheck (docs/checker.md), each behind a confirmation.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { KeyState } from "../../gen/ts/keypool/v1/keypool_pb";
@@ -74,7 +74,7 @@ export class KeyPanel {
 
   private actionsFor(row: KeyRow): HTMLButtonElement[] {
     if (!access.canAdmin) return [];
-    const button = (label: string, question: string, run: () => Promise<unknown>) => {
+    const button = (label: string, question: string, run: () => Promise<string | void>) => {
       const el = document.createElement("button");
       el.type = "button";
       el.textContent = label;
@@ -82,18 +82,30 @@ export class KeyPanel {
       el.addEventListener("click", () => void confirmThen(question, label, run));
       return el;
     };
-    if (row.state === "active") {
-      return [
-        button("Disable", `Disable key ${row.hash}? No proxy gets it until it is enabled again.`, () =>
-          adminClient.disableKey({ keyHash: row.hash, state: KeyState.DISABLED, reason: "disabled from the dashboard" }),
-        ),
-      ];
-    }
-    return [button("Enable", `Enable key ${row.hash}? Proxies get it again at once.`, () => adminClient.enableKey({ keyHash: row.hash }))];
+    const toggle =
+      row.state === "active"
+        ? button("Disable", `Disable key ${row.hash}? No proxy gets it until it is enabled again.`, async () => {
+            await adminClient.disableKey({ keyHash: row.hash, state: KeyState.DISABLED, reason: "disabled from the dashboard" });
+          })
+        : button("Enable", `Enable key ${row.hash}? Proxies get it again at once.`, async () => {
+            await adminClient.enableKey({ keyHash: row.hash });
+          });
+    // The checker leaves a disabled key alone, so Recheck is offered only once it is enabled.
+    if (row.state === "disabled") return [toggle];
+    const recheck = button(
+      "Recheck",
+      `Recheck key ${row.hash}? The checker checks it again against its upstream; a revoked or over-quota key that passes is active again.`,
+      async () => {
+        const { scheduled } = await adminClient.recheckKeys({ keyHashes: [row.hash] });
+        return scheduled > 0 ? "Recheck: scheduled for a check." : "Recheck: not scheduled (a disabled key is not checked).";
+      },
+    );
+    return [toggle, recheck];
   }
 }
 
-async function confirmThen(question: string, label: string, run: () => Promise<unknown>): Promise<void> {
+/** Asks, then runs the action; shows what it answered (or "done"), or why it failed. */
+async function confirmThen(question: string, label: string, run: () => Promise<string | void>): Promise<void> {
   const dialog = $<HTMLDialogElement>("confirm-dialog");
   $("confirm-text").textContent = question;
   $("confirm-ok").textContent = label;
@@ -103,9 +115,9 @@ async function confirmThen(question: string, label: string, run: () => Promise<u
   if (dialog.returnValue !== "ok") return;
   const message = $("key-message");
   try {
-    await run();
+    const outcome = await run();
     message.className = "message ok";
-    message.textContent = `${label}: done.`;
+    message.textContent = outcome || `${label}: done.`;
   } catch (err) {
     const error = ConnectError.from(err);
     message.className = "message error";
