@@ -1,6 +1,6 @@
 /**
  * What keypool adds to a proxied request: the reference proxy (examples/proxy) in front of the
- * fake chat upstream, with keypool (dist/, default durable configuration, 10 keys) leasing the keys.
+ * fake upstream's chat endpoints, with keypool (dist/, default durable configuration, 10 keys) leasing the keys.
  *
  *     npx tsx bench/proxy-overhead.ts [--requests 2000] [--concurrency 8] [--latency 0ms] [--state memory] [--no-build]
  *
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   writeKeysFile(keysFile, 10);
   const keypool = await startKeypool({ env: { KEYPOOL_KEYS_FILE: keysFile, ...(state === "memory" ? { KEYPOOL_STATE: "memory" } : {}) }, cpus: layout.server });
   const upstreamPort = await freePort();
-  const upstream = start(process.execPath, [...TS, "src/fake-upstream/chat-main.ts", "--port", String(upstreamPort), "--latency", latency], layout.load, { cwd: ROOT });
+  const upstream = start(process.execPath, [...TS, "src/fake-upstream/main.ts", "--port", String(upstreamPort), "--latency", latency], layout.load, { cwd: ROOT });
   const proxyPort = await freePort();
   const proxy = start(process.execPath, [...TS, "examples/proxy/main.ts"], layout.load, {
     cwd: ROOT,

@@ -10,7 +10,8 @@
  * at once.
  *
  * Handlers take a `ChatCall` and answer a `ChatAnswer` (a status, headers, and a JSON body or a
- * stream of SSE text chunks); `chat-server.ts` serves them over HTTP.
+ * stream of SSE text chunks); the fake upstream (fake-upstream.ts) serves them over HTTP for its
+ * chat keys.
  */
 
 export type ChatOutcome = "ok" | "rate-limited" | "revoked" | "overloaded";
@@ -85,6 +86,10 @@ export class FakeChat {
 
   setPlan(key: string, plan: ChatPlan): void {
     this.plans.set(key, plan);
+  }
+
+  hasPlan(key: string): boolean {
+    return this.plans.has(key);
   }
 
   /** The counts of every key that made a request. */

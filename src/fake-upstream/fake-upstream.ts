@@ -4,11 +4,18 @@
  * the requests and keys in flight, and listens on loopback only. Endpoints are a table
  * (`route`), so that more of the upstream APIs can be added beside these.
  *
+ * The chat endpoints (`POST /v1/chat/completions`, `POST /v1/messages`, streamed or not) serve two
+ * kinds of key: a key with a check behaviour (its name, or `setBehaviour`) gets the checker's
+ * answers below; a key with a chat plan (`chat.setPlan`), and, with `chatForUnknownKeys`, a key
+ * the fake does not know, is a chat key and gets `chat`'s answers (chat.ts), counted per key. A
+ * chat plan wins over a behaviour, so one key never gets answers of both kinds.
+ *
  * Control endpoints: GET /fake/stats, POST /fake/stats/reset, POST /fake/behaviour
  * ({"key": "...", "behaviour": "working"}).
  */
 import * as http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { FakeChat } from "./chat";
 import {
   BEHAVIOURS,
   behaviourFromName,
@@ -28,6 +35,13 @@ export interface FakeUpstreamOptions {
   slowMs?: number;
   /** Every answer waits this long first (a demo shows checks one by one). Default 0. */
   latencyMs?: number;
+  /** The chat keys' plans and counts; default: a FakeChat whose every request succeeds. */
+  chat?: FakeChat;
+  /**
+   * Whether a key the fake does not know is a chat key (answered by `chat`) rather than a key a
+   * real upstream rejects (401). Default false: the checker's tests rely on the 401.
+   */
+  chatForUnknownKeys?: boolean;
 }
 
 /** One request as a route handler sees it. */
@@ -47,11 +61,13 @@ export interface FakeCall {
 
 export interface FakeAnswer {
   status: number;
+  /** A JSON body, or `stream`: text (server-sent events) written chunk by chunk. */
   body?: unknown;
+  stream?: AsyncIterable<string>;
   headers?: Record<string, string>;
 }
 
-export type FakeRoute = (call: FakeCall) => FakeAnswer;
+export type FakeRoute = (call: FakeCall) => FakeAnswer | Promise<FakeAnswer>;
 
 export interface FakeUpstreamStats {
   /** Requests answered or closed, over the fake's life (or since reset). */
@@ -66,8 +82,10 @@ export interface FakeUpstreamStats {
   keysSeen: number;
 }
 
-/** Bodies past this are refused with 413 (the checker's requests are tiny). */
-const MAX_REQUEST_BYTES = 64 * 1024;
+const CHAT_PATHS = new Set(["/v1/chat/completions", "/v1/messages"]);
+
+/** Bodies past this are refused with 413 (room for a long chat conversation). */
+const MAX_REQUEST_BYTES = 1024 * 1024;
 
 export class FakeUpstream {
   private readonly server: http.Server;
@@ -81,10 +99,15 @@ export class FakeUpstream {
   private readonly slowMs: number;
   private readonly latencyMs: number;
   private address: AddressInfo | undefined;
+  /** The chat keys' plans and per-key counts. */
+  readonly chat: FakeChat;
+  private readonly chatForUnknownKeys: boolean;
 
   private constructor(options: FakeUpstreamOptions) {
     this.slowMs = options.slowMs ?? 120_000;
     this.latencyMs = options.latencyMs ?? 0;
+    this.chat = options.chat ?? new FakeChat();
+    this.chatForUnknownKeys = options.chatForUnknownKeys ?? false;
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.keepAliveTimeout = 5000;
     this.server.on("connection", (socket) => {
@@ -93,8 +116,8 @@ export class FakeUpstream {
     });
     this.route("GET", "/v1/models", openAiModels);
     this.route("GET", "/v1/organizations", openAiOrganizations);
-    this.route("POST", "/v1/chat/completions", openAiChat);
-    this.route("POST", "/v1/messages", anthropicMessages);
+    this.route("POST", "/v1/chat/completions", (call) => (this.isChatKey(call.key) ? this.chat.openAiChat(call) : openAiChat(call)));
+    this.route("POST", "/v1/messages", (call) => (this.isChatKey(call.key) ? this.chat.anthropicMessages(call) : anthropicMessages(call)));
   }
 
   static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
@@ -133,6 +156,11 @@ export class FakeUpstream {
     return this.overrides.get(key) ?? behaviourFromName(key);
   }
 
+  /** Whether the chat endpoints answer `key` with its chat plan rather than its check behaviour. */
+  isChatKey(key: string): boolean {
+    return this.chat.hasPlan(key) || (this.chatForUnknownKeys && this.behaviourOf(key) === undefined);
+  }
+
   stats(): FakeUpstreamStats {
     return {
       requests: this.counters.requests,
@@ -166,7 +194,8 @@ export class FakeUpstream {
     res.once("close", () => this.leave(key));
     const body = await readBody(req);
     if (body === TOO_LARGE) return send(res, { status: 413, body: openAiError("request too large", "invalid_request_error") });
-    const behaviour = this.behaviourOf(key);
+    // On the chat endpoints a chat key's plan decides alone: no refused connection, no slow answer.
+    const behaviour = CHAT_PATHS.has(path) && this.isChatKey(key) ? undefined : this.behaviourOf(key);
     if (behaviour === "refused") {
       req.socket.destroy();
       return;
@@ -198,7 +227,7 @@ export class FakeUpstream {
       organization: header(req, "openai-organization"),
       body: body === undefined ? undefined : parseJson(body),
     };
-    send(res, handler(call));
+    send(res, await handler(call));
   }
 
   private enter(key: string): void {
@@ -350,10 +379,24 @@ function readBody(req: http.IncomingMessage): Promise<string | undefined | typeo
   });
 }
 
+/** Writes an answer; a stream goes out one chunk per write, and stops when the client leaves. */
 function send(res: http.ServerResponse, answer: FakeAnswer): void {
   if (res.destroyed) return;
-  res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers });
-  res.end(answer.body === undefined ? "" : JSON.stringify(answer.body));
+  const stream = answer.stream;
+  if (!stream) {
+    res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers });
+    res.end(answer.body === undefined ? "" : JSON.stringify(answer.body));
+    return;
+  }
+  res.writeHead(answer.status, answer.headers);
+  res.flushHeaders();
+  void (async () => {
+    for await (const chunk of stream) {
+      if (res.destroyed) return;
+      res.write(chunk);
+    }
+    res.end();
+  })();
 }
 
 function keyOf(req: http.IncomingMessage): string {

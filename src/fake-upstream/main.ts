@@ -2,10 +2,13 @@
 /**
  * keypool-fake-upstream: runs the fake OpenAI/Anthropic upstream (fake-upstream.ts) on loopback
  * until SIGTERM or Ctrl-C. Options: --port N (default 8090), --host 127.0.0.1, --latency 500ms,
- * --slow 120s. Prints one JSON line with its URL and a key of each behaviour.
+ * --slow 120s, --rate-limit-every N. Keys named for a behaviour (behaviours.ts) get the checker's
+ * answers; every other key is a chat key: its chats succeed, or with --rate-limit-every N each
+ * key's every N-th chat gets a 429. Prints one JSON line with its URL and a key of each behaviour.
  */
 import { parseDurationMs } from "../domain/duration";
 import { BEHAVIOURS } from "./behaviours";
+import { FakeChat, rateLimitedEvery } from "./chat";
 import { FakeUpstream } from "./fake-upstream";
 
 function option(args: string[], name: string): string | undefined {
@@ -24,16 +27,20 @@ function duration(args: string[], name: string): number | undefined {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes("--help")) {
-    process.stdout.write("keypool-fake-upstream [--port 8090] [--host 127.0.0.1] [--latency 0ms] [--slow 120s]\n");
+    process.stdout.write("keypool-fake-upstream [--port 8090] [--host 127.0.0.1] [--latency 0ms] [--slow 120s] [--rate-limit-every 0]\n");
     return;
   }
   const port = Number(option(args, "--port") ?? "8090");
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error("--port must be 0-65535");
+  const every = Number(option(args, "--rate-limit-every") ?? "0");
+  if (!Number.isInteger(every) || every < 0) throw new Error("--rate-limit-every must be a whole number");
   const fake = await FakeUpstream.start({
     host: option(args, "--host") ?? "127.0.0.1",
     port,
     latencyMs: duration(args, "--latency"),
     slowMs: duration(args, "--slow"),
+    chat: new FakeChat({ defaultPlan: every > 0 ? rateLimitedEvery(every) : undefined }),
+    chatForUnknownKeys: true,
   });
   process.stdout.write(
     JSON.stringify({

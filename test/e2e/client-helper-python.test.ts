@@ -1,6 +1,6 @@
 /**
  * The Python client helper (clients/python: sync KeyPool over grpcio, AsyncKeyPool over grpc.aio)
- * against a real keypool over real sockets and the fake chat upstream on loopback. Each scenario
+ * against a real keypool over real sockets and the fake upstream's chat endpoints on loopback. Each scenario
  * of clients/python/tests/scenarios.py runs in the Python interpreter that has grpcio; this file
  * sets the upstream's behaviour per key and checks what keypool recorded.
  */

@@ -1,6 +1,6 @@
 /**
  * The TypeScript client helper (clients/ts) against a real keypool over real sockets and the fake
- * chat upstream on loopback, calling the upstream with fetch and with the official OpenAI and
+ * chat endpoints on loopback, calling the upstream with fetch and with the official OpenAI and
  * Anthropic SDKs.
  */
 import Anthropic from "@anthropic-ai/sdk";

@@ -1,6 +1,6 @@
 /**
  * The reference proxy (examples/proxy) end to end: clients over HTTP on loopback, the proxy, a
- * real keypool over real sockets (real time), and the fake chat upstream with a mix of answers.
+ * real keypool over real sockets (real time), and the fake upstream's chat endpoints with a mix of answers.
  */
 import type { AddressInfo } from "node:net";
 import type * as http from "node:http";

@@ -1,10 +1,11 @@
 /**
- * A real keypool (test-server.ts) beside a fake chat upstream (src/fake-upstream/chat.ts) on
- * loopback, with every log line either of them writes kept for the no-secret checks.
+ * A real keypool (test-server.ts) beside the fake upstream (src/fake-upstream/) on loopback, whose
+ * every key the fake does not know by name is a chat key (chat.ts), with every log line either of
+ * them writes kept for the no-secret checks.
  */
 import { Writable } from "node:stream";
 import { FakeChat, type FakeChatOptions } from "../../src/fake-upstream/chat";
-import { startFakeChatServer, type FakeChatServer } from "../../src/fake-upstream/chat-server";
+import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
 import { createLogger } from "../../src/log";
 import type { KeySpec } from "../../src/domain/types";
 import { startTestServer, type TestServer, type TestServerOptions } from "./test-server";
@@ -12,7 +13,7 @@ import { startTestServer, type TestServer, type TestServerOptions } from "./test
 export interface KeypoolAndUpstream {
   keypool: TestServer;
   chat: FakeChat;
-  upstream: FakeChatServer;
+  upstream: FakeUpstream;
   /** keypool's log lines (debug level and up). */
   serverLog: string[];
   /** The key hash of each secret. */
@@ -35,7 +36,7 @@ export async function startKeypoolAndUpstream(
   const { keyHashes } = await keypool.pool.addKeys(keys);
   const hashes = new Map(keys.map((spec, i) => [spec.key, keyHashes[i]]));
   const chat = new FakeChat(options.chat);
-  const upstream = await startFakeChatServer(chat);
+  const upstream = await FakeUpstream.start({ chat, chatForUnknownKeys: true });
   return {
     keypool,
     chat,
