@@ -108,6 +108,8 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.readMaxBytes ?? -1,
     "grpc.max_send_message_length": -1,
+    // channelz (call counters and timestamps per call and per session) is read by nothing here.
+    "grpc.enable_channelz": 0,
     // KEYPOOL_IDLE_TIMEOUT: grpc-js's own idle timeout (GOAWAY once no call has been open this long).
     "grpc.max_connection_idle_ms": options.connections.timeouts.idleMs,
     ...(options.http2Limits?.settings?.maxConcurrentStreams !== undefined
