@@ -6,7 +6,8 @@
 Either port works: the main port (KEYPOOL_PORT, 50051) or the native gRPC port (KEYPOOL_GRPC_PORT,
 say 50052), which serves more leases per second. One channel is opened once and kept for every call.
 
-Leases a key, reports the upstream's answer, records the tokens spent, lists the keys, and shows
+Leases a key, reports the upstream's answer, records the tokens spent, lists the keys (page by
+page: list_all_keys; read_snapshot shows how a WatchKeys snapshot arrives in slices), and shows
 how to read the retry delay when every key is busy (RESOURCE_EXHAUSTED carries a
 google.rpc.RetryInfo in the grpc-status-details-bin trailer). Prints one JSON line per step.
 """
@@ -31,6 +32,35 @@ def retry_delay_seconds(error: grpc.RpcError):
                     detail.Unpack(info)
                     return info.retry_delay.ToMilliseconds() / 1000
     return None
+
+
+def list_all_keys(pool, **filters):
+    """Every matching key, page by page (each response fits a client's default 4 MiB limit)."""
+    keys, token = [], ""
+    while True:
+        page = pool.ListKeys(keypool_pb2.ListKeysRequest(page_token=token, **filters))
+        keys.extend(page.keys)
+        token = page.next_page_token
+        if not token:
+            return keys
+
+
+def read_snapshot(stream):
+    """The keys of a WatchKeys stream's snapshot, by hash, and how many slices it came in.
+
+    The snapshot arrives in slices; the last one has `more` false. Updates that follow it in the
+    stream (`updated`, `removed_key_hash`, or with batch=True `changes`) apply after it.
+    """
+    keys, slices = {}, 0
+    for message in stream:
+        if message.WhichOneof("event") != "snapshot":
+            continue  # a heartbeat; updates only come after the last slice
+        slices += 1
+        for key in message.snapshot.keys:
+            keys[key.key_hash] = key
+        if not message.snapshot.more:
+            return keys, slices
+    raise RuntimeError("the stream ended before the last snapshot slice")
 
 
 def main(address: str, model: str) -> None:
@@ -63,7 +93,7 @@ def main(address: str, model: str) -> None:
         )
         print(json.dumps({"step": "usage"}))
 
-        keys = pool.ListKeys(keypool_pb2.ListKeysRequest()).keys
+        keys = list_all_keys(pool)
         print(json.dumps({
             "step": "list",
             "keys": [

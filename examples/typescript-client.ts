@@ -9,13 +9,26 @@
  * connection) is made once and kept for every call.
  *
  * Leases a key (waiting up to 2 s), reports the upstream's answer, records the tokens spent, and
- * lists the keys. When every key is busy, RESOURCE_EXHAUSTED says when to retry (RetryInfo).
+ * lists the keys (page by page). When every key is busy, RESOURCE_EXHAUSTED says when to retry (RetryInfo).
  */
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { RetryInfoSchema } from "../gen/ts/google/rpc/error_details_pb";
-import { KeyPoolService } from "../gen/ts/keypool/v1/keypool_pb";
+import { KeyPoolService, type KeyStatus, type ListKeysRequestSchema } from "../gen/ts/keypool/v1/keypool_pb";
+
+/** Every matching key, page by page: each response fits a client's default 4 MiB limit. */
+export async function listAllKeys(pool: Client<typeof KeyPoolService>, request: MessageInitShape<typeof ListKeysRequestSchema> = {}) {
+  const keys: KeyStatus[] = [];
+  let pageToken = "";
+  do {
+    const page = await pool.listKeys({ ...request, pageToken });
+    keys.push(...page.keys);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "");
+  return keys;
+}
 
 export async function runExample(baseUrl: string, model: string) {
   const pool = createClient(KeyPoolService, createGrpcTransport({ baseUrl }));
@@ -37,7 +50,7 @@ export async function runExample(baseUrl: string, model: string) {
     outputTokens: 30n,
     leaseId: lease.leaseId,
   });
-  const { keys } = await pool.listKeys({});
+  const keys = await listAllKeys(pool);
 
   // Every key is now held: without max_wait, Lease answers RESOURCE_EXHAUSTED with RetryInfo.
   let retryAfterMs: number | undefined;

@@ -26,7 +26,9 @@ echo "== import cycles"
 node scripts/check-import-cycles.js
 echo "== typecheck"
 ./node_modules/.bin/tsc -p tsconfig.json --noEmit
+./node_modules/.bin/tsc -p web/tsconfig.json
 echo "== build"
 ./node_modules/.bin/tsc -p tsconfig.build.json
+node scripts/build-dashboard.mjs
 echo "== jest"
 ./node_modules/.bin/jest "$@"

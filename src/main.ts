@@ -13,11 +13,12 @@ import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
 import { createLogger, type Logger } from "./log";
+import { createServerMetrics } from "./metrics/server-metrics";
 import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
 import { requestLogInterceptor } from "./transport/request-log";
-import { createWatchKeys } from "./transport/watch-keys";
+import { createWatchKeys, encodedStatusBytes } from "./transport/watch-keys";
 import { WatchHub } from "./watch/watch-hub";
 
 interface StartupConfig {
@@ -59,10 +60,18 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     coalesceMs: settings.watch.coalesceMs,
     heartbeatMs: settings.watch.heartbeatMs,
     maxSubscribers: settings.watch.maxWatchers,
+    measure: encodedStatusBytes,
   });
 
   let server: RunningServer | undefined;
   let state: DurableState | undefined;
+  // Before the state file fills the pool: the census hears every restored key.
+  const served = createServerMetrics({
+    pool,
+    clock: systemClock,
+    watchers: () => hub.subscriberCount,
+    storeQueue: () => state?.queued ?? 0,
+  });
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
@@ -95,6 +104,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     configured: keys,
     clock: systemClock,
     logger,
+    onCommitted: (seconds) => served.metrics.committed(seconds),
   });
 
   process.on("SIGTERM", stop);
@@ -103,7 +113,9 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
   server = await startServer(
     { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server), grpcPort: settings.server.grpcPort },
     {
-      pool,
+      pool: served.pool,
+      metrics: served.metrics,
+      tokens: access.tokens,
       logger,
       durability: state,
       watchKeys: createWatchKeys(hub),

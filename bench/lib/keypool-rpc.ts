@@ -13,6 +13,7 @@ import {
   ListKeysRequestSchema,
   ListKeysResponseSchema,
   Provider,
+  type KeyStatus,
 } from "../../gen/ts/keypool/v1/keypool_pb";
 import { connect, unary } from "./grpc-raw";
 
@@ -42,23 +43,36 @@ export async function leaseOnce(port: number, model = BENCH_MODEL): Promise<stri
   }
 }
 
-/** Keys in the pool and the sum of their lease_count. */
-export async function poolTotals(port: number): Promise<{ keys: number; leases: number; active: number }> {
+/** Every key of the pool, page by page (ListKeys pages keep each response under 4 MiB). */
+export async function listAllKeys(port: number): Promise<KeyStatus[]> {
   const session = await connect(port);
   try {
-    const reply = await unary(session, LIST_KEYS, toBinary(ListKeysRequestSchema, create(ListKeysRequestSchema, {})), 120_000);
-    if (reply.grpcStatus !== 0) throw new Error(`ListKeys failed: grpc-status ${reply.grpcStatus} ${reply.grpcMessage}`);
-    const { keys } = fromBinary(ListKeysResponseSchema, reply.message);
-    let leases = 0;
-    let active = 0;
-    for (const k of keys) {
-      leases += Number(k.leaseCount);
-      if (k.state === KeyState.ACTIVE) active++;
-    }
-    return { keys: keys.length, leases, active };
+    const keys: KeyStatus[] = [];
+    let pageToken = "";
+    do {
+      const request = toBinary(ListKeysRequestSchema, create(ListKeysRequestSchema, { pageSize: 5000, pageToken }));
+      const reply = await unary(session, LIST_KEYS, request, 120_000);
+      if (reply.grpcStatus !== 0) throw new Error(`ListKeys failed: grpc-status ${reply.grpcStatus} ${reply.grpcMessage}`);
+      const page = fromBinary(ListKeysResponseSchema, reply.message);
+      keys.push(...page.keys);
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    return keys;
   } finally {
     session.destroy();
   }
+}
+
+/** Keys in the pool and the sum of their lease_count. */
+export async function poolTotals(port: number): Promise<{ keys: number; leases: number; active: number }> {
+  const keys = await listAllKeys(port);
+  let leases = 0;
+  let active = 0;
+  for (const k of keys) {
+    leases += Number(k.leaseCount);
+    if (k.state === KeyState.ACTIVE) active++;
+  }
+  return { keys: keys.length, leases, active };
 }
 
 export function disableKeyBytes(keyHash: string, reason: string): Uint8Array {

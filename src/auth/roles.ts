@@ -45,3 +45,6 @@ export function roleAllows(role: Role, serviceTypeName: string, methodName: stri
 export function rolesAllowing(serviceTypeName: string, methodName: string): Role[] {
   return ROLES.filter((role) => roleAllows(role, serviceTypeName, methodName));
 }
+
+/** The roles that may read GET /metrics when tokens are configured (it shows what watchers see). */
+export const METRICS_ROLES: readonly Role[] = ["watch", "admin"];

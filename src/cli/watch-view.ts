@@ -13,19 +13,29 @@ import {
 /** The keys the dashboard knows, by hash, as the stream last told. */
 export class WatchView {
   readonly keys = new Map<string, KeyStatus>();
-  /** Whether a snapshot arrived on the current connection (until then the table is stale). */
+  /** Whether a whole snapshot arrived on the current connection (until then the table is stale). */
   synced = false;
   lastMessageAt = 0;
+  /** The snapshot slices of the current connection until the last one arrives. */
+  private incoming: KeyStatus[] | null = null;
 
-  /** Applies one stream message. A snapshot replaces everything: it starts every (re)connection. */
+  /**
+   * Applies one stream message. A snapshot (its slices collected until the one with `more`
+   * false) replaces everything: it starts every (re)connection; the last known table stays on
+   * screen meanwhile. `changes` (batched) and `updated` / `removed_key_hash` apply in place.
+   */
   apply(message: WatchKeysResponse, receivedAt: number): void {
     this.lastMessageAt = receivedAt;
     const event = message.event;
     switch (event.case) {
       case "snapshot":
-        this.keys.clear();
-        for (const key of event.value.keys) this.keys.set(key.keyHash, key);
-        this.synced = true;
+        (this.incoming ??= []).push(...event.value.keys);
+        if (!event.value.more) {
+          this.keys.clear();
+          for (const key of this.incoming) this.keys.set(key.keyHash, key);
+          this.incoming = null;
+          this.synced = true;
+        }
         break;
       case "updated":
         this.keys.set(event.value.keyHash, event.value);
@@ -33,9 +43,19 @@ export class WatchView {
       case "removedKeyHash":
         this.keys.delete(event.value);
         break;
+      case "changes":
+        for (const key of event.value.updated) this.keys.set(key.keyHash, key);
+        for (const keyHash of event.value.removedKeyHashes) this.keys.delete(keyHash);
+        break;
       default:
         break;
     }
+  }
+
+  /** The connection is gone: the table is the last known state until the next whole snapshot. */
+  disconnected(): void {
+    this.synced = false;
+    this.incoming = null;
   }
 
   /** The keys in key_hash order, as ListKeys returns them. */

@@ -2,10 +2,11 @@
 /**
  * keypool-watch: a live table of every key in a keypool server, refreshed in place.
  *
- * It holds one WatchKeys stream; the first message of each stream is a snapshot, so a reconnect
- * simply starts over. On UNAVAILABLE (server restarting, network gone) it retries with capped,
- * jittered exponential backoff and says so on the status line; errors that a retry cannot fix
- * (bad token, wrong role, bad filter) end the program with the server's message.
+ * It holds one WatchKeys stream (batched: one message per coalescing window); each stream begins
+ * with a snapshot, in slices, so a reconnect simply starts over. On UNAVAILABLE (server
+ * restarting, network gone) it retries with capped, jittered exponential backoff and says so on
+ * the status line; errors that a retry cannot fix (bad token, wrong role, bad filter) end the
+ * program with the server's message.
  */
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
@@ -159,13 +160,14 @@ async function main(): Promise<void> {
     try {
       resetIdle();
       const stream = client.watchKeys(
-        { provider: args.provider, modelFamilies: args.families },
+        // batch: one message per coalescing window, however many keys changed in it.
+        { provider: args.provider, modelFamilies: args.families, batch: true },
         { signal: controller.signal },
       );
       for await (const message of stream) {
         resetIdle();
         view.apply(message, Date.now());
-        if (message.event.case === "snapshot") {
+        if (message.event.case === "snapshot" && view.synced) {
           connection = { kind: "connected" };
           attempt = 0;
           render();
@@ -185,7 +187,7 @@ async function main(): Promise<void> {
       if (idle) clearTimeout(idle);
     }
     if (stopped) break;
-    view.synced = false;
+    view.disconnected();
     const delay = backoffMs(attempt++);
     retryAt = Date.now() + delay;
     connection = { kind: "retrying", inMs: delay, reason };

@@ -71,10 +71,12 @@ export class KeyAdministration {
         }
         const entry = newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true });
         byHash.set(keyHash, entry);
+        this.keys.order.invalidate();
         fresh.push(entry);
       }
     } catch (error) {
       for (const entry of fresh) byHash.delete(entry.keyHash);
+      this.keys.order.invalidate();
       throw error;
     }
     const now = this.clock.now();
@@ -142,6 +144,7 @@ export class KeyAdministration {
     for (const entry of entries) {
       const old = this.keys.byHash.get(entry.keyHash);
       if (old) this.keys.index.remove(old);
+      else this.keys.order.invalidate();
       this.keys.byHash.set(entry.keyHash, entry);
       this.changes.commit(entry, "restored", entry.state === "active" ? "add" : "none", false, now);
     }

@@ -42,6 +42,7 @@ export class KeyChanges {
   remove(entry: KeyEntry): void {
     this.keys.index.remove(entry);
     this.keys.byHash.delete(entry.keyHash);
+    this.keys.order.invalidate();
     if (this.feed.size > 0) {
       this.feed.publish({ type: "removed", keyHash: entry.keyHash, provider: entry.provider, modelFamilies: [...entry.modelFamilies] });
     }

@@ -242,6 +242,17 @@ export class KeyPool {
     return out.sort((a, b) => (a.keyHash < b.keyHash ? -1 : a.keyHash > b.keyHash ? 1 : 0));
   }
 
+  /**
+   * The keys matching the filter whose hash comes after `after` ("": from the first), in
+   * key_hash order, each status made as it is pulled: a page takes what it needs and stops.
+   */
+  *keysAfter(after: string, filter?: KeyFilter): Generator<KeyStatus> {
+    for (const keyHash of this.keys.order.from(after)) {
+      const entry = this.keys.byHash.get(keyHash);
+      if (entry && (!filter || keyMatches(filter, entry))) yield toStatus(entry);
+    }
+  }
+
   /** How many keys each provider has in the pool (providers without keys are absent). No copies. */
   countByProvider(): Partial<Record<ProviderId, number>> {
     const counts: Partial<Record<ProviderId, number>> = {};

@@ -1,17 +1,20 @@
 import { quoted } from "./echo";
 import { notFound } from "./errors";
 import type { KeyEntry } from "./key-entry";
+import { KeyOrder } from "./key-order";
 import { SelectionIndex } from "./selection-index";
 
 const KEY_HASH_SHAPE = /^[a-z]{1,16}-[0-9a-f]{1,64}$/;
 
 /**
- * The pool's keys by hash, and the selection index of the ACTIVE ones. The two always change
- * together (key-changes.ts), so they live together.
+ * The pool's keys by hash, the selection index of the ACTIVE ones, and the keys' key_hash order
+ * for listings that page. They always change together (key-changes.ts, key-administration.ts), so
+ * they live together: whoever adds or removes a key in `byHash` invalidates `order`.
  */
 export class KeyTable {
   readonly byHash = new Map<string, KeyEntry>();
   readonly index = new SelectionIndex<KeyEntry>();
+  readonly order = new KeyOrder(() => this.byHash.keys());
 
   get size(): number {
     return this.byHash.size;

@@ -24,16 +24,18 @@ export type PoolCall =
   | "disableKey"
   | "enableKey"
   | "listKeys"
+  | "keysAfter"
   | "lockout";
 
 /** What the RPC services call. */
 export type PoolApi = { [M in PoolCall]: MayWait<KeyPool[M]> };
 
 /**
- * What the watch hub needs: the change feed and a snapshot taken in the same turn as its
- * subscription, so that no change falls between them; hence listKeys is synchronous here.
+ * What the watch hub needs: the change feed, and snapshot slices read in the same turn as the
+ * hub's view of the changes (src/watch/snapshot-slices.ts), so that no change falls between
+ * them; hence keysAfter is synchronous here.
  */
-export type WatchedPool = Pick<KeyPool, "changes" | "listKeys">;
+export type WatchedPool = Pick<KeyPool, "changes" | "keysAfter">;
 
 /** What storage needs at start (restore, configured keys) and while writing (secrets, statuses). */
 export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "getKey" | "restore" | "addKeys">;

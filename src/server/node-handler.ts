@@ -16,19 +16,24 @@ import type { RequestHandler } from "./listener";
 
 export interface NodeHandlerOptions extends ConnectRouterOptions {
   routes: (router: ConnectRouter) => void;
+  /** Plain HTTP routes by exact path (the dashboard, /metrics), tried when no RPC matches. */
+  httpRoutes?: ReadonlyMap<string, RequestHandler>;
   logger: Logger;
 }
 
 export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
-  const { routes, logger, ...routerOptions } = options;
+  const { routes, httpRoutes, logger, ...routerOptions } = options;
   // connect-node's defaults: requests may come gzip- or brotli-compressed.
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...routerOptions });
   routes(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
 
   return (req, res) => {
-    const handler = handlers.get(req.url?.split("?", 2)[0] ?? "");
+    const path = req.url?.split("?", 2)[0] ?? "";
+    const handler = handlers.get(path);
     if (!handler) {
+      const httpRoute = httpRoutes?.get(path);
+      if (httpRoute) return httpRoute(req, res);
       res.writeHead(404);
       res.end();
       return;

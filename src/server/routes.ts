@@ -1,7 +1,8 @@
 /**
  * Every service the server mounts, assembled in one place. Other parts plug in here without
  * touching the listener: the watch hub through `watchKeys`, storage through `durability`, access
- * control through `interceptors` (see start-server.ts).
+ * control through `interceptors` (see start-server.ts), metrics through `metrics`. The plain HTTP
+ * routes of the main port (the dashboard, /metrics) are listed here too (createHttpRoutes).
  */
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
@@ -24,6 +25,12 @@ import { createHealthService, type HealthState } from "../transport/health";
 import { createKeyAdminService } from "../transport/key-admin-service";
 import { createKeyPoolService, type WatchKeysImpl } from "../transport/key-pool-service";
 import type { Durability, PoolApi } from "../domain/pool-api";
+import type { TokenStore } from "../auth/token-store";
+import type { Logger } from "../log";
+import { instrumentService } from "../metrics/instrumented-service";
+import { createMetricsEndpoint } from "../metrics/metrics-endpoint";
+import type { KeypoolMetrics } from "../metrics/metrics";
+import { dashboardRoutes, type HttpHandler } from "./dashboard-files";
 import {
   DescriptorIndex,
   createReflectionV1AlphaService,
@@ -49,6 +56,8 @@ export interface RouteDeps {
   durability?: Durability;
   /** WatchKeys (the watch hub); default: UNIMPLEMENTED. */
   watchKeys?: WatchKeysImpl;
+  /** Times the unary RPCs of the keypool.v1 services; absent: nothing is measured. */
+  metrics?: KeypoolMetrics;
 }
 
 export function createDescriptorIndex(): DescriptorIndex {
@@ -78,12 +87,16 @@ export interface MountedService {
  */
 export function createServiceImpls(deps: RouteDeps): MountedService[] {
   const index = createDescriptorIndex();
+  let poolService = createKeyPoolService({ pool: deps.pool, durability: deps.durability, watchKeys: deps.watchKeys });
+  let adminService = createKeyAdminService({ pool: deps.pool, durability: deps.durability });
+  if (deps.metrics) {
+    // Timed here, in the implementations both ports mount, so both feed the same histogram.
+    poolService = instrumentService(KeyPoolService, poolService, deps.metrics);
+    adminService = instrumentService(KeyAdminService, adminService, deps.metrics);
+  }
   return [
-    {
-      service: KeyPoolService,
-      impl: createKeyPoolService({ pool: deps.pool, durability: deps.durability, watchKeys: deps.watchKeys }),
-    },
-    { service: KeyAdminService, impl: createKeyAdminService({ pool: deps.pool, durability: deps.durability }) },
+    { service: KeyPoolService, impl: poolService },
+    { service: KeyAdminService, impl: adminService },
     { service: Health, impl: createHealthService(deps.health) },
     { service: ServerReflectionV1, impl: createReflectionV1Service(index) },
     { service: ServerReflectionV1Alpha, impl: createReflectionV1AlphaService(index) },
@@ -99,4 +112,22 @@ export function routesOf(services: MountedService[]): (router: ConnectRouter) =>
 
 export function createRoutes(deps: RouteDeps): (router: ConnectRouter) => void {
   return routesOf(createServiceImpls(deps));
+}
+
+export interface HttpRouteDeps {
+  logger: Logger;
+  /** GET /metrics; absent: no such route. */
+  metrics?: KeypoolMetrics;
+  /** The configured tokens: /metrics needs the watch or admin role when there are any. */
+  tokens?: TokenStore;
+}
+
+/**
+ * The main port's plain HTTP routes, by exact path: GET / and its assets (the dashboard, which
+ * needs no token itself: its RPCs do), and GET /metrics.
+ */
+export function createHttpRoutes(deps: HttpRouteDeps): Map<string, HttpHandler> {
+  const routes = dashboardRoutes();
+  if (deps.metrics) routes.set("/metrics", createMetricsEndpoint({ metrics: deps.metrics, tokens: deps.tokens, logger: deps.logger }));
+  return routes;
 }

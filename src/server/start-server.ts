@@ -24,7 +24,9 @@ import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { connectionCaps } from "./listener-limits";
 import { createNodeHandler } from "./node-handler";
 import { startNativeGrpcListener, type NativeGrpcListener } from "./native-grpc-listener";
-import { APPLICATION_SERVICES, createServiceImpls, routesOf } from "./routes";
+import type { TokenStore } from "../auth/token-store";
+import type { KeypoolMetrics } from "../metrics/metrics";
+import { APPLICATION_SERVICES, createHttpRoutes, createServiceImpls, routesOf } from "./routes";
 
 export interface ListenConfig {
   host: string;
@@ -40,6 +42,10 @@ export interface ServerDeps {
   logger?: Logger;
   durability?: Durability;
   watchKeys?: WatchKeysImpl;
+  /** Feeds RPC timings and serves GET /metrics; absent: no /metrics. */
+  metrics?: KeypoolMetrics;
+  /** The configured tokens, for the plain HTTP routes (/metrics); RPCs use `interceptors`. */
+  tokens?: TokenStore;
   /** Run inside error mapping and the shutdown gate, outside the services (access control). */
   interceptors?: Interceptor[];
   /** Largest request message in bytes (KEYPOOL_MAX_MESSAGE_BYTES); default: connect's own (4 GiB). */
@@ -126,6 +132,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     health,
     durability: deps.durability,
     watchKeys: deps.watchKeys,
+    metrics: deps.metrics,
   });
   const interceptors = [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])];
   const handler = createNodeHandler({
@@ -133,6 +140,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
     // gRPC-Web text mode is translated outside, so that everything inside sees binary gRPC-Web.
     routes: serveGrpcWebText(reclassifyClientMistakes(routesOf(services))),
+    httpRoutes: createHttpRoutes({ logger, metrics: deps.metrics, tokens: deps.tokens }),
     ...(deps.readMaxBytes !== undefined ? { readMaxBytes: deps.readMaxBytes } : {}),
     shutdownSignal: shutdown.signal,
     interceptors,

@@ -38,6 +38,8 @@ export interface DurableStateOptions {
   keyHasher?: KeyHasher;
   /** How long soft state (last used, holds) may wait to be written. Default 1000 ms. */
   lazyMs?: number;
+  /** Told how long each commit took (metrics). */
+  onCommitted?: (seconds: number) => void;
 }
 
 export interface DurableState extends Durability {
@@ -46,6 +48,8 @@ export interface DurableState extends Durability {
   readonly persistent: boolean;
   /** Commits so far (none for memory). */
   readonly stats: GroupCommitStats;
+  /** Keys changed and not yet committed (always 0 for memory). */
+  readonly queued: number;
   /** Writes everything (soft state too) and releases the file. Call after the server stopped. */
   close(): void;
 }
@@ -65,6 +69,7 @@ export function openDurableState(options: DurableStateOptions): DurableState {
       location: MEMORY_STATE,
       persistent: false,
       stats: { commits: 0, keysWritten: 0 },
+      queued: 0,
       flush: () => Promise.resolve(),
       close: () => {},
     };
@@ -146,6 +151,7 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     clock: options.clock,
     lazyMs: options.lazyMs,
     origins: plan.origins,
+    onCommitted: options.onCommitted,
     onError: (err, cause) => {
       if (cause instanceof StateFileLostError) {
         logger.error(
@@ -161,6 +167,9 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     location: store.location,
     persistent: true,
     stats: writer.stats,
+    get queued() {
+      return writer.queued;
+    },
     flush: () => writer.flush(),
     watchSaving: (listener) => writer.watchSaving(listener),
     close: () => {

@@ -29,6 +29,8 @@ export interface GroupCommitOptions {
   lazyMs?: number;
   /** Told about a failed commit (the flushes waiting on it are rejected too): the error callers get, and its cause. */
   onError?: (err: Error, cause: Error) => void;
+  /** Told how long each successful commit took, from hand-over to the committer to its fsync. */
+  onCommitted?: (seconds: number) => void;
   /**
    * Where each key in the pool at start came from (restore.ts). Configured keys are not written
    * at start: their row is made when they first change, with this origin.
@@ -68,7 +70,7 @@ export class GroupCommitWriter implements Durability {
   /** Flushes waiting for the next batch (their changes are in `dirty`). */
   private nextWaiters: FlushWaiter[] = [];
   /** The batch on its way to disk, and the flushes it will settle. */
-  private inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[] } | undefined;
+  private inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[]; started: number } | undefined;
   private commitScheduled = false;
   /** A change that should not wait for the lazy timer (a report, a revocation) is dirty. */
   private hardPending = false;
@@ -126,6 +128,11 @@ export class GroupCommitWriter implements Durability {
   /** Keys changed and not yet on their way to disk. */
   get pending(): number {
     return this.dirty.size;
+  }
+
+  /** Keys changed and not yet committed: waiting, or in the batch on its way. */
+  get queued(): number {
+    return this.dirty.size + (this.inFlight?.batch.size ?? 0);
   }
 
   /**
@@ -225,13 +232,13 @@ export class GroupCommitWriter implements Durability {
     this.hardPending = false;
     this.lazyTimer?.cancel();
     this.lazyTimer = undefined;
-    const inFlight = { batch, waiters: this.nextWaiters };
+    const inFlight = { batch, waiters: this.nextWaiters, started: performance.now() };
     this.nextWaiters = [];
     this.inFlight = inFlight;
     this.committer.commit(this.toWrites(batch), (failure) => this.onCommitted(inFlight, failure));
   }
 
-  private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[] }, failure?: Error): void {
+  private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[]; started: number }, failure?: Error): void {
     if (this.inFlight !== inFlight) return; // close() took over
     this.inFlight = undefined;
     if (failure) {
@@ -244,6 +251,7 @@ export class GroupCommitWriter implements Durability {
     } else {
       this.stats.commits += 1;
       this.stats.keysWritten += inFlight.batch.size;
+      this.options.onCommitted?.((performance.now() - inFlight.started) / 1000);
       for (const waiter of inFlight.waiters) waiter.resolve();
       this.setSaving(true);
     }

@@ -14,6 +14,7 @@ import {
   timestampOrUnset,
   uint64ToNumber,
 } from "./convert";
+import { listKeysPage } from "./list-keys-page";
 import { noDurability, type Durability, type PoolApi } from "../domain/pool-api";
 
 export type WatchKeysImpl = ServiceImpl<typeof KeyPoolService>["watchKeys"];
@@ -90,11 +91,11 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
     },
 
     async listKeys(req) {
-      const keys = await pool.listKeys({
+      const filter = {
         provider: providerFromProto(req.provider),
         modelFamilies: req.modelFamilies.length > 0 ? req.modelFamilies : undefined,
-      });
-      return { keys: keys.map(keyStatusToProto) };
+      };
+      return listKeysPage(pool, filter, { pageSize: req.pageSize, pageToken: req.pageToken });
     },
   };
 }

@@ -43,7 +43,7 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
     case "snapshot":
       return create(WatchKeysResponseSchema, {
         ...base,
-        event: { case: "snapshot", value: { keys: event.keys.map(convert) } },
+        event: { case: "snapshot", value: { keys: event.keys.map(convert), more: event.more } },
       });
     case "updated":
       return create(WatchKeysResponseSchema, {
@@ -52,20 +52,26 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
       });
     case "removed":
       return create(WatchKeysResponseSchema, { ...base, event: { case: "removedKeyHash", value: event.keyHash } });
+    case "changes":
+      return create(WatchKeysResponseSchema, {
+        ...base,
+        event: { case: "changes", value: { updated: event.updated.map(convert), removedKeyHashes: event.removed } },
+      });
     case "heartbeat":
       return create(WatchKeysResponseSchema, { ...base, event: { case: "heartbeat", value: {} } });
   }
 }
 
 /**
- * The binary codecs' fast path. One change reaches every matching watch, and each of them sends
- * it in a message of its own (its own sequence and time): encoding a whole WatchKeysResponse per
- * watch encoded the same KeyStatus a thousand times. Here the status is encoded once per change
- * (and the time once per millisecond), and each watch's message carries the encoded fields as
- * protobuf-es unknown fields, which toBinary writes as they are: the bytes on the wire are those
- * of the same message encoded field by field (tags 1, 2 and 4; decoders accept fields in any
- * order). Only for `updated`, the message of every change; the others keep the ordinary path.
- * JSON has no unknown fields: JSON streams always take the ordinary path.
+ * The binary codecs' fast path. A status reaches many watches, in messages of their own (their own
+ * sequence and time): encoding a whole WatchKeysResponse per watch encoded the same KeyStatus a
+ * thousand times. Here each status is encoded once (the pool publishes a new status object per
+ * change and never mutates one it published), each snapshot slice once for every watch that takes
+ * it (the hub shares the slice's key array), and the time once per millisecond; each watch's
+ * message carries the encoded fields as protobuf-es unknown fields, which toBinary writes as they
+ * are: the bytes on the wire are those of the same message encoded field by field (decoders accept
+ * fields in any order). Removals and heartbeats keep the ordinary path. JSON has no unknown
+ * fields: JSON streams always take the ordinary path.
  */
 const encodedStatuses = new WeakMap<KeyStatus, Uint8Array>();
 function encodedStatus(status: KeyStatus): Uint8Array {
@@ -76,6 +82,14 @@ function encodedStatus(status: KeyStatus): Uint8Array {
     encodedStatuses.set(status, data);
   }
   return data;
+}
+
+/**
+ * A status's size as a repeated message field (tag, length, message): the hub's measure for the
+ * byte budgets of slices and batches. The encoding is kept for when the status is sent.
+ */
+export function encodedStatusBytes(status: KeyStatus): number {
+  return encodedStatus(status).length + 1;
 }
 
 let lastTimeMs = NaN;
@@ -98,14 +112,81 @@ function varint(value: number): Uint8Array {
   return Uint8Array.from(out);
 }
 
+/** Tags of KeySnapshot / KeyChanges fields: (field number << 3) | wire type. */
+const TAG_FIELD_1_LEN = (1 << 3) | 2;
+const TAG_FIELD_2_LEN = (2 << 3) | 2;
+const TAG_FIELD_2_VARINT = 2 << 3;
+const utf8 = new TextEncoder();
+
+/** A length-delimited message value made of already-encoded fields. */
+function lengthDelimited(parts: Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const prefix = varint(length);
+  const out = new Uint8Array(prefix.length + length);
+  out.set(prefix, 0);
+  let at = prefix.length;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+function statusFields(statuses: readonly KeyStatus[], parts: Uint8Array[]): void {
+  const tag = Uint8Array.of(TAG_FIELD_1_LEN);
+  for (const status of statuses) parts.push(tag, encodedStatus(status));
+}
+
+const encodedSlices = new WeakMap<readonly KeyStatus[], Uint8Array>();
+function encodedSlice(keys: readonly KeyStatus[], more: boolean): Uint8Array {
+  let data = encodedSlices.get(keys);
+  if (!data) {
+    const parts: Uint8Array[] = [];
+    statusFields(keys, parts);
+    if (more) parts.push(Uint8Array.of(TAG_FIELD_2_VARINT, 1));
+    data = lengthDelimited(parts);
+    encodedSlices.set(keys, data);
+  }
+  return data;
+}
+
+function encodedChanges(updated: readonly KeyStatus[], removed: readonly string[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  statusFields(updated, parts);
+  const tag = Uint8Array.of(TAG_FIELD_2_LEN);
+  for (const keyHash of removed) {
+    const bytes = utf8.encode(keyHash);
+    parts.push(tag, varint(bytes.length), bytes);
+  }
+  return lengthDelimited(parts);
+}
+
 /** The message for one event, for a binary codec: the same bytes as watchEventToProto's. */
 export function watchEventToBinaryProto(event: WatchEvent): WatchKeysResponse {
-  if (event.type !== "updated") return watchEventToProto(event);
+  let field: number;
+  let data: Uint8Array;
+  switch (event.type) {
+    case "updated":
+      field = 4;
+      data = encodedStatus(event.status);
+      break;
+    case "snapshot":
+      field = 3;
+      data = encodedSlice(event.keys, event.more);
+      break;
+    case "changes":
+      field = 7;
+      data = encodedChanges(event.updated, event.removed);
+      break;
+    default:
+      return watchEventToProto(event);
+  }
   const message = create(WatchKeysResponseSchema);
   message.$unknown = [
     { no: 1, wireType: WireType.Varint, data: varint(event.sequence) },
     { no: 2, wireType: WireType.LengthDelimited, data: encodedTime(event.time) },
-    { no: 4, wireType: WireType.LengthDelimited, data: encodedStatus(event.status) },
+    { no: field, wireType: WireType.LengthDelimited, data },
   ];
   return message;
 }
@@ -136,7 +217,7 @@ export function createWatchKeys(hub: WatchHub): WatchKeysImpl {
   return async function* watchKeys(req: WatchKeysRequest, ctx: HandlerContext) {
     // The subscription listens to ctx.signal: when the client goes away (or the server shuts
     // down) a pending next() finishes at once and the hub forgets the watch.
-    const subscription = hub.subscribe(filterFromRequest(req), ctx.signal);
+    const subscription = hub.subscribe(filterFromRequest(req), ctx.signal, { batch: req.batch });
     const toProto = binaryCodec(ctx) ? watchEventToBinaryProto : watchEventToProto;
     try {
       for (;;) {

@@ -1,11 +1,12 @@
-import type { WatchedPool } from "../domain/pool-api";
 import type { Clock } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
-import type { KeyStatus, PoolEvent, ProviderId } from "../domain/types";
 import { keyMatches, type KeyAttributes, type KeyFilter } from "../domain/key-filter";
+import type { WatchedPool } from "../domain/pool-api";
+import type { KeyStatus, PoolEvent } from "../domain/types";
+import { KeySlots } from "./key-slots";
+import { filterKeyOf, SnapshotSlices } from "./snapshot-slices";
 import { filterBuckets, keyBuckets, sameAttributes } from "./watch-filter";
 import { WatchSubscription } from "./watch-subscription";
-
 
 export interface WatchHubOptions {
   clock: Clock;
@@ -16,47 +17,80 @@ export interface WatchHubOptions {
   /** At most this many open watches; past it, subscribe throws RESOURCE_EXHAUSTED. */
   maxSubscribers?: number;
   /**
+   * The encoded size of a status (the transport's protobuf encoding), for the byte budgets of
+   * snapshot slices and `changes` messages. Default: an estimate.
+   */
+  measure?: (status: KeyStatus) => number;
+  /** Budget of one snapshot slice or `changes` message, in encoded status bytes. */
+  messageBytes?: number;
+  /**
    * Runs the waking of watches after the pool's turn (default setImmediate): the call that made a
    * change is answered first, and the changes of one turn reach each watch in one go.
    */
   defer?: (callback: () => void) => void;
   /**
    * Whether the server is too busy for leading-edge delivery (default: the event loop was busy
-   * at least 90% of the last 100 ms). When it is, a key's first change waits for the end of the
-   * window it opens, like the changes that follow it: one message per key per window instead of
-   * up to two, and the fan-out does not take the time of the calls that make the changes.
+   * at least 90% of the last 100 ms). When it is, a change that would go out at once waits for
+   * the end of the window it opens, like the changes that follow it: one message per key per
+   * window instead of up to two, and the fan-out does not take the time of the calls that make
+   * the changes.
    */
   saturated?: () => boolean;
 }
 
 export const DEFAULT_WATCH_COALESCE_MS = 100;
 export const DEFAULT_WATCH_HEARTBEAT_MS = 15_000;
+/**
+ * Encoded statuses in one snapshot slice or `changes` message: far under any client's 4 MiB
+ * limit, and small enough that a thousand watches whose clients stopped reading, each with one
+ * message stuck in its stream, hold little.
+ */
+export const DEFAULT_WATCH_MESSAGE_BYTES = 16 * 1024;
 /** Watches woken per turn when a change reaches many at once. */
 const WAKE_BATCH = 50;
+/**
+ * Snapshot slices sent per turn of the event loop, all watches together: a thousand watches
+ * opening at once take their snapshots a few slices at a time, and the calls that arrive
+ * meanwhile are served between them.
+ */
+const SLICES_PER_TURN = 16;
+/** A shared snapshot slice is made again once it is older than this. */
+const SLICE_MAX_AGE_MS = 1000;
+/** Encoded status bytes the shared snapshot slices may hold together. */
+const SLICE_CACHE_BYTES = 32 * 1024 * 1024;
+/** Removed keys' slots kept for watches that still owe the removal, beyond the live keys. */
+const MIN_TOMBSTONES = 1024;
 
 /**
- * Fans the pool's change feed out to any number of watches. It listens to the pool once; a change
- * to a key costs one Map set per watch whose filter can match the key (watches are indexed by
- * provider and family), never a message: messages are made when a watch's consumer pulls.
+ * Fans the pool's change feed out to any number of watches. It listens to the pool once and keeps
+ * one latest status per key (KeySlots); a change to a key costs one bit set per watch whose
+ * filter can match the key (watches are indexed by provider and family), never a message:
+ * messages are made when a watch's consumer pulls, from the shared statuses.
  */
 export class WatchHub {
   private readonly clock: Clock;
   private readonly coalesceMs: number;
   private readonly heartbeatMs: number;
   private readonly maxSubscribers: number;
+  private readonly measure: (status: KeyStatus) => number;
+  private readonly messageBytes: number;
+  private readonly keys = new KeySlots();
+  private readonly slices: SnapshotSlices;
   private readonly buckets = new Map<string, Set<WatchSubscription>>();
   private readonly subscriptions = new Set<WatchSubscription>();
-  /** Each key's provider and families as last seen, to tell who must hear that it left a filter. */
-  private readonly keys = new Map<string, KeyAttributes>();
   private readonly abortCleanups = new Map<WatchSubscription, () => void>();
   private unsubscribeFeed: (() => void) | null;
+  /** Counts changes: each slot keeps the stamp of its last one. */
   private stamp = 0;
   private closedWith: PoolError | null = null;
   private readonly defer: (callback: () => void) => void;
   private readonly saturated: () => boolean;
-  /** Whether the change being fanned out may go out at once (decided once per change). */
-  private leading = true;
-  private readonly leadingEdge = () => this.leading;
+  private slicesThisTurn = 0;
+  private readonly sliceAllowed = (): boolean => {
+    if (this.slicesThisTurn >= SLICES_PER_TURN) return false;
+    if (this.slicesThisTurn++ === 0) setImmediate(() => (this.slicesThisTurn = 0));
+    return true;
+  };
   /** Watches with a change due and a consumer waiting, to wake once the pool's turn is over. */
   private readonly toWake = new Set<WatchSubscription>();
   private readonly wakeSoon = (subscription: WatchSubscription) => {
@@ -81,25 +115,36 @@ export class WatchHub {
   };
 
   constructor(
-    private readonly pool: WatchedPool,
+    pool: WatchedPool,
     options: WatchHubOptions,
   ) {
     this.clock = options.clock;
     this.coalesceMs = nonNegative("coalesceMs", options.coalesceMs ?? DEFAULT_WATCH_COALESCE_MS);
     this.heartbeatMs = positive("heartbeatMs", options.heartbeatMs ?? DEFAULT_WATCH_HEARTBEAT_MS);
     this.maxSubscribers = positive("maxSubscribers", options.maxSubscribers ?? Infinity);
+    this.measure = options.measure ?? estimateStatusBytes;
+    this.messageBytes = positive("messageBytes", options.messageBytes ?? DEFAULT_WATCH_MESSAGE_BYTES);
     this.defer = options.defer ?? ((callback) => void setImmediate(callback));
     this.saturated = options.saturated ?? eventLoopSaturated(0.9, 100);
-    for (const status of pool.listKeys()) this.keys.set(status.keyHash, attributesOf(status));
+    this.slices = new SnapshotSlices(pool, {
+      clock: this.clock,
+      measure: this.measure,
+      slotOf: (keyHash) => this.keys.slotFor(keyHash),
+      sliceBytes: this.messageBytes,
+      maxAgeMs: SLICE_MAX_AGE_MS,
+      cacheBytes: SLICE_CACHE_BYTES,
+    });
+    for (const status of pool.keysAfter("")) this.keys.set(this.keys.slotFor(status.keyHash), status, 0);
     this.unsubscribeFeed = pool.changes.subscribe((event) => this.onChange(event));
   }
 
   /**
-   * Opens a watch: its first message is a snapshot of every matching key, as of now. The watch
-   * ends when `signal` aborts (dropped at once, with everything it held), when its consumer calls
-   * return(), or when the hub closes (the consumer then gets UNAVAILABLE).
+   * Opens a watch: it begins with snapshot slices of every matching key, then sends changes. The
+   * watch ends when `signal` aborts (dropped at once, with everything it held), when its consumer
+   * calls return(), or when the hub closes (the consumer then gets UNAVAILABLE). Opening costs no
+   * listing: slices are made (and shared) as the consumer pulls them.
    */
-  subscribe(filter: KeyFilter = {}, signal?: AbortSignal): WatchSubscription {
+  subscribe(filter: KeyFilter = {}, signal?: AbortSignal, options: { batch?: boolean } = {}): WatchSubscription {
     if (this.closedWith) throw this.closedWith;
     if (this.subscriptions.size >= this.maxSubscribers) {
       throw new PoolError(
@@ -111,14 +156,21 @@ export class WatchHub {
       provider: filter.provider,
       modelFamilies: filter.modelFamilies && filter.modelFamilies.length > 0 ? [...filter.modelFamilies] : undefined,
     };
-    const snapshot = this.pool.listKeys({
-      provider: normalized.provider,
-      modelFamilies: normalized.modelFamilies ? [...normalized.modelFamilies] : undefined,
-    });
+    const filterKey = filterKeyOf(normalized);
     const subscription = new WatchSubscription(
       normalized,
-      snapshot,
-      { clock: this.clock, coalesceMs: this.coalesceMs, heartbeatMs: this.heartbeatMs, wakeSoon: this.wakeSoon, leadingEdge: this.leadingEdge },
+      {
+        clock: this.clock,
+        coalesceMs: this.coalesceMs,
+        heartbeatMs: this.heartbeatMs,
+        batch: options.batch === true,
+        keys: this.keys,
+        nextSlice: (after) => this.slices.next(normalized, filterKey, after, this.stamp),
+        sliceAllowed: this.sliceAllowed,
+        measure: this.measure,
+        messageBytes: this.messageBytes,
+        wakeSoon: this.wakeSoon,
+      },
       (ended) => this.forget(ended),
     );
     this.subscriptions.add(subscription);
@@ -147,6 +199,7 @@ export class WatchHub {
     this.unsubscribeFeed = null;
     for (const subscription of [...this.subscriptions]) subscription.fail(this.closedWith);
     this.keys.clear();
+    this.slices.membershipChanged();
   }
 
   /** Open watches (for tests and metrics). */
@@ -187,35 +240,68 @@ export class WatchHub {
     return n;
   }
 
+  /** Key slots in use, removed keys' included (for tests). */
+  get slotCount(): number {
+    return this.keys.capacity;
+  }
+
   private onChange(event: PoolEvent): void {
-    this.leading = this.subscriptions.size === 0 || !this.saturated();
+    const leading = this.subscriptions.size === 0 || !this.saturated();
+    const stamp = ++this.stamp;
     if (event.type === "updated") {
       const status = event.status;
-      const before = this.keys.get(status.keyHash);
-      // Most changes (a lease, a report) keep provider and families: keep the stored copy then.
+      const slot = this.keys.slotFor(status.keyHash);
+      const before = this.keys.statusAt(slot);
+      this.keys.set(slot, status, stamp);
+      // Most changes (a lease, a report) keep provider and families, and so every filter's keys.
       const moved = !before || !sameAttributes(before, status);
-      const after = moved ? attributesOf(status) : before;
-      if (moved) this.keys.set(status.keyHash, after);
-      const stamp = ++this.stamp;
-      this.visit(after, stamp, (subscription) => {
-        if (!keyMatches(subscription.filter, after)) return;
-        subscription.offerUpdate(status, before !== undefined && keyMatches(subscription.filter, before));
-      });
-      // A key whose provider or families changed leaves the watches it no longer matches.
-      if (before && moved) {
-        this.visit(before, stamp, (subscription) => {
-          if (keyMatches(subscription.filter, before) && !keyMatches(subscription.filter, after)) {
-            subscription.offerRemoval(status.keyHash);
-          }
-        });
-      }
+      if (moved) this.slices.membershipChanged();
+      const offer = (subscription: WatchSubscription) => {
+        if (keyMatches(subscription.filter, status) || (before && keyMatches(subscription.filter, before))) {
+          subscription.offer(slot, leading);
+        }
+      };
+      this.visit(status, stamp, offer);
+      // A key whose provider or families changed is news to the watches it no longer matches.
+      if (before && moved) this.visit(before, stamp, offer);
     } else {
-      const before = this.keys.get(event.keyHash) ?? { provider: event.provider, modelFamilies: event.modelFamilies };
-      this.keys.delete(event.keyHash);
-      this.visit(before, ++this.stamp, (subscription) => {
-        if (keyMatches(subscription.filter, before)) subscription.offerRemoval(event.keyHash);
+      const slot = this.keys.slot(event.keyHash);
+      if (slot === undefined) return;
+      const before: KeyAttributes = this.keys.statusAt(slot) ?? { provider: event.provider, modelFamilies: event.modelFamilies };
+      this.keys.bury(slot, stamp);
+      this.slices.membershipChanged();
+      this.visit(before, stamp, (subscription) => {
+        if (keyMatches(subscription.filter, before)) subscription.offer(slot, leading);
       });
+      if (this.keys.tombstones > Math.max(MIN_TOMBSTONES, this.keys.live)) this.reclaimTombstones();
     }
+  }
+
+  /**
+   * Frees the slots of removed keys that no watch still owes its client. If many remain (a watch
+   * stopped reading while keys kept being removed), the watches holding them end with
+   * UNAVAILABLE: their clients reconnect and start from a fresh snapshot, and the slots stay
+   * bounded by the keys in the pool.
+   */
+  private reclaimTombstones(): void {
+    const stuck = new Set<WatchSubscription>();
+    for (const slot of [...this.keys.tombstoneSlots()]) {
+      let referred = false;
+      for (const subscription of this.subscriptions) {
+        if (subscription.refersTo(slot)) {
+          referred = true;
+          stuck.add(subscription);
+        }
+      }
+      if (!referred) this.keys.reclaim(slot);
+    }
+    if (this.keys.tombstones <= Math.max(MIN_TOMBSTONES, this.keys.live) / 2) return;
+    const behind = new PoolError(
+      ErrorCode.Unavailable,
+      "this watch fell too far behind while keys were being removed; reconnect to start again from a snapshot",
+    );
+    for (const subscription of stuck) subscription.fail(behind);
+    for (const slot of [...this.keys.tombstoneSlots()]) this.keys.reclaim(slot);
   }
 
   /** Calls `fn` once for each watch indexed under a bucket the key falls in. */
@@ -265,8 +351,12 @@ export function eventLoopSaturated(threshold: number, periodMs: number): () => b
   };
 }
 
-function attributesOf(status: KeyStatus): KeyAttributes {
-  return { provider: status.provider, modelFamilies: [...status.modelFamilies] };
+/** Roughly a status's protobuf size: the transport passes the exact one (measure). */
+export function estimateStatusBytes(status: KeyStatus): number {
+  let bytes = 96 + status.keyHash.length + status.organizationId.length + status.stateReason.length;
+  for (const family of status.modelFamilies) bytes += family.length + 2;
+  for (const family of Object.keys(status.usage)) bytes += family.length + 40;
+  return bytes;
 }
 
 function nonNegative(name: string, value: number): number {

@@ -1,69 +1,83 @@
 import type { Clock, Timer } from "../domain/clock";
 import type { KeyStatus } from "../domain/types";
-import type { KeyFilter } from "../domain/key-filter";
+import type { KeySlots } from "./key-slots";
+import { SlotBits } from "./slot-bits";
+import type { SnapshotSlice } from "./snapshot-slices";
+import { keyMatches, type KeyFilter } from "../domain/key-filter";
 
 /** One message of a watch, before it becomes a keypool.v1.WatchKeysResponse. */
 export type WatchEvent =
-  | { type: "snapshot"; sequence: number; time: number; keys: KeyStatus[] }
+  | { type: "snapshot"; sequence: number; time: number; keys: readonly KeyStatus[]; more: boolean }
   | { type: "updated"; sequence: number; time: number; status: KeyStatus }
   | { type: "removed"; sequence: number; time: number; keyHash: string }
+  | { type: "changes"; sequence: number; time: number; updated: KeyStatus[]; removed: string[] }
   | { type: "heartbeat"; sequence: number; time: number };
 
-/** What is waiting to be told about one key: its latest status, or that it is gone. */
-interface PendingChange {
-  status: KeyStatus | null;
-  /** Whether the subscriber has been told about this key, so that a removal means something. */
-  known: boolean;
-}
-
-/** A key sent within the last window: later changes to it wait, merged, until `until`. */
-interface RecentKey {
-  /** The end of the key's window: when it was last sent plus the window. */
-  until: number;
-  /** The change that came within the window, merged to its latest state; null: none yet. */
-  change: PendingChange | null;
-}
-
-export interface SubscriptionTiming {
+export interface SubscriptionContext {
   clock: Clock;
   coalesceMs: number;
   heartbeatMs: number;
+  /** One `changes` message per coalescing window instead of one message per key. */
+  batch: boolean;
+  /** The latest state of every key, shared by all watches. */
+  keys: KeySlots;
+  /** The snapshot slice after a key hash ("": the first), for this watch's filter. */
+  nextSlice: (after: string) => SnapshotSlice;
+  /**
+   * Whether a slice may be sent in this turn of the event loop (the hub shares a budget among
+   * all watches); when not, the watch waits for wakeSoon. Absent: always.
+   */
+  sliceAllowed?: () => boolean;
+  /** Encoded size of a status, for the byte budget of a `changes` message. */
+  measure: (status: KeyStatus) => number;
+  /** Budget of one `changes` message: a window's changes beyond it follow in the next message. */
+  messageBytes: number;
   /**
    * Asks for `subscription.wake()` soon, not within the pool's turn: a change must not make the
    * call that caused it (a Lease) wait for every watch's message, and the changes of one turn
    * reach a watch together. Absent: at once.
    */
   wakeSoon?: (subscription: WatchSubscription) => void;
-  /**
-   * Whether a key's first change after a quiet window may go out at once (leading edge). When
-   * it says no (the server is saturated), the change waits for the end of the window it opens,
-   * as every change to a busy key does. Absent: always.
-   */
-  leadingEdge?: () => boolean;
 }
 
 /**
- * One open watch. It pulls: nothing is produced until the consumer asks for the next message, so
- * a consumer that stops reading (HTTP/2 flow control) holds at most one pending change per key,
- * whatever the time it stays away.
+ * One open watch. It pulls: nothing is produced until the consumer asks for the next message.
+ * What it holds per key is bits over the hub's key slots, never a status: `known` (the client
+ * has the key), `dirty` (the client's copy is out of date: the next message for the key sends
+ * the slot's latest status, or its removal when it no longer matches and was known) and, for
+ * per-key coalescing, `recent` (sent within the last window) and `held` (changed since). So a
+ * consumer that stops reading (HTTP/2 flow control) costs a few bits per key whatever the time it
+ * stays away, and comes back to the latest state of each key once.
  *
- * Coalescing throttles, it does not delay: a key's first change after a quiet window is due at
- * once; a key that was sent less than `coalesceMs` ago keeps its later changes, merged into the
- * latest state, until its window ends, and then sends them as one message (which opens the next
- * window). So a key reaches a subscriber at most once per window, and a change on a quiet pool
- * waits for nothing.
+ * The stream begins with snapshot slices (src/watch/snapshot-slices.ts); changes during them only
+ * mark keys dirty, and go out after the last slice.
  *
- * Every key is in at most one of two maps: `due` (changes to send now, in the order they became
- * due) or `recent` (keys sent within the last window, in the order they were sent, which is the
- * order their windows end, as every window has the same length). Both are bounded by the number
- * of keys; `recent` also forgets a key once its window has ended.
+ * Coalescing throttles, it does not delay. Per key (the default): a key's first change after a
+ * quiet window is due at once; a key sent less than `coalesceMs` ago keeps its later changes
+ * until its window ends, then sends its latest state as one message, which opens the next window.
+ * With `batch`, the window is the watch's: the first change after a quiet window goes out at once
+ * in a `changes` message with everything due, and the changes within the window it opens go out
+ * together when it ends. Either way a key reaches the client at most once per window. While the
+ * server is saturated (`offer(…, leading = false)`), a change that would go out at once waits for
+ * the end of the window it opens instead.
  */
 export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
-  private snapshot: KeyStatus[] | null;
-  private readonly due = new Map<string, PendingChange>();
-  private readonly recent = new Map<string, RecentKey>();
-  /** Entries of `recent` that hold a change. */
-  private held = 0;
+  private readonly known = new SlotBits();
+  private readonly dirty = new SlotBits();
+  private readonly recent = new SlotBits();
+  private readonly held = new SlotBits();
+  /** Keys in `recent`, in the order they were sent (= the order their windows end). */
+  private windowSlots: number[] = [];
+  private windowEnds: number[] = [];
+  private windowHead = 0;
+  /** Where the scan for the next dirty key resumes, so that every key gets its turn. */
+  private cursor = 0;
+  /** The last key hash of the snapshot sent so far; null once the last slice is out. */
+  private snapshotAfter: string | null = "";
+  /** Dirty keys are not sent before this time (the batch window, or a saturated server's hold). */
+  private notBefore = -Infinity;
+  /** When the `changes` message of the current window began (it may take several messages). */
+  private batchOpenedAt: number | null = null;
   private sequence = 0;
   private lastSentAt: number;
   private waiter: {
@@ -83,12 +97,10 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   constructor(
     readonly filter: KeyFilter,
-    snapshot: KeyStatus[],
-    private readonly timing: SubscriptionTiming,
+    private readonly context: SubscriptionContext,
     private readonly onEnd: (subscription: WatchSubscription) => void,
   ) {
-    this.snapshot = snapshot;
-    this.lastSentAt = timing.clock.now();
+    this.lastSentAt = context.clock.now();
   }
 
   [Symbol.asyncIterator](): this {
@@ -97,11 +109,16 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /** How many keys have a change waiting for this subscriber (at most the number of keys). */
   get pendingCount(): number {
-    return this.due.size + this.held;
+    return this.dirty.size + this.held.size;
   }
 
   get hasTimer(): boolean {
     return this.timer !== null;
+  }
+
+  /** Whether this watch still needs the slot (the hub reclaims a removed key's slot otherwise). */
+  refersTo(slot: number): boolean {
+    return this.known.has(slot) || this.dirty.has(slot) || this.held.has(slot);
   }
 
   next(): Promise<IteratorResult<WatchEvent>> {
@@ -131,95 +148,147 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     this.finish(error);
   }
 
-  /** Called by the hub on the pool's turn: O(1), no I/O. */
-  offerUpdate(status: KeyStatus, knownBefore: boolean): void {
-    const entry = this.pendingFor(status.keyHash);
-    if (entry) entry.status = status;
-    else this.offer(status.keyHash, { status, known: knownBefore });
-  }
-
-  /** The key left the pool, or stopped matching the filter. */
-  offerRemoval(keyHash: string): void {
-    const entry = this.pendingFor(keyHash);
-    if (!entry) {
-      this.offer(keyHash, { status: null, known: true });
-    } else if (entry.known) {
-      entry.status = null;
-    } else {
-      // Added and gone within one window: the subscriber never needs to hear of it.
-      if (this.due.delete(keyHash)) return;
-      this.recent.get(keyHash)!.change = null;
-      this.held--;
-    }
-  }
-
-  /** The change already waiting for this key, if any: a later change merges into it. */
-  private pendingFor(keyHash: string): PendingChange | null {
-    return this.due.get(keyHash) ?? this.recent.get(keyHash)?.change ?? null;
-  }
-
-  /** A change to a key with none waiting: due now, unless the key was sent within the window. */
-  private offer(keyHash: string, change: PendingChange): void {
-    const now = this.timing.clock.now();
-    const recent = this.recent.get(keyHash);
-    if (recent && recent.until > now) {
-      recent.change = change;
-      this.held++;
-      // A waiting consumer needs a timer for this window's end (unless an earlier one is set).
-      if (this.waiter && recent.until < this.timerDueAt) this.schedule();
+  /**
+   * Called by the hub on the pool's turn, for a key that matches this watch's filter before or
+   * after its change: O(1), no I/O. `leading`: whether the server has time for leading-edge sends.
+   */
+  offer(slot: number, leading: boolean): void {
+    if (this.ended) return;
+    if (this.snapshotAfter !== null) {
+      this.dirty.add(slot);
       return;
     }
-    if (recent) this.recent.delete(keyHash); // its window has ended (and held nothing): out at once
-    if (this.timing.coalesceMs > 0 && this.timing.leadingEdge && !this.timing.leadingEdge()) {
-      // The server has no time to spare: the change waits for the window it opens (trailing
-      // edge), so that later changes within it cost no message.
-      this.recent.set(keyHash, { until: now + this.timing.coalesceMs, change });
-      this.held++;
-      if (this.waiter && now + this.timing.coalesceMs < this.timerDueAt) this.schedule();
-      return;
+    const now = this.context.clock.now();
+    if (this.recent.has(slot)) {
+      this.endWindows(now);
+      if (this.recent.has(slot)) {
+        // Sent within its window: held until the window ends.
+        if (this.held.add(slot) && this.waiter) this.schedule();
+        return;
+      }
     }
-    this.due.set(keyHash, change);
+    if (!this.dirty.add(slot)) return;
+    if (!leading && this.context.coalesceMs > 0 && this.notBefore <= now) this.notBefore = now + this.context.coalesceMs;
     if (!this.waiter) return;
-    if (this.timing.wakeSoon) this.timing.wakeSoon(this);
+    if (now < this.notBefore) {
+      this.schedule();
+      return;
+    }
+    if (this.context.wakeSoon) this.context.wakeSoon(this);
     else this.wake();
   }
 
   /** The next message due now, if any. */
   private take(): WatchEvent | null {
-    const now = this.timing.clock.now();
-    if (this.snapshot) {
-      const keys = this.snapshot;
-      this.snapshot = null;
-      return this.stamp({ type: "snapshot", sequence: 0, time: now, keys });
+    const now = this.context.clock.now();
+    if (this.snapshotAfter !== null) {
+      // A thousand watches opening at once share the turn with every other call.
+      if (this.context.sliceAllowed && !this.context.sliceAllowed()) return null;
+      return this.takeSlice(now);
     }
     this.endWindows(now);
-    const first = this.due.entries().next();
-    if (!first.done) {
-      const [keyHash, change] = first.value;
-      this.due.delete(keyHash);
-      if (this.timing.coalesceMs > 0) this.recent.set(keyHash, { until: now + this.timing.coalesceMs, change: null });
-      return this.stamp(
-        change.status
-          ? { type: "updated", sequence: 0, time: now, status: change.status }
-          : { type: "removed", sequence: 0, time: now, keyHash },
-      );
+    if (this.dirty.size > 0 && now >= this.notBefore) {
+      const event = this.context.batch ? this.takeBatch(now) : this.takeOne(now);
+      if (event) return event;
     }
-    if (now - this.lastSentAt >= this.timing.heartbeatMs) {
+    if (now - this.lastSentAt >= this.context.heartbeatMs) {
       return this.stamp({ type: "heartbeat", sequence: 0, time: now });
     }
     return null;
   }
 
-  /** Forgets the keys whose window has ended; the changes they held become due, in window order. */
-  private endWindows(now: number): void {
-    for (const [keyHash, recent] of this.recent) {
-      if (recent.until > now) return;
-      this.recent.delete(keyHash);
-      if (recent.change) {
-        this.held--;
-        this.due.set(keyHash, recent.change);
-      }
+  private takeSlice(now: number): WatchEvent {
+    const { keys } = this.context;
+    const slice = this.context.nextSlice(this.snapshotAfter!);
+    for (const slot of slice.slots) {
+      this.known.add(slot);
+      // Changed since the slice was made (it may be shared, and older than this watch): resend.
+      if (keys.changedAt(slot) > slice.stamp) this.dirty.add(slot);
+      else this.dirty.delete(slot);
     }
+    this.snapshotAfter = slice.more ? slice.keys[slice.keys.length - 1]!.keyHash : null;
+    return this.stamp({ type: "snapshot", sequence: 0, time: now, keys: slice.keys, more: slice.more });
+  }
+
+  /** What the client must hear about a dirty key: its latest status, its removal, or nothing. */
+  private resolve(slot: number): KeyStatus | string | null {
+    const status = this.context.keys.statusAt(slot);
+    if (status && keyMatches(this.filter, status)) {
+      this.known.add(slot);
+      return status;
+    }
+    // Gone (or out of the filter): news only to a client that has it.
+    if (this.known.delete(slot)) return this.context.keys.hashAt(slot);
+    return null;
+  }
+
+  private takeOne(now: number): WatchEvent | null {
+    for (;;) {
+      const slot = this.dirty.nextFrom(this.cursor);
+      if (slot < 0) return null;
+      this.cursor = slot + 1;
+      this.dirty.delete(slot);
+      const news = this.resolve(slot);
+      if (news === null) continue;
+      if (this.context.coalesceMs > 0) {
+        this.recent.add(slot);
+        this.windowSlots.push(slot);
+        this.windowEnds.push(now + this.context.coalesceMs);
+      }
+      return this.stamp(
+        typeof news === "string"
+          ? { type: "removed", sequence: 0, time: now, keyHash: news }
+          : { type: "updated", sequence: 0, time: now, status: news },
+      );
+    }
+  }
+
+  private takeBatch(now: number): WatchEvent | null {
+    const updated: KeyStatus[] = [];
+    const removed: string[] = [];
+    let bytes = 0;
+    for (;;) {
+      const slot = this.dirty.nextFrom(this.cursor);
+      if (slot < 0) break;
+      const status = this.context.keys.statusAt(slot);
+      const size = status ? this.context.measure(status) : this.context.keys.hashAt(slot).length + 2;
+      if (updated.length + removed.length > 0 && bytes + size > this.context.messageBytes) break;
+      this.cursor = slot + 1;
+      this.dirty.delete(slot);
+      const news = this.resolve(slot);
+      if (news === null) continue;
+      if (typeof news === "string") removed.push(news);
+      else updated.push(news);
+      bytes += size;
+    }
+    if (this.batchOpenedAt === null) this.batchOpenedAt = now;
+    if (this.dirty.size === 0) {
+      // The window's changes are out: the next ones wait for the window's end.
+      this.notBefore = Math.max(this.notBefore, this.batchOpenedAt + this.context.coalesceMs);
+      this.batchOpenedAt = null;
+    }
+    if (updated.length + removed.length === 0) return null;
+    return this.stamp({ type: "changes", sequence: 0, time: now, updated, removed });
+  }
+
+  /** Ends the windows that are over; the changes they held become due. */
+  private endWindows(now: number): void {
+    let head = this.windowHead;
+    while (head < this.windowSlots.length && this.windowEnds[head]! <= now) {
+      const slot = this.windowSlots[head++]!;
+      this.recent.delete(slot);
+      if (this.held.delete(slot)) this.dirty.add(slot);
+    }
+    if (head === this.windowSlots.length) {
+      this.windowSlots.length = 0;
+      this.windowEnds.length = 0;
+      head = 0;
+    } else if (head > 1024 && head * 2 > this.windowSlots.length) {
+      this.windowSlots = this.windowSlots.slice(head);
+      this.windowEnds = this.windowEnds.slice(head);
+      head = 0;
+    }
+    this.windowHead = head;
   }
 
   private stamp(event: WatchEvent): WatchEvent {
@@ -230,14 +299,23 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /**
    * Makes sure a timer wakes the waiting consumer by the next time something can be due: the end
-   * of the first window that holds a change, or the heartbeat. An earlier timer is kept.
+   * of the hold on dirty keys, the end of the first window that holds a change, or the heartbeat.
+   * An earlier timer is kept.
    */
   private schedule(): void {
-    let dueAt = this.lastSentAt + this.timing.heartbeatMs;
-    if (this.held > 0) {
-      for (const recent of this.recent.values()) {
-        if (recent.change) {
-          dueAt = Math.min(dueAt, recent.until);
+    const now = this.context.clock.now();
+    if (this.snapshotAfter !== null && this.context.wakeSoon) {
+      // The next slice waits for a turn with room in the slice budget, not for a time.
+      this.context.wakeSoon(this);
+      return;
+    }
+    let dueAt = this.lastSentAt + this.context.heartbeatMs;
+    if (this.snapshotAfter !== null) dueAt = now;
+    if (this.dirty.size > 0) dueAt = Math.min(dueAt, Math.max(now, this.notBefore));
+    if (this.held.size > 0) {
+      for (let i = this.windowHead; i < this.windowSlots.length; i++) {
+        if (this.held.has(this.windowSlots[i]!)) {
+          dueAt = Math.min(dueAt, Math.max(this.windowEnds[i]!, this.notBefore));
           break;
         }
       }
@@ -245,7 +323,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     if (this.timer && this.timerDueAt <= dueAt) return;
     this.cancelTimer();
     this.timerDueAt = dueAt;
-    this.timer = this.timing.clock.setTimer(dueAt - this.timing.clock.now(), () => {
+    this.timer = this.context.clock.setTimer(Math.max(0, dueAt - now), () => {
       this.timer = null;
       this.timerDueAt = Infinity;
       this.wake();
@@ -276,10 +354,13 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     this.ended = true;
     this.failure = error;
     this.cancelTimer();
-    this.due.clear();
+    this.known.clear();
+    this.dirty.clear();
     this.recent.clear();
-    this.held = 0;
-    this.snapshot = null;
+    this.held.clear();
+    this.windowSlots = [];
+    this.windowEnds = [];
+    this.windowHead = 0;
     const waiter = this.waiter;
     this.waiter = null;
     this.onEnd(this);

@@ -78,6 +78,16 @@ describe("keypool-watch in a terminal", () => {
     expect(term.raw.endsWith("\x1b[?25h\x1b[?1049l")).toBe(true);
   });
 
+  test("a pool too big for one message: the table fills from the snapshot slices, then follows batched changes", async () => {
+    s = await startWatchServer({ keys: 3000, hub: { coalesceMs: 100, messageBytes: 8 * 1024 } });
+    term = new Terminal(["--url", s.server.url]);
+    await term.waitFor(/live[\s\S]*3000 keys: 3000 active/);
+    for (let i = 0; i < 5; i++) s.pool.lease({ model: "gpt-4o" });
+    await term.waitFor(/3000 keys: 3000 active, 0 cooling down, 0 not active; 5 in flight/);
+    term.child.stdin.write("q");
+    expect(await term.exited).toBe(0);
+  });
+
   test("filters by family, says when the server is gone, reconnects when it is back, quits on q", async () => {
     s = await startWatchServer({ keys: 2, hub: { coalesceMs: 20 } });
     s.pool.addKeys([{ provider: "anthropic", key: "sk-ant-cli-watch-0000000000000000", modelFamilies: ["claude"] }]);

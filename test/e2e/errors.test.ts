@@ -240,7 +240,7 @@ describe.each(PORTS)("on the %s port", (port) => {
   describe("a bug in a handler", () => {
     it("reaches the client as INTERNAL with a generic message, over gRPC and Connect", async () => {
       const t = await startTestServer();
-      t.pool.listKeys = () => {
+      t.pool.keysAfter = () => {
         throw new TypeError(`cannot read properties of undefined (${SECRET})`);
       };
       try {

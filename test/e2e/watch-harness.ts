@@ -10,7 +10,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { systemClock } from "../../src/domain/clock";
 import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
 import { startServer, type RunningServer } from "../../src/server/start-server";
-import { createWatchKeys } from "../../src/transport/watch-keys";
+import { createWatchKeys, encodedStatusBytes } from "../../src/transport/watch-keys";
 import { WatchHub, type WatchHubOptions } from "../../src/watch/watch-hub";
 import { KeyPoolService, type KeyStatus, type WatchKeysResponse } from "../../gen/ts/keypool/v1/keypool_pb";
 
@@ -33,7 +33,7 @@ export async function startWatchServer(
       modelFamilies: ["gpt4o", "turbo"],
     })),
   );
-  const hub = new WatchHub(pool, { clock: systemClock, ...options.hub });
+  const hub = new WatchHub(pool, { clock: systemClock, measure: encodedStatusBytes, ...options.hub });
   const server = await startServer(
     { host: "127.0.0.1", port: options.port ?? 0, grpcPort: 0 },
     { pool, watchKeys: createWatchKeys(hub), shutdownGraceMs: 1000 },
@@ -77,13 +77,24 @@ export function poolClient(url: string, protocol: Protocol = "grpc"): Client<typ
   }
 }
 
-/** A client-side view of one stream: what it shows, and every sequence number seen. */
+/**
+ * A client-side view of one stream: what it shows, and every sequence number seen. It follows the
+ * contract's rule: snapshot slices are collected until the one with `more` false, and updates are
+ * applied only after it (an update before it is recorded as a violation).
+ */
 export class StreamView {
   readonly keys = new Map<string, KeyStatus>();
   readonly sequences: bigint[] = [];
   readonly kinds: string[] = [];
+  /** Whether the last snapshot slice has arrived. */
+  synced = false;
+  /** Keys per snapshot slice, in order. */
+  readonly sliceSizes: number[] = [];
+  /** Messages that broke the contract's order (an update before the last slice). */
+  readonly violations: string[] = [];
   error: unknown = undefined;
   ended = false;
+  private collecting: KeyStatus[] = [];
   private waiters: (() => void)[] = [];
 
   apply(message: WatchKeysResponse): void {
@@ -91,12 +102,23 @@ export class StreamView {
     this.kinds.push(message.event.case ?? "none");
     const event = message.event;
     if (event.case === "snapshot") {
-      this.keys.clear();
-      for (const key of event.value.keys) this.keys.set(key.keyHash, key);
+      this.sliceSizes.push(event.value.keys.length);
+      this.collecting.push(...event.value.keys);
+      if (!event.value.more) {
+        this.keys.clear();
+        for (const key of this.collecting) this.keys.set(key.keyHash, key);
+        this.collecting = [];
+        this.synced = true;
+      }
+    } else if (event.case !== "heartbeat" && !this.synced) {
+      this.violations.push(`${event.case} before the last snapshot slice`);
     } else if (event.case === "updated") {
       this.keys.set(event.value.keyHash, event.value);
     } else if (event.case === "removedKeyHash") {
       this.keys.delete(event.value);
+    } else if (event.case === "changes") {
+      for (const key of event.value.updated) this.keys.set(key.keyHash, key);
+      for (const keyHash of event.value.removedKeyHashes) this.keys.delete(keyHash);
     }
     for (const wake of this.waiters.splice(0)) wake();
   }

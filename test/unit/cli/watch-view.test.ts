@@ -82,6 +82,33 @@ describe("keypool-watch view", () => {
     expect(rows).toEqual([expect.stringMatching(/^oai-z\s+active/)]);
   });
 
+  test("a sliced snapshot replaces the table only once its last slice is in; batched changes apply in place", () => {
+    const view = new WatchView();
+    view.apply(snapshot(key("oai-old")), NOW);
+    const slice = (more: boolean, ...keys: KeyStatus[]) =>
+      create(WatchKeysResponseSchema, { sequence: 1n, event: { case: "snapshot", value: { keys, more } } });
+    view.disconnected();
+    view.apply(slice(true, key("oai-a"), key("oai-b")), NOW);
+    // Until the last slice: the last known table, marked stale.
+    expect([...view.keys.keys()]).toEqual(["oai-old"]);
+    expect(view.synced).toBe(false);
+    view.apply(slice(false, key("oai-c")), NOW);
+    expect([...view.keys.keys()]).toEqual(["oai-a", "oai-b", "oai-c"]);
+    expect(view.synced).toBe(true);
+    view.apply(
+      create(WatchKeysResponseSchema, {
+        sequence: 2n,
+        event: { case: "changes", value: { updated: [key("oai-a", { state: KeyState.REVOKED }), key("oai-d")], removedKeyHashes: ["oai-b"] } },
+      }),
+      NOW,
+    );
+    expect(view.sorted().map((k) => [k.keyHash, k.state])).toEqual([
+      ["oai-a", KeyState.REVOKED],
+      ["oai-c", KeyState.ACTIVE],
+      ["oai-d", KeyState.ACTIVE],
+    ]);
+  });
+
   test("fits the terminal: no line wider than the width, extra keys counted", () => {
     const view = new WatchView();
     view.apply(snapshot(...Array.from({ length: 50 }, (_, i) => key(`oai-${String(i).padStart(4, "0")}`))), NOW);

@@ -1,7 +1,7 @@
 /**
  * The binary fast path of WatchKeys (src/transport/watch-keys.ts): a status encoded once per
- * change and carried as raw fields must put on the wire exactly the bytes of the ordinary
- * message, for any status, sequence and time.
+ * change (and a snapshot slice once for every watch that takes it) and carried as raw fields must
+ * put on the wire exactly the bytes of the ordinary message, for any status, sequence and time.
  */
 import fc from "fast-check";
 import { equals, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -68,14 +68,44 @@ describe("WatchKeys binary encoding, once per change", () => {
     );
   });
 
-  test("snapshots, removals and heartbeats keep the ordinary path", () => {
+  test("snapshot slices and batched changes: the ordinary bytes, with a slice encoded once for every watch", () => {
+    const other = { ...full, keyHash: "oai-fedcba9876543210", usage: {} };
     for (const event of [
-      { type: "snapshot", sequence: 1, time: 5, keys: [full] },
+      { type: "snapshot", sequence: 1, time: 5, keys: [full, other], more: true },
+      { type: "snapshot", sequence: 1, time: 5, keys: [other], more: false },
+      { type: "snapshot", sequence: 1, time: 5, keys: [], more: false },
+      { type: "changes", sequence: 9, time: 6, updated: [full, other], removed: ["oai-0000000000000001", "ant-ünï"] },
+      { type: "changes", sequence: 9, time: 6, updated: [], removed: ["oai-0000000000000001"] },
       { type: "removed", sequence: 2, time: 6, keyHash: full.keyHash },
       { type: "heartbeat", sequence: 3, time: 7 },
     ] as WatchEvent[]) {
       const { ordinary, fast } = bothWays(event);
       expect(Buffer.from(fast).equals(Buffer.from(ordinary))).toBe(true);
     }
+    const keys = [full, other];
+    const a = watchEventToBinaryProto({ type: "snapshot", sequence: 1, time: 5, keys, more: true });
+    const b = watchEventToBinaryProto({ type: "snapshot", sequence: 1, time: 9, keys, more: true });
+    expect(a.$unknown![2]!.data).toBe(b.$unknown![2]!.data);
+  });
+
+  test("property: any batch of statuses and removals encodes to the ordinary bytes", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ hash: fc.string({ minLength: 1 }), n: fc.nat(), reason: fc.string() }), { maxLength: 8 }),
+        fc.array(fc.string(), { maxLength: 8 }),
+        fc.boolean(),
+        (statuses, removed, more) => {
+          const updated = statuses.map((x) => ({ ...full, keyHash: x.hash, promptCount: x.n, stateReason: x.reason }));
+          for (const event of [
+            { type: "changes", sequence: 4, time: 77, updated, removed },
+            { type: "snapshot", sequence: 1, time: 77, keys: updated, more },
+          ] as WatchEvent[]) {
+            const { ordinary, fast } = bothWays(event);
+            expect(Buffer.from(fast).equals(Buffer.from(ordinary))).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });

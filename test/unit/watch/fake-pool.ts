@@ -15,6 +15,12 @@ export class FakePool implements WatchedPool {
       .sort((a, b) => (a.keyHash < b.keyHash ? -1 : 1));
   }
 
+  *keysAfter(after: string, filter: { provider?: ProviderId; modelFamilies?: readonly string[] } = {}): Generator<KeyStatus> {
+    for (const status of this.listKeys({ provider: filter.provider, modelFamilies: filter.modelFamilies ? [...filter.modelFamilies] : undefined })) {
+      if (status.keyHash > after) yield status;
+    }
+  }
+
   put(status: KeyStatus): KeyStatus {
     this.statuses.set(status.keyHash, status);
     this.changes.publish({ type: "updated", cause: "reported", status });

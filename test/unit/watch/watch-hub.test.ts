@@ -5,43 +5,7 @@ import type { KeyStatus } from "../../../src/domain/types";
 import { WatchHub } from "../../../src/watch/watch-hub";
 import type { WatchEvent, WatchSubscription } from "../../../src/watch/watch-subscription";
 import { FakePool, status } from "./fake-pool";
-
-const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** Reads a subscription without blocking the test: poll() says what has arrived by now. */
-class Reader {
-  private inFlight: Promise<void> | null = null;
-  private arrived: { result?: IteratorResult<WatchEvent>; error?: unknown } | null = null;
-
-  constructor(readonly subscription: WatchSubscription) {}
-
-  /** The next message if it is available now; undefined if the subscription is still waiting. */
-  async poll(): Promise<WatchEvent | "done" | undefined> {
-    if (!this.inFlight) {
-      this.inFlight = this.subscription.next().then(
-        (result) => void (this.arrived = { result }),
-        (error: unknown) => void (this.arrived = { error }),
-      );
-    }
-    await flush();
-    if (!this.arrived) return undefined;
-    const arrived = this.arrived;
-    this.arrived = null;
-    this.inFlight = null;
-    if (arrived.error !== undefined) throw arrived.error;
-    return arrived.result!.done ? "done" : arrived.result!.value;
-  }
-
-  /** Every message available now (stops at the first wait). */
-  async drain(): Promise<WatchEvent[]> {
-    const out: WatchEvent[] = [];
-    for (;;) {
-      const event = await this.poll();
-      if (event === undefined || event === "done") return out;
-      out.push(event);
-    }
-  }
-}
+import { flush, Reader } from "./hub-reader";
 
 function setup(
   options: { coalesceMs?: number; heartbeatMs?: number; maxSubscribers?: number; saturated?: () => boolean; defer?: (callback: () => void) => void } = {},
@@ -149,7 +113,7 @@ describe("WatchHub", () => {
     expect(hub.pendingCount).toBe(0);
   });
 
-  test("a consumer that is late gets what is due in the order it became due, windows included", async () => {
+  test("a consumer that is late gets everything due, including the changes its windows held", async () => {
     const { clock, pool, hub } = setup();
     pool.put(status("oai-a"));
     pool.put(status("oai-b"));

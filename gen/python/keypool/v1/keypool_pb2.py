@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18keypool/v1/keypool.proto\x12\nkeypool.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x0cLeaseRequest\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x30\n\x08provider\x18\x02 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12\x34\n\x08max_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07maxWait\"\x9b\x02\n\rLeaseResponse\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n\x08key_hash\x18\x02 \x01(\tR\x07keyHash\x12\x30\n\x08provider\x18\x03 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12!\n\x0cmodel_family\x18\x04 \x01(\tR\x0bmodelFamily\x12\'\n\x0forganization_id\x18\x05 \x01(\tR\x0eorganizationId\x12\x19\n\x08lease_id\x18\x06 \x01(\tR\x07leaseId\x12\x44\n\x10lease_expires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\"\xf6\x01\n\x16ReportRateLimitRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\x12\x1f\n\x0bstatus_code\x18\x02 \x01(\rR\nstatusCode\x12I\n\x07headers\x18\x03 \x03(\x0b\x32/.keypool.v1.ReportRateLimitRequest.HeadersEntryR\x07headers\x12\x19\n\x08lease_id\x18\x04 \x01(\tR\x07leaseId\x1a:\n\x0cHeadersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"P\n\x17ReportRateLimitResponse\x12\x35\n\x08ready_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07readyAt\"\xab\x01\n\x15IncrementUsageRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12!\n\x0cinput_tokens\x18\x03 \x01(\x04R\x0binputTokens\x12#\n\routput_tokens\x18\x04 \x01(\x04R\x0coutputTokens\x12\x19\n\x08lease_id\x18\x05 \x01(\tR\x07leaseId\"\x18\n\x16IncrementUsageResponse\"a\n\x17GetLockoutPeriodRequest\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x30\n\x08provider\x18\x02 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\"u\n\x18GetLockoutPeriodResponse\x12\x33\n\x07lockout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07lockout\x12$\n\x0eno_active_keys\x18\x02 \x01(\x08R\x0cnoActiveKeys\"j\n\x0fListKeysRequest\x12\x30\n\x08provider\x18\x01 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12%\n\x0emodel_families\x18\x02 \x03(\tR\rmodelFamilies\"=\n\x10ListKeysResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x15.keypool.v1.KeyStatusR\x04keys\"k\n\x10WatchKeysRequest\x12\x30\n\x08provider\x18\x01 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12%\n\x0emodel_families\x18\x02 \x03(\tR\rmodelFamilies\"\xb5\x02\n\x11WatchKeysResponse\x12\x1a\n\x08sequence\x18\x01 \x01(\x04R\x08sequence\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x35\n\x08snapshot\x18\x03 \x01(\x0b\x32\x17.keypool.v1.KeySnapshotH\x00R\x08snapshot\x12\x31\n\x07updated\x18\x04 \x01(\x0b\x32\x15.keypool.v1.KeyStatusH\x00R\x07updated\x12*\n\x10removed_key_hash\x18\x05 \x01(\tH\x00R\x0eremovedKeyHash\x12\x35\n\theartbeat\x18\x06 \x01(\x0b\x32\x15.keypool.v1.HeartbeatH\x00R\theartbeatB\x07\n\x05\x65vent\"8\n\x0bKeySnapshot\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x15.keypool.v1.KeyStatusR\x04keys\"\x0b\n\tHeartbeat\"\xae\x06\n\tKeyStatus\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\x12\x30\n\x08provider\x18\x02 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12%\n\x0emodel_families\x18\x03 \x03(\tR\rmodelFamilies\x12\'\n\x0forganization_id\x18\x04 \x01(\tR\x0eorganizationId\x12\x14\n\x05trial\x18\x05 \x01(\x08R\x05trial\x12*\n\x05state\x18\x06 \x01(\x0e\x32\x14.keypool.v1.KeyStateR\x05state\x12!\n\x0cstate_reason\x18\x07 \x01(\tR\x0bstateReason\x12\x35\n\x08ready_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07readyAt\x12\x42\n\x0frate_limited_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rrateLimitedAt\x12\x37\n\tlast_used\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08lastUsed\x12=\n\x0clast_checked\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0blastChecked\x12!\n\x0cprompt_count\x18\x0c \x01(\x04R\x0bpromptCount\x12\x36\n\x05usage\x18\r \x03(\x0b\x32 .keypool.v1.KeyStatus.UsageEntryR\x05usage\x12\x1b\n\tin_flight\x18\x0e \x01(\rR\x08inFlight\x12\x1f\n\x0blease_count\x18\x0f \x01(\x04R\nleaseCount\x12\x41\n\x0e\x63ooldown_until\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rcooldownUntil\x1aP\n\nUsageEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x16.keypool.v1.TokenUsageR\x05value:\x02\x38\x01\"n\n\nTokenUsage\x12!\n\x0cinput_tokens\x18\x01 \x01(\x04R\x0binputTokens\x12#\n\routput_tokens\x18\x02 \x01(\x04R\x0coutputTokens\x12\x18\n\x07prompts\x18\x03 \x01(\x04R\x07prompts\"\x81\x01\n\x07KeySpec\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12%\n\x0emodel_families\x18\x02 \x03(\tR\rmodelFamilies\x12\x14\n\x05trial\x18\x03 \x01(\x08R\x05trial\x12\'\n\x0forganization_id\x18\x04 \x01(\tR\x0eorganizationId\"k\n\x0e\x41\x64\x64KeysRequest\x12\x30\n\x08provider\x18\x01 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12\'\n\x04keys\x18\x02 \x03(\x0b\x32\x13.keypool.v1.KeySpecR\x04keys\"f\n\x0f\x41\x64\x64KeysResponse\x12\x1d\n\nkey_hashes\x18\x01 \x03(\tR\tkeyHashes\x12\x14\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\rR\x05\x61\x64\x64\x65\x64\x12\x1e\n\nduplicates\x18\x03 \x01(\rR\nduplicates\"-\n\x10RemoveKeyRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\"\x13\n\x11RemoveKeyResponse\"r\n\x11\x44isableKeyRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x14.keypool.v1.KeyStateR\x05state\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"=\n\x12\x44isableKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x15.keypool.v1.KeyStatusR\x03key\"-\n\x10\x45nableKeyRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\"<\n\x11\x45nableKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x15.keypool.v1.KeyStatusR\x03key*Q\n\x08Provider\x12\x18\n\x14PROVIDER_UNSPECIFIED\x10\x00\x12\x13\n\x0fPROVIDER_OPENAI\x10\x01\x12\x16\n\x12PROVIDER_ANTHROPIC\x10\x02*\x84\x01\n\x08KeyState\x12\x19\n\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_STATE_ACTIVE\x10\x01\x12\x16\n\x12KEY_STATE_DISABLED\x10\x02\x12\x15\n\x11KEY_STATE_REVOKED\x10\x03\x12\x18\n\x14KEY_STATE_OVER_QUOTA\x10\x04\x32\xf5\x03\n\x0eKeyPoolService\x12<\n\x05Lease\x12\x18.keypool.v1.LeaseRequest\x1a\x19.keypool.v1.LeaseResponse\x12Z\n\x0fReportRateLimit\x12\".keypool.v1.ReportRateLimitRequest\x1a#.keypool.v1.ReportRateLimitResponse\x12W\n\x0eIncrementUsage\x12!.keypool.v1.IncrementUsageRequest\x1a\".keypool.v1.IncrementUsageResponse\x12J\n\tWatchKeys\x12\x1c.keypool.v1.WatchKeysRequest\x1a\x1d.keypool.v1.WatchKeysResponse0\x01\x12]\n\x10GetLockoutPeriod\x12#.keypool.v1.GetLockoutPeriodRequest\x1a$.keypool.v1.GetLockoutPeriodResponse\x12\x45\n\x08ListKeys\x12\x1b.keypool.v1.ListKeysRequest\x1a\x1c.keypool.v1.ListKeysResponse2\xb6\x02\n\x0fKeyAdminService\x12\x42\n\x07\x41\x64\x64Keys\x12\x1a.keypool.v1.AddKeysRequest\x1a\x1b.keypool.v1.AddKeysResponse\x12H\n\tRemoveKey\x12\x1c.keypool.v1.RemoveKeyRequest\x1a\x1d.keypool.v1.RemoveKeyResponse\x12K\n\nDisableKey\x12\x1d.keypool.v1.DisableKeyRequest\x1a\x1e.keypool.v1.DisableKeyResponse\x12H\n\tEnableKey\x12\x1c.keypool.v1.EnableKeyRequest\x1a\x1d.keypool.v1.EnableKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18keypool/v1/keypool.proto\x12\nkeypool.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x0cLeaseRequest\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x30\n\x08provider\x18\x02 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12\x34\n\x08max_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07maxWait\"\x9b\x02\n\rLeaseResponse\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n\x08key_hash\x18\x02 \x01(\tR\x07keyHash\x12\x30\n\x08provider\x18\x03 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12!\n\x0cmodel_family\x18\x04 \x01(\tR\x0bmodelFamily\x12\'\n\x0forganization_id\x18\x05 \x01(\tR\x0eorganizationId\x12\x19\n\x08lease_id\x18\x06 \x01(\tR\x07leaseId\x12\x44\n\x10lease_expires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\"\xf6\x01\n\x16ReportRateLimitRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\x12\x1f\n\x0bstatus_code\x18\x02 \x01(\rR\nstatusCode\x12I\n\x07headers\x18\x03 \x03(\x0b\x32/.keypool.v1.ReportRateLimitRequest.HeadersEntryR\x07headers\x12\x19\n\x08lease_id\x18\x04 \x01(\tR\x07leaseId\x1a:\n\x0cHeadersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"P\n\x17ReportRateLimitResponse\x12\x35\n\x08ready_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07readyAt\"\xab\x01\n\x15IncrementUsageRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12!\n\x0cinput_tokens\x18\x03 \x01(\x04R\x0binputTokens\x12#\n\routput_tokens\x18\x04 \x01(\x04R\x0coutputTokens\x12\x19\n\x08lease_id\x18\x05 \x01(\tR\x07leaseId\"\x18\n\x16IncrementUsageResponse\"a\n\x17GetLockoutPeriodRequest\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\x12\x30\n\x08provider\x18\x02 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\"u\n\x18GetLockoutPeriodResponse\x12\x33\n\x07lockout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationR\x07lockout\x12$\n\x0eno_active_keys\x18\x02 \x01(\x08R\x0cnoActiveKeys\"\xa6\x01\n\x0fListKeysRequest\x12\x30\n\x08provider\x18\x01 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12%\n\x0emodel_families\x18\x02 \x03(\tR\rmodelFamilies\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken\"e\n\x10ListKeysResponse\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x15.keypool.v1.KeyStatusR\x04keys\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x81\x01\n\x10WatchKeysRequest\x12\x30\n\x08provider\x18\x01 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12%\n\x0emodel_families\x18\x02 \x03(\tR\rmodelFamilies\x12\x14\n\x05\x62\x61tch\x18\x03 \x01(\x08R\x05\x62\x61tch\"\xe9\x02\n\x11WatchKeysResponse\x12\x1a\n\x08sequence\x18\x01 \x01(\x04R\x08sequence\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12\x35\n\x08snapshot\x18\x03 \x01(\x0b\x32\x17.keypool.v1.KeySnapshotH\x00R\x08snapshot\x12\x31\n\x07updated\x18\x04 \x01(\x0b\x32\x15.keypool.v1.KeyStatusH\x00R\x07updated\x12*\n\x10removed_key_hash\x18\x05 \x01(\tH\x00R\x0eremovedKeyHash\x12\x35\n\theartbeat\x18\x06 \x01(\x0b\x32\x15.keypool.v1.HeartbeatH\x00R\theartbeat\x12\x32\n\x07\x63hanges\x18\x07 \x01(\x0b\x32\x16.keypool.v1.KeyChangesH\x00R\x07\x63hangesB\x07\n\x05\x65vent\"L\n\x0bKeySnapshot\x12)\n\x04keys\x18\x01 \x03(\x0b\x32\x15.keypool.v1.KeyStatusR\x04keys\x12\x12\n\x04more\x18\x02 \x01(\x08R\x04more\"k\n\nKeyChanges\x12/\n\x07updated\x18\x01 \x03(\x0b\x32\x15.keypool.v1.KeyStatusR\x07updated\x12,\n\x12removed_key_hashes\x18\x02 \x03(\tR\x10removedKeyHashes\"\x0b\n\tHeartbeat\"\xae\x06\n\tKeyStatus\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\x12\x30\n\x08provider\x18\x02 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12%\n\x0emodel_families\x18\x03 \x03(\tR\rmodelFamilies\x12\'\n\x0forganization_id\x18\x04 \x01(\tR\x0eorganizationId\x12\x14\n\x05trial\x18\x05 \x01(\x08R\x05trial\x12*\n\x05state\x18\x06 \x01(\x0e\x32\x14.keypool.v1.KeyStateR\x05state\x12!\n\x0cstate_reason\x18\x07 \x01(\tR\x0bstateReason\x12\x35\n\x08ready_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07readyAt\x12\x42\n\x0frate_limited_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rrateLimitedAt\x12\x37\n\tlast_used\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08lastUsed\x12=\n\x0clast_checked\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0blastChecked\x12!\n\x0cprompt_count\x18\x0c \x01(\x04R\x0bpromptCount\x12\x36\n\x05usage\x18\r \x03(\x0b\x32 .keypool.v1.KeyStatus.UsageEntryR\x05usage\x12\x1b\n\tin_flight\x18\x0e \x01(\rR\x08inFlight\x12\x1f\n\x0blease_count\x18\x0f \x01(\x04R\nleaseCount\x12\x41\n\x0e\x63ooldown_until\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rcooldownUntil\x1aP\n\nUsageEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x16.keypool.v1.TokenUsageR\x05value:\x02\x38\x01\"n\n\nTokenUsage\x12!\n\x0cinput_tokens\x18\x01 \x01(\x04R\x0binputTokens\x12#\n\routput_tokens\x18\x02 \x01(\x04R\x0coutputTokens\x12\x18\n\x07prompts\x18\x03 \x01(\x04R\x07prompts\"\x81\x01\n\x07KeySpec\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12%\n\x0emodel_families\x18\x02 \x03(\tR\rmodelFamilies\x12\x14\n\x05trial\x18\x03 \x01(\x08R\x05trial\x12\'\n\x0forganization_id\x18\x04 \x01(\tR\x0eorganizationId\"k\n\x0e\x41\x64\x64KeysRequest\x12\x30\n\x08provider\x18\x01 \x01(\x0e\x32\x14.keypool.v1.ProviderR\x08provider\x12\'\n\x04keys\x18\x02 \x03(\x0b\x32\x13.keypool.v1.KeySpecR\x04keys\"f\n\x0f\x41\x64\x64KeysResponse\x12\x1d\n\nkey_hashes\x18\x01 \x03(\tR\tkeyHashes\x12\x14\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\rR\x05\x61\x64\x64\x65\x64\x12\x1e\n\nduplicates\x18\x03 \x01(\rR\nduplicates\"-\n\x10RemoveKeyRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\"\x13\n\x11RemoveKeyResponse\"r\n\x11\x44isableKeyRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x14.keypool.v1.KeyStateR\x05state\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\"=\n\x12\x44isableKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x15.keypool.v1.KeyStatusR\x03key\"-\n\x10\x45nableKeyRequest\x12\x19\n\x08key_hash\x18\x01 \x01(\tR\x07keyHash\"<\n\x11\x45nableKeyResponse\x12\'\n\x03key\x18\x01 \x01(\x0b\x32\x15.keypool.v1.KeyStatusR\x03key*Q\n\x08Provider\x12\x18\n\x14PROVIDER_UNSPECIFIED\x10\x00\x12\x13\n\x0fPROVIDER_OPENAI\x10\x01\x12\x16\n\x12PROVIDER_ANTHROPIC\x10\x02*\x84\x01\n\x08KeyState\x12\x19\n\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_STATE_ACTIVE\x10\x01\x12\x16\n\x12KEY_STATE_DISABLED\x10\x02\x12\x15\n\x11KEY_STATE_REVOKED\x10\x03\x12\x18\n\x14KEY_STATE_OVER_QUOTA\x10\x04\x32\xf5\x03\n\x0eKeyPoolService\x12<\n\x05Lease\x12\x18.keypool.v1.LeaseRequest\x1a\x19.keypool.v1.LeaseResponse\x12Z\n\x0fReportRateLimit\x12\".keypool.v1.ReportRateLimitRequest\x1a#.keypool.v1.ReportRateLimitResponse\x12W\n\x0eIncrementUsage\x12!.keypool.v1.IncrementUsageRequest\x1a\".keypool.v1.IncrementUsageResponse\x12J\n\tWatchKeys\x12\x1c.keypool.v1.WatchKeysRequest\x1a\x1d.keypool.v1.WatchKeysResponse0\x01\x12]\n\x10GetLockoutPeriod\x12#.keypool.v1.GetLockoutPeriodRequest\x1a$.keypool.v1.GetLockoutPeriodResponse\x12\x45\n\x08ListKeys\x12\x1b.keypool.v1.ListKeysRequest\x1a\x1c.keypool.v1.ListKeysResponse2\xb6\x02\n\x0fKeyAdminService\x12\x42\n\x07\x41\x64\x64Keys\x12\x1a.keypool.v1.AddKeysRequest\x1a\x1b.keypool.v1.AddKeysResponse\x12H\n\tRemoveKey\x12\x1c.keypool.v1.RemoveKeyRequest\x1a\x1d.keypool.v1.RemoveKeyResponse\x12K\n\nDisableKey\x12\x1d.keypool.v1.DisableKeyRequest\x1a\x1e.keypool.v1.DisableKeyResponse\x12H\n\tEnableKey\x12\x1c.keypool.v1.EnableKeyRequest\x1a\x1d.keypool.v1.EnableKeyResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keypool.v1.keypool_pb2', globals())
@@ -26,10 +26,10 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _REPORTRATELIMITREQUEST_HEADERSENTRY._serialized_options = b'8\001'
   _KEYSTATUS_USAGEENTRY._options = None
   _KEYSTATUS_USAGEENTRY._serialized_options = b'8\001'
-  _PROVIDER._serialized_start=3576
-  _PROVIDER._serialized_end=3657
-  _KEYSTATE._serialized_start=3660
-  _KEYSTATE._serialized_end=3792
+  _PROVIDER._serialized_start=3881
+  _PROVIDER._serialized_end=3962
+  _KEYSTATE._serialized_start=3965
+  _KEYSTATE._serialized_end=4097
   _LEASEREQUEST._serialized_start=106
   _LEASEREQUEST._serialized_end=246
   _LEASERESPONSE._serialized_start=249
@@ -48,44 +48,46 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _GETLOCKOUTPERIODREQUEST._serialized_end=1162
   _GETLOCKOUTPERIODRESPONSE._serialized_start=1164
   _GETLOCKOUTPERIODRESPONSE._serialized_end=1281
-  _LISTKEYSREQUEST._serialized_start=1283
-  _LISTKEYSREQUEST._serialized_end=1389
-  _LISTKEYSRESPONSE._serialized_start=1391
-  _LISTKEYSRESPONSE._serialized_end=1452
-  _WATCHKEYSREQUEST._serialized_start=1454
-  _WATCHKEYSREQUEST._serialized_end=1561
-  _WATCHKEYSRESPONSE._serialized_start=1564
-  _WATCHKEYSRESPONSE._serialized_end=1873
-  _KEYSNAPSHOT._serialized_start=1875
-  _KEYSNAPSHOT._serialized_end=1931
-  _HEARTBEAT._serialized_start=1933
-  _HEARTBEAT._serialized_end=1944
-  _KEYSTATUS._serialized_start=1947
-  _KEYSTATUS._serialized_end=2761
-  _KEYSTATUS_USAGEENTRY._serialized_start=2681
-  _KEYSTATUS_USAGEENTRY._serialized_end=2761
-  _TOKENUSAGE._serialized_start=2763
-  _TOKENUSAGE._serialized_end=2873
-  _KEYSPEC._serialized_start=2876
-  _KEYSPEC._serialized_end=3005
-  _ADDKEYSREQUEST._serialized_start=3007
-  _ADDKEYSREQUEST._serialized_end=3114
-  _ADDKEYSRESPONSE._serialized_start=3116
-  _ADDKEYSRESPONSE._serialized_end=3218
-  _REMOVEKEYREQUEST._serialized_start=3220
-  _REMOVEKEYREQUEST._serialized_end=3265
-  _REMOVEKEYRESPONSE._serialized_start=3267
-  _REMOVEKEYRESPONSE._serialized_end=3286
-  _DISABLEKEYREQUEST._serialized_start=3288
-  _DISABLEKEYREQUEST._serialized_end=3402
-  _DISABLEKEYRESPONSE._serialized_start=3404
-  _DISABLEKEYRESPONSE._serialized_end=3465
-  _ENABLEKEYREQUEST._serialized_start=3467
-  _ENABLEKEYREQUEST._serialized_end=3512
-  _ENABLEKEYRESPONSE._serialized_start=3514
-  _ENABLEKEYRESPONSE._serialized_end=3574
-  _KEYPOOLSERVICE._serialized_start=3795
-  _KEYPOOLSERVICE._serialized_end=4296
-  _KEYADMINSERVICE._serialized_start=4299
-  _KEYADMINSERVICE._serialized_end=4609
+  _LISTKEYSREQUEST._serialized_start=1284
+  _LISTKEYSREQUEST._serialized_end=1450
+  _LISTKEYSRESPONSE._serialized_start=1452
+  _LISTKEYSRESPONSE._serialized_end=1553
+  _WATCHKEYSREQUEST._serialized_start=1556
+  _WATCHKEYSREQUEST._serialized_end=1685
+  _WATCHKEYSRESPONSE._serialized_start=1688
+  _WATCHKEYSRESPONSE._serialized_end=2049
+  _KEYSNAPSHOT._serialized_start=2051
+  _KEYSNAPSHOT._serialized_end=2127
+  _KEYCHANGES._serialized_start=2129
+  _KEYCHANGES._serialized_end=2236
+  _HEARTBEAT._serialized_start=2238
+  _HEARTBEAT._serialized_end=2249
+  _KEYSTATUS._serialized_start=2252
+  _KEYSTATUS._serialized_end=3066
+  _KEYSTATUS_USAGEENTRY._serialized_start=2986
+  _KEYSTATUS_USAGEENTRY._serialized_end=3066
+  _TOKENUSAGE._serialized_start=3068
+  _TOKENUSAGE._serialized_end=3178
+  _KEYSPEC._serialized_start=3181
+  _KEYSPEC._serialized_end=3310
+  _ADDKEYSREQUEST._serialized_start=3312
+  _ADDKEYSREQUEST._serialized_end=3419
+  _ADDKEYSRESPONSE._serialized_start=3421
+  _ADDKEYSRESPONSE._serialized_end=3523
+  _REMOVEKEYREQUEST._serialized_start=3525
+  _REMOVEKEYREQUEST._serialized_end=3570
+  _REMOVEKEYRESPONSE._serialized_start=3572
+  _REMOVEKEYRESPONSE._serialized_end=3591
+  _DISABLEKEYREQUEST._serialized_start=3593
+  _DISABLEKEYREQUEST._serialized_end=3707
+  _DISABLEKEYRESPONSE._serialized_start=3709
+  _DISABLEKEYRESPONSE._serialized_end=3770
+  _ENABLEKEYREQUEST._serialized_start=3772
+  _ENABLEKEYREQUEST._serialized_end=3817
+  _ENABLEKEYRESPONSE._serialized_start=3819
+  _ENABLEKEYRESPONSE._serialized_end=3879
+  _KEYPOOLSERVICE._serialized_start=4100
+  _KEYPOOLSERVICE._serialized_end=4601
+  _KEYADMINSERVICE._serialized_start=4604
+  _KEYADMINSERVICE._serialized_end=4914
 # @@protoc_insertion_point(module_scope)

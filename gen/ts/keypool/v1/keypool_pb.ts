@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file keypool/v1/keypool.proto.
  */
 export const file_keypool_v1_keypool: GenFile = /*@__PURE__*/
-  fileDesc("ChhrZXlwb29sL3YxL2tleXBvb2wucHJvdG8SCmtleXBvb2wudjEicgoMTGVhc2VSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEiYKCHByb3ZpZGVyGAIgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlchIrCghtYXhfd2FpdBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLNAQoNTGVhc2VSZXNwb25zZRILCgNrZXkYASABKAkSEAoIa2V5X2hhc2gYAiABKAkSJgoIcHJvdmlkZXIYAyABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhQKDG1vZGVsX2ZhbWlseRgEIAEoCRIXCg9vcmdhbml6YXRpb25faWQYBSABKAkSEAoIbGVhc2VfaWQYBiABKAkSNAoQbGVhc2VfZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwwEKFlJlcG9ydFJhdGVMaW1pdFJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkSEwoLc3RhdHVzX2NvZGUYAiABKA0SQAoHaGVhZGVycxgDIAMoCzIvLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVxdWVzdC5IZWFkZXJzRW50cnkSEAoIbGVhc2VfaWQYBCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRwoXUmVwb3J0UmF0ZUxpbWl0UmVzcG9uc2USLAoIcmVhZHlfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIncKFUluY3JlbWVudFVzYWdlUmVxdWVzdBIQCghrZXlfaGFzaBgBIAEoCRINCgVtb2RlbBgCIAEoCRIUCgxpbnB1dF90b2tlbnMYAyABKAQSFQoNb3V0cHV0X3Rva2VucxgEIAEoBBIQCghsZWFzZV9pZBgFIAEoCSIYChZJbmNyZW1lbnRVc2FnZVJlc3BvbnNlIlAKF0dldExvY2tvdXRQZXJpb2RSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEiYKCHByb3ZpZGVyGAIgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlciJeChhHZXRMb2Nrb3V0UGVyaW9kUmVzcG9uc2USKgoHbG9ja291dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5ub19hY3RpdmVfa2V5cxgCIAEoCCJRCg9MaXN0S2V5c1JlcXVlc3QSJgoIcHJvdmlkZXIYASABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhYKDm1vZGVsX2ZhbWlsaWVzGAIgAygJIjcKEExpc3RLZXlzUmVzcG9uc2USIwoEa2V5cxgBIAMoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzIlIKEFdhdGNoS2V5c1JlcXVlc3QSJgoIcHJvdmlkZXIYASABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhYKDm1vZGVsX2ZhbWlsaWVzGAIgAygJIvcBChFXYXRjaEtleXNSZXNwb25zZRIQCghzZXF1ZW5jZRgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghzbmFwc2hvdBgDIAEoCzIXLmtleXBvb2wudjEuS2V5U25hcHNob3RIABIoCgd1cGRhdGVkGAQgASgLMhUua2V5cG9vbC52MS5LZXlTdGF0dXNIABIaChByZW1vdmVkX2tleV9oYXNoGAUgASgJSAASKgoJaGVhcnRiZWF0GAYgASgLMhUua2V5cG9vbC52MS5IZWFydGJlYXRIAEIHCgVldmVudCIyCgtLZXlTbmFwc2hvdBIjCgRrZXlzGAEgAygLMhUua2V5cG9vbC52MS5LZXlTdGF0dXMiCwoJSGVhcnRiZWF0Iu0ECglLZXlTdGF0dXMSEAoIa2V5X2hhc2gYASABKAkSJgoIcHJvdmlkZXIYAiABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhYKDm1vZGVsX2ZhbWlsaWVzGAMgAygJEhcKD29yZ2FuaXphdGlvbl9pZBgEIAEoCRINCgV0cmlhbBgFIAEoCBIjCgVzdGF0ZRgGIAEoDjIULmtleXBvb2wudjEuS2V5U3RhdGUSFAoMc3RhdGVfcmVhc29uGAcgASgJEiwKCHJlYWR5X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9yYXRlX2xpbWl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3RfdXNlZBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF9jaGVja2VkGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxwcm9tcHRfY291bnQYDCABKAQSLwoFdXNhZ2UYDSADKAsyIC5rZXlwb29sLnYxLktleVN0YXR1cy5Vc2FnZUVudHJ5EhEKCWluX2ZsaWdodBgOIAEoDRITCgtsZWFzZV9jb3VudBgPIAEoBBIyCg5jb29sZG93bl91bnRpbBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaRAoKVXNhZ2VFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5rZXlwb29sLnYxLlRva2VuVXNhZ2U6AjgBIkoKClRva2VuVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgEEhUKDW91dHB1dF90b2tlbnMYAiABKAQSDwoHcHJvbXB0cxgDIAEoBCJWCgdLZXlTcGVjEgsKA2tleRgBIAEoCRIWCg5tb2RlbF9mYW1pbGllcxgCIAMoCRINCgV0cmlhbBgDIAEoCBIXCg9vcmdhbml6YXRpb25faWQYBCABKAkiWwoOQWRkS2V5c1JlcXVlc3QSJgoIcHJvdmlkZXIYASABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEiEKBGtleXMYAiADKAsyEy5rZXlwb29sLnYxLktleVNwZWMiSAoPQWRkS2V5c1Jlc3BvbnNlEhIKCmtleV9oYXNoZXMYASADKAkSDQoFYWRkZWQYAiABKA0SEgoKZHVwbGljYXRlcxgDIAEoDSIkChBSZW1vdmVLZXlSZXF1ZXN0EhAKCGtleV9oYXNoGAEgASgJIhMKEVJlbW92ZUtleVJlc3BvbnNlIloKEURpc2FibGVLZXlSZXF1ZXN0EhAKCGtleV9oYXNoGAEgASgJEiMKBXN0YXRlGAIgASgOMhQua2V5cG9vbC52MS5LZXlTdGF0ZRIOCgZyZWFzb24YAyABKAkiOAoSRGlzYWJsZUtleVJlc3BvbnNlEiIKA2tleRgBIAEoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzIiQKEEVuYWJsZUtleVJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkiNwoRRW5hYmxlS2V5UmVzcG9uc2USIgoDa2V5GAEgASgLMhUua2V5cG9vbC52MS5LZXlTdGF0dXMqUQoIUHJvdmlkZXISGAoUUFJPVklERVJfVU5TUEVDSUZJRUQQABITCg9QUk9WSURFUl9PUEVOQUkQARIWChJQUk9WSURFUl9BTlRIUk9QSUMQAiqEAQoIS2V5U3RhdGUSGQoVS0VZX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQS0VZX1NUQVRFX0FDVElWRRABEhYKEktFWV9TVEFURV9ESVNBQkxFRBACEhUKEUtFWV9TVEFURV9SRVZPS0VEEAMSGAoUS0VZX1NUQVRFX09WRVJfUVVPVEEQBDL1AwoOS2V5UG9vbFNlcnZpY2USPAoFTGVhc2USGC5rZXlwb29sLnYxLkxlYXNlUmVxdWVzdBoZLmtleXBvb2wudjEuTGVhc2VSZXNwb25zZRJaCg9SZXBvcnRSYXRlTGltaXQSIi5rZXlwb29sLnYxLlJlcG9ydFJhdGVMaW1pdFJlcXVlc3QaIy5rZXlwb29sLnYxLlJlcG9ydFJhdGVMaW1pdFJlc3BvbnNlElcKDkluY3JlbWVudFVzYWdlEiEua2V5cG9vbC52MS5JbmNyZW1lbnRVc2FnZVJlcXVlc3QaIi5rZXlwb29sLnYxLkluY3JlbWVudFVzYWdlUmVzcG9uc2USSgoJV2F0Y2hLZXlzEhwua2V5cG9vbC52MS5XYXRjaEtleXNSZXF1ZXN0Gh0ua2V5cG9vbC52MS5XYXRjaEtleXNSZXNwb25zZTABEl0KEEdldExvY2tvdXRQZXJpb2QSIy5rZXlwb29sLnYxLkdldExvY2tvdXRQZXJpb2RSZXF1ZXN0GiQua2V5cG9vbC52MS5HZXRMb2Nrb3V0UGVyaW9kUmVzcG9uc2USRQoITGlzdEtleXMSGy5rZXlwb29sLnYxLkxpc3RLZXlzUmVxdWVzdBocLmtleXBvb2wudjEuTGlzdEtleXNSZXNwb25zZTK2AgoPS2V5QWRtaW5TZXJ2aWNlEkIKB0FkZEtleXMSGi5rZXlwb29sLnYxLkFkZEtleXNSZXF1ZXN0Ghsua2V5cG9vbC52MS5BZGRLZXlzUmVzcG9uc2USSAoJUmVtb3ZlS2V5Ehwua2V5cG9vbC52MS5SZW1vdmVLZXlSZXF1ZXN0Gh0ua2V5cG9vbC52MS5SZW1vdmVLZXlSZXNwb25zZRJLCgpEaXNhYmxlS2V5Eh0ua2V5cG9vbC52MS5EaXNhYmxlS2V5UmVxdWVzdBoeLmtleXBvb2wudjEuRGlzYWJsZUtleVJlc3BvbnNlEkgKCUVuYWJsZUtleRIcLmtleXBvb2wudjEuRW5hYmxlS2V5UmVxdWVzdBodLmtleXBvb2wudjEuRW5hYmxlS2V5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChhrZXlwb29sL3YxL2tleXBvb2wucHJvdG8SCmtleXBvb2wudjEicgoMTGVhc2VSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEiYKCHByb3ZpZGVyGAIgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlchIrCghtYXhfd2FpdBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLNAQoNTGVhc2VSZXNwb25zZRILCgNrZXkYASABKAkSEAoIa2V5X2hhc2gYAiABKAkSJgoIcHJvdmlkZXIYAyABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhQKDG1vZGVsX2ZhbWlseRgEIAEoCRIXCg9vcmdhbml6YXRpb25faWQYBSABKAkSEAoIbGVhc2VfaWQYBiABKAkSNAoQbGVhc2VfZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwwEKFlJlcG9ydFJhdGVMaW1pdFJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkSEwoLc3RhdHVzX2NvZGUYAiABKA0SQAoHaGVhZGVycxgDIAMoCzIvLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVxdWVzdC5IZWFkZXJzRW50cnkSEAoIbGVhc2VfaWQYBCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRwoXUmVwb3J0UmF0ZUxpbWl0UmVzcG9uc2USLAoIcmVhZHlfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIncKFUluY3JlbWVudFVzYWdlUmVxdWVzdBIQCghrZXlfaGFzaBgBIAEoCRINCgVtb2RlbBgCIAEoCRIUCgxpbnB1dF90b2tlbnMYAyABKAQSFQoNb3V0cHV0X3Rva2VucxgEIAEoBBIQCghsZWFzZV9pZBgFIAEoCSIYChZJbmNyZW1lbnRVc2FnZVJlc3BvbnNlIlAKF0dldExvY2tvdXRQZXJpb2RSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEiYKCHByb3ZpZGVyGAIgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlciJeChhHZXRMb2Nrb3V0UGVyaW9kUmVzcG9uc2USKgoHbG9ja291dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5ub19hY3RpdmVfa2V5cxgCIAEoCCJ4Cg9MaXN0S2V5c1JlcXVlc3QSJgoIcHJvdmlkZXIYASABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhYKDm1vZGVsX2ZhbWlsaWVzGAIgAygJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlAKEExpc3RLZXlzUmVzcG9uc2USIwoEa2V5cxgBIAMoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJhChBXYXRjaEtleXNSZXF1ZXN0EiYKCHByb3ZpZGVyGAEgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlchIWCg5tb2RlbF9mYW1pbGllcxgCIAMoCRINCgViYXRjaBgDIAEoCCKiAgoRV2F0Y2hLZXlzUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIc25hcHNob3QYAyABKAsyFy5rZXlwb29sLnYxLktleVNuYXBzaG90SAASKAoHdXBkYXRlZBgEIAEoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzSAASGgoQcmVtb3ZlZF9rZXlfaGFzaBgFIAEoCUgAEioKCWhlYXJ0YmVhdBgGIAEoCzIVLmtleXBvb2wudjEuSGVhcnRiZWF0SAASKQoHY2hhbmdlcxgHIAEoCzIWLmtleXBvb2wudjEuS2V5Q2hhbmdlc0gAQgcKBWV2ZW50IkAKC0tleVNuYXBzaG90EiMKBGtleXMYASADKAsyFS5rZXlwb29sLnYxLktleVN0YXR1cxIMCgRtb3JlGAIgASgIIlAKCktleUNoYW5nZXMSJgoHdXBkYXRlZBgBIAMoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzEhoKEnJlbW92ZWRfa2V5X2hhc2hlcxgCIAMoCSILCglIZWFydGJlYXQi7QQKCUtleVN0YXR1cxIQCghrZXlfaGFzaBgBIAEoCRImCghwcm92aWRlchgCIAEoDjIULmtleXBvb2wudjEuUHJvdmlkZXISFgoObW9kZWxfZmFtaWxpZXMYAyADKAkSFwoPb3JnYW5pemF0aW9uX2lkGAQgASgJEg0KBXRyaWFsGAUgASgIEiMKBXN0YXRlGAYgASgOMhQua2V5cG9vbC52MS5LZXlTdGF0ZRIUCgxzdGF0ZV9yZWFzb24YByABKAkSLAoIcmVhZHlfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD3JhdGVfbGltaXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF91c2VkGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X2NoZWNrZWQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHByb21wdF9jb3VudBgMIAEoBBIvCgV1c2FnZRgNIAMoCzIgLmtleXBvb2wudjEuS2V5U3RhdHVzLlVzYWdlRW50cnkSEQoJaW5fZmxpZ2h0GA4gASgNEhMKC2xlYXNlX2NvdW50GA8gASgEEjIKDmNvb2xkb3duX3VudGlsGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBpECgpVc2FnZUVudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmtleXBvb2wudjEuVG9rZW5Vc2FnZToCOAEiSgoKVG9rZW5Vc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAQSFQoNb3V0cHV0X3Rva2VucxgCIAEoBBIPCgdwcm9tcHRzGAMgASgEIlYKB0tleVNwZWMSCwoDa2V5GAEgASgJEhYKDm1vZGVsX2ZhbWlsaWVzGAIgAygJEg0KBXRyaWFsGAMgASgIEhcKD29yZ2FuaXphdGlvbl9pZBgEIAEoCSJbCg5BZGRLZXlzUmVxdWVzdBImCghwcm92aWRlchgBIAEoDjIULmtleXBvb2wudjEuUHJvdmlkZXISIQoEa2V5cxgCIAMoCzITLmtleXBvb2wudjEuS2V5U3BlYyJICg9BZGRLZXlzUmVzcG9uc2USEgoKa2V5X2hhc2hlcxgBIAMoCRINCgVhZGRlZBgCIAEoDRISCgpkdXBsaWNhdGVzGAMgASgNIiQKEFJlbW92ZUtleVJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkiEwoRUmVtb3ZlS2V5UmVzcG9uc2UiWgoRRGlzYWJsZUtleVJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkSIwoFc3RhdGUYAiABKA4yFC5rZXlwb29sLnYxLktleVN0YXRlEg4KBnJlYXNvbhgDIAEoCSI4ChJEaXNhYmxlS2V5UmVzcG9uc2USIgoDa2V5GAEgASgLMhUua2V5cG9vbC52MS5LZXlTdGF0dXMiJAoQRW5hYmxlS2V5UmVxdWVzdBIQCghrZXlfaGFzaBgBIAEoCSI3ChFFbmFibGVLZXlSZXNwb25zZRIiCgNrZXkYASABKAsyFS5rZXlwb29sLnYxLktleVN0YXR1cypRCghQcm92aWRlchIYChRQUk9WSURFUl9VTlNQRUNJRklFRBAAEhMKD1BST1ZJREVSX09QRU5BSRABEhYKElBST1ZJREVSX0FOVEhST1BJQxACKoQBCghLZXlTdGF0ZRIZChVLRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBLRVlfU1RBVEVfQUNUSVZFEAESFgoSS0VZX1NUQVRFX0RJU0FCTEVEEAISFQoRS0VZX1NUQVRFX1JFVk9LRUQQAxIYChRLRVlfU1RBVEVfT1ZFUl9RVU9UQRAEMvUDCg5LZXlQb29sU2VydmljZRI8CgVMZWFzZRIYLmtleXBvb2wudjEuTGVhc2VSZXF1ZXN0Ghkua2V5cG9vbC52MS5MZWFzZVJlc3BvbnNlEloKD1JlcG9ydFJhdGVMaW1pdBIiLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVxdWVzdBojLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVzcG9uc2USVwoOSW5jcmVtZW50VXNhZ2USIS5rZXlwb29sLnYxLkluY3JlbWVudFVzYWdlUmVxdWVzdBoiLmtleXBvb2wudjEuSW5jcmVtZW50VXNhZ2VSZXNwb25zZRJKCglXYXRjaEtleXMSHC5rZXlwb29sLnYxLldhdGNoS2V5c1JlcXVlc3QaHS5rZXlwb29sLnYxLldhdGNoS2V5c1Jlc3BvbnNlMAESXQoQR2V0TG9ja291dFBlcmlvZBIjLmtleXBvb2wudjEuR2V0TG9ja291dFBlcmlvZFJlcXVlc3QaJC5rZXlwb29sLnYxLkdldExvY2tvdXRQZXJpb2RSZXNwb25zZRJFCghMaXN0S2V5cxIbLmtleXBvb2wudjEuTGlzdEtleXNSZXF1ZXN0Ghwua2V5cG9vbC52MS5MaXN0S2V5c1Jlc3BvbnNlMrYCCg9LZXlBZG1pblNlcnZpY2USQgoHQWRkS2V5cxIaLmtleXBvb2wudjEuQWRkS2V5c1JlcXVlc3QaGy5rZXlwb29sLnYxLkFkZEtleXNSZXNwb25zZRJICglSZW1vdmVLZXkSHC5rZXlwb29sLnYxLlJlbW92ZUtleVJlcXVlc3QaHS5rZXlwb29sLnYxLlJlbW92ZUtleVJlc3BvbnNlEksKCkRpc2FibGVLZXkSHS5rZXlwb29sLnYxLkRpc2FibGVLZXlSZXF1ZXN0Gh4ua2V5cG9vbC52MS5EaXNhYmxlS2V5UmVzcG9uc2USSAoJRW5hYmxlS2V5Ehwua2V5cG9vbC52MS5FbmFibGVLZXlSZXF1ZXN0Gh0ua2V5cG9vbC52MS5FbmFibGVLZXlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message keypool.v1.LeaseRequest
@@ -310,6 +310,25 @@ export type ListKeysRequest = Message<"keypool.v1.ListKeysRequest"> & {
    * @generated from field: repeated string model_families = 2;
    */
   modelFamilies: string[];
+
+  /**
+   * The most keys to return in this page (AIP-158). 0: the default page (1,000 keys); larger
+   * values are lowered to 5,000; negative is INVALID_ARGUMENT. A page may hold fewer keys than
+   * asked (every response fits in 4 MiB): only an empty next_page_token means the listing is done.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * A next_page_token from a previous response, to get the page after it; empty: the first page.
+   * It must come with the same provider and model_families as the request that returned it, or
+   * the call is INVALID_ARGUMENT. Pages follow key_hash order, so a key that stays in the pool
+   * while a client pages through it appears exactly once, whatever is added or removed meanwhile.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
 };
 
 /**
@@ -324,11 +343,18 @@ export const ListKeysRequestSchema: GenMessage<ListKeysRequest> = /*@__PURE__*/
  */
 export type ListKeysResponse = Message<"keypool.v1.ListKeysResponse"> & {
   /**
-   * The matching keys, ordered by key_hash.
+   * The matching keys of this page, ordered by key_hash.
    *
    * @generated from field: repeated keypool.v1.KeyStatus keys = 1;
    */
   keys: KeyStatus[];
+
+  /**
+   * Pass it as page_token to get the next page; empty when this is the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -355,6 +381,15 @@ export type WatchKeysRequest = Message<"keypool.v1.WatchKeysRequest"> & {
    * @generated from field: repeated string model_families = 2;
    */
   modelFamilies: string[];
+
+  /**
+   * true: every change of one coalescing window arrives in one `changes` message instead of one
+   * `updated` / `removed_key_hash` message per key. Clients that can, should. (A window whose
+   * changes would not fit in one message of 4 MiB arrives as several `changes` messages in a row.)
+   *
+   * @generated from field: bool batch = 3;
+   */
+  batch: boolean;
 };
 
 /**
@@ -389,7 +424,8 @@ export type WatchKeysResponse = Message<"keypool.v1.WatchKeysResponse"> & {
    */
   event: {
     /**
-     * The first message: every matching key.
+     * The stream begins with one or more snapshot slices that together hold every matching key;
+     * the last one has `more` false. A client applies updates only after the last slice.
      *
      * @generated from field: keypool.v1.KeySnapshot snapshot = 3;
      */
@@ -420,6 +456,14 @@ export type WatchKeysResponse = Message<"keypool.v1.WatchKeysResponse"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * Only with WatchKeysRequest.batch: every change of one coalescing window.
+     *
+     * @generated from field: keypool.v1.KeyChanges changes = 7;
+     */
+    value: KeyChanges;
+    case: "changes";
   } | { case: undefined; value?: undefined };
 };
 
@@ -431,17 +475,29 @@ export const WatchKeysResponseSchema: GenMessage<WatchKeysResponse> = /*@__PURE_
   messageDesc(file_keypool_v1_keypool, 11);
 
 /**
- * Every key matching a watch, at the moment the watch began.
+ * One slice of the keys matching a watch. The slices of one snapshot come first in the stream, in
+ * key_hash order, and every message fits in 4 MiB whatever the pool's size. A slice holds each
+ * key's state when the slice was made; a key that changed after that (or was added or removed)
+ * arrives as an update once the last slice is out. So a client collects slices until one has
+ * `more` false, and only then applies the updates that follow.
  *
  * @generated from message keypool.v1.KeySnapshot
  */
 export type KeySnapshot = Message<"keypool.v1.KeySnapshot"> & {
   /**
-   * The matching keys, ordered by key_hash.
+   * The keys of this slice, ordered by key_hash.
    *
    * @generated from field: repeated keypool.v1.KeyStatus keys = 1;
    */
   keys: KeyStatus[];
+
+  /**
+   * true: another snapshot slice follows. false marks the last slice (a server that sends the
+   * whole snapshot in one message leaves it false, so that one message is also the last slice).
+   *
+   * @generated from field: bool more = 2;
+   */
+  more: boolean;
 };
 
 /**
@@ -450,6 +506,34 @@ export type KeySnapshot = Message<"keypool.v1.KeySnapshot"> & {
  */
 export const KeySnapshotSchema: GenMessage<KeySnapshot> = /*@__PURE__*/
   messageDesc(file_keypool_v1_keypool, 12);
+
+/**
+ * Every change of one coalescing window (WatchKeysRequest.batch), each key at most once.
+ *
+ * @generated from message keypool.v1.KeyChanges
+ */
+export type KeyChanges = Message<"keypool.v1.KeyChanges"> & {
+  /**
+   * Added or changed keys: the whole status of each.
+   *
+   * @generated from field: repeated keypool.v1.KeyStatus updated = 1;
+   */
+  updated: KeyStatus[];
+
+  /**
+   * Keys that left the pool, or no longer match the filter.
+   *
+   * @generated from field: repeated string removed_key_hashes = 2;
+   */
+  removedKeyHashes: string[];
+};
+
+/**
+ * Describes the message keypool.v1.KeyChanges.
+ * Use `create(KeyChangesSchema)` to create a new message.
+ */
+export const KeyChangesSchema: GenMessage<KeyChanges> = /*@__PURE__*/
+  messageDesc(file_keypool_v1_keypool, 13);
 
 /**
  * Sent when a watch has been idle for a while, so that proxies and browsers keep it open.
@@ -464,7 +548,7 @@ export type Heartbeat = Message<"keypool.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 13);
+  messageDesc(file_keypool_v1_keypool, 14);
 
 /**
  * Everything about a key except its secret. No RPC but Lease ever returns a secret.
@@ -591,7 +675,7 @@ export type KeyStatus = Message<"keypool.v1.KeyStatus"> & {
  * Use `create(KeyStatusSchema)` to create a new message.
  */
 export const KeyStatusSchema: GenMessage<KeyStatus> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 14);
+  messageDesc(file_keypool_v1_keypool, 15);
 
 /**
  * Tokens spent on one model family.
@@ -626,7 +710,7 @@ export type TokenUsage = Message<"keypool.v1.TokenUsage"> & {
  * Use `create(TokenUsageSchema)` to create a new message.
  */
 export const TokenUsageSchema: GenMessage<TokenUsage> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 15);
+  messageDesc(file_keypool_v1_keypool, 16);
 
 /**
  * A key to add to the pool.
@@ -669,7 +753,7 @@ export type KeySpec = Message<"keypool.v1.KeySpec"> & {
  * Use `create(KeySpecSchema)` to create a new message.
  */
 export const KeySpecSchema: GenMessage<KeySpec> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 16);
+  messageDesc(file_keypool_v1_keypool, 17);
 
 /**
  * @generated from message keypool.v1.AddKeysRequest
@@ -695,7 +779,7 @@ export type AddKeysRequest = Message<"keypool.v1.AddKeysRequest"> & {
  * Use `create(AddKeysRequestSchema)` to create a new message.
  */
 export const AddKeysRequestSchema: GenMessage<AddKeysRequest> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 17);
+  messageDesc(file_keypool_v1_keypool, 18);
 
 /**
  * @generated from message keypool.v1.AddKeysResponse
@@ -728,7 +812,7 @@ export type AddKeysResponse = Message<"keypool.v1.AddKeysResponse"> & {
  * Use `create(AddKeysResponseSchema)` to create a new message.
  */
 export const AddKeysResponseSchema: GenMessage<AddKeysResponse> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 18);
+  messageDesc(file_keypool_v1_keypool, 19);
 
 /**
  * @generated from message keypool.v1.RemoveKeyRequest
@@ -747,7 +831,7 @@ export type RemoveKeyRequest = Message<"keypool.v1.RemoveKeyRequest"> & {
  * Use `create(RemoveKeyRequestSchema)` to create a new message.
  */
 export const RemoveKeyRequestSchema: GenMessage<RemoveKeyRequest> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 19);
+  messageDesc(file_keypool_v1_keypool, 20);
 
 /**
  * @generated from message keypool.v1.RemoveKeyResponse
@@ -760,7 +844,7 @@ export type RemoveKeyResponse = Message<"keypool.v1.RemoveKeyResponse"> & {
  * Use `create(RemoveKeyResponseSchema)` to create a new message.
  */
 export const RemoveKeyResponseSchema: GenMessage<RemoveKeyResponse> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 20);
+  messageDesc(file_keypool_v1_keypool, 21);
 
 /**
  * @generated from message keypool.v1.DisableKeyRequest
@@ -793,7 +877,7 @@ export type DisableKeyRequest = Message<"keypool.v1.DisableKeyRequest"> & {
  * Use `create(DisableKeyRequestSchema)` to create a new message.
  */
 export const DisableKeyRequestSchema: GenMessage<DisableKeyRequest> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 21);
+  messageDesc(file_keypool_v1_keypool, 22);
 
 /**
  * @generated from message keypool.v1.DisableKeyResponse
@@ -812,7 +896,7 @@ export type DisableKeyResponse = Message<"keypool.v1.DisableKeyResponse"> & {
  * Use `create(DisableKeyResponseSchema)` to create a new message.
  */
 export const DisableKeyResponseSchema: GenMessage<DisableKeyResponse> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 22);
+  messageDesc(file_keypool_v1_keypool, 23);
 
 /**
  * @generated from message keypool.v1.EnableKeyRequest
@@ -831,7 +915,7 @@ export type EnableKeyRequest = Message<"keypool.v1.EnableKeyRequest"> & {
  * Use `create(EnableKeyRequestSchema)` to create a new message.
  */
 export const EnableKeyRequestSchema: GenMessage<EnableKeyRequest> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 23);
+  messageDesc(file_keypool_v1_keypool, 24);
 
 /**
  * @generated from message keypool.v1.EnableKeyResponse
@@ -850,7 +934,7 @@ export type EnableKeyResponse = Message<"keypool.v1.EnableKeyResponse"> & {
  * Use `create(EnableKeyResponseSchema)` to create a new message.
  */
 export const EnableKeyResponseSchema: GenMessage<EnableKeyResponse> = /*@__PURE__*/
-  messageDesc(file_keypool_v1_keypool, 24);
+  messageDesc(file_keypool_v1_keypool, 25);
 
 /**
  * The upstream API a key belongs to.

@@ -1,0 +1,105 @@
+/**
+ * What /metrics says about the keys (how many per provider and state, how many ready per family)
+ * kept up to date from the pool's change feed, so that a scrape never copies the pool: one small
+ * record per key, replaced on each change. Readiness depends on the time as well as on changes
+ * (a cooldown ends without an event), so it is counted at scrape time from each key's ready_at.
+ */
+import type { ChangeFeed } from "../domain/change-feed";
+import { sameList } from "../domain/same-list";
+import type { KeyState, KeyStatus, PoolEvent, ProviderId } from "../domain/types";
+
+export interface CensusPool {
+  readonly changes: ChangeFeed<PoolEvent>;
+  listKeys(): KeyStatus[];
+}
+
+interface KeyFacts {
+  provider: ProviderId;
+  state: KeyState;
+  families: readonly string[];
+  readyAt: number;
+}
+
+export interface KeyCounts {
+  /** By provider, then state. */
+  byState: Map<ProviderId, Map<KeyState, number>>;
+  /** ACTIVE keys whose ready_at has passed, by provider, then family. */
+  readyByFamily: Map<ProviderId, Map<string, number>>;
+}
+
+export class KeyCensus {
+  private readonly keys = new Map<string, KeyFacts>();
+  private readonly familyLists = new Map<string, readonly string[]>();
+  private readonly unsubscribe: () => void;
+
+  constructor(pool: CensusPool) {
+    this.unsubscribe = pool.changes.subscribe(this.onChange);
+    for (const status of pool.listKeys()) this.record(status);
+  }
+
+  /** The provider of a key in the pool, for labelling what is reported about it. */
+  providerOf(keyHash: string): ProviderId | undefined {
+    return this.keys.get(keyHash)?.provider;
+  }
+
+  count(now: number): KeyCounts {
+    const byState = new Map<ProviderId, Map<KeyState, number>>();
+    const readyByFamily = new Map<ProviderId, Map<string, number>>();
+    for (const key of this.keys.values()) {
+      let states = byState.get(key.provider);
+      if (!states) byState.set(key.provider, (states = new Map()));
+      states.set(key.state, (states.get(key.state) ?? 0) + 1);
+      let ready = readyByFamily.get(key.provider);
+      if (!ready) readyByFamily.set(key.provider, (ready = new Map()));
+      for (const family of key.families) {
+        // Every family a provider's keys serve is listed, at 0 when none is ready: an alert on
+        // "no ready key" needs the series to exist.
+        const ok = key.state === "active" && key.readyAt <= now ? 1 : 0;
+        ready.set(family, (ready.get(family) ?? 0) + ok);
+      }
+    }
+    return { byState, readyByFamily };
+  }
+
+  get size(): number {
+    return this.keys.size;
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+
+  private readonly onChange = (event: PoolEvent): void => {
+    if (event.type === "removed") this.keys.delete(event.keyHash);
+    else this.record(event.status);
+  };
+
+  private record(status: KeyStatus): void {
+    const known = this.keys.get(status.keyHash);
+    if (!known) {
+      this.keys.set(status.keyHash, {
+        provider: status.provider,
+        state: status.state,
+        families: this.intern(status.modelFamilies),
+        readyAt: status.readyAt,
+      });
+      return;
+    }
+    // Most changes are leases and usage: the record is updated in place, nothing allocated.
+    known.provider = status.provider;
+    known.state = status.state;
+    known.readyAt = status.readyAt;
+    if (!sameList(known.families, status.modelFamilies)) known.families = this.intern(status.modelFamilies);
+  }
+
+  /**
+   * Each status carries a new copy of its key's families; the census keeps one shared list per
+   * distinct set instead (a handful in a pool of any size).
+   */
+  private intern(families: readonly string[]): readonly string[] {
+    const name = families.join("\n");
+    let shared = this.familyLists.get(name);
+    if (!shared) this.familyLists.set(name, (shared = Object.freeze([...families])));
+    return shared;
+  }
+}

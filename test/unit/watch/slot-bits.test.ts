@@ -1,0 +1,43 @@
+import fc from "fast-check";
+import { SlotBits } from "../../../src/watch/slot-bits";
+
+describe("SlotBits", () => {
+  test("property: add, delete and the wrapping scan agree with a plain Set", () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("add" as const), slot: fc.nat(5000) }),
+      fc.record({ kind: fc.constant("delete" as const), slot: fc.nat(5000) }),
+      fc.record({ kind: fc.constant("scan" as const), from: fc.nat(6000) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 200 }), (ops) => {
+        const bits = new SlotBits();
+        const model = new Set<number>();
+        for (const o of ops) {
+          if (o.kind === "add") expect(bits.add(o.slot)).toBe(!model.has(o.slot)), model.add(o.slot);
+          else if (o.kind === "delete") expect(bits.delete(o.slot)).toBe(model.delete(o.slot));
+          else {
+            const sorted = [...model].sort((a, b) => a - b);
+            const expected = sorted.find((s) => s >= o.from) ?? sorted[0] ?? -1;
+            expect(bits.nextFrom(o.from)).toBe(expected);
+          }
+          expect(bits.size).toBe(model.size);
+        }
+        for (const slot of model) expect(bits.has(slot)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("a scan visits every member once per sweep, in slot order from the cursor", () => {
+    const bits = new SlotBits();
+    for (const slot of [3, 31, 32, 1023, 1024, 40_000, 99_999]) bits.add(slot);
+    const order: number[] = [];
+    let cursor = 1024;
+    for (let i = 0; i < 7; i++) {
+      const slot = bits.nextFrom(cursor);
+      order.push(slot);
+      cursor = slot + 1;
+    }
+    expect(order).toEqual([1024, 40_000, 99_999, 3, 31, 32, 1023]);
+  });
+});

@@ -1,0 +1,279 @@
+import fc from "fast-check";
+import { ManualClock } from "../../../src/domain/clock";
+import { ErrorCode } from "../../../src/domain/errors";
+import type { KeyStatus } from "../../../src/domain/types";
+import { estimateStatusBytes, WatchHub, type WatchHubOptions } from "../../../src/watch/watch-hub";
+import type { WatchEvent } from "../../../src/watch/watch-subscription";
+import { FakePool, status } from "./fake-pool";
+import { Reader } from "./hub-reader";
+
+function setup(options: Partial<WatchHubOptions> = {}) {
+  const clock = new ManualClock();
+  const pool = new FakePool();
+  const hub = new WatchHub(pool, { clock, saturated: () => false, ...options });
+  return { clock, pool, hub };
+}
+
+const hashes = (n: number) => Array.from({ length: n }, (_, i) => `oai-${String(i).padStart(4, "0")}`);
+
+/** A client's view: collects slices until the last, then applies updates (the contract's rule). */
+class View {
+  readonly keys = new Map<string, KeyStatus>();
+  private collecting: KeyStatus[] | null = [];
+  lastSequence = 0;
+  slices = 0;
+
+  apply(events: WatchEvent[]): void {
+    for (const e of events) {
+      expect(e.sequence).toBe(this.lastSequence + 1);
+      this.lastSequence = e.sequence;
+      if (e.type === "snapshot") {
+        expect(this.collecting).not.toBeNull(); // slices only at the start
+        this.slices++;
+        this.collecting!.push(...e.keys);
+        if (!e.more) {
+          for (const k of this.collecting!) this.keys.set(k.keyHash, k);
+          this.collecting = null;
+        }
+        continue;
+      }
+      if (e.type === "heartbeat") continue;
+      expect(this.collecting).toBeNull(); // no update before the last slice
+      if (e.type === "updated") this.keys.set(e.status.keyHash, e.status);
+      if (e.type === "removed") {
+        expect(this.keys.has(e.keyHash)).toBe(true);
+        this.keys.delete(e.keyHash);
+      }
+      if (e.type === "changes") {
+        const touched = [...e.updated.map((s) => s.keyHash), ...e.removed];
+        expect(new Set(touched).size).toBe(touched.length); // each key once per message
+        for (const s of e.updated) this.keys.set(s.keyHash, s);
+        for (const h of e.removed) {
+          expect(this.keys.has(h)).toBe(true);
+          this.keys.delete(h);
+        }
+      }
+    }
+  }
+
+  sorted(): KeyStatus[] {
+    return [...this.keys.values()].sort((a, b) => (a.keyHash < b.keyHash ? -1 : 1));
+  }
+}
+
+describe("WatchHub snapshot slices", () => {
+  test("a large snapshot arrives as slices within the byte budget, in key_hash order, the last one marked", async () => {
+    const budget = 1000;
+    const { pool, hub } = setup({ messageBytes: budget });
+    for (const h of hashes(100).reverse()) pool.put(status(h));
+    const reader = new Reader(hub.subscribe());
+    const slices: Extract<WatchEvent, { type: "snapshot" }>[] = [];
+    for (;;) {
+      const e = (await reader.poll()) as WatchEvent;
+      expect(e.type).toBe("snapshot");
+      if (e.type !== "snapshot") break;
+      slices.push(e);
+      if (!e.more) break;
+    }
+    const perKey = estimateStatusBytes(status("oai-0000"));
+    expect(slices.length).toBe(Math.ceil(100 / Math.floor(budget / perKey)));
+    for (const slice of slices) expect(slice.keys.reduce((n, k) => n + estimateStatusBytes(k), 0)).toBeLessThanOrEqual(budget);
+    expect(slices.slice(0, -1).every((s) => s.more)).toBe(true);
+    expect(slices.flatMap((s) => s.keys.map((k) => k.keyHash))).toEqual(hashes(100));
+    expect(await reader.poll()).toBeUndefined();
+  });
+
+  test("changes during the slices come after the last slice, each key's latest state once", async () => {
+    const { clock, pool, hub } = setup({ messageBytes: 1000 });
+    for (const h of hashes(60)) pool.put(status(h));
+    const reader = new Reader(hub.subscribe());
+    const view = new View();
+    view.apply([(await reader.poll()) as WatchEvent]); // the first slice
+    pool.change("oai-0000", { leaseCount: 1 }); // already sent
+    pool.change("oai-0059", { leaseCount: 1 }); // not yet sent: its slice carries it
+    pool.change("oai-0000", { leaseCount: 2 });
+    pool.remove("oai-0030");
+    pool.put(status("oai-0005x"));
+    const events = await reader.drain();
+    view.apply(events);
+    const updates = events.filter((e) => e.type !== "snapshot");
+    expect(updates.map((e) => (e.type === "updated" ? `${e.status.keyHash}=${e.status.leaseCount}` : e.type))).toEqual([
+      "oai-0000=2",
+      "oai-0005x=0",
+    ]);
+    clock.advance(100);
+    view.apply(await reader.drain());
+    expect(view.sorted()).toEqual(pool.listKeys());
+  });
+
+  test("watches that open together share each slice (one listing, one encoding), and still converge", async () => {
+    const { clock, pool, hub } = setup({ messageBytes: 1000 });
+    for (const h of hashes(50)) pool.put(status(h));
+    const first = new Reader(hub.subscribe());
+    const a = (await first.poll()) as Extract<WatchEvent, { type: "snapshot" }>;
+    // A change after the shared slice was made, before the second watch opens.
+    pool.change("oai-0001", { leaseCount: 7 });
+    const second = new Reader(hub.subscribe());
+    const b = (await second.poll()) as Extract<WatchEvent, { type: "snapshot" }>;
+    expect(b.keys).toBe(a.keys); // the same array: encoded once by the transport
+    expect(b.keys.find((k) => k.keyHash === "oai-0001")!.leaseCount).toBe(0);
+    const view = new View();
+    view.apply([{ ...b, sequence: 1 }]);
+    view.apply(await second.drain());
+    clock.advance(100);
+    view.apply(await second.drain());
+    expect(view.keys.get("oai-0001")!.leaseCount).toBe(7); // sent again right after the snapshot
+    expect(view.sorted()).toEqual(pool.listKeys());
+    // A key added or removed makes new slices: a shared slice would miss it.
+    pool.put(status("oai-0000a"));
+    const third = new Reader(hub.subscribe());
+    const c = (await third.poll()) as Extract<WatchEvent, { type: "snapshot" }>;
+    expect(c.keys).not.toBe(a.keys);
+    expect(c.keys.map((k) => k.keyHash)).toContain("oai-0000a");
+  });
+
+  test("watches opening at once share a budget of slices per event-loop turn, and all finish", async () => {
+    const { pool, hub } = setup({ messageBytes: 400 });
+    for (const h of hashes(40)) pool.put(status(h));
+    const subscriptions = Array.from({ length: 100 }, () => hub.subscribe());
+    const slicesPerWatch = Math.ceil(40 / Math.floor(400 / estimateStatusBytes(status("oai-0000"))));
+    let arrived = 0;
+    const readAll = async (subscription: (typeof subscriptions)[number]) => {
+      for (;;) {
+        const { value } = await subscription.next();
+        arrived++;
+        if (value!.type === "snapshot" && !value!.more) return;
+      }
+    };
+    const all = Promise.all(subscriptions.map(readAll));
+    for (let i = 0; i < 20; i++) await Promise.resolve(); // microtasks only: the same turn
+    expect(arrived).toBeGreaterThan(0);
+    expect(arrived).toBeLessThanOrEqual(16);
+    await all;
+    expect(arrived).toBe(100 * slicesPerWatch);
+  });
+
+  test("removed keys' slots are reclaimed; a watch that stops reading while keys churn ends with UNAVAILABLE", async () => {
+    const { pool, hub } = setup();
+    pool.put(status("oai-keep"));
+    const reader = new Reader(hub.subscribe());
+    await reader.poll();
+    for (let i = 0; i < 5000; i++) {
+      pool.put(status(`oai-churn-${i}`));
+      pool.remove(`oai-churn-${i}`);
+    }
+    // Added and removed unseen: nothing owed, so the slots were reused.
+    expect(hub.slotCount).toBeLessThan(2200);
+    const stuck = hub.subscribe();
+    await stuck.next(); // the snapshot, then it never reads again
+    for (let i = 0; i < 3000; i++) pool.put(status(`oai-more-${i}`));
+    for (let i = 0; i < 3000; i++) pool.remove(`oai-more-${i}`);
+    await expect(stuck.next()).rejects.toMatchObject({ code: ErrorCode.Unavailable, message: expect.stringMatching(/fell too far behind/) });
+    expect(hub.slotCount).toBeLessThan(8000);
+    hub.close();
+  });
+});
+
+describe("WatchHub batch", () => {
+  test("one message per window carries every change of that window, each key once", async () => {
+    const { clock, pool, hub } = setup();
+    for (const h of ["oai-a", "oai-b", "oai-c"]) pool.put(status(h));
+    const reader = new Reader(hub.subscribe({}, undefined, { batch: true }));
+    await reader.poll();
+    const start = clock.now();
+    // Quiet until now: the first change goes out at once, in a batch.
+    pool.change("oai-a", { leaseCount: 1 });
+    const first = (await reader.drain()) as Extract<WatchEvent, { type: "changes" }>[];
+    expect(first.map((e) => [e.type, e.updated.map((s) => s.keyHash)])).toEqual([["changes", ["oai-a"]]]);
+    // Changes within the window that message opened: one message at its end.
+    clock.advance(10);
+    pool.change("oai-b", { leaseCount: 1 });
+    pool.change("oai-a", { leaseCount: 2 });
+    clock.advance(30);
+    pool.change("oai-a", { leaseCount: 3 });
+    pool.remove("oai-c");
+    expect(await reader.drain()).toEqual([]);
+    clock.advance(59);
+    expect(await reader.drain()).toEqual([]);
+    clock.advance(1);
+    const second = (await reader.drain()) as Extract<WatchEvent, { type: "changes" }>[];
+    expect(second).toHaveLength(1);
+    expect(second[0]!.time).toBe(start + 100);
+    expect(second[0]!.updated.map((s) => `${s.keyHash}=${s.leaseCount}`).sort()).toEqual(["oai-a=3", "oai-b=1"]);
+    expect(second[0]!.removed).toEqual(["oai-c"]);
+    expect(hub.pendingCount).toBe(0);
+  });
+
+  test("a window's changes beyond the message budget follow at once in further messages", async () => {
+    const { clock, pool, hub } = setup({ messageBytes: 1000 });
+    for (const h of hashes(40)) pool.put(status(h));
+    const reader = new Reader(hub.subscribe({}, undefined, { batch: true }));
+    const view = new View();
+    view.apply(await reader.drain());
+    for (const h of hashes(40)) pool.change(h, { leaseCount: 1 });
+    const events = (await reader.drain()) as Extract<WatchEvent, { type: "changes" }>[];
+    expect(events.length).toBeGreaterThan(1);
+    for (const e of events) expect(e.updated.reduce((n, k) => n + estimateStatusBytes(k), 0)).toBeLessThanOrEqual(1000);
+    view.apply(events);
+    expect(view.sorted()).toEqual(pool.listKeys());
+    clock.advance(100);
+    expect(await reader.drain()).toEqual([]);
+  });
+
+  test("property: with slices, batches or neither, a drained client's view equals listKeys for its filter", async () => {
+    const keys = ["oai-a", "oai-b", "oai-c", "ant-d", "ant-e", "oai-f", "ant-g"];
+    const families = ["turbo", "gpt4", "gpt4o", "claude"];
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("put" as const), key: fc.constantFrom(...keys), fams: fc.subarray(families, { minLength: 1 }), n: fc.nat(100) }),
+      fc.record({ kind: fc.constant("remove" as const), key: fc.constantFrom(...keys) }),
+      fc.record({ kind: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 250 }) }),
+      fc.record({ kind: fc.constant("pull" as const), count: fc.integer({ min: 0, max: 3 }) }),
+      fc.record({ kind: fc.constant("open" as const) }),
+    );
+    const filter = fc.record({
+      provider: fc.constantFrom(undefined, "openai" as const, "anthropic" as const),
+      modelFamilies: fc.subarray(families),
+    });
+    await fc.assert(
+      fc.asyncProperty(filter, fc.boolean(), fc.boolean(), fc.array(op, { maxLength: 60 }), async (f, batch, saturated, ops) => {
+        const { clock, pool, hub } = setup({ heartbeatMs: 1000, messageBytes: 250, saturated: () => saturated });
+        const present = new Set<string>();
+        const watches: { reader: Reader; view: View }[] = [];
+        const open = () => watches.push({ reader: new Reader(hub.subscribe(f, undefined, { batch })), view: new View() });
+        open();
+        for (const o of ops) {
+          if (o.kind === "put") {
+            pool.put(status(o.key, { modelFamilies: o.fams, leaseCount: o.n }));
+            present.add(o.key);
+          } else if (o.kind === "remove") {
+            if (present.delete(o.key)) pool.remove(o.key);
+          } else if (o.kind === "advance") {
+            clock.advance(o.ms);
+          } else if (o.kind === "open") {
+            if (watches.length < 3) open();
+          } else {
+            for (const { reader, view } of watches) {
+              for (let i = 0; i < o.count; i++) {
+                const e = await reader.poll();
+                if (e === undefined) break;
+                if (e !== "done") view.apply([e]);
+              }
+            }
+          }
+        }
+        const expected = pool.listKeys({ provider: f.provider, modelFamilies: f.modelFamilies });
+        for (const { reader, view } of watches) {
+          for (let round = 0; round < 4; round++) {
+            view.apply(await reader.drain());
+            clock.advance(100);
+          }
+          view.apply(await reader.drain());
+          expect(reader.subscription.pendingCount).toBe(0);
+          expect(view.sorted()).toEqual(expected);
+        }
+        hub.close();
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
