@@ -2,7 +2,9 @@
  * Pool selection: leases per second at 100, 10,000 and 100,000 keys, in process, with a
  * ManualClock advancing so that keys keep becoming ready (each lease holds its key for the reuse
  * delay; time moves reuseDelay/n per lease, so about one key comes back per lease). Beside it,
- * the naive approach (filter the pool and sort it per pick), timed in the same run.
+ * the naive approach (filter the pool and sort it per pick), timed in the same run. And a pool of
+ * the same size spread over all seven providers, leasing each provider's model in turn, to show
+ * that more providers do not change how selection scales.
  *
  *   npx tsx bench/pool-selection.bench.ts [--quick]
  *
@@ -10,6 +12,7 @@
  */
 import { ManualClock } from "../src/domain/clock";
 import { KeyPool } from "../src/domain/key-pool";
+import { PROVIDERS } from "../src/domain/providers";
 import type { KeySpec } from "../src/domain/types";
 
 const REUSE_DELAY_MS = 1000;
@@ -68,6 +71,47 @@ function stepper(clock: ManualClock, n: number) {
       clock.advance(whole);
     }
   };
+}
+
+/** A model and a valid credential of each provider (composite ones in their joined form). */
+const MIXED: { model: string; provider: KeySpec["provider"]; key: (i: string) => string }[] = [
+  { provider: "openai", model: "gpt-4", key: (i) => `sk-bench-${i}` },
+  { provider: "anthropic", model: "claude-3-5-sonnet-20241022", key: (i) => `sk-ant-bench-${i}` },
+  { provider: "google", model: "gemini-2.0-flash", key: (i) => `gai-bench-${i}` },
+  { provider: "mistral", model: "mistral-large-latest", key: (i) => `mis-bench-${i}` },
+  { provider: "azure", model: "gpt-4o", key: (i) => `bench-east:gpt4o:${i}` },
+  { provider: "bedrock", model: "anthropic.claude-3-5-sonnet-20240620-v1:0", key: (i) => `AKIABENCHBENCHBENCH:us-east-1:${i}` },
+  {
+    provider: "vertex",
+    model: "claude-3-5-sonnet-v2@20241022",
+    key: (i) => `bench-project:us-central1:pool@bench-project.iam.gserviceaccount.com:-----BEGIN PRIVATE KEY-----\n${i}\n-----END PRIVATE KEY-----`,
+  },
+];
+
+/** n keys spread evenly over the seven providers; leases go to each provider's model in turn. */
+function mixedPool(n: number): () => void {
+  if (MIXED.length !== PROVIDERS.length) throw new Error("the mixed pool names every provider");
+  const clock = new ManualClock();
+  const pool = new KeyPool({ clock, reuseDelayMs: REUSE_DELAY_MS });
+  pool.addKeys(
+    Array.from({ length: n }, (_, i) => {
+      const p = MIXED[i % MIXED.length];
+      return { provider: p.provider, key: p.key(i.toString(36).padStart(8, "0")), trial: i % 50 === 0, ...(p.provider === "azure" ? { modelFamilies: ["gpt4o"] } : {}) };
+    }),
+  );
+  const tick = stepper(clock, n);
+  let turn = 0;
+  const lease = () => {
+    const p = MIXED[turn++ % MIXED.length];
+    try {
+      pool.lease({ model: p.model, provider: p.provider });
+    } catch {
+      // every key of that provider busy: time moves on below
+    }
+    tick();
+  };
+  for (let i = 0; i < n + 1000; i++) lease();
+  return lease;
 }
 
 /** Leases that found every key busy (ResourceExhausted), by pool size: reported beside the rates. */
@@ -152,12 +196,15 @@ export async function run(options: { quick?: boolean; log?: (s: string) => void 
   const budget = options.quick ? 150 : 400;
   const indexed = SIZES.map((n) => indexedPool(n));
   const naive = SIZES.map((n) => naivePool(n));
+  const mixed = SIZES.map((n) => mixedPool(n));
+  const mixedRates: number[][] = SIZES.map(() => []);
   const indexedRates: { cpu: number; wall: number }[][] = SIZES.map(() => []);
   const naiveRates: { cpu: number; wall: number }[][] = SIZES.map(() => []);
   for (let round = 0; round < rounds; round++) {
     SIZES.forEach((_, i) => {
       indexedRates[i].push(timed(budget, 500, indexed[i]));
       naiveRates[i].push(timed(budget / 2, 5, naive[i]));
+      mixedRates[i].push(timed(budget, 500, mixed[i]).cpu);
     });
   }
   const results: SizeResult[] = SIZES.map((n, i) => {
@@ -199,6 +246,23 @@ export async function run(options: { quick?: boolean; log?: (s: string) => void 
       ...(r.keys === 100_000 ? { target: ">= 0.2", met: ratio >= 0.2 } : {}),
     });
   }
+  const mixedMedians = mixedRates.map(median);
+  SIZES.forEach((n, i) => {
+    log(`pool selection, ${n.toLocaleString("en")} keys over seven providers: ${Math.round(mixedMedians[i]).toLocaleString("en")} leases/s`);
+    rows.push({
+      name: `pool lease, ${n.toLocaleString("en")} keys over seven providers`,
+      value: `${Math.round(mixedMedians[i]).toLocaleString("en")} leases/s`,
+    });
+  });
+  const oneProvider = results[results.length - 1].indexedLeasesPerSec / base.indexedLeasesPerSec;
+  const sevenProviders = mixedMedians[mixedMedians.length - 1] / mixedMedians[0];
+  log(`ratio 100,000/100 keys: one provider ${oneProvider.toFixed(3)}, seven providers ${sevenProviders.toFixed(3)}`);
+  rows.push({
+    name: `pool lease ratio 100,000/100 keys, seven providers (one provider ${oneProvider.toFixed(3)})`,
+    value: sevenProviders.toFixed(3),
+    target: ">= 0.2",
+    met: sevenProviders >= 0.2,
+  });
   return rows;
 }
 

@@ -3,6 +3,9 @@
 
     PYTHONPATH=gen/python python3 examples/python_client.py 127.0.0.1:50051 gpt-4o-mini
 
+It needs a python3 with grpcio and protobuf: Debian's `apt-get install python3-grpcio
+python3-protobuf` (then /usr/bin/python3), or `pip install grpcio protobuf`.
+
 Either port works: the main port (KEYPOOL_PORT, 50051) or the native gRPC port (KEYPOOL_GRPC_PORT,
 say 50052), which serves more leases per second. One channel is opened once and kept for every call.
 
@@ -14,8 +17,14 @@ google.rpc.RetryInfo in the grpc-status-details-bin trailer). Prints one JSON li
 import json
 import sys
 
-import grpc
-from google.protobuf import duration_pb2
+try:
+    import grpc
+    from google.protobuf import duration_pb2
+except ImportError as missing:
+    sys.exit(
+        f"{sys.executable} has no {missing.name}: install grpcio and protobuf for it "
+        "(Debian: apt-get install python3-grpcio python3-protobuf; pip: pip install grpcio protobuf)"
+    )
 
 from google.rpc import error_details_pb2, status_pb2
 from keypool.v1 import keypool_pb2, keypool_pb2_grpc

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite: the contract lints, gen/ is fresh, the code type-checks, and jest passes.
+# The whole test suite (`npm test`): installs what it needs, then the contract lints, gen/ is fresh, the code type-checks, and jest passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What the suite needs comes first, so that a fresh clone needs nothing but `npm test`.
+echo "== Debian packages (scripts/debian-packages.txt)"
+sh scripts/provision.sh
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+fi
 echo "== buf lint"
 ./node_modules/.bin/buf lint
 echo "== gen/ is up to date with proto/"
 tmp=$(mktemp -d)
 cp -r gen "$tmp/gen"
-./node_modules/.bin/buf generate
+bash scripts/generate.sh
 if ! diff -r -x __pycache__ "$tmp/gen" gen; then
   echo "gen/ is stale: run 'npm run generate' and commit the result" >&2
   exit 1
@@ -28,7 +35,6 @@ echo "== typecheck"
 ./node_modules/.bin/tsc -p tsconfig.json --noEmit
 ./node_modules/.bin/tsc -p web/tsconfig.json
 echo "== build"
-./node_modules/.bin/tsc -p tsconfig.build.json
-node scripts/build-dashboard.mjs
+sh scripts/build-if-stale.sh
 echo "== jest"
 ./node_modules/.bin/jest "$@"

@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 /**
  * keypool's entry point: read the configuration, build the pool, serve it, and stop cleanly on
- * SIGTERM/SIGINT (health NOT_SERVING, new calls refused, open streams ended with UNAVAILABLE,
- * exit within 5 s).
+ * SIGTERM, SIGINT or SIGHUP (health NOT_SERVING, new calls refused, open streams ended with
+ * UNAVAILABLE, state written, exit within 5 s). `--help` and `--version` answer and exit.
  */
 import { loadAccess, type Access } from "./auth/access";
+import { isLoopbackHost } from "./auth/listen-policy";
+import { helpText, parseServerArgs } from "./cli/server-args";
+import { KeyChecker } from "./checker/key-checker";
+import { CHECKED_PROVIDERS, upstreamCheck } from "./checker/upstream-check";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
-import { EXIT_DEADLINE_MS, readSettings, tlsFiles, unknownSettings, type Settings } from "./config/settings";
+import { EXIT_DEADLINE_MS, allSettings, readSettings, tlsFiles, unknownSettings, type Settings } from "./config/settings";
 import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
@@ -19,7 +23,13 @@ import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
 import { requestLogInterceptor } from "./transport/request-log";
 import { createWatchKeys, encodedStatusBytes } from "./transport/watch-keys";
+import { VERSION } from "./version";
 import { WatchHub } from "./watch/watch-hub";
+
+/** How often keypool checks, when an npm script started it, that npm is still there. */
+const LAUNCHER_CHECK_MS = 250;
+/** Every signal that stops keypool; each one drains the same way. */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
 
 interface StartupConfig {
   settings: Settings;
@@ -34,11 +44,12 @@ interface StartupConfig {
 /** Every setting, checked before anything starts; an error names the variable or file at fault. */
 function loadStartupConfig(env: NodeJS.ProcessEnv): StartupConfig {
   const settings = readSettings(env);
+  const families = loadFamilyConfig(settings.families);
   return {
     settings,
     unknown: unknownSettings(env),
-    families: loadFamilyConfig(settings.families),
-    keys: loadKeySpecs(settings.keys),
+    families,
+    keys: loadKeySpecs(settings.keys, undefined, families.families),
     access: loadAccess(settings),
   };
 }
@@ -72,17 +83,20 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     watchers: () => hub.subscriberCount,
     storeQueue: () => state?.queued ?? 0,
   });
+  let checker: KeyChecker | undefined;
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
+  const stop = (why: { signal: NodeJS.Signals } | { reason: string }) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down");
+    logger.info(why, "shutting down");
     setTimeout(() => {
       logger.error("shutdown took too long; exiting anyway");
       process.exit(1);
     }, EXIT_DEADLINE_MS).unref();
     void (async () => {
       try {
+        // Checks in flight are cancelled: a slow upstream never holds the exit.
+        checker?.close();
         await server?.close();
         hub.close();
         pool.close();
@@ -107,8 +121,8 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     onCommitted: (seconds) => served.metrics.committed(seconds),
   });
 
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  for (const signal of STOP_SIGNALS) process.on(signal, () => stop({ signal }));
+  followLauncher(() => stop({ reason: "npm, which started keypool, has exited" }));
 
   server = await startServer(
     { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server), grpcPort: settings.server.grpcPort },
@@ -126,13 +140,99 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
       connectionTimeouts: settings.connections,
     },
   );
+  const tls = Boolean(tlsFiles(settings.server));
   logger.info(
-    { host: server.host, port: server.port, url: server.url, grpcPort: server.grpcPort, tls: Boolean(tlsFiles(settings.server)), keys: pool.countByProvider() },
+    {
+      version: VERSION,
+      pid: process.pid,
+      host: server.host,
+      port: server.port,
+      url: server.url,
+      // The native gRPC port (grpc-js), when KEYPOOL_GRPC_PORT opens one.
+      grpcPort: server.grpcPort,
+      protocols: ["grpc", "grpc-web", "connect"],
+      http: tls ? ["h2", "http/1.1"] : ["h2c", "http/1.1"],
+      tls,
+      health: `${server.url}/healthz`,
+      state: state.location,
+      keys: pool.countByProvider(),
+      auth: authMode(access, settings.server.host),
+    },
     "keypool listening",
   );
+  if (stopping) return;
+  // After the server listens: the checker never delays serving (docs/checker.md).
+  checker = startChecker(settings.checker, families, pool, logger);
+}
+
+function startChecker(settings: Settings["checker"], families: FamilyConfig, pool: KeyPool, logger: Logger): KeyChecker | undefined {
+  if (!settings.enabled) {
+    logger.info("key checker off (KEYPOOL_CHECK_KEYS=false): keys are taken on faith");
+    return undefined;
+  }
+  const checker = new KeyChecker({
+    pool,
+    clock: systemClock,
+    logger: logger.child({ component: "checker" }),
+    concurrency: settings.concurrency,
+    periodMs: settings.periodMs,
+    intervalMs: settings.intervalMs,
+    checks: CHECKED_PROVIDERS,
+    check: upstreamCheck({
+      openaiBaseUrl: settings.openaiBaseUrl,
+      anthropicBaseUrl: settings.anthropicBaseUrl,
+      timeoutMs: settings.timeoutMs,
+      families: families.families,
+    }),
+  });
+  checker.start();
+  logger.info(
+    {
+      openaiBaseUrl: settings.openaiBaseUrl,
+      anthropicBaseUrl: settings.anthropicBaseUrl,
+      concurrency: settings.concurrency,
+      periodMs: settings.periodMs,
+    },
+    "key checker started",
+  );
+  return checker;
+}
+
+/** How calls are authenticated, as the start-up line says it. */
+function authMode(access: Access, host: string): string {
+  if (access.tokens.enabled) return `bearer tokens (${access.tokens.size})`;
+  return isLoopbackHost(host) ? "none (loopback only)" : "none (KEYPOOL_ALLOW_NO_AUTH=1)";
+}
+
+/**
+ * npm passes SIGTERM and SIGINT on to the script it runs, but not SIGHUP: `kill -HUP` of
+ * `npm start` ends npm and would leave keypool running without it. So when an npm script started
+ * keypool, keypool stops as soon as its parent (npm) is gone. The bin run directly (systemd,
+ * containers, `nohup`) is left alone.
+ */
+function followLauncher(stop: () => void): void {
+  if (!process.env.npm_lifecycle_event) return;
+  const launcher = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== launcher) stop();
+  }, LAUNCHER_CHECK_MS).unref();
 }
 
 function main(): void {
+  const command = parseServerArgs(process.argv.slice(2));
+  switch (command.kind) {
+    case "help":
+      process.stdout.write(helpText(VERSION, allSettings()));
+      return;
+    case "version":
+      process.stdout.write(`keypool ${VERSION}\n`);
+      return;
+    case "usage-error":
+      process.stderr.write(`keypool: ${command.message}\n`);
+      process.exit(2);
+    case "serve":
+      break;
+  }
   let config: StartupConfig;
   try {
     config = loadStartupConfig(process.env);

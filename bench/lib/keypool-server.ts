@@ -11,6 +11,7 @@ import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb";
 import { rssMiB, sleep, start, Started } from "./children";
 import { connect, unary } from "./grpc-raw";
+import { withCheckerSafety } from "../../test/support/checker-safety";
 
 export const ROOT = path.join(__dirname, "..", "..");
 export const MAIN = path.join(ROOT, "dist", "src", "main.js");
@@ -89,7 +90,7 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
   const grpcPort = options.nativePort ? await freePort() : undefined;
   const stateDir = options.env.KEYPOOL_STATE ? undefined : mkdtempSync(path.join(os.tmpdir(), "keypool-bench-state-"));
   // A fresh state file per server, never ./data: runs must not share state.
-  const env = {
+  const env = withCheckerSafety({
     ...process.env,
     ...(stateDir ? { KEYPOOL_STATE: path.join(stateDir, "keypool.db") } : {}),
     NODE_ENV: "production",
@@ -98,7 +99,7 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
     KEYPOOL_LOG_LEVEL: "warn",
     ...(grpcPort !== undefined ? { KEYPOOL_GRPC_PORT: String(grpcPort) } : {}),
     ...options.env,
-  };
+  });
   const t0 = performance.now();
   const proc = start(process.execPath, [...(options.nodeArgs ?? []), options.main ?? MAIN], options.cpus, { env, cwd: ROOT });
   const cleanup = () => stateDir && rmSync(stateDir, { recursive: true, force: true });

@@ -5,7 +5,6 @@
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   KeyState,
-  Provider,
   type KeyStatus,
   type WatchKeysResponse,
 } from "../../gen/ts/keypool/v1/keypool_pb";
@@ -100,12 +99,6 @@ const STATE_NAMES: Record<KeyState, string> = {
   [KeyState.OVER_QUOTA]: "over quota",
 };
 
-const PROVIDER_NAMES: Record<Provider, string> = {
-  [Provider.UNSPECIFIED]: "?",
-  [Provider.OPENAI]: "openai",
-  [Provider.ANTHROPIC]: "anthropic",
-};
-
 /** "now" when ready, else how long until it is: 850ms, 4.2s, 1m05s, 2h03m. */
 export function formatWait(ms: number): string {
   if (ms <= 0) return "now";
@@ -182,14 +175,16 @@ function rowOf(key: KeyStatus, now: number): Row {
       key.state === KeyState.ACTIVE ? formatWait(readyIn) : "-",
       String(key.inFlight),
       formatCount(key.leaseCount),
+      key.lastChecked ? `${formatWait(now - ms(key.lastChecked))} ago` : "never",
+      key.modelFamilies.join(","),
       [formatUsage(key), notes].filter(Boolean).join("  "),
     ],
     style,
   };
 }
 
-const HEADERS = ["KEY", "STATE", "READY IN", "IN FLIGHT", "LEASES", "TOKENS IN/OUT BY FAMILY / REASON"];
-const RIGHT_ALIGNED = new Set([2, 3, 4]);
+const HEADERS = ["KEY", "STATE", "READY IN", "IN FLIGHT", "LEASES", "CHECKED", "FAMILIES", "TOKENS IN/OUT BY FAMILY / REASON"];
+const RIGHT_ALIGNED = new Set([2, 3, 4, 5]);
 
 function describeConnection(c: ConnectionState): { text: string; style: Style; detail?: string } {
   switch (c.kind) {

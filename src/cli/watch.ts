@@ -8,11 +8,13 @@
  * the status line; errors that a retry cannot fix (bad token, wrong role, bad filter) end the
  * program with the server's message.
  */
+import * as fs from "node:fs";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
 import { describeFilter, parseWatchArgs, UsageError, USAGE, type WatchArgs } from "./watch-args";
 import { renderScreen, WatchView, type ConnectionState } from "./watch-view";
+import { VERSION } from "../version";
 
 /** Errors a reconnect cannot fix. */
 const FATAL = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.InvalidArgument, Code.Unimplemented]);
@@ -29,7 +31,50 @@ export function backoffMs(attempt: number, random: () => number = Math.random): 
   return Math.round(ceiling * (0.5 + random() / 2));
 }
 
+/**
+ * Node's codes for a server certificate that does not verify. No retry fixes them: the program
+ * stops and says how to trust the server, instead of reconnecting forever.
+ */
+const CERTIFICATE_ERRORS = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REVOKED",
+  "CERT_SIGNATURE_FAILURE",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** The certificate problem behind a failed call, if that is what it was. */
+export function certificateProblem(error: unknown): string | undefined {
+  for (let cause: unknown = error, depth = 0; cause && depth < 5; depth++) {
+    const { code, message } = cause as { code?: unknown; message?: unknown };
+    if (typeof code === "string" && CERTIFICATE_ERRORS.has(code)) return `${code}: ${String(message)}`;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** TLS options for https:// URLs: the CA to trust and the name to verify, when given. */
+function tlsOptions(args: WatchArgs): { ca?: Buffer; servername?: string } {
+  const options: { ca?: Buffer; servername?: string } = {};
+  if (args.caCertFile !== undefined) {
+    try {
+      options.ca = fs.readFileSync(args.caCertFile);
+    } catch (err) {
+      throw new UsageError(`--cacert ${args.caCertFile}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  if (args.serverName !== undefined) options.servername = args.serverName;
+  return options;
+}
+
 export function createTransport(args: WatchArgs): Transport {
+  const nodeOptions = tlsOptions(args);
   const interceptors: Interceptor[] = [];
   const token = args.token;
   if (token) {
@@ -40,11 +85,15 @@ export function createTransport(args: WatchArgs): Transport {
   }
   switch (args.protocol) {
     case "grpc":
-      return createGrpcTransport({ baseUrl: args.url, interceptors });
+      return createGrpcTransport({ baseUrl: args.url, interceptors, nodeOptions });
     case "connect":
-      return createConnectTransport({ baseUrl: args.url, httpVersion: args.httpVersion, interceptors });
+      return args.httpVersion === "2"
+        ? createConnectTransport({ baseUrl: args.url, httpVersion: "2", interceptors, nodeOptions })
+        : createConnectTransport({ baseUrl: args.url, httpVersion: "1.1", interceptors, nodeOptions });
     case "grpc-web":
-      return createGrpcWebTransport({ baseUrl: args.url, httpVersion: args.httpVersion, interceptors });
+      return args.httpVersion === "2"
+        ? createGrpcWebTransport({ baseUrl: args.url, httpVersion: "2", interceptors, nodeOptions })
+        : createGrpcWebTransport({ baseUrl: args.url, httpVersion: "1.1", interceptors, nodeOptions });
   }
 }
 
@@ -66,10 +115,28 @@ async function main(): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
+  if (args.version) {
+    process.stdout.write(`keypool-watch ${VERSION}\n`);
+    return;
+  }
 
   const out = process.stdout;
   const interactive = out.isTTY === true;
-  const client = createClient(KeyPoolService, createTransport(args));
+  // Piped into `head` or a pager that quit: the reader is gone, and so is the reason to run.
+  out.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    process.stderr.write(`keypool-watch: cannot write the output (${err.code ?? err.message})\n`);
+    process.exit(1);
+  });
+  let transport: Transport;
+  try {
+    transport = createTransport(args);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`keypool-watch: ${err.message}\n`);
+    process.exit(2);
+  }
+  const client = createClient(KeyPoolService, transport);
   const view = new WatchView();
   const filter = describeFilter(args);
   let connection: ConnectionState = { kind: "connecting" };
@@ -177,6 +244,14 @@ async function main(): Promise<void> {
       }
     } catch (err) {
       if (stopped) break;
+      const certificate = certificateProblem(err);
+      if (certificate) {
+        stop(
+          1,
+          `the server's TLS certificate is not accepted (${certificate}). Trust the CA that signed it with --cacert FILE, and name the host it was issued for with --servername NAME if that is not the URL's host.`,
+        );
+        return;
+      }
       const error = ConnectError.from(err);
       if (FATAL.has(error.code)) {
         stop(1, `${Code[error.code]}: ${error.rawMessage}`);

@@ -1,23 +1,26 @@
 /**
- * Where keys come from at start: OPENAI_KEY and ANTHROPIC_KEY (comma separated) and the keys file named by KEYPOOL_KEYS_FILE (JSON or YAML). Errors name the
+ * Where keys come from at start: OPENAI_KEY and ANTHROPIC_KEY (comma separated) and the keys
+ * file named by KEYPOOL_KEYS_FILE (JSON or YAML), which holds keys of every provider. Errors name the
  * variable, file and entry, never a key: these messages reach logs.
  */
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { isProviderId } from "../domain/providers";
+import type { FamilyTable } from "../domain/model-families";
+import { isProviderId, joinCredential, providerInfo, PROVIDERS } from "../domain/providers";
+import { LIMITS } from "../domain/validation";
 import type { KeySpec, ProviderId } from "../domain/types";
 import { readConfigFile, readTextFile, type ReadFile } from "./config-file";
 import { ConfigError } from "./config-error";
-import type { Settings } from "./settings";
+import { SETTINGS, type Settings } from "./settings";
 
 export class KeySourceError extends ConfigError {
   override readonly name = "KeySourceError";
 }
 
 
-const LISTED_KEYS: readonly { field: "openai" | "anthropic"; provider: ProviderId }[] = [
-  { field: "openai", provider: "openai" },
-  { field: "anthropic", provider: "anthropic" },
+const LISTED_KEYS: readonly { field: "openai" | "anthropic"; provider: ProviderId; variable: string }[] = [
+  { field: "openai", provider: "openai", variable: SETTINGS.keys.openai.name },
+  { field: "anthropic", provider: "anthropic", variable: SETTINGS.keys.anthropic.name },
 ];
 
 /** A comma separated key list: trimmed, empties dropped, duplicates dropped (first kept). */
@@ -26,11 +29,18 @@ export function parseKeyList(value: string | undefined): string[] {
   return [...new Set(value.split(",").map((k) => k.trim()).filter((k) => k.length > 0))];
 }
 
-/** Every key spec the settings name, the key lists first, then the keys file. */
-export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTextFile): KeySpec[] {
+/**
+ * Every key spec the settings name, the key lists first, then the keys file. With the family
+ * table, each entry's families are checked here, so that an error can name the file and the entry
+ * (the pool, which checks again, knows neither).
+ */
+export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTextFile, families?: FamilyTable): KeySpec[] {
   const specs: KeySpec[] = [];
-  for (const { field, provider } of LISTED_KEYS) {
-    for (const key of parseKeyList(keys[field])) specs.push({ provider, key });
+  for (const { field, provider, variable } of LISTED_KEYS) {
+    parseKeyList(keys[field]).forEach((key, i) => {
+      checkKeySize(key, provider, `${variable} entry ${i + 1}`);
+      specs.push({ provider, key });
+    });
   }
   const file = keys.file;
   if (file) {
@@ -39,7 +49,7 @@ export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTe
       readFile,
       (code) => new KeySourceError(file, `cannot read the keys file named by KEYPOOL_KEYS_FILE (${code ?? "error"})`),
     );
-    const fromFile = parseKeysFile(text, file);
+    const fromFile = parseKeysFile(text, file, families);
     if (specs.length === 0) return dedupe(fromFile);
     // Not push(...list): a keys file of 100,000 keys would be 100,000 call arguments.
     for (const spec of fromFile) specs.push(spec);
@@ -47,21 +57,27 @@ export function loadKeySpecs(keys: Settings["keys"], readFile: ReadFile = readTe
   return dedupe(specs);
 }
 
-const FIELDS = new Set([
-  "provider",
-  "key",
-  "modelFamilies",
-  "model_families",
-  "trial",
-  "organizationId",
-  "organization_id",
-]);
+const COMMON_FIELDS = ["provider", "key", "modelFamilies", "model_families", "trial", "organizationId", "organization_id"];
+
+/** camelCase → snake_case: both spellings are accepted for every field. */
+const snake = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** The credential fields of providers whose keys have several parts (Azure, Bedrock, Vertex). */
+const PART_FIELDS = new Map<string, string>(
+  PROVIDERS.flatMap((p) =>
+    p.credential.parts.length > 1 ? p.credential.parts.flatMap((part) => [[part.field, part.field], [snake(part.field), part.field]] as [string, string][]) : [],
+  ),
+);
+const FIELDS = new Set([...COMMON_FIELDS, ...PART_FIELDS.keys()]);
+const PROVIDER_NAMES = PROVIDERS.map((p) => `"${p.id}"`).join(", ");
 
 /**
  * A keys file: a list of {provider, key, modelFamilies?, trial?, organizationId?} (snake_case
- * names accepted too), or {keys: [...]}. JSON when the name ends in .json, else YAML.
+ * names accepted too), or {keys: [...]}. JSON when the name ends in .json, else YAML. A provider
+ * whose credential has parts takes them as fields (Azure: resourceName, deploymentId, apiKey)
+ * or, instead, `key` in the joined form the wire uses.
  */
-export function parseKeysFile(text: string, fileName: string): KeySpec[] {
+export function parseKeysFile(text: string, fileName: string, families?: FamilyTable): KeySpec[] {
   let doc: unknown;
   const json = extname(fileName).toLowerCase() === ".json";
   try {
@@ -73,26 +89,39 @@ export function parseKeysFile(text: string, fileName: string): KeySpec[] {
   if (doc === null || doc === undefined) return [];
   const list = Array.isArray(doc) ? doc : isObject(doc) && Array.isArray(doc.keys) ? doc.keys : undefined;
   if (!list) throw new KeySourceError(fileName, "must hold a list of keys (or an object with a \"keys\" list)");
-  return list.map((item, i) => parseEntry(item, `${fileName}: entry ${i + 1}`));
+  return list.map((item, i) => parseEntry(item, `${fileName}: entry ${i + 1}`, families));
 }
 
-function parseEntry(item: unknown, where: string): KeySpec {
+function parseEntry(item: unknown, entry: string, families: FamilyTable | undefined): KeySpec {
+  let where = entry;
   if (!isObject(item)) throw new KeySourceError(where, "must be an object with provider and key");
   for (const name of Object.keys(item)) {
     if (!FIELDS.has(name)) {
-      throw new KeySourceError(where, `unknown field ${JSON.stringify(name)} (fields: ${[...FIELDS].join(", ")})`);
+      throw new KeySourceError(where, `unknown field ${JSON.stringify(name)} (fields: ${COMMON_FIELDS.join(", ")}, and a provider's credential fields)`);
     }
   }
   const provider = typeof item.provider === "string" ? item.provider.trim().toLowerCase() : item.provider;
   if (!isProviderId(provider)) {
-    throw new KeySourceError(where, "provider must be \"openai\" or \"anthropic\"");
+    throw new KeySourceError(where, `provider must be one of ${PROVIDER_NAMES}`);
   }
-  if (typeof item.key !== "string" || item.key.trim().length === 0) {
-    throw new KeySourceError(where, "key must be a non-empty string");
-  }
-  const families = item.modelFamilies ?? item.model_families;
-  if (families !== undefined && (!Array.isArray(families) || !families.every((f) => typeof f === "string"))) {
+  // From here on the entry is named by its provider too: "keys.yaml: entry 3 (openai)".
+  where = `${entry} (${provider})`;
+  const credential = credentialOf(item, provider, where);
+  checkKeySize(credential.trim(), provider, where);
+  const asked = item.modelFamilies ?? item.model_families;
+  if (asked !== undefined && (!Array.isArray(asked) || !asked.every((f) => typeof f === "string"))) {
     throw new KeySourceError(where, "modelFamilies must be a list of family names");
+  }
+  if (asked && families) {
+    const known = families.familiesOf(provider);
+    for (const family of asked as string[]) {
+      if (!known.has(family.trim())) {
+        throw new KeySourceError(
+          where,
+          `${JSON.stringify(family)} is not one of the ${provider} model families (known: ${[...known].join(", ")}; KEYPOOL_MODEL_FAMILIES adds more)`,
+        );
+      }
+    }
   }
   if (item.trial !== undefined && typeof item.trial !== "boolean") {
     throw new KeySourceError(where, "trial must be true or false");
@@ -101,18 +130,63 @@ function parseEntry(item: unknown, where: string): KeySpec {
   if (org !== undefined && typeof org !== "string") {
     throw new KeySourceError(where, "organizationId must be a string");
   }
-  const key = item.key.trim();
-  if (item.provider === provider && Object.keys(item).length === 2) {
+  if (org && Buffer.byteLength(org, "utf8") > LIMITS.organizationIdBytes) {
+    throw new KeySourceError(where, `organizationId is over ${LIMITS.organizationIdBytes} bytes long`);
+  }
+  const key = credential.trim();
+  if (item.provider === provider && Object.keys(item).length === 2 && typeof item.key === "string") {
     // The usual entry, {provider, key}, already in its final form: the parsed object itself
     // becomes the spec, so that a large file makes no second object per key.
     if (key !== item.key) item.key = key;
     return item as KeySpec;
   }
   const spec: KeySpec = { provider, key };
-  if (families && families.length > 0) spec.modelFamilies = families.map((f: string) => f.trim());
+  if (asked && asked.length > 0) spec.modelFamilies = asked.map((f: string) => f.trim());
   if (item.trial) spec.trial = true;
   if (org && org.trim()) spec.organizationId = org.trim();
   return spec;
+}
+
+/** The provider's size limit for a credential, said without quoting the key. */
+function checkKeySize(key: string, provider: ProviderId, where: string): void {
+  const size = Buffer.byteLength(key, "utf8");
+  const limit = providerInfo(provider).credential.maxBytes;
+  if (size > limit) {
+    throw new KeySourceError(where, `the key is ${size} bytes long; the limit is ${limit} bytes`);
+  }
+}
+
+/**
+ * The entry's credential string: `key`, or the provider's part fields joined. The pool checks
+ * each part's shape when the key is added; here only presence and types are checked.
+ */
+function credentialOf(item: Record<string, any>, provider: ProviderId, where: string): string {
+  const info = providerInfo(provider);
+  const parts: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(item)) {
+    const part = PART_FIELDS.get(name);
+    if (part === undefined) continue;
+    if (!info.credential.parts.some((p) => p.field === part)) {
+      throw new KeySourceError(where, `field ${JSON.stringify(name)} is not part of the ${info.displayName} credential`);
+    }
+    parts[part] = value;
+  }
+  const given = Object.keys(parts);
+  if (given.length === 0) {
+    if (typeof item.key !== "string" || item.key.trim().length === 0) {
+      const fields = info.credential.parts.length > 1 ? ` (or the fields ${info.credential.parts.map((p) => p.field).join(", ")})` : "";
+      throw new KeySourceError(where, `key must be a non-empty string${fields}`);
+    }
+    return item.key;
+  }
+  if (item.key !== undefined) {
+    throw new KeySourceError(where, `give either key or the ${info.displayName} credential fields, not both`);
+  }
+  const joined = joinCredential(info.credential, parts);
+  if ("missing" in joined) {
+    throw new KeySourceError(where, `${info.displayName} keys need ${joined.missing.join(", ")} (each a non-empty string)`);
+  }
+  return joined.credential;
 }
 
 function dedupe(specs: KeySpec[]): KeySpec[] {

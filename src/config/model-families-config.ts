@@ -13,7 +13,7 @@
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { FamilyTable, type OperatorFamilyRule } from "../domain/model-families";
-import { isProviderId } from "../domain/providers";
+import { isProviderId, PROVIDERS } from "../domain/providers";
 import { readConfigFile, readTextFile, type ReadFile } from "./config-file";
 import { ConfigError } from "./config-error";
 import type { Settings } from "./settings";
@@ -82,7 +82,7 @@ function parseRulesFile(path: string, readFile: ReadFile): OperatorFamilyRule[] 
 
 function rule(provider: unknown, pattern: unknown, family: unknown, where: string): OperatorFamilyRule {
   const p = typeof provider === "string" ? provider.trim().toLowerCase() : provider;
-  if (!isProviderId(p)) throw new FamilyConfigError(where, `provider must be "openai" or "anthropic"`);
+  if (!isProviderId(p)) throw new FamilyConfigError(where, `provider must be one of ${PROVIDERS.map((x) => `"${x.id}"`).join(", ")}`);
   if (typeof pattern !== "string" || pattern.trim().length === 0) throw new FamilyConfigError(where, "pattern is empty");
   let regex: RegExp;
   try {

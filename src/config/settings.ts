@@ -141,6 +141,45 @@ const allowNoAuth: Setting<boolean> = {
   parse: (raw) => raw.trim() === "1",
 };
 
+/** true/false (also 1/0, yes/no, on/off); anything else stops the start. */
+function flag(name: string, defaultValue: boolean, meaning: string): Setting<boolean> {
+  return {
+    name,
+    default: defaultValue,
+    shown: literal(String(defaultValue)),
+    meaning,
+    parse(raw) {
+      const value = raw.trim().toLowerCase();
+      if (["true", "1", "yes", "on"].includes(value)) return true;
+      if (["false", "0", "no", "off"].includes(value)) return false;
+      throw new ConfigError(name, `"${raw}" is not true or false`);
+    },
+  };
+}
+
+/** An http(s) base URL without credentials, query or fragment; kept without a trailing slash. */
+function baseUrl(name: string, defaultUrl: string, meaning: string): Setting<string> {
+  return {
+    name,
+    default: defaultUrl,
+    shown: literal(defaultUrl),
+    meaning,
+    parse(raw) {
+      let url: URL;
+      try {
+        url = new URL(raw.trim());
+      } catch {
+        throw new ConfigError(name, `"${raw}" is not a URL (e.g. https://api.openai.com or http://127.0.0.1:8090)`);
+      }
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(name, `"${raw}" must be an http:// or https:// URL`);
+      if (url.username || url.password || url.search || url.hash) {
+        throw new ConfigError(name, `"${raw}" must not carry credentials, a query or a fragment`);
+      }
+      return url.toString().replace(/\/$/, "");
+    },
+  };
+}
+
 /** The table, grouped by the part of keypool that receives each group. */
 export const SETTINGS = {
   server: {
@@ -154,7 +193,7 @@ export const SETTINGS = {
   keys: {
     openai: rawText("OPENAI_KEY", "OpenAI keys loaded at start, comma separated (trimmed; empty and repeated entries dropped)"),
     anthropic: rawText("ANTHROPIC_KEY", "Anthropic keys loaded at start, the same way"),
-    file: text("KEYPOOL_KEYS_FILE", "JSON or YAML list of keys (`provider`, `key`, `modelFamilies`, `trial`, `organizationId`), loaded after the two variables"),
+    file: text("KEYPOOL_KEYS_FILE", "JSON or YAML list of keys of any provider (`provider`, `key` or an Azure, Bedrock or Vertex credential's fields, `modelFamilies`, `trial`, `organizationId`), loaded after the two variables"),
   },
   families: {
     table: text("KEYPOOL_MODEL_FAMILIES", "extra model → family rows, inline (`openai:^my-model=gpt4o;...`) or a JSON/YAML file", { shown: "built-in tables" }),
@@ -191,6 +230,16 @@ export const SETTINGS = {
     headersMs: duration("KEYPOOL_HEADERS_TIMEOUT", 10_000, "a new connection must show its protocol, and an HTTP/1.1 request send all its headers, within this (else HTTP 408, or the connection is closed)", 1, MAX_TIMER_MS),
     requestMs: duration("KEYPOOL_REQUEST_TIMEOUT", 30_000, "a request's headers and body must have fully arrived within this (HTTP/1.1: 408; HTTP/2: the stream is reset)", 1, MAX_TIMER_MS),
     idleMs: duration("KEYPOOL_IDLE_TIMEOUT", 120_000, "a connection with no call in progress is closed after this (HTTP/2: `GOAWAY`; gRPC clients reconnect); an open `WatchKeys` stream or a waiting `Lease` keeps it in use", 1, MAX_TIMER_MS),
+  },
+  /** The key checker (src/checker, docs/checker.md). */
+  checker: {
+    enabled: flag("KEYPOOL_CHECK_KEYS", true, "check every key against its upstream (models, liveness, organizations: docs/checker.md); `false` takes keys on faith"),
+    openaiBaseUrl: baseUrl("KEYPOOL_OPENAI_BASE_URL", "https://api.openai.com", "where OpenAI keys are checked (a gateway or a local fake can stand in; a path is kept)"),
+    anthropicBaseUrl: baseUrl("KEYPOOL_ANTHROPIC_BASE_URL", "https://api.anthropic.com", "where Anthropic keys are checked"),
+    concurrency: count("KEYPOOL_CHECK_CONCURRENCY", 8, [1, 1000], "keys checked at once"),
+    periodMs: duration("KEYPOOL_CHECK_PERIOD", 3_600_000, "an ACTIVE key is checked again after this long; `0`: first checks only"),
+    intervalMs: duration("KEYPOOL_CHECK_INTERVAL", 3000, "least time between two recurring checks (plus up to half of it at random)"),
+    timeoutMs: duration("KEYPOOL_CHECK_TIMEOUT", 10_000, "each upstream request of a check gives up after this long", 1),
   },
   storage: {
     state: text("KEYPOOL_STATE", "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing", { default: "./data/keypool.db" }),

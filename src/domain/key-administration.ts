@@ -51,7 +51,7 @@ export class KeyAdministration {
             `keys[${i}]: provider ${quoted(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
           );
         }
-        checkKeySecret(spec.key, `keys[${i}]`);
+        checkKeySecret(spec.key, `keys[${i}]`, providerInfo(spec.provider));
         const key = spec.key.trim();
         const organizationId = spec.organizationId ?? "";
         if (organizationId !== "") checkText(`keys[${i}]: organization id`, organizationId, LIMITS.organizationIdBytes);
@@ -60,7 +60,8 @@ export class KeyAdministration {
         keyHashes[i] = keyHash;
         const existing = byHash.get(keyHash);
         if (existing) {
-          if (existing.secret === key && existing.organizationId === organizationId && existing.provider === spec.provider) {
+          // A key the checker bound to its default organization keeps the hash of its spec.
+          if (existing.secret === key && existing.provider === spec.provider) {
             duplicates++;
             continue;
           }
@@ -69,14 +70,20 @@ export class KeyAdministration {
             `keys[${i}]: its key hash ${keyHash} already belongs to a different key (a hash collision); the key was not added`,
           );
         }
-        const entry = newEntry({ secret: key, keyHash, provider: spec.provider, modelFamilies, organizationId, trial: spec.trial === true });
-        byHash.set(keyHash, entry);
-        this.keys.order.invalidate();
+        const entry = newEntry({
+          secret: key,
+          keyHash,
+          provider: spec.provider,
+          modelFamilies,
+          organizationId,
+          trial: spec.trial === true,
+          familiesPinned: (spec.modelFamilies?.length ?? 0) > 0,
+        });
+        this.keys.put(entry);
         fresh.push(entry);
       }
     } catch (error) {
-      for (const entry of fresh) byHash.delete(entry.keyHash);
-      this.keys.order.invalidate();
+      for (const entry of fresh) this.keys.drop(entry.keyHash);
       throw error;
     }
     const now = this.clock.now();
@@ -115,6 +122,7 @@ export class KeyAdministration {
     const entry = this.keys.mustGet(keyHash);
     entry.state = state;
     entry.stateReason = text;
+    entry.adminStamp = this.keys.nextAdminStamp();
     this.changes.commit(entry, "disabled", "remove", true);
     return toStatus(entry);
   }
@@ -122,6 +130,7 @@ export class KeyAdministration {
   /** The operator's word: brings a key back to ACTIVE from any state (nothing else revives REVOKED). */
   enableKey(keyHash: string): KeyStatus {
     const entry = this.keys.mustGet(keyHash);
+    entry.adminStamp = this.keys.nextAdminStamp();
     if (entry.state !== "active") {
       entry.state = "active";
       entry.stateReason = "";
@@ -134,7 +143,7 @@ export class KeyAdministration {
   restore(records: KeyRecord[]): void {
     const entries = records.map((record, i) => {
       if (!isProviderId(record?.provider)) throw invalidArgument(`records[${i}]: unknown provider`);
-      checkKeySecret(record.key, `records[${i}]`);
+      checkKeySecret(record.key, `records[${i}]`, providerInfo(record.provider));
       if (typeof record.keyHash !== "string" || record.keyHash.length === 0) {
         throw invalidArgument(`records[${i}]: key hash missing`);
       }
@@ -144,8 +153,7 @@ export class KeyAdministration {
     for (const entry of entries) {
       const old = this.keys.byHash.get(entry.keyHash);
       if (old) this.keys.index.remove(old);
-      else this.keys.order.invalidate();
-      this.keys.byHash.set(entry.keyHash, entry);
+      this.keys.put(entry);
       this.changes.commit(entry, "restored", entry.state === "active" ? "add" : "none", false, now);
     }
     this.serveWaiters();

@@ -41,8 +41,7 @@ export class KeyChanges {
   /** Takes a key out of the pool: out of the index and the table, one "removed" event. */
   remove(entry: KeyEntry): void {
     this.keys.index.remove(entry);
-    this.keys.byHash.delete(entry.keyHash);
-    this.keys.order.invalidate();
+    this.keys.drop(entry.keyHash);
     if (this.feed.size > 0) {
       this.feed.publish({ type: "removed", keyHash: entry.keyHash, provider: entry.provider, modelFamilies: [...entry.modelFamilies] });
     }

@@ -9,7 +9,18 @@ import type { KeyRecord, KeyState, KeyStatus, ProviderId, TokenUsage } from "./t
  */
 export interface KeyEntry extends IndexedKey {
   readonly secret: string;
-  readonly organizationId: string;
+  /** Changed only while the key is out of the selection index (the index files it by family). */
+  modelFamilies: readonly string[];
+  trial: boolean;
+  has32k: boolean;
+  organizationId: string;
+  /** The operator named the families: the key checker keeps them. */
+  readonly familiesPinned: boolean;
+  /**
+   * Changes with every operator action on the key (disable, enable): a check that started
+   * under another stamp reports on a key the operator has since decided about, and is dropped.
+   */
+  adminStamp: number;
   state: KeyState;
   stateReason: string;
   holdUntil: number;
@@ -74,6 +85,7 @@ export function newEntry(fields: {
   modelFamilies: readonly string[];
   organizationId: string;
   trial: boolean;
+  familiesPinned?: boolean;
 }): KeyEntry {
   return {
     secret: fields.secret,
@@ -83,6 +95,8 @@ export function newEntry(fields: {
     organizationId: fields.organizationId,
     trial: fields.trial,
     has32k: fields.modelFamilies.includes("gpt4-32k"),
+    familiesPinned: fields.familiesPinned === true,
+    adminStamp: 0,
     hashRank: hashSortRank(fields.provider, fields.keyHash),
     state: "active",
     stateReason: "",
@@ -109,6 +123,7 @@ export function entryFromRecord(record: KeyRecord): KeyEntry {
     modelFamilies: record.modelFamilies,
     organizationId: record.organizationId ?? "",
     trial: record.trial,
+    familiesPinned: record.familiesPinned,
   });
   entry.state = record.state;
   entry.stateReason = record.stateReason ?? "";
@@ -171,5 +186,6 @@ export function toStatus(entry: KeyEntry): KeyStatus {
     usage,
     inFlight: entry.inFlight,
     leaseCount: entry.leaseCount,
+    familiesPinned: entry.familiesPinned,
   };
 }

@@ -3,6 +3,8 @@ import { MAX_TIMER_DELAY_MS, type Clock } from "./clock";
 import { ErrorCode, PoolError, failedPrecondition, resourceExhausted } from "./errors";
 import { KeyAdministration } from "./key-administration";
 import { KeyChanges } from "./key-changes";
+import type { CheckSubject, FindingResult, KeyFinding } from "./key-check";
+import { KeyChecks } from "./key-checks";
 import { keyMatches, type KeyFilter } from "./key-filter";
 import { readyAtOf, toStatus, type KeyEntry } from "./key-entry";
 import { hashKey } from "./key-hash";
@@ -47,6 +49,7 @@ export class KeyPool {
   private readonly scheduler: WaiterScheduler;
   private readonly admin: KeyAdministration;
   private readonly reports: ReportHandling;
+  private readonly checks: KeyChecks;
   private closed = false;
 
   constructor(options: PoolOptions) {
@@ -67,6 +70,7 @@ export class KeyPool {
     const serveWaiters = () => this.scheduler.serveAll();
     this.keyChanges = new KeyChanges(this.keys, this.changes, this.clock, serveWaiters);
     this.admin = new KeyAdministration(this.clock, this.keys, this.keyChanges, families, options.keyHasher ?? hashKey, serveWaiters);
+    this.checks = new KeyChecks(this.clock, this.keys, this.keyChanges, families, options.keyHasher ?? hashKey, serveWaiters);
     this.reports = new ReportHandling(this.clock, this.keys, this.keyChanges, this.leases, this.models, {
       maxResetMs: o.maxResetMs,
       defaultCooldownMs: o.defaultCooldownMs,
@@ -104,6 +108,23 @@ export class KeyPool {
 
   restore(records: KeyRecord[]): void {
     this.admin.restore(records);
+  }
+
+  // ---------------------------------------------------------------- checks (key-checks.ts)
+
+  /** What the key checker needs to check a key; undefined when it is gone or DISABLED. */
+  checkSubject(keyHash: string): CheckSubject | undefined {
+    return this.checks.subject(keyHash);
+  }
+
+  /** Applies a completed check (with its clones) as pool changes, or drops it. */
+  applyFinding(subject: CheckSubject, finding: KeyFinding): FindingResult {
+    return this.checks.apply(subject, finding);
+  }
+
+  /** RecheckKeys: marks keys (all when none is named) for the checker; returns how many. */
+  markForCheck(keyHashes?: readonly string[]): number {
+    return this.checks.markForCheck(keyHashes);
   }
 
   // ---------------------------------------------------------------- leasing

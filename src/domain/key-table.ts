@@ -8,16 +8,37 @@ const KEY_HASH_SHAPE = /^[a-z]{1,16}-[0-9a-f]{1,64}$/;
 
 /**
  * The pool's keys by hash, the selection index of the ACTIVE ones, and the keys' key_hash order
- * for listings that page. They always change together (key-changes.ts, key-administration.ts), so
- * they live together: whoever adds or removes a key in `byHash` invalidates `order`.
+ * for listings that page. Keys enter and leave through put() and drop() only, so that `order`
+ * always follows `byHash`.
  */
 export class KeyTable {
-  readonly byHash = new Map<string, KeyEntry>();
+  private readonly entries = new Map<string, KeyEntry>();
   readonly index = new SelectionIndex<KeyEntry>();
-  readonly order = new KeyOrder(() => this.byHash.keys());
+  readonly order = new KeyOrder(() => this.entries.keys());
+  private adminStamps = 0;
+
+  get byHash(): ReadonlyMap<string, KeyEntry> {
+    return this.entries;
+  }
 
   get size(): number {
-    return this.byHash.size;
+    return this.entries.size;
+  }
+
+  /** Adds a key, or replaces the entry of a key already here. */
+  put(entry: KeyEntry): void {
+    if (!this.entries.has(entry.keyHash)) this.order.invalidate();
+    this.entries.set(entry.keyHash, entry);
+  }
+
+  /** Takes a key out of the table (not out of the selection index: the caller does that first). */
+  drop(keyHash: string): void {
+    if (this.entries.delete(keyHash)) this.order.invalidate();
+  }
+
+  /** A stamp no key has had yet, for an operator's action on a key (KeyEntry.adminStamp). */
+  nextAdminStamp(): number {
+    return ++this.adminStamps;
   }
 
   /** The key with this hash, or NotFound. */

@@ -39,7 +39,7 @@ export class FamilyTable {
     this.known = known;
   }
 
-  /** The built-in OpenAI and Anthropic tables. */
+  /** Every provider's built-in table. */
   static builtIn(): FamilyTable {
     return new FamilyTable(new Map(PROVIDERS.map((p) => [p.id, [...p.familyRules]])));
   }
@@ -86,7 +86,8 @@ export class FamilyTable {
 
   /**
    * Resolves a model. With a provider, the model must map in that provider's table; without,
-   * the first provider whose table maps it wins. Throws InvalidArgument naming the model.
+   * the first vendor whose table maps it wins, else the one host whose table maps it (several
+   * hosts: the request must name one). Throws InvalidArgument naming the model.
    */
   resolve(model: string, provider?: ProviderId): ResolvedModel {
     const shown = quoted(model);
@@ -103,9 +104,18 @@ export class FamilyTable {
         `model ${shown} is not mapped to any ${providerInfo(provider).displayName} model family; ${MAPPING_HINT}`,
       );
     }
+    const hosts: ResolvedModel[] = [];
     for (const p of this.providers()) {
       const family = this.familyFor(p, model);
-      if (family !== undefined) return { provider: p, family };
+      if (family === undefined) continue;
+      if (providerInfo(p).role === "vendor") return { provider: p, family };
+      hosts.push({ provider: p, family });
+    }
+    if (hosts.length === 1) return hosts[0];
+    if (hosts.length > 1) {
+      throw invalidArgument(
+        `model ${shown} is served by several providers (${hosts.map((h) => h.provider).join(", ")}); name the provider in the request`,
+      );
     }
     throw invalidArgument(`model ${shown} is not mapped to any model family; ${MAPPING_HINT}`);
   }

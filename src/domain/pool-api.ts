@@ -25,7 +25,8 @@ export type PoolCall =
   | "enableKey"
   | "listKeys"
   | "keysAfter"
-  | "lockout";
+  | "lockout"
+  | "markForCheck";
 
 /** What the RPC services call. */
 export type PoolApi = { [M in PoolCall]: MayWait<KeyPool[M]> };
@@ -36,6 +37,12 @@ export type PoolApi = { [M in PoolCall]: MayWait<KeyPool[M]> };
  * them; hence keysAfter is synchronous here.
  */
 export type WatchedPool = Pick<KeyPool, "changes" | "keysAfter">;
+
+/**
+ * What the key checker (src/checker) needs: the change feed and a first listing in the same turn,
+ * what it checks a key with, and where its findings go.
+ */
+export type CheckedPool = Pick<KeyPool, "changes" | "listKeys" | "getKey" | "markForCheck" | "checkSubject" | "applyFinding">;
 
 /** What storage needs at start (restore, configured keys) and while writing (secrets, statuses). */
 export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "getKey" | "restore" | "addKeys">;

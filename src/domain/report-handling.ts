@@ -1,19 +1,25 @@
 import type { Clock } from "./clock";
 import type { KeyChanges } from "./key-changes";
-import { readyAtOf, usageOf } from "./key-entry";
+import { internFamilies, readyAtOf, usageOf } from "./key-entry";
 import type { KeyTable } from "./key-table";
 import type { LeaseBook } from "./leases";
 import type { KeyEntry } from "./key-entry";
 import type { ModelResolver } from "./model-resolver";
 import { providerInfo } from "./providers";
 import { planReport, type ReportLimits } from "./rate-limit-report";
-import { checkHeaders, checkModel, checkStatusCode, checkTokens } from "./validation";
+import { LIMITS, checkHeaders, checkModel, checkStatusCode, checkText, checkTokens } from "./validation";
 
 export interface RateLimitReport {
   keyHash: string;
   statusCode: number;
   headers: Record<string, string>;
   leaseId?: string;
+  /** The upstream error body's `type` (OpenAI and Anthropic: error.type), when the proxy read it. */
+  errorType?: string;
+  /** The upstream error body's `code` (OpenAI: error.code), when the proxy read it. */
+  errorCode?: string;
+  /** The model the request asked for: needed with 404 model_not_found. */
+  model?: string;
 }
 
 export interface UsageReport {
@@ -44,6 +50,7 @@ export class ReportHandling {
     checkStatusCode(r.statusCode);
     checkHeaders(headers);
     const entry = this.keys.mustGet(r.keyHash);
+    if (this.learnFromError(entry, r)) return { readyAt: entry.readyAt };
     const now = this.clock.now();
     const effect = planReport(r.statusCode, headers, providerInfo(entry.provider).rateLimitHeaders, now, this.limits);
     switch (effect.kind) {
@@ -74,6 +81,37 @@ export class ReportHandling {
       }
     }
     return { readyAt: entry.readyAt };
+  }
+
+  /**
+   * What a proxy's upstream error says about the key itself (docs/checker.md, "Learning from
+   * proxies"): 404 model_not_found takes the model's family off the key; 429 insufficient_quota
+   * or billing_not_active makes it OVER_QUOTA. True when the report was such an error.
+   */
+  private learnFromError(entry: KeyEntry, r: RateLimitReport): boolean {
+    if (r.errorType) checkText("error_type", r.errorType, LIMITS.errorFieldBytes);
+    if (r.errorCode) checkText("error_code", r.errorCode, LIMITS.errorFieldBytes);
+    const says = (what: string) => r.errorCode === what || r.errorType === what;
+    if (r.statusCode === 404 && says("model_not_found") && r.model) {
+      const { family } = this.models.resolve(r.model, entry.provider);
+      if (!entry.modelFamilies.includes(family)) return true;
+      // Out of the index while its families change: the index files a key by family.
+      this.keys.index.remove(entry);
+      const families = entry.modelFamilies.filter((f) => f !== family);
+      entry.modelFamilies = internFamilies(families);
+      entry.has32k = families.includes("gpt4-32k");
+      this.changes.commit(entry, "family_withdrawn", entry.state === "active" ? "add" : "none", true);
+      return true;
+    }
+    if (r.statusCode === 429 && (says("insufficient_quota") || says("billing_not_active"))) {
+      // An operator's DISABLED stays; a REVOKED key stays revoked.
+      if (entry.state !== "active") return true;
+      entry.state = "over_quota";
+      entry.stateReason = `a proxy reported 429 ${says("insufficient_quota") ? "insufficient_quota" : "billing_not_active"}: the key's quota or billing is exhausted`;
+      this.changes.commit(entry, "over_quota", "remove", true);
+      return true;
+    }
+    return false;
   }
 
   incrementUsage(u: UsageReport): void {

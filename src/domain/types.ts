@@ -4,7 +4,7 @@
  */
 
 /** An upstream API. Add a provider here and in providers/. */
-export type ProviderId = "openai" | "anthropic";
+export type ProviderId = "openai" | "anthropic" | "google" | "mistral" | "azure" | "bedrock" | "vertex";
 
 /** Whether a key may be leased. Mirrors keypool.v1.KeyState. */
 export type KeyState = "active" | DisableState;
@@ -51,12 +51,18 @@ export interface KeyStatus {
   cooldownUntil: number;
   rateLimitedAt: number;
   lastUsed: number;
+  /** When the key checker last finished a check of this key (src/checker); 0: never. */
   lastChecked: number;
   promptCount: number;
   /** By model family. */
   usage: Record<string, TokenUsage>;
   inFlight: number;
   leaseCount: number;
+  /**
+   * The operator named this key's families (in its spec): the key checker keeps them. Absent
+   * means false (statuses stored before the checker existed).
+   */
+  familiesPinned?: boolean;
 }
 
 /** What storage keeps and gives back at start: a status plus the secret. */
@@ -85,7 +91,11 @@ export type ChangeCause =
   | "usage"
   | "disabled"
   | "enabled"
-  | "restored";
+  | "restored"
+  | "checked"
+  | "check_requested"
+  | "family_withdrawn"
+  | "over_quota";
 
 /** Exactly one event per change to a key. Never carries a secret. */
 export type PoolEvent =

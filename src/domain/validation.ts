@@ -1,5 +1,6 @@
 import { quoted } from "./echo";
 import { invalidArgument } from "./errors";
+import { credentialProblem, type ProviderInfo } from "./providers";
 
 /**
  * The size limits of docs/errors.md ("The pool's answers"). Checked in the pool so that every
@@ -7,13 +8,13 @@ import { invalidArgument } from "./errors";
  */
 export const LIMITS = {
   modelBytes: 256,
-  keyBytes: 1024,
   headers: 64,
   headerValueBytes: 8 * 1024,
   headerNameBytes: 1024,
   tokens: 1_000_000_000,
   reasonBytes: 1024,
   organizationIdBytes: 256,
+  errorFieldBytes: 256,
 } as const;
 
 const bytes = (s: string) => Buffer.byteLength(s, "utf8");
@@ -32,21 +33,29 @@ export function checkModel(model: string): void {
 
 /** C0 controls and DEL: no provider issues keys with them, and a newline or NUL breaks every header they go into. */
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+/** For a credential holding PEM text (never sent as a header, only used to sign): line breaks are its own. */
+const CONTROL_CHARACTER_BUT_LINE_BREAK = /[\u0000-\u0009\u000b\u000c\u000e-\u001f\u007f]/;
 
-/** Checks a secret's size and characters. The message never quotes the key. */
-export function checkKeySecret(key: string, where: string): void {
+/**
+ * Checks a secret's size and characters and, for a provider whose credential has several parts,
+ * that every part is there in its shape. The message names the provider's part, never the key.
+ */
+export function checkKeySecret(key: string, where: string, provider: ProviderInfo): void {
   if (typeof key !== "string" || key.trim().length === 0) throw invalidArgument(`${where}: key is empty`);
   const size = bytes(key);
-  if (size > LIMITS.keyBytes) {
-    throw invalidArgument(`${where}: key is ${size} bytes long; the limit is ${LIMITS.keyBytes} bytes`);
+  const limit = provider.credential.maxBytes;
+  if (size > limit) {
+    throw invalidArgument(`${where}: key is ${size} bytes long; the limit for ${provider.displayName} is ${limit} bytes`);
   }
-  const control = CONTROL_CHARACTER.exec(key);
+  const control = (provider.credential.lineBreaks ? CONTROL_CHARACTER_BUT_LINE_BREAK : CONTROL_CHARACTER).exec(key);
   if (control) {
     const code = control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
     throw invalidArgument(
       `${where}: key contains the control character U+${code} at character ${control.index + 1}; a key is printable text (the key is not shown)`,
     );
   }
+  const problem = credentialProblem(provider.displayName, provider.credential, key);
+  if (problem) throw invalidArgument(`${where}: ${problem}`);
 }
 
 export function checkHeaders(headers: Record<string, string>): void {

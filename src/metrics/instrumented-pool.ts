@@ -84,6 +84,7 @@ export function instrumentPool(pool: PoolApi, options: InstrumentOptions): PoolA
     lockout: (req) => pool.lockout(req),
     listKeys: (filter) => pool.listKeys(filter),
     keysAfter: (...args) => pool.keysAfter(...args),
+    markForCheck: (...args) => pool.markForCheck(...args),
 
     lease(req) {
       let result: MaybePromise<Lease>;

@@ -16,7 +16,7 @@ import type { RequestHandler } from "./listener";
 
 export interface NodeHandlerOptions extends ConnectRouterOptions {
   routes: (router: ConnectRouter) => void;
-  /** Plain HTTP routes by exact path (the dashboard, /metrics), tried when no RPC matches. */
+  /** Plain HTTP endpoints by exact path (routes.ts), tried before the RPCs. */
   httpRoutes?: ReadonlyMap<string, RequestHandler>;
   logger: Logger;
 }
@@ -30,10 +30,13 @@ export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
 
   return (req, res) => {
     const path = req.url?.split("?", 2)[0] ?? "";
+    const httpRoute = httpRoutes?.get(path);
+    if (httpRoute) {
+      httpRoute(req, res);
+      return;
+    }
     const handler = handlers.get(path);
     if (!handler) {
-      const httpRoute = httpRoutes?.get(path);
-      if (httpRoute) return httpRoute(req, res);
       res.writeHead(404);
       res.end();
       return;

@@ -2,7 +2,7 @@
  * Every service the server mounts, assembled in one place. Other parts plug in here without
  * touching the listener: the watch hub through `watchKeys`, storage through `durability`, access
  * control through `interceptors` (see start-server.ts), metrics through `metrics`. The plain HTTP
- * routes of the main port (the dashboard, /metrics) are listed here too (createHttpRoutes).
+ * routes of the main port (/healthz, the dashboard, /metrics) are listed here too (createHttpRoutes).
  */
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
@@ -22,6 +22,8 @@ import {
   file_keypool_v1_keypool,
 } from "../../gen/ts/keypool/v1/keypool_pb";
 import { createHealthService, type HealthState } from "../transport/health";
+import { healthzRoute } from "./healthz";
+import type { RequestHandler } from "./listener";
 import { createKeyAdminService } from "../transport/key-admin-service";
 import { createKeyPoolService, type WatchKeysImpl } from "../transport/key-pool-service";
 import type { Durability, PoolApi } from "../domain/pool-api";
@@ -30,7 +32,7 @@ import type { Logger } from "../log";
 import { instrumentService } from "../metrics/instrumented-service";
 import { createMetricsEndpoint } from "../metrics/metrics-endpoint";
 import type { KeypoolMetrics } from "../metrics/metrics";
-import { dashboardRoutes, type HttpHandler } from "./dashboard-files";
+import { dashboardRoutes } from "./dashboard-files";
 import {
   DescriptorIndex,
   createReflectionV1AlphaService,
@@ -115,6 +117,8 @@ export function createRoutes(deps: RouteDeps): (router: ConnectRouter) => void {
 }
 
 export interface HttpRouteDeps {
+  /** GET /healthz reads the same state as grpc.health.v1.Health. */
+  health: HealthState;
   logger: Logger;
   /** GET /metrics; absent: no such route. */
   metrics?: KeypoolMetrics;
@@ -123,11 +127,13 @@ export interface HttpRouteDeps {
 }
 
 /**
- * The main port's plain HTTP routes, by exact path: GET / and its assets (the dashboard, which
- * needs no token itself: its RPCs do), and GET /metrics.
+ * The main port's plain HTTP routes, by exact path, outside the RPC interceptors (no request log):
+ * GET /healthz (no token, for load balancers and probes), GET / and its assets (the dashboard,
+ * which needs no token itself: its RPCs do), and GET /metrics.
  */
-export function createHttpRoutes(deps: HttpRouteDeps): Map<string, HttpHandler> {
-  const routes = dashboardRoutes();
+export function createHttpRoutes(deps: HttpRouteDeps): Map<string, RequestHandler> {
+  const routes = new Map<string, RequestHandler>(dashboardRoutes());
+  routes.set("/healthz", healthzRoute(deps.health));
   if (deps.metrics) routes.set("/metrics", createMetricsEndpoint({ metrics: deps.metrics, tokens: deps.tokens, logger: deps.logger }));
   return routes;
 }

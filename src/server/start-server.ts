@@ -140,7 +140,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
     // gRPC-Web text mode is translated outside, so that everything inside sees binary gRPC-Web.
     routes: serveGrpcWebText(reclassifyClientMistakes(routesOf(services))),
-    httpRoutes: createHttpRoutes({ logger, metrics: deps.metrics, tokens: deps.tokens }),
+    httpRoutes: createHttpRoutes({ health, logger, metrics: deps.metrics, tokens: deps.tokens }),
     ...(deps.readMaxBytes !== undefined ? { readMaxBytes: deps.readMaxBytes } : {}),
     shutdownSignal: shutdown.signal,
     interceptors,

@@ -3,6 +3,7 @@
  * and configured keys (restore.ts), and returns the durability hook that the transport awaits
  * before answering a call that changed the pool.
  */
+import * as path from "node:path";
 import type { ChangeFeed } from "../domain/change-feed";
 import type { Clock } from "../domain/clock";
 import type { KeyHasher } from "../domain/key-hash";
@@ -13,6 +14,7 @@ import { StateFileLostError } from "./file-identity";
 import { GroupCommitWriter, type GroupCommitStats } from "./group-commit";
 import { planRestore } from "./restore";
 import { SqliteStateStore, classify } from "./sqlite-store";
+import { StateLock } from "./state-lock";
 import type { StateStore, StoredKey, StoreWrite } from "./state-store";
 
 /** KEYPOOL_STATE's value that keeps nothing. */
@@ -46,6 +48,8 @@ export interface DurableState extends Durability {
   /** The absolute file path, or "memory". */
   readonly location: string;
   readonly persistent: boolean;
+  /** The lock held on the file while keypool runs (state-lock.ts); none for memory. */
+  readonly lock?: StateLock;
   /** Commits so far (none for memory). */
   readonly stats: GroupCommitStats;
   /** Keys changed and not yet committed (always 0 for memory). */
@@ -75,21 +79,25 @@ export function openDurableState(options: DurableStateOptions): DurableState {
     };
   }
 
-  const store = SqliteStateStore.open(location);
+  // The lock comes first: a second keypool must not even migrate a file another one is using.
+  const lock = StateLock.acquire(path.resolve(location));
+  let store: SqliteStateStore | undefined;
   try {
-    return startFrom(store, options);
+    store = SqliteStateStore.open(location);
+    return startFrom(store, lock, options);
   } catch (err) {
     try {
-      store.close();
+      store?.close();
     } catch {
       // The first failure is the one to report (a full disk fails the close's checkpoint too).
     }
+    lock.release();
     // Whatever failed (reading, the first writes, the checkpoint), the message names the file.
-    throw classify(err, store.location);
+    throw store ? classify(err, store.location) : err;
   }
 }
 
-function startFrom(store: StateStore, options: DurableStateOptions): DurableState {
+function startFrom(store: StateStore, lock: StateLock, options: DurableStateOptions): DurableState {
   const { pool, logger } = options;
   let stored: StoredKey[] | undefined = store.loadAll();
   const storedCount = stored.length;
@@ -166,6 +174,7 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
   return {
     location: store.location,
     persistent: true,
+    lock,
     stats: writer.stats,
     get queued() {
       return writer.queued;
@@ -173,7 +182,11 @@ function startFrom(store: StateStore, options: DurableStateOptions): DurableStat
     flush: () => writer.flush(),
     watchSaving: (listener) => writer.watchSaving(listener),
     close: () => {
-      writer.close();
+      try {
+        writer.close();
+      } finally {
+        lock.release();
+      }
       logger.info({ state: store.location, ...writer.stats }, "state file closed");
     },
   };

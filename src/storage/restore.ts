@@ -115,6 +115,12 @@ function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): { record:
     record.modelFamilies = [...spec.modelFamilies];
     changed = true;
   }
+  // The operator's families win over the key checker's, as they do for a key added by AddKeys.
+  const pinned = (spec?.modelFamilies?.length ?? 0) > 0;
+  if (spec && pinned !== (record.familiesPinned === true)) {
+    record.familiesPinned = pinned;
+    changed = true;
+  }
   if (spec?.trial !== undefined && spec.trial !== record.trial) {
     record.trial = spec.trial;
     changed = true;

@@ -24,7 +24,16 @@ import {
 const PROVIDER_TO_PROTO: Record<domain.ProviderId, Provider> = {
   openai: Provider.OPENAI,
   anthropic: Provider.ANTHROPIC,
+  google: Provider.GOOGLE_AI,
+  mistral: Provider.MISTRAL,
+  azure: Provider.AZURE_OPENAI,
+  bedrock: Provider.AWS_BEDROCK,
+  vertex: Provider.GCP_VERTEX,
 };
+
+const PROVIDER_FROM_PROTO = new Map<Provider, domain.ProviderId>(
+  Object.entries(PROVIDER_TO_PROTO).map(([id, proto]) => [proto, id as domain.ProviderId]),
+);
 
 const STATE_TO_PROTO: Record<domain.KeyState, KeyState> = {
   active: KeyState.ACTIVE,
@@ -39,22 +48,25 @@ export function providerToProto(provider: domain.ProviderId): Provider {
 
 /** UNSPECIFIED → undefined (the pool infers it, or "all providers" in filters). */
 export function providerFromProto(provider: Provider): domain.ProviderId | undefined {
-  switch (provider) {
-    case Provider.UNSPECIFIED:
-      return undefined;
-    case Provider.OPENAI:
-      return "openai";
-    case Provider.ANTHROPIC:
-      return "anthropic";
-    default:
-      throw invalidArgument(`unknown provider ${provider as number}`);
-  }
+  if (provider === Provider.UNSPECIFIED) return undefined;
+  const id = PROVIDER_FROM_PROTO.get(provider);
+  if (id === undefined) throw invalidArgument(`unknown provider ${provider as number}`);
+  return id;
+}
+
+const WIRE_PROVIDER_NAMES = Object.values(PROVIDER_TO_PROTO)
+  .map((p) => `PROVIDER_${Provider[p]}`)
+  .join(", ");
+
+/** The domain's name for a wire provider ("openai", "bedrock", ...); "?" for UNSPECIFIED or unknown. */
+export function providerName(provider: Provider): string {
+  return PROVIDER_FROM_PROTO.get(provider) ?? "?";
 }
 
 /** For calls where the provider is required (AddKeys). */
 export function requiredProviderFromProto(provider: Provider, field = "provider"): domain.ProviderId {
   const id = providerFromProto(provider);
-  if (!id) throw invalidArgument(`${field} is required (PROVIDER_OPENAI or PROVIDER_ANTHROPIC)`);
+  if (!id) throw invalidArgument(`${field} is required (${WIRE_PROVIDER_NAMES})`);
   return id;
 }
 

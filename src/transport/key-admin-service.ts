@@ -48,5 +48,11 @@ export function createKeyAdminService(deps: KeyAdminServiceDeps): ServiceImpl<ty
       await durability.flush();
       return { key: keyStatusToProto(status) };
     },
+
+    async recheckKeys(req) {
+      const scheduled = await pool.markForCheck(req.keyHashes);
+      await durability.flush();
+      return { scheduled };
+    },
   };
 }

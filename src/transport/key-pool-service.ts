@@ -62,6 +62,9 @@ export function createKeyPoolService(deps: KeyPoolServiceDeps): ServiceImpl<type
         statusCode: req.statusCode,
         headers: req.headers,
         leaseId: req.leaseId || undefined,
+        errorType: req.errorType || undefined,
+        errorCode: req.errorCode || undefined,
+        model: req.model || undefined,
       });
       // A revocation or a cooldown that was acknowledged must survive a crash like usage does.
       await durability.flush();

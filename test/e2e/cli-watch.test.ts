@@ -65,7 +65,7 @@ describe("keypool-watch in a terminal", () => {
     expect(term.screen).toContain(second!);
 
     s.pool.disableKey(first!, "over_quota", "insufficient_quota from upstream");
-    await term.waitFor(new RegExp(`${first}\\s+over quota\\s+-\\s+0\\s+0\\s+insufficient_quota from upstream`));
+    await term.waitFor(new RegExp(`${first}\\s+over quota\\s+-\\s+0\\s+0\\s+never\\s+\\S+\\s+insufficient_quota from upstream`));
     expect(term.screen).toMatch(/2 keys: 1 active, 0 cooling down, 1 not active/);
 
     const lease = s.pool.lease({ model: "gpt-4o" });

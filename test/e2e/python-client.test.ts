@@ -1,31 +1,30 @@
 /**
- * The generated Python client (gen/python, grpcio under Debian's /usr/bin/python3) against a real
+ * The generated Python client (gen/python, grpcio; the interpreter from test/support/python.ts) against a real
  * server: examples/python_client.py leases, reports, records usage, lists keys, and decodes the
  * RetryInfo of RESOURCE_EXHAUSTED from grpc-status-details-bin, on either port.
  */
 import { execFile } from "node:child_process";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { PORTS, portOf } from "../support/ports";
+import { findPython } from "../support/python";
 import { startTestServer, testKey, type TestServer } from "../support/test-server";
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, "../..");
-const PYTHON = "/usr/bin/python3";
 const SECRET = testKey("openai", 3);
 
-const describeIfPython = fs.existsSync(PYTHON) ? describe : describe.skip;
-
-describeIfPython.each(PORTS)("generated Python client on the %s port", (port) => {
+describe.each(PORTS)("generated Python client on the %s port", (port) => {
   let t: TestServer;
+  let python: string;
   beforeAll(async () => {
+    python = findPython();
     t = await startTestServer({ keys: [{ provider: "openai", key: SECRET }] });
   });
-  afterAll(() => t.close());
+  afterAll(() => t?.close());
 
   it("runs examples/python_client.py end to end", async () => {
-    const { stdout } = await run(PYTHON, [path.join(ROOT, "examples/python_client.py"), `127.0.0.1:${portOf(t, port)}`, "gpt-4o-mini"], {
+    const { stdout } = await run(python, [path.join(ROOT, "examples/python_client.py"), `127.0.0.1:${portOf(t, port)}`, "gpt-4o-mini"], {
       env: { PATH: process.env.PATH ?? "", PYTHONPATH: path.join(ROOT, "gen/python"), PYTHONDONTWRITEBYTECODE: "1" },
       timeout: 20_000,
     });

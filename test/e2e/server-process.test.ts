@@ -1,8 +1,8 @@
 /**
  * The built server as operators run it (`node dist/src/main.js`): configuration from the
- * environment, start-up errors that name the variable, no secret in the logs, and SIGTERM/SIGINT
- * with open streams and in-flight Lease waits on both ports (main and KEYPOOL_GRPC_PORT): clients
- * see UNAVAILABLE, the process exits 0 within 5 s.
+ * environment, start-up errors that name the variable, no secret in the logs, and SIGTERM, SIGINT
+ * and SIGHUP with open streams and in-flight Lease waits on both ports (main and
+ * KEYPOOL_GRPC_PORT): clients see UNAVAILABLE, the process exits 0 within 5 s.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
@@ -65,7 +65,7 @@ describe("start-up", () => {
   });
 });
 
-describe.each(["SIGTERM", "SIGINT"] as const)("%s with open streams and in-flight Lease waits", (signal) => {
+describe.each(["SIGTERM", "SIGINT", "SIGHUP"] as const)("%s with open streams and in-flight Lease waits", (signal) => {
   it("ends them with UNAVAILABLE and exits 0 within 5 s", async () => {
     const server = await spawnServer({ OPENAI_KEY: OPENAI_SECRET, KEYPOOL_REUSE_DELAY: "1m", KEYPOOL_GRPC_PORT: "0" });
     const grpcPort = server.logs.find((l) => l.msg === "keypool listening")?.grpcPort as number;

@@ -6,6 +6,7 @@
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { withCheckerSafety } from "./checker-safety";
 
 export const REPO_ROOT = path.resolve(__dirname, "../..");
 export const MAIN_JS = path.join(REPO_ROOT, "dist/src/main.js");
@@ -24,28 +25,14 @@ export interface ChildServer {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(full) : fs.statSync(full).mtimeMs);
-  }
-  return newest;
-}
-
 const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
-function isFresh(): boolean {
-  const built = fs.existsSync(MAIN_JS) ? fs.statSync(MAIN_JS).mtimeMs : 0;
-  return built >= newestMtime(path.join(REPO_ROOT, "src"));
-}
-
 /**
- * Builds dist/ when it is missing or older than src/ (npm test builds before jest anyway). A lock
- * directory keeps parallel jest workers from compiling over each other.
+ * Builds dist/ when it is missing or older than its sources, with the script `npm start` uses
+ * (npm test builds before jest anyway). A lock directory keeps parallel jest workers from
+ * compiling over each other.
  */
 export function ensureBuilt(): void {
-  if (isFresh()) return;
   fs.mkdirSync(path.join(REPO_ROOT, "dist"), { recursive: true });
   const lock = path.join(REPO_ROOT, "dist/.build-lock");
   const deadline = Date.now() + 180_000;
@@ -59,19 +46,10 @@ export function ensureBuilt(): void {
     }
   }
   try {
-    if (isFresh()) return;
-    try {
-      execFileSync(path.join(REPO_ROOT, "node_modules/.bin/tsc"), ["-p", "tsconfig.build.json"], {
-        cwd: REPO_ROOT,
-        stdio: "pipe",
-      });
-    } catch (err) {
-      // Type errors still emit JavaScript; the typecheck step of npm test reports them.
-      if (!fs.existsSync(MAIN_JS)) throw err;
-    }
-    // tsc leaves main.js untouched when it did not change: mark the build as fresh.
-    const now = new Date();
-    fs.utimesSync(MAIN_JS, now, now);
+    execFileSync("sh", [path.join(REPO_ROOT, "scripts/build-if-stale.sh")], { cwd: REPO_ROOT, stdio: "pipe" });
+  } catch (err) {
+    // Type errors still emit JavaScript; the typecheck step of npm test reports them.
+    if (!fs.existsSync(MAIN_JS)) throw err;
   } finally {
     fs.rmdirSync(lock);
   }
@@ -80,10 +58,27 @@ export function ensureBuilt(): void {
 /** Spawns the server and waits until it listens (or rejects with its output if it exits first). */
 export async function spawnServer(env: Record<string, string> = {}, timeoutMs = 30_000): Promise<ChildServer> {
   ensureBuilt();
-  const child = spawn(process.execPath, [MAIN_JS], {
-    cwd: REPO_ROOT,
+  return spawnKeypool({ command: process.execPath, args: [MAIN_JS], env, timeoutMs });
+}
+
+export interface KeypoolCommand {
+  /** What an operator would type: `npm start`, an installed bin, `node dist/src/main.js`. */
+  command: string;
+  args?: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+/**
+ * Runs a command that starts keypool and waits until keypool listens. `child` is the command's
+ * own process (npm, say), which need not be keypool's: the "keypool listening" line has its pid.
+ */
+export async function spawnKeypool({ command, args = [], cwd = REPO_ROOT, env = {}, timeoutMs = 30_000 }: KeypoolCommand): Promise<ChildServer> {
+  const child = spawn(command, args, {
+    cwd,
     // KEYPOOL_STATE=memory unless a test asks for a file: parallel tests must not share ./data.
-    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_LOG_LEVEL: "info", KEYPOOL_STATE: "memory", ...env },
+    env: withCheckerSafety({ PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", KEYPOOL_PORT: "0", KEYPOOL_LOG_LEVEL: "info", KEYPOOL_STATE: "memory", ...env }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -144,7 +139,7 @@ export async function runServerExpectingFailure(
   ensureBuilt();
   const child = spawn(process.execPath, [MAIN_JS], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_STATE: "memory", ...env },
+    env: withCheckerSafety({ PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_STATE: "memory", ...env }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";

@@ -28,7 +28,15 @@ export interface KeyRow {
   search: string;
 }
 
-const PROVIDER_NAMES: Record<number, string> = { [Provider.OPENAI]: "openai", [Provider.ANTHROPIC]: "anthropic" };
+const PROVIDER_NAMES: Record<number, string> = {
+  [Provider.OPENAI]: "openai",
+  [Provider.ANTHROPIC]: "anthropic",
+  [Provider.GOOGLE_AI]: "google",
+  [Provider.MISTRAL]: "mistral",
+  [Provider.AZURE_OPENAI]: "azure",
+  [Provider.AWS_BEDROCK]: "bedrock",
+  [Provider.GCP_VERTEX]: "vertex",
+};
 const STATE_NAMES: Record<number, string> = {
   [KeyState.ACTIVE]: "active",
   [KeyState.DISABLED]: "disabled",

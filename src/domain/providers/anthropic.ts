@@ -1,3 +1,4 @@
+import { PLAIN_KEY } from "./credential";
 import type { ProviderInfo } from "./provider";
 
 /**
@@ -23,4 +24,6 @@ export const anthropic: ProviderInfo = {
     reset: /^anthropic-ratelimit-(requests|tokens|input-tokens|output-tokens)-reset$/,
     resetFormat: "rfc3339",
   },
+  credential: PLAIN_KEY,
+  role: "vendor",
 };

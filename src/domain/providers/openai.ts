@@ -1,3 +1,4 @@
+import { PLAIN_KEY } from "./credential";
 import type { ProviderInfo } from "./provider";
 
 /**
@@ -40,4 +41,6 @@ export const openai: ProviderInfo = {
     reset: /^x-ratelimit-reset-(.+)$/,
     resetFormat: "go-duration",
   },
+  credential: PLAIN_KEY,
+  role: "vendor",
 };

@@ -1,4 +1,5 @@
 import type { ProviderId } from "../types";
+import type { CredentialShape } from "./credential";
 
 /** One row of a family table: models matching `pattern` belong to `family`. */
 export interface FamilyRule {
@@ -29,4 +30,20 @@ export interface ProviderInfo {
   /** Models that must never be served by trial keys. */
   embeddingModels: RegExp;
   rateLimitHeaders: RateLimitHeaderScheme;
+  /** The parts of a key and their shapes, checked when a key is added. */
+  credential: CredentialShape;
+  /**
+   * "vendor": the provider makes the models its table names, so a model name alone may choose
+   * it. "host": it serves other vendors' models (Azure, Bedrock, Vertex), so a model name
+   * chooses it only when no vendor claims the model and no other host does
+   * (docs/keys-and-models.md, "How a model resolves").
+   */
+  role: "vendor" | "host";
 }
+
+/** For upstreams whose answers carry no rate-limit headers: only retry-after counts. */
+export const NO_RATE_LIMIT_HEADERS: RateLimitHeaderScheme = {
+  remaining: /(?!)/,
+  reset: /(?!)/,
+  resetFormat: "go-duration",
+};

@@ -32,6 +32,7 @@ function routes(router: ConnectRouter) {
     removeKey: () => ({}),
     disableKey: () => ({}),
     enableKey: () => ({}),
+    recheckKeys: () => ({}),
   });
   router.service(Health, {
     check: () => ({ status: HealthCheckResponse_ServingStatus.SERVING }),
@@ -59,6 +60,7 @@ function calls(store: TokenStore): Record<string, Call> {
     RemoveKey: (headers) => admin.removeKey({}, { headers }),
     DisableKey: (headers) => admin.disableKey({}, { headers }),
     EnableKey: (headers) => admin.enableKey({}, { headers }),
+    RecheckKeys: (headers) => admin.recheckKeys({}, { headers }),
   };
 }
 

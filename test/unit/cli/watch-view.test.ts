@@ -9,7 +9,7 @@ import {
   WatchKeysResponseSchema,
   type KeyStatus,
 } from "../../../gen/ts/keypool/v1/keypool_pb";
-import { parseWatchArgs, UsageError } from "../../../src/cli/watch-args";
+import { describeFilter, parseWatchArgs, UsageError } from "../../../src/cli/watch-args";
 import { formatCount, formatWait, renderScreen, WatchView, type RenderOptions } from "../../../src/cli/watch-view";
 
 const NOW = Date.UTC(2026, 0, 1, 12);
@@ -46,6 +46,8 @@ describe("keypool-watch view", () => {
     view.apply(
       snapshot(
         key("oai-aaaa", {
+          modelFamilies: ["gpt4o", "turbo"],
+          lastChecked: timestampFromMs(NOW - 12_000),
           inFlight: 2,
           leaseCount: 1234n,
           usage: {
@@ -62,10 +64,10 @@ describe("keypool-watch view", () => {
     const text = lines.join("\n");
     expect(lines[0]).toContain("live");
     expect(lines[1]).toBe("3 keys: 1 active, 1 cooling down, 1 not active; 2 in flight");
-    expect(lines[3]).toMatch(/^KEY\s+STATE\s+READY IN\s+IN FLIGHT\s+LEASES\s+TOKENS/);
-    expect(lines[4]).toMatch(/^oai-aaaa\s+active\s+now\s+2\s+1\.2k\s+gpt4o 12\.3k\/678  turbo 5\/1$/);
-    expect(lines[5]).toMatch(/^oai-bbbb\s+cooling\s+4\.2s\s+0\s+0$/);
-    expect(lines[6]).toMatch(/^oai-cccc\s+revoked\s+-\s+0\s+0\s+upstream answered 401$/);
+    expect(lines[3]).toMatch(/^KEY\s+STATE\s+READY IN\s+IN FLIGHT\s+LEASES\s+CHECKED\s+FAMILIES\s+TOKENS/);
+    expect(lines[4]).toMatch(/^oai-aaaa\s+active\s+now\s+2\s+1\.2k\s+12\.0s ago\s+gpt4o,turbo\s+gpt4o 12\.3k\/678  turbo 5\/1$/);
+    expect(lines[5]).toMatch(/^oai-bbbb\s+cooling\s+4\.2s\s+0\s+0\s+never\s+gpt4o$/);
+    expect(lines[6]).toMatch(/^oai-cccc\s+revoked\s+-\s+0\s+0\s+never\s+gpt4o\s+upstream answered 401$/);
     expect(text).not.toContain("\x1b[");
   });
 
@@ -160,8 +162,17 @@ describe("keypool-watch arguments", () => {
     });
   });
 
+  test("--provider takes any of the seven providers, and the title names it", () => {
+    const names = { openai: Provider.OPENAI, anthropic: Provider.ANTHROPIC, google: Provider.GOOGLE_AI, mistral: Provider.MISTRAL, azure: Provider.AZURE_OPENAI, bedrock: Provider.AWS_BEDROCK, vertex: Provider.GCP_VERTEX };
+    for (const [name, provider] of Object.entries(names)) {
+      const args = parseWatchArgs(["--provider", name, "--family", "llama"], {});
+      expect(args.provider).toBe(provider);
+      expect(describeFilter(args)).toBe(`${name}; families: llama`);
+    }
+  });
+
   test("bad input is a clear usage error", () => {
-    expect(() => parseWatchArgs(["--provider", "azure"], {})).toThrow(new UsageError('unknown provider "azure" (expected openai or anthropic)'));
+    expect(() => parseWatchArgs(["--provider", "azur"], {})).toThrow(new UsageError('unknown provider "azur" (expected one of openai, anthropic, google, mistral, azure, bedrock, vertex)'));
     expect(() => parseWatchArgs(["--url", "ftp://x"], {})).toThrow(UsageError);
     expect(() => parseWatchArgs(["--http1"], {})).toThrow(/gRPC needs HTTP\/2/);
     expect(() => parseWatchArgs(["--bogus"], {})).toThrow(/unknown option "--bogus"/);

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FamilyTable } from "../../../src/domain/model-families";
 import { KeySourceError, loadKeySpecs, parseKeyList, parseKeysFile } from "../../../src/config/key-sources";
 import { readSettings } from "../../../src/config/settings";
 
@@ -63,8 +64,8 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
   it.each([
     ["not a list", "provider: openai\nkey: sk-1\n", "list"],
     ["missing provider", "- key: sk-secret-1\n", "entry 1: provider"],
-    ["unknown provider", "- provider: mistral\n  key: sk-secret-1\n", "entry 1: provider"],
-    ["empty key", "- provider: openai\n  key: ''\n", "entry 1: key"],
+    ["unknown provider", "- provider: cohere\n  key: sk-secret-1\n", "entry 1: provider"],
+    ["empty key", "- provider: openai\n  key: ''\n", "entry 1 (openai): key"],
     ["bad families", "- provider: openai\n  key: sk-secret-1\n  modelFamilies: gpt4\n", "modelFamilies"],
     ["bad trial", "- provider: openai\n  key: sk-secret-1\n  trial: yes please\n", "trial"],
     ["unknown field (a typo)", "- provider: openai\n  key: sk-secret-1\n  modelfamilies: [gpt4]\n", "unknown field \"modelfamilies\""],
@@ -99,6 +100,34 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
       expect((e as Error).message).toContain("k.json: is not valid JSON");
       expect((e as Error).message).not.toContain("sk-secret-1");
     }
+  });
+
+  it("checks families against the family table, naming the file, the entry and its provider, never the key", () => {
+    const text = "- provider: openai\n  key: sk-secret-1\n- provider: openai\n  key: sk-secret-2\n  modelFamilies: [turbo, gpt99]\n";
+    let error: unknown;
+    try {
+      parseKeysFile(text, "/etc/keypool/keys.yaml", FamilyTable.builtIn());
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(KeySourceError);
+    expect((error as Error).message).toMatch(
+      /^\/etc\/keypool\/keys\.yaml: entry 2 \(openai\): "gpt99" is not one of the openai model families \(known: turbo, /,
+    );
+    expect((error as Error).message).not.toContain("sk-secret");
+    // A family the operator's table adds is known.
+    const table = FamilyTable.builtIn().withOperatorRules([{ provider: "openai", pattern: /^gpt-99/, family: "gpt99" }]);
+    expect(parseKeysFile(text, "keys.yaml", table)[1]?.modelFamilies).toEqual(["turbo", "gpt99"]);
+  });
+
+  it("a key over the contract's size limit names the entry (or variable) and its size, not the key", () => {
+    const long = `sk-${"x".repeat(1100)}`;
+    expect(() => parseKeysFile(`- {provider: anthropic, key: ${long}}`, "k.yaml")).toThrow(
+      "k.yaml: entry 1 (anthropic): the key is 1103 bytes long; the limit is 1024 bytes",
+    );
+    expect(() => loadKeySpecs(readSettings({ OPENAI_KEY: `sk-ok,${long}` }).keys, () => "")).toThrow(
+      "OPENAI_KEY entry 2: the key is 1103 bytes long; the limit is 1024 bytes",
+    );
   });
 
   it("a missing file is an error naming it", () => {

@@ -48,7 +48,7 @@ describe("KEYPOOL_MODEL_FAMILIES and ALLOWED_MODEL_FAMILIES", () => {
 
   it.each([
     ["gpt-4o=gpt4", /row 1.*provider:regex=family/],
-    ["mistral:^x=gpt4", /row 1: provider/],
+    ["cohere:^x=gpt4", /row 1: provider/],
     ["openai:(=gpt4", /row 1: pattern/],
     ["openai:^x=", /row 1: family/],
     ["openai:^x=gpt4;openai:^y=bad family", /row 2: family/],

@@ -91,7 +91,7 @@ describe("Keys", () => {
       "gpt-9000",
     );
     poolError(() => pool.addKeys([oai("   ")]), ErrorCode.InvalidArgument);
-    poolError(() => pool.addKeys([{ provider: "mistral" as never, key: "k" }]), ErrorCode.InvalidArgument);
+    poolError(() => pool.addKeys([{ provider: "cohere" as never, key: "k" }]), ErrorCode.InvalidArgument);
     // Exactly 1 KiB is fine.
     expect(pool.addKeys([oai("k".repeat(1024))]).added).toBe(1);
   });

@@ -3,36 +3,77 @@
  * lease, report 200/429/401/other with random headers, usage, disable, enable, remove, lockout,
  * clock moves); at every step both must choose the same key, give the same lockout and errors,
  * and hold the same state for every key. The model filters and sorts the whole pool per call,
- * exactly as docs/ words the rules. It shares only the hash function and the header
- * arithmetic (planReport, tested on its own in parsing.test.ts) with the pool.
+ * exactly as docs/ words the rules. It shares only the hash function, the header arithmetic
+ * (planReport, tested on its own in parsing.test.ts) and each provider's header scheme with the
+ * pool. Keys and models come from all seven providers, so a lease, report or lockout of one
+ * provider must never touch another's keys.
  */
 import fc from "fast-check";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
 import { hashKey } from "../../../src/domain/key-hash";
 import { KeyPool } from "../../../src/domain/key-pool";
-import { openai } from "../../../src/domain/providers/openai";
+import { providerInfo } from "../../../src/domain/providers";
 import { planReport } from "../../../src/domain/rate-limit-report";
-import type { DisableState, KeyState, KeyStatus, TokenUsage } from "../../../src/domain/types";
+import type { DisableState, KeyState, KeyStatus, ProviderId, TokenUsage } from "../../../src/domain/types";
+import { credential } from "./providers/fixtures";
 
 const REUSE = 1000;
 const TTL = 20_000;
 const LIMITS = { maxResetMs: 10_000, defaultCooldownMs: 10_000, maxCooldownMs: 60_000 };
-const SECRETS = Array.from({ length: 10 }, (_, i) => `sk-model-${i}`);
-const FAMILIES = ["turbo", "gpt4", "gpt4-32k", "gpt4o"];
-// The model's own little family table for the models the test uses.
-const MODELS: Record<string, { family: string; embedding: boolean }> = {
-  "gpt-4": { family: "gpt4", embedding: false },
-  "gpt-4-0613": { family: "gpt4", embedding: false },
-  "gpt-3.5-turbo": { family: "turbo", embedding: false },
-  "text-embedding-ada-002": { family: "turbo", embedding: true },
-  "gpt-4-32k": { family: "gpt4-32k", embedding: false },
-  "gpt-4o": { family: "gpt4o", embedding: false },
+const SECRETS = 10;
+const PROVIDER_IDS: ProviderId[] = ["openai", "anthropic", "google", "mistral", "azure", "bedrock", "vertex"];
+/** The families a test key of each provider may be given. */
+const FAMILIES_OF: Record<ProviderId, string[]> = {
+  openai: ["turbo", "gpt4", "gpt4-32k", "gpt4o"],
+  azure: ["turbo", "gpt4", "gpt4-32k", "gpt4o"],
+  anthropic: ["claude-sonnet", "claude"],
+  google: ["gemini-flash", "gemini-embedding"],
+  mistral: ["mistral-large", "mistral-tiny"],
+  bedrock: ["claude-sonnet", "llama"],
+  vertex: ["claude-sonnet", "mistral-large", "llama"],
+};
+// The model's own little family table for the models the test uses: each model's family in every
+// provider whose table maps it, the model's vendor first (the one a request without a provider
+// gets), and whether it is an embedding model.
+const MODELS: Record<string, { families: Partial<Record<ProviderId, string>>; embedding: boolean }> = {
+  "gpt-4": { families: { openai: "gpt4", azure: "gpt4" }, embedding: false },
+  "gpt-4-0613": { families: { openai: "gpt4", azure: "gpt4" }, embedding: false },
+  "gpt-3.5-turbo": { families: { openai: "turbo", azure: "turbo" }, embedding: false },
+  "text-embedding-ada-002": { families: { openai: "turbo", azure: "turbo", google: "gemini-embedding" }, embedding: true },
+  "gpt-4-32k": { families: { openai: "gpt4-32k", azure: "gpt4-32k" }, embedding: false },
+  "gpt-4o": { families: { openai: "gpt4o", azure: "gpt4o" }, embedding: false },
+  "claude-3-5-sonnet-20241022": { families: { anthropic: "claude-sonnet", vertex: "claude-sonnet" }, embedding: false },
+  "gemini-2.0-flash": { families: { google: "gemini-flash" }, embedding: false },
+  "gemini-embedding-001": { families: { google: "gemini-embedding" }, embedding: true },
+  "mistral-large-latest": { families: { mistral: "mistral-large", vertex: "mistral-large" }, embedding: false },
+  "mistral-embed": { families: { mistral: "mistral-tiny" }, embedding: true },
+  "anthropic.claude-3-5-sonnet-20240620-v1:0": { families: { bedrock: "claude-sonnet" }, embedding: false },
+  "meta.llama3-70b-instruct-v1:0": { families: { bedrock: "llama" }, embedding: false },
+  "meta/llama-3.1-405b-instruct-maas": { families: { vertex: "llama" }, embedding: false },
 };
 const MODEL_NAMES = Object.keys(MODELS);
+/** Lease requests: every model with the provider left out, and the hosts' models named with theirs. */
+const REQUESTS: { model: string; provider?: ProviderId }[] = [
+  ...MODEL_NAMES.map((model) => ({ model })),
+  { model: "gpt-4o", provider: "azure" },
+  { model: "text-embedding-ada-002", provider: "azure" },
+  { model: "gpt-4-32k", provider: "azure" },
+  { model: "claude-3-5-sonnet-20241022", provider: "vertex" },
+  { model: "mistral-large-latest", provider: "vertex" },
+];
+type Request = (typeof REQUESTS)[number];
+
+/** The provider and family a request resolves to: the named provider, else the model's vendor. */
+function target(req: Request): { provider: ProviderId; family: string; embedding: boolean } {
+  const { families, embedding } = MODELS[req.model];
+  const provider = req.provider ?? (Object.keys(families)[0] as ProviderId);
+  return { provider, family: families[provider]!, embedding };
+}
 
 interface ModelKey {
   hash: string;
+  provider: ProviderId;
   families: string[];
   trial: boolean;
   state: KeyState;
@@ -54,13 +95,15 @@ class NaivePool {
     return Math.max(k.holdUntil, k.cooldownUntil);
   }
 
-  eligible(model: string) {
-    const { family, embedding } = MODELS[model];
-    return [...this.keys.values()].filter((k) => k.state === "active" && k.families.includes(family) && !(embedding && k.trial));
+  eligible(req: Request) {
+    const { provider, family, embedding } = target(req);
+    return [...this.keys.values()].filter(
+      (k) => k.provider === provider && k.state === "active" && k.families.includes(family) && !(embedding && k.trial),
+    );
   }
 
   /** The key to lease, or the error code (and retry) the pool must answer. */
-  choose(model: string, now: number): { key?: ModelKey; code?: ErrorCode; retry?: number } {
+  choose(model: Request, now: number): { key?: ModelKey; code?: ErrorCode; retry?: number } {
     const eligible = this.eligible(model);
     if (eligible.length === 0) return { code: ErrorCode.FailedPrecondition };
     const ready = eligible.filter((k) => now >= this.readyAt(k));
@@ -75,7 +118,7 @@ class NaivePool {
     return { key: ready[0] };
   }
 
-  lockout(model: string, now: number) {
+  lockout(model: Request, now: number) {
     const eligible = this.eligible(model);
     if (eligible.length === 0) return { lockoutMs: 0, noActiveKeys: true };
     if (eligible.some((k) => now >= this.readyAt(k))) return { lockoutMs: 0, noActiveKeys: false };
@@ -97,7 +140,7 @@ class NaivePool {
       .sort((a, b) => (a.hash < b.hash ? -1 : 1))
       .map((k) => ({
         keyHash: k.hash,
-        provider: "openai",
+        provider: k.provider,
         modelFamilies: k.families,
         organizationId: "",
         trial: k.trial,
@@ -112,19 +155,21 @@ class NaivePool {
         usage: k.usage,
         inFlight: k.inFlight,
         leaseCount: k.leaseCount,
+        // Every key here is added with its families named: the key checker would keep them.
+        familiesPinned: true,
       }));
   }
 }
 
 type Op =
-  | { op: "add"; secret: number; families: string[]; trial: boolean }
-  | { op: "lease"; model: string }
+  | { op: "add"; provider: ProviderId; secret: number; families: string[]; trial: boolean }
+  | { op: "lease"; request: Request }
   | { op: "report"; key: number; status: number; headers: Record<string, string> }
   | { op: "usage"; key: number; model: string; input: number; output: number; lease: number }
   | { op: "disable"; key: number; state: DisableState }
   | { op: "enable"; key: number }
   | { op: "remove"; key: number }
-  | { op: "lockout"; model: string }
+  | { op: "lockout"; request: Request }
   | { op: "advance"; ms: number };
 
 const duration = fc.oneof(
@@ -137,6 +182,8 @@ const headers = fc.dictionary(
     "X-RateLimit-Remaining-Tokens",
     "x-ratelimit-reset-requests",
     "x-ratelimit-reset-tokens",
+    "x-ratelimit-remaining-tokens-minute",
+    "anthropic-ratelimit-requests-remaining",
     "retry-after",
     "retry-after-ms",
     "content-type",
@@ -145,15 +192,26 @@ const headers = fc.dictionary(
   { maxKeys: 5 },
 );
 
+const add = fc.constantFrom(...PROVIDER_IDS).chain((provider) =>
+  fc.record({
+    op: fc.constant("add" as const),
+    provider: fc.constant(provider),
+    secret: fc.nat(SECRETS - 1),
+    families: fc.subarray(FAMILIES_OF[provider], { minLength: 1 }),
+    trial: fc.boolean(),
+  }),
+);
+const request = fc.constantFrom(...REQUESTS);
+
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 2, arbitrary: fc.record({ op: fc.constant("add" as const), secret: fc.nat(SECRETS.length - 1), families: fc.subarray(FAMILIES, { minLength: 1 }), trial: fc.boolean() }) },
-  { weight: 8, arbitrary: fc.record({ op: fc.constant("lease" as const), model: fc.constantFrom(...MODEL_NAMES) }) },
+  { weight: 2, arbitrary: add },
+  { weight: 8, arbitrary: fc.record({ op: fc.constant("lease" as const), request }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant("report" as const), key: fc.nat(12), status: fc.constantFrom(200, 200, 201, 429, 429, 401, 500), headers }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant("usage" as const), key: fc.nat(12), model: fc.constantFrom(...MODEL_NAMES, "not-a-model"), input: fc.nat(5000), output: fc.nat(5000), lease: fc.integer({ min: -1, max: 30 }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("disable" as const), key: fc.nat(12), state: fc.constantFrom("disabled" as const, "revoked" as const, "over_quota" as const) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("enable" as const), key: fc.nat(12) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("remove" as const), key: fc.nat(12) }) },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant("lockout" as const), model: fc.constantFrom(...MODEL_NAMES) }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant("lockout" as const), request }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant("advance" as const), ms: fc.oneof(fc.integer({ min: 0, max: 1500 }), fc.integer({ min: 0, max: 25_000 })) }) },
 );
 
@@ -177,15 +235,16 @@ function run(ops: Op[]) {
     const where = `step ${i} ${JSON.stringify(o)}`;
     switch (o.op) {
       case "add": {
-        const hash = hashKey("openai", SECRETS[o.secret], "");
-        const r = pool.addKeys([{ provider: "openai", key: SECRETS[o.secret], modelFamilies: o.families, trial: o.trial }]);
+        const key = credential(o.provider, o.secret);
+        const hash = hashKey(o.provider, key, "");
+        const r = pool.addKeys([{ provider: o.provider, key, modelFamilies: o.families, trial: o.trial }]);
         expect(r.keyHashes).toEqual([hash]);
         if (model.keys.has(hash)) {
           expect(r.duplicates).toBe(1);
         } else {
           expect(r.added).toBe(1);
           model.keys.set(hash, {
-            hash, families: [...o.families], trial: o.trial, state: "active", holdUntil: 0, cooldownUntil: 0, rateLimitedAt: 0,
+            hash, provider: o.provider, families: [...o.families], trial: o.trial, state: "active", holdUntil: 0, cooldownUntil: 0, rateLimitedAt: 0,
             lastUsed: 0, promptCount: 0, usage: {}, inFlight: 0, leaseCount: 0,
           });
           if (!hashes.includes(hash)) hashes.push(hash);
@@ -193,8 +252,8 @@ function run(ops: Op[]) {
         break;
       }
       case "lease": {
-        const expected = model.choose(o.model, now);
-        const got = codeOf(() => pool.lease({ model: o.model }));
+        const expected = model.choose(o.request, now);
+        const got = codeOf(() => pool.lease({ ...o.request }));
         if (expected.key) {
           const lease = got.value as { keyHash: string; leaseId: string };
           expect({ where, hash: lease?.keyHash }).toEqual({ where, hash: expected.key.hash });
@@ -211,7 +270,7 @@ function run(ops: Op[]) {
         break;
       }
       case "lockout":
-        expect({ where, l: pool.lockout({ model: o.model }) }).toEqual({ where, l: model.lockout(o.model, now) });
+        expect({ where, l: pool.lockout({ ...o.request }) }).toEqual({ where, l: model.lockout(o.request, now) });
         break;
       case "report": {
         const hash = hashes[o.key];
@@ -221,7 +280,7 @@ function run(ops: Op[]) {
           expect(got.code).toBe(ErrorCode.NotFound);
           break;
         }
-        const effect = planReport(o.status, o.headers, openai.rateLimitHeaders, now, LIMITS);
+        const effect = planReport(o.status, o.headers, providerInfo(k.provider).rateLimitHeaders, now, LIMITS);
         if (effect.kind === "revoke") k.state = "revoked";
         if (effect.kind === "hold") k.holdUntil = now + effect.waitMs;
         if (effect.kind === "cooldown") {
@@ -240,10 +299,10 @@ function run(ops: Op[]) {
         );
         // The model resolves in the key's provider, so an unknown key is found out first.
         if (!k) expect(got.code).toBe(ErrorCode.NotFound);
-        else if (!(o.model in MODELS)) expect(got.code).toBe(ErrorCode.InvalidArgument);
+        else if (!(o.model in MODELS) || MODELS[o.model].families[k.provider] === undefined) expect(got.code).toBe(ErrorCode.InvalidArgument);
         else {
           expect(got.code).toBeUndefined();
-          const family = MODELS[o.model].family;
+          const family = MODELS[o.model].families[k.provider]!;
           k.promptCount++;
           const u = (k.usage[family] ??= { inputTokens: 0, outputTokens: 0, prompts: 0 });
           u.inputTokens += o.input;
@@ -301,11 +360,11 @@ describe("the fast pool agrees with a naive filter-and-sort model", () => {
 
   it("on sequences that keep many keys busy (short clock moves, many leases)", () => {
     const busy = fc.oneof(
-      { weight: 1, arbitrary: fc.record({ op: fc.constant("add" as const), secret: fc.nat(SECRETS.length - 1), families: fc.subarray(FAMILIES, { minLength: 1 }), trial: fc.boolean() }) },
-      { weight: 6, arbitrary: fc.record({ op: fc.constant("lease" as const), model: fc.constantFrom("gpt-4", "gpt-3.5-turbo", "text-embedding-ada-002") }) },
+      { weight: 1, arbitrary: add },
+      { weight: 6, arbitrary: fc.record({ op: fc.constant("lease" as const), request }) },
       { weight: 3, arbitrary: fc.record({ op: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 400 }) }) },
       { weight: 2, arbitrary: fc.record({ op: fc.constant("report" as const), key: fc.nat(9), status: fc.constantFrom(200, 429), headers }) },
-      { weight: 2, arbitrary: fc.record({ op: fc.constant("lockout" as const), model: fc.constantFrom("gpt-4", "text-embedding-ada-002") }) },
+      { weight: 2, arbitrary: fc.record({ op: fc.constant("lockout" as const), request }) },
     );
     fc.assert(
       fc.property(fc.array(busy, { minLength: 100, maxLength: 400 }), (ops) => run(ops as Op[])),

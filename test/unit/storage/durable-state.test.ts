@@ -8,6 +8,7 @@ import type { KeySpec } from "../../../src/domain/types";
 import { openDurableState, type DurableState, type StorageLogger } from "../../../src/storage/durable-state";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
 import { StateFileError } from "../../../src/storage/state-file-error";
+import { credential, MODEL_OF } from "../domain/providers/fixtures";
 
 class RecordingLogger implements StorageLogger {
   readonly lines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
@@ -69,7 +70,8 @@ describe("openDurableState", () => {
     first.pool.disableKey(hashB, "revoked", "upstream said 401");
     first.pool.reportRateLimit({ keyHash: hashA, statusCode: 429, headers: { "retry-after": "30" } });
     await first.state.flush();
-    // The process dies here: nothing else is written.
+    // The process dies here: nothing else is written, and the kernel drops its lock.
+    first.state.lock!.release();
 
     const second = start([A]);
     expect(hashes(second.pool)).toEqual([hashC, hashA].sort());
@@ -98,6 +100,24 @@ describe("openDurableState", () => {
     expect(third.pool.getKey(hashB)).toMatchObject({ state: "revoked" });
   });
 
+  it("keeps keys of all seven providers across a restart, composite credentials whole and their state", async () => {
+    const providers = Object.keys(MODEL_OF) as KeySpec["provider"][];
+    const specs: KeySpec[] = providers.map((provider) => ({ provider, key: credential(provider), ...(provider === "openai" || provider === "azure" ? { modelFamilies: ["gpt4o"] } : {}) }));
+    const first = start([]);
+    const keyHashes = first.pool.addKeys(specs).keyHashes;
+    const bedrock = keyHashes[providers.indexOf("bedrock")];
+    first.pool.reportRateLimit({ keyHash: bedrock, statusCode: 429, headers: {} });
+    await first.state.flush();
+
+    const second = start([]);
+    providers.forEach((provider, i) => {
+      expect(second.pool.getKey(keyHashes[i])?.provider).toBe(provider);
+      expect(second.pool.secretOf(keyHashes[i])).toBe(specs[i].key);
+    });
+    expect(second.pool.getKey(bedrock)!.cooldownUntil).toBe(clock.now() + 10_000);
+    expect(second.pool.lease({ model: MODEL_OF.vertex.model, provider: "vertex" }).key).toBe(credential("vertex"));
+  });
+
   it("keeps a key removed with RemoveKey out, with its history on file", async () => {
     const first = start([A]);
     const [hashA] = first.pool.listKeys().map((k) => k.keyHash) as [string];
@@ -106,6 +126,7 @@ describe("openDurableState", () => {
     first.pool.removeKey(hashC);
     first.pool.removeKey(hashA);
     await first.state.flush();
+    first.state.lock!.release(); // the process dies
 
     const logger = new RecordingLogger();
     const second = start([A], logger);
@@ -169,6 +190,7 @@ describe("openDurableState", () => {
     const lease = first.pool.lease({ model: "gpt-4" });
     first.pool.incrementUsage({ keyHash: lease.keyHash, model: "gpt-4", inputTokens: 1, outputTokens: 1, leaseId: lease.leaseId });
     await first.state.flush();
+    first.state.lock!.release(); // the process dies
     const second = start([A]);
     expect(second.pool.getKey(lease.keyHash)).toMatchObject({ leaseCount: 1, inFlight: 0, promptCount: 1 });
   });

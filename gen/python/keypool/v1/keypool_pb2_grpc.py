@@ -273,6 +273,11 @@ class KeyAdminServiceStub(object):
                 request_serializer=keypool_dot_v1_dot_keypool__pb2.EnableKeyRequest.SerializeToString,
                 response_deserializer=keypool_dot_v1_dot_keypool__pb2.EnableKeyResponse.FromString,
                 )
+        self.RecheckKeys = channel.unary_unary(
+                '/keypool.v1.KeyAdminService/RecheckKeys',
+                request_serializer=keypool_dot_v1_dot_keypool__pb2.RecheckKeysRequest.SerializeToString,
+                response_deserializer=keypool_dot_v1_dot_keypool__pb2.RecheckKeysResponse.FromString,
+                )
 
 
 class KeyAdminServiceServicer(object):
@@ -302,8 +307,17 @@ class KeyAdminServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def EnableKey(self, request, context):
-        """EnableKey makes a key ACTIVE again. It is the operator's word that the key works: nothing
-        else ever revives a REVOKED key.
+        """EnableKey makes a key ACTIVE again. It is the operator's word that the key works: besides
+        it, only a RecheckKeys whose check proves the key works revives a REVOKED key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecheckKeys(self, request, context):
+        """RecheckKeys marks keys as never checked so that the key checker takes them first. A REVOKED
+        or OVER_QUOTA key becomes ACTIVE again only if its check proves it works; a DISABLED key is
+        left alone (EnableKey it first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -331,6 +345,11 @@ def add_KeyAdminServiceServicer_to_server(servicer, server):
                     servicer.EnableKey,
                     request_deserializer=keypool_dot_v1_dot_keypool__pb2.EnableKeyRequest.FromString,
                     response_serializer=keypool_dot_v1_dot_keypool__pb2.EnableKeyResponse.SerializeToString,
+            ),
+            'RecheckKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecheckKeys,
+                    request_deserializer=keypool_dot_v1_dot_keypool__pb2.RecheckKeysRequest.FromString,
+                    response_serializer=keypool_dot_v1_dot_keypool__pb2.RecheckKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -408,5 +427,22 @@ class KeyAdminService(object):
         return grpc.experimental.unary_unary(request, target, '/keypool.v1.KeyAdminService/EnableKey',
             keypool_dot_v1_dot_keypool__pb2.EnableKeyRequest.SerializeToString,
             keypool_dot_v1_dot_keypool__pb2.EnableKeyResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RecheckKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/keypool.v1.KeyAdminService/RecheckKeys',
+            keypool_dot_v1_dot_keypool__pb2.RecheckKeysRequest.SerializeToString,
+            keypool_dot_v1_dot_keypool__pb2.RecheckKeysResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

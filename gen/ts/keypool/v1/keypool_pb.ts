@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file keypool/v1/keypool.proto.
  */
 export const file_keypool_v1_keypool: GenFile = /*@__PURE__*/
-  fileDesc("ChhrZXlwb29sL3YxL2tleXBvb2wucHJvdG8SCmtleXBvb2wudjEicgoMTGVhc2VSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEiYKCHByb3ZpZGVyGAIgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlchIrCghtYXhfd2FpdBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLNAQoNTGVhc2VSZXNwb25zZRILCgNrZXkYASABKAkSEAoIa2V5X2hhc2gYAiABKAkSJgoIcHJvdmlkZXIYAyABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhQKDG1vZGVsX2ZhbWlseRgEIAEoCRIXCg9vcmdhbml6YXRpb25faWQYBSABKAkSEAoIbGVhc2VfaWQYBiABKAkSNAoQbGVhc2VfZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwwEKFlJlcG9ydFJhdGVMaW1pdFJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkSEwoLc3RhdHVzX2NvZGUYAiABKA0SQAoHaGVhZGVycxgDIAMoCzIvLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVxdWVzdC5IZWFkZXJzRW50cnkSEAoIbGVhc2VfaWQYBCABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRwoXUmVwb3J0UmF0ZUxpbWl0UmVzcG9uc2USLAoIcmVhZHlfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIncKFUluY3JlbWVudFVzYWdlUmVxdWVzdBIQCghrZXlfaGFzaBgBIAEoCRINCgVtb2RlbBgCIAEoCRIUCgxpbnB1dF90b2tlbnMYAyABKAQSFQoNb3V0cHV0X3Rva2VucxgEIAEoBBIQCghsZWFzZV9pZBgFIAEoCSIYChZJbmNyZW1lbnRVc2FnZVJlc3BvbnNlIlAKF0dldExvY2tvdXRQZXJpb2RSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEiYKCHByb3ZpZGVyGAIgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlciJeChhHZXRMb2Nrb3V0UGVyaW9kUmVzcG9uc2USKgoHbG9ja291dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIWCg5ub19hY3RpdmVfa2V5cxgCIAEoCCJ4Cg9MaXN0S2V5c1JlcXVlc3QSJgoIcHJvdmlkZXIYASABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhYKDm1vZGVsX2ZhbWlsaWVzGAIgAygJEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIlAKEExpc3RLZXlzUmVzcG9uc2USIwoEa2V5cxgBIAMoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJhChBXYXRjaEtleXNSZXF1ZXN0EiYKCHByb3ZpZGVyGAEgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlchIWCg5tb2RlbF9mYW1pbGllcxgCIAMoCRINCgViYXRjaBgDIAEoCCKiAgoRV2F0Y2hLZXlzUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIc25hcHNob3QYAyABKAsyFy5rZXlwb29sLnYxLktleVNuYXBzaG90SAASKAoHdXBkYXRlZBgEIAEoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzSAASGgoQcmVtb3ZlZF9rZXlfaGFzaBgFIAEoCUgAEioKCWhlYXJ0YmVhdBgGIAEoCzIVLmtleXBvb2wudjEuSGVhcnRiZWF0SAASKQoHY2hhbmdlcxgHIAEoCzIWLmtleXBvb2wudjEuS2V5Q2hhbmdlc0gAQgcKBWV2ZW50IkAKC0tleVNuYXBzaG90EiMKBGtleXMYASADKAsyFS5rZXlwb29sLnYxLktleVN0YXR1cxIMCgRtb3JlGAIgASgIIlAKCktleUNoYW5nZXMSJgoHdXBkYXRlZBgBIAMoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzEhoKEnJlbW92ZWRfa2V5X2hhc2hlcxgCIAMoCSILCglIZWFydGJlYXQi7QQKCUtleVN0YXR1cxIQCghrZXlfaGFzaBgBIAEoCRImCghwcm92aWRlchgCIAEoDjIULmtleXBvb2wudjEuUHJvdmlkZXISFgoObW9kZWxfZmFtaWxpZXMYAyADKAkSFwoPb3JnYW5pemF0aW9uX2lkGAQgASgJEg0KBXRyaWFsGAUgASgIEiMKBXN0YXRlGAYgASgOMhQua2V5cG9vbC52MS5LZXlTdGF0ZRIUCgxzdGF0ZV9yZWFzb24YByABKAkSLAoIcmVhZHlfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD3JhdGVfbGltaXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF91c2VkGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxsYXN0X2NoZWNrZWQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHByb21wdF9jb3VudBgMIAEoBBIvCgV1c2FnZRgNIAMoCzIgLmtleXBvb2wudjEuS2V5U3RhdHVzLlVzYWdlRW50cnkSEQoJaW5fZmxpZ2h0GA4gASgNEhMKC2xlYXNlX2NvdW50GA8gASgEEjIKDmNvb2xkb3duX3VudGlsGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBpECgpVc2FnZUVudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmtleXBvb2wudjEuVG9rZW5Vc2FnZToCOAEiSgoKVG9rZW5Vc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAQSFQoNb3V0cHV0X3Rva2VucxgCIAEoBBIPCgdwcm9tcHRzGAMgASgEIlYKB0tleVNwZWMSCwoDa2V5GAEgASgJEhYKDm1vZGVsX2ZhbWlsaWVzGAIgAygJEg0KBXRyaWFsGAMgASgIEhcKD29yZ2FuaXphdGlvbl9pZBgEIAEoCSJbCg5BZGRLZXlzUmVxdWVzdBImCghwcm92aWRlchgBIAEoDjIULmtleXBvb2wudjEuUHJvdmlkZXISIQoEa2V5cxgCIAMoCzITLmtleXBvb2wudjEuS2V5U3BlYyJICg9BZGRLZXlzUmVzcG9uc2USEgoKa2V5X2hhc2hlcxgBIAMoCRINCgVhZGRlZBgCIAEoDRISCgpkdXBsaWNhdGVzGAMgASgNIiQKEFJlbW92ZUtleVJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkiEwoRUmVtb3ZlS2V5UmVzcG9uc2UiWgoRRGlzYWJsZUtleVJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkSIwoFc3RhdGUYAiABKA4yFC5rZXlwb29sLnYxLktleVN0YXRlEg4KBnJlYXNvbhgDIAEoCSI4ChJEaXNhYmxlS2V5UmVzcG9uc2USIgoDa2V5GAEgASgLMhUua2V5cG9vbC52MS5LZXlTdGF0dXMiJAoQRW5hYmxlS2V5UmVxdWVzdBIQCghrZXlfaGFzaBgBIAEoCSI3ChFFbmFibGVLZXlSZXNwb25zZRIiCgNrZXkYASABKAsyFS5rZXlwb29sLnYxLktleVN0YXR1cypRCghQcm92aWRlchIYChRQUk9WSURFUl9VTlNQRUNJRklFRBAAEhMKD1BST1ZJREVSX09QRU5BSRABEhYKElBST1ZJREVSX0FOVEhST1BJQxACKoQBCghLZXlTdGF0ZRIZChVLRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBLRVlfU1RBVEVfQUNUSVZFEAESFgoSS0VZX1NUQVRFX0RJU0FCTEVEEAISFQoRS0VZX1NUQVRFX1JFVk9LRUQQAxIYChRLRVlfU1RBVEVfT1ZFUl9RVU9UQRAEMvUDCg5LZXlQb29sU2VydmljZRI8CgVMZWFzZRIYLmtleXBvb2wudjEuTGVhc2VSZXF1ZXN0Ghkua2V5cG9vbC52MS5MZWFzZVJlc3BvbnNlEloKD1JlcG9ydFJhdGVMaW1pdBIiLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVxdWVzdBojLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVzcG9uc2USVwoOSW5jcmVtZW50VXNhZ2USIS5rZXlwb29sLnYxLkluY3JlbWVudFVzYWdlUmVxdWVzdBoiLmtleXBvb2wudjEuSW5jcmVtZW50VXNhZ2VSZXNwb25zZRJKCglXYXRjaEtleXMSHC5rZXlwb29sLnYxLldhdGNoS2V5c1JlcXVlc3QaHS5rZXlwb29sLnYxLldhdGNoS2V5c1Jlc3BvbnNlMAESXQoQR2V0TG9ja291dFBlcmlvZBIjLmtleXBvb2wudjEuR2V0TG9ja291dFBlcmlvZFJlcXVlc3QaJC5rZXlwb29sLnYxLkdldExvY2tvdXRQZXJpb2RSZXNwb25zZRJFCghMaXN0S2V5cxIbLmtleXBvb2wudjEuTGlzdEtleXNSZXF1ZXN0Ghwua2V5cG9vbC52MS5MaXN0S2V5c1Jlc3BvbnNlMrYCCg9LZXlBZG1pblNlcnZpY2USQgoHQWRkS2V5cxIaLmtleXBvb2wudjEuQWRkS2V5c1JlcXVlc3QaGy5rZXlwb29sLnYxLkFkZEtleXNSZXNwb25zZRJICglSZW1vdmVLZXkSHC5rZXlwb29sLnYxLlJlbW92ZUtleVJlcXVlc3QaHS5rZXlwb29sLnYxLlJlbW92ZUtleVJlc3BvbnNlEksKCkRpc2FibGVLZXkSHS5rZXlwb29sLnYxLkRpc2FibGVLZXlSZXF1ZXN0Gh4ua2V5cG9vbC52MS5EaXNhYmxlS2V5UmVzcG9uc2USSAoJRW5hYmxlS2V5Ehwua2V5cG9vbC52MS5FbmFibGVLZXlSZXF1ZXN0Gh0ua2V5cG9vbC52MS5FbmFibGVLZXlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChhrZXlwb29sL3YxL2tleXBvb2wucHJvdG8SCmtleXBvb2wudjEicgoMTGVhc2VSZXF1ZXN0Eg0KBW1vZGVsGAEgASgJEiYKCHByb3ZpZGVyGAIgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlchIrCghtYXhfd2FpdBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLNAQoNTGVhc2VSZXNwb25zZRILCgNrZXkYASABKAkSEAoIa2V5X2hhc2gYAiABKAkSJgoIcHJvdmlkZXIYAyABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhQKDG1vZGVsX2ZhbWlseRgEIAEoCRIXCg9vcmdhbml6YXRpb25faWQYBSABKAkSEAoIbGVhc2VfaWQYBiABKAkSNAoQbGVhc2VfZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi+gEKFlJlcG9ydFJhdGVMaW1pdFJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkSEwoLc3RhdHVzX2NvZGUYAiABKA0SQAoHaGVhZGVycxgDIAMoCzIvLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVxdWVzdC5IZWFkZXJzRW50cnkSEAoIbGVhc2VfaWQYBCABKAkSEgoKZXJyb3JfdHlwZRgFIAEoCRISCgplcnJvcl9jb2RlGAYgASgJEg0KBW1vZGVsGAcgASgJGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkcKF1JlcG9ydFJhdGVMaW1pdFJlc3BvbnNlEiwKCHJlYWR5X2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ3ChVJbmNyZW1lbnRVc2FnZVJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkSDQoFbW9kZWwYAiABKAkSFAoMaW5wdXRfdG9rZW5zGAMgASgEEhUKDW91dHB1dF90b2tlbnMYBCABKAQSEAoIbGVhc2VfaWQYBSABKAkiGAoWSW5jcmVtZW50VXNhZ2VSZXNwb25zZSJQChdHZXRMb2Nrb3V0UGVyaW9kUmVxdWVzdBINCgVtb2RlbBgBIAEoCRImCghwcm92aWRlchgCIAEoDjIULmtleXBvb2wudjEuUHJvdmlkZXIiXgoYR2V0TG9ja291dFBlcmlvZFJlc3BvbnNlEioKB2xvY2tvdXQYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoObm9fYWN0aXZlX2tleXMYAiABKAgieAoPTGlzdEtleXNSZXF1ZXN0EiYKCHByb3ZpZGVyGAEgASgOMhQua2V5cG9vbC52MS5Qcm92aWRlchIWCg5tb2RlbF9mYW1pbGllcxgCIAMoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJQChBMaXN0S2V5c1Jlc3BvbnNlEiMKBGtleXMYASADKAsyFS5rZXlwb29sLnYxLktleVN0YXR1cxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiYQoQV2F0Y2hLZXlzUmVxdWVzdBImCghwcm92aWRlchgBIAEoDjIULmtleXBvb2wudjEuUHJvdmlkZXISFgoObW9kZWxfZmFtaWxpZXMYAiADKAkSDQoFYmF0Y2gYAyABKAgiogIKEVdhdGNoS2V5c1Jlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCHNuYXBzaG90GAMgASgLMhcua2V5cG9vbC52MS5LZXlTbmFwc2hvdEgAEigKB3VwZGF0ZWQYBCABKAsyFS5rZXlwb29sLnYxLktleVN0YXR1c0gAEhoKEHJlbW92ZWRfa2V5X2hhc2gYBSABKAlIABIqCgloZWFydGJlYXQYBiABKAsyFS5rZXlwb29sLnYxLkhlYXJ0YmVhdEgAEikKB2NoYW5nZXMYByABKAsyFi5rZXlwb29sLnYxLktleUNoYW5nZXNIAEIHCgVldmVudCJACgtLZXlTbmFwc2hvdBIjCgRrZXlzGAEgAygLMhUua2V5cG9vbC52MS5LZXlTdGF0dXMSDAoEbW9yZRgCIAEoCCJQCgpLZXlDaGFuZ2VzEiYKB3VwZGF0ZWQYASADKAsyFS5rZXlwb29sLnYxLktleVN0YXR1cxIaChJyZW1vdmVkX2tleV9oYXNoZXMYAiADKAkiCwoJSGVhcnRiZWF0Iu0ECglLZXlTdGF0dXMSEAoIa2V5X2hhc2gYASABKAkSJgoIcHJvdmlkZXIYAiABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEhYKDm1vZGVsX2ZhbWlsaWVzGAMgAygJEhcKD29yZ2FuaXphdGlvbl9pZBgEIAEoCRINCgV0cmlhbBgFIAEoCBIjCgVzdGF0ZRgGIAEoDjIULmtleXBvb2wudjEuS2V5U3RhdGUSFAoMc3RhdGVfcmVhc29uGAcgASgJEiwKCHJlYWR5X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9yYXRlX2xpbWl0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3RfdXNlZBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF9jaGVja2VkGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxwcm9tcHRfY291bnQYDCABKAQSLwoFdXNhZ2UYDSADKAsyIC5rZXlwb29sLnYxLktleVN0YXR1cy5Vc2FnZUVudHJ5EhEKCWluX2ZsaWdodBgOIAEoDRITCgtsZWFzZV9jb3VudBgPIAEoBBIyCg5jb29sZG93bl91bnRpbBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaRAoKVXNhZ2VFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5rZXlwb29sLnYxLlRva2VuVXNhZ2U6AjgBIkoKClRva2VuVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgEEhUKDW91dHB1dF90b2tlbnMYAiABKAQSDwoHcHJvbXB0cxgDIAEoBCJWCgdLZXlTcGVjEgsKA2tleRgBIAEoCRIWCg5tb2RlbF9mYW1pbGllcxgCIAMoCRINCgV0cmlhbBgDIAEoCBIXCg9vcmdhbml6YXRpb25faWQYBCABKAkiWwoOQWRkS2V5c1JlcXVlc3QSJgoIcHJvdmlkZXIYASABKA4yFC5rZXlwb29sLnYxLlByb3ZpZGVyEiEKBGtleXMYAiADKAsyEy5rZXlwb29sLnYxLktleVNwZWMiSAoPQWRkS2V5c1Jlc3BvbnNlEhIKCmtleV9oYXNoZXMYASADKAkSDQoFYWRkZWQYAiABKA0SEgoKZHVwbGljYXRlcxgDIAEoDSIkChBSZW1vdmVLZXlSZXF1ZXN0EhAKCGtleV9oYXNoGAEgASgJIhMKEVJlbW92ZUtleVJlc3BvbnNlIloKEURpc2FibGVLZXlSZXF1ZXN0EhAKCGtleV9oYXNoGAEgASgJEiMKBXN0YXRlGAIgASgOMhQua2V5cG9vbC52MS5LZXlTdGF0ZRIOCgZyZWFzb24YAyABKAkiOAoSRGlzYWJsZUtleVJlc3BvbnNlEiIKA2tleRgBIAEoCzIVLmtleXBvb2wudjEuS2V5U3RhdHVzIiQKEEVuYWJsZUtleVJlcXVlc3QSEAoIa2V5X2hhc2gYASABKAkiNwoRRW5hYmxlS2V5UmVzcG9uc2USIgoDa2V5GAEgASgLMhUua2V5cG9vbC52MS5LZXlTdGF0dXMiKAoSUmVjaGVja0tleXNSZXF1ZXN0EhIKCmtleV9oYXNoZXMYASADKAkiKAoTUmVjaGVja0tleXNSZXNwb25zZRIRCglzY2hlZHVsZWQYASABKA0qzQEKCFByb3ZpZGVyEhgKFFBST1ZJREVSX1VOU1BFQ0lGSUVEEAASEwoPUFJPVklERVJfT1BFTkFJEAESFgoSUFJPVklERVJfQU5USFJPUElDEAISFgoSUFJPVklERVJfR09PR0xFX0FJEAMSFAoQUFJPVklERVJfTUlTVFJBTBAEEhkKFVBST1ZJREVSX0FaVVJFX09QRU5BSRAFEhgKFFBST1ZJREVSX0FXU19CRURST0NLEAYSFwoTUFJPVklERVJfR0NQX1ZFUlRFWBAHKoQBCghLZXlTdGF0ZRIZChVLRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBLRVlfU1RBVEVfQUNUSVZFEAESFgoSS0VZX1NUQVRFX0RJU0FCTEVEEAISFQoRS0VZX1NUQVRFX1JFVk9LRUQQAxIYChRLRVlfU1RBVEVfT1ZFUl9RVU9UQRAEMvUDCg5LZXlQb29sU2VydmljZRI8CgVMZWFzZRIYLmtleXBvb2wudjEuTGVhc2VSZXF1ZXN0Ghkua2V5cG9vbC52MS5MZWFzZVJlc3BvbnNlEloKD1JlcG9ydFJhdGVMaW1pdBIiLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVxdWVzdBojLmtleXBvb2wudjEuUmVwb3J0UmF0ZUxpbWl0UmVzcG9uc2USVwoOSW5jcmVtZW50VXNhZ2USIS5rZXlwb29sLnYxLkluY3JlbWVudFVzYWdlUmVxdWVzdBoiLmtleXBvb2wudjEuSW5jcmVtZW50VXNhZ2VSZXNwb25zZRJKCglXYXRjaEtleXMSHC5rZXlwb29sLnYxLldhdGNoS2V5c1JlcXVlc3QaHS5rZXlwb29sLnYxLldhdGNoS2V5c1Jlc3BvbnNlMAESXQoQR2V0TG9ja291dFBlcmlvZBIjLmtleXBvb2wudjEuR2V0TG9ja291dFBlcmlvZFJlcXVlc3QaJC5rZXlwb29sLnYxLkdldExvY2tvdXRQZXJpb2RSZXNwb25zZRJFCghMaXN0S2V5cxIbLmtleXBvb2wudjEuTGlzdEtleXNSZXF1ZXN0Ghwua2V5cG9vbC52MS5MaXN0S2V5c1Jlc3BvbnNlMoYDCg9LZXlBZG1pblNlcnZpY2USQgoHQWRkS2V5cxIaLmtleXBvb2wudjEuQWRkS2V5c1JlcXVlc3QaGy5rZXlwb29sLnYxLkFkZEtleXNSZXNwb25zZRJICglSZW1vdmVLZXkSHC5rZXlwb29sLnYxLlJlbW92ZUtleVJlcXVlc3QaHS5rZXlwb29sLnYxLlJlbW92ZUtleVJlc3BvbnNlEksKCkRpc2FibGVLZXkSHS5rZXlwb29sLnYxLkRpc2FibGVLZXlSZXF1ZXN0Gh4ua2V5cG9vbC52MS5EaXNhYmxlS2V5UmVzcG9uc2USSAoJRW5hYmxlS2V5Ehwua2V5cG9vbC52MS5FbmFibGVLZXlSZXF1ZXN0Gh0ua2V5cG9vbC52MS5FbmFibGVLZXlSZXNwb25zZRJOCgtSZWNoZWNrS2V5cxIeLmtleXBvb2wudjEuUmVjaGVja0tleXNSZXF1ZXN0Gh8ua2V5cG9vbC52MS5SZWNoZWNrS2V5c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message keypool.v1.LeaseRequest
@@ -64,7 +64,8 @@ export const LeaseRequestSchema: GenMessage<LeaseRequest> = /*@__PURE__*/
  */
 export type LeaseResponse = Message<"keypool.v1.LeaseResponse"> & {
   /**
-   * The secret to send upstream. Keep it out of logs.
+   * The secret to send upstream, in the provider's format (see Provider: Azure, Bedrock and
+   * Vertex credentials are their parts joined by ":"). Keep it out of logs.
    *
    * @generated from field: string key = 1;
    */
@@ -141,7 +142,7 @@ export type ReportRateLimitRequest = Message<"keypool.v1.ReportRateLimitRequest"
   /**
    * The upstream response headers; names are case-insensitive. At most 64, each value at most
    * 8 KiB. Only rate-limit headers (x-ratelimit-*, anthropic-ratelimit-*, retry-after,
-   * retry-after-ms) are read.
+   * retry-after-ms; which ones depends on the key's provider) are read.
    *
    * @generated from field: map<string, string> headers = 3;
    */
@@ -153,6 +154,31 @@ export type ReportRateLimitRequest = Message<"keypool.v1.ReportRateLimitRequest"
    * @generated from field: string lease_id = 4;
    */
   leaseId: string;
+
+  /**
+   * Optional: the upstream error body's `error.type` (OpenAI) or `error.type` (Anthropic), when
+   * the proxy read it. At most 256 bytes. With status 429, "insufficient_quota" or
+   * "billing_not_active" makes the key OVER_QUOTA.
+   *
+   * @generated from field: string error_type = 5;
+   */
+  errorType: string;
+
+  /**
+   * Optional: the upstream error body's `error.code` (OpenAI), at most 256 bytes. With status
+   * 404, "model_not_found" takes the family of `model` off the key (it stays ACTIVE for its
+   * other families).
+   *
+   * @generated from field: string error_code = 6;
+   */
+  errorCode: string;
+
+  /**
+   * Optional: the model the upstream request asked for; needed with 404 model_not_found.
+   *
+   * @generated from field: string model = 7;
+   */
+  model: string;
 };
 
 /**
@@ -719,7 +745,10 @@ export const TokenUsageSchema: GenMessage<TokenUsage> = /*@__PURE__*/
  */
 export type KeySpec = Message<"keypool.v1.KeySpec"> & {
   /**
-   * The secret. At most 1 KiB.
+   * The secret, in the provider's format (see Provider): a plain API key, or for Azure, Bedrock
+   * and Vertex the parts joined by ":", the last part taking the rest. Checked when added: a
+   * missing or malformed part is INVALID_ARGUMENT naming the part. At most 1 KiB (8 KiB for
+   * Vertex, whose private key is long).
    *
    * @generated from field: string key = 1;
    */
@@ -937,6 +966,44 @@ export const EnableKeyResponseSchema: GenMessage<EnableKeyResponse> = /*@__PURE_
   messageDesc(file_keypool_v1_keypool, 25);
 
 /**
+ * @generated from message keypool.v1.RecheckKeysRequest
+ */
+export type RecheckKeysRequest = Message<"keypool.v1.RecheckKeysRequest"> & {
+  /**
+   * The keys to check again; empty: every key.
+   *
+   * @generated from field: repeated string key_hashes = 1;
+   */
+  keyHashes: string[];
+};
+
+/**
+ * Describes the message keypool.v1.RecheckKeysRequest.
+ * Use `create(RecheckKeysRequestSchema)` to create a new message.
+ */
+export const RecheckKeysRequestSchema: GenMessage<RecheckKeysRequest> = /*@__PURE__*/
+  messageDesc(file_keypool_v1_keypool, 26);
+
+/**
+ * @generated from message keypool.v1.RecheckKeysResponse
+ */
+export type RecheckKeysResponse = Message<"keypool.v1.RecheckKeysResponse"> & {
+  /**
+   * Keys marked for a check (DISABLED keys are not marked).
+   *
+   * @generated from field: uint32 scheduled = 1;
+   */
+  scheduled: number;
+};
+
+/**
+ * Describes the message keypool.v1.RecheckKeysResponse.
+ * Use `create(RecheckKeysResponseSchema)` to create a new message.
+ */
+export const RecheckKeysResponseSchema: GenMessage<RecheckKeysResponse> = /*@__PURE__*/
+  messageDesc(file_keypool_v1_keypool, 27);
+
+/**
  * The upstream API a key belongs to.
  *
  * @generated from enum keypool.v1.Provider
@@ -959,11 +1026,50 @@ export enum Provider {
   /**
    * Anthropic (keys hashed with the prefix "ant-").
    *
-   * more providers are added here, never renumbered
-   *
    * @generated from enum value: PROVIDER_ANTHROPIC = 2;
    */
   ANTHROPIC = 2,
+
+  /**
+   * Google AI, the Gemini API (prefix "gai-"). The key is a plain API key.
+   *
+   * @generated from enum value: PROVIDER_GOOGLE_AI = 3;
+   */
+  GOOGLE_AI = 3,
+
+  /**
+   * Mistral (prefix "mis-"). The key is a plain API key.
+   *
+   * @generated from enum value: PROVIDER_MISTRAL = 4;
+   */
+  MISTRAL = 4,
+
+  /**
+   * Azure OpenAI (prefix "azu-"). The key is "<resource-name>:<deployment-id>:<api-key>": the
+   * proxy calls https://<resource-name>.openai.azure.com/openai/deployments/<deployment-id>/...
+   *
+   * @generated from enum value: PROVIDER_AZURE_OPENAI = 5;
+   */
+  AZURE_OPENAI = 5,
+
+  /**
+   * AWS Bedrock (prefix "bdr-"). The key is "<access-key-id>:<region>:<secret-access-key>", for
+   * SigV4-signed calls to bedrock-runtime.<region>.amazonaws.com.
+   *
+   * @generated from enum value: PROVIDER_AWS_BEDROCK = 6;
+   */
+  AWS_BEDROCK = 6,
+
+  /**
+   * GCP Vertex AI (prefix "vtx-"). The key is
+   * "<project-id>:<region>:<client-email>:<private-key>", the private key being the service
+   * account's PEM text (newlines included).
+   *
+   * more providers are added here, never renumbered
+   *
+   * @generated from enum value: PROVIDER_GCP_VERTEX = 7;
+   */
+  GCP_VERTEX = 7,
 }
 
 /**
@@ -1130,8 +1236,8 @@ export const KeyAdminService: GenService<{
     output: typeof DisableKeyResponseSchema;
   },
   /**
-   * EnableKey makes a key ACTIVE again. It is the operator's word that the key works: nothing
-   * else ever revives a REVOKED key.
+   * EnableKey makes a key ACTIVE again. It is the operator's word that the key works: besides
+   * it, only a RecheckKeys whose check proves the key works revives a REVOKED key.
    *
    * @generated from rpc keypool.v1.KeyAdminService.EnableKey
    */
@@ -1139,6 +1245,18 @@ export const KeyAdminService: GenService<{
     methodKind: "unary";
     input: typeof EnableKeyRequestSchema;
     output: typeof EnableKeyResponseSchema;
+  },
+  /**
+   * RecheckKeys marks keys as never checked so that the key checker takes them first. A REVOKED
+   * or OVER_QUOTA key becomes ACTIVE again only if its check proves it works; a DISABLED key is
+   * left alone (EnableKey it first).
+   *
+   * @generated from rpc keypool.v1.KeyAdminService.RecheckKeys
+   */
+  recheckKeys: {
+    methodKind: "unary";
+    input: typeof RecheckKeysRequestSchema;
+    output: typeof RecheckKeysResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_keypool_v1_keypool, 1);
