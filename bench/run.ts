@@ -156,7 +156,8 @@ async function main(): Promise<void> {
           results.fanout.push(
             await measureFanout(
               keysFanout,
-              { subscribers: 1000, coalesceMs: 100, leaseRate: rate, durationS: args.quick ? 5 : rate === 0 ? 10 : 20, probeIntervalMs: 300, port },
+              // Batched, as keypool-watch and the dashboard ask for it.
+              { subscribers: 1000, coalesceMs: 100, leaseRate: rate, durationS: args.quick ? 5 : rate === 0 ? 10 : 20, probeIntervalMs: 300, port, batch: true },
               cores,
               env,
               log,

@@ -26,6 +26,8 @@ export interface FanoutConfig {
   warmupMs: number;
   durationMs: number;
   probeIntervalMs: number;
+  /** WatchKeysRequest.batch: one KeyChanges message per coalescing window instead of one per change. */
+  batch: boolean;
 }
 
 const WATCH = "/keypool.v1.KeyPoolService/WatchKeys";
@@ -49,7 +51,7 @@ async function main(config: FanoutConfig): Promise<void> {
   let counting = false;
 
   const sessions = await Promise.all(Array.from({ length: config.connections }, () => connect(config.port)));
-  const request = grpcFrame(toBinary(WatchKeysRequestSchema, create(WatchKeysRequestSchema, {})));
+  const request = grpcFrame(toBinary(WatchKeysRequestSchema, create(WatchKeysRequestSchema, { batch: config.batch })));
   let snapshots = 0;
   for (let i = 0; i < config.subscribers; i++) {
     const session = sessions[i % sessions.length];

@@ -14,6 +14,8 @@ import { ROOT, startKeypool } from "./lib/keypool-server";
 export interface FanoutResult {
   /** Which port the subscribers and the Lease load used: the main port or the native gRPC port. */
   port: "main" | "native";
+  /** Whether the subscribers asked for batched changes (WatchKeysRequest.batch). */
+  batch: boolean;
   subscribers: number;
   coalesceMs: number;
   leaseRateTarget: number;
@@ -43,7 +45,7 @@ export interface FanoutResult {
 
 export async function measureFanout(
   keysFile: string,
-  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number; main?: string; nodeArgs?: string[]; port?: "main" | "native" },
+  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number; main?: string; nodeArgs?: string[]; port?: "main" | "native"; batch?: boolean },
   cores: CoreLayout,
   env: Record<string, string>,
   log: (s: string) => void,
@@ -73,6 +75,7 @@ export async function measureFanout(
       warmupMs: 1000,
       durationMs: opts.durationS * 1000,
       probeIntervalMs: opts.probeIntervalMs,
+      batch: opts.batch ?? false,
     };
     const client = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-fanout-client.ts"), JSON.stringify(config)], cores.load, { cwd: ROOT });
     while (!client.stdout().includes("READY")) {
@@ -104,7 +107,7 @@ export async function measureFanout(
     const after = await poolTotals(rpcPort);
     const leasesGranted = after.leases - before.leases;
     log(
-      `  fan-out (${port} port): ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s (target ${opts.leaseRate}), ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}, verifier ${JSON.stringify(result.verifier)}`,
+      `  fan-out (${port} port${opts.batch ? ", batch" : ""}): ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s (target ${opts.leaseRate}), ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}, verifier ${JSON.stringify(result.verifier)}`,
     );
     // A timed h2load run stops with calls in flight that the pool may still grant; every call
     // h2load saw complete must have been granted.
@@ -114,7 +117,7 @@ export async function measureFanout(
     }
     const serverCpuMicrosPerMessage = (serverCpuShare * 1e6) / result.messagesPerSec;
     log(`  fan-out: ${Math.round(result.messagesPerSec)} messages/s delivered, server busy ${(serverCpuShare * 100).toFixed(0)}% of a core, ${serverCpuMicrosPerMessage.toFixed(0)} µs of server CPU per message`);
-    return { ...result, port, serverCpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: opts.leaseRate, lease, leasesGranted, serverRssMiB };
+    return { ...result, port, batch: opts.batch ?? false, serverCpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: opts.leaseRate, lease, leasesGranted, serverRssMiB };
   } finally {
     await server.stop();
   }

@@ -12,7 +12,9 @@ import type { TokenStore } from "./token-store";
  * that may make the call, which is public knowledge (README).
  */
 export function createAuthInterceptor(tokens: TokenStore): Interceptor {
-  return (next) => async (req) => {
+  // Not async: a call that passes adds no promise of its own; a refusal throws, which connect's
+  // interceptor chain turns into the same rejected call.
+  return (next) => (req) => {
     if (!tokens.enabled || !PROTECTED_SERVICES.has(req.service.typeName)) return next(req);
     const presented = bearerToken(req.header.get("authorization"));
     if (presented === undefined) {

@@ -45,7 +45,7 @@ export class ConnectionGuard {
   constructor(
     readonly timeouts: ConnectionTimeouts,
     readonly caps: ConnectionCaps,
-    private readonly report: GuardReport = () => {},
+    readonly report: GuardReport = () => {},
   ) {}
 
   /** Counts a new connection against its address's cap; closes it and returns false beyond the cap. */
@@ -66,12 +66,16 @@ export class ConnectionGuard {
     return true;
   }
 
-  /** Idle timeout, request timeout and reset budget for one HTTP/2 session. */
-  watchSession(session: http2.ServerHttp2Session): void {
+  /**
+   * Idle timeout, request timeout and reset budget for one HTTP/2 session. `idle: false` leaves
+   * the idle timeout to the HTTP/2 server itself (grpc-js has its own, grpc.max_connection_idle_ms).
+   */
+  watchSession(session: http2.ServerHttp2Session, { idle = true }: { idle?: boolean } = {}): void {
     const { idleMs, requestMs } = this.timeouts;
     let open = 0;
     let idleTimer: NodeJS.Timeout | undefined;
     const startIdle = () => {
+      if (!idle) return;
       idleTimer = setTimeout(() => {
         this.report("idle", { remoteAddress: session.socket?.remoteAddress, idleMs });
         closeNow(session, http2.constants.NGHTTP2_NO_ERROR);

@@ -24,6 +24,8 @@ import {
 } from "@connectrpc/connect";
 import { createAsyncIterable, invokeUnaryImplementation, transformInvokeImplementation } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { truncated } from "../domain/echo";
+import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import type { MountedService } from "./routes";
 
 export interface GrpcJsAdapterOptions {
@@ -208,7 +210,7 @@ function statusOf(reason: unknown): Partial<grpc.StatusObject> {
   const trailer = setTrailerStatus(new Headers(), error);
   trailer.delete("grpc-status");
   trailer.delete("grpc-message");
-  return { code: error.code as number as grpc.status, details: error.rawMessage, metadata: metadataOf(trailer) };
+  return { code: error.code as number as grpc.status, details: truncated(error.rawMessage, ERROR_MESSAGE_LIMIT_BYTES), metadata: metadataOf(trailer) };
 }
 
 function unaryHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions, signals: CallSignals): grpc.handleUnaryCall<unknown, unknown> {

@@ -5,8 +5,12 @@
  * the only difference a client can see is speed.
  */
 import type * as http2 from "node:http2";
+import type * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { Interceptor } from "@connectrpc/connect";
+import { truncated } from "../domain/echo";
+import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
+import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
 import type { TlsMaterial } from "./listener";
 import type { MountedService } from "./routes";
@@ -23,6 +27,8 @@ export interface NativeGrpcListenerOptions {
   /** The main port's HTTP/2 options (src/auth/access-limits.ts http2ServerLimits). */
   http2Limits?: http2.ServerOptions;
   onAbandoned?: (procedure: string, err: unknown) => void;
+  /** The main port's connection caps and timeouts (connection-guard.ts), from the same settings. */
+  connections: { timeouts: ConnectionTimeouts; caps: ConnectionCaps; report?: GuardReport };
 }
 
 export interface NativeGrpcListener {
@@ -66,9 +72,10 @@ const sameWordsAsMainPort: grpc.ServerInterceptor = (_method, call) => {
   call.sendStatus = (status) => {
     for (const { code, pattern, rewrite } of TRANSPORT_STATUSES) {
       const match = status.code === code ? pattern.exec(status.details ?? "") : null;
-      if (match) return send({ ...status, ...rewrite(match) });
+      if (match) status = { ...status, ...rewrite(match) };
     }
-    send(status);
+    // The main port's bound on every error text (src/transport/client-mistakes.ts).
+    send(status.details === undefined ? status : { ...status, details: truncated(status.details, ERROR_MESSAGE_LIMIT_BYTES) });
   };
   // The type asks for an intercepting wrapper; the call itself is one, with nothing to add.
   return call as grpc.ServerInterceptingCall;
@@ -101,6 +108,10 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.readMaxBytes ?? -1,
     "grpc.max_send_message_length": -1,
+    // channelz (call counters and timestamps per call and per session) is read by nothing here.
+    "grpc.enable_channelz": 0,
+    // KEYPOOL_IDLE_TIMEOUT: grpc-js's own idle timeout (GOAWAY once no call has been open this long).
+    "grpc.max_connection_idle_ms": options.connections.timeouts.idleMs,
     ...(options.http2Limits?.settings?.maxConcurrentStreams !== undefined
       ? { "grpc.max_concurrent_streams": options.http2Limits.settings.maxConcurrentStreams }
       : {}),
@@ -125,6 +136,7 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${options.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
+  guardConnections(server, new ConnectionGuard(options.connections.timeouts, options.connections.caps, options.connections.report));
 
   let closing: Promise<void> | undefined;
   return {
@@ -159,4 +171,25 @@ function applyHttp2Limits(server: grpc.Server, limits: http2.ServerOptions | und
   const { settings, ...rest } = limits;
   Object.assign(common, rest);
   common.settings = { ...common.settings, ...settings };
+}
+
+/**
+ * grpc-js has no cap on connections, no request timeout and no limit on stream resets of its
+ * own: the main port's ConnectionGuard watches the HTTP/2 servers grpc-js bound (caps per address
+ * and in total, request timeout, reset budget; the idle timeout is grpc-js's). A connection that
+ * sends nothing gets a session at once on this port (no protocol to sniff), so the idle timeout,
+ * not the headers timeout, closes it.
+ */
+function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
+  const bound = (server as unknown as { http2Servers?: Map<net.Server, unknown> }).http2Servers;
+  if (!bound) throw new Error("@grpc/grpc-js no longer exposes its HTTP/2 servers");
+  for (const http2Server of bound.keys()) {
+    http2Server.maxConnections = guard.caps.maxConnections;
+    http2Server.on("drop", (data?: { remoteAddress?: string }) =>
+      guard.report("refused", { remoteAddress: data?.remoteAddress, limit: guard.caps.maxConnections, cap: "total" }),
+    );
+    // Before grpc-js's own listener, so that a connection past a cap never becomes a session.
+    http2Server.prependListener("connection", (socket: net.Socket) => guard.admit(socket));
+    http2Server.on("session", (session: http2.ServerHttp2Session) => guard.watchSession(session, { idle: false }));
+  }
 }

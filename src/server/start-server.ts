@@ -11,7 +11,7 @@ import { setMaxListeners } from "node:events";
 import * as fs from "node:fs";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { ConfigError } from "../config/config-error";
-import { SETTINGS, SHUTDOWN_GRACE_MS } from "../config/settings";
+import { readGroup, SETTINGS, SHUTDOWN_GRACE_MS } from "../config/settings";
 import { silentLogger, type Logger } from "../log";
 import { Health } from "../../gen/ts/grpc/health/v1/health_pb";
 import { errorMappingInterceptor } from "../transport/errors";
@@ -21,6 +21,7 @@ import type { Durability, PoolApi } from "../domain/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
 import { serveGrpcWebText } from "../transport/grpc-web-text";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
+import { connectionCaps } from "./listener-limits";
 import { createNodeHandler } from "./node-handler";
 import { startNativeGrpcListener, type NativeGrpcListener } from "./native-grpc-listener";
 import type { TokenStore } from "../auth/token-store";
@@ -175,6 +176,12 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
         tls,
         readMaxBytes: deps.readMaxBytes,
         http2Limits: deps.listenerLimits?.http2,
+        // The same caps and timeouts as the main port, defaults included.
+        connections: {
+          timeouts: deps.connectionTimeouts ?? readGroup({}, SETTINGS.connections),
+          caps: deps.listenerLimits?.connections ?? connectionCaps(readGroup({}, SETTINGS.limits)),
+          report: reportConnectionEvent(logger),
+        },
         onAbandoned: (procedure, err) =>
           logger.debug({ procedure, message: err instanceof Error ? err.message : String(err) }, "response abandoned: the client went away"),
       });

@@ -359,8 +359,8 @@ describe.each(PORTS)("on the %s port", (port) => {
   });
 });
 
-// The main port's own stack (connect-node): what it answers to input that its decoders, and not
-// the pool, see first. The native gRPC port's answers are grpc-js's.
+// What each port answers to a huge value: the pool quotes it cut, and each port cuts every error
+// text to 1 KiB (the JSON cases are the main port's own: the native port speaks binary protobuf only).
 describe("errors repeat client input only up to a bound", () => {
   // The server with the default 4 MiB message limit, so that a 1 MB value reaches the pool.
   let large: AccessServer;
@@ -369,9 +369,9 @@ describe("errors repeat client input only up to a bound", () => {
   });
   afterAll(() => large.close());
 
-  it("AddKeys with a 1 MB unknown family name: grpc-js gets INVALID_ARGUMENT with a cut message, Connect a small body", async () => {
+  it.each(PORTS)("AddKeys with a 1 MB unknown family name over the %s port: grpc-js gets INVALID_ARGUMENT with a cut message", async (port) => {
     const family = "f".repeat(1024 * 1024);
-    const grpcJs = grpcJsClient(loadGrpcJsPackage().KeyAdminService, large.port);
+    const grpcJs = grpcJsClient(loadGrpcJsPackage().KeyAdminService, portOf(large, port));
     const metadata = new grpc.Metadata();
     metadata.set("authorization", AUTH.authorization);
     const err = await grpcJsUnary(grpcJs, "addKeys", { provider: "PROVIDER_OPENAI", keys: [{ key: "sk-echo-1", modelFamilies: [family] }] }, { metadata }).then(
@@ -382,7 +382,10 @@ describe("errors repeat client input only up to a bound", () => {
     expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(err!.details).toContain("…[truncated: 1048576 bytes in all]");
     expect(err!.details.length).toBeLessThan(1100);
+  });
 
+  it("AddKeys with a 1 MB unknown family name over Connect JSON: a small body", async () => {
+    const family = "f".repeat(1024 * 1024);
     const connect = await rawH1Request(
       large.port,
       `${ADMIN_SVC}AddKeys`,
@@ -405,7 +408,7 @@ describe("errors repeat client input only up to a bound", () => {
     expect(Buffer.byteLength(grpcJson.grpcMessage!)).toBeLessThan(1100);
   });
 
-  it("is still healthy", () => expectHealthy("main"));
+  it.each(PORTS)("the %s port is still healthy", (port) => expectHealthy(port));
 });
 
 describe("lax input is refused", () => {
