@@ -74,7 +74,7 @@ describe("test helpers keep the checker away from real upstreams", () => {
   it("turning the checker on with a real upstream is refused before the server starts", () => {
     expect(() => withCheckerSafety({ KEYPOOL_CHECK_KEYS: "true" })).toThrow(/127\.0\.0\.0\/8/);
     expect(() =>
-      withCheckerSafety({ KEYPOOL_CHECK_KEYS: "1", KEYPOOL_OPENAI_BASE_URL: "http://127.0.0.1:1", KEYPOOL_ANTHROPIC_BASE_URL: "https://api.anthropic.com" }),
+      withCheckerSafety({ KEYPOOL_CHECK_KEYS: "1", KEYPOOL_OPENAI_BASE_URL: "http://127.0.0.1:1", KEYPOOL_ANTHROPIC_BASE_URL: "https://gateway.example.com" }),
     ).toThrow();
   });
 });
