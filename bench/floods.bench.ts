@@ -91,22 +91,33 @@ async function rapidReset(maxStreamResets: number, floodMs: number, connections:
   });
   try {
     const idle = await idleFigures(server);
-    const flood = floodFrom(["reset", String(server.port), String(floodMs), String(connections)], loadCpus);
-    const [checks, peak] = await Promise.all([probeChecks(server.port, flood.exited), peakRss(server, flood.exited)]);
-    const detail = flood.stdout().trim();
-    return {
-      config: maxStreamResets >= 1_000_000 ? "lifted (1,000,000)" : `default (${maxStreamResets})`,
-      idleRssMiB: idle.rss,
-      peakRssMiB: peak,
-      idleCheckP50Ms: idle.p50,
-      idleCheckP99Ms: idle.p99,
-      checkP50Ms: percentile(checks, 0.5),
-      checkP99Ms: percentile(checks, 0.99),
-      detail,
-    };
+    const config = maxStreamResets >= 1_000_000 ? "lifted (1,000,000)" : `default (${maxStreamResets})`;
+    return await measureFlood(server, idle, config, ["reset", String(server.port), String(floodMs), String(connections)], loadCpus);
   } finally {
     await server.stop();
   }
+}
+
+/** Runs one flood against the server and reads its RSS peak and Health/Check latencies meanwhile. */
+async function measureFlood(
+  server: Parameters<typeof idleFigures>[0],
+  idle: Awaited<ReturnType<typeof idleFigures>>,
+  config: string,
+  args: string[],
+  loadCpus: string | undefined,
+): Promise<FloodResult> {
+  const flood = floodFrom(args, loadCpus);
+  const [checks, peak] = await Promise.all([probeChecks(server.port, flood.exited), peakRss(server, flood.exited)]);
+  return {
+    config,
+    idleRssMiB: idle.rss,
+    peakRssMiB: peak,
+    idleCheckP50Ms: idle.p50,
+    idleCheckP99Ms: idle.p99,
+    checkP50Ms: percentile(checks, 0.5),
+    checkP99Ms: percentile(checks, 0.99),
+    detail: flood.stdout().trim(),
+  };
 }
 
 async function waiterFlood(
@@ -135,19 +146,9 @@ async function waiterFlood(
     const first = await connect(server.port);
     sessions.push(first);
     await unary(first, LEASE, toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: "gpt-4" })));
-    const flood = floodFrom(["waiters", String(server.port), String(holdMs), String(connections), String(perConnection)], loadCpus);
-    const [checks, peak] = await Promise.all([probeChecks(server.port, flood.exited), peakRss(server, flood.exited)]);
-    const detail = flood.stdout().trim();
-    return {
-      config: maxWaiters >= 1_000_000 ? "lifted (10,000,000)" : `default (${maxWaiters})`,
-      idleRssMiB: idle.rss,
-      peakRssMiB: peak,
-      idleCheckP50Ms: idle.p50,
-      idleCheckP99Ms: idle.p99,
-      checkP50Ms: percentile(checks, 0.5),
-      checkP99Ms: percentile(checks, 0.99),
-      detail,
-    };
+    const config = maxWaiters >= 1_000_000 ? "lifted (10,000,000)" : `default (${maxWaiters})`;
+    const args = ["waiters", String(server.port), String(holdMs), String(connections), String(perConnection)];
+    return await measureFlood(server, idle, config, args, loadCpus);
   } finally {
     for (const s of sessions) s.destroy();
     await server.stop();
