@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { KeyPoolService, KeyState, type KeyStatus } from "../../gen/ts/keypool/v1/keypool_pb";
+import { KeyAdminService, KeyPoolService, KeyState, Provider, type KeyStatus } from "../../gen/ts/keypool/v1/keypool_pb";
 import { hashKey } from "../../src/domain/key-hash";
 import { MULTI_ORG } from "../../src/fake-upstream/behaviours";
 import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
@@ -114,7 +114,12 @@ it("a SIGKILL between a finding and its commit never leaves a half-applied clone
         KEYPOOL_ANTHROPIC_BASE_URL: slowFake.url,
       });
       if (round === ROUNDS - 1) {
-        await eventually("the finding committed", async () => (await list(server)).get(parent)?.organizationId === MULTI_ORG.default);
+        // ListKeys shows the finding once it is applied, before its commit; an admin write
+        // answers only after everything changed before it is committed, so once AddKeys answers
+        // the finding is in the file.
+        await eventually("the finding applied", async () => (await list(server)).get(parent)?.organizationId === MULTI_ORG.default);
+        const admin = createClient(KeyAdminService, createGrpcTransport({ baseUrl: server.url }));
+        await admin.addKeys({ provider: Provider.OPENAI, keys: [{ key: "sk-fake-working-flush-d1" }] });
       } else if (round > 0) {
         // The three answers of the parent's first check have left the fake.
         while (slowFake.stats().requests < 3) await new Promise((resolve) => setTimeout(resolve, 1));
