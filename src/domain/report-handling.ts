@@ -31,6 +31,9 @@ export interface UsageReport {
   leaseId?: string;
 }
 
+/** The reason a key revoked by a 401 carries. */
+export const REVOKED_BY_UPSTREAM = "upstream answered 401 Unauthorized: the key was rejected";
+
 /**
  * What a proxy's upstream error says about the key itself (docs/checker.md, "Learning from
  * proxies"): 404 model_not_found takes the model's family off the key; 429 insufficient_quota or
@@ -82,7 +85,7 @@ export class ReportHandling {
       case "revoke":
         if (entry.state !== "revoked") {
           entry.state = "revoked";
-          entry.stateReason = "upstream answered 401 Unauthorized: the key was rejected";
+          entry.stateReason = REVOKED_BY_UPSTREAM;
           this.changes.commit(entry, "revoked", "remove", true);
         }
         break;
