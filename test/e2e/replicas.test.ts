@@ -201,6 +201,8 @@ describe("SIGKILL under load", () => {
       return acked >= 900;
     });
     await killedB;
+    // Calls to b were in flight when it died: the kill happened under load.
+    expect(first.sent).toBeGreaterThan(first.acked);
     const afterReplica = await totalPrompts(a);
     expect(afterReplica.prompts).toBeGreaterThanOrEqual(first.acked);
     expect(afterReplica.prompts).toBeLessThanOrEqual(first.sent);
@@ -215,6 +217,7 @@ describe("SIGKILL under load", () => {
       return Boolean(killedRedis) && acked >= 300;
     });
     await killedRedis;
+    expect(second.sent).toBeGreaterThan(second.acked);
     await redis.start();
     await eventually(async () => (await codeOf(a.pool.listKeys({}))) === "ok", "replica a to serve again after Redis restarted", 15_000);
     const afterRedis = await totalPrompts(a);
