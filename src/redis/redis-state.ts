@@ -12,6 +12,13 @@ import type { KeySpec } from "../domain/types";
 import { openRedisConnection, type RedisConnection, type RedisLogger, type RedisSettings } from "./redis-connection";
 import { RedisPool, type RedisPoolTunables } from "./redis-pool";
 
+/**
+ * The bound on each command while the pool opens: merging the configured keys and loading the
+ * read model run scripts of a thousand keys each, which on a busy machine take longer than a
+ * call's KEYPOOL_REDIS_TIMEOUT. Calls are served only after the open.
+ */
+export const OPEN_COMMAND_TIMEOUT_MS = 30_000;
+
 export interface RedisStateOptions {
   redis: RedisSettings;
   /** KEYPOOL_REDIS_PREFIX. */
@@ -37,6 +44,9 @@ export interface RedisState {
 export async function openRedisState(options: RedisStateOptions): Promise<RedisState> {
   const connection = await openRedisConnection(options.redis, { logger: options.logger });
   let pool: RedisPool;
+  const { client } = connection;
+  // ioredis reads the option as each command is sent: raised for the open, restored for calls.
+  client.options.commandTimeout = Math.max(OPEN_COMMAND_TIMEOUT_MS, options.redis.timeoutMs);
   try {
     pool = await RedisPool.open({
       redis: connection.client,
@@ -51,6 +61,8 @@ export async function openRedisState(options: RedisStateOptions): Promise<RedisS
   } catch (err) {
     await connection.close();
     throw err;
+  } finally {
+    client.options.commandTimeout = options.redis.timeoutMs;
   }
   return {
     pool,
