@@ -16,7 +16,7 @@ import { parseRedisUrl } from "../../src/redis/redis-url";
 import { openRedisState, type RedisState } from "../../src/redis/redis-state";
 import { startServer, type RunningServer } from "../../src/server/start-server";
 import { createWatchKeys, encodedStatusBytes } from "../../src/transport/watch-keys";
-import { WatchHub } from "../../src/watch/watch-hub";
+import { WatchHub, type WatchHubOptions } from "../../src/watch/watch-hub";
 import { startRedisServer, type RedisServer } from "./redis-server";
 import { startRoundRobinProxy, type RoundRobinProxy } from "./round-robin-proxy";
 import { ManualClock, startTestServer, type TestServerOptions } from "./test-server";
@@ -42,7 +42,14 @@ export interface DeployedServer {
   url: string;
   grpcPort?: number;
   grpcUrl?: string;
+  /** The replicas' watch hubs (two replicas on Redis only). */
+  hubs: WatchHub[];
   close(): Promise<void>;
+}
+
+export interface DeploymentOptions extends TestServerOptions {
+  /** The replicas' watch hubs: coalescing, heartbeats, bounds. */
+  hub?: Partial<WatchHubOptions>;
 }
 
 let redis: Promise<RedisServer> | undefined;
@@ -55,10 +62,10 @@ afterAll(async () => {
   if (started) await (await started).close();
 });
 
-export async function startDeployedServer(deployment: Deployment, options: TestServerOptions = {}): Promise<DeployedServer> {
+export async function startDeployedServer(deployment: Deployment, options: DeploymentOptions = {}): Promise<DeployedServer> {
   if (deployment === "one keypool") {
     const t = await startTestServer(options);
-    return { ...t, keyPool: t.pool, clock: t.clock };
+    return { ...t, keyPool: t.pool, clock: t.clock, hubs: [] };
   }
   redis ??= startRedisServer();
   const server = await redis;
@@ -66,10 +73,12 @@ export async function startDeployedServer(deployment: Deployment, options: TestS
   const prefix = `suite-${process.pid}-${++prefixes}`;
   const replicas: { state: RedisState; hub: WatchHub; running: RunningServer }[] = [];
   const proxies: RoundRobinProxy[] = [];
+  // The replicas first, as a fleet shuts down: their streams end with UNAVAILABLE through the
+  // balancer before it goes.
   const close = async () => {
+    await Promise.all(replicas.map((r) => r.running.close()));
     await Promise.all(proxies.map((p) => p.close()));
     for (const r of replicas) {
-      await r.running.close();
       r.hub.close();
       await r.state.close();
     }
@@ -87,7 +96,7 @@ export async function startDeployedServer(deployment: Deployment, options: TestS
         logger: silentLogger,
         scriptTimeFromClock: true,
       });
-      const hub = new WatchHub(state.pool.mirror, { clock, measure: encodedStatusBytes });
+      const hub = new WatchHub(state.pool.mirror, { clock, measure: encodedStatusBytes, ...options.hub });
       const running = await startServer(
         { host: "127.0.0.1", port: 0, grpcPort: 0, tls: options.tls },
         { shutdownGraceMs: 500, watchKeys: createWatchKeys(hub), ...options.deps, pool: state.pool, durability: state.durability },
@@ -107,6 +116,7 @@ export async function startDeployedServer(deployment: Deployment, options: TestS
       url: main.url,
       grpcPort: native.port,
       grpcUrl: native.url,
+      hubs: replicas.map((r) => r.hub),
       close,
     };
   } catch (err) {
