@@ -197,6 +197,7 @@ function baseUrlTemplate(name: string, defaultUrl: string, placeholders: readonl
         const allowed = placeholders.map((p) => `{${p}}`).join(", ");
         throw new ConfigError(name, `"${raw}" names {${unknown}}; the placeholders it may name are ${allowed}`);
       }
+      if (/[{}]/.test(raw.replace(/\{[a-z]+\}/g, ""))) throw new ConfigError(name, `"${raw}" has a brace that opens or closes no placeholder`);
       if (named.length === 0) return plain.parse(raw, variable);
       plain.parse(raw.replace(/\{[a-z]+\}/g, "placeholder"), variable);
       return raw.trim().replace(/\/$/, "");
