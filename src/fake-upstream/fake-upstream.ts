@@ -13,7 +13,8 @@
  * chat plan wins over a behaviour, so one key never gets answers of both kinds.
  *
  * Control endpoints: GET /fake/stats, POST /fake/stats/reset, POST /fake/behaviour
- * ({"key": "...", "behaviour": "working"}).
+ * ({"key": "...", "behaviour": "working"}), GET /fake/vertex-private-key (the PEM key its Vertex
+ * token endpoint verifies against).
  */
 import * as http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -358,6 +359,12 @@ export class FakeUpstream {
     if (req.method === "POST" && path === "/fake/stats/reset") {
       this.resetStats();
       return send(res, { status: 200, body: this.stats() });
+    }
+    if (req.method === "GET" && path === "/fake/vertex-private-key") {
+      // The fake's own throwaway key, for Vertex credentials its token endpoint accepts.
+      res.writeHead(200, { "content-type": "application/x-pem-file" });
+      res.end(`${this.vertexTokens.privateKeyPem}\n`);
+      return;
     }
     if (req.method === "POST" && path === "/fake/behaviour") {
       const body = await readBody(req);
