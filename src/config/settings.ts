@@ -8,6 +8,7 @@
  * The README's configuration table lists the same rows with the same defaults (a unit test
  * compares them).
  */
+import { placeholdersOf } from "../checker/url-template";
 import { POOL_DEFAULTS } from "../domain/pool-options";
 import { DEFAULT_WATCH_COALESCE_MS, DEFAULT_WATCH_HEARTBEAT_MS } from "../watch/watch-hub";
 import { ConfigError, ConfigMessageError } from "./config-error";
@@ -191,7 +192,7 @@ function baseUrlTemplate(name: string, defaultUrl: string, placeholders: readonl
   return {
     ...plain,
     parse(raw, variable) {
-      const named = [...raw.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
+      const named = placeholdersOf(raw);
       const unknown = named.find((p) => !placeholders.includes(p));
       if (unknown !== undefined) {
         const allowed = placeholders.map((p) => `{${p}}`).join(", ");

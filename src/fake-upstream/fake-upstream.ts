@@ -39,6 +39,7 @@ import {
   oauthError,
   vertexModels,
 } from "./provider-answers";
+import type { FakeAnswer } from "./fake-answer";
 import { verifySigV4 } from "./sigv4-verify";
 import { VertexTokens } from "./vertex-tokens";
 
@@ -86,13 +87,7 @@ export interface FakeCall {
   params: Record<string, string>;
 }
 
-export interface FakeAnswer {
-  status: number;
-  /** A JSON body, or `stream`: text (server-sent events) written chunk by chunk. */
-  body?: unknown;
-  stream?: AsyncIterable<string>;
-  headers?: Record<string, string>;
-}
+export type { FakeAnswer } from "./fake-answer";
 
 export type FakeRoute = (call: FakeCall) => FakeAnswer | Promise<FakeAnswer>;
 

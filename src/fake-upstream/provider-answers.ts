@@ -11,7 +11,7 @@ import {
   VERTEX_MODELS,
   type Behaviour,
 } from "./behaviours";
-import type { FakeAnswer } from "./fake-upstream";
+import type { FakeAnswer } from "./fake-answer";
 
 const googleError = (code: number, status: string, message: string, details: unknown[] = []) => ({
   status: code,
