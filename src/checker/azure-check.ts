@@ -50,8 +50,7 @@ export function openAiModelName(azureModel: string): string {
 const OUT_OF_QUOTA = /out of call volume quota/i;
 
 function azureVerdict(answer: UpstreamAnswer): Verdict {
-  const failure = failureVerdict(answer);
-  if (failure || answer.kind === "failed") return failure!;
+  if (answer.kind === "failed" || answer.status >= 500) return failureVerdict(answer);
   const { status } = answer;
   if (status === 200) return { kind: "works" };
   const { code, message } = errorFields(answer.body);

@@ -61,8 +61,7 @@ const BAD_CREDENTIALS = new Set([
 ]);
 
 function bedrockVerdict(answer: UpstreamAnswer): Verdict {
-  const failure = failureVerdict(answer);
-  if (failure || answer.kind === "failed") return failure!;
+  if (answer.kind === "failed" || answer.status >= 500) return failureVerdict(answer);
   const { status } = answer;
   if (status === 200) return { kind: "works" };
   const type = awsErrorType(answer);

@@ -26,13 +26,10 @@ export const revoked = (reason: string): Verdict => ({ kind: "revoked", reason }
 export const overQuota = (reason: string): Verdict => ({ kind: "over_quota", reason });
 export const rateLimited = (what: string): Verdict => ({ kind: "retry", afterMs: RETRY_AFTER_RATE_LIMIT_MS, why: `rate limited (${what})` });
 
-/** Network errors, timeouts and 5xx: the upstream's trouble, not the key's. Undefined for other answers. */
-export function failureVerdict(answer: UpstreamAnswer): Verdict | undefined {
-  if (answer.kind === "failed") {
-    return { kind: "retry", afterMs: RETRY_AFTER_FAILURE_MS, why: answer.why === "timeout" ? "timed out" : "network error" };
-  }
-  if (answer.status >= 500) return { kind: "retry", afterMs: RETRY_AFTER_FAILURE_MS, why: `upstream answered ${answer.status}` };
-  return undefined;
+/** Network errors, timeouts and 5xx: the upstream's trouble, not the key's. */
+export function failureVerdict(answer: UpstreamAnswer): Verdict {
+  const why = answer.kind === "failed" ? (answer.why === "timeout" ? "timed out" : "network error") : `upstream answered ${answer.status}`;
+  return { kind: "retry", afterMs: RETRY_AFTER_FAILURE_MS, why };
 }
 
 /**

@@ -34,8 +34,7 @@ export function decideGoogleAi(subject: CheckSubject, answer: UpstreamAnswer, fa
 }
 
 function googleAiVerdict(answer: UpstreamAnswer): Verdict {
-  const failure = failureVerdict(answer);
-  if (failure || answer.kind === "failed") return failure!;
+  if (answer.kind === "failed" || answer.status >= 500) return failureVerdict(answer);
   const { status } = answer;
   if (status === 200) return { kind: "works" };
   const error = googleError(answer.body);

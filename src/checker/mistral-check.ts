@@ -32,8 +32,7 @@ export function decideMistral(subject: CheckSubject, answer: UpstreamAnswer, fam
 const QUOTA_WORDS = /\b(?:quota|usage limit|monthly limit)\b/i;
 
 function mistralVerdict(answer: UpstreamAnswer): Verdict {
-  const failure = failureVerdict(answer);
-  if (failure || answer.kind === "failed") return failure!;
+  if (answer.kind === "failed" || answer.status >= 500) return failureVerdict(answer);
   const { status } = answer;
   if (status === 200) return { kind: "works" };
   if (status === 401 || status === 403) return revoked(`the upstream answered ${status}: it rejected the key`);

@@ -87,8 +87,7 @@ export function decideVertexToken(answer: UpstreamAnswer): { accessToken: string
 }
 
 function tokenVerdict(answer: UpstreamAnswer): Verdict {
-  const failure = failureVerdict(answer);
-  if (failure || answer.kind === "failed") return failure!;
+  if (answer.kind === "failed" || answer.status >= 500) return failureVerdict(answer);
   const { status } = answer;
   const error = oauthError(answer.body);
   if (status === 400 || status === 401 || status === 403) {
@@ -148,8 +147,7 @@ export function modelIds(publisher: string, body: unknown): string[] {
 }
 
 function modelsVerdict(name: string, answer: UpstreamAnswer): Verdict {
-  const failure = failureVerdict(answer);
-  if (failure || answer.kind === "failed") return failure!;
+  if (answer.kind === "failed" || answer.status >= 500) return failureVerdict(answer);
   const { status } = answer;
   if (status === 200) return { kind: "works" };
   const error = googleError(answer.body);
