@@ -43,24 +43,24 @@ function vertexCredential(secret: string): VertexCredential {
 
 /**
  * The token request: the signed assertion posted as a form. Undefined when the private key cannot
- * be read (a key that can never sign anything).
+ * be read or cannot sign RS256 (not an RSA key): a key that can never get a token.
  */
 export async function vertexTokenRequest(subject: CheckSubject, tokenUrl: string, now: Date): Promise<UpstreamRequest | undefined> {
   const { clientEmail, privateKey } = vertexCredential(subject.secret);
-  let key: ReturnType<typeof createPrivateKey>;
+  const iat = Math.floor(now.getTime() / 1000);
+  let assertion: string;
   try {
-    key = createPrivateKey(privateKey);
+    assertion = await new SignJWT({ scope: VERTEX_SCOPE })
+      .setProtectedHeader({ alg: "RS256", typ: "JWT" })
+      .setIssuer(clientEmail)
+      .setAudience(tokenUrl)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + ASSERTION_SECONDS)
+      .sign(createPrivateKey(privateKey));
   } catch {
+    // The error may describe the key; it is not passed on.
     return undefined;
   }
-  const iat = Math.floor(now.getTime() / 1000);
-  const assertion = await new SignJWT({ scope: VERTEX_SCOPE })
-    .setProtectedHeader({ alg: "RS256", typ: "JWT" })
-    .setIssuer(clientEmail)
-    .setAudience(tokenUrl)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + ASSERTION_SECONDS)
-    .sign(key);
   return {
     name: "token",
     method: "POST",
@@ -73,7 +73,7 @@ export async function vertexTokenRequest(subject: CheckSubject, tokenUrl: string
 /** A key whose private key cannot be read. */
 export const UNREADABLE_KEY: CheckOutcome = {
   kind: "checked",
-  finding: { state: "revoked", reason: "the service account's private key cannot be read: it can sign nothing" },
+  finding: { state: "revoked", reason: "the service account's private key cannot be read or is not an RSA key: it can get no token" },
   warnings: [],
 };
 

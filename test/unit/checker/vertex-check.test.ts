@@ -54,6 +54,11 @@ describe("Vertex: the token request", () => {
     const bad = vtx({ secret: `my-project-123:europe-west4:${EMAIL}:-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----` });
     expect(await vertexTokenRequest(bad, "https://oauth2.googleapis.com/token", new Date())).toBeUndefined();
   });
+
+  it("neither does a private key that is not RSA (RS256 needs one)", async () => {
+    const ec = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString().trim();
+    expect(await vertexTokenRequest(vtx({ secret: `my-project-123:europe-west4:${EMAIL}:${ec}` }), "https://oauth2.googleapis.com/token", new Date())).toBeUndefined();
+  });
 });
 
 describe("Vertex: the token endpoint's answers (docs/checker.md)", () => {
