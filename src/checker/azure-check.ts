@@ -15,8 +15,11 @@ import { errorFields, type CheckOutcome, type UpstreamAnswer } from "./upstream-
 import type { UpstreamRequest } from "./upstream-request";
 import { fillUrlTemplate } from "./url-template";
 
-/** The data-plane API version whose deployments endpoint answers with the deployment's model. */
-export const AZURE_API_VERSION = "2022-12-01";
+/**
+ * A data-plane API version that still serves the deployments endpoint (the GA versions since
+ * 2023-05-15 dropped it); its answer names the deployment's model.
+ */
+export const AZURE_API_VERSION = "2023-03-15-preview";
 
 export function azureRequest(subject: CheckSubject, baseUrlTemplate: string): UpstreamRequest {
   const [resource, deployment, apiKey] = splitCredential(providerInfo("azure").credential, subject.secret);

@@ -14,13 +14,13 @@ describe("Azure: the request", () => {
     expect(azureRequest(azu(), "https://{resource}.openai.azure.com")).toEqual({
       name: "deployment",
       method: "GET",
-      url: "https://contoso-east.openai.azure.com/openai/deployments/gpt4o-prod?api-version=2022-12-01",
+      url: "https://contoso-east.openai.azure.com/openai/deployments/gpt4o-prod?api-version=2023-03-15-preview",
       headers: { "api-key": "azsecret" },
     });
   });
 
   it("a base URL without {resource} (a gateway, a fake) is used as it is", () => {
-    expect(azureRequest(azu(), "http://127.0.0.1:8090/azure").url).toBe("http://127.0.0.1:8090/azure/openai/deployments/gpt4o-prod?api-version=2022-12-01");
+    expect(azureRequest(azu(), "http://127.0.0.1:8090/azure").url).toBe("http://127.0.0.1:8090/azure/openai/deployments/gpt4o-prod?api-version=2023-03-15-preview");
   });
 });
 
