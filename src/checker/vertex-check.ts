@@ -110,13 +110,22 @@ function oauthError(body: unknown): string {
 /** One models request per publisher, with the access token. */
 export function vertexModelRequests(subject: CheckSubject, baseUrlTemplate: string, accessToken: string): UpstreamRequest[] {
   const { projectId, region } = vertexCredential(subject.secret);
-  const base = withSlash(fillUrlTemplate(baseUrlTemplate, { region }));
+  const base = withSlash(vertexBaseUrl(baseUrlTemplate, region));
   return VERTEX_PUBLISHERS.map((publisher) => ({
     name: publisher,
     method: "GET",
     url: new URL(`v1beta1/publishers/${publisher}/models?pageSize=1000`, base).toString(),
     headers: { authorization: `Bearer ${accessToken}`, "x-goog-user-project": projectId },
   }));
+}
+
+/**
+ * The region's host. The global location has no region in its host name
+ * (aiplatform.googleapis.com), so `{region}-` then stands for nothing.
+ */
+export function vertexBaseUrl(template: string, region: string): string {
+  if (region === "global") return fillUrlTemplate(template.replace("{region}-", ""), { region });
+  return fillUrlTemplate(template, { region });
 }
 
 /** The models answers, one per publisher of VERTEX_PUBLISHERS, in that order. */

@@ -7,6 +7,7 @@ import {
   decideVertex,
   decideVertexToken,
   modelIds,
+  vertexBaseUrl,
   vertexModelRequests,
   vertexTokenRequest,
 } from "../../../src/checker/vertex-check";
@@ -100,6 +101,12 @@ describe("Vertex: the models requests", () => {
       "https://europe-west4-aiplatform.googleapis.com/v1beta1/publishers/meta/models?pageSize=1000",
     ]);
     for (const r of rs) expect(r.headers).toEqual({ authorization: "Bearer ya29.abc", "x-goog-user-project": "my-project-123" });
+  });
+
+  it("the global location's host has no region in it", () => {
+    expect(vertexBaseUrl("https://{region}-aiplatform.googleapis.com", "global")).toBe("https://aiplatform.googleapis.com");
+    expect(vertexBaseUrl("https://{region}-aiplatform.googleapis.com", "us-east5")).toBe("https://us-east5-aiplatform.googleapis.com");
+    expect(vertexBaseUrl("http://127.0.0.1:8090", "global")).toBe("http://127.0.0.1:8090");
   });
 
   it("model ids as requests name them: the last segment; Llama with its publisher", () => {
