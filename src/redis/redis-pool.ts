@@ -157,7 +157,6 @@ export class RedisPool {
           reader: pool.reader,
           streamKey: `${pool.keyPrefix}changes`,
           mirror: pool.mirror,
-          clock: pool.clock,
           resnapshot: () => pool.loadMirror(),
           onApplied: (events) => pool.onApplied(events),
           onHealth: (following, error) => {
@@ -445,6 +444,11 @@ export class RedisPool {
    */
   async catchUp(): Promise<void> {
     const number = await this.sync();
+    if (number < this.mirror.applied) {
+      // Redis lost the pool's changes (it restarted without them): what it holds now is the pool.
+      this.follower?.restartFrom(await this.loadMirror());
+      return;
+    }
     await this.mirror.waitFor(number, this.catchUpTimeoutMs);
   }
 
