@@ -35,6 +35,7 @@ import { ChangeFollower, type StreamPosition } from "./change-follower";
 import { statusFromFields } from "./key-fields";
 import { PoolMirror } from "./pool-mirror";
 import { POOL_SCRIPTS, type PoolScriptName } from "./pool-scripts";
+import { redisUnavailable } from "./redis-failure";
 import { ReplicaWaiters, type LeaseAttempt } from "./replica-waiters";
 
 /** What a replica logs about its pool (a pino logger fits). Never given a secret. */
@@ -479,11 +480,17 @@ export class RedisPool {
     }
   }
 
-  private unavailable(error: unknown): PoolError {
+  /**
+   * A failure of Redis (unreachable, hung, loading, out of memory, failing over) becomes
+   * Unavailable with its reason (redis-failure.ts); anything else is a bug (a script's runtime
+   * error): logged here, it goes on as it is, and the transport answers INTERNAL.
+   */
+  private unavailable(error: unknown): unknown {
     if (error instanceof PoolError) return error;
-    const name = error instanceof Error ? error.name : typeof error;
-    if (name === "ReplyError") this.logFailure("a pool script failed in Redis", error);
-    return new PoolError(ErrorCode.Unavailable, `the pool's Redis did not answer (${name})`);
+    const unavailable = redisUnavailable(error);
+    if (unavailable) return unavailable;
+    this.logFailure("a pool script failed in Redis", error);
+    return error;
   }
 
   /** Logs a Redis failure by its kind and message: replies and connection errors carry no secret. */
