@@ -31,7 +31,7 @@ import { errorLesson, REVOKED_BY_UPSTREAM, type RateLimitReport, type UsageRepor
 import type { DisableState, KeySpec, KeyStatus, Lease, PoolEvent, ProviderId } from "../domain/types";
 import { LIMITS, checkHeaders, checkModel, checkStatusCode, checkText, checkTokens } from "../domain/validation";
 import type { WaitTarget } from "../domain/waiters";
-import { ChangeFollower, type StreamPosition } from "./change-follower";
+import { ChangeFollower, FOLLOW_BLOCK_MS, type StreamPosition } from "./change-follower";
 import { statusFromFields } from "./key-fields";
 import { PoolMirror } from "./pool-mirror";
 import { POOL_SCRIPTS, type PoolScriptName } from "./pool-scripts";
@@ -82,6 +82,8 @@ export interface RedisPoolOptions {
 export const STREAM_MAX_LENGTH = 100_000;
 export const CATCH_UP_TIMEOUT_MS = 5_000;
 export const DEFAULT_PREFIX = "keypool";
+/** How much longer than its block a stream read may take before it counts as failed. */
+const READ_MARGIN_MS = 5_000;
 /** Keys per script when the configured keys are merged at start, and per snapshot page. */
 const BATCH = 1000;
 
@@ -119,8 +121,9 @@ export class RedisPool {
 
   private constructor(options: RedisPoolOptions) {
     this.redis = options.redis;
-    // XREAD BLOCK holds its connection: the follower reads on one of its own.
-    this.reader = options.redis.duplicate({ commandTimeout: undefined });
+    // XREAD BLOCK holds its connection: the follower reads on one of its own, whose bound on a
+    // command leaves room for the block (a Redis that stops answering still fails the read).
+    this.reader = options.redis.duplicate({ commandTimeout: FOLLOW_BLOCK_MS + READ_MARGIN_MS, connectionName: "keypool-follower" });
     this.keyPrefix = poolKeyPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.anchorKey = `${this.keyPrefix}keys`;
     this.clock = options.clock;
@@ -151,6 +154,7 @@ export class RedisPool {
   static async open(options: RedisPoolOptions): Promise<RedisPool> {
     const pool = new RedisPool(options);
     try {
+      if (pool.reader.status === "wait") await pool.reader.connect();
       await pool.mergeConfigured(options.configured ?? []);
       const position = await pool.loadMirror();
       pool.follower = new ChangeFollower(
