@@ -28,7 +28,7 @@ import { resolvePoolOptions, type PoolOptions } from "../domain/pool-options";
 import { PROVIDERS, providerInfo } from "../domain/providers";
 import { planReport } from "../domain/rate-limit-report";
 import { errorLesson, REVOKED_BY_UPSTREAM, type RateLimitReport, type UsageReport } from "../domain/report-handling";
-import type { DisableState, KeySpec, KeyStatus, Lease, PoolEvent, ProviderId } from "../domain/types";
+import type { ChangeCause, DisableState, KeySpec, KeyStatus, Lease, PoolEvent, ProviderId } from "../domain/types";
 import { LIMITS, checkHeaders, checkModel, checkStatusCode, checkText, checkTokens } from "../domain/validation";
 import type { WaitTarget } from "../domain/waiters";
 import { ChangeFollower, FOLLOW_BLOCK_MS, type StreamPosition } from "./change-follower";
@@ -79,13 +79,19 @@ export interface RedisPoolOptions {
 }
 
 /** Entries kept in the change stream: a replica away for longer than this many changes reloads. */
-export const STREAM_MAX_LENGTH = 100_000;
+export const STREAM_MAX_LENGTH = 10_000;
 export const CATCH_UP_TIMEOUT_MS = 5_000;
 export const DEFAULT_PREFIX = "keypool";
 /** How much longer than its block a stream read may take before it counts as failed. */
 const READ_MARGIN_MS = 5_000;
 /** Keys per script when the configured keys are merged at start, and per snapshot page. */
 const BATCH = 1000;
+
+/**
+ * Changes after which no key is ready that was not before (a lease, usage, a lease's end, a
+ * recheck mark): they do not wake the waiters, so that the busiest changes cost no attempts.
+ */
+const NEVER_FREES_A_KEY: ReadonlySet<ChangeCause> = new Set(["leased", "usage", "lease_ended", "check_requested"]);
 
 /** The names of the pool's keys in Redis: one hash tag, `{prefix}`. */
 export function poolKeyPrefix(prefix: string): string {
@@ -539,9 +545,13 @@ export class RedisPool {
   private onApplied(events: readonly PoolEvent[]): void {
     if (this.closed) return;
     let leased = false;
-    for (const event of events) if (event.type === "updated" && event.cause === "leased") leased = true;
+    let wake = false;
+    for (const event of events) {
+      if (event.type === "updated" && event.cause === "leased") leased = true;
+      else if (event.type === "removed" || !NEVER_FREES_A_KEY.has(event.cause)) wake = true;
+    }
     if (leased) this.planExpiry(this.tunables.leaseTtlMs);
-    this.waiters.wake();
+    if (wake) this.waiters.wake();
   }
 
   /** Merges the configured keys, a batch per script; each batch adds only keys still missing. */
