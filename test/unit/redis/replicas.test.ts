@@ -142,6 +142,8 @@ describe("replicas on one Redis", () => {
     clock.advance(REUSE);
     await w1;
     expect(order).toEqual(["first"]);
+    // The second waiter tried the key just leased to the first, and set the timer again.
+    await waitUntil(() => clock.pendingTimers() === timers + 2);
     clock.advance(REUSE);
     await w2;
     expect(order).toEqual(["first", "second"]);
@@ -266,6 +268,29 @@ describe("replicas on one Redis", () => {
     );
     expect(events.some((e) => e.type === "removed" && e.keyHash === hashOf(2))).toBe(true);
     expect(events.some((e) => e.type === "updated" && e.status.keyHash === hashOf(1) && e.status.state === "disabled")).toBe(true);
+  });
+});
+
+describe("time", () => {
+  it("comes from Redis TIME, so replicas whose clocks disagree agree on ready_at", async () => {
+    // Each replica's own clock is a day off the other's; production never sets scriptTimeFromClock.
+    const early = new ManualClock(Date.now() - 86_400_000);
+    const late = new ManualClock(Date.now() + 86_400_000);
+    const a = await replica(early, { configured: [spec(1)], scriptTimeFromClock: false });
+    const b = await replica(late, { scriptTimeFromClock: false });
+    const before = Date.now();
+    const lease = await a.lease({ model: "gpt-4" });
+    const after = Date.now();
+    // The hold began at Redis's now, which is this machine's: neither replica's clock.
+    const [status] = await b.listKeys();
+    expect(status!.lastUsed).toBeGreaterThanOrEqual(before - 1000);
+    expect(status!.lastUsed).toBeLessThanOrEqual(after + 1000);
+    expect(lease.leaseExpiresAt).toBe(status!.lastUsed + TTL);
+    // Held for the reuse delay on every replica, whatever its clock says.
+    await expect(b.lease({ model: "gpt-4" })).rejects.toMatchObject({ code: ErrorCode.ResourceExhausted });
+    const { lockoutMs } = await b.lockout({ model: "gpt-4" });
+    expect(lockoutMs).toBeGreaterThan(REUSE - 5000);
+    expect(lockoutMs).toBeLessThanOrEqual(REUSE);
   });
 });
 
