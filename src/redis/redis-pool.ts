@@ -84,8 +84,10 @@ export const CATCH_UP_TIMEOUT_MS = 5_000;
 export const DEFAULT_PREFIX = "keypool";
 /** How much longer than its block a stream read may take before it counts as failed. */
 const READ_MARGIN_MS = 5_000;
-/** Keys per script when the configured keys are merged at start, and per snapshot page. */
+/** Keys per script when the configured keys are merged at start. */
 const BATCH = 1000;
+/** Keys per snapshot page: a few milliseconds of Redis's time each. */
+const SNAPSHOT_PAGE = 2000;
 
 /**
  * Changes after which no key is ready that was not before (a lease, usage, a lease's end, a
@@ -587,12 +589,12 @@ export class RedisPool {
     let position: StreamPosition | undefined;
     let after = "";
     for (;;) {
-      const reply = (await this.run("kpSnapshot", [after, BATCH])) as Reply;
+      const reply = (await this.run("kpSnapshot", [after, SNAPSHOT_PAGE])) as Reply;
       // The first page's instant is where the stream is followed from: every change after it is
       // applied on top of the pages, so a page read later is never undone for good.
       position ??= { id: String(reply[0]), number: Number(reply[1]) };
-      for (let i = 2; i < reply.length; i++) statuses.push(statusFromFields(reply[i] as string[]));
-      if (reply.length - 2 < BATCH) break;
+      for (const fields of JSON.parse(String(reply[3])) as string[][]) statuses.push(statusFromFields(fields));
+      if (Number(reply[2]) < SNAPSHOT_PAGE) break;
       after = statuses[statuses.length - 1]!.keyHash;
     }
     this.mirror.replaceAll(statuses, position.number);
