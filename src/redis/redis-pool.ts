@@ -216,30 +216,32 @@ export class RedisPool {
   async leaseWhenReady(req: LeaseRequest & { maxWaitMs: number; signal?: AbortSignal }): Promise<Lease> {
     this.checkOpen();
     const target = this.models.resolveAllowed(req?.model, req?.provider);
-    // Waiters queued here earlier for this family come first.
+    // A wait past what a timer can express (24.8 days) is capped there.
+    const maxWaitMs = Math.min(Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0, MAX_TIMER_DELAY_MS);
     let lockoutMs = 0;
-    if (this.waiters.lengthOf(target) === 0) {
+    // Waiters queued here earlier for this family come first: a request that may wait joins them.
+    if (this.waiters.lengthOf(target) === 0 || maxWaitMs <= 0) {
       const attempt = await this.attempt(target);
       if (attempt.kind === "granted") return attempt.lease;
-      if (attempt.kind === "nokeys") throw attempt.error;
+      if (attempt.kind === "nokeys" || maxWaitMs <= 0) throw attempt.error;
       lockoutMs = attempt.lockoutMs;
-      if (req.signal?.aborted) throw new PoolError(ErrorCode.Cancelled, "the lease request was cancelled");
-      const maxWaitMs = Math.min(Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0, MAX_TIMER_DELAY_MS);
-      if (maxWaitMs <= 0) throw attempt.error;
-    } else if (req.signal?.aborted) {
-      throw new PoolError(ErrorCode.Cancelled, "the lease request was cancelled");
     }
-    const maxWaitMs = Math.min(Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0, MAX_TIMER_DELAY_MS);
-    if (maxWaitMs <= 0) throw everyKeyBusy(target, lockoutMs);
-    if (this.waiters.lengthOf(target) >= this.tunables.maxWaitersPerFamily) {
-      throw familyQueueFull(this.tunables.maxWaitersPerFamily, target, lockoutMs);
+    if (req.signal?.aborted) throw new PoolError(ErrorCode.Cancelled, "the lease request was cancelled");
+    const familyFull = this.waiters.lengthOf(target) >= this.tunables.maxWaitersPerFamily;
+    if (familyFull || this.waiters.size >= this.tunables.maxWaiters) {
+      // Refused: its retry delay is the lockout, asked for now if no attempt told it.
+      if (lockoutMs === 0) lockoutMs = (await this.lockoutOf(target)).lockoutMs;
+      if (familyFull) throw familyQueueFull(this.tunables.maxWaitersPerFamily, target, lockoutMs);
+      throw waitersFull(this.tunables.maxWaiters, lockoutMs);
     }
-    if (this.waiters.size >= this.tunables.maxWaiters) throw waitersFull(this.tunables.maxWaiters, lockoutMs);
     return this.waiters.wait(target, maxWaitMs, req.signal);
   }
 
   async lockout(req: LeaseRequest): Promise<{ lockoutMs: number; noActiveKeys: boolean }> {
-    const target = this.models.resolveAllowed(req?.model, req?.provider);
+    return this.lockoutOf(this.models.resolveAllowed(req?.model, req?.provider));
+  }
+
+  private async lockoutOf(target: WaitTarget): Promise<{ lockoutMs: number; noActiveKeys: boolean }> {
     const [any, lockoutMs] = (await this.run("kpLockout", [target.provider, target.family, target.embedding ? "1" : "0"])) as [number, number];
     return any === 1 ? { lockoutMs, noActiveKeys: false } : { lockoutMs: 0, noActiveKeys: true };
   }

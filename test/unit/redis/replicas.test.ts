@@ -166,6 +166,22 @@ describe("replicas on one Redis", () => {
     expect(error.retryAfterMs).toBe(REUSE - 10_000);
   });
 
+  it("waiters fail at once when another replica takes away the family's last key, and a replica's queue is bounded", async () => {
+    const clock = new ManualClock();
+    const a = await replica(clock, { configured: [spec(1)] });
+    const b = await replica(clock, { tunables: { reuseDelayMs: REUSE, leaseTtlMs: TTL, maxWaitersPerFamily: 1 } });
+    await a.lease({ model: "gpt-4" });
+    const waiting = b.leaseWhenReady({ model: "gpt-4", maxWaitMs: 100_000 }).catch((e: PoolError) => e);
+    await waitUntil(() => b.waitingLeases === 1);
+    await expect(b.leaseWhenReady({ model: "gpt-4", maxWaitMs: 100_000 })).rejects.toMatchObject({
+      code: ErrorCode.ResourceExhausted,
+      retryAfterMs: REUSE,
+    });
+    await a.disableKey(hashOf(1));
+    expect(((await waiting) as PoolError).code).toBe(ErrorCode.FailedPrecondition);
+    expect(b.waitingLeases).toBe(0);
+  });
+
   it("an admin change made through one replica is seen by the next call to another, and by its change feed", async () => {
     const clock = new ManualClock();
     const a = await replica(clock, { configured: [spec(1), spec(2)] });
