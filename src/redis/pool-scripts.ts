@@ -109,16 +109,16 @@ local function emitRemoved(h, e)
   events[#events + 1] = {'r', h, e.p, e.f or ''}
 end
 
--- Appends this script's events to the change stream, at most 500 to an entry, each entry
+-- Appends this script's events to the change stream, at most 100 to an entry, each entry
 -- numbered (n) so that a follower notices entries it missed.
 local function flush()
   local i = 1
   while i <= #events do
     local chunk = {}
-    for j = i, math.min(#events, i + 499) do chunk[#chunk + 1] = events[j] end
+    for j = i, math.min(#events, i + 99) do chunk[#chunk + 1] = events[j] end
     local n = redis.call('INCR', P .. 'seq')
     redis.call('XADD', P .. 'changes', 'MAXLEN', '~', MAXLEN, '*', 'n', n, 'e', cjson.encode(chunk))
-    i = i + 500
+    i = i + 100
   end
   events = {}
 end

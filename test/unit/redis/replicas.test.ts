@@ -197,6 +197,34 @@ describe("replicas on one Redis", () => {
     await expect(b.enableKey(hashOf(2))).rejects.toMatchObject({ code: ErrorCode.NotFound });
   });
 
+  it("a replica starting while another changes the pool misses nothing and reorders nothing", async () => {
+    const clock = new ManualClock();
+    const a = await replica(clock, { configured: Array.from({ length: 30 }, (_, i) => spec(i)), tunables: { reuseDelayMs: 0, leaseTtlMs: TTL } });
+    let stop = false;
+    const busy = (async () => {
+      let n = 0;
+      while (!stop || n < 200) {
+        await a.lease({ model: "gpt-4" });
+        n++;
+      }
+    })();
+    const b = await replica(clock);
+    const counts = new Map<string, number>();
+    let reordered = 0;
+    b.changes.subscribe((e) => {
+      if (e.type !== "updated") return;
+      const last = counts.get(e.status.keyHash) ?? -1;
+      if (e.status.leaseCount < last) reordered++;
+      counts.set(e.status.keyHash, e.status.leaseCount);
+    });
+    stop = true;
+    await busy;
+    await b.catchUp();
+    expect(reordered).toBe(0);
+    expect(b.mirror.listKeys()).toEqual(await a.listKeys());
+    expect((await a.listKeys()).reduce((sum, k) => sum + k.leaseCount, 0)).toBeGreaterThanOrEqual(200);
+  });
+
   it("a lease expires once, whichever replicas end it", async () => {
     const clock = new ManualClock();
     const a = await replica(clock, { configured: [spec(1)] });
