@@ -6,7 +6,6 @@
  * instead, its differences published as changes. Nothing is ever missed or applied twice.
  */
 import type Redis from "ioredis";
-import type { Clock } from "../domain/clock";
 import type { ChangeCause, PoolEvent, ProviderId } from "../domain/types";
 import { statusFromFields } from "./key-fields";
 import type { PoolMirror } from "./pool-mirror";
@@ -29,7 +28,6 @@ export interface FollowerOptions {
   reader: Redis;
   streamKey: string;
   mirror: PoolMirror;
-  clock: Clock;
   /** Loads the whole pool into the mirror; returns the stream position to follow from. */
   resnapshot(): Promise<StreamPosition>;
   /** After each batch of entries applied. */
@@ -65,6 +63,11 @@ export class ChangeFollower {
     from: StreamPosition,
   ) {
     this.lastId = from.id;
+  }
+
+  /** Follows from `position` from now on (after the pool's owner reloaded the mirror). */
+  restartFrom(position: StreamPosition): void {
+    this.lastId = position.id;
   }
 
   start(): void {
@@ -103,10 +106,8 @@ export class ChangeFollower {
       for (const [, entries] of reply) {
         for (const [id, fields] of entries) {
           const number = Number(fieldOf(fields, "n"));
-          if (number <= mirror.applied) {
-            this.lastId = id;
-            continue;
-          }
+          // Anything but the next number: entries were trimmed away unread, or Redis lost the pool
+          // and began again (its numbers restart). Either way only a fresh snapshot is right.
           if (number !== mirror.applied + 1) {
             gap = true;
             break;
@@ -130,12 +131,14 @@ export class ChangeFollower {
     }
   }
 
+  /** A network retry's pause, in real time: it is not a pool rule, so the injected clock does not drive it. */
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = this.options.clock.setTimer(ms, () => this.endPause?.());
+      const timer = setTimeout(() => this.endPause?.(), ms);
+      timer.unref();
       this.endPause = () => {
         this.endPause = undefined;
-        timer.cancel();
+        clearTimeout(timer);
         resolve();
       };
     });

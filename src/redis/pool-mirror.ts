@@ -42,7 +42,11 @@ export class PoolMirror {
     return this.statuses.size;
   }
 
-  /** A snapshot replaces the whole model; differences are published as changes. */
+  /**
+   * A snapshot replaces the whole model; differences are published as changes. `number` is the
+   * stream entry the snapshot includes, and becomes the last one applied even if lower (Redis
+   * lost the pool and began numbering again).
+   */
   replaceAll(statuses: Iterable<KeyStatus>, number: number): void {
     const fresh = new Map<string, KeyStatus>();
     for (const status of statuses) fresh.set(status.keyHash, status);
@@ -53,6 +57,7 @@ export class PoolMirror {
       const old = this.statuses.get(keyHash);
       if (!old || JSON.stringify(old) !== JSON.stringify(status)) this.apply({ type: "updated", cause: "restored", status });
     }
+    this.appliedNumber = number;
     this.appliedTo(number);
   }
 

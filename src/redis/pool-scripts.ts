@@ -109,16 +109,16 @@ local function emitRemoved(h, e)
   events[#events + 1] = {'r', h, e.p, e.f or ''}
 end
 
--- Appends this script's events to the change stream, at most 500 to an entry, each entry
+-- Appends this script's events to the change stream, at most 100 to an entry, each entry
 -- numbered (n) so that a follower notices entries it missed.
 local function flush()
   local i = 1
   while i <= #events do
     local chunk = {}
-    for j = i, math.min(#events, i + 499) do chunk[#chunk + 1] = events[j] end
+    for j = i, math.min(#events, i + 99) do chunk[#chunk + 1] = events[j] end
     local n = redis.call('INCR', P .. 'seq')
     redis.call('XADD', P .. 'changes', 'MAXLEN', '~', MAXLEN, '*', 'n', n, 'e', cjson.encode(chunk))
-    i = i + 500
+    i = i + 100
   end
   events = {}
 end
@@ -361,7 +361,8 @@ end
 if merge then
   for _, b in ipairs(known) do
     local h = ARGV[b]
-    local e = load(h)
+    local cur = redis.call('HMGET', kkey(h), 'f', 'tr', 'pin', 'p', 'st')
+    local e = {f = cur[1], tr = cur[2], pin = cur[3], p = cur[4], st = cur[5]}
     local fams, trial, pinned = e.f, e.tr, e.pin
     if ARGV[b + 6] == '1' then fams = ARGV[b + 3] end
     if ARGV[b + 7] == '1' then trial = ARGV[b + 5] end
@@ -526,16 +527,17 @@ return out
 
 /**
  * A page of keys for a replica's read model: after (""), count. Writes nothing. The stream's last
- * entry id and number come from the same instant as the page.
- * → {last_stream_id, last_number, status fields...}
+ * entry id and number come from the same instant as the page. The statuses come as one JSON text
+ * (a list of field lists): one string to read instead of tens of thousands.
+ * → {last_stream_id, last_number, keys_in_page, json}
  */
 const SNAPSHOT = `
 local after = ARGV[4]
 local hs = redis.call('ZRANGEBYLEX', P .. 'keys', after == '' and '-' or '(' .. after, '+', 'LIMIT', 0, tonumber(ARGV[5]))
 local last = redis.call('XREVRANGE', P .. 'changes', '+', '-', 'COUNT', 1)
-local out = {last[1] and last[1][1] or '0-0', redis.call('GET', P .. 'seq') or '0'}
-for _, h in ipairs(hs) do out[#out + 1] = statusFields(h) end
-return out
+local page = {}
+for _, h in ipairs(hs) do page[#page + 1] = statusFields(h) end
+return {last[1] and last[1][1] or '0-0', redis.call('GET', P .. 'seq') or '0', #page, #page > 0 and cjson.encode(page) or '[]'}
 `;
 
 /**

@@ -28,10 +28,10 @@ import { resolvePoolOptions, type PoolOptions } from "../domain/pool-options";
 import { PROVIDERS, providerInfo } from "../domain/providers";
 import { planReport } from "../domain/rate-limit-report";
 import { errorLesson, REVOKED_BY_UPSTREAM, type RateLimitReport, type UsageReport } from "../domain/report-handling";
-import type { DisableState, KeySpec, KeyStatus, Lease, PoolEvent, ProviderId } from "../domain/types";
+import type { ChangeCause, DisableState, KeySpec, KeyStatus, Lease, PoolEvent, ProviderId } from "../domain/types";
 import { LIMITS, checkHeaders, checkModel, checkStatusCode, checkText, checkTokens } from "../domain/validation";
 import type { WaitTarget } from "../domain/waiters";
-import { ChangeFollower, type StreamPosition } from "./change-follower";
+import { ChangeFollower, FOLLOW_BLOCK_MS, type StreamPosition } from "./change-follower";
 import { statusFromFields } from "./key-fields";
 import { PoolMirror } from "./pool-mirror";
 import { POOL_SCRIPTS, type PoolScriptName } from "./pool-scripts";
@@ -51,11 +51,6 @@ export type RedisPoolTunables = Omit<PoolOptions, "clock" | "families" | "allowe
 export interface RedisPoolOptions {
   /** An ioredis client for the pool's commands (the caller opens and closes it). */
   redis: Redis;
-  /**
-   * A connected client for the change stream's blocking reads and nothing else (the pool
-   * disconnects it on close); default: a duplicate of `redis`, connecting as it first reads.
-   */
-  reader?: Redis;
   /**
    * The pool's name in Redis (KEYPOOL_REDIS_PREFIX): every key is `{prefix}:...`, one hash tag,
    * so that a pool lives in one Redis Cluster slot and several pools may share one Redis.
@@ -84,11 +79,21 @@ export interface RedisPoolOptions {
 }
 
 /** Entries kept in the change stream: a replica away for longer than this many changes reloads. */
-export const STREAM_MAX_LENGTH = 100_000;
+export const STREAM_MAX_LENGTH = 10_000;
 export const CATCH_UP_TIMEOUT_MS = 5_000;
 export const DEFAULT_PREFIX = "keypool";
-/** Keys per script when the configured keys are merged at start, and per snapshot page. */
+/** How much longer than its block a stream read may take before it counts as failed. */
+const READ_MARGIN_MS = 5_000;
+/** Keys per script when the configured keys are merged at start. */
 const BATCH = 1000;
+/** Keys per snapshot page: a few milliseconds of Redis's time each. */
+const SNAPSHOT_PAGE = 2000;
+
+/**
+ * Changes after which no key is ready that was not before (a lease, usage, a lease's end, a
+ * recheck mark): they do not wake the waiters, so that the busiest changes cost no attempts.
+ */
+const NEVER_FREES_A_KEY: ReadonlySet<ChangeCause> = new Set(["leased", "usage", "lease_ended", "check_requested"]);
 
 /** The names of the pool's keys in Redis: one hash tag, `{prefix}`. */
 export function poolKeyPrefix(prefix: string): string {
@@ -124,8 +129,9 @@ export class RedisPool {
 
   private constructor(options: RedisPoolOptions) {
     this.redis = options.redis;
-    // XREAD BLOCK holds its connection: the follower reads on one of its own.
-    this.reader = options.reader ?? options.redis.duplicate({ commandTimeout: undefined });
+    // XREAD BLOCK holds its connection: the follower reads on one of its own, whose bound on a
+    // command leaves room for the block (a Redis that stops answering still fails the read).
+    this.reader = options.redis.duplicate({ commandTimeout: FOLLOW_BLOCK_MS + READ_MARGIN_MS, connectionName: "keypool-follower" });
     this.keyPrefix = poolKeyPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.anchorKey = `${this.keyPrefix}keys`;
     this.clock = options.clock;
@@ -156,6 +162,7 @@ export class RedisPool {
   static async open(options: RedisPoolOptions): Promise<RedisPool> {
     const pool = new RedisPool(options);
     try {
+      if (pool.reader.status === "wait") await pool.reader.connect();
       await pool.mergeConfigured(options.configured ?? []);
       const position = await pool.loadMirror();
       pool.follower = new ChangeFollower(
@@ -163,7 +170,6 @@ export class RedisPool {
           reader: pool.reader,
           streamKey: `${pool.keyPrefix}changes`,
           mirror: pool.mirror,
-          clock: pool.clock,
           resnapshot: () => pool.loadMirror(),
           onApplied: (events) => pool.onApplied(events),
           onHealth: (following, error) => {
@@ -210,30 +216,32 @@ export class RedisPool {
   async leaseWhenReady(req: LeaseRequest & { maxWaitMs: number; signal?: AbortSignal }): Promise<Lease> {
     this.checkOpen();
     const target = this.models.resolveAllowed(req?.model, req?.provider);
-    // Waiters queued here earlier for this family come first.
+    // A wait past what a timer can express (24.8 days) is capped there.
+    const maxWaitMs = Math.min(Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0, MAX_TIMER_DELAY_MS);
     let lockoutMs = 0;
-    if (this.waiters.lengthOf(target) === 0) {
+    // Waiters queued here earlier for this family come first: a request that may wait joins them.
+    if (this.waiters.lengthOf(target) === 0 || maxWaitMs <= 0) {
       const attempt = await this.attempt(target);
       if (attempt.kind === "granted") return attempt.lease;
-      if (attempt.kind === "nokeys") throw attempt.error;
+      if (attempt.kind === "nokeys" || maxWaitMs <= 0) throw attempt.error;
       lockoutMs = attempt.lockoutMs;
-      if (req.signal?.aborted) throw new PoolError(ErrorCode.Cancelled, "the lease request was cancelled");
-      const maxWaitMs = Math.min(Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0, MAX_TIMER_DELAY_MS);
-      if (maxWaitMs <= 0) throw attempt.error;
-    } else if (req.signal?.aborted) {
-      throw new PoolError(ErrorCode.Cancelled, "the lease request was cancelled");
     }
-    const maxWaitMs = Math.min(Number.isFinite(req.maxWaitMs) ? req.maxWaitMs : 0, MAX_TIMER_DELAY_MS);
-    if (maxWaitMs <= 0) throw everyKeyBusy(target, lockoutMs);
-    if (this.waiters.lengthOf(target) >= this.tunables.maxWaitersPerFamily) {
-      throw familyQueueFull(this.tunables.maxWaitersPerFamily, target, lockoutMs);
+    if (req.signal?.aborted) throw new PoolError(ErrorCode.Cancelled, "the lease request was cancelled");
+    const familyFull = this.waiters.lengthOf(target) >= this.tunables.maxWaitersPerFamily;
+    if (familyFull || this.waiters.size >= this.tunables.maxWaiters) {
+      // Refused: its retry delay is the lockout, asked for now if no attempt told it.
+      if (lockoutMs === 0) lockoutMs = (await this.lockoutOf(target)).lockoutMs;
+      if (familyFull) throw familyQueueFull(this.tunables.maxWaitersPerFamily, target, lockoutMs);
+      throw waitersFull(this.tunables.maxWaiters, lockoutMs);
     }
-    if (this.waiters.size >= this.tunables.maxWaiters) throw waitersFull(this.tunables.maxWaiters, lockoutMs);
     return this.waiters.wait(target, maxWaitMs, req.signal);
   }
 
   async lockout(req: LeaseRequest): Promise<{ lockoutMs: number; noActiveKeys: boolean }> {
-    const target = this.models.resolveAllowed(req?.model, req?.provider);
+    return this.lockoutOf(this.models.resolveAllowed(req?.model, req?.provider));
+  }
+
+  private async lockoutOf(target: WaitTarget): Promise<{ lockoutMs: number; noActiveKeys: boolean }> {
     const [any, lockoutMs] = (await this.run("kpLockout", [target.provider, target.family, target.embedding ? "1" : "0"])) as [number, number];
     return any === 1 ? { lockoutMs, noActiveKeys: false } : { lockoutMs: 0, noActiveKeys: true };
   }
@@ -451,6 +459,11 @@ export class RedisPool {
    */
   async catchUp(): Promise<void> {
     const number = await this.sync();
+    if (number < this.mirror.applied) {
+      // Redis lost the pool's changes (it restarted without them): what it holds now is the pool.
+      this.follower?.restartFrom(await this.loadMirror());
+      return;
+    }
     await this.mirror.waitFor(number, this.catchUpTimeoutMs);
   }
 
@@ -536,9 +549,13 @@ export class RedisPool {
   private onApplied(events: readonly PoolEvent[]): void {
     if (this.closed) return;
     let leased = false;
-    for (const event of events) if (event.type === "updated" && event.cause === "leased") leased = true;
+    let wake = false;
+    for (const event of events) {
+      if (event.type === "updated" && event.cause === "leased") leased = true;
+      else if (event.type === "removed" || !NEVER_FREES_A_KEY.has(event.cause)) wake = true;
+    }
     if (leased) this.planExpiry(this.tunables.leaseTtlMs);
-    this.waiters.wake();
+    if (wake) this.waiters.wake();
   }
 
   /** Merges the configured keys, a batch per script; each batch adds only keys still missing. */
@@ -574,12 +591,12 @@ export class RedisPool {
     let position: StreamPosition | undefined;
     let after = "";
     for (;;) {
-      const reply = (await this.run("kpSnapshot", [after, BATCH])) as Reply;
+      const reply = (await this.run("kpSnapshot", [after, SNAPSHOT_PAGE])) as Reply;
       // The first page's instant is where the stream is followed from: every change after it is
       // applied on top of the pages, so a page read later is never undone for good.
       position ??= { id: String(reply[0]), number: Number(reply[1]) };
-      for (let i = 2; i < reply.length; i++) statuses.push(statusFromFields(reply[i] as string[]));
-      if (reply.length - 2 < BATCH) break;
+      for (const fields of JSON.parse(String(reply[3])) as string[][]) statuses.push(statusFromFields(fields));
+      if (Number(reply[2]) < SNAPSHOT_PAGE) break;
       after = statuses[statuses.length - 1]!.keyHash;
     }
     this.mirror.replaceAll(statuses, position.number);
