@@ -29,6 +29,8 @@ export interface RedisStateOptions {
   allowedFamilies: ReadonlySet<string> | null;
   configured: readonly KeySpec[];
   logger: RedisLogger;
+  /** Tests only: scripts take their time from `clock` (RedisPoolOptions.scriptTimeFromClock). */
+  scriptTimeFromClock?: boolean;
 }
 
 export interface RedisState {
@@ -50,6 +52,9 @@ export async function openRedisState(options: RedisStateOptions): Promise<RedisS
   try {
     pool = await RedisPool.open({
       redis: connection.client,
+      // Connected before the pool follows its changes: a first read never meets a connection
+      // still opening (which fails at once, there being no offline queue).
+      reader: await connection.open("blocking"),
       prefix: options.prefix,
       clock: options.clock,
       tunables: options.tunables,
@@ -57,6 +62,7 @@ export async function openRedisState(options: RedisStateOptions): Promise<RedisS
       allowedFamilies: options.allowedFamilies,
       configured: options.configured,
       logger: options.logger,
+      scriptTimeFromClock: options.scriptTimeFromClock,
     });
   } catch (err) {
     await connection.close();
