@@ -136,9 +136,7 @@ export class RedisPool {
     this.redis = options.redis;
     // XREAD BLOCK holds its connection: the follower reads on one of its own, whose bound on a
     // command leaves room for the block (a Redis that stops answering still fails the read).
-    this.reader =
-      options.reader ??
-      options.redis.duplicate({ commandTimeout: FOLLOW_BLOCK_MS + READ_MARGIN_MS, connectionName: "keypool-follower" });
+    this.reader = options.reader ?? this.followerConnection(options.redis);
     this.keyPrefix = poolKeyPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.anchorKey = `${this.keyPrefix}keys`;
     this.clock = options.clock;
@@ -489,6 +487,16 @@ export class RedisPool {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /**
+   * A duplicate of the command client for the follower, bounded by the block plus a margin. Its
+   * connection errors are the follower's to report (onHealth), not ioredis's unhandled events.
+   */
+  private followerConnection(redis: Redis): Redis {
+    const reader = redis.duplicate({ commandTimeout: FOLLOW_BLOCK_MS + READ_MARGIN_MS, connectionName: "keypool-follower" });
+    reader.on("error", () => {});
+    return reader;
+  }
 
   /** Runs a script by SHA (EVAL when Redis does not have it yet); Redis failures become Unavailable. */
   private async run(name: PoolScriptName, args: (string | number)[]): Promise<unknown> {
