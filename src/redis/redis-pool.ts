@@ -84,9 +84,9 @@ export interface RedisPoolOptions {
 }
 
 /** Entries kept in the change stream: a replica away for longer than this many changes reloads. */
-export const STREAM_MAX_LENGTH = 10_000;
-export const CATCH_UP_TIMEOUT_MS = 5_000;
-export const DEFAULT_PREFIX = "keypool";
+const STREAM_MAX_LENGTH = 10_000;
+const CATCH_UP_TIMEOUT_MS = 5_000;
+const DEFAULT_PREFIX = "keypool";
 /** How much longer than its block a stream read may take before it counts as failed. */
 const READ_MARGIN_MS = 5_000;
 /** Keys per script when the configured keys are merged at start. */
@@ -101,7 +101,7 @@ const SNAPSHOT_PAGE = 2000;
 const NEVER_FREES_A_KEY: ReadonlySet<ChangeCause> = new Set(["leased", "usage", "lease_ended", "check_requested"]);
 
 /** The names of the pool's keys in Redis: one hash tag, `{prefix}`. */
-export function poolKeyPrefix(prefix: string): string {
+function poolKeyPrefix(prefix: string): string {
   return `{${prefix}}:`;
 }
 
