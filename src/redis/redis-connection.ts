@@ -38,13 +38,6 @@ export interface RedisSettings {
   timeoutMs: number;
 }
 
-/**
- * What a client is for. `commands` answers calls (bounded by the timeout); `blocking` waits in
- * XREAD BLOCK and the like, so its commands carry their own bound and get no command timeout;
- * `subscriber` only listens (SUBSCRIBE).
- */
-export type RedisRole = "commands" | "blocking" | "subscriber";
-
 /** pino's Logger fits. */
 export interface RedisLogger {
   info(fields: object, message: string): void;
@@ -73,8 +66,11 @@ function readCa(settings: RedisSettings): Buffer | undefined {
   }
 }
 
-/** ioredis options for one client of `role`. */
-export function redisOptions(settings: RedisSettings, role: RedisRole, ca?: Buffer): RedisOptions {
+/**
+ * ioredis options for the client that answers calls. A client duplicated from it for blocking
+ * reads (XREAD BLOCK) sets its own command timeout, one that leaves room for the block.
+ */
+export function redisOptions(settings: RedisSettings, ca?: Buffer): RedisOptions {
   const { target, timeoutMs } = settings;
   return {
     host: target.host,
@@ -83,14 +79,14 @@ export function redisOptions(settings: RedisSettings, role: RedisRole, ca?: Buff
     ...(target.username !== undefined ? { username: target.username } : {}),
     ...(target.password !== undefined ? { password: target.password } : {}),
     ...(target.tls ? { tls: { servername: target.host, ...(ca ? { ca } : {}) } } : {}),
-    connectionName: `keypool-${role}`,
+    connectionName: "keypool",
     lazyConnect: true,
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
     maxRetriesPerRequest: 0,
     enableReadyCheck: true,
     connectTimeout: timeoutMs,
-    ...(role === "commands" ? { commandTimeout: timeoutMs } : {}),
+    commandTimeout: timeoutMs,
     retryStrategy: (attempt: number) => reconnectDelayMs(attempt),
     // READONLY after a failover: reconnect, so the next attempt reaches the new primary.
     reconnectOnError: (err: Error) => (err.message.startsWith("READONLY") ? 1 : false),
@@ -185,8 +181,6 @@ export interface RedisConnection {
   readonly available: boolean;
   /** Tells `listener` each time the commands client becomes ready or loses Redis. */
   watchAvailable(listener: (available: boolean) => void): () => void;
-  /** A further client of `role` with the same settings, connected; closed by close(). */
-  open(role: RedisRole): Promise<Redis>;
   /** Closes every client. */
   close(): Promise<void>;
 }
@@ -203,21 +197,13 @@ export async function openRedisConnection(
   const ca = readCa(settings);
   const minimum = options.minimumVersion ?? MIN_REDIS_VERSION;
   const where = settings.target.shown;
-  const clients = new Set<Redis>();
+  const client = new Redis(redisOptions(settings, ca));
   const closeAll = async () => {
-    await Promise.all([...clients].map((c) => c.quit().catch(() => c.disconnect())));
+    await client.quit().catch(() => client.disconnect());
   };
-
-  const open = async (role: RedisRole): Promise<Redis> => {
-    const client = new Redis(redisOptions(settings, role, ca));
-    clients.add(client);
-    await connectChecked(client, settings);
-    // From here on failures are followed by the availability watch; errors are logged there.
-    client.on("error", () => {});
-    return client;
-  };
-
-  const client = await open("commands");
+  await connectChecked(client, settings);
+  // From here on failures are followed by the availability watch below.
+  client.on("error", () => {});
   let version: string | undefined;
   try {
     version = versionFromInfo(await client.info("server"));
@@ -259,7 +245,6 @@ export async function openRedisConnection(
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    open,
     async close() {
       closing = true;
       listeners.clear();

@@ -52,11 +52,6 @@ export interface RedisPoolOptions {
   /** An ioredis client for the pool's commands (the caller opens and closes it). */
   redis: Redis;
   /**
-   * A connected client for the change stream's blocking reads and nothing else (the pool
-   * disconnects it on close); default: a duplicate of `redis`, connected as the pool opens.
-   */
-  reader?: Redis;
-  /**
    * The pool's name in Redis (KEYPOOL_REDIS_PREFIX): every key is `{prefix}:...`, one hash tag,
    * so that a pool lives in one Redis Cluster slot and several pools may share one Redis.
    */
@@ -136,7 +131,7 @@ export class RedisPool {
     this.redis = options.redis;
     // XREAD BLOCK holds its connection: the follower reads on one of its own, whose bound on a
     // command leaves room for the block (a Redis that stops answering still fails the read).
-    this.reader = options.reader ?? this.followerConnection(options.redis);
+    this.reader = this.followerConnection(options.redis);
     this.keyPrefix = poolKeyPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.anchorKey = `${this.keyPrefix}keys`;
     this.clock = options.clock;

@@ -52,9 +52,6 @@ export async function openRedisState(options: RedisStateOptions): Promise<RedisS
   try {
     pool = await RedisPool.open({
       redis: connection.client,
-      // Connected before the pool follows its changes: a first read never meets a connection
-      // still opening (which fails at once, there being no offline queue).
-      reader: await connection.open("blocking"),
       prefix: options.prefix,
       clock: options.clock,
       tunables: options.tunables,

@@ -178,19 +178,6 @@ describe("without a password", () => {
       await connection.close();
     }
   });
-
-  it("a blocking client has no command timeout: XREAD BLOCK waits its own bound", async () => {
-    const { logger } = recordingLogger();
-    const connection = await openRedisConnection(settingsFor(redis.url, { timeoutMs: 100 }), { logger });
-    try {
-      const blocking = await connection.open("blocking");
-      const started = Date.now();
-      expect(await blocking.xread("BLOCK", 400, "STREAMS", "nothing-here", "$")).toBeNull();
-      expect(Date.now() - started).toBeGreaterThanOrEqual(350);
-    } finally {
-      await connection.close();
-    }
-  });
 });
 
 it("reconnects back off from 50 ms, doubling, capped at 2 s plus jitter", () => {
