@@ -1,6 +1,6 @@
 /**
  * Native-port Lease, side by side: keypool's native gRPC port (KEYPOOL_GRPC_PORT) from this build,
- * optionally from another build (`--baseline=<dir>` holding that build's dist/), and the grpc-js
+ * optionally from other builds (`--baseline=<dir>[,<dir>...]`, each holding a build's dist/), and the grpc-js
  * no-op server, all running at once, driven by the same h2load shape in alternating rounds so
  * that a loaded machine's noise falls on each. Prints per server the median Lease rate and the
  * server's CPU time per Lease (from /proc), and the ratios to the no-op of the same run.
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const keys = Number(arg("keys", "10"));
   const rounds = Number(arg("rounds", "5"));
   const requests = Number(arg("requests", "20000"));
-  const baseline = arg("baseline", "");
+  const baselines = arg("baseline", "").split(",").filter(Boolean);
   const cores = coreLayout();
   const keysFile = path.join(os.tmpdir(), `keypool-ab-keys-${keys}.json`);
   writeKeysFile(keysFile, keys);
@@ -34,9 +34,9 @@ async function main(): Promise<void> {
   try {
     const current = await startKeypool({ env, cpus: cores.server, nativePort: true });
     servers.push({ name: "native port, this build", handle: current, port: current.grpcPort! });
-    if (baseline) {
-      const before = await startKeypool({ env, cpus: cores.server, nativePort: true, main: path.join(baseline, "dist", "src", "main.js") });
-      servers.push({ name: `native port, ${baseline}`, handle: before, port: before.grpcPort! });
+    for (const build of baselines) {
+      const other = await startKeypool({ env, cpus: cores.server, nativePort: true, main: path.join(build, "dist", "src", "main.js") });
+      servers.push({ name: `native port, ${build}`, handle: other, port: other.grpcPort! });
     }
     const noop = await startGrpcJsNoop(cores.server);
     servers.push({ name: "grpc-js no-op server", handle: noop, port: noop.port });
