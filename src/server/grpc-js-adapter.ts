@@ -30,6 +30,7 @@ import {
 import { createAsyncIterable, transformInvokeImplementation } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
+import { flatEncoder } from "../transport/flat-binary";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import type { MountedService } from "./routes";
 
@@ -62,7 +63,10 @@ function decoder(schema: DescMessage): (bytes: Buffer) => unknown {
   };
 }
 
+/** The flat encoder where the schema allows one (src/transport/flat-binary.ts), else toBinary: the same bytes. */
 function encoder(schema: DescMessage): (message: never) => Buffer {
+  const flat = flatEncoder(schema);
+  if (flat) return flat as (message: never) => Buffer;
   return (message) => {
     const bytes = toBinary(schema, message);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
