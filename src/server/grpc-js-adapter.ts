@@ -294,18 +294,22 @@ function metadataOrNothing(headers: Headers | undefined): grpc.Metadata | undefi
  * when an interceptor passed on another request object, what connect's invocation makes of it
  * (that request's service, header, signal and values; the rest from the call).
  */
-function contextOf(req: UnaryRequest): { ctx: HandlerContext; call: NativeCall } {
-  if (req instanceof NativeCall) return { ctx: req, call: req };
-  const call = (req as Partial<Pick<NativeCall, typeof CALL_OF>>)[CALL_OF];
-  if (!call) throw new Error("an interceptor passed on a request that is not from this call");
-  const ctx: HandlerContext = {
+function contextOf(req: UnaryRequest): HandlerContext {
+  if (req instanceof NativeCall) return req;
+  const call = callOf(req);
+  return {
     ...call.plainContext(),
     service: req.service,
     requestHeader: req.header ?? call.requestHeader,
     signal: req.signal ?? call.signal,
     values: req.contextValues ?? call.values,
   };
-  return { ctx, call };
+}
+
+function callOf(req: UnaryRequest): NativeCall {
+  const call = (req as Partial<Pick<NativeCall, typeof CALL_OF>>)[CALL_OF];
+  if (!call) throw new Error("an interceptor passed on a request that is not from this call");
+  return call;
 }
 
 /** Metadata as the HTTP headers connect hands to interceptors (binary values base64, as sent). */
@@ -384,9 +388,9 @@ class NativeUnaryResponse {
 function unaryInvocation(spec: Extract<MethodImplSpec, { kind: "unary" }>, interceptors: Interceptor[]): (call: NativeCall) => Promise<UnaryResponse> {
   const output = spec.method.output;
   const handler = async (req: UnaryRequest): Promise<UnaryResponse> => {
-    const { ctx, call } = contextOf(req);
+    const ctx = contextOf(req);
     const message = create(output, await spec.impl(req.message as never, ctx));
-    if (ctx === call) return new NativeUnaryResponse(message, call) as unknown as UnaryResponse;
+    if (ctx instanceof NativeCall) return new NativeUnaryResponse(message, ctx) as unknown as UnaryResponse;
     return { stream: false, message, method: spec.method, service: req.service, header: ctx.responseHeader, trailer: ctx.responseTrailer } as UnaryResponse;
   };
   const invoke = interceptors.reduceRight<(req: UnaryRequest) => Promise<UnaryResponse>>(
