@@ -50,10 +50,20 @@ export interface Started {
   kill(): Promise<void>;
 }
 
+export interface StartOptions extends SpawnOptions {
+  /**
+   * Runs the child under `nice -n niceness`: a load generator that shares a core with the
+   * process taking measurements yields the core to it, so the measurement is not the scheduler's.
+   */
+  niceness?: number;
+}
+
 /** Spawns `command args` on `cpus` (a taskset list) or anywhere when undefined. */
-export function start(command: string, args: string[], cpus: string | undefined, options: SpawnOptions = {}): Started {
-  const [cmd, argv] = cpus !== undefined ? ["/usr/bin/taskset", ["-c", cpus, command, ...args]] : [command, args];
-  const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"], ...options });
+export function start(command: string, args: string[], cpus: string | undefined, options: StartOptions = {}): Started {
+  const { niceness, ...spawnOptions } = options;
+  const [niced, nicedArgs] = niceness !== undefined ? ["nice", ["-n", String(niceness), command, ...args]] : [command, args];
+  const [cmd, argv] = cpus !== undefined ? ["/usr/bin/taskset", ["-c", cpus, niced, ...nicedArgs]] : [niced, nicedArgs];
+  const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"], ...spawnOptions });
   live.add(child);
   let out = "";
   let err = "";
