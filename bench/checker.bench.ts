@@ -32,6 +32,7 @@ import { KeyPool } from "../src/domain/key-pool";
 import { silentLogger } from "../src/log";
 import { coreLayout, sleep, start, type Started } from "./lib/children";
 import { MAIN, ROOT, startKeypool, type ServerHandle } from "./lib/keypool-server";
+import { fakeUpstreamEnv } from "../test/support/checker-safety";
 
 const FAKE_MAIN = path.join(ROOT, "dist/src/fake-upstream/main.js");
 const CONCURRENCY = 8;
@@ -199,8 +200,7 @@ export async function measureChecker(options: { quick: boolean; log: (line: stri
       env: {
         KEYPOOL_KEYS_FILE: keysFile,
         KEYPOOL_CHECK_KEYS: "true",
-        KEYPOOL_OPENAI_BASE_URL: fake.url,
-        KEYPOOL_ANTHROPIC_BASE_URL: fake.url,
+        ...fakeUpstreamEnv(fake.url),
         KEYPOOL_CHECK_CONCURRENCY: String(CONCURRENCY),
       },
       cpus: cores.server,

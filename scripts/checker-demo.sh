@@ -16,6 +16,10 @@ for b in $behaviours; do openai="$openai,sk-fake-$b-1"; done
 for b in working revoked over-quota rate-limited; do anthropic="$anthropic,sk-ant-fake-$b-1"; done
 export OPENAI_KEY="${openai#,}" ANTHROPIC_KEY="${anthropic#,}"
 export KEYPOOL_STATE=memory
-export KEYPOOL_OPENAI_BASE_URL="http://127.0.0.1:$fake_port" KEYPOOL_ANTHROPIC_BASE_URL="http://127.0.0.1:$fake_port"
+fake_url="http://127.0.0.1:$fake_port"
+# Every checker URL at the fake, whatever keys are added later.
+export KEYPOOL_OPENAI_BASE_URL="$fake_url" KEYPOOL_ANTHROPIC_BASE_URL="$fake_url" KEYPOOL_GOOGLE_AI_BASE_URL="$fake_url" \
+  KEYPOOL_MISTRAL_BASE_URL="$fake_url" KEYPOOL_AZURE_BASE_URL="$fake_url" KEYPOOL_BEDROCK_BASE_URL="$fake_url" \
+  KEYPOOL_VERTEX_BASE_URL="$fake_url" KEYPOOL_VERTEX_TOKEN_URL="$fake_url/token"
 export KEYPOOL_CHECK_CONCURRENCY=2 KEYPOOL_CHECK_TIMEOUT=5s KEYPOOL_CHECK_PERIOD=1m
 node dist/src/main.js

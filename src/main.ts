@@ -8,7 +8,7 @@ import { loadAccess, type Access } from "./auth/access";
 import { isLoopbackHost } from "./auth/listen-policy";
 import { helpText, parseServerArgs } from "./cli/server-args";
 import { KeyChecker } from "./checker/key-checker";
-import { CHECKED_PROVIDERS, upstreamCheck } from "./checker/upstream-check";
+import { CHECKED_PROVIDERS, upstreamCheck, type UpstreamUrls } from "./checker/upstream-check";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
@@ -179,8 +179,7 @@ function startChecker(settings: Settings["checker"], families: FamilyConfig, poo
     intervalMs: settings.intervalMs,
     checks: CHECKED_PROVIDERS,
     check: upstreamCheck({
-      openaiBaseUrl: settings.openaiBaseUrl,
-      anthropicBaseUrl: settings.anthropicBaseUrl,
+      ...upstreamUrls(settings),
       timeoutMs: settings.timeoutMs,
       families: families.families,
     }),
@@ -188,14 +187,18 @@ function startChecker(settings: Settings["checker"], families: FamilyConfig, poo
   checker.start();
   logger.info(
     {
-      openaiBaseUrl: settings.openaiBaseUrl,
-      anthropicBaseUrl: settings.anthropicBaseUrl,
+      ...upstreamUrls(settings),
       concurrency: settings.concurrency,
       periodMs: settings.periodMs,
     },
     "key checker started",
   );
   return checker;
+}
+
+function upstreamUrls(settings: Settings["checker"]): UpstreamUrls {
+  const { openaiBaseUrl, anthropicBaseUrl, googleAiBaseUrl, mistralBaseUrl, azureBaseUrl, bedrockBaseUrl, vertexBaseUrl, vertexTokenUrl } = settings;
+  return { openaiBaseUrl, anthropicBaseUrl, googleAiBaseUrl, mistralBaseUrl, azureBaseUrl, bedrockBaseUrl, vertexBaseUrl, vertexTokenUrl };
 }
 
 /** How calls are authenticated, as the start-up line says it. */

@@ -8,6 +8,7 @@
  * The README's configuration table lists the same rows with the same defaults (a unit test
  * compares them).
  */
+import { placeholdersOf } from "../checker/url-template";
 import { POOL_DEFAULTS } from "../domain/pool-options";
 import { DEFAULT_WATCH_COALESCE_MS, DEFAULT_WATCH_HEARTBEAT_MS } from "../watch/watch-hub";
 import { ConfigError, ConfigMessageError } from "./config-error";
@@ -180,6 +181,31 @@ function baseUrl(name: string, defaultUrl: string, meaning: string): Setting<str
   };
 }
 
+/**
+ * A base URL that may name `{placeholder}`s, filled from each key's credential (an Azure resource,
+ * an AWS or GCP region: src/checker/url-template.ts). Validated as baseUrl with each placeholder
+ * standing for a host label; any other `{...}` stops the start. Kept as written, without a
+ * trailing slash.
+ */
+function baseUrlTemplate(name: string, defaultUrl: string, placeholders: readonly string[], meaning: string): Setting<string> {
+  const plain = baseUrl(name, defaultUrl, meaning);
+  return {
+    ...plain,
+    parse(raw, variable) {
+      const named = placeholdersOf(raw);
+      const unknown = named.find((p) => !placeholders.includes(p));
+      if (unknown !== undefined) {
+        const allowed = placeholders.map((p) => `{${p}}`).join(", ");
+        throw new ConfigError(name, `"${raw}" names {${unknown}}; the placeholders it may name are ${allowed}`);
+      }
+      if (/[{}]/.test(raw.replace(/\{[a-z]+\}/g, ""))) throw new ConfigError(name, `"${raw}" has a brace that opens or closes no placeholder`);
+      if (named.length === 0) return plain.parse(raw, variable);
+      plain.parse(raw.replace(/\{[a-z]+\}/g, "placeholder"), variable);
+      return raw.trim().replace(/\/$/, "");
+    },
+  };
+}
+
 /** The table, grouped by the part of keypool that receives each group. */
 export const SETTINGS = {
   server: {
@@ -236,6 +262,12 @@ export const SETTINGS = {
     enabled: flag("KEYPOOL_CHECK_KEYS", true, "check every key against its upstream (models, liveness, organizations: docs/checker.md); `false` takes keys on faith"),
     openaiBaseUrl: baseUrl("KEYPOOL_OPENAI_BASE_URL", "https://api.openai.com", "where OpenAI keys are checked (a gateway or a local fake can stand in; a path is kept)"),
     anthropicBaseUrl: baseUrl("KEYPOOL_ANTHROPIC_BASE_URL", "https://api.anthropic.com", "where Anthropic keys are checked"),
+    googleAiBaseUrl: baseUrl("KEYPOOL_GOOGLE_AI_BASE_URL", "https://generativelanguage.googleapis.com", "where Google AI (Gemini API) keys are checked"),
+    mistralBaseUrl: baseUrl("KEYPOOL_MISTRAL_BASE_URL", "https://api.mistral.ai", "where Mistral keys are checked"),
+    azureBaseUrl: baseUrlTemplate("KEYPOOL_AZURE_BASE_URL", "https://{resource}.openai.azure.com", ["resource"], "where Azure OpenAI keys are checked; `{resource}` is the key's resource name (a URL without it serves every resource)"),
+    bedrockBaseUrl: baseUrlTemplate("KEYPOOL_BEDROCK_BASE_URL", "https://bedrock.{region}.amazonaws.com", ["region"], "where AWS Bedrock keys are checked (ListFoundationModels, SigV4); `{region}` is the key's region"),
+    vertexBaseUrl: baseUrlTemplate("KEYPOOL_VERTEX_BASE_URL", "https://{region}-aiplatform.googleapis.com", ["region"], "where GCP Vertex keys list models; `{region}` is the key's region"),
+    vertexTokenUrl: baseUrl("KEYPOOL_VERTEX_TOKEN_URL", "https://oauth2.googleapis.com/token", "where a Vertex key's service account trades its signed JWT for an access token"),
     concurrency: count("KEYPOOL_CHECK_CONCURRENCY", 8, [1, 1000], "keys checked at once"),
     periodMs: duration("KEYPOOL_CHECK_PERIOD", 3_600_000, "an ACTIVE key is checked again after this long; `0`: first checks only"),
     intervalMs: duration("KEYPOOL_CHECK_INTERVAL", 3000, "least time between two recurring checks (plus up to half of it at random)"),

@@ -1,8 +1,12 @@
 /**
- * What the fake upstream does for each key. A key's behaviour comes from its name
- * (`sk-fake-<behaviour>-<anything>` for OpenAI, `sk-ant-fake-<behaviour>-<anything>` for
- * Anthropic) or is set at run time (FakeUpstream.setBehaviour). Any other key is unknown to the
- * fake, as to a real upstream: 401.
+ * What the fake upstream does for each key. A key's behaviour comes from its name or is set at
+ * run time (FakeUpstream.setBehaviour). Names: `sk-fake-<behaviour>-<anything>` (OpenAI),
+ * `sk-ant-fake-<behaviour>-<anything>` (Anthropic), `AIza-fake-<behaviour>-<anything>` (Google AI),
+ * `mistral-fake-<behaviour>-<anything>` (Mistral), an Azure api key
+ * `azure-fake-<behaviour>-<anything>`, a Bedrock access key id `AKIAFAKE<BEHAVIOUR><digits>` (the
+ * behaviour in capitals without '-', e.g. AKIAFAKEOVERQUOTA01), a Vertex client email
+ * `<behaviour>-<anything>@keypool-fake.iam.gserviceaccount.com`. Any other key is unknown to the
+ * fake, as to a real upstream: rejected.
  */
 
 export const BEHAVIOURS = [
@@ -39,12 +43,47 @@ export function isBehaviour(value: string): value is Behaviour {
 /** Longest names first, so that a prefix never shadows a longer name. */
 const BY_LENGTH = [...BEHAVIOURS].sort((a, b) => b.length - a.length);
 
+/** The prefixes of plain fake keys, before their behaviour. */
+const KEY_PREFIXES = ["sk-ant-fake-", "sk-fake-", "AIza-fake-", "mistral-fake-", "azure-fake-"];
+
+/** The domain of the fake's Vertex service accounts. */
+export const FAKE_VERTEX_DOMAIN = "keypool-fake.iam.gserviceaccount.com";
+
 /** The behaviour a key's name asks for, or undefined for a key the fake does not know. */
 export function behaviourFromName(key: string): Behaviour | undefined {
-  const rest = key.startsWith("sk-ant-fake-") ? key.slice(12) : key.startsWith("sk-fake-") ? key.slice(8) : undefined;
+  const aws = /^AKIAFAKE([A-Z0-9]+?)\d*$/.exec(key);
+  if (aws) return BY_LENGTH.find((name) => aws[1] === name.replace(/-/g, "").toUpperCase());
+  const email = key.endsWith(`@${FAKE_VERTEX_DOMAIN}`) ? key.slice(0, key.indexOf("@")) : undefined;
+  const prefix = KEY_PREFIXES.find((p) => key.startsWith(p));
+  const rest = email ?? (prefix === undefined ? undefined : key.slice(prefix.length));
   if (rest === undefined) return undefined;
   return BY_LENGTH.find((name) => rest === name || rest.startsWith(`${name}-`));
 }
+
+/** The access key id of a fake Bedrock key: `AKIAFAKE`, the behaviour in capitals, digits. */
+export function fakeAwsAccessKeyId(behaviour: Behaviour, n = 1): string {
+  return `AKIAFAKE${behaviour.replace(/-/g, "").toUpperCase()}${String(n).padStart(8, "0")}`;
+}
+
+/** The secret access key the fake expects with a fake access key id (any other fails its signature). */
+export function fakeAwsSecret(accessKeyId: string): string {
+  return `fake/secret+${accessKeyId}`;
+}
+
+/** A Vertex client email of this behaviour. */
+export function fakeVertexEmail(behaviour: Behaviour, n = 1): string {
+  return `${behaviour}-${n}@${FAKE_VERTEX_DOMAIN}`;
+}
+
+/** Model ids each newer provider lists for a working key (a few unknown to keypool's tables among them). */
+export const GOOGLE_AI_MODELS = ["models/gemini-2.0-flash", "models/gemini-2.0-flash-lite", "models/gemini-2.5-pro", "models/text-embedding-004", "models/aqa"];
+export const MISTRAL_MODELS = ["mistral-small-latest", "mistral-large-latest", "codestral-latest", "mistral-embed", "mistral-ocr-latest"];
+export const BEDROCK_MODELS = ["anthropic.claude-3-haiku-20240307-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0", "meta.llama3-8b-instruct-v1:0", "amazon.titan-text-express-v1"];
+export const VERTEX_MODELS: Record<string, string[]> = {
+  anthropic: ["publishers/anthropic/models/claude-3-5-haiku", "publishers/anthropic/models/claude-3-5-sonnet-v2"],
+  mistralai: ["publishers/mistralai/models/mistral-large", "publishers/mistralai/models/codestral"],
+  meta: ["publishers/meta/models/llama-3.1-405b-instruct-maas"],
+};
 
 /** The default organization and the others of a multi-org key. */
 export const MULTI_ORG = { default: "org-fake-main", others: ["org-fake-second", "org-fake-third"] } as const;

@@ -1,8 +1,10 @@
 /**
- * A small stand-in for the OpenAI and Anthropic APIs, for tests, benchmarks and the README demo:
- * it speaks the endpoints the key checker calls, with a behaviour per key (behaviours.ts), counts
- * the requests and keys in flight, and listens on loopback only. Endpoints are a table
- * (`route`), so that more of the upstream APIs can be added beside these.
+ * A small stand-in for the upstream APIs, for tests, benchmarks and the README demo: it speaks the
+ * endpoints the key checker calls for every provider (OpenAI and Anthropic here; Google AI,
+ * Mistral, Azure OpenAI, AWS Bedrock with SigV4 verification and GCP Vertex with its token
+ * endpoint in provider-answers.ts), with a behaviour per key (behaviours.ts), counts the requests
+ * and keys in flight, and listens on loopback only. Endpoints are a table (`route`, whose paths
+ * may name `{segments}`), so that more of the upstream APIs can be added beside these.
  *
  * The chat endpoints (`POST /v1/chat/completions`, `POST /v1/messages`, streamed or not) serve two
  * kinds of key: a key with a check behaviour (its name, or `setBehaviour`) gets the checker's
@@ -11,20 +13,35 @@
  * chat plan wins over a behaviour, so one key never gets answers of both kinds.
  *
  * Control endpoints: GET /fake/stats, POST /fake/stats/reset, POST /fake/behaviour
- * ({"key": "...", "behaviour": "working"}).
+ * ({"key": "...", "behaviour": "working"}), GET /fake/vertex-private-key (the PEM key its Vertex
+ * token endpoint verifies against).
  */
 import * as http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import type { UpstreamUrls } from "../checker/upstream-check";
 import { FakeChat } from "./chat";
 import {
   BEHAVIOURS,
   behaviourFromName,
+  fakeAwsSecret,
   isBehaviour,
   modelsFor,
   organizationsFor,
   requestLimitFor,
   type Behaviour,
 } from "./behaviours";
+import {
+  awsSignatureError,
+  azureDeployment,
+  bedrockModels,
+  googleAiModels,
+  mistralModels,
+  oauthError,
+  vertexModels,
+} from "./provider-answers";
+import type { FakeAnswer } from "./fake-answer";
+import { verifySigV4 } from "./sigv4-verify";
+import { VertexTokens } from "./vertex-tokens";
 
 export interface FakeUpstreamOptions {
   /** Default 127.0.0.1; the fake refuses any address outside 127.0.0.0/8 and ::1. */
@@ -48,8 +65,12 @@ export interface FakeUpstreamOptions {
 export interface FakeCall {
   method: string;
   path: string;
+  /** Which chat API the request speaks (by its headers). */
   provider: "openai" | "anthropic";
-  /** The secret the request carried ("" when none). */
+  /**
+   * The secret the request carried ("" when none); for Bedrock the access key id, for the Vertex
+   * token endpoint the client email the assertion claims.
+   */
   key: string;
   /** What the fake does for this key; undefined for a key it does not know. */
   behaviour: Behaviour | undefined;
@@ -57,15 +78,16 @@ export interface FakeCall {
   organization: string | undefined;
   /** The body parsed as JSON (undefined when absent or not JSON). */
   body: unknown;
+  /** The body as sent (undefined when absent). */
+  rawBody: string | undefined;
+  /** Lower-case names. */
+  headers: http.IncomingHttpHeaders;
+  query: URLSearchParams;
+  /** The `{segments}` of the route's path. */
+  params: Record<string, string>;
 }
 
-export interface FakeAnswer {
-  status: number;
-  /** A JSON body, or `stream`: text (server-sent events) written chunk by chunk. */
-  body?: unknown;
-  stream?: AsyncIterable<string>;
-  headers?: Record<string, string>;
-}
+export type { FakeAnswer } from "./fake-answer";
 
 export type FakeRoute = (call: FakeCall) => FakeAnswer | Promise<FakeAnswer>;
 
@@ -90,6 +112,11 @@ const MAX_REQUEST_BYTES = 1024 * 1024;
 export class FakeUpstream {
   private readonly server: http.Server;
   private readonly routes = new Map<string, FakeRoute>();
+  /** Routes whose path names `{segments}`, tried in order after the exact ones. */
+  private readonly templateRoutes: { method: string; pattern: RegExp; handler: FakeRoute }[] = [];
+  /** Access tokens issued to Vertex service accounts, and the key pair they sign with. */
+  readonly vertexTokens = new VertexTokens();
+  private readonly awsSecrets = new Map<string, string>();
   private readonly overrides = new Map<string, Behaviour>();
   private readonly sockets = new Set<Socket>();
   private readonly keysInFlight = new Map<string, number>();
@@ -114,10 +141,18 @@ export class FakeUpstream {
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
     });
-    this.route("GET", "/v1/models", openAiModels);
+    // Mistral's models endpoint has OpenAI's path: the key's name tells them apart.
+    this.route("GET", "/v1/models", (call) => (call.key.startsWith("mistral-") ? mistralModels(call.behaviour) : openAiModels(call)));
     this.route("GET", "/v1/organizations", openAiOrganizations);
     this.route("POST", "/v1/chat/completions", (call) => (this.isChatKey(call.key) ? this.chat.openAiChat(call) : openAiChat(call)));
     this.route("POST", "/v1/messages", (call) => (this.isChatKey(call.key) ? this.chat.anthropicMessages(call) : anthropicMessages(call)));
+    this.route("GET", "/v1beta/models", (call) => googleAiModels(call.behaviour));
+    this.route("GET", "/openai/deployments/{deployment}", (call) => azureDeployment(call.behaviour, call.params.deployment, call.query.get("api-version")));
+    this.route("GET", "/foundation-models", (call) => this.bedrock(call));
+    this.route("POST", "/token", (call) => this.vertexToken(call));
+    this.route("GET", "/v1beta1/publishers/{publisher}/models", (call) =>
+      vertexModels(call.behaviour, call.params.publisher, firstOf(call.headers["x-goog-user-project"])),
+    );
   }
 
   static async start(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
@@ -136,15 +171,42 @@ export class FakeUpstream {
     return this.address!.port;
   }
 
-  /** The base URL for KEYPOOL_OPENAI_BASE_URL and KEYPOOL_ANTHROPIC_BASE_URL alike. */
+  /** The base URL for every KEYPOOL_*_BASE_URL alike. */
   get url(): string {
     const host = this.address!.family === "IPv6" ? `[${this.address!.address}]` : this.address!.address;
     return `http://${host}:${this.port}`;
   }
 
-  /** Adds or replaces an endpoint. */
+  /** Every upstream URL of the checker pointed at this fake. */
+  checkerUrls(): UpstreamUrls {
+    const url = this.url;
+    return {
+      openaiBaseUrl: url,
+      anthropicBaseUrl: url,
+      googleAiBaseUrl: url,
+      mistralBaseUrl: url,
+      azureBaseUrl: url,
+      bedrockBaseUrl: url,
+      vertexBaseUrl: url,
+      vertexTokenUrl: `${url}/token`,
+    };
+  }
+
+  /** Adds or replaces an endpoint; `{name}` in the path matches one segment, found in `call.params`. */
   route(method: string, path: string, handler: FakeRoute): void {
-    this.routes.set(`${method} ${path}`, handler);
+    if (!path.includes("{")) {
+      this.routes.set(`${method} ${path}`, handler);
+      return;
+    }
+    const pattern = new RegExp(`^${path.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{(\w+)\}/g, "(?<$1>[^/]+)")}$`);
+    const existing = this.templateRoutes.findIndex((r) => r.method === method && r.pattern.source === pattern.source);
+    if (existing >= 0) this.templateRoutes.splice(existing, 1);
+    this.templateRoutes.push({ method, pattern, handler });
+  }
+
+  /** The secret access key a Bedrock access key id signs with (default: fakeAwsSecret of the id). */
+  setAwsSecret(accessKeyId: string, secretAccessKey: string): void {
+    this.awsSecrets.set(accessKeyId, secretAccessKey);
   }
 
   /** From now on, `key` behaves like this (whatever its name says). */
@@ -153,7 +215,7 @@ export class FakeUpstream {
   }
 
   behaviourOf(key: string): Behaviour | undefined {
-    return this.overrides.get(key) ?? behaviourFromName(key);
+    return this.overrides.get(key) ?? this.vertexTokens.behaviourOf(key) ?? behaviourFromName(key);
   }
 
   /** Whether the chat endpoints answer `key` with its chat plan rather than its check behaviour. */
@@ -187,12 +249,15 @@ export class FakeUpstream {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? "/").split("?")[0];
+    const [path, search] = splitUrl(req.url ?? "/");
     if (path.startsWith("/fake/")) return this.control(req, res, path);
-    const key = keyOf(req);
+    const query = new URLSearchParams(search);
+    // The Vertex token endpoint's key is in the body: it is read before the request is counted.
+    const early = path === "/token" ? await readBody(req) : undefined;
+    const key = keyOf(req, query, typeof early === "string" ? early : undefined);
     this.enter(key);
     res.once("close", () => this.leave(key));
-    const body = await readBody(req);
+    const body = path === "/token" ? early : await readBody(req);
     if (body === TOO_LARGE) return send(res, { status: 413, body: openAiError("request too large", "invalid_request_error") });
     // On the chat endpoints a chat key's plan decides alone: no refused connection, no slow answer.
     const behaviour = CHAT_PATHS.has(path) && this.isChatKey(key) ? undefined : this.behaviourOf(key);
@@ -216,8 +281,8 @@ export class FakeUpstream {
       });
       if (res.destroyed) return;
     }
-    const handler = this.routes.get(`${req.method} ${path}`);
-    if (!handler) return send(res, { status: 404, body: openAiError(`no route ${req.method} ${path}`, "invalid_request_error") });
+    const found = this.findRoute(req.method ?? "GET", path);
+    if (!found) return send(res, { status: 404, body: openAiError(`no route ${req.method} ${path}`, "invalid_request_error") });
     const call: FakeCall = {
       method: req.method ?? "GET",
       path,
@@ -226,8 +291,46 @@ export class FakeUpstream {
       behaviour: behaviour === "slow" ? "working" : behaviour,
       organization: header(req, "openai-organization"),
       body: body === undefined ? undefined : parseJson(body),
+      rawBody: body,
+      headers: req.headers,
+      query,
+      params: found.params,
     };
-    send(res, await handler(call));
+    send(res, await found.handler(call));
+  }
+
+  private findRoute(method: string, path: string): { handler: FakeRoute; params: Record<string, string> } | undefined {
+    const exact = this.routes.get(`${method} ${path}`);
+    if (exact) return { handler: exact, params: {} };
+    for (const route of this.templateRoutes) {
+      const match = route.method === method ? route.pattern.exec(path) : null;
+      if (match) return { handler: route.handler, params: Object.fromEntries(Object.entries(match.groups ?? {}).map(([k, v]) => [k, decodeURIComponent(v)])) };
+    }
+    return undefined;
+  }
+
+  /** Bedrock: the signature first, as AWS checks it, then the key's behaviour. */
+  private async bedrock(call: FakeCall): Promise<FakeAnswer> {
+    const verified = await verifySigV4(
+      { method: call.method, headers: call.headers, path: call.path, query: call.query },
+      "bedrock",
+      (id) => this.awsSecrets.get(id) ?? (this.behaviourOf(id) === undefined ? undefined : fakeAwsSecret(id)),
+      Date.now(),
+    );
+    if (!verified.ok) return awsSignatureError(verified.errorType, verified.message);
+    return bedrockModels(call.behaviour);
+  }
+
+  /** Vertex: the assertion's signature, audience and scope first, then the account's behaviour. */
+  private async vertexToken(call: FakeCall): Promise<FakeAnswer> {
+    const form = new URLSearchParams(call.rawBody ?? "");
+    const audience = `http://${firstOf(call.headers.host) ?? ""}${call.path}`;
+    if (call.behaviour === undefined || call.behaviour === "revoked") {
+      return oauthError(400, "invalid_grant", "Invalid grant: account not found");
+    }
+    const result = await this.vertexTokens.exchange(form, audience, call.behaviour);
+    if (!result.ok) return oauthError(result.status, result.error, result.description);
+    return { status: 200, body: { access_token: result.accessToken, expires_in: result.expiresIn, token_type: "Bearer" } };
   }
 
   private enter(key: string): void {
@@ -251,6 +354,12 @@ export class FakeUpstream {
     if (req.method === "POST" && path === "/fake/stats/reset") {
       this.resetStats();
       return send(res, { status: 200, body: this.stats() });
+    }
+    if (req.method === "GET" && path === "/fake/vertex-private-key") {
+      // The fake's own throwaway key, for Vertex credentials its token endpoint accepts.
+      res.writeHead(200, { "content-type": "application/x-pem-file" });
+      res.end(`${this.vertexTokens.privateKeyPem}\n`);
+      return;
     }
     if (req.method === "POST" && path === "/fake/behaviour") {
       const body = await readBody(req);
@@ -399,11 +508,26 @@ function send(res: http.ServerResponse, answer: FakeAnswer): void {
   })();
 }
 
-function keyOf(req: http.IncomingMessage): string {
-  const apiKey = header(req, "x-api-key");
-  if (apiKey !== undefined) return apiKey;
+function keyOf(req: http.IncomingMessage, query: URLSearchParams, body: string | undefined): string {
+  for (const name of ["x-api-key", "api-key", "x-goog-api-key"]) {
+    const value = header(req, name);
+    if (value !== undefined) return value;
+  }
   const auth = header(req, "authorization") ?? "";
-  return auth.startsWith("Bearer ") ? auth.slice(7) : "";
+  if (auth.startsWith("Bearer ")) return auth.slice(7);
+  const aws = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\//.exec(auth);
+  if (aws) return aws[1];
+  if (body !== undefined) return VertexTokens.issuerOf(new URLSearchParams(body).get("assertion") ?? "");
+  return query.get("key") ?? "";
+}
+
+function splitUrl(url: string): [string, string] {
+  const q = url.indexOf("?");
+  return q < 0 ? [url, ""] : [url.slice(0, q), url.slice(q + 1)];
+}
+
+function firstOf(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function header(req: http.IncomingMessage, name: string): string | undefined {

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 /**
- * keypool-fake-upstream: runs the fake OpenAI/Anthropic upstream (fake-upstream.ts) on loopback
+ * keypool-fake-upstream: runs the fake upstream of every provider (fake-upstream.ts) on loopback
  * until SIGTERM or Ctrl-C. Options: --port N (default 8090), --host 127.0.0.1, --latency 500ms,
  * --slow 120s, --rate-limit-every N. Keys named for a behaviour (behaviours.ts) get the checker's
  * answers; every other key is a chat key: its chats succeed, or with --rate-limit-every N each
  * key's every N-th chat gets a 429. Prints one JSON line with its URL and a key of each behaviour.
  */
 import { parseDurationMs } from "../domain/duration";
-import { BEHAVIOURS } from "./behaviours";
+import { BEHAVIOURS, fakeAwsAccessKeyId, fakeAwsSecret, fakeVertexEmail } from "./behaviours";
 import { FakeChat, rateLimitedEvery } from "./chat";
 import { FakeUpstream } from "./fake-upstream";
 
@@ -48,6 +48,12 @@ async function main(): Promise<void> {
       url: fake.url,
       openaiKeys: BEHAVIOURS.map((b) => `sk-fake-${b}-1`),
       anthropicKeys: BEHAVIOURS.map((b) => `sk-ant-fake-${b}-1`),
+      googleAiKeys: BEHAVIOURS.map((b) => `AIza-fake-${b}-1`),
+      mistralKeys: BEHAVIOURS.map((b) => `mistral-fake-${b}-1`),
+      azureKeys: BEHAVIOURS.map((b) => `fake-resource:gpt-4o:azure-fake-${b}-1`),
+      bedrockKeys: BEHAVIOURS.map((b) => `${fakeAwsAccessKeyId(b)}:us-east-1:${fakeAwsSecret(fakeAwsAccessKeyId(b))}`),
+      // Vertex credentials: "<project>:<region>:<client email>:<the PEM of GET /fake/vertex-private-key>".
+      vertexClientEmails: BEHAVIOURS.map((b) => fakeVertexEmail(b)),
     }) + "\n",
   );
   const stop = () => void fake.close().then(() => process.exit(0));

@@ -13,6 +13,7 @@ import { hashKey } from "../../src/domain/key-hash";
 import { MULTI_ORG } from "../../src/fake-upstream/behaviours";
 import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
 import { ensureBuilt, spawnServer, type ChildServer } from "../support/child-server";
+import { fakeUpstreamEnv } from "../support/checker-safety";
 
 jest.setTimeout(120_000);
 
@@ -35,8 +36,7 @@ function env(stateFile: string, extra: Record<string, string> = {}): Record<stri
   return {
     KEYPOOL_STATE: stateFile,
     KEYPOOL_CHECK_KEYS: "true",
-    KEYPOOL_OPENAI_BASE_URL: fake.url,
-    KEYPOOL_ANTHROPIC_BASE_URL: fake.url,
+    ...fakeUpstreamEnv(fake.url),
     KEYPOOL_CHECK_TIMEOUT: "2s",
     ...extra,
   };
@@ -110,8 +110,7 @@ it("a SIGKILL between a finding and its commit never leaves a half-applied clone
       slowFake.resetStats();
       const server = await spawnServer({
         ...env(stateFile, { OPENAI_KEY: "sk-fake-multi-org-d1" }),
-        KEYPOOL_OPENAI_BASE_URL: slowFake.url,
-        KEYPOOL_ANTHROPIC_BASE_URL: slowFake.url,
+        ...fakeUpstreamEnv(slowFake.url),
       });
       if (round === ROUNDS - 1) {
         // ListKeys shows the finding once it is applied, before its commit; an admin write

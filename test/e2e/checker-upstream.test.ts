@@ -31,7 +31,7 @@ const subject = (secret: string, extra: Partial<CheckSubject> = {}): CheckSubjec
 };
 
 const check = (timeoutMs = 2000) =>
-  upstreamCheck({ openaiBaseUrl: fake.url, anthropicBaseUrl: fake.url, timeoutMs, families: FamilyTable.builtIn() });
+  upstreamCheck({ ...fake.checkerUrls(), timeoutMs, families: FamilyTable.builtIn() });
 const run = (secret: string, extra: Partial<CheckSubject> = {}, timeoutMs?: number) =>
   check(timeoutMs)(subject(secret, extra), new AbortController().signal);
 
@@ -92,9 +92,9 @@ describe("OpenAI keys against the fake upstream", () => {
 
   it("a connection nobody listens on is a network error", async () => {
     const closed = await FakeUpstream.start();
-    const url = closed.url;
+    const urls = closed.checkerUrls();
     await closed.close();
-    const outcome = await upstreamCheck({ openaiBaseUrl: url, anthropicBaseUrl: url, timeoutMs: 2000, families: FamilyTable.builtIn() })(
+    const outcome = await upstreamCheck({ ...urls, timeoutMs: 2000, families: FamilyTable.builtIn() })(
       subject("sk-fake-working-1"),
       new AbortController().signal,
     );

@@ -17,6 +17,7 @@ import { hashKey } from "../../src/domain/key-hash";
 import { MULTI_ORG } from "../../src/fake-upstream/behaviours";
 import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
 import { ensureBuilt, runServerExpectingFailure, spawnServer, type ChildServer } from "../support/child-server";
+import { fakeUpstreamEnv } from "../support/checker-safety";
 
 jest.setTimeout(60_000);
 
@@ -40,8 +41,7 @@ let watchDone: Promise<void>;
 function checkerEnv(fakeUrl: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
     KEYPOOL_CHECK_KEYS: "true",
-    KEYPOOL_OPENAI_BASE_URL: fakeUrl,
-    KEYPOOL_ANTHROPIC_BASE_URL: fakeUrl,
+    ...fakeUpstreamEnv(fakeUrl),
     KEYPOOL_CHECK_TIMEOUT: "5s",
     KEYPOOL_CHECK_CONCURRENCY: "3",
     ...extra,
@@ -217,6 +217,8 @@ describe("configuration", () => {
     ["KEYPOOL_ANTHROPIC_BASE_URL", "ftp://127.0.0.1:21"],
     ["KEYPOOL_CHECK_TIMEOUT", "soon"],
     ["KEYPOOL_CHECK_PERIOD", "1 hour"],
+    ["KEYPOOL_AZURE_BASE_URL", "https://{region}.openai.azure.com"],
+    ["KEYPOOL_VERTEX_TOKEN_URL", "oauth2.googleapis.com/token"],
   ])("%s=%s stops the start with a message naming the variable", async (variable, value) => {
     const { code, stderr } = await runServerExpectingFailure({ [variable]: value });
     expect(code).toBe(2);

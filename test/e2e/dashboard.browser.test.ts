@@ -20,6 +20,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
 import { ensureDashboardBuilt, launchChromium } from "../support/browser";
 import { REPO_ROOT, spawnServer, type ChildServer } from "../support/child-server";
+import { fakeUpstreamEnv } from "../support/checker-safety";
 import type { PageDocument, PageElement, PageStorage } from "../support/page-globals";
 
 // Used only inside page.evaluate / waitForFunction, which run in the browser.
@@ -235,8 +236,7 @@ describe("the dashboard with tokens", () => {
       // First checks only: a key's last check moves again only when RecheckKeys asks for one.
       KEYPOOL_CHECK_KEYS: "true",
       KEYPOOL_CHECK_PERIOD: "0",
-      KEYPOOL_OPENAI_BASE_URL: fake.url,
-      KEYPOOL_ANTHROPIC_BASE_URL: fake.url,
+      ...fakeUpstreamEnv(fake.url),
     });
     rpc = clientsFor(server.url);
     const deadline = Date.now() + 30_000;

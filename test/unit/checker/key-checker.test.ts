@@ -72,8 +72,12 @@ describe("key checker schedule", () => {
     expect(t.pool.listKeys().every((k) => k.lastChecked === T0)).toBe(true);
   });
 
+  it("checks keys of every provider", () => {
+    expect([...CHECKED_PROVIDERS].sort()).toEqual(["anthropic", "azure", "bedrock", "google", "mistral", "openai", "vertex"]);
+  });
+
   it("keys of a provider it has no check for are never checked: their secret goes to no upstream", async () => {
-    const t = setup({ concurrency: 4 });
+    const t = setup({ concurrency: 4, checks: new Set(["openai"]) });
     const [mistral] = t.pool.addKeys([{ provider: "mistral", key: "mistral-key-0123456789abcdef0123" }]).keyHashes;
     const [openai] = t.pool.addKeys([{ provider: "openai", key: "sk-checked" }]).keyHashes;
     t.clock.advance(0);

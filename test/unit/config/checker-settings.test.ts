@@ -1,7 +1,7 @@
 /** The key checker's settings: defaults, and a bad value stops the start naming the variable. */
 import { isConfigError } from "../../../src/config/config-error";
-import { readSettings } from "../../../src/config/settings";
-import { withCheckerSafety } from "../../support/checker-safety";
+import { allSettings, readSettings } from "../../../src/config/settings";
+import { CHECKER_URL_VARIABLES, fakeUpstreamEnv, withCheckerSafety } from "../../support/checker-safety";
 
 const fails = (env: Record<string, string>, variable: string) => {
   let thrown: unknown;
@@ -20,6 +20,12 @@ describe("key checker settings", () => {
       enabled: true,
       openaiBaseUrl: "https://api.openai.com",
       anthropicBaseUrl: "https://api.anthropic.com",
+      googleAiBaseUrl: "https://generativelanguage.googleapis.com",
+      mistralBaseUrl: "https://api.mistral.ai",
+      azureBaseUrl: "https://{resource}.openai.azure.com",
+      bedrockBaseUrl: "https://bedrock.{region}.amazonaws.com",
+      vertexBaseUrl: "https://{region}-aiplatform.googleapis.com",
+      vertexTokenUrl: "https://oauth2.googleapis.com/token",
       concurrency: 8,
       periodMs: 3_600_000,
       intervalMs: 3000,
@@ -33,6 +39,12 @@ describe("key checker settings", () => {
         KEYPOOL_CHECK_KEYS: "false",
         KEYPOOL_OPENAI_BASE_URL: "https://gateway.example/openai/",
         KEYPOOL_ANTHROPIC_BASE_URL: "http://127.0.0.1:8090",
+        KEYPOOL_GOOGLE_AI_BASE_URL: "https://gw.example/google/",
+        KEYPOOL_MISTRAL_BASE_URL: "http://127.0.0.1:8090",
+        KEYPOOL_AZURE_BASE_URL: "https://{resource}.gw.example/azure/",
+        KEYPOOL_BEDROCK_BASE_URL: "http://127.0.0.1:8090/bedrock",
+        KEYPOOL_VERTEX_BASE_URL: "https://gw.example/vertex/{region}",
+        KEYPOOL_VERTEX_TOKEN_URL: "http://127.0.0.1:8090/token",
         KEYPOOL_CHECK_CONCURRENCY: "2",
         KEYPOOL_CHECK_PERIOD: "0",
         KEYPOOL_CHECK_INTERVAL: "500ms",
@@ -42,6 +54,12 @@ describe("key checker settings", () => {
       enabled: false,
       openaiBaseUrl: "https://gateway.example/openai",
       anthropicBaseUrl: "http://127.0.0.1:8090",
+      googleAiBaseUrl: "https://gw.example/google",
+      mistralBaseUrl: "http://127.0.0.1:8090",
+      azureBaseUrl: "https://{resource}.gw.example/azure",
+      bedrockBaseUrl: "http://127.0.0.1:8090/bedrock",
+      vertexBaseUrl: "https://gw.example/vertex/{region}",
+      vertexTokenUrl: "http://127.0.0.1:8090/token",
       concurrency: 2,
       periodMs: 0,
       intervalMs: 500,
@@ -54,6 +72,15 @@ describe("key checker settings", () => {
     ["KEYPOOL_OPENAI_BASE_URL", "api.openai.com"],
     ["KEYPOOL_OPENAI_BASE_URL", "ftp://127.0.0.1"],
     ["KEYPOOL_ANTHROPIC_BASE_URL", "https://user:pw@gw.example"],
+    ["KEYPOOL_GOOGLE_AI_BASE_URL", "generativelanguage.googleapis.com"],
+    ["KEYPOOL_MISTRAL_BASE_URL", "https://api.mistral.ai?key=1"],
+    ["KEYPOOL_AZURE_BASE_URL", "https://{region}.openai.azure.com"],
+    ["KEYPOOL_AZURE_BASE_URL", "https://{resource.openai.azure.com"],
+    ["KEYPOOL_BEDROCK_BASE_URL", "https://bedrock.{resource}.amazonaws.com"],
+    ["KEYPOOL_BEDROCK_BASE_URL", "ftp://bedrock.{region}.amazonaws.com"],
+    ["KEYPOOL_VERTEX_BASE_URL", "https://{}-aiplatform.googleapis.com"],
+    ["KEYPOOL_VERTEX_BASE_URL", "https://user:pw@{region}-aiplatform.googleapis.com"],
+    ["KEYPOOL_VERTEX_TOKEN_URL", "oauth2.googleapis.com/token"],
     ["KEYPOOL_CHECK_CONCURRENCY", "0"],
     ["KEYPOOL_CHECK_CONCURRENCY", "eight"],
     ["KEYPOOL_CHECK_PERIOD", "hourly"],
@@ -64,11 +91,12 @@ describe("key checker settings", () => {
 });
 
 describe("test helpers keep the checker away from real upstreams", () => {
-  it("the checker is off unless both base URLs are on loopback", () => {
+  it("the checker is off unless every checker URL is on loopback", () => {
     expect(withCheckerSafety({}).KEYPOOL_CHECK_KEYS).toBe("false");
     expect(withCheckerSafety({ KEYPOOL_OPENAI_BASE_URL: "http://127.0.0.1:1" }).KEYPOOL_CHECK_KEYS).toBe("false");
-    const local = { KEYPOOL_OPENAI_BASE_URL: "http://127.0.0.1:1", KEYPOOL_ANTHROPIC_BASE_URL: "http://127.0.0.2:2", KEYPOOL_CHECK_KEYS: "true" };
+    const local = { ...fakeUpstreamEnv("http://127.0.0.2:2"), KEYPOOL_CHECK_KEYS: "true" };
     expect(withCheckerSafety(local)).toEqual(local);
+    expect(local.KEYPOOL_VERTEX_TOKEN_URL).toBe("http://127.0.0.2:2/token");
   });
 
   it("turning the checker on with a real upstream is refused before the server starts", () => {
@@ -76,5 +104,16 @@ describe("test helpers keep the checker away from real upstreams", () => {
     expect(() =>
       withCheckerSafety({ KEYPOOL_CHECK_KEYS: "1", KEYPOOL_OPENAI_BASE_URL: "http://127.0.0.1:1", KEYPOOL_ANTHROPIC_BASE_URL: "https://gateway.example.com" }),
     ).toThrow();
+  });
+
+  it.each(CHECKER_URL_VARIABLES)("one URL left at its real default, %s, is refused too", (variable) => {
+    const env: Record<string, string> = { ...fakeUpstreamEnv("http://127.0.0.1:1"), KEYPOOL_CHECK_KEYS: "true" };
+    delete env[variable];
+    expect(() => withCheckerSafety(env)).toThrow(new RegExp(variable));
+  });
+
+  it("every checker URL setting is guarded", () => {
+    const urlSettings = allSettings().filter((s) => /_(BASE|TOKEN)_URL$/.test(s.name) && s.name.startsWith("KEYPOOL_"));
+    expect(urlSettings.map((s) => s.name).sort()).toEqual([...CHECKER_URL_VARIABLES].sort());
   });
 });
