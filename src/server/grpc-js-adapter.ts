@@ -173,6 +173,8 @@ class NativeCall {
   private responseHeaders: Headers | undefined;
   private responseTrailers: Headers | undefined;
   private contextValues_: ContextValues | undefined;
+  /** Made with the signal: a call that never reads its signal listens for nothing. */
+  private onCancel: (() => void) | undefined;
 
   constructor(
     table: MethodTable,
@@ -256,7 +258,7 @@ class NativeCall {
     if (!controller) return;
     this.signals.close(controller);
     if (this.timer) clearTimeout(this.timer);
-    (this.call as grpc.ServerUnaryCall<unknown, unknown>).removeListener("cancelled", this.onCancel);
+    if (this.onCancel) (this.call as grpc.ServerUnaryCall<unknown, unknown>).removeListener("cancelled", this.onCancel);
     if (abort && !controller.signal.aborted) controller.abort(ENDED);
   }
 
@@ -267,6 +269,7 @@ class NativeCall {
       controller.abort(CANCELED);
       return controller;
     }
+    this.onCancel = () => controller.abort(CANCELED);
     (this.call as grpc.ServerUnaryCall<unknown, unknown>).once("cancelled", this.onCancel);
     const deadlineMs = deadlineOf(this.call);
     if (Number.isFinite(deadlineMs)) {
@@ -276,8 +279,6 @@ class NativeCall {
     }
     return controller;
   }
-
-  private readonly onCancel = () => this.controller?.abort(CANCELED);
 }
 
 function deadlineOf(call: AnyCall): number {
