@@ -1,71 +1,135 @@
 /**
- * Native-port Lease, side by side: keypool's native gRPC port (KEYPOOL_GRPC_PORT) from this build,
- * optionally from another build (`--baseline=<dir>` holding that build's dist/), and the grpc-js
- * no-op server, all running at once, driven by the same h2load shape in alternating rounds so
- * that a loaded machine's noise falls on each. Prints per server the median Lease rate and the
- * server's CPU time per Lease (from /proc), and the ratios to the no-op of the same run.
+ * Native-port Lease, side by side: keypool's native gRPC port (KEYPOOL_GRPC_PORT) with each key
+ * count asked for (10 and 100,000 by default), Health/Check on the same native ports, optionally
+ * the same from other builds (`--baseline=<dir>[,<dir>...]`, each holding a build's dist/), and
+ * the grpc-js no-op server's Lease, all running at once and driven by the same h2load shape in
+ * rounds whose order alternates, so that a loaded machine's noise falls on each. Prints per cell
+ * the median rate and the server's CPU time per call (from /proc), with the ratios the targets
+ * name: Lease / no-op Lease and Lease / Check of the same server.
  *
- *   npx tsx bench/native-lease-ab.ts [--keys=10] [--rounds=5] [--requests=20000] [--baseline=/tmp/before]
+ *   npx tsx bench/native-lease-ab.ts [--keys=10,100000] [--rounds=5] [--requests=15000] [--baseline=/tmp/before]
  *
  * Leases use KEYPOOL_REUSE_DELAY=0 (a key is ready again at once), as bench/profile-server.ts;
- * each keypool server has its own fresh state file (the default, durable configuration).
+ * each keypool server has its own fresh state file (the default, durable configuration). h2load
+ * sees HTTP statuses only, so every keypool server's pool must have granted exactly the Leases
+ * sent (its lease_count, read through the main port), or the run fails.
  */
 import * as os from "node:os";
 import * as path from "node:path";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { HealthCheckRequestSchema } from "../gen/ts/grpc/health/v1/health_pb";
 import { coreLayout, cpuMs } from "./lib/children";
 import { h2load } from "./lib/h2load";
-import { LEASE, leaseRequestBytes } from "./lib/keypool-rpc";
+import { CHECK, LEASE, leaseOnce, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
 import { writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
 
+interface Server {
+  name: string;
+  handle: ServerHandle;
+  /** The port measured: the native port of a keypool server, the no-op's only port. */
+  port: number;
+  keypool: boolean;
+  leasesSent: number;
+  leasesBefore: number;
+}
+
+interface Cell {
+  server: Server;
+  method: "Lease" | "Check";
+  rates: number[];
+  cpuMicros: number[];
+}
+
 async function main(): Promise<void> {
   const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
-  const keys = Number(arg("keys", "10"));
+  const keyCounts = arg("keys", "10,100000").split(",").map(Number);
   const rounds = Number(arg("rounds", "5"));
-  const requests = Number(arg("requests", "20000"));
-  const baseline = arg("baseline", "");
+  const requests = Number(arg("requests", "15000"));
+  const builds: { label: string; main?: string }[] = [
+    { label: "this build" },
+    ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, main: path.join(dir, "dist", "src", "main.js") })),
+  ];
   const cores = coreLayout();
-  const keysFile = path.join(os.tmpdir(), `keypool-ab-keys-${keys}.json`);
-  writeKeysFile(keysFile, keys);
-  const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0" };
+  const load = os.loadavg();
 
-  const servers: { name: string; handle: ServerHandle; port: number }[] = [];
+  const servers: Server[] = [];
   try {
-    const current = await startKeypool({ env, cpus: cores.server, nativePort: true });
-    servers.push({ name: "native port, this build", handle: current, port: current.grpcPort! });
-    if (baseline) {
-      const before = await startKeypool({ env, cpus: cores.server, nativePort: true, main: path.join(baseline, "dist", "src", "main.js") });
-      servers.push({ name: `native port, ${baseline}`, handle: before, port: before.grpcPort! });
-    }
-    const noop = await startGrpcJsNoop(cores.server);
-    servers.push({ name: "grpc-js no-op server", handle: noop, port: noop.port });
-
-    const body = leaseRequestBytes();
-    const shape = { requests, connections: 4, streamsPerConnection: 16 };
-    for (const s of servers) await h2load(s.port, LEASE, body, { ...shape, requests: Math.min(3000, requests) }, cores.load);
-    const rates = new Map<string, number[]>();
-    const cpu = new Map<string, number[]>();
-    for (let round = 0; round < rounds; round++) {
-      const order = round % 2 === 0 ? servers : [...servers].reverse();
-      for (const s of order) {
-        const before = cpuMs(s.handle.pid);
-        const r = await h2load(s.port, LEASE, body, shape, cores.load);
-        const micros = ((cpuMs(s.handle.pid) - before) * 1000) / r.requests;
-        if (r.failed) throw new Error(`${s.name}: ${r.failed} Leases failed`);
-        (rates.get(s.name) ?? rates.set(s.name, []).get(s.name)!).push(r.rps);
-        (cpu.get(s.name) ?? cpu.set(s.name, []).get(s.name)!).push(micros);
-        process.stdout.write(`  round ${round + 1} ${s.name}: ${Math.round(r.rps)}/s, ${micros.toFixed(1)} µs CPU per Lease\n`);
+    for (const keys of keyCounts) {
+      const keysFile = path.join(os.tmpdir(), `keypool-ab-keys-${keys}.json`);
+      writeKeysFile(keysFile, keys);
+      const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0" };
+      for (const build of builds) {
+        const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, ...(build.main ? { main: build.main } : {}) });
+        await leaseOnce(handle.port);
+        const { leases } = await poolTotals(handle.port);
+        servers.push({ name: `native port, ${keys} keys, ${build.label}`, handle, port: handle.grpcPort!, keypool: true, leasesSent: 0, leasesBefore: leases });
       }
     }
-    const noopRate = median(rates.get("grpc-js no-op server")!);
-    const noopCpu = median(cpu.get("grpc-js no-op server")!);
-    process.stdout.write(`\nLease, ${keys} keys, h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} (medians; load average ${os.loadavg()[0].toFixed(1)}):\n`);
-    for (const s of servers) {
-      const rate = median(rates.get(s.name)!);
-      const micros = median(cpu.get(s.name)!);
-      process.stdout.write(`| ${s.name} | ${Math.round(rate)}/s | ${(rate / noopRate).toFixed(2)} | ${micros.toFixed(0)} µs | ${(micros / noopCpu).toFixed(2)} |\n`);
+    const noop = await startGrpcJsNoop(cores.server);
+    servers.push({ name: "grpc-js no-op server", handle: noop, port: noop.port, keypool: false, leasesSent: 0, leasesBefore: 0 });
+
+    const bodies = { Lease: leaseRequestBytes(), Check: toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {})) };
+    const paths = { Lease: LEASE, Check: CHECK };
+    const cells: Cell[] = [];
+    for (const server of servers) {
+      cells.push({ server, method: "Lease", rates: [], cpuMicros: [] });
+      if (server.keypool) cells.push({ server, method: "Check", rates: [], cpuMicros: [] });
     }
+    const shape = { requests, connections: 4, streamsPerConnection: 16 };
+    const warm = { ...shape, requests: Math.min(3000, requests) };
+    for (const cell of cells) {
+      await h2load(cell.server.port, paths[cell.method], bodies[cell.method], warm, cores.load);
+      if (cell.method === "Lease") cell.server.leasesSent += warm.requests;
+    }
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? cells : [...cells].reverse();
+      for (const cell of order) {
+        const before = cpuMs(cell.server.handle.pid);
+        const r = await h2load(cell.server.port, paths[cell.method], bodies[cell.method], shape, cores.load);
+        const micros = ((cpuMs(cell.server.handle.pid) - before) * 1000) / r.requests;
+        if (r.failed) throw new Error(`${cell.server.name}: ${r.failed} ${cell.method} calls failed`);
+        if (cell.method === "Lease") cell.server.leasesSent += r.requests;
+        cell.rates.push(r.rps);
+        cell.cpuMicros.push(micros);
+        process.stdout.write(`  round ${round + 1} ${cell.server.name} ${cell.method}: ${Math.round(r.rps)}/s, ${micros.toFixed(1)} µs CPU per call\n`);
+      }
+    }
+    for (const server of servers.filter((s) => s.keypool)) {
+      const { leases } = await poolTotals(server.handle.port);
+      if (leases - server.leasesBefore !== server.leasesSent) {
+        throw new Error(`${server.name}: sent ${server.leasesSent} Leases, the pool granted ${leases - server.leasesBefore}: some Leases failed`);
+      }
+      process.stdout.write(`  ${server.name}: verified ${server.leasesSent} Leases granted\n`);
+    }
+
+    const rateOf = (cell: Cell) => median(cell.rates);
+    const cpuOf = (cell: Cell) => median(cell.cpuMicros);
+    const noopCell = cells.find((c) => !c.server.keypool)!;
+    const lines = [
+      ``,
+      `h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} calls per cell, medians; load average at the start ${load.map((l) => l.toFixed(1)).join(" ")}, at the end ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}:`,
+      `| server | Lease | Lease / no-op Lease | Check | Lease / Check | CPU per Lease | / no-op | CPU per Check |`,
+      `|---|---|---|---|---|---|---|---|`,
+    ];
+    for (const server of servers) {
+      const lease = cells.find((c) => c.server === server && c.method === "Lease")!;
+      const check = cells.find((c) => c.server === server && c.method === "Check");
+      lines.push(
+        [
+          server.name,
+          `${Math.round(rateOf(lease))}/s`,
+          (rateOf(lease) / rateOf(noopCell)).toFixed(2),
+          check ? `${Math.round(rateOf(check))}/s` : "",
+          check ? (rateOf(lease) / rateOf(check)).toFixed(2) : "",
+          `${cpuOf(lease).toFixed(0)} µs`,
+          (cpuOf(lease) / cpuOf(noopCell)).toFixed(2),
+          check ? `${cpuOf(check).toFixed(0)} µs` : "",
+        ].join(" | ").replace(/^/, "| ").replace(/$/, " |"),
+      );
+    }
+    process.stdout.write(lines.join("\n") + "\n");
   } finally {
     for (const s of servers) await s.handle.stop();
   }

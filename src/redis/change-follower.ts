@@ -37,7 +37,7 @@ export interface FollowerOptions {
 }
 
 /** One stream entry's events, as the scripts encode them (pool-scripts.ts, emit and emitRemoved). */
-export function decodeEvents(json: string): PoolEvent[] {
+function decodeEvents(json: string): PoolEvent[] {
   const raw = JSON.parse(json) as unknown[][];
   const events: PoolEvent[] = [];
   for (const e of raw) {

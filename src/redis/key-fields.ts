@@ -1,36 +1,10 @@
 /**
- * A key as Redis holds it: one hash per key, short field names (a pool of 100,000 keys writes
- * them 100,000 times), numbers as decimal text. The scripts (pool-scripts.ts) write these fields;
- * this file reads them back into the domain's KeyStatus. The secret (`k`) never leaves a script
- * except in Lease's answer and the checker's subject.
+ * A key as Redis holds it: one hash per key, short field names (written once per key, so kept
+ * short), numbers as decimal text; docs/redis-layout.md lists the fields. The scripts
+ * (pool-scripts.ts) write them; this file reads them back into the domain's KeyStatus. The secret
+ * (`k`) never leaves a script except in Lease's answer and the checker's subject.
  */
 import type { KeyState, KeyStatus, ProviderId, TokenUsage } from "../domain/types";
-
-/** Field → meaning, for docs/replicas.md and for anyone reading Redis by hand. */
-export const KEY_FIELDS = {
-  h: "key_hash",
-  k: "the key's secret",
-  p: "provider",
-  f: "model families, comma separated",
-  o: "organization id",
-  tr: "trial (1/0)",
-  pin: "families named by the operator (1/0)",
-  st: "state (active, disabled, revoked, over_quota)",
-  sr: "state reason",
-  hu: "hold_until (ms)",
-  cu: "cooldown_until (ms)",
-  rl: "rate_limited_at (ms)",
-  lu: "last_used (ms)",
-  lc: "last_checked (ms)",
-  pc: "prompt_count",
-  inf: "in_flight",
-  lec: "lease_count",
-  as: "admin stamp: changes with each DisableKey/EnableKey, so that a check started before is dropped",
-  g: "generation: a key removed and added again gets a new one, so that old leases no longer end on it",
-  "ui:<family>": "input tokens of the family",
-  "uo:<family>": "output tokens of the family",
-  "up:<family>": "prompts of the family",
-} as const;
 
 const int = (value: string | undefined) => (value === undefined ? 0 : Number(value));
 

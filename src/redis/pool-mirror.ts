@@ -15,7 +15,7 @@ import { KeyOrder } from "../domain/key-order";
 import type { KeyStatus, PoolEvent, ProviderId } from "../domain/types";
 
 /** Reads waiting for the mirror to catch up, at most: each is a call in progress. */
-export const MAX_CATCH_UP_WAITERS = 10_000;
+const MAX_CATCH_UP_WAITERS = 10_000;
 
 interface CatchUpWaiter {
   number: number;

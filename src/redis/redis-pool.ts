@@ -79,9 +79,9 @@ export interface RedisPoolOptions {
 }
 
 /** Entries kept in the change stream: a replica away for longer than this many changes reloads. */
-export const STREAM_MAX_LENGTH = 10_000;
-export const CATCH_UP_TIMEOUT_MS = 5_000;
-export const DEFAULT_PREFIX = "keypool";
+const STREAM_MAX_LENGTH = 10_000;
+const CATCH_UP_TIMEOUT_MS = 5_000;
+const DEFAULT_PREFIX = "keypool";
 /** How much longer than its block a stream read may take before it counts as failed. */
 const READ_MARGIN_MS = 5_000;
 /** Keys per script when the configured keys are merged at start. */
@@ -96,7 +96,7 @@ const SNAPSHOT_PAGE = 2000;
 const NEVER_FREES_A_KEY: ReadonlySet<ChangeCause> = new Set(["leased", "usage", "lease_ended", "check_requested"]);
 
 /** The names of the pool's keys in Redis: one hash tag, `{prefix}`. */
-export function poolKeyPrefix(prefix: string): string {
+function poolKeyPrefix(prefix: string): string {
   return `{${prefix}}:`;
 }
 
@@ -131,7 +131,7 @@ export class RedisPool {
     this.redis = options.redis;
     // XREAD BLOCK holds its connection: the follower reads on one of its own, whose bound on a
     // command leaves room for the block (a Redis that stops answering still fails the read).
-    this.reader = options.redis.duplicate({ commandTimeout: FOLLOW_BLOCK_MS + READ_MARGIN_MS, connectionName: "keypool-follower" });
+    this.reader = this.followerConnection(options.redis);
     this.keyPrefix = poolKeyPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.anchorKey = `${this.keyPrefix}keys`;
     this.clock = options.clock;
@@ -482,6 +482,16 @@ export class RedisPool {
   }
 
   // ---------------------------------------------------------------- internals
+
+  /**
+   * A duplicate of the command client for the follower, bounded by the block plus a margin. Its
+   * connection errors are the follower's to report (onHealth), not ioredis's unhandled events.
+   */
+  private followerConnection(redis: Redis): Redis {
+    const reader = redis.duplicate({ commandTimeout: FOLLOW_BLOCK_MS + READ_MARGIN_MS, connectionName: "keypool-follower" });
+    reader.on("error", () => {});
+    return reader;
+  }
 
   /** Runs a script by SHA (EVAL when Redis does not have it yet); Redis failures become Unavailable. */
   private async run(name: PoolScriptName, args: (string | number)[]): Promise<unknown> {

@@ -100,12 +100,13 @@ export class ConnectionGuard {
       open++;
       clearTimeout(idleTimer);
       const requestTimer = setTimeout(() => {
+        // Ended: the request has fully arrived (a long answer, such as a WatchKeys stream, is fine).
+        if (stream.readableEnded || stream.destroyed) return;
         this.report("request-timeout", { remoteAddress: session.socket?.remoteAddress, requestMs });
-        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        stream.close(http2.constants.NGHTTP2_CANCEL);
       }, requestMs);
       requestTimer.unref();
-      // 'end': the request has fully arrived (listening to it does not start the data flow).
-      stream.once("end", () => clearTimeout(requestTimer));
+      // One listener per stream (every call is a stream): the timer itself checks for the request's end.
       stream.once("close", () => {
         clearTimeout(requestTimer);
         // Reset rather than completed ('aborted' is not emitted for a stream reset before its

@@ -68,18 +68,23 @@ const TRANSPORT_STATUSES: { code: grpc.status; pattern: RegExp; rewrite: (m: Reg
  * sendStatus. It changes no call but those of this server, and adds no layer to the call.
  */
 const sameWordsAsMainPort: grpc.ServerInterceptor = (_method, call) => {
-  const send = call.sendStatus.bind(call);
-  call.sendStatus = (status) => {
-    for (const { code, pattern, rewrite } of TRANSPORT_STATUSES) {
-      const match = status.code === code ? pattern.exec(status.details ?? "") : null;
-      if (match) status = { ...status, ...rewrite(match) };
-    }
-    // The main port's bound on every error text (src/transport/client-mistakes.ts).
-    send(status.details === undefined ? status : { ...status, details: truncated(status.details, ERROR_MESSAGE_LIMIT_BYTES) });
-  };
+  const send = call.sendStatus;
+  // An OK status (every successful call) goes out as it came: nothing to rewrite or bound.
+  call.sendStatus = (status) => send.call(call, status.code === grpc.status.OK ? status : inMainPortWords(status));
   // The type asks for an intercepting wrapper; the call itself is one, with nothing to add.
   return call as grpc.ServerInterceptingCall;
 };
+
+type SentStatus = Parameters<grpc.ServerInterceptingCall["sendStatus"]>[0];
+
+function inMainPortWords(status: SentStatus): SentStatus {
+  for (const { code, pattern, rewrite } of TRANSPORT_STATUSES) {
+    const match = status.code === code ? pattern.exec(status.details ?? "") : null;
+    if (match) status = { ...status, ...rewrite(match) };
+  }
+  // The main port's bound on every error text (src/transport/client-mistakes.ts).
+  return status.details === undefined ? status : { ...status, details: truncated(status.details, ERROR_MESSAGE_LIMIT_BYTES) };
+}
 
 /**
  * The content types of gRPC with protobuf, as connect's gRPC handler reads them. grpc-js takes

@@ -20,6 +20,7 @@ import type { WatchKeysImpl } from "../transport/key-pool-service";
 import type { Durability, PoolApi } from "../domain/pool-api";
 import { reclassifyClientMistakes } from "../transport/client-mistakes";
 import { serveGrpcWebText } from "../transport/grpc-web-text";
+import { encodeStringsWithBuffer } from "../transport/text-encoding";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { connectionCaps } from "./listener-limits";
 import { createNodeHandler } from "./node-handler";
@@ -113,6 +114,7 @@ function reportConnectionEvent(logger: Logger): NonNullable<ListenerOptions["rep
 
 export async function startServer(config: ListenConfig, deps: ServerDeps): Promise<RunningServer> {
   const logger = deps.logger ?? silentLogger;
+  encodeStringsWithBuffer();
   const health = new HealthState(APPLICATION_SERVICES.map((s) => s.typeName));
   const shutdown = new AbortController();
   // Every call in flight listens on the shutdown signal: thousands of open streams are normal.

@@ -1,0 +1,275 @@
+/**
+ * protobuf-es's toBinary for the small, flat messages of the hot unary calls (LeaseResponse,
+ * ReportRateLimitResponse, IncrementUsageResponse, GetLockoutPeriodResponse, HealthCheckResponse):
+ * the same bytes, written into one Buffer sized in advance, where toBinary walks the message
+ * through a reflection object (two Maps per message) and a writer that makes a Uint8Array per
+ * string and per run of tag bytes, then copies them all into the result.
+ *
+ * An encoder is made once per message schema from its descriptor, and only for schemas whose
+ * every field is a singular string, bool, int32, uint32, int64, uint64 or enum with implicit
+ * presence (proto3), or a singular message field that is itself such a schema. For any other
+ * schema (lists, maps, oneofs, explicit presence, other scalar types) flatEncoder returns
+ * undefined; at run time a message with unknown fields or with a value toBinary would refuse
+ * (not an integer of its field's range) is handed to toBinary, which writes or refuses it as
+ * ever. test/unit/transport/flat-binary.test.ts compares the bytes with toBinary's.
+ */
+import { protoInt64, ScalarType, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+
+/** Encodes a message of its schema; the bytes are toBinary's. */
+export type FlatEncoder = (message: Message) => Buffer;
+
+const IMPLICIT = 2; // FeatureSet.FieldPresence.IMPLICIT: proto3 fields without `optional`
+const WIRE_VARINT = 0;
+const WIRE_LENGTH_DELIMITED = 2;
+
+type Kind = "string" | "bool" | "int32" | "uint32" | "int64" | "uint64" | "message";
+
+interface FieldPlan {
+  kind: Kind;
+  name: string;
+  tag: number;
+  /** The zero value of an enum (its first value), which proto3 does not write. */
+  enumZero?: number;
+  nested?: MessagePlan;
+}
+
+interface MessagePlan {
+  fields: FieldPlan[];
+}
+
+/** Thrown inside a flat encoding when a value needs toBinary's own handling. */
+class NotFlat {}
+const NOT_FLAT = new NotFlat();
+
+const plans = new Map<DescMessage, MessagePlan | null>();
+
+/** The flat encoder of `schema`, or undefined when the schema has a field it does not cover. */
+export function flatEncoder(schema: DescMessage): FlatEncoder | undefined {
+  const plan = planOf(schema, new Set());
+  if (!plan) return undefined;
+  return (message) => {
+    try {
+      const size = sizeOf(plan, message);
+      const buffer = Buffer.allocUnsafe(size);
+      const end = writeMessage(plan, message, buffer, 0);
+      if (end !== size) throw new Error(`flat encoding of ${schema.typeName} wrote ${end} of ${size} bytes`);
+      return buffer;
+    } catch (err) {
+      if (err !== NOT_FLAT) throw err;
+      const bytes = toBinary(schema, message);
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    }
+  };
+}
+
+function planOf(schema: DescMessage, visiting: Set<DescMessage>): MessagePlan | null {
+  const known = plans.get(schema);
+  if (known !== undefined) return known;
+  if (visiting.has(schema)) return null; // recursive schemas are left to toBinary
+  visiting.add(schema);
+  const fields: FieldPlan[] = [];
+  let plan: MessagePlan | null = { fields };
+  for (const field of [...schema.fields].sort((a, b) => a.number - b.number)) {
+    const fieldPlan = fieldPlanOf(field, visiting);
+    if (!fieldPlan) {
+      plan = null;
+      break;
+    }
+    fields.push(fieldPlan);
+  }
+  visiting.delete(schema);
+  plans.set(schema, plan);
+  return plan;
+}
+
+function fieldPlanOf(field: DescField, visiting: Set<DescMessage>): FieldPlan | null {
+  if (field.oneof) return null;
+  const name = field.localName;
+  switch (field.fieldKind) {
+    case "scalar": {
+      if (field.presence !== IMPLICIT) return null;
+      const kind = SCALAR_KINDS.get(field.scalar);
+      if (!kind) return null;
+      return { kind, name, tag: tagOf(field, kind === "string" ? WIRE_LENGTH_DELIMITED : WIRE_VARINT) };
+    }
+    case "enum":
+      if (field.presence !== IMPLICIT) return null;
+      return { kind: "int32", name, tag: tagOf(field, WIRE_VARINT), enumZero: field.enum.values[0].number };
+    case "message": {
+      if (field.delimitedEncoding) return null;
+      const nested = planOf(field.message, visiting);
+      if (!nested) return null;
+      return { kind: "message", name, tag: tagOf(field, WIRE_LENGTH_DELIMITED), nested };
+    }
+    default:
+      return null;
+  }
+}
+
+function tagOf(field: DescField, wireType: number): number {
+  return ((field.number << 3) | wireType) >>> 0;
+}
+
+const SCALAR_KINDS = new Map<ScalarType, Kind>([
+  [ScalarType.STRING, "string"],
+  [ScalarType.BOOL, "bool"],
+  [ScalarType.INT32, "int32"],
+  [ScalarType.UINT32, "uint32"],
+  [ScalarType.INT64, "int64"],
+  [ScalarType.UINT64, "uint64"],
+]);
+
+type Fields = Record<string, unknown>;
+
+/** The value of a field that toBinary writes, or undefined where it writes nothing. */
+function valueToWrite(field: FieldPlan, message: Fields): unknown {
+  const value = message[field.name];
+  switch (field.kind) {
+    case "string":
+      if (typeof value !== "string") throw NOT_FLAT;
+      return value === "" ? undefined : value;
+    case "bool":
+      if (typeof value !== "boolean") throw NOT_FLAT;
+      return value ? value : undefined;
+    case "int32":
+      if (!Number.isInteger(value) || (value as number) < -0x80000000 || (value as number) > 0x7fffffff) throw NOT_FLAT;
+      return value === (field.enumZero ?? 0) ? undefined : value;
+    case "uint32":
+      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 0xffffffff) throw NOT_FLAT;
+      return value === 0 ? undefined : value;
+    case "int64":
+    case "uint64":
+      if (typeof value !== "bigint" && typeof value !== "string" && typeof value !== "number") throw NOT_FLAT;
+      // Loose comparison, as protobuf-es's own zero test: 0n, 0 and "0".
+      return value == 0 ? undefined : value;
+    case "message":
+      if (value === undefined || !Object.prototype.hasOwnProperty.call(message, field.name)) return undefined;
+      if (typeof value !== "object" || value === null) throw NOT_FLAT;
+      return value;
+  }
+}
+
+function sizeOf(plan: MessagePlan, message: Message): number {
+  if ((message as { $unknown?: unknown[] }).$unknown?.length) throw NOT_FLAT;
+  let size = 0;
+  for (const field of plan.fields) {
+    const value = valueToWrite(field, message as unknown as Fields);
+    if (value === undefined) continue;
+    size += varintSize(field.tag);
+    switch (field.kind) {
+      case "string": {
+        const length = Buffer.byteLength(value as string, "utf8");
+        size += varintSize(length) + length;
+        break;
+      }
+      case "bool":
+        size += 1;
+        break;
+      case "int32":
+        size += (value as number) < 0 ? 10 : varintSize(value as number);
+        break;
+      case "uint32":
+        size += varintSize(value as number);
+        break;
+      case "int64":
+      case "uint64": {
+        const { lo, hi } = int64Of(field.kind, value as bigint | string | number);
+        size += varint64Size(lo, hi);
+        break;
+      }
+      case "message": {
+        const length = sizeOf(field.nested!, value as Message);
+        size += varintSize(length) + length;
+        break;
+      }
+    }
+  }
+  return size;
+}
+
+function writeMessage(plan: MessagePlan, message: Message, buffer: Buffer, pos: number): number {
+  for (const field of plan.fields) {
+    const value = valueToWrite(field, message as unknown as Fields);
+    if (value === undefined) continue;
+    pos = writeVarint(buffer, pos, field.tag);
+    switch (field.kind) {
+      case "string": {
+        const length = Buffer.byteLength(value as string, "utf8");
+        pos = writeVarint(buffer, pos, length);
+        pos += buffer.write(value as string, pos, length, "utf8");
+        break;
+      }
+      case "bool":
+        buffer[pos++] = 1;
+        break;
+      case "int32":
+        pos = (value as number) < 0 ? writeVarint64(buffer, pos, value as number, -1) : writeVarint(buffer, pos, value as number);
+        break;
+      case "uint32":
+        pos = writeVarint(buffer, pos, value as number);
+        break;
+      case "int64":
+      case "uint64": {
+        const { lo, hi } = int64Of(field.kind, value as bigint | string | number);
+        pos = writeVarint64(buffer, pos, lo, hi);
+        break;
+      }
+      case "message": {
+        pos = writeVarint(buffer, pos, sizeOf(field.nested!, value as Message));
+        pos = writeMessage(field.nested!, value as Message, buffer, pos);
+        break;
+      }
+    }
+  }
+  return pos;
+}
+
+/** The two 32-bit halves protobuf-es writes for an int64 or uint64 (it refuses what it cannot parse). */
+function int64Of(kind: "int64" | "uint64", value: bigint | string | number): { lo: number; hi: number } {
+  try {
+    return kind === "int64" ? protoInt64.enc(value) : protoInt64.uEnc(value);
+  } catch {
+    throw NOT_FLAT;
+  }
+}
+
+function varintSize(value: number): number {
+  if (value < 0x80) return 1;
+  if (value < 0x4000) return 2;
+  if (value < 0x200000) return 3;
+  if (value < 0x10000000) return 4;
+  return 5;
+}
+
+function writeVarint(buffer: Buffer, pos: number, value: number): number {
+  while (value > 0x7f) {
+    buffer[pos++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  buffer[pos++] = value;
+  return pos;
+}
+
+function varint64Size(lo: number, hi: number): number {
+  let size = 1;
+  let low = lo >>> 0;
+  let high = hi >>> 0;
+  while (high !== 0 || low > 0x7f) {
+    low = ((low >>> 7) | (high << 25)) >>> 0;
+    high >>>= 7;
+    size++;
+  }
+  return size;
+}
+
+function writeVarint64(buffer: Buffer, pos: number, lo: number, hi: number): number {
+  let low = lo >>> 0;
+  let high = hi >>> 0;
+  while (high !== 0 || low > 0x7f) {
+    buffer[pos++] = (low & 0x7f) | 0x80;
+    low = ((low >>> 7) | (high << 25)) >>> 0;
+    high >>>= 7;
+  }
+  buffer[pos++] = low;
+  return pos;
+}
