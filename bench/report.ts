@@ -30,6 +30,7 @@ export interface SuiteResults {
   startup?: StartupResult;
   pool?: SuiteModuleResult;
   durability?: SuiteModuleResult;
+  replicas?: SuiteModuleResult;
   checker?: SuiteModuleResult;
   errors: { section: string; error: string }[];
   elapsedS?: number;
@@ -105,7 +106,7 @@ export function summaryRows(results: SuiteResults): Row[] {
       if (v.keysLoaded !== s.keys) rows.push([`keys loaded, ${v.name}`, String(v.keysLoaded), String(s.keys), "MISSED"]);
     }
   }
-  for (const [name, m] of [["pool selection", results.pool], ["durability", results.durability], ["key checker", results.checker]] as const) {
+  for (const [name, m] of [["pool selection", results.pool], ["durability", results.durability], ["key checker", results.checker], ["replicas on Redis", results.replicas]] as const) {
     if (!m) continue;
     if (!m.available) rows.push([name, m.note, "", ""]);
     for (const r of m.rows) rows.push([`${name}: ${r.name}`, r.value, r.target ?? "", r.met === undefined ? "" : verdict(r.met)]);

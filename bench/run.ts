@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the whole benchmark suite in one run, printing one summary table and writing
  * bench/results/latest.json. `--quick` for a smoke run (fewer requests, one round);
- * `--only=e2e,fanout,startup,pool,durability,checker` to run some sections; `--no-build` to skip
+ * `--only=e2e,fanout,startup,pool,durability,checker,replicas` to run some sections; `--no-build` to skip
  * `npm run build` (the server runs from dist/).
  *
  * Layout: the measured server on core 0, every load generator on the other core(s), with
@@ -20,7 +20,7 @@ import { measureStartup, StartupResult } from "./startup-memory";
 import { renderTable, type MachineInfo, type SuiteResults } from "./report";
 import { runSuiteModule, SuiteModuleResult } from "./suite-modules";
 
-const SECTIONS = ["e2e", "fanout", "startup", "pool", "durability", "checker"] as const;
+const SECTIONS = ["e2e", "fanout", "startup", "pool", "durability", "checker", "replicas"] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: string[]) {
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
   const previousE2e = readPreviousE2e();
   log(`keypool bench${args.quick ? " (quick)" : ""}: ${results.machine.nproc} cores, ${results.machine.cpu}, node ${results.machine.node}; ${cores.note}`);
 
-  if (!args.noBuild && (args.sections.has("e2e") || args.sections.has("fanout") || args.sections.has("startup"))) {
+  if (!args.noBuild && (args.sections.has("e2e") || args.sections.has("fanout") || args.sections.has("startup") || args.sections.has("replicas"))) {
     log("building (npm run build) ...");
     execFileSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" });
   }
@@ -181,6 +181,10 @@ async function main(): Promise<void> {
 
     await section("checker", async () => {
       results.checker = await runSuiteModule(path.join(ROOT, "bench", "checker.bench.ts"), args.quick, log);
+    });
+
+    await section("replicas", async () => {
+      results.replicas = await runSuiteModule(path.join(ROOT, "bench", "replicas.bench.ts"), args.quick, log);
     });
   } finally {
     rmSync(tmp, { recursive: true, force: true });

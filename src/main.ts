@@ -12,15 +12,20 @@ import { CHECKED_PROVIDERS, upstreamCheck, type UpstreamUrls } from "./checker/u
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
-import { EXIT_DEADLINE_MS, allSettings, readSettings, tlsFiles, unknownSettings, type Settings } from "./config/settings";
+import { EXIT_DEADLINE_MS, SETTINGS, allSettings, readSettings, tlsFiles, unknownSettings, type Settings } from "./config/settings";
+import type { CheckedPool } from "./domain/pool-api";
 import type { KeySpec } from "./domain/types";
 import { systemClock } from "./domain/clock";
 import { KeyPool } from "./domain/key-pool";
+import type { PoolMirror } from "./redis/pool-mirror";
+import type { RedisPool } from "./redis/redis-pool";
 import { createLogger, type Logger } from "./log";
 import { createServerMetrics } from "./metrics/server-metrics";
 import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
 import { openDurableState, type DurableState } from "./storage/durable-state";
+import { isRedisUrl, parseRedisUrl, type RedisTarget } from "./redis/redis-url";
+import { openRedisState, type RedisState } from "./redis/redis-state";
 import { requestLogInterceptor } from "./transport/request-log";
 import { createWatchKeys, encodedStatusBytes } from "./transport/watch-keys";
 import { VERSION } from "./version";
@@ -39,6 +44,8 @@ interface StartupConfig {
   keys: KeySpec[];
   /** Tokens, interceptors, and the loopback rule (src/auth/). */
   access: Access;
+  /** KEYPOOL_STATE=redis://...: the pool is kept in Redis (src/redis/); otherwise a file or memory. */
+  redis?: RedisTarget;
 }
 
 /** Every setting, checked before anything starts; an error names the variable or file at fault. */
@@ -51,22 +58,70 @@ function loadStartupConfig(env: NodeJS.ProcessEnv): StartupConfig {
     families,
     keys: loadKeySpecs(settings.keys, undefined, families.families),
     access: loadAccess(settings),
+    redis: isRedisUrl(settings.storage.state) ? parseRedisUrl(settings.storage.state, SETTINGS.storage.state.name) : undefined,
   };
 }
 
-async function run({ settings, unknown, families, keys, access }: StartupConfig, logger: Logger): Promise<void> {
+/** The pool and what keeps it: an in-process KeyPool with its file (or memory), or the pool in Redis. */
+interface Backend {
+  pool: KeyPool | RedisPool;
+  /** The change feed and synchronous reads: the pool itself, or the Redis pool's read model. */
+  watched: KeyPool | PoolMirror;
+  checked: CheckedPool;
+  /** KEYPOOL_STATE as the start-up line shows it (never a password). */
+  shown: string;
+}
+
+async function run({ settings, unknown, families, keys, access, redis }: StartupConfig, logger: Logger): Promise<void> {
   for (const { name, nearest } of unknown) {
     logger.warn({ variable: name, nearest }, `${name} is not a keypool setting and is ignored; did you mean ${nearest}?`);
   }
   logger[access.listen.level](access.listen.message);
-  const pool = new KeyPool({
-    clock: systemClock,
-    families: families.families,
-    allowedFamilies: families.allowedFamilies,
-    ...settings.pool,
-  });
 
-  const hub = new WatchHub(pool, {
+  let server: RunningServer | undefined;
+  let state: DurableState | undefined;
+  let redisState: RedisState | undefined;
+  let backend: Backend;
+  if (redis) {
+    // Connects, checks Redis (a failure names KEYPOOL_STATE and stops the start), merges the
+    // configured keys into the pool kept there, and follows its changes.
+    redisState = await openRedisState({
+      redis: { target: redis, caFile: settings.redis.caFile, timeoutMs: settings.redis.timeoutMs },
+      prefix: settings.redis.prefix,
+      clock: systemClock,
+      tunables: settings.pool,
+      families: families.families,
+      allowedFamilies: families.allowedFamilies,
+      configured: keys,
+      logger: logger.child({ component: "redis" }),
+    });
+    const { pool } = redisState;
+    const mirror = pool.mirror;
+    backend = {
+      pool,
+      watched: mirror,
+      checked: {
+        changes: mirror.changes,
+        listKeys: (filter) => mirror.listKeys(filter),
+        getKey: (keyHash) => mirror.getKey(keyHash),
+        markForCheck: (keyHashes) => pool.markForCheck(keyHashes),
+        checkSubject: (keyHash) => pool.checkSubject(keyHash),
+        applyFinding: (subject, finding) => pool.applyFinding(subject, finding),
+      },
+      shown: redisState.shown,
+    };
+  } else {
+    const pool = new KeyPool({
+      clock: systemClock,
+      families: families.families,
+      allowedFamilies: families.allowedFamilies,
+      ...settings.pool,
+    });
+    backend = { pool, watched: pool, checked: pool, shown: settings.storage.state };
+  }
+  const { pool } = backend;
+
+  const hub = new WatchHub(backend.watched, {
     clock: systemClock,
     coalesceMs: settings.watch.coalesceMs,
     heartbeatMs: settings.watch.heartbeatMs,
@@ -74,11 +129,10 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
     measure: encodedStatusBytes,
   });
 
-  let server: RunningServer | undefined;
-  let state: DurableState | undefined;
   // Before the state file fills the pool: the census hears every restored key.
   const served = createServerMetrics({
     pool,
+    census: backend.watched,
     clock: systemClock,
     watchers: () => hub.subscriberCount,
     storeQueue: () => state?.queued ?? 0,
@@ -99,9 +153,10 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
         checker?.close();
         await server?.close();
         hub.close();
-        pool.close();
+        await pool.close();
         // Last: writes the soft state (last used, holds) too, and folds the WAL into the file.
         state?.close();
+        await redisState?.close();
         logger.info("stopped");
         process.exit(0);
       } catch (err) {
@@ -110,16 +165,19 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
       }
     })();
   };
-  // Configured and stored keys, merged by hash (src/storage/restore.ts). A state file that cannot
-  // be used throws here, naming the file: the start stops rather than run with an empty pool.
-  state = openDurableState({
-    location: settings.storage.state,
-    pool,
-    configured: keys,
-    clock: systemClock,
-    logger,
-    onCommitted: (seconds) => served.metrics.committed(seconds),
-  });
+  if (pool instanceof KeyPool) {
+    // Configured and stored keys, merged by hash (src/storage/restore.ts). A state file that
+    // cannot be used throws here, naming the file: the start stops rather than run with an empty pool.
+    state = openDurableState({
+      location: settings.storage.state,
+      pool,
+      configured: keys,
+      clock: systemClock,
+      logger,
+      onCommitted: (seconds) => served.metrics.committed(seconds),
+    });
+    backend.shown = state.location;
+  }
 
   for (const signal of STOP_SIGNALS) process.on(signal, () => stop({ signal }));
   followLauncher(() => stop({ reason: "npm, which started keypool, has exited" }));
@@ -131,7 +189,7 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
       metrics: served.metrics,
       tokens: access.tokens,
       logger,
-      durability: state,
+      durability: state ?? redisState?.durability,
       watchKeys: createWatchKeys(hub),
       // The request log sees every call, refused ones too; it never logs headers or messages.
       interceptors: [requestLogInterceptor(logger), ...access.interceptors],
@@ -154,7 +212,8 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
       http: tls ? ["h2", "http/1.1"] : ["h2c", "http/1.1"],
       tls,
       health: `${server.url}/healthz`,
-      state: state.location,
+      state: backend.shown,
+      ...(redisState ? { redisVersion: redisState.connection.version, redisPrefix: settings.redis.prefix } : {}),
       keys: pool.countByProvider(),
       auth: authMode(access, settings.server.host),
     },
@@ -162,10 +221,10 @@ async function run({ settings, unknown, families, keys, access }: StartupConfig,
   );
   if (stopping) return;
   // After the server listens: the checker never delays serving (docs/checker.md).
-  checker = startChecker(settings.checker, families, pool, logger);
+  checker = startChecker(settings.checker, families, backend.checked, logger);
 }
 
-function startChecker(settings: Settings["checker"], families: FamilyConfig, pool: KeyPool, logger: Logger): KeyChecker | undefined {
+function startChecker(settings: Settings["checker"], families: FamilyConfig, pool: CheckedPool, logger: Logger): KeyChecker | undefined {
   if (!settings.enabled) {
     logger.info("key checker off (KEYPOOL_CHECK_KEYS=false): keys are taken on faith");
     return undefined;

@@ -212,10 +212,33 @@ export class KeyChecker {
   }
 
   private begin(keyHash: string): void {
-    const subject = this.options.pool.checkSubject(keyHash);
-    if (!subject) return;
-    const controller = new AbortController();
-    this.inFlight.set(keyHash, controller);
+    const found = this.options.pool.checkSubject(keyHash);
+    if (found instanceof Promise) {
+      // A pool kept in Redis answers later: the key holds its place among the checks in flight
+      // meanwhile, so that concurrency stays bounded.
+      const controller = new AbortController();
+      this.inFlight.set(keyHash, controller);
+      found.then(
+        (subject) => {
+          if (this.inFlight.get(keyHash) !== controller) return;
+          if (subject && !this.closed) return this.launch(subject, controller);
+          this.inFlight.delete(keyHash);
+          this.pump();
+        },
+        (err: unknown) => {
+          if (this.inFlight.get(keyHash) !== controller) return;
+          this.inFlight.delete(keyHash);
+          this.options.logger.warn({ keyHash, err: err instanceof Error ? err.message : String(err) }, "key check could not start: the pool did not answer");
+          if (!this.closed) this.retryLater(keyHash, RETRY_AFTER_FAILURE_MS);
+        },
+      );
+      return;
+    }
+    if (found) this.launch(found, new AbortController());
+  }
+
+  private launch(subject: CheckSubject, controller: AbortController): void {
+    this.inFlight.set(subject.keyHash, controller);
     this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.inFlight.size);
     let outcome: Promise<CheckOutcome>;
     try {
@@ -234,7 +257,7 @@ export class KeyChecker {
     );
   }
 
-  private complete(subject: CheckSubject, outcome: CheckOutcome): void {
+  private async complete(subject: CheckSubject, outcome: CheckOutcome): Promise<void> {
     const { keyHash } = subject;
     this.inFlight.delete(keyHash);
     if (this.closed) return;
@@ -251,7 +274,7 @@ export class KeyChecker {
       }
       let result: FindingResult | undefined;
       try {
-        result = this.options.pool.applyFinding(subject, outcome.finding);
+        result = await this.options.pool.applyFinding(subject, outcome.finding);
       } catch (err) {
         // A finding the pool refuses (an organization id past its limit) changes nothing; the
         // key is tried again later rather than at once.
@@ -289,7 +312,11 @@ export class KeyChecker {
       this.cancelRetry(keyHash);
       const status = this.options.pool.getKey(keyHash);
       // Marking a checked key publishes check_requested, which files it; an unchecked one is filed here.
-      if (status && status.lastChecked !== 0) this.options.pool.markForCheck([keyHash]);
+      if (status && status.lastChecked !== 0) {
+        void Promise.resolve(this.options.pool.markForCheck([keyHash])).catch((err: unknown) =>
+          log.warn({ keyHash, err: err instanceof Error ? err.message : String(err) }, "key recheck could not be marked: the pool did not answer"),
+        );
+      }
       else if (status) this.place(keyHash, status);
     }
     this.pump();
@@ -302,7 +329,9 @@ export class KeyChecker {
       keyHash,
       this.options.clock.setTimer(afterMs, () => {
         this.retries.delete(keyHash);
-        if (!this.options.pool.checkSubject(keyHash)) return;
+        // Gone or DISABLED: nothing to check (checkSubject's rule, read from the status).
+        const status = this.options.pool.getKey(keyHash);
+        if (!status || status.state === "disabled") return;
         this.firstChecks.add(keyHash);
         this.pump();
       }),

@@ -182,6 +182,24 @@ function baseUrl(name: string, defaultUrl: string, meaning: string): Setting<str
 }
 
 /**
+ * The start of every Redis key of one pool. keypool wraps it in braces, one hash tag, so that a
+ * pool lives in one Redis Cluster slot; braces of its own would break that.
+ */
+const redisPrefix: Setting<string> = {
+  name: "KEYPOOL_REDIS_PREFIX",
+  default: "keypool",
+  shown: literal("keypool"),
+  meaning: "with Redis: every key of the pool is named `{prefix}:...` (one hash tag, one Cluster slot); pools sharing one Redis need different prefixes",
+  parse(raw, name) {
+    const value = raw.trim();
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(value)) {
+      throw new ConfigError(name, `"${value.slice(0, 80)}" must be 1 to 64 letters, digits, or _ . : - (no braces: keypool adds the hash tag)`);
+    }
+    return value;
+  },
+};
+
+/**
  * A base URL that may name `{placeholder}`s, filled from each key's credential (an Azure resource,
  * an AWS or GCP region: src/checker/url-template.ts). Validated as baseUrl with each placeholder
  * standing for a host label; any other `{...}` stops the start. Kept as written, without a
@@ -274,7 +292,17 @@ export const SETTINGS = {
     timeoutMs: duration("KEYPOOL_CHECK_TIMEOUT", 10_000, "each upstream request of a check gives up after this long", 1),
   },
   storage: {
-    state: text("KEYPOOL_STATE", "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing", { default: "./data/keypool.db" }),
+    state: text(
+      "KEYPOOL_STATE",
+      "SQLite file (created 0600) that keeps the pool's state across restarts; `memory` keeps nothing; `redis://[user:password@]host:port[/db]` (`rediss://` for TLS) keeps one pool in Redis for several replicas (see Several replicas on one Redis)",
+      { default: "./data/keypool.db" },
+    ),
+  },
+  /** With KEYPOOL_STATE=redis://... (src/redis/). */
+  redis: {
+    prefix: redisPrefix,
+    caFile: text("KEYPOOL_REDIS_CA", "with `rediss://`: PEM file of the CA (or self-signed certificate) that signed Redis's TLS certificate", { shown: "the system's CAs" }),
+    timeoutMs: duration("KEYPOOL_REDIS_TIMEOUT", 1000, "with Redis: connecting, and each Redis command, give up after this; the call answers `UNAVAILABLE`", 1, 60_000),
   },
   /** Read by the `keypool-watch` command, not by the server. */
   watchClient: {

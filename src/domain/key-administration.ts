@@ -1,20 +1,14 @@
-import { quoted } from "./echo";
 import type { Clock } from "./clock";
-import { ErrorCode, PoolError, invalidArgument } from "./errors";
+import { invalidArgument } from "./errors";
 import type { KeyChanges } from "./key-changes";
 import { entryFromRecord, newEntry, toStatus, type KeyEntry } from "./key-entry";
 import type { KeyHasher } from "./key-hash";
+import { checkSpec, disableReason, hashCollision } from "./key-spec-check";
 import type { KeyTable } from "./key-table";
 import type { FamilyTable } from "./model-families";
-import { isProviderId, providerInfo, PROVIDERS } from "./providers";
-import { DISABLE_STATES, isDisableState, type DisableState, type KeyRecord, type KeySpec, type KeyStatus } from "./types";
-import { LIMITS, checkKeySecret, checkText } from "./validation";
-
-const DEFAULT_REASONS: Record<DisableState, string> = {
-  disabled: "disabled by an operator",
-  revoked: "revoked by an operator",
-  over_quota: "over quota, as an operator reported",
-};
+import { isProviderId, providerInfo } from "./providers";
+import type { DisableState, KeyRecord, KeySpec, KeyStatus } from "./types";
+import { checkKeySecret } from "./validation";
 
 /**
  * The operator's changes to the pool: adding keys (with their default families), removing,
@@ -45,39 +39,30 @@ export class KeyAdministration {
     let duplicates = 0;
     try {
       for (let i = 0; i < specs.length; i++) {
-        const spec = specs[i];
-        if (!isProviderId(spec?.provider)) {
-          throw invalidArgument(
-            `keys[${i}]: provider ${quoted(spec?.provider ?? "")} is not one of ${PROVIDERS.map((p) => p.id).join(", ")}`,
-          );
-        }
-        checkKeySecret(spec.key, `keys[${i}]`, providerInfo(spec.provider));
-        const key = spec.key.trim();
-        const organizationId = spec.organizationId ?? "";
-        if (organizationId !== "") checkText(`keys[${i}]: organization id`, organizationId, LIMITS.organizationIdBytes);
-        const modelFamilies = this.familiesForSpec(spec, i);
-        const keyHash = this.keyHasher(spec.provider, key, organizationId);
+        const { keyHash, key, provider, organizationId, modelFamilies, trial, familiesPinned } = checkSpec(
+          specs[i],
+          i,
+          this.families,
+          this.keyHasher,
+        );
         keyHashes[i] = keyHash;
         const existing = byHash.get(keyHash);
         if (existing) {
           // A key the checker bound to its default organization keeps the hash of its spec.
-          if (existing.secret === key && existing.provider === spec.provider) {
+          if (existing.secret === key && existing.provider === provider) {
             duplicates++;
             continue;
           }
-          throw new PoolError(
-            ErrorCode.AlreadyExists,
-            `keys[${i}]: its key hash ${keyHash} already belongs to a different key (a hash collision); the key was not added`,
-          );
+          throw hashCollision(i, keyHash);
         }
         const entry = newEntry({
           secret: key,
           keyHash,
-          provider: spec.provider,
+          provider,
           modelFamilies,
           organizationId,
-          trial: spec.trial === true,
-          familiesPinned: (spec.modelFamilies?.length ?? 0) > 0,
+          trial,
+          familiesPinned,
         });
         this.keys.put(entry);
         fresh.push(entry);
@@ -92,33 +77,13 @@ export class KeyAdministration {
     return { keyHashes, added: fresh.length, duplicates };
   }
 
-  /** The spec's families, checked against the table; none given: the provider's defaults. */
-  private familiesForSpec(spec: KeySpec, i: number): readonly string[] {
-    const known = this.families.familiesOf(spec.provider);
-    const asked = spec.modelFamilies ?? [];
-    if (!Array.isArray(asked)) throw invalidArgument(`keys[${i}]: model families must be a list`);
-    if (asked.length === 0) return providerInfo(spec.provider).defaultFamilies;
-    for (const family of asked) {
-      if (typeof family !== "string" || !known.has(family)) {
-        throw invalidArgument(
-          `keys[${i}]: ${quoted(family)} is not a ${spec.provider} model family (known: ${[...known].join(", ")})`,
-        );
-      }
-    }
-    return [...new Set(asked)];
-  }
-
   /** Its open leases stay in the book until they end; they no longer match any key. */
   removeKey(keyHash: string): void {
     this.changes.remove(this.keys.mustGet(keyHash));
   }
 
   disableKey(keyHash: string, state: DisableState = "disabled", reason?: string): KeyStatus {
-    if (!isDisableState(state)) {
-      throw invalidArgument(`state ${quoted(state)} is not one of ${DISABLE_STATES.join(", ")}`);
-    }
-    const text = reason?.trim() || DEFAULT_REASONS[state];
-    checkText("reason", text, LIMITS.reasonBytes);
+    const text = disableReason(state, reason);
     const entry = this.keys.mustGet(keyHash);
     entry.state = state;
     entry.stateReason = text;

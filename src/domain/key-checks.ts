@@ -58,7 +58,7 @@ export class KeyChecks {
     const now = this.clock.now();
     // Out of the index while its families and trial flag change: the index files a key by both.
     this.keys.index.remove(entry);
-    const families = this.knownFamilies(entry.provider, finding.modelFamilies);
+    const families = knownFamilies(this.families, entry.provider, finding.modelFamilies);
     if (families && !entry.familiesPinned) {
       entry.modelFamilies = internFamilies(families);
       entry.has32k = families.includes("gpt4-32k");
@@ -70,7 +70,7 @@ export class KeyChecks {
       entry.stateReason = "";
     } else if (finding.state) {
       entry.state = finding.state;
-      entry.stateReason = truncated(finding.reason || `the upstream reported the key ${finding.state.replace("_", " ")}`);
+      entry.stateReason = findingReason(finding.state, finding.reason);
     }
     entry.lastChecked = Math.max(1, now);
     this.changes.commit(entry, "checked", entry.state === "active" ? "add" : "none", false, now);
@@ -113,14 +113,19 @@ export class KeyChecks {
     }
     return marked;
   }
+}
 
-  /** The finding's families that the table knows, in order without repeats; undefined when none. */
-  private knownFamilies(provider: ProviderId, families: readonly string[] | undefined): string[] | undefined {
-    if (!families) return undefined;
-    const known = this.families.familiesOf(provider);
-    const kept = [...new Set(families)].filter((f) => known.has(f));
-    return kept.length > 0 ? kept : undefined;
-  }
+/** The finding's families that the table knows, in order without repeats; undefined when none. */
+export function knownFamilies(table: FamilyTable, provider: ProviderId, families: readonly string[] | undefined): string[] | undefined {
+  if (!families) return undefined;
+  const known = table.familiesOf(provider);
+  const kept = [...new Set(families)].filter((f) => known.has(f));
+  return kept.length > 0 ? kept : undefined;
+}
+
+/** The state reason a finding of a revoked or over-quota key leaves: the upstream's words, cut to the limit. */
+export function findingReason(state: "revoked" | "over_quota", reason: string | undefined): string {
+  return truncated(reason || `the upstream reported the key ${state.replace("_", " ")}`);
 }
 
 /** A reason cut to the contract's limit (upstream words can be long). */

@@ -1,6 +1,7 @@
 import { ChangeFeed } from "./change-feed";
 import { MAX_TIMER_DELAY_MS, type Clock } from "./clock";
-import { ErrorCode, PoolError, failedPrecondition, resourceExhausted } from "./errors";
+import { ErrorCode, PoolError } from "./errors";
+import { everyKeyBusy, familyQueueFull, noKeyServes, waitersFull } from "./lease-errors";
 import { KeyAdministration } from "./key-administration";
 import { KeyChanges } from "./key-changes";
 import type { CheckSubject, FindingResult, KeyFinding } from "./key-check";
@@ -159,17 +160,11 @@ export class KeyPool {
       if (maxWaitMs <= 0) throw this.busyError(target, now);
       if (queues.lengthOf(target) >= this.maxWaitersPerFamily) {
         const { lockoutMs } = this.keys.index.lockout(target.provider, target.family, target.embedding, now);
-        throw resourceExhausted(
-          `${this.maxWaitersPerFamily} lease requests are already waiting for ${target.provider} family ${target.family}; retry in ${lockoutMs} ms`,
-          lockoutMs,
-        );
+        throw familyQueueFull(this.maxWaitersPerFamily, target, lockoutMs);
       }
       if (queues.size >= this.maxWaiters) {
         const { lockoutMs } = this.keys.index.lockout(target.provider, target.family, target.embedding, now);
-        throw resourceExhausted(
-          `${this.maxWaiters} lease requests are already waiting for keys, the most this server holds at once (KEYPOOL_MAX_WAITERS_TOTAL); retry in ${lockoutMs} ms`,
-          lockoutMs,
-        );
+        throw waitersFull(this.maxWaiters, lockoutMs);
       }
       return this.scheduler.wait(target, maxWaitMs, req.signal);
     } catch (error) {
@@ -204,16 +199,12 @@ export class KeyPool {
   }
 
   private noKeysError(target: WaitTarget): PoolError {
-    const which = target.embedding ? " (embedding models need a non-trial key)" : "";
-    return failedPrecondition(`no active ${target.provider} key serves the model family ${target.family}${which}`);
+    return noKeyServes(target);
   }
 
   private busyError(target: WaitTarget, now: number): PoolError {
     const { lockoutMs } = this.keys.index.lockout(target.provider, target.family, target.embedding, now);
-    return resourceExhausted(
-      `every ${target.provider} key serving ${target.family} is busy; the next is ready in ${lockoutMs} ms`,
-      lockoutMs,
-    );
+    return everyKeyBusy(target, lockoutMs);
   }
 
   private grant(entry: KeyEntry, target: WaitTarget, now: number): Lease {

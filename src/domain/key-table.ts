@@ -1,5 +1,5 @@
 import { quoted } from "./echo";
-import { notFound } from "./errors";
+import { notFound, type PoolError } from "./errors";
 import type { KeyEntry } from "./key-entry";
 import { KeyOrder } from "./key-order";
 import { SelectionIndex } from "./selection-index";
@@ -44,14 +44,17 @@ export class KeyTable {
   /** The key with this hash, or NotFound. */
   mustGet(keyHash: string): KeyEntry {
     const entry = typeof keyHash === "string" ? this.byHash.get(keyHash) : undefined;
-    if (!entry) {
-      // A client that sends the key itself by mistake must not see it echoed into errors and
-      // logs: only a value shaped like a key hash is quoted.
-      if (typeof keyHash === "string" && KEY_HASH_SHAPE.test(keyHash)) {
-        throw notFound(`no key with hash ${quoted(keyHash)} is in the pool`);
-      }
-      throw notFound("no key with that hash is in the pool (the value is not shown: it is not shaped like a key hash, e.g. oai-0123456789abcdef)");
-    }
+    if (!entry) throw keyNotFound(keyHash);
     return entry;
   }
+}
+
+/** NotFound for a key hash no key has. */
+export function keyNotFound(keyHash: string): PoolError {
+  // A client that sends the key itself by mistake must not see it echoed into errors and logs:
+  // only a value shaped like a key hash is quoted.
+  if (typeof keyHash === "string" && KEY_HASH_SHAPE.test(keyHash)) {
+    return notFound(`no key with hash ${quoted(keyHash)} is in the pool`);
+  }
+  return notFound("no key with that hash is in the pool (the value is not shown: it is not shaped like a key hash, e.g. oai-0123456789abcdef)");
 }

@@ -39,10 +39,13 @@ export type PoolApi = { [M in PoolCall]: MayWait<KeyPool[M]> };
 export type WatchedPool = Pick<KeyPool, "changes" | "keysAfter">;
 
 /**
- * What the key checker (src/checker) needs: the change feed and a first listing in the same turn,
- * what it checks a key with, and where its findings go.
+ * What the key checker (src/checker) needs: the change feed and a first listing in the same turn
+ * (so synchronous), what it checks a key with, and where its findings go (which may wait on a
+ * pool kept across the network).
  */
-export type CheckedPool = Pick<KeyPool, "changes" | "listKeys" | "getKey" | "markForCheck" | "checkSubject" | "applyFinding">;
+export type CheckedPool = Pick<KeyPool, "changes" | "listKeys" | "getKey"> & {
+  [M in "markForCheck" | "checkSubject" | "applyFinding"]: MayWait<KeyPool[M]>;
+};
 
 /** What storage needs at start (restore, configured keys) and while writing (secrets, statuses). */
 export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "getKey" | "restore" | "addKeys">;
@@ -59,6 +62,8 @@ export interface Durability {
    * succeeded), so that health can say NOT_SERVING meanwhile. Returns the unsubscribe function.
    */
   watchSaving?(listener: (saving: boolean) => void): () => void;
+  /** Where changes are saved, as the health log lines name it; default "the state file". */
+  readonly savedTo?: string;
 }
 
 export const noDurability: Durability = { flush: () => Promise.resolve() };

@@ -7,6 +7,7 @@ import type { KeyEntry } from "./key-entry";
 import type { ModelResolver } from "./model-resolver";
 import { providerInfo } from "./providers";
 import { planReport, type ReportLimits } from "./rate-limit-report";
+import type { ProviderId } from "./types";
 import { LIMITS, checkHeaders, checkModel, checkStatusCode, checkText, checkTokens } from "./validation";
 
 export interface RateLimitReport {
@@ -28,6 +29,31 @@ export interface UsageReport {
   inputTokens: number;
   outputTokens: number;
   leaseId?: string;
+}
+
+/** The reason a key revoked by a 401 carries. */
+export const REVOKED_BY_UPSTREAM = "upstream answered 401 Unauthorized: the key was rejected";
+
+/**
+ * What a proxy's upstream error says about the key itself (docs/checker.md, "Learning from
+ * proxies"): 404 model_not_found takes the model's family off the key; 429 insufficient_quota or
+ * billing_not_active makes an ACTIVE key OVER_QUOTA. Undefined when the report is no such error;
+ * InvalidArgument when an error field is too long or the model does not resolve.
+ */
+export type ErrorLesson = { kind: "withdraw_family"; family: string } | { kind: "over_quota"; reason: string };
+
+export function errorLesson(r: RateLimitReport, provider: ProviderId, models: ModelResolver): ErrorLesson | undefined {
+  if (r.errorType) checkText("error_type", r.errorType, LIMITS.errorFieldBytes);
+  if (r.errorCode) checkText("error_code", r.errorCode, LIMITS.errorFieldBytes);
+  const says = (what: string) => r.errorCode === what || r.errorType === what;
+  if (r.statusCode === 404 && says("model_not_found") && r.model) {
+    return { kind: "withdraw_family", family: models.resolve(r.model, provider).family };
+  }
+  if (r.statusCode === 429 && (says("insufficient_quota") || says("billing_not_active"))) {
+    const what = says("insufficient_quota") ? "insufficient_quota" : "billing_not_active";
+    return { kind: "over_quota", reason: `a proxy reported 429 ${what}: the key's quota or billing is exhausted` };
+  }
+  return undefined;
 }
 
 /**
@@ -59,7 +85,7 @@ export class ReportHandling {
       case "revoke":
         if (entry.state !== "revoked") {
           entry.state = "revoked";
-          entry.stateReason = "upstream answered 401 Unauthorized: the key was rejected";
+          entry.stateReason = REVOKED_BY_UPSTREAM;
           this.changes.commit(entry, "revoked", "remove", true);
         }
         break;
@@ -89,11 +115,10 @@ export class ReportHandling {
    * or billing_not_active makes it OVER_QUOTA. True when the report was such an error.
    */
   private learnFromError(entry: KeyEntry, r: RateLimitReport): boolean {
-    if (r.errorType) checkText("error_type", r.errorType, LIMITS.errorFieldBytes);
-    if (r.errorCode) checkText("error_code", r.errorCode, LIMITS.errorFieldBytes);
-    const says = (what: string) => r.errorCode === what || r.errorType === what;
-    if (r.statusCode === 404 && says("model_not_found") && r.model) {
-      const { family } = this.models.resolve(r.model, entry.provider);
+    const lesson = errorLesson(r, entry.provider, this.models);
+    if (!lesson) return false;
+    if (lesson.kind === "withdraw_family") {
+      const family = lesson.family;
       if (!entry.modelFamilies.includes(family)) return true;
       // Out of the index while its families change: the index files a key by family.
       this.keys.index.remove(entry);
@@ -103,15 +128,12 @@ export class ReportHandling {
       this.changes.commit(entry, "family_withdrawn", entry.state === "active" ? "add" : "none", true);
       return true;
     }
-    if (r.statusCode === 429 && (says("insufficient_quota") || says("billing_not_active"))) {
-      // An operator's DISABLED stays; a REVOKED key stays revoked.
-      if (entry.state !== "active") return true;
-      entry.state = "over_quota";
-      entry.stateReason = `a proxy reported 429 ${says("insufficient_quota") ? "insufficient_quota" : "billing_not_active"}: the key's quota or billing is exhausted`;
-      this.changes.commit(entry, "over_quota", "remove", true);
-      return true;
-    }
-    return false;
+    // An operator's DISABLED stays; a REVOKED key stays revoked.
+    if (entry.state !== "active") return true;
+    entry.state = "over_quota";
+    entry.stateReason = lesson.reason;
+    this.changes.commit(entry, "over_quota", "remove", true);
+    return true;
   }
 
   incrementUsage(u: UsageReport): void {

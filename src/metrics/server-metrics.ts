@@ -10,7 +10,7 @@ import { KeyCensus, type CensusPool } from "./key-census";
 import { instrumentPool } from "./instrumented-pool";
 import { KeypoolMetrics } from "./metrics";
 
-export interface MeteredPool extends CensusPool {
+export interface MeteredPool {
   resolveModel(model: string, provider?: ProviderId): { provider: ProviderId; family: string };
 }
 
@@ -22,8 +22,13 @@ export interface ServerMetrics {
   close(): void;
 }
 
-export function createServerMetrics(options: {
-  pool: MeteredPool & PoolApi;
+/**
+ * The census follows the pool's change feed and first listing; a pool whose listing may wait (one
+ * kept in Redis) names its read model as `census` instead.
+ */
+type CensusSource = { pool: MeteredPool & PoolApi & CensusPool; census?: undefined } | { pool: MeteredPool & PoolApi; census: CensusPool };
+
+export function createServerMetrics(options: CensusSource & {
   clock: Clock;
   /** Open WatchKeys streams. */
   watchers?: () => number;
@@ -34,7 +39,7 @@ export function createServerMetrics(options: {
 }): ServerMetrics {
   const { pool, clock } = options;
   const metrics = new KeypoolMetrics({ processMetrics: options.processMetrics });
-  const census = new KeyCensus(pool);
+  const census = new KeyCensus(options.census ?? (pool as MeteredPool & PoolApi & CensusPool));
   metrics.observe({ census, now: () => clock.now(), watchers: options.watchers, storeQueue: options.storeQueue });
   return {
     metrics,

@@ -197,8 +197,9 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   const stopWatchingSaving = deps.durability?.watchSaving?.((saving) => {
     if (closing) return;
     health.setAll(saving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
-    if (!saving) logger.error("health is NOT_SERVING: changes cannot be saved to the state file");
-    else logger.info("health is SERVING again: changes are saved to the state file");
+    const where = deps.durability?.savedTo ?? "the state file";
+    if (!saving) logger.error(`health is NOT_SERVING: changes cannot be saved to ${where}`);
+    else logger.info(`health is SERVING again: changes are saved to ${where}`);
   });
 
   const hostForUrl = config.host.includes(":") ? `[${config.host}]` : config.host;

@@ -13,6 +13,10 @@ import { startServer, type RunningServer } from "../../src/server/start-server";
 import { createWatchKeys, encodedStatusBytes } from "../../src/transport/watch-keys";
 import { WatchHub, type WatchHubOptions } from "../../src/watch/watch-hub";
 import { KeyPoolService, type KeyStatus, type WatchKeysResponse } from "../../gen/ts/keypool/v1/keypool_pb";
+import { hashKey } from "../../src/domain/key-hash";
+import type { PoolApi } from "../../src/domain/pool-api";
+import type { KeySpec } from "../../src/domain/types";
+import { startDeployedServer, type Deployment } from "../support/deployments";
 
 export interface WatchServer {
   pool: KeyPool;
@@ -22,17 +26,18 @@ export interface WatchServer {
   close(): Promise<void>;
 }
 
+const watchKeySpecs = (count: number): KeySpec[] =>
+  Array.from({ length: count }, (_, i) => ({
+    provider: "openai" as const,
+    key: `sk-watch-test-${i}-${"x".repeat(20)}`,
+    modelFamilies: ["gpt4o", "turbo"],
+  }));
+
 export async function startWatchServer(
   options: { keys?: number; port?: number; pool?: Partial<PoolOptions>; hub?: Partial<WatchHubOptions> } = {},
 ): Promise<WatchServer> {
   const pool = new KeyPool({ clock: systemClock, reuseDelayMs: 0, ...options.pool });
-  const { keyHashes } = pool.addKeys(
-    Array.from({ length: options.keys ?? 5 }, (_, i) => ({
-      provider: "openai" as const,
-      key: `sk-watch-test-${i}-${"x".repeat(20)}`,
-      modelFamilies: ["gpt4o", "turbo"],
-    })),
-  );
+  const { keyHashes } = pool.addKeys(watchKeySpecs(options.keys ?? 5));
   const hub = new WatchHub(pool, { clock: systemClock, measure: encodedStatusBytes, ...options.hub });
   const server = await startServer(
     { host: "127.0.0.1", port: options.port ?? 0, grpcPort: 0 },
@@ -48,6 +53,53 @@ export async function startWatchServer(
       hub.close();
       pool.close();
     },
+  };
+}
+
+/** The hub's counts a suite checks, summed over the replicas' hubs when there are several. */
+export type HubCounts = Pick<WatchHub, "subscriberCount" | "signalListenerCount" | "indexedCount" | "timerCount" | "pendingCount">;
+
+/** startWatchServer's server as any deployment (test/support/deployments.ts) provides it. */
+export interface WatchDeployment {
+  /** Calls on it reach every replica; awaited, whichever pool it is. */
+  pool: PoolApi & { readonly changes: { readonly size: number } };
+  hub: HubCounts;
+  /** Where clients connect (for urlOf and portOf). */
+  server: { url: string; port: number; grpcUrl?: string; grpcPort?: number };
+  keyHashes: string[];
+  close(): Promise<void>;
+}
+
+export async function startWatchDeployment(
+  deployment: Deployment,
+  options: { keys?: number; hub?: Partial<WatchHubOptions> } = {},
+): Promise<WatchDeployment> {
+  if (deployment === "one keypool") return startWatchServer(options);
+  const specs = watchKeySpecs(options.keys ?? 5);
+  const d = await startDeployedServer(deployment, { clock: systemClock, pool: { reuseDelayMs: 0 }, keys: specs, hub: options.hub });
+  const sum = (count: (hub: WatchHub) => number) => d.hubs.reduce((total, hub) => total + count(hub), 0);
+  return {
+    pool: d.pool as WatchDeployment["pool"],
+    hub: {
+      get subscriberCount() {
+        return sum((h) => h.subscriberCount);
+      },
+      get signalListenerCount() {
+        return sum((h) => h.signalListenerCount);
+      },
+      get indexedCount() {
+        return sum((h) => h.indexedCount);
+      },
+      get timerCount() {
+        return sum((h) => h.timerCount);
+      },
+      get pendingCount() {
+        return sum((h) => h.pendingCount);
+      },
+    },
+    server: d,
+    keyHashes: specs.map((spec) => hashKey(spec.provider, spec.key!, "")),
+    close: () => d.close(),
   };
 }
 

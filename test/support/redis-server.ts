@@ -16,6 +16,8 @@ export interface RedisServerOptions {
   appendfsync?: "always" | "everysec" | "no";
   /** Further `redis-server` arguments, as `["--name", "value"]` pairs. */
   args?: string[];
+  /** Also listen with TLS (this certificate, no client certificates) on a second port. */
+  tls?: { certPath: string; keyPath: string };
 }
 
 export interface RedisServer {
@@ -23,6 +25,12 @@ export interface RedisServer {
   readonly dir: string;
   /** `redis://[:password@]127.0.0.1:port`. */
   readonly url: string;
+  /** With `tls`: `rediss://[:password@]localhost:tlsPort`. */
+  readonly tlsUrl?: string;
+  /** Stops the process answering (SIGSTOP): connections stay open and nothing replies. */
+  pause(): void;
+  /** Lets a paused process go on (SIGCONT). */
+  resume(): void;
   /** Stops the process (SIGTERM by default) and waits for its exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
   /** Starts the process again on the same port and directory (after stop). */
@@ -79,6 +87,10 @@ async function waitUntilReady(port: number, child: ChildProcess, output: () => s
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "keypool-redis-"));
   const port = await freeLoopbackPort();
+  const tlsPort = options.tls ? await freeLoopbackPort() : undefined;
+  const tlsArgs = options.tls
+    ? ["--tls-port", String(tlsPort), "--tls-cert-file", options.tls.certPath, "--tls-key-file", options.tls.keyPath, "--tls-auth-clients", "no"]
+    : [];
   const args = [
     "--port", String(port),
     "--bind", "127.0.0.1",
@@ -88,6 +100,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     "--logfile", "",
     ...(options.appendfsync ? ["--appendonly", "yes", "--appendfsync", options.appendfsync] : ["--appendonly", "no"]),
     ...(options.password ? ["--requirepass", options.password] : []),
+    ...tlsArgs,
     ...(options.args ?? []),
   ];
   let child: ChildProcess | undefined;
@@ -120,10 +133,14 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     port,
     dir,
     url: `redis://${auth}127.0.0.1:${port}`,
+    ...(tlsPort !== undefined ? { tlsUrl: `rediss://${auth}localhost:${tlsPort}` } : {}),
+    pause: () => child?.kill("SIGSTOP"),
+    resume: () => child?.kill("SIGCONT"),
     stop,
     start,
     output,
     close: async () => {
+      child?.kill("SIGCONT");
       await stop("SIGKILL");
       fs.rmSync(dir, { recursive: true, force: true });
     },

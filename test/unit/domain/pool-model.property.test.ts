@@ -1,5 +1,7 @@
 /**
- * The fast pool against a deliberately naive model: long random sequences of operations (add,
+ * Both pools — the in-memory KeyPool and the pool kept in Redis (src/redis, against a private
+ * redis-server) — against a deliberately naive model, with the same random sequences (one seed
+ * for both): long random sequences of operations (add,
  * lease, report 200/429/401/other with random headers, usage, disable, enable, remove, lockout,
  * clock moves); at every step both must choose the same key, give the same lockout and errors,
  * and hold the same state for every key. The model filters and sorts the whole pool per call,
@@ -9,13 +11,17 @@
  * provider must never touch another's keys.
  */
 import fc from "fast-check";
+import Redis from "ioredis";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
 import { hashKey } from "../../../src/domain/key-hash";
 import { KeyPool } from "../../../src/domain/key-pool";
 import { providerInfo } from "../../../src/domain/providers";
 import { planReport } from "../../../src/domain/rate-limit-report";
+import type { PoolApi } from "../../../src/domain/pool-api";
 import type { DisableState, KeyState, KeyStatus, ProviderId, TokenUsage } from "../../../src/domain/types";
+import { RedisPool } from "../../../src/redis/redis-pool";
+import { startRedisServer, type RedisServer } from "../../support/redis-server";
 import { credential } from "./providers/fixtures";
 
 const REUSE = 1000;
@@ -215,29 +221,63 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ op: fc.constant("advance" as const), ms: fc.oneof(fc.integer({ min: 0, max: 1500 }), fc.integer({ min: 0, max: 25_000 })) }) },
 );
 
-function codeOf(fn: () => unknown): { code?: ErrorCode; retry?: number; value?: unknown } {
+async function codeOf(fn: () => unknown): Promise<{ code?: ErrorCode; retry?: number; value?: unknown }> {
   try {
-    return { value: fn() };
+    return { value: await fn() };
   } catch (error) {
     if (!(error instanceof PoolError)) throw error;
     return { code: error.code, retry: error.retryAfterMs };
   }
 }
 
-function run(ops: Op[]) {
+/** The calls the sequences make, on either pool. */
+type PoolUnderTest = Pick<PoolApi, "addKeys" | "lease" | "lockout" | "reportRateLimit" | "incrementUsage" | "disableKey" | "enableKey" | "removeKey" | "listKeys">;
+
+/** A pool to drive: made fresh for each sequence, on the sequence's clock. */
+interface Backend {
+  name: string;
+  open(clock: ManualClock): Promise<{ pool: PoolUnderTest; close(): Promise<void> }>;
+}
+
+const TUNABLES = { reuseDelayMs: REUSE, leaseTtlMs: TTL, ...LIMITS };
+
+const inMemory: Backend = {
+  name: "the in-memory KeyPool",
+  open: async (clock) => {
+    const pool = new KeyPool({ clock, ...TUNABLES });
+    return { pool, close: async () => pool.close() };
+  },
+};
+
+/** The pool kept in Redis, its scripts on the sequence's clock; Redis is emptied before each sequence. */
+function inRedis(server: () => RedisServer): Backend & { closeClient(): void } {
+  let redis: Redis | undefined;
+  return {
+    name: "the pool kept in Redis",
+    open: async (clock) => {
+      redis ??= new Redis(server().url);
+      await redis.flushdb();
+      const pool = await RedisPool.open({ redis, clock, tunables: TUNABLES, scriptTimeFromClock: true });
+      return { pool, close: () => pool.close() };
+    },
+    closeClient: () => redis?.disconnect(),
+  };
+}
+
+async function run(backend: Backend, ops: Op[]) {
   const clock = new ManualClock();
-  const pool = new KeyPool({ clock, reuseDelayMs: REUSE, leaseTtlMs: TTL, ...LIMITS });
+  const { pool, close } = await backend.open(clock);
   const model = new NaivePool();
   const hashes: string[] = []; // every hash ever added, so ops can name removed keys too
   const leaseIds: string[] = [];
-  const step = (o: Op, i: number) => {
+  const step = async (o: Op, i: number) => {
     const now = clock.now();
     const where = `step ${i} ${JSON.stringify(o)}`;
     switch (o.op) {
       case "add": {
         const key = credential(o.provider, o.secret);
         const hash = hashKey(o.provider, key, "");
-        const r = pool.addKeys([{ provider: o.provider, key, modelFamilies: o.families, trial: o.trial }]);
+        const r = await pool.addKeys([{ provider: o.provider, key, modelFamilies: o.families, trial: o.trial }]);
         expect(r.keyHashes).toEqual([hash]);
         if (model.keys.has(hash)) {
           expect(r.duplicates).toBe(1);
@@ -253,7 +293,7 @@ function run(ops: Op[]) {
       }
       case "lease": {
         const expected = model.choose(o.request, now);
-        const got = codeOf(() => pool.lease({ ...o.request }));
+        const got = await codeOf(() => pool.lease({ ...o.request }));
         if (expected.key) {
           const lease = got.value as { keyHash: string; leaseId: string };
           expect({ where, hash: lease?.keyHash }).toEqual({ where, hash: expected.key.hash });
@@ -270,12 +310,12 @@ function run(ops: Op[]) {
         break;
       }
       case "lockout":
-        expect({ where, l: pool.lockout({ ...o.request }) }).toEqual({ where, l: model.lockout(o.request, now) });
+        expect({ where, l: await pool.lockout({ ...o.request }) }).toEqual({ where, l: model.lockout(o.request, now) });
         break;
       case "report": {
         const hash = hashes[o.key];
         const k = hash === undefined ? undefined : model.keys.get(hash);
-        const got = codeOf(() => pool.reportRateLimit({ keyHash: hash ?? "oai-none", statusCode: o.status, headers: o.headers }));
+        const got = await codeOf(() => pool.reportRateLimit({ keyHash: hash ?? "oai-none", statusCode: o.status, headers: o.headers }));
         if (!k) {
           expect(got.code).toBe(ErrorCode.NotFound);
           break;
@@ -294,7 +334,7 @@ function run(ops: Op[]) {
         const hash = hashes[o.key];
         const k = hash === undefined ? undefined : model.keys.get(hash);
         const leaseId = o.lease < 0 ? undefined : leaseIds[leaseIds.length - 1 - o.lease] ?? "gone";
-        const got = codeOf(() =>
+        const got = await codeOf(() =>
           pool.incrementUsage({ keyHash: hash ?? "oai-none", model: o.model, inputTokens: o.input, outputTokens: o.output, leaseId }),
         );
         // The model resolves in the key's provider, so an unknown key is found out first.
@@ -321,7 +361,7 @@ function run(ops: Op[]) {
       case "remove": {
         const hash = hashes[o.key];
         const k = hash === undefined ? undefined : model.keys.get(hash);
-        const got = codeOf(() =>
+        const got = await codeOf(() =>
           o.op === "disable" ? pool.disableKey(hash ?? "oai-none", o.state) : o.op === "enable" ? pool.enableKey(hash ?? "oai-none") : pool.removeKey(hash ?? "oai-none"),
         );
         if (!k) {
@@ -341,24 +381,42 @@ function run(ops: Op[]) {
         model.expire(clock.now());
         break;
     }
-    const actual = pool.listKeys();
+    const actual = await pool.listKeys();
     for (const s of actual) expect(s.stateReason === "").toBe(s.state === "active");
     expect({ where, keys: actual.map(({ stateReason: _r, ...rest }) => rest) }).toEqual({ where, keys: model.statuses() });
   };
-  ops.forEach(step);
-  pool.close();
+  try {
+    for (let i = 0; i < ops.length; i++) await step(ops[i]!, i);
+  } finally {
+    await close();
+  }
   expect(clock.pendingTimers()).toBe(0);
 }
 
-describe("the fast pool agrees with a naive filter-and-sort model", () => {
-  it("on long random operation sequences: same choices, lockouts, errors and key states at every step", () => {
-    fc.assert(
-      fc.property(fc.array(op, { minLength: 50, maxLength: 300 }), (ops) => run(ops)),
-      { numRuns: 100 },
-    );
-  });
+// One seed for both pools, so that they answer the same sequences; fast-check prints it on failure.
+const SEED = Number(process.env.KEYPOOL_PROPERTY_SEED ?? Date.now() % 2 ** 31);
 
-  it("on sequences that keep many keys busy (short clock moves, many leases)", () => {
+let server: RedisServer | undefined;
+const redisBackend = inRedis(() => server!);
+
+beforeAll(async () => {
+  server = await startRedisServer();
+}, 30_000);
+
+afterAll(async () => {
+  redisBackend.closeClient();
+  await server?.close();
+});
+
+describe.each([inMemory, redisBackend])("$name agrees with a naive filter-and-sort model", (backend) => {
+  it("on long random operation sequences: same choices, lockouts, errors and key states at every step", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 50, maxLength: 300 }), (ops) => run(backend, ops)),
+      { numRuns: 100, seed: SEED },
+    );
+  }, 300_000);
+
+  it("on sequences that keep many keys busy (short clock moves, many leases)", async () => {
     const busy = fc.oneof(
       { weight: 1, arbitrary: add },
       { weight: 6, arbitrary: fc.record({ op: fc.constant("lease" as const), request }) },
@@ -366,9 +424,9 @@ describe("the fast pool agrees with a naive filter-and-sort model", () => {
       { weight: 2, arbitrary: fc.record({ op: fc.constant("report" as const), key: fc.nat(9), status: fc.constantFrom(200, 429), headers }) },
       { weight: 2, arbitrary: fc.record({ op: fc.constant("lockout" as const), request }) },
     );
-    fc.assert(
-      fc.property(fc.array(busy, { minLength: 100, maxLength: 400 }), (ops) => run(ops as Op[])),
-      { numRuns: 30 },
+    await fc.assert(
+      fc.asyncProperty(fc.array(busy, { minLength: 100, maxLength: 400 }), (ops) => run(backend, ops as Op[])),
+      { numRuns: 30, seed: SEED },
     );
-  });
+  }, 300_000);
 });
