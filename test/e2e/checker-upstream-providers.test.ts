@@ -5,12 +5,11 @@
  */
 import { generateKeyPairSync } from "node:crypto";
 import { upstreamCheck } from "../../src/checker/upstream-check";
-import type { CheckSubject } from "../../src/domain/key-check";
-import { hashKey } from "../../src/domain/key-hash";
 import { FamilyTable } from "../../src/domain/model-families";
 import type { ProviderId } from "../../src/domain/types";
 import { fakeAwsAccessKeyId, fakeAwsSecret, fakeVertexEmail, type Behaviour } from "../../src/fake-upstream/behaviours";
 import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
+import { checkSubject } from "../support/check-subject";
 
 let fake: FakeUpstream;
 beforeAll(async () => {
@@ -18,21 +17,10 @@ beforeAll(async () => {
 });
 afterAll(() => fake.close());
 
-const subject = (provider: ProviderId, secret: string, extra: Partial<CheckSubject> = {}): CheckSubject => ({
-  keyHash: hashKey(provider, secret, ""),
-  provider,
-  secret,
-  organizationId: "",
-  trial: false,
-  familiesPinned: false,
-  firstCheck: true,
-  adminStamp: 0,
-  ...extra,
-});
 
 const run = (provider: ProviderId, secret: string, options: { timeoutMs?: number; now?: () => number } = {}) =>
   upstreamCheck({ ...fake.checkerUrls(), timeoutMs: options.timeoutMs ?? 3000, families: FamilyTable.builtIn(), now: options.now })(
-    subject(provider, secret),
+    checkSubject(provider, secret),
     new AbortController().signal,
   );
 

@@ -4,10 +4,10 @@
  */
 import { upstreamCheck } from "../../src/checker/upstream-check";
 import type { CheckSubject } from "../../src/domain/key-check";
-import { hashKey } from "../../src/domain/key-hash";
 import { FamilyTable } from "../../src/domain/model-families";
 import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
 import { MULTI_ORG } from "../../src/fake-upstream/behaviours";
+import { checkSubject } from "../support/check-subject";
 
 let fake: FakeUpstream;
 beforeAll(async () => {
@@ -15,20 +15,8 @@ beforeAll(async () => {
 });
 afterAll(() => fake.close());
 
-const subject = (secret: string, extra: Partial<CheckSubject> = {}): CheckSubject => {
-  const provider = secret.startsWith("sk-ant-") ? "anthropic" : "openai";
-  return {
-    keyHash: hashKey(provider, secret, ""),
-    provider,
-    secret,
-    organizationId: "",
-    trial: false,
-    familiesPinned: false,
-    firstCheck: true,
-    adminStamp: 0,
-    ...extra,
-  };
-};
+const subject = (secret: string, extra: Partial<CheckSubject> = {}): CheckSubject =>
+  checkSubject(secret.startsWith("sk-ant-") ? "anthropic" : "openai", secret, extra);
 
 const check = (timeoutMs = 2000) =>
   upstreamCheck({ ...fake.checkerUrls(), timeoutMs, families: FamilyTable.builtIn() });

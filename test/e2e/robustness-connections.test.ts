@@ -51,7 +51,13 @@ function rawConnection(bytes: Buffer | string, localAddress = "127.0.0.1", to = 
     if (bytes.length > 0) socket.write(bytes);
   });
   const closed = new Promise<number>((resolve) => socket.once("close", () => resolve(Date.now() - opened)));
-  return { socket, connected, closed, received: () => received };
+  // The server's first bytes (HTTP/2 SETTINGS) say it has accepted the connection and counted it
+  // against the caps; a connect on the client side alone does not.
+  const answered = new Promise<void>((resolve) => {
+    socket.once("data", () => resolve());
+    socket.once("close", () => resolve());
+  });
+  return { socket, connected, answered, closed, received: () => received };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -167,8 +173,7 @@ describe.each(PORTS)("on the %s port", (port) => {
   describe("connection caps", () => {
     it("past the per-address cap a new connection is closed at once; other addresses are still served", async () => {
       const held = Array.from({ length: 20 }, () => rawConnection(HTTP2_PREFACE_BYTES, "127.0.0.1", portOf(srv, port)));
-      await Promise.all(held.map((c) => c.connected));
-      await new Promise((r) => setTimeout(r, 50));
+      await Promise.all(held.map((c) => c.answered));
       const extra = rawConnection(HTTP2_PREFACE_BYTES, "127.0.0.1", portOf(srv, port));
       expect(await withTimeout(extra.closed, 500, "connection past the per-address cap")).toBeLessThan(500);
       // 127.0.0.2 is another loopback address: its own budget.
@@ -185,8 +190,7 @@ describe.each(PORTS)("on the %s port", (port) => {
         ...Array.from({ length: 20 }, () => rawConnection(HTTP2_PREFACE_BYTES, "127.0.0.3", portOf(srv, port))),
         ...Array.from({ length: 20 }, () => rawConnection(HTTP2_PREFACE_BYTES, "127.0.0.4", portOf(srv, port))),
       ];
-      await Promise.all(held.map((c) => c.connected));
-      await new Promise((r) => setTimeout(r, 50));
+      await Promise.all(held.map((c) => c.answered));
       const extra = rawConnection(HTTP2_PREFACE_BYTES, "127.0.0.5", portOf(srv, port));
       expect(await withTimeout(extra.closed, 500, "connection past the total cap")).toBeLessThan(500);
       for (const c of held) c.socket.destroy();

@@ -1,6 +1,7 @@
 /** Hand-written upstream answers and check subjects for the decision tests. */
 import type { CheckSubject } from "../../../src/domain/key-check";
 import type { UpstreamAnswer } from "../../../src/checker/upstream-answer";
+import { checkSubject } from "../../support/check-subject";
 
 export function answer(status: number, body?: unknown, headers: Record<string, string> = {}): UpstreamAnswer {
   return { kind: "response", status, headers, body };
@@ -16,15 +17,5 @@ export const timedOut: UpstreamAnswer = { kind: "failed", why: "timeout" };
 export const refused: UpstreamAnswer = { kind: "failed", why: "network" };
 
 export function subject(extra: Partial<CheckSubject> = {}): CheckSubject {
-  return {
-    keyHash: "oai-0123456789abcdef",
-    provider: "openai",
-    secret: "sk-test-secret",
-    organizationId: "",
-    trial: false,
-    familiesPinned: false,
-    firstCheck: true,
-    adminStamp: 0,
-    ...extra,
-  };
+  return checkSubject("openai", "sk-test-secret", { keyHash: "oai-0123456789abcdef", ...extra });
 }

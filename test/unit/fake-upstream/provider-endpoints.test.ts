@@ -9,6 +9,7 @@ import { vertexTokenRequest } from "../../../src/checker/vertex-check";
 import type { CheckSubject } from "../../../src/domain/key-check";
 import { fakeAwsAccessKeyId, fakeAwsSecret, fakeVertexEmail } from "../../../src/fake-upstream/behaviours";
 import { FakeUpstream } from "../../../src/fake-upstream/fake-upstream";
+import { checkSubject } from "../../support/check-subject";
 
 let fake: FakeUpstream;
 beforeAll(async () => {
@@ -16,16 +17,7 @@ beforeAll(async () => {
 });
 afterAll(() => fake.close());
 
-const subject = (provider: CheckSubject["provider"], secret: string): CheckSubject => ({
-  keyHash: "x",
-  provider,
-  secret,
-  organizationId: "",
-  trial: false,
-  familiesPinned: false,
-  firstCheck: true,
-  adminStamp: 0,
-});
+const subject = (provider: CheckSubject["provider"], secret: string): CheckSubject => checkSubject(provider, secret);
 const ID = fakeAwsAccessKeyId("working");
 const bedrock = subject("bedrock", `${ID}:us-east-1:${fakeAwsSecret(ID)}`);
 
