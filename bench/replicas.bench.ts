@@ -77,8 +77,8 @@ export interface ReplicasResult {
   redisP99Ms: number;
   sqliteP50Ms: number;
   sqliteP99Ms: number;
-  /** Spawn to SERVING on a Redis holding 100,000 keys: with them configured, and with none. */
-  joinMs: { configured: number; none: number };
+  /** Spawn to SERVING on a Redis holding 100,000 keys: with them configured, with none; and of a one-key pool. */
+  joinMs: { configured: number; none: number; oneKeyPool: number };
   /** Spawn to SERVING of the replica that filled the empty Redis with 100,000 keys. */
   fillMs: number;
 }
@@ -192,7 +192,11 @@ async function leaseRound(mode: "redis" | "sqlite", redis: RedisServer, dir: str
   }
 }
 
-async function measureJoin(redis: RedisServer, dir: string, log: (line: string) => void): Promise<{ fillMs: number; joinMs: { configured: number; none: number } }> {
+async function measureJoin(
+  redis: RedisServer,
+  dir: string,
+  log: (line: string) => void,
+): Promise<{ fillMs: number; joinMs: { configured: number; none: number; oneKeyPool: number } }> {
   const file = path.join(dir, "keys-100000.json");
   writeKeysFile(file, 100_000);
   const env = { KEYPOOL_STATE: redis.url, KEYPOOL_REDIS_PREFIX: "join", KEYPOOL_CHECK_KEYS: "false" };
@@ -203,7 +207,10 @@ async function measureJoin(redis: RedisServer, dir: string, log: (line: string) 
     await configured.stop();
     const none = await startKeypool({ env, cpus: undefined });
     await none.stop();
-    return { fillMs: first.startMs, joinMs: { configured: configured.startMs, none: none.startMs } };
+    // The floor: a replica whose pool holds one key (node's own start, the connection, the checks).
+    const oneKeyPool = await startKeypool({ env: { ...env, KEYPOOL_REDIS_PREFIX: "join-one", OPENAI_KEY: benchKey(0) }, cpus: undefined });
+    await oneKeyPool.stop();
+    return { fillMs: first.startMs, joinMs: { configured: configured.startMs, none: none.startMs, oneKeyPool: oneKeyPool.startMs } };
   } finally {
     await first.stop();
   }
@@ -231,7 +238,9 @@ export async function measureReplicas(options: { quick: boolean; log: (line: str
       }
     }
     const join = await measureJoin(redis, dir, options.log);
-    options.log(`  replicas: a replica joining 100,000 keys: ${join.joinMs.configured.toFixed(0)} ms with them configured, ${join.joinMs.none.toFixed(0)} ms with none`);
+    options.log(
+      `  replicas: a replica joining 100,000 keys: ${join.joinMs.configured.toFixed(0)} ms with them configured, ${join.joinMs.none.toFixed(0)} ms with none; joining a pool of one key: ${join.joinMs.oneKeyPool.toFixed(0)} ms`,
+    );
     const of = (mode: "redis" | "sqlite", field: "rps" | "p50Ms" | "p99Ms") => median(rounds.filter((r) => r.mode === mode).map((r) => r[field]));
     return {
       commands,
@@ -273,6 +282,7 @@ export async function run(options: { quick: boolean; log: (line: string) => void
     { name: "start of the replica filling an empty Redis with 100,000 keys", value: `${r.fillMs.toFixed(0)} ms` },
     { name: "start of a replica joining 100,000 keys (same keys configured)", value: `${r.joinMs.configured.toFixed(0)} ms`, target: `< ${START_TARGET_MS} ms`, met: r.joinMs.configured < START_TARGET_MS },
     { name: "start of a replica joining 100,000 keys (no keys configured)", value: `${r.joinMs.none.toFixed(0)} ms`, target: `< ${START_TARGET_MS} ms`, met: r.joinMs.none < START_TARGET_MS },
+    { name: "start of a replica joining a pool of one key (the floor)", value: `${r.joinMs.oneKeyPool.toFixed(0)} ms` },
   ];
 }
 

@@ -16,6 +16,8 @@ redis_port="${REDIS_PORT:-6379}"
 base_port="${KEYPOOL_BASE_PORT:-50051}"
 replicas="${REPLICAS:-3}"
 dir="${REPLICAS_DIR:-./data/replicas}"
+# Read here; the replicas would warn about a KEYPOOL_* variable that is not theirs.
+unset KEYPOOL_BASE_PORT
 
 command -v redis-server >/dev/null || { echo "replicas: redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)" >&2; exit 1; }
 sh scripts/build-if-stale.sh

@@ -95,6 +95,8 @@ it("starts Redis and three replicas of one pool, and SIGTERM stops every one of 
       redis.disconnect();
     }
     expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    // The script's own settings are not passed on as unknown keypool settings.
+    for (let i = 0; i < 3; i++) expect(fs.readFileSync(path.join(dir, `keypool-${base + i}.log`), "utf8")).not.toContain("is not a keypool setting");
 
     script.kill("SIGTERM");
     expect(await exited).toBe(0);

@@ -219,7 +219,9 @@ describe("SIGKILL under load", () => {
     await killedRedis;
     expect(second.sent).toBeGreaterThan(second.acked);
     await redis.start();
-    await eventually(async () => (await codeOf(a.pool.listKeys({}))) === "ok", "replica a to serve again after Redis restarted", 15_000);
+    for (const replica of [a, c]) {
+      await eventually(async () => (await codeOf(replica.pool.listKeys({}))) === "ok", "the replicas to serve again after Redis restarted", 15_000);
+    }
     const afterRedis = await totalPrompts(a);
     expect(afterRedis.prompts).toBeGreaterThanOrEqual(first.acked + second.acked);
     expect(afterRedis.prompts).toBeLessThanOrEqual(first.sent + second.sent);
