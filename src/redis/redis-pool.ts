@@ -356,7 +356,7 @@ export class RedisPool {
   async addKeys(specs: KeySpec[]): Promise<{ keyHashes: string[]; added: number; duplicates: number }> {
     if (!Array.isArray(specs)) throw new PoolError(ErrorCode.InvalidArgument, "keys must be a list");
     const checked = specs.map((spec, i) => checkSpec(spec, i, this.families, this.keyHasher));
-    const reply = (await this.run("kpAdd", ["add", ...checked.flatMap(specArguments)])) as Reply;
+    const reply = (await this.run("kpAdd", ["add", packSpecs(checked)])) as Reply;
     if (reply[0] === "collision") {
       const i = Number(reply[1]);
       throw hashCollision(i, checked[i]!.keyHash);
@@ -596,7 +596,7 @@ export class RedisPool {
       while (nextBatch < starts.length && !collided) {
         const b = nextBatch++;
         const i = starts[b]!;
-        const reply = (await this.run("kpAdd", ["merge", ...checked.slice(i, i + BATCH).flatMap(specArguments)])) as Reply;
+        const reply = (await this.run("kpAdd", ["merge", packSpecs(checked.slice(i, i + BATCH))])) as Reply;
         replies[b] = reply;
         if (reply[0] === "collision") collided = true;
       }
@@ -641,16 +641,18 @@ export class RedisPool {
   }
 }
 
-/** The 8 script arguments of one key spec (pool-scripts.ts, ADD). */
-function specArguments(c: CheckedSpec & { trialStated?: boolean }): string[] {
-  return [
-    c.keyHash,
-    c.provider,
-    c.key,
-    c.modelFamilies.join(","),
-    c.organizationId,
-    c.trial ? "1" : "0",
-    c.familiesPinned ? "1" : "0",
-    c.trialStated ? "1" : "0",
-  ];
+/** The keys as ADD takes them (pool-scripts.ts): one JSON text, a list of 8 strings per key. */
+function packSpecs(specs: readonly (CheckedSpec & { trialStated?: boolean })[]): string {
+  return JSON.stringify(
+    specs.map((c) => [
+      c.keyHash,
+      c.provider,
+      c.key,
+      c.modelFamilies.join(","),
+      c.organizationId,
+      c.trial ? "1" : "0",
+      c.familiesPinned ? "1" : "0",
+      c.trialStated ? "1" : "0",
+    ]),
+  );
 }
