@@ -7,7 +7,7 @@
 import Redis from "ioredis";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
-import { hashKey } from "../../../src/domain/key-hash";
+import { hashKey, type KeyHasher } from "../../../src/domain/key-hash";
 import type { KeySpec, PoolEvent } from "../../../src/domain/types";
 import { RedisPool, type RedisPoolOptions } from "../../../src/redis/redis-pool";
 import { startRedisServer, type RedisServer } from "../../support/redis-server";
@@ -294,7 +294,7 @@ describe("replicas on one Redis", () => {
 
     // A key whose hash is another key's in Redis: the start fails naming its place in the configuration.
     const stranger = "sk-replica-test-stranger-abcdefghijklmnopq";
-    const keyHasher = (provider: "openai", key: string, org: string) => (key === stranger ? hashOf(10) : hashKey(provider, key, org));
+    const keyHasher: KeyHasher = (provider, key, org) => (key === stranger ? hashOf(10) : hashKey(provider, key, org));
     const clash = [...configured.slice(100, 2_600), { provider: "openai" as const, key: stranger, modelFamilies: ["gpt4"] }];
     await expect(replica(clock, { configured: clash, tunables: { reuseDelayMs: REUSE, leaseTtlMs: TTL, keyHasher } })).rejects.toThrow(
       `keys[2500]: its key hash ${hashOf(10)} already belongs to a different key`,
