@@ -99,7 +99,16 @@ export interface AccessDeployment {
    * limits, open watchers, queued waiters) is seen on it, not through a balancer that answers
    * with its own limits and spreads calls over several processes.
    */
-  process: { server: RunningServer; hub: WatchHub; port: number; url: string; grpcPort?: number; grpcUrl?: string };
+  process: {
+    server: RunningServer;
+    hub: WatchHub;
+    /** Lease calls queued on this process, waiting for a key. */
+    waitingLeases(): number;
+    port: number;
+    url: string;
+    grpcPort?: number;
+    grpcUrl?: string;
+  };
   close(): Promise<void>;
 }
 
@@ -107,9 +116,10 @@ export async function startAccessDeployment(
   deployment: Deployment,
   options: Parameters<typeof startAccessServer>[0] = {},
 ): Promise<AccessDeployment> {
-  const onProcess = (server: RunningServer, hub: WatchHub) => ({
+  const onProcess = (server: RunningServer, hub: WatchHub, waitingLeases: () => number) => ({
     server,
     hub,
+    waitingLeases,
     port: server.port,
     url: server.url,
     grpcPort: server.grpcPort,
@@ -117,7 +127,7 @@ export async function startAccessDeployment(
   });
   if (deployment === "one keypool") {
     const srv = await startAccessServer(options);
-    return { ...srv, process: onProcess(srv.server, srv.hub) };
+    return { ...srv, process: onProcess(srv.server, srv.hub, () => srv.pool.waitingLeases) };
   }
   const settings = readSettings({ ...options.env, KEYPOOL_HOST: "127.0.0.1" });
   const access = loadAccess(settings);
@@ -135,5 +145,5 @@ export async function startAccessDeployment(
       shutdownGraceMs: 300,
     },
   });
-  return { ...t, process: onProcess(t.server, t.hubs[0]!) };
+  return { ...t, process: onProcess(t.server, t.hubs[0]!, t.waitingLeases) };
 }
