@@ -2,7 +2,9 @@
  * The start-up rules of access control, on the built server as operators run it: without tokens
  * it listens on loopback and says so; a non-loopback address without tokens refuses to start
  * unless KEYPOOL_ALLOW_NO_AUTH=1; bad token or limit settings stop the start with a message that
- * names the variable and never repeats a token; KEYPOOL_TOKENS_FILE works.
+ * names the variable and never repeats a token; KEYPOOL_TOKENS_FILE works. The loopback rule
+ * holds for a replica on Redis as for the embedded pool: it is each process's own, so one replica
+ * (KEYPOOL_STATE=redis://) shows it.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -11,10 +13,24 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
 import { runServerExpectingFailure, spawnServer } from "../support/child-server";
+import { startRedisServer, type RedisServer } from "../support/redis-server";
 
-describe("starting without tokens", () => {
+jest.setTimeout(60_000);
+
+let redis: Promise<RedisServer> | undefined;
+afterAll(async () => {
+  if (redis) await (await redis).close();
+});
+
+/** The state settings of each deployment: the embedded pool, or a replica on the suite's Redis. */
+const STATES: [string, () => Promise<Record<string, string>>][] = [
+  ["one keypool", async () => ({})],
+  ["a replica on Redis", async () => ({ KEYPOOL_STATE: (await (redis ??= startRedisServer())).url })],
+];
+
+describe.each(STATES)("starting without tokens (%s)", (_name, stateEnv) => {
   it("listens on loopback, says so, and needs no token there", async () => {
-    const server = await spawnServer({});
+    const server = await spawnServer(await stateEnv());
     try {
       const notice = server.logs.find((l) => String(l.msg).includes("no tokens configured"));
       expect(notice?.msg).toMatch(/listening on loopback only \(127\.0\.0\.1\)/);
@@ -26,14 +42,14 @@ describe("starting without tokens", () => {
   });
 
   it("refuses a non-loopback KEYPOOL_HOST", async () => {
-    const res = await runServerExpectingFailure({ KEYPOOL_HOST: "0.0.0.0" });
+    const res = await runServerExpectingFailure({ ...(await stateEnv()), KEYPOOL_HOST: "0.0.0.0" });
     expect(res.code).toBe(2);
     expect(res.stderr).toMatch(/KEYPOOL_HOST=0\.0\.0\.0 is not a loopback address and no tokens are configured/);
     expect(res.stderr).toMatch(/KEYPOOL_ALLOW_NO_AUTH=1/);
   });
 
   it("starts there with KEYPOOL_ALLOW_NO_AUTH=1, with a warning", async () => {
-    const server = await spawnServer({ KEYPOOL_HOST: "0.0.0.0", KEYPOOL_ALLOW_NO_AUTH: "1" });
+    const server = await spawnServer({ ...(await stateEnv()), KEYPOOL_HOST: "0.0.0.0", KEYPOOL_ALLOW_NO_AUTH: "1" });
     try {
       const warning = server.logs.find((l) => String(l.msg).includes("NO authentication"));
       expect(warning?.level).toBe(40);

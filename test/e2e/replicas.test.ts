@@ -154,8 +154,8 @@ describe("SIGKILL under load", () => {
     await redis.close();
   });
 
-  /** IncrementUsage from `lanes` concurrent callers over the live replicas until `until` says stop. */
-  async function load(replicas: Replica[], hashes: string[], lanes: number, stopAfter: (acked: number) => boolean) {
+  /** IncrementUsage from `lanes` concurrent callers over the live replicas until `stopAfter` says stop. */
+  async function load(replicas: Replica[], hashes: string[], lanes: number, stopAfter: (acked: number, failed: number) => boolean) {
     let acked = 0;
     let sent = 0;
     let stop = false;
@@ -168,7 +168,7 @@ describe("SIGKILL under load", () => {
           sent++;
           const code = await codeOf(replica.pool.incrementUsage({ keyHash, model: MODEL, inputTokens: BigInt(INPUT_PER_CALL), outputTokens: BigInt(OUTPUT_PER_CALL) }, { timeoutMs: 3000 }));
           if (code === "ok") acked++;
-          if (stopAfter(acked)) stop = true;
+          if (stopAfter(acked, sent - acked)) stop = true;
           if (code !== "ok") await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }),
@@ -212,9 +212,10 @@ describe("SIGKILL under load", () => {
 
     // Phase 2: Redis is killed (SIGKILL) under load and started again on its append-only file.
     let killedRedis: Promise<void> | undefined;
-    const second = await load([a, c], hashes, 30, (acked) => {
+    // The load goes on until calls fail: the kill lands while calls are in flight.
+    const second = await load([a, c], hashes, 30, (acked, failed) => {
       if (acked >= 300 && !killedRedis) killedRedis = redis.stop("SIGKILL");
-      return Boolean(killedRedis) && acked >= 300;
+      return Boolean(killedRedis) && failed > 0;
     });
     await killedRedis;
     expect(second.sent).toBeGreaterThan(second.acked);

@@ -7,12 +7,14 @@ import { loadAccess, type Access } from "../../src/auth/access";
 import { readSettings, type Settings } from "../../src/config/settings";
 import { ManualClock, type Clock } from "../../src/domain/clock";
 import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
+import type { PoolApi } from "../../src/domain/pool-api";
 import type { KeySpec } from "../../src/domain/types";
 import type { ConnectionTimeouts } from "../../src/server/connection-guard";
 import { listenerLimits } from "../../src/server/listener-limits";
 import { startServer, type RunningServer } from "../../src/server/start-server";
 import { createWatchKeys } from "../../src/transport/watch-keys";
 import { WatchHub } from "../../src/watch/watch-hub";
+import { startDeployedServer, type Deployment } from "./deployments";
 
 export interface AccessServer {
   settings: Settings;
@@ -75,4 +77,73 @@ export async function startAccessServer(options: {
       pool.close();
     },
   };
+}
+
+/**
+ * A keypool assembled with access control, as startAccessServer does, in one of the deployments
+ * of deployments.ts: one keypool, or two replicas on one Redis behind the round-robin balancer,
+ * each replica with the same settings (tokens, message limit, listener limits, waiter and
+ * watcher caps).
+ */
+export interface AccessDeployment {
+  /** The pool: calls on it change what every replica serves (await them). */
+  pool: PoolApi;
+  clock: Clock;
+  /** Where clients connect: the keypool itself, or the balancer in front of the replicas. */
+  port: number;
+  url: string;
+  grpcPort?: number;
+  grpcUrl?: string;
+  /**
+   * One keypool process, reached directly: what each process bounds on its own (listener
+   * limits, open watchers, queued waiters) is seen on it, not through a balancer that answers
+   * with its own limits and spreads calls over several processes.
+   */
+  process: {
+    server: RunningServer;
+    hub: WatchHub;
+    /** Lease calls queued on this process, waiting for a key. */
+    waitingLeases(): number;
+    port: number;
+    url: string;
+    grpcPort?: number;
+    grpcUrl?: string;
+  };
+  close(): Promise<void>;
+}
+
+export async function startAccessDeployment(
+  deployment: Deployment,
+  options: Parameters<typeof startAccessServer>[0] = {},
+): Promise<AccessDeployment> {
+  const onProcess = (server: RunningServer, hub: WatchHub, waitingLeases: () => number) => ({
+    server,
+    hub,
+    waitingLeases,
+    port: server.port,
+    url: server.url,
+    grpcPort: server.grpcPort,
+    grpcUrl: server.grpcUrl,
+  });
+  if (deployment === "one keypool") {
+    const srv = await startAccessServer(options);
+    return { ...srv, process: onProcess(srv.server, srv.hub, () => srv.pool.waitingLeases) };
+  }
+  const settings = readSettings({ ...options.env, KEYPOOL_HOST: "127.0.0.1" });
+  const access = loadAccess(settings);
+  const t = await startDeployedServer(deployment, {
+    clock: options.clock,
+    keys: options.keys,
+    tls: options.tls,
+    pool: { ...options.pool, maxWaitersPerFamily: settings.pool.maxWaitersPerFamily, maxWaiters: settings.pool.maxWaiters },
+    hub: { maxSubscribers: settings.watch.maxWatchers },
+    deps: {
+      interceptors: access.interceptors,
+      readMaxBytes: settings.limits.maxMessageBytes,
+      listenerLimits: listenerLimits(settings.limits),
+      connectionTimeouts: options.timeouts,
+      shutdownGraceMs: 300,
+    },
+  });
+  return { ...t, process: onProcess(t.server, t.hubs[0]!, t.waitingLeases) };
 }

@@ -44,6 +44,8 @@ export interface DeployedServer {
   grpcUrl?: string;
   /** The replicas' watch hubs (two replicas on Redis only). */
   hubs: WatchHub[];
+  /** Lease calls queued on the first keypool, waiting for a key. */
+  waitingLeases(): number;
   close(): Promise<void>;
 }
 
@@ -65,7 +67,7 @@ afterAll(async () => {
 export async function startDeployedServer(deployment: Deployment, options: DeploymentOptions = {}): Promise<DeployedServer> {
   if (deployment === "one keypool") {
     const t = await startTestServer(options);
-    return { ...t, keyPool: t.pool, clock: t.clock, hubs: [] };
+    return { ...t, keyPool: t.pool, clock: t.clock, hubs: [], waitingLeases: () => t.pool.waitingLeases };
   }
   redis ??= startRedisServer();
   const server = await redis;
@@ -117,6 +119,7 @@ export async function startDeployedServer(deployment: Deployment, options: Deplo
       grpcPort: native.port,
       grpcUrl: native.url,
       hubs: replicas.map((r) => r.hub),
+      waitingLeases: () => replicas[0]!.state.pool.waitingLeases,
       close,
     };
   } catch (err) {
