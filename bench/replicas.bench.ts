@@ -14,7 +14,10 @@
  *    with the same 100,000 configured keys (each merged in: already there) and with none.
  *    Target: < 2 s.
  *
- *   npm run build && npx tsx bench/replicas.bench.ts [--quick]
+ *   npm run build && npx tsx bench/replicas.bench.ts [--quick] [--join-only] [--baseline=<dir>[,<dir>...]]
+ *
+ * `--baseline` measures the start of other builds (each directory holding a build's dist/) in
+ * the same rounds as this one's; `--join-only` measures only the starts.
  *   npm run bench -- --only=replicas          (inside the whole suite)
  *
  * Not a test: figures depend on the machine. BENCHMARKS.md records them.
@@ -81,6 +84,8 @@ export interface ReplicasResult {
   joinMs: { configured: number; none: number; oneKeyPool: number };
   /** Spawn to SERVING of the replica that filled the empty Redis with 100,000 keys. */
   fillMs: number;
+  /** The same joins by the baseline builds, measured in the same rounds. */
+  baselineJoinMs: { label: string; joinMs: JoinTimes }[];
 }
 
 const median = (xs: number[]) => {
@@ -192,31 +197,66 @@ async function leaseRound(mode: "redis" | "sqlite", redis: RedisServer, dir: str
   }
 }
 
+/** A build whose replica start is measured: this one, or a baseline's dist/ (`--baseline=<dir>`). */
+interface Build {
+  label: string;
+  main: string;
+}
+
+export interface JoinTimes {
+  configured: number;
+  none: number;
+}
+
 async function measureJoin(
   redis: RedisServer,
   dir: string,
+  builds: readonly Build[],
+  rounds: number,
   log: (line: string) => void,
-): Promise<{ fillMs: number; joinMs: { configured: number; none: number; oneKeyPool: number } }> {
+): Promise<{ fillMs: number; joinMs: JoinTimes & { oneKeyPool: number }; byBuild: { label: string; joinMs: JoinTimes }[] }> {
   const file = path.join(dir, "keys-100000.json");
   writeKeysFile(file, 100_000);
   const env = { KEYPOOL_STATE: redis.url, KEYPOOL_REDIS_PREFIX: "join", KEYPOOL_CHECK_KEYS: "false" };
   const first = await startKeypool({ env: { ...env, KEYPOOL_KEYS_FILE: file }, cpus: undefined, deadlineMs: 300_000 });
   log(`  replicas: the first replica filled an empty Redis with 100,000 keys in ${first.startMs.toFixed(0)} ms`);
   try {
-    const configured = await startKeypool({ env: { ...env, KEYPOOL_KEYS_FILE: file }, cpus: undefined });
-    await configured.stop();
-    const none = await startKeypool({ env, cpus: undefined });
-    await none.stop();
+    // Every build joins the same pool in every round, the order turning each round, so that a
+    // loaded machine's noise falls on each build alike; the medians are compared.
+    const times = builds.map(() => ({ configured: [] as number[], none: [] as number[] }));
+    for (let round = 0; round < rounds; round++) {
+      const order = builds.map((_, i) => i);
+      if (round % 2) order.reverse();
+      for (const i of order) {
+        const configured = await startKeypool({ env: { ...env, KEYPOOL_KEYS_FILE: file }, cpus: undefined, main: builds[i]!.main });
+        await configured.stop();
+        const none = await startKeypool({ env, cpus: undefined, main: builds[i]!.main });
+        await none.stop();
+        times[i]!.configured.push(configured.startMs);
+        times[i]!.none.push(none.startMs);
+        log(`  replicas: round ${round + 1}, ${builds[i]!.label}: joining 100,000 keys ${configured.startMs.toFixed(0)} ms with them configured, ${none.startMs.toFixed(0)} ms with none`);
+      }
+    }
+    const byBuild = builds.map((b, i) => ({ label: b.label, joinMs: { configured: median(times[i]!.configured), none: median(times[i]!.none) } }));
     // The floor: a replica whose pool holds one key (node's own start, the connection, the checks).
     const oneKeyPool = await startKeypool({ env: { ...env, KEYPOOL_REDIS_PREFIX: "join-one", OPENAI_KEY: benchKey(0) }, cpus: undefined });
     await oneKeyPool.stop();
-    return { fillMs: first.startMs, joinMs: { configured: configured.startMs, none: none.startMs, oneKeyPool: oneKeyPool.startMs } };
+    return { fillMs: first.startMs, joinMs: { ...byBuild[0]!.joinMs, oneKeyPool: oneKeyPool.startMs }, byBuild };
   } finally {
     await first.stop();
   }
 }
 
-export async function measureReplicas(options: { quick: boolean; log: (line: string) => void }): Promise<ReplicasResult> {
+export interface ReplicasOptions {
+  quick: boolean;
+  log: (line: string) => void;
+  /** Builds whose replica start is measured beside this one's: directories holding a dist/. */
+  baselines?: readonly string[];
+  /** Only the start of a joining replica (no command counts, no Lease rounds). */
+  joinOnly?: boolean;
+}
+
+export async function measureReplicas(options: ReplicasOptions): Promise<ReplicasResult> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run 'npm run build' first`);
   // Redis is not pinned: it shares the load core(s) with h2load, keypool has core 0 to itself.
   const redis = await startRedisServer({ appendfsync: "always" });
@@ -224,12 +264,12 @@ export async function measureReplicas(options: { quick: boolean; log: (line: str
   await admin.connect();
   const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-bench-replicas-"));
   try {
-    const commands = await measureCommands(redis, admin, options.quick);
+    const commands = options.joinOnly ? [] : await measureCommands(redis, admin, options.quick);
     for (const c of commands) {
       options.log(`  replicas: ${c.rpc}: ${c.scriptsPerCall.toFixed(2)} script(s) per call; beside it ${JSON.stringify(c.besidePerCall)}; inside the script ${JSON.stringify(c.insidePerCall)}`);
     }
     const rounds: LeaseRound[] = [];
-    const count = options.quick ? 1 : 3;
+    const count = options.joinOnly ? 0 : options.quick ? 1 : 3;
     for (let i = 0; i < count; i++) {
       for (const mode of (i % 2 ? ["sqlite", "redis"] : ["redis", "sqlite"]) as ("redis" | "sqlite")[]) {
         const r = await leaseRound(mode, redis, dir, rounds.length, options.quick);
@@ -237,7 +277,8 @@ export async function measureReplicas(options: { quick: boolean; log: (line: str
         options.log(`  replicas: Lease round ${i + 1} ${mode}: ${r.rps.toFixed(0)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`);
       }
     }
-    const join = await measureJoin(redis, dir, options.log);
+    const builds: Build[] = [{ label: "this build", main: MAIN }, ...(options.baselines ?? []).map((d) => ({ label: d, main: path.join(d, "dist", "src", "main.js") }))];
+    const join = await measureJoin(redis, dir, builds, options.quick ? 1 : 3, options.log);
     options.log(
       `  replicas: a replica joining 100,000 keys: ${join.joinMs.configured.toFixed(0)} ms with them configured, ${join.joinMs.none.toFixed(0)} ms with none; joining a pool of one key: ${join.joinMs.oneKeyPool.toFixed(0)} ms`,
     );
@@ -251,7 +292,9 @@ export async function measureReplicas(options: { quick: boolean; log: (line: str
       redisP99Ms: of("redis", "p99Ms"),
       sqliteP50Ms: of("sqlite", "p50Ms"),
       sqliteP99Ms: of("sqlite", "p99Ms"),
-      ...join,
+      fillMs: join.fillMs,
+      joinMs: join.joinMs,
+      baselineJoinMs: join.byBuild.slice(1),
     };
   } finally {
     admin.disconnect();
@@ -268,27 +311,37 @@ interface Row {
 }
 
 /** For bench/run.ts: rows of the suite's table. */
-export async function run(options: { quick: boolean; log: (line: string) => void }): Promise<Row[]> {
+export async function run(options: ReplicasOptions): Promise<Row[]> {
   const r = await measureReplicas(options);
   return [
     ...r.commands.map((c) => ({ name: `Redis scripts per ${c.rpc} (INFO commandstats)`, value: c.scriptsPerCall.toFixed(2), target: "1", met: Math.abs(c.scriptsPerCall - 1) < 0.01 })),
     ...r.commands.map((c) => ({ name: `other commands per ${c.rpc} (the change stream's reads)`, value: Object.entries(c.besidePerCall).map(([n, v]) => `${n} ${v}`).join(", ") || "none" })),
     ...r.commands.map((c) => ({ name: `commands inside the ${c.rpc} script`, value: Object.entries(c.insidePerCall).map(([n, v]) => `${n} ${v}`).join(", ") })),
-    { name: "Lease/s, one replica on Redis (appendfsync always)", value: r.redisLeaseRps.toFixed(0) },
-    { name: "Lease/s, SQLite state file", value: r.sqliteLeaseRps.toFixed(0) },
-    { name: "Lease Redis / SQLite", value: (r.redisLeaseRps / r.sqliteLeaseRps).toFixed(2) },
-    { name: "Lease p50 / p99, Redis", value: `${r.redisP50Ms.toFixed(2)} / ${r.redisP99Ms.toFixed(2)} ms` },
-    { name: "Lease p50 / p99, SQLite", value: `${r.sqliteP50Ms.toFixed(2)} / ${r.sqliteP99Ms.toFixed(2)} ms` },
+    ...(r.rounds.length === 0
+      ? []
+      : [
+          { name: "Lease/s, one replica on Redis (appendfsync always)", value: r.redisLeaseRps.toFixed(0) },
+          { name: "Lease/s, SQLite state file", value: r.sqliteLeaseRps.toFixed(0) },
+          { name: "Lease Redis / SQLite", value: (r.redisLeaseRps / r.sqliteLeaseRps).toFixed(2) },
+          { name: "Lease p50 / p99, Redis", value: `${r.redisP50Ms.toFixed(2)} / ${r.redisP99Ms.toFixed(2)} ms` },
+          { name: "Lease p50 / p99, SQLite", value: `${r.sqliteP50Ms.toFixed(2)} / ${r.sqliteP99Ms.toFixed(2)} ms` },
+        ]),
     { name: "start of the replica filling an empty Redis with 100,000 keys", value: `${r.fillMs.toFixed(0)} ms` },
     { name: "start of a replica joining 100,000 keys (same keys configured)", value: `${r.joinMs.configured.toFixed(0)} ms`, target: `< ${START_TARGET_MS} ms`, met: r.joinMs.configured < START_TARGET_MS },
     { name: "start of a replica joining 100,000 keys (no keys configured)", value: `${r.joinMs.none.toFixed(0)} ms`, target: `< ${START_TARGET_MS} ms`, met: r.joinMs.none < START_TARGET_MS },
     { name: "start of a replica joining a pool of one key (the floor)", value: `${r.joinMs.oneKeyPool.toFixed(0)} ms` },
+    ...r.baselineJoinMs.flatMap((b) => [
+      { name: `start of a replica joining 100,000 keys (same keys configured), ${b.label}`, value: `${b.joinMs.configured.toFixed(0)} ms; this build / it ${(r.joinMs.configured / b.joinMs.configured).toFixed(2)}` },
+      { name: `start of a replica joining 100,000 keys (no keys configured), ${b.label}`, value: `${b.joinMs.none.toFixed(0)} ms; this build / it ${(r.joinMs.none / b.joinMs.none).toFixed(2)}` },
+    ]),
   ];
 }
 
 if (require.main === module) {
   const quick = process.argv.includes("--quick");
-  run({ quick, log: (line) => process.stderr.write(line + "\n") })
+  const joinOnly = process.argv.includes("--join-only");
+  const baselines = (process.argv.find((a) => a.startsWith("--baseline="))?.slice("--baseline=".length) ?? "").split(",").filter(Boolean);
+  run({ quick, joinOnly, baselines, log: (line) => process.stderr.write(line + "\n") })
     .then((rows) => {
       for (const row of rows) process.stdout.write(`${row.name}: ${row.value}${row.target ? ` (target ${row.target}: ${row.met ? "met" : "NOT met"})` : ""}\n`);
       process.exit(0);

@@ -6,48 +6,63 @@
  */
 import type { KeyState, KeyStatus, ProviderId, TokenUsage } from "../domain/types";
 
-const int = (value: string | undefined) => (value === undefined ? 0 : Number(value));
-
-/** The status in a flat [field, value, ...] list (HGETALL without the secret). */
+/**
+ * The status in a flat [field, value, ...] list (HGETALL, the secret blanked). Read field by
+ * field into the status itself: a joining replica decodes every key of the pool this way.
+ */
 export function statusFromFields(flat: readonly string[]): KeyStatus {
-  const fields = new Map<string, string>();
-  let usage: Record<string, TokenUsage> | undefined;
+  const status: KeyStatus = {
+    keyHash: "",
+    provider: "" as ProviderId,
+    modelFamilies: [],
+    organizationId: "",
+    trial: false,
+    state: "active" as KeyState,
+    stateReason: "",
+    readyAt: 0,
+    holdUntil: 0,
+    cooldownUntil: 0,
+    rateLimitedAt: 0,
+    lastUsed: 0,
+    lastChecked: 0,
+    promptCount: 0,
+    usage: {},
+    inFlight: 0,
+    leaseCount: 0,
+    familiesPinned: false,
+  };
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const name = flat[i]!;
     const value = flat[i + 1]!;
-    const colon = name.indexOf(":");
-    if (colon > 0) {
-      const family = name.slice(colon + 1);
-      const u = ((usage ??= {})[family] ??= { inputTokens: 0, outputTokens: 0, prompts: 0 });
-      const kind = name.slice(0, colon);
-      if (kind === "ui") u.inputTokens = Number(value);
-      else if (kind === "uo") u.outputTokens = Number(value);
-      else if (kind === "up") u.prompts = Number(value);
-    } else {
-      fields.set(name, value);
+    switch (name) {
+      case "h": status.keyHash = value; break;
+      case "p": status.provider = value as ProviderId; break;
+      case "f": status.modelFamilies = value === "" ? [] : value.split(","); break;
+      case "o": status.organizationId = value; break;
+      case "tr": status.trial = value === "1"; break;
+      case "st": status.state = value as KeyState; break;
+      case "sr": status.stateReason = value; break;
+      case "hu": status.holdUntil = Number(value); break;
+      case "cu": status.cooldownUntil = Number(value); break;
+      case "rl": status.rateLimitedAt = Number(value); break;
+      case "lu": status.lastUsed = Number(value); break;
+      case "lc": status.lastChecked = Number(value); break;
+      case "pc": status.promptCount = Number(value); break;
+      case "inf": status.inFlight = Number(value); break;
+      case "lec": status.leaseCount = Number(value); break;
+      case "pin": status.familiesPinned = value === "1"; break;
+      default: {
+        const colon = name.indexOf(":");
+        if (colon <= 0) break;
+        const family = name.slice(colon + 1);
+        const u: TokenUsage = (status.usage[family] ??= { inputTokens: 0, outputTokens: 0, prompts: 0 });
+        const kind = name.slice(0, colon);
+        if (kind === "ui") u.inputTokens = Number(value);
+        else if (kind === "uo") u.outputTokens = Number(value);
+        else if (kind === "up") u.prompts = Number(value);
+      }
     }
   }
-  const holdUntil = int(fields.get("hu"));
-  const cooldownUntil = int(fields.get("cu"));
-  const families = fields.get("f") ?? "";
-  return {
-    keyHash: fields.get("h") ?? "",
-    provider: (fields.get("p") ?? "") as ProviderId,
-    modelFamilies: families === "" ? [] : families.split(","),
-    organizationId: fields.get("o") ?? "",
-    trial: fields.get("tr") === "1",
-    state: (fields.get("st") ?? "active") as KeyState,
-    stateReason: fields.get("sr") ?? "",
-    readyAt: Math.max(holdUntil, cooldownUntil),
-    holdUntil,
-    cooldownUntil,
-    rateLimitedAt: int(fields.get("rl")),
-    lastUsed: int(fields.get("lu")),
-    lastChecked: int(fields.get("lc")),
-    promptCount: int(fields.get("pc")),
-    usage: usage ?? {},
-    inFlight: int(fields.get("inf")),
-    leaseCount: int(fields.get("lec")),
-    familiesPinned: fields.get("pin") === "1",
-  };
+  status.readyAt = Math.max(status.holdUntil, status.cooldownUntil);
+  return status;
 }

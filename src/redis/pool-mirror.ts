@@ -48,6 +48,21 @@ export class PoolMirror {
    * lost the pool and began numbering again).
    */
   replaceAll(statuses: Iterable<KeyStatus>, number: number): void {
+    if (this.statuses.size === 0) this.fill(statuses);
+    else this.replaceDifferences(statuses);
+    this.appliedNumber = number;
+    this.appliedTo(number);
+  }
+
+  /** Into an empty model (a replica opening): no differences to look for, one order rebuild. */
+  private fill(statuses: Iterable<KeyStatus>): void {
+    for (const status of statuses) this.statuses.set(status.keyHash, status);
+    this.order.invalidate();
+    if (this.changes.size === 0) return;
+    for (const status of this.statuses.values()) this.changes.publish({ type: "updated", cause: "restored", status });
+  }
+
+  private replaceDifferences(statuses: Iterable<KeyStatus>): void {
     const fresh = new Map<string, KeyStatus>();
     for (const status of statuses) fresh.set(status.keyHash, status);
     for (const [keyHash, old] of this.statuses) {
@@ -57,8 +72,6 @@ export class PoolMirror {
       const old = this.statuses.get(keyHash);
       if (!old || JSON.stringify(old) !== JSON.stringify(status)) this.apply({ type: "updated", cause: "restored", status });
     }
-    this.appliedNumber = number;
-    this.appliedTo(number);
   }
 
   /** Applies one change and publishes it. */

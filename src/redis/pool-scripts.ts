@@ -88,17 +88,17 @@ local function index(h, e)
   end
 end
 
--- A key's fields without its secret: what events and listings carry.
+-- A key's fields as HGETALL lists them, its secret blanked in place: copying the list without it
+-- costs a snapshot page more of Redis's time than reading the keys does.
 local function statusFields(h)
   local r = redis.call('HGETALL', kkey(h))
-  local out = {}
   for i = 1, #r, 2 do
-    if r[i] ~= 'k' then
-      out[#out + 1] = r[i]
-      out[#out + 1] = r[i + 1]
+    if r[i] == 'k' then
+      r[i + 1] = ''
+      break
     end
   end
-  return out
+  return r
 end
 
 local function emit(h, cause)
@@ -319,54 +319,56 @@ return {'ok'}
 `;
 
 /**
- * AddKeys ("add") and the configured keys at start ("merge"): the mode, then 8 arguments per key
- * (key_hash, provider, secret, families, organization, trial, pinned, trial stated). A key
- * already here with the same secret and provider is a duplicate; another secret under its hash is
- * a collision and nothing is added. "merge" also leaves out keys an operator removed, and lets
- * the configuration decide the families and trial flag of a key it names, as the SQLite restore
- * does (src/storage/restore.ts); learned state is kept.
+ * AddKeys ("add") and the configured keys at start ("merge"): the mode, then the keys as one JSON
+ * text, a list of 8 strings per key (key_hash, provider, secret, families, organization, trial,
+ * pinned, trial stated): one argument to send and decode instead of eight per key. A key already
+ * here with the same secret and provider is a duplicate; another secret under its hash is a
+ * collision and nothing is added. "merge" also leaves out keys an operator removed, and lets the
+ * configuration decide the families and trial flag of a key it names, as the SQLite restore does
+ * (src/storage/restore.ts); learned state is kept. One HMGET per key reads all it needs.
  * → {"ok", added, duplicates, skipped_removed} | {"collision", index}
  */
 const ADD = `
 reap(REAP_LIMIT)
 local merge = ARGV[4] == 'merge'
-local seen, fresh, known = {}, {}, {}
+local specs = cjson.decode(ARGV[5])
+-- seen: key_hash -> {secret, provider} of a key already here or added by this batch.
+local seen, fresh, known, current = {}, {}, {}, {}
 local dups, skipped = 0, 0
-local i = 0
-local b = 5
-while ARGV[b] do
-  local h, p, secret = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+for i, s in ipairs(specs) do
+  local h, p, secret = s[1], s[2], s[3]
   local had = seen[h]
   if not had then
-    local kv = redis.call('HMGET', kkey(h), 'k', 'p')
-    if kv[1] then had = {kv[1], kv[2]} end
+    local kv = redis.call('HMGET', kkey(h), 'k', 'p', 'f', 'tr', 'pin', 'st')
+    if kv[1] then
+      had = {kv[1], kv[2]}
+      seen[h] = had
+      current[h] = {p = kv[2], f = kv[3], tr = kv[4], pin = kv[5], st = kv[6]}
+      known[#known + 1] = s
+    end
   end
   if had then
-    if had[1] ~= secret or had[2] ~= p then flush() return {'collision', i} end
+    if had[1] ~= secret or had[2] ~= p then flush() return {'collision', i - 1} end
     dups = dups + 1
-    if not seen[h] then known[#known + 1] = b end
   elseif merge and redis.call('SISMEMBER', P .. 'removed', h) == 1 then
     skipped = skipped + 1
   else
     seen[h] = {secret, p}
-    fresh[#fresh + 1] = b
+    fresh[#fresh + 1] = s
   end
-  i = i + 1
-  b = b + 8
 end
-for _, b in ipairs(fresh) do
-  create(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5], ARGV[b + 6])
-  emit(ARGV[b], 'added')
+for _, s in ipairs(fresh) do
+  create(s[1], s[2], s[3], s[4], s[5], s[6], s[7])
+  emit(s[1], 'added')
 end
 if merge then
-  for _, b in ipairs(known) do
-    local h = ARGV[b]
-    local cur = redis.call('HMGET', kkey(h), 'f', 'tr', 'pin', 'p', 'st')
-    local e = {f = cur[1], tr = cur[2], pin = cur[3], p = cur[4], st = cur[5]}
+  for _, s in ipairs(known) do
+    local h = s[1]
+    local e = current[h]
     local fams, trial, pinned = e.f, e.tr, e.pin
-    if ARGV[b + 6] == '1' then fams = ARGV[b + 3] end
-    if ARGV[b + 7] == '1' then trial = ARGV[b + 5] end
-    pinned = ARGV[b + 6]
+    if s[7] == '1' then fams = s[4] end
+    if s[8] == '1' then trial = s[6] end
+    pinned = s[7]
     if fams ~= e.f or trial ~= e.tr or pinned ~= e.pin then
       unindex(h, e)
       e.f, e.tr, e.pin = fams, trial, pinned
@@ -528,8 +530,10 @@ return out
 /**
  * A page of keys for a replica's read model: after (""), count. Writes nothing. The stream's last
  * entry id and number come from the same instant as the page. The statuses come as one JSON text
- * (a list of field lists): one string to read instead of tens of thousands.
- * → {last_stream_id, last_number, keys_in_page, json}
+ * (a list of field lists): one string to read instead of tens of thousands. The page's last
+ * key_hash comes apart from it, so that the replica asks for the next page before it decodes this
+ * one and Redis reads while the replica decodes.
+ * → {last_stream_id, last_number, keys_in_page, last_key_hash, json}
  */
 const SNAPSHOT = `
 local after = ARGV[4]
@@ -537,7 +541,7 @@ local hs = redis.call('ZRANGEBYLEX', P .. 'keys', after == '' and '-' or '(' .. 
 local last = redis.call('XREVRANGE', P .. 'changes', '+', '-', 'COUNT', 1)
 local page = {}
 for _, h in ipairs(hs) do page[#page + 1] = statusFields(h) end
-return {last[1] and last[1][1] or '0-0', redis.call('GET', P .. 'seq') or '0', #page, #page > 0 and cjson.encode(page) or '[]'}
+return {last[1] and last[1][1] or '0-0', redis.call('GET', P .. 'seq') or '0', #page, hs[#hs] or '', #page > 0 and cjson.encode(page) or '[]'}
 `;
 
 /**

@@ -86,6 +86,8 @@ const DEFAULT_PREFIX = "keypool";
 const READ_MARGIN_MS = 5_000;
 /** Keys per script when the configured keys are merged at start. */
 const BATCH = 1000;
+/** Merge batches sent before the first answer: what the replica holds in flight, in keys, is this times BATCH. */
+const MERGE_IN_FLIGHT = 3;
 /** Keys per snapshot page: a few milliseconds of Redis's time each. */
 const SNAPSHOT_PAGE = 2000;
 
@@ -354,7 +356,7 @@ export class RedisPool {
   async addKeys(specs: KeySpec[]): Promise<{ keyHashes: string[]; added: number; duplicates: number }> {
     if (!Array.isArray(specs)) throw new PoolError(ErrorCode.InvalidArgument, "keys must be a list");
     const checked = specs.map((spec, i) => checkSpec(spec, i, this.families, this.keyHasher));
-    const reply = (await this.run("kpAdd", ["add", ...checked.flatMap(specArguments)])) as Reply;
+    const reply = (await this.run("kpAdd", ["add", packSpecs(checked)])) as Reply;
     if (reply[0] === "collision") {
       const i = Number(reply[1]);
       throw hashCollision(i, checked[i]!.keyHash);
@@ -582,48 +584,75 @@ export class RedisPool {
         checked.push({ ...c, trialStated: spec.trial !== undefined } as CheckedSpec & { trialStated: boolean });
       }
     });
-    for (let i = 0; i < checked.length; i += BATCH) {
-      const batch = checked.slice(i, i + BATCH);
-      const reply = (await this.run("kpAdd", ["merge", ...batch.flatMap(specArguments)])) as Reply;
-      if (reply[0] === "collision") throw hashCollision(i + Number(reply[1]), batch[Number(reply[1])]!.keyHash);
+    // A few batches are in flight at once: Redis runs one while the next is encoded and sent.
+    // Each batch is its own atomic script, so their order does not matter; the first collision
+    // in configuration order is the one reported.
+    const starts: number[] = [];
+    for (let i = 0; i < checked.length; i += BATCH) starts.push(i);
+    const replies: Reply[] = new Array(starts.length);
+    let nextBatch = 0;
+    let collided = false;
+    const worker = async () => {
+      while (nextBatch < starts.length && !collided) {
+        const b = nextBatch++;
+        const i = starts[b]!;
+        const reply = (await this.run("kpAdd", ["merge", packSpecs(checked.slice(i, i + BATCH))])) as Reply;
+        replies[b] = reply;
+        if (reply[0] === "collision") collided = true;
+      }
+    };
+    const settled = await Promise.allSettled(Array.from({ length: Math.min(MERGE_IN_FLIGHT, starts.length) }, worker));
+    for (const s of settled) if (s.status === "rejected") throw s.reason;
+    replies.forEach((reply, b) => {
+      const i = starts[b]!;
+      // Batches after a collision may be unsent (holes in the array): the start fails anyway.
+      if (reply[0] === "collision") throw hashCollision(i + Number(reply[1]), checked[i + Number(reply[1])]!.keyHash);
       added += Number(reply[1]);
       skipped += Number(reply[3]);
-    }
+    });
     this.logger?.info(
       { configured: checked.length, added, removedByOperator: skipped },
       "configured keys merged into the pool in Redis",
     );
   }
 
-  /** Loads every key into the read model, a page per script; returns where to follow the stream from. */
+  /**
+   * Loads every key into the read model, a page per script; returns where to follow the stream
+   * from. The next page is asked for before this one is decoded, so that Redis reads a page while
+   * this process decodes the one before: at most two pages are in memory as text at once.
+   */
   private async loadMirror(): Promise<StreamPosition> {
     const statuses: KeyStatus[] = [];
-    let position: StreamPosition | undefined;
-    let after = "";
+    const page = (after: string) => this.run("kpSnapshot", [after, SNAPSHOT_PAGE]) as Promise<Reply>;
+    let reply = await page("");
+    // The first page's instant is where the stream is followed from: every change after it is
+    // applied on top of the pages, so a page read later is never undone for good.
+    const position: StreamPosition = { id: String(reply[0]), number: Number(reply[1]) };
     for (;;) {
-      const reply = (await this.run("kpSnapshot", [after, SNAPSHOT_PAGE])) as Reply;
-      // The first page's instant is where the stream is followed from: every change after it is
-      // applied on top of the pages, so a page read later is never undone for good.
-      position ??= { id: String(reply[0]), number: Number(reply[1]) };
-      for (const fields of JSON.parse(String(reply[3])) as string[][]) statuses.push(statusFromFields(fields));
-      if (Number(reply[2]) < SNAPSHOT_PAGE) break;
-      after = statuses[statuses.length - 1]!.keyHash;
+      const next = Number(reply[2]) < SNAPSHOT_PAGE ? undefined : page(String(reply[3]));
+      // A failed page is awaited below; until then its rejection must not count as unhandled.
+      next?.catch(() => {});
+      for (const fields of JSON.parse(String(reply[4])) as string[][]) statuses.push(statusFromFields(fields));
+      if (!next) break;
+      reply = await next;
     }
     this.mirror.replaceAll(statuses, position.number);
     return position;
   }
 }
 
-/** The 8 script arguments of one key spec (pool-scripts.ts, ADD). */
-function specArguments(c: CheckedSpec & { trialStated?: boolean }): string[] {
-  return [
-    c.keyHash,
-    c.provider,
-    c.key,
-    c.modelFamilies.join(","),
-    c.organizationId,
-    c.trial ? "1" : "0",
-    c.familiesPinned ? "1" : "0",
-    c.trialStated ? "1" : "0",
-  ];
+/** The keys as ADD takes them (pool-scripts.ts): one JSON text, a list of 8 strings per key. */
+function packSpecs(specs: readonly (CheckedSpec & { trialStated?: boolean })[]): string {
+  return JSON.stringify(
+    specs.map((c) => [
+      c.keyHash,
+      c.provider,
+      c.key,
+      c.modelFamilies.join(","),
+      c.organizationId,
+      c.trial ? "1" : "0",
+      c.familiesPinned ? "1" : "0",
+      c.trialStated ? "1" : "0",
+    ]),
+  );
 }

@@ -7,7 +7,7 @@
 import Redis from "ioredis";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
-import { hashKey } from "../../../src/domain/key-hash";
+import { hashKey, type KeyHasher } from "../../../src/domain/key-hash";
 import type { KeySpec, PoolEvent } from "../../../src/domain/types";
 import { RedisPool, type RedisPoolOptions } from "../../../src/redis/redis-pool";
 import { startRedisServer, type RedisServer } from "../../support/redis-server";
@@ -274,6 +274,32 @@ describe("replicas on one Redis", () => {
     expect((await a.listKeys()).find((k) => k.keyHash === hashOf(1))!.lastChecked).toBe(0);
     await expect(a.markForCheck(["oai-0000000000000000"])).rejects.toMatchObject({ code: ErrorCode.NotFound });
   });
+
+  it("a replica joining a pool of several snapshot pages and merge batches sees every key as the first does, and a hash collision stops its start", async () => {
+    const clock = new ManualClock();
+    const configured = Array.from({ length: 4_500 }, (_, i) => spec(i));
+    const first = await replica(clock, { configured });
+    await first.disableKey(hashOf(4_499), "disabled", "an operator's reason, with \"quotes\" and ünïcode");
+    await first.incrementUsage({ keyHash: hashOf(2_001), model: "gpt-4", inputTokens: 5, outputTokens: 7 });
+
+    // The same keys again, one of them now with the configuration's families: kept state, new families.
+    const again = configured.map((s, i) => (i === 3_000 ? spec(i, { modelFamilies: ["turbo"] }) : s));
+    const joined = await replica(clock, { configured: again });
+    expect(joined.size).toBe(4_500);
+    const expected = (await first.listKeys()).map((k) => (k.keyHash === hashOf(3_000) ? { ...k, modelFamilies: ["turbo"] } : k));
+    expect(await joined.listKeys()).toEqual(expected);
+    expect(joined.getKey(hashOf(4_499))).toMatchObject({ state: "disabled", stateReason: "an operator's reason, with \"quotes\" and ünïcode" });
+    expect(joined.getKey(hashOf(2_001))!.usage).toEqual({ gpt4: { inputTokens: 5, outputTokens: 7, prompts: 1 } });
+    expect(await first.addKeys([spec(7), spec(4_500)])).toMatchObject({ added: 1, duplicates: 1 });
+
+    // A key whose hash is another key's in Redis: the start fails naming its place in the configuration.
+    const stranger = "sk-replica-test-stranger-abcdefghijklmnopq";
+    const keyHasher: KeyHasher = (provider, key, org) => (key === stranger ? hashOf(10) : hashKey(provider, key, org));
+    const clash = [...configured.slice(100, 2_600), { provider: "openai" as const, key: stranger, modelFamilies: ["gpt4"] }];
+    await expect(replica(clock, { configured: clash, tunables: { reuseDelayMs: REUSE, leaseTtlMs: TTL, keyHasher } })).rejects.toThrow(
+      `keys[2500]: its key hash ${hashOf(10)} already belongs to a different key`,
+    );
+  }, 60_000);
 
   it("keeps every key of a pool under its one hash tag, and no secret in the change stream", async () => {
     const clock = new ManualClock();
