@@ -28,4 +28,5 @@ for built in $(find dist/src dist/gen -name '*.js' 2>/dev/null); do
 done
 node_modules/.bin/tsc -p tsconfig.build.json
 node scripts/build-dashboard.mjs
+node scripts/mark-bins-executable.js
 mv "$stamp.next" "$stamp"
