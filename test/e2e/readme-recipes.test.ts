@@ -16,6 +16,7 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { REPO_ROOT, ensureBuilt } from "../support/child-server";
+import { withCheckerSafety } from "../support/checker-safety";
 import { findPython } from "../support/python";
 
 jest.setTimeout(180_000);
@@ -93,13 +94,14 @@ describe.each([...all.keys()])("recipe %s", (name) => {
       const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
         const child = spawn("bash", [path.join(dir, "recipe.sh")], {
           cwd: REPO_ROOT,
-          env: {
+          // The keypool a recipe starts never checks keys against a real upstream.
+          env: withCheckerSafety({
             PATH: `${bin}:${process.env.PATH ?? ""}`,
             HOME: process.env.HOME ?? dir,
             KEYPOOL_STATE: path.join(dir, "keypool.db"),
             KEYPOOL_PORT: String(port),
             TMPDIR: dir,
-          },
+          }),
           stdio: ["ignore", "pipe", "pipe"],
         });
         let output = "";

@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "../support/clients";
 import { MAIN_JS, REPO_ROOT, ensureBuilt, runServerExpectingFailure, spawnServer, type ChildServer } from "../support/child-server";
+import { withCheckerSafety } from "../support/checker-safety";
 
 jest.setTimeout(90_000);
 
@@ -173,7 +174,7 @@ function runLimited(limitKiB: number): Promise<{ code: number | null; stderr: st
   return new Promise((resolve) => {
     const child = spawn("bash", ["-c", `trap '' XFSZ; ulimit -f ${limitKiB}; exec "$0" "$1"`, process.execPath, MAIN_JS], {
       cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_STATE: stateFile },
+      env: withCheckerSafety({ PATH: process.env.PATH ?? "", KEYPOOL_PORT: "0", KEYPOOL_STATE: stateFile }),
       stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
