@@ -157,6 +157,7 @@ describe("SIGKILL under load", () => {
   /** IncrementUsage from `lanes` concurrent callers over the live replicas until `stopAfter` says stop. */
   async function load(replicas: Replica[], hashes: string[], lanes: number, stopAfter: (acked: number, failed: number) => boolean) {
     let acked = 0;
+    let failed = 0;
     let sent = 0;
     let stop = false;
     await Promise.all(
@@ -168,7 +169,8 @@ describe("SIGKILL under load", () => {
           sent++;
           const code = await codeOf(replica.pool.incrementUsage({ keyHash, model: MODEL, inputTokens: BigInt(INPUT_PER_CALL), outputTokens: BigInt(OUTPUT_PER_CALL) }, { timeoutMs: 3000 }));
           if (code === "ok") acked++;
-          if (stopAfter(acked, sent - acked)) stop = true;
+          else failed++;
+          if (stopAfter(acked, failed)) stop = true;
           if (code !== "ok") await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }),
