@@ -20,8 +20,8 @@ describe("Bedrock: the request", () => {
   const at = new Date(Date.UTC(2026, 11, 1, 11, 30, 0));
 
   it("GET /foundation-models on the region's host, signed with SigV4 for the key, region and service bedrock", async () => {
-    const r = await bedrockRequest(bdr(), "https://bedrock.{region}.amazonaws.com", at);
-    expect(r.url).toBe("https://bedrock.eu-west-3.amazonaws.com/foundation-models");
+    const r = await bedrockRequest(bdr(), "https://bedrock.{region}.gw.example", at);
+    expect(r.url).toBe("https://bedrock.eu-west-3.gw.example/foundation-models");
     expect(r.method).toBe("GET");
     expect(r.headers["x-amz-date"]).toBe("20261201T113000Z");
     const auth = /^AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE\/20261201\/eu-west-3\/bedrock\/aws4_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$/.exec(r.headers.authorization);
@@ -29,7 +29,7 @@ describe("Bedrock: the request", () => {
     const signedHeaders = auth![1].split(";");
     expect(signedHeaders).toEqual(expect.arrayContaining(["host", "x-amz-date"]));
     // The signature by the specification: canonical request, string to sign, derived key.
-    const values: Record<string, string> = { ...r.headers, host: "bedrock.eu-west-3.amazonaws.com" };
+    const values: Record<string, string> = { ...r.headers, host: "bedrock.eu-west-3.gw.example" };
     const canonical = ["GET", "/foundation-models", "", ...signedHeaders.map((h) => `${h}:${values[h].trim()}`), "", signedHeaders.join(";"), sha256("")].join("\n");
     const toSign = ["AWS4-HMAC-SHA256", "20261201T113000Z", "20261201/eu-west-3/bedrock/aws4_request", sha256(canonical)].join("\n");
     let key = hmac(`AWS4${SECRET}`, "20261201");

@@ -4,8 +4,8 @@ import { fillUrlTemplate, placeholdersOf } from "../../../src/checker/url-templa
 describe("base URL templates", () => {
   it("fills each placeholder with the key's value, in lower case", () => {
     expect(fillUrlTemplate("https://{resource}.openai.azure.com", { resource: "Contoso-East" })).toBe("https://contoso-east.openai.azure.com");
-    expect(fillUrlTemplate("https://{region}-aiplatform.googleapis.com", { region: "europe-west4" })).toBe("https://europe-west4-aiplatform.googleapis.com");
-    expect(placeholdersOf("https://bedrock.{region}.amazonaws.com/{x}")).toEqual(["region", "x"]);
+    expect(fillUrlTemplate("https://{region}-vertex.gw.example", { region: "europe-west4" })).toBe("https://europe-west4-vertex.gw.example");
+    expect(placeholdersOf("https://bedrock.{region}.gw.example/{x}")).toEqual(["region", "x"]);
   });
 
   it("a URL without placeholders is used as it is", () => {
@@ -15,6 +15,6 @@ describe("base URL templates", () => {
   it("a value that is not a host label (or none) is refused: a key never picks another host or path", () => {
     expect(() => fillUrlTemplate("https://{resource}.openai.azure.com", { resource: "evil.example/x" })).toThrow(/\{resource\}/);
     expect(() => fillUrlTemplate("https://{resource}.openai.azure.com", { resource: "a@b" })).toThrow();
-    expect(() => fillUrlTemplate("https://bedrock.{region}.amazonaws.com", {})).toThrow(/\{region\}/);
+    expect(() => fillUrlTemplate("https://bedrock.{region}.gw.example", {})).toThrow(/\{region\}/);
   });
 });

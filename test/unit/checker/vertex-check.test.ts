@@ -34,15 +34,15 @@ const ok = (publisher: string, names: string[]) => answer(200, { publisherModels
 describe("Vertex: the token request", () => {
   it("posts an RS256 JWT assertion for the token URL, signed with the key's private key", async () => {
     const now = new Date(Date.UTC(2026, 11, 1, 11, 0, 0));
-    const r = (await vertexTokenRequest(vtx(), "https://oauth2.googleapis.com/token", now))!;
-    expect(r).toMatchObject({ name: "token", method: "POST", url: "https://oauth2.googleapis.com/token", headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const r = (await vertexTokenRequest(vtx(), "https://token.gw.example/token", now))!;
+    expect(r).toMatchObject({ name: "token", method: "POST", url: "https://token.gw.example/token", headers: { "content-type": "application/x-www-form-urlencoded" } });
     const form = new URLSearchParams(r.body);
     expect(form.get("grant_type")).toBe("urn:ietf:params:oauth:grant-type:jwt-bearer");
     const [head, payload, signature] = form.get("assertion")!.split(".");
     expect(JSON.parse(Buffer.from(head, "base64url").toString())).toEqual({ alg: "RS256", typ: "JWT" });
     expect(JSON.parse(Buffer.from(payload, "base64url").toString())).toEqual({
       iss: EMAIL,
-      aud: "https://oauth2.googleapis.com/token",
+      aud: "https://token.gw.example/token",
       scope: "https://www.googleapis.com/auth/cloud-platform",
       iat: now.getTime() / 1000,
       exp: now.getTime() / 1000 + 3600,
@@ -53,12 +53,12 @@ describe("Vertex: the token request", () => {
 
   it("a private key that cannot be read makes no request", async () => {
     const bad = vtx({ secret: `my-project-123:europe-west4:${EMAIL}:-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----` });
-    expect(await vertexTokenRequest(bad, "https://oauth2.googleapis.com/token", new Date())).toBeUndefined();
+    expect(await vertexTokenRequest(bad, "https://token.gw.example/token", new Date())).toBeUndefined();
   });
 
   it("neither does a private key that is not RSA (RS256 needs one)", async () => {
     const ec = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }).toString().trim();
-    expect(await vertexTokenRequest(vtx({ secret: `my-project-123:europe-west4:${EMAIL}:${ec}` }), "https://oauth2.googleapis.com/token", new Date())).toBeUndefined();
+    expect(await vertexTokenRequest(vtx({ secret: `my-project-123:europe-west4:${EMAIL}:${ec}` }), "https://token.gw.example/token", new Date())).toBeUndefined();
   });
 });
 
@@ -94,18 +94,18 @@ describe("Vertex: the token endpoint's answers (docs/checker.md)", () => {
 
 describe("Vertex: the models requests", () => {
   it("one per publisher on the region's host, with the token, billed to the key's project", () => {
-    const rs = vertexModelRequests(vtx(), "https://{region}-aiplatform.googleapis.com", "ya29.abc");
+    const rs = vertexModelRequests(vtx(), "https://{region}-vertex.gw.example", "ya29.abc");
     expect(rs.map((r) => r.url)).toEqual([
-      "https://europe-west4-aiplatform.googleapis.com/v1beta1/publishers/anthropic/models?pageSize=1000",
-      "https://europe-west4-aiplatform.googleapis.com/v1beta1/publishers/mistralai/models?pageSize=1000",
-      "https://europe-west4-aiplatform.googleapis.com/v1beta1/publishers/meta/models?pageSize=1000",
+      "https://europe-west4-vertex.gw.example/v1beta1/publishers/anthropic/models?pageSize=1000",
+      "https://europe-west4-vertex.gw.example/v1beta1/publishers/mistralai/models?pageSize=1000",
+      "https://europe-west4-vertex.gw.example/v1beta1/publishers/meta/models?pageSize=1000",
     ]);
     for (const r of rs) expect(r.headers).toEqual({ authorization: "Bearer ya29.abc", "x-goog-user-project": "my-project-123" });
   });
 
   it("the global location's host has no region in it", () => {
-    expect(vertexBaseUrl("https://{region}-aiplatform.googleapis.com", "global")).toBe("https://aiplatform.googleapis.com");
-    expect(vertexBaseUrl("https://{region}-aiplatform.googleapis.com", "us-east5")).toBe("https://us-east5-aiplatform.googleapis.com");
+    expect(vertexBaseUrl("https://{region}-vertex.gw.example", "global")).toBe("https://vertex.gw.example");
+    expect(vertexBaseUrl("https://{region}-vertex.gw.example", "us-east5")).toBe("https://us-east5-vertex.gw.example");
     expect(vertexBaseUrl("http://127.0.0.1:8090", "global")).toBe("http://127.0.0.1:8090");
   });
 

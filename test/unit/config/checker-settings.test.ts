@@ -15,17 +15,32 @@ const fails = (env: Record<string, string>, variable: string) => {
 };
 
 describe("key checker settings", () => {
-  it("defaults: on, the real upstreams, 8 at once, every hour, 3 s apart, 10 s timeout", () => {
-    expect(readSettings({}).checker).toEqual({
+  it("defaults: on, the documented upstreams, 8 at once, every hour, 3 s apart, 10 s timeout", () => {
+    // Each URL's default is the settings table's own (the README's copy is checked against the
+    // table in readme-config.test.ts); here only that it is https, and not a loopback stand-in.
+    const table = new Map(allSettings().map((s) => [s.name, s.default]));
+    const checker = readSettings({}).checker;
+    const urls = {
+      openaiBaseUrl: "KEYPOOL_OPENAI_BASE_URL",
+      anthropicBaseUrl: "KEYPOOL_ANTHROPIC_BASE_URL",
+      googleAiBaseUrl: "KEYPOOL_GOOGLE_AI_BASE_URL",
+      mistralBaseUrl: "KEYPOOL_MISTRAL_BASE_URL",
+      azureBaseUrl: "KEYPOOL_AZURE_BASE_URL",
+      bedrockBaseUrl: "KEYPOOL_BEDROCK_BASE_URL",
+      vertexBaseUrl: "KEYPOOL_VERTEX_BASE_URL",
+      vertexTokenUrl: "KEYPOOL_VERTEX_TOKEN_URL",
+    } as const;
+    for (const [field, variable] of Object.entries(urls)) {
+      const value = checker[field as keyof typeof urls];
+      expect({ variable, value }).toEqual({ variable, value: table.get(variable) });
+      expect(value).toMatch(/^https:\/\/[^/]+\.[a-z]+(\/|$)/);
+    }
+    expect(checker.azureBaseUrl).toContain("{resource}");
+    expect(checker.bedrockBaseUrl).toContain("{region}");
+    expect(checker.vertexBaseUrl).toContain("{region}");
+    expect({ ...checker, ...Object.fromEntries(Object.keys(urls).map((field) => [field, "url"])) }).toEqual({
       enabled: true,
-      openaiBaseUrl: "https://api.openai.com",
-      anthropicBaseUrl: "https://api.anthropic.com",
-      googleAiBaseUrl: "https://generativelanguage.googleapis.com",
-      mistralBaseUrl: "https://api.mistral.ai",
-      azureBaseUrl: "https://{resource}.openai.azure.com",
-      bedrockBaseUrl: "https://bedrock.{region}.amazonaws.com",
-      vertexBaseUrl: "https://{region}-aiplatform.googleapis.com",
-      vertexTokenUrl: "https://oauth2.googleapis.com/token",
+      ...Object.fromEntries(Object.keys(urls).map((field) => [field, "url"])),
       concurrency: 8,
       periodMs: 3_600_000,
       intervalMs: 3000,
@@ -69,18 +84,18 @@ describe("key checker settings", () => {
 
   it.each([
     ["KEYPOOL_CHECK_KEYS", "maybe"],
-    ["KEYPOOL_OPENAI_BASE_URL", "api.openai.com"],
+    ["KEYPOOL_OPENAI_BASE_URL", "gw.example"],
     ["KEYPOOL_OPENAI_BASE_URL", "ftp://127.0.0.1"],
     ["KEYPOOL_ANTHROPIC_BASE_URL", "https://user:pw@gw.example"],
-    ["KEYPOOL_GOOGLE_AI_BASE_URL", "generativelanguage.googleapis.com"],
-    ["KEYPOOL_MISTRAL_BASE_URL", "https://api.mistral.ai?key=1"],
-    ["KEYPOOL_AZURE_BASE_URL", "https://{region}.openai.azure.com"],
-    ["KEYPOOL_AZURE_BASE_URL", "https://{resource.openai.azure.com"],
-    ["KEYPOOL_BEDROCK_BASE_URL", "https://bedrock.{resource}.amazonaws.com"],
-    ["KEYPOOL_BEDROCK_BASE_URL", "ftp://bedrock.{region}.amazonaws.com"],
-    ["KEYPOOL_VERTEX_BASE_URL", "https://{}-aiplatform.googleapis.com"],
-    ["KEYPOOL_VERTEX_BASE_URL", "https://user:pw@{region}-aiplatform.googleapis.com"],
-    ["KEYPOOL_VERTEX_TOKEN_URL", "oauth2.googleapis.com/token"],
+    ["KEYPOOL_GOOGLE_AI_BASE_URL", "gw.example/google"],
+    ["KEYPOOL_MISTRAL_BASE_URL", "https://gw.example?key=1"],
+    ["KEYPOOL_AZURE_BASE_URL", "https://{region}.gw.example"],
+    ["KEYPOOL_AZURE_BASE_URL", "https://{resource.gw.example"],
+    ["KEYPOOL_BEDROCK_BASE_URL", "https://bedrock.{resource}.gw.example"],
+    ["KEYPOOL_BEDROCK_BASE_URL", "ftp://bedrock.{region}.gw.example"],
+    ["KEYPOOL_VERTEX_BASE_URL", "https://{}-vertex.gw.example"],
+    ["KEYPOOL_VERTEX_BASE_URL", "https://user:pw@{region}-vertex.gw.example"],
+    ["KEYPOOL_VERTEX_TOKEN_URL", "gw.example/token"],
     ["KEYPOOL_CHECK_CONCURRENCY", "0"],
     ["KEYPOOL_CHECK_CONCURRENCY", "eight"],
     ["KEYPOOL_CHECK_PERIOD", "hourly"],
