@@ -213,12 +213,12 @@ describe("shutdown", () => {
 
 describe("configuration", () => {
   it.each([
-    ["KEYPOOL_OPENAI_BASE_URL", "api.openai.com"],
+    ["KEYPOOL_OPENAI_BASE_URL", "gw.example"],
     ["KEYPOOL_ANTHROPIC_BASE_URL", "ftp://127.0.0.1:21"],
     ["KEYPOOL_CHECK_TIMEOUT", "soon"],
     ["KEYPOOL_CHECK_PERIOD", "1 hour"],
-    ["KEYPOOL_AZURE_BASE_URL", "https://{region}.openai.azure.com"],
-    ["KEYPOOL_VERTEX_TOKEN_URL", "oauth2.googleapis.com/token"],
+    ["KEYPOOL_AZURE_BASE_URL", "https://{region}.azure.gw.example"],
+    ["KEYPOOL_VERTEX_TOKEN_URL", "gw.example/token"],
   ])("%s=%s stops the start with a message naming the variable", async (variable, value) => {
     const { code, stderr } = await runServerExpectingFailure({ [variable]: value });
     expect(code).toBe(2);

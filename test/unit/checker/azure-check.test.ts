@@ -11,10 +11,10 @@ const azureError = (status: number, code: string, message: string) => answer(sta
 
 describe("Azure: the request", () => {
   it("GET the key's deployment on its resource's host, the api key in api-key", () => {
-    expect(azureRequest(azu(), "https://{resource}.openai.azure.com")).toEqual({
+    expect(azureRequest(azu(), "https://{resource}.azure.gw.example")).toEqual({
       name: "deployment",
       method: "GET",
-      url: "https://contoso-east.openai.azure.com/openai/deployments/gpt4o-prod?api-version=2023-03-15-preview",
+      url: "https://contoso-east.azure.gw.example/openai/deployments/gpt4o-prod?api-version=2023-03-15-preview",
       headers: { "api-key": "azsecret" },
     });
   });

@@ -10,10 +10,10 @@ const mis = (extra = {}) => subject({ provider: "mistral", keyHash: "mis-0123456
 
 describe("Mistral: the request", () => {
   it("GET /v1/models with the key as a bearer token", () => {
-    expect(mistralRequest(mis(), "https://api.mistral.ai")).toEqual({
+    expect(mistralRequest(mis(), "https://mistral.gw.example")).toEqual({
       name: "models",
       method: "GET",
-      url: "https://api.mistral.ai/v1/models",
+      url: "https://mistral.gw.example/v1/models",
       headers: { authorization: "Bearer mistral-secret" },
     });
   });

@@ -3,7 +3,7 @@ import { fillUrlTemplate, placeholdersOf } from "../../../src/checker/url-templa
 
 describe("base URL templates", () => {
   it("fills each placeholder with the key's value, in lower case", () => {
-    expect(fillUrlTemplate("https://{resource}.openai.azure.com", { resource: "Contoso-East" })).toBe("https://contoso-east.openai.azure.com");
+    expect(fillUrlTemplate("https://{resource}.azure.gw.example", { resource: "Contoso-East" })).toBe("https://contoso-east.azure.gw.example");
     expect(fillUrlTemplate("https://{region}-vertex.gw.example", { region: "europe-west4" })).toBe("https://europe-west4-vertex.gw.example");
     expect(placeholdersOf("https://bedrock.{region}.gw.example/{x}")).toEqual(["region", "x"]);
   });
@@ -13,8 +13,8 @@ describe("base URL templates", () => {
   });
 
   it("a value that is not a host label (or none) is refused: a key never picks another host or path", () => {
-    expect(() => fillUrlTemplate("https://{resource}.openai.azure.com", { resource: "evil.example/x" })).toThrow(/\{resource\}/);
-    expect(() => fillUrlTemplate("https://{resource}.openai.azure.com", { resource: "a@b" })).toThrow();
+    expect(() => fillUrlTemplate("https://{resource}.azure.gw.example", { resource: "evil.example/x" })).toThrow(/\{resource\}/);
+    expect(() => fillUrlTemplate("https://{resource}.azure.gw.example", { resource: "a@b" })).toThrow();
     expect(() => fillUrlTemplate("https://bedrock.{region}.gw.example", {})).toThrow(/\{region\}/);
   });
 });

@@ -61,7 +61,7 @@ describe("Vertex: the token endpoint and the models endpoint", () => {
   });
 
   it("a JWT for another audience, an expired one, or a form without the JWT grant: 400", async () => {
-    const elsewhere = (await vertexTokenRequest(vertex(), "https://oauth2.googleapis.com/token", new Date()))!;
+    const elsewhere = (await vertexTokenRequest(vertex(), "https://token.gw.example/token", new Date()))!;
     const a = await fetch(`${fake.url}/token`, { method: "POST", headers: elsewhere.headers, body: elsewhere.body });
     expect(await a.json()).toMatchObject({ error: "invalid_grant" });
     const old = (await vertexTokenRequest(vertex(), `${fake.url}/token`, new Date(Date.now() - 2 * 3600_000)))!;
