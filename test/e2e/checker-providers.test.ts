@@ -18,6 +18,8 @@ import {
   type KeyStatus,
 } from "../../gen/ts/keypool/v1/keypool_pb";
 import type { ProviderId } from "../../src/domain/types";
+import { PROVIDERS as ALL_PROVIDERS } from "../../src/domain/providers";
+import { providerToProto } from "../../src/transport/convert";
 import { fakeAwsAccessKeyId, fakeVertexEmail, type Behaviour } from "../../src/fake-upstream/behaviours";
 import { FakeUpstream } from "../../src/fake-upstream/fake-upstream";
 import { fakeUpstreamEnv } from "../support/checker-safety";
@@ -25,16 +27,8 @@ import { ensureBuilt, spawnServer, type ChildServer } from "../support/child-ser
 
 jest.setTimeout(60_000);
 
-const WIRE: Record<ProviderId, Provider> = {
-  openai: Provider.OPENAI,
-  anthropic: Provider.ANTHROPIC,
-  google: Provider.GOOGLE_AI,
-  mistral: Provider.MISTRAL,
-  azure: Provider.AZURE_OPENAI,
-  bedrock: Provider.AWS_BEDROCK,
-  vertex: Provider.GCP_VERTEX,
-};
-const PROVIDERS = Object.keys(WIRE) as ProviderId[];
+// Every provider keypool knows: all seven have a check.
+const PROVIDERS: ProviderId[] = ALL_PROVIDERS.map((p) => p.id);
 const BEHAVIOURS: Behaviour[] = ["working", "revoked", "over-quota"];
 
 let fake: FakeUpstream;
@@ -102,7 +96,7 @@ beforeAll(async () => {
     const behaviours = provider === "google" ? [...BEHAVIOURS, "rate-limited" as const] : BEHAVIOURS;
     const credentials = behaviours.map((b) => credential(provider, b));
     secrets.push(...credentials.map((c) => c.slice(c.lastIndexOf(":") + 1)).filter((s) => !s.includes("PRIVATE KEY")));
-    const { keyHashes } = await admin.addKeys({ provider: WIRE[provider], keys: credentials.map((key) => ({ key })) });
+    const { keyHashes } = await admin.addKeys({ provider: providerToProto(provider), keys: credentials.map((key) => ({ key })) });
     behaviours.forEach((b, i) => keyOf.set(`${provider}/${b}`, { credential: credentials[i], hash: keyHashes[i] }));
   }
   await eventually("every key of every provider checked (the rate-limited one excepted)", async () => {
@@ -161,7 +155,7 @@ describe("Lease by model, one provider at a time, from the key the check proved 
     const { model, family } = MODEL[provider];
     const lease = await pool.lease({ model, provider: MODEL[provider].provider ?? Provider.UNSPECIFIED });
     expect({ provider: lease.provider, hash: lease.keyHash, family: lease.modelFamily, key: lease.key }).toEqual({
-      provider: WIRE[provider],
+      provider: providerToProto(provider),
       hash: at(provider, "working").hash,
       family,
       key: at(provider, "working").credential,
