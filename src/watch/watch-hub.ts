@@ -130,6 +130,7 @@ export class WatchHub {
       clock: this.clock,
       measure: this.measure,
       slotOf: (keyHash) => this.keys.slotFor(keyHash),
+      latest: (slot) => this.keys.statusAt(slot),
       sliceBytes: this.messageBytes,
       maxAgeMs: SLICE_MAX_AGE_MS,
       cacheBytes: SLICE_CACHE_BYTES,

@@ -132,6 +132,34 @@ describe("WatchHub snapshot slices", () => {
     expect(c.keys.map((k) => k.keyHash)).toContain("oai-0000a");
   });
 
+  test("a slice made again holds the statuses the changes carried, not the listing's fresh copies: each status is measured and encoded once", async () => {
+    // A real pool lists fresh copies of its statuses; the transport encodes a status object once.
+    class CopyingPool extends FakePool {
+      override *keysAfter(after: string, filter: { provider?: KeyStatus["provider"]; modelFamilies?: readonly string[] } = {}): Generator<KeyStatus> {
+        for (const s of super.keysAfter(after, filter)) yield { ...s };
+      }
+    }
+    const clock = new ManualClock();
+    const pool = new CopyingPool();
+    for (const h of hashes(20)) pool.put(status(h));
+    const measured = new Set<KeyStatus>();
+    const hub = new WatchHub(pool, { clock, saturated: () => false, measure: (s) => (measured.add(s), estimateStatusBytes(s)) });
+    const drainSnapshot = async (reader: Reader) => (await reader.drain()).flatMap((e) => (e.type === "snapshot" ? e.keys : []));
+    const first = await drainSnapshot(new Reader(hub.subscribe()));
+    expect(first).toHaveLength(20);
+    clock.advance(5_000); // past the age at which a shared slice is made again
+    const again = await drainSnapshot(new Reader(hub.subscribe()));
+    expect(again).toHaveLength(20);
+    again.forEach((s, i) => expect(s).toBe(first[i]));
+    // A change's new status is what the next slices carry.
+    const changed = pool.change("oai-0003", { leaseCount: 9 });
+    clock.advance(5_000);
+    const third = await drainSnapshot(new Reader(hub.subscribe()));
+    expect(third[3]).toBe(changed);
+    expect(measured.size).toBe(21);
+    hub.close();
+  });
+
   test("watches opening at once share a budget of slices per event-loop turn, and all finish", async () => {
     const { pool, hub } = setup({ messageBytes: 400 });
     for (const h of hashes(40)) pool.put(status(h));
