@@ -64,12 +64,17 @@ export class SnapshotSlices {
     this.cachedBytes = 0;
   }
 
+  /** Whether next() would share a slice already made rather than list and encode one. */
+  shared(filterKey: string, after: string): boolean {
+    return this.usable(this.cache.get(`${filterKey}\u0000${after}`), this.options.clock.now());
+  }
+
   /** The slice that follows `after` for this filter (stamp: the hub's current change stamp). */
   next(filter: KeyFilter, filterKey: string, after: string, stamp: number): SnapshotSlice {
     const id = `${filterKey}\u0000${after}`;
     const now = this.options.clock.now();
     const cached = this.cache.get(id);
-    if (cached && cached.membership === this.membershipVersion && now - cached.madeAt <= this.options.maxAgeMs) return cached;
+    if (this.usable(cached, now)) return cached!;
     if (cached) this.drop(id, cached);
 
     const keys: KeyStatus[] = [];
@@ -102,6 +107,10 @@ export class SnapshotSlices {
   /** Slices held for sharing (for tests). */
   get cachedCount(): number {
     return this.cache.size;
+  }
+
+  private usable(slice: SnapshotSlice | undefined, now: number): boolean {
+    return slice !== undefined && slice.membership === this.membershipVersion && now - slice.madeAt <= this.options.maxAgeMs;
   }
 
   private drop(id: string, slice: SnapshotSlice): void {

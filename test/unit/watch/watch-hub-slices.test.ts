@@ -181,6 +181,34 @@ describe("WatchHub snapshot slices", () => {
     expect(arrived).toBe(100 * slicesPerWatch);
   });
 
+  test("a turn makes at most one slice afresh (a listing and its encodings); slices already made are shared within the budget", async () => {
+    const { pool, hub } = setup({ messageBytes: 400 });
+    for (const h of hashes(40)) pool.put(status(h));
+    const slicesPerWatch = Math.ceil(40 / Math.floor(400 / estimateStatusBytes(status("oai-0000"))));
+    expect(slicesPerWatch).toBeGreaterThan(2);
+    expect(slicesPerWatch).toBeLessThan(16);
+    const readInOneTurn = async (subscription: ReturnType<typeof hub.subscribe>) => {
+      let arrived = 0;
+      let last = false;
+      void (async () => {
+        while (!last) {
+          const { value } = await subscription.next();
+          arrived++;
+          last = value!.type === "snapshot" && !value!.more;
+        }
+      })();
+      for (let i = 0; i < 50; i++) await Promise.resolve(); // microtasks only: the same turn
+      const inTurn = arrived;
+      while (!last) await new Promise((resolve) => setImmediate(resolve));
+      return inTurn;
+    };
+    // The first watch finds no slice made: one per turn.
+    expect(await readInOneTurn(hub.subscribe())).toBe(1);
+    // The next one shares them all: its whole snapshot in one turn.
+    expect(await readInOneTurn(hub.subscribe())).toBe(slicesPerWatch);
+    hub.close();
+  });
+
   test("removed keys' slots are reclaimed; a watch that stops reading while keys churn ends with UNAVAILABLE", async () => {
     const { pool, hub } = setup();
     pool.put(status("oai-keep"));
