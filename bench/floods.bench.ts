@@ -182,8 +182,8 @@ export async function run({ quick, log }: { quick: boolean; log: (s: string) => 
   ];
   log(table("Rapid reset (4 connections resetting Lease streams as fast as they can)", resets));
   const waiters = [
-    await waiterFlood(5000, 12, 1000, quick ? 4000 : 10_000, cores.server, cores.load),
-    await waiterFlood(10_000_000, 12, 1000, quick ? 4000 : 10_000, cores.server, cores.load),
+    await waiterFlood(5000, 12, 1000, quick ? 8000 : 20_000, cores.server, cores.load),
+    await waiterFlood(10_000_000, 12, 1000, quick ? 8000 : 20_000, cores.server, cores.load),
   ];
   log(table("Waiters (12 connections x 1,000 Leases with max_wait 60 s, one key, held)", waiters));
   return [...resets, ...waiters];
