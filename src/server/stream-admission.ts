@@ -19,8 +19,11 @@ export interface StreamAdmissionOptions {
   defer?: (callback: () => void) => void;
 }
 
-/** Streams started per turn: each start costs a handler, a subscription and a first message. */
-export const STREAM_STARTS_PER_TURN = 8;
+/**
+ * Streams started per turn: each start costs a handler, a subscription and a first message (on
+ * the main port connect-node's whole stream pipeline), a few milliseconds for a handful.
+ */
+export const STREAM_STARTS_PER_TURN = 2;
 /**
  * Streams waiting to start: several thousand dashboards connecting at once wait a few hundred
  * turns; far beyond that a client is flooding, and each waiting stream holds its request.
