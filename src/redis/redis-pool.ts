@@ -32,9 +32,10 @@ import type { ChangeCause, DisableState, KeySpec, KeyStatus, Lease, PoolEvent, P
 import { LIMITS, checkHeaders, checkModel, checkStatusCode, checkText, checkTokens } from "../domain/validation";
 import type { WaitTarget } from "../domain/waiters";
 import { ChangeFollower, FOLLOW_BLOCK_MS, type StreamPosition } from "./change-follower";
-import { statusFromFields } from "./key-fields";
+import { statusFromPacked, statusFromPackedText, type PackedStatus } from "./key-fields";
 import { PoolMirror } from "./pool-mirror";
-import { POOL_SCRIPTS, type PoolScriptName } from "./pool-scripts";
+import { POOL_LAYOUT, POOL_SCRIPTS, type PoolScriptName } from "./pool-scripts";
+import { REDIS_VARIABLE, StartupCheckError } from "./redis-connection";
 import { redisUnavailable } from "./redis-failure";
 import { ReplicaWaiters, type LeaseAttempt } from "./replica-waiters";
 
@@ -165,6 +166,7 @@ export class RedisPool {
     const pool = new RedisPool(options);
     try {
       if (pool.reader.status === "wait") await pool.reader.connect();
+      await pool.ensureLayout();
       await pool.mergeConfigured(options.configured ?? []);
       const position = await pool.loadMirror();
       pool.follower = new ChangeFollower(
@@ -373,13 +375,13 @@ export class RedisPool {
     const text = disableReason(state, reason);
     const reply = (await this.run("kpDisable", [keyHash, state, text])) as Reply;
     if (reply[0] === "notfound") throw keyNotFound(keyHash);
-    return statusFromFields(reply[1] as string[]);
+    return statusFromPackedText(reply[1] as string);
   }
 
   async enableKey(keyHash: string): Promise<KeyStatus> {
     const reply = (await this.run("kpEnable", [keyHash])) as Reply;
     if (reply[0] === "notfound") throw keyNotFound(keyHash);
-    return statusFromFields(reply[1] as string[]);
+    return statusFromPackedText(reply[1] as string);
   }
 
   /** RecheckKeys: marks keys (all when none is named) for the checker; returns how many. */
@@ -570,6 +572,28 @@ export class RedisPool {
     if (wake) this.waiters.wake();
   }
 
+  /**
+   * Brings the pool's layout in Redis to this build's (docs/redis-layout.md, "Layout"): a pool
+   * written before statuses were packed is converted a page per script, and a layout newer than
+   * this build's stops the start, naming KEYPOOL_STATE.
+   */
+  private async ensureLayout(): Promise<void> {
+    const layout = Number(await this.run("kpLayout", []));
+    if (layout === POOL_LAYOUT) return;
+    if (!(layout >= 1 && layout < POOL_LAYOUT)) {
+      throw new StartupCheckError(
+        REDIS_VARIABLE,
+        `the pool ${this.keyPrefix.slice(0, -1)} in Redis has layout ${layout}, which this keypool (layout ${POOL_LAYOUT}) cannot read; run the keypool version that wrote it or a newer one`,
+      );
+    }
+    this.logger?.info({ from: layout, to: POOL_LAYOUT }, "converting the pool in Redis to this build's layout");
+    for (let after = ""; ; ) {
+      const [count, last] = (await this.run("kpConvert", [after, SNAPSHOT_PAGE])) as [number, string];
+      if (count < SNAPSHOT_PAGE) break;
+      after = last;
+    }
+  }
+
   /** Merges the configured keys, a batch per script; each batch adds only keys still missing. */
   private async mergeConfigured(specs: readonly KeySpec[]): Promise<void> {
     if (specs.length === 0) return;
@@ -632,7 +656,7 @@ export class RedisPool {
       const next = Number(reply[2]) < SNAPSHOT_PAGE ? undefined : page(String(reply[3]));
       // A failed page is awaited below; until then its rejection must not count as unhandled.
       next?.catch(() => {});
-      for (const fields of JSON.parse(String(reply[4])) as string[][]) statuses.push(statusFromFields(fields));
+      for (const packed of JSON.parse(`[${String(reply[4])}]`) as PackedStatus[]) statuses.push(statusFromPacked(packed));
       if (!next) break;
       reply = await next;
     }

@@ -301,6 +301,27 @@ describe("replicas on one Redis", () => {
     );
   }, 60_000);
 
+  it("converts a pool written before statuses were packed (layout 1) at the first start, and a newer layout stops the start naming KEYPOOL_STATE", async () => {
+    const clock = new ManualClock();
+    const first = await replica(clock, { configured: Array.from({ length: 2_500 }, (_, i) => spec(i)) });
+    await first.disableKey(hashOf(7), "disabled", "a reason, with \"quotes\"");
+    await first.incrementUsage({ keyHash: hashOf(2_400), model: "gpt-4", inputTokens: 3, outputTokens: 4 });
+    await first.reportRateLimit({ keyHash: hashOf(9), statusCode: 429, headers: { "retry-after": "30" } });
+    const expected = await first.listKeys();
+    // What the build before kept: the same hash per key, no packed statuses beside them, no layout.
+    await redis.del(`{${prefix}}:status`, `{${prefix}}:layout`);
+    const converted = await replica(clock);
+    expect(await converted.listKeys()).toEqual(expected);
+    expect(await redis.get(`{${prefix}}:layout`)).toBe("2");
+    expect(await redis.hlen(`{${prefix}}:status`)).toBe(2_500);
+    // A key whose packed status is missing is packed by the snapshot itself.
+    await redis.hdel(`{${prefix}}:status`, hashOf(9));
+    expect(await (await replica(clock)).listKeys()).toEqual(expected);
+
+    await redis.set(`{${prefix}}:layout`, "3");
+    await expect(replica(clock)).rejects.toThrow(`KEYPOOL_STATE: the pool {${prefix}} in Redis has layout 3, which this keypool (layout 2) cannot read`);
+  }, 30_000);
+
   it("keeps every key of a pool under its one hash tag, and no secret in the change stream", async () => {
     const clock = new ManualClock();
     const a = await replica(clock, { configured: [spec(1), spec(2)] });
