@@ -2,16 +2,37 @@
  * A key as Redis holds it: one hash per key with short field names (docs/redis-layout.md), and
  * beside it the key's status packed as one JSON array, which the scripts (pool-scripts.ts,
  * `packed`) write with every change and which the change stream and the snapshot carry. This file
- * reads that array back into the domain's KeyStatus. The secret (`k`) is never in it.
+ * reads that array back into the domain's KeyStatus. The secret (`k`) is never in it, only its
+ * fingerprint.
  */
+import * as crypto from "node:crypto";
 import type { KeyState, KeyStatus, ProviderId, TokenUsage } from "../domain/types";
 
 /**
  * [key_hash, provider, families ("a,b"), organization, trial (0/1), state, reason, hold_until,
  * cooldown_until, rate_limited_at, last_used, last_checked, prompt_count, in_flight, lease_count,
- * families pinned (0/1), [family, input tokens, output tokens, prompts, ...]]
+ * families pinned (0/1), [family, input tokens, output tokens, prompts, ...], the secret's
+ * fingerprint]
  */
-export type PackedStatus = [string, string, string, string, number, string, string, number, number, number, number, number, number, number, number, number, (string | number)[]];
+export type PackedStatus = [string, string, string, string, number, string, string, number, number, number, number, number, number, number, number, number, (string | number)[], string];
+
+/** Where the fingerprint is in a packed status. */
+export const FINGERPRINT = 17;
+
+/**
+ * A secret's fingerprint as the scripts compute it (`fingerprint`: 16 hex digits of its SHA-1):
+ * a configured key whose hash is in the pool is the same key when the fingerprints agree, and a
+ * different secret under the same hash (a collision) when they do not.
+ */
+export function secretFingerprint(secret: string): string {
+  return sha1Hex(secret).slice(0, 16);
+}
+
+/** crypto.hash (Node 20.12+) makes no Hash object: a configured pool's keys are fingerprinted at start. */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: "hex") => string }).hash;
+const sha1Hex: (text: string) => string = oneShotHash
+  ? (text) => oneShotHash("sha1", text, "hex")
+  : (text) => crypto.createHash("sha1").update(text).digest("hex");
 
 /** The status of one packed array: positions, not names, so that a joining replica decodes 100,000 keys cheaply. */
 export function statusFromPacked(p: PackedStatus): KeyStatus {

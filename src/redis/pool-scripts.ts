@@ -20,7 +20,7 @@
 
 /**
  * The version of what the scripts keep in Redis (docs/redis-layout.md, "Layout"). 2: a packed
- * status per key in `status`, and change events that carry it.
+ * status per key in `status`, change events that carry it, and each secret's fingerprint (`kf`).
  */
 export const POOL_LAYOUT = 2;
 
@@ -103,9 +103,14 @@ local function jnum(v)
   return string.format('%.17g', tonumber(v) or 0)
 end
 
+-- The secret's fingerprint (kf): 16 hex digits of its SHA-1, independent of the key hash, so that a
+-- replica tells a configured key that is already here from another secret under the same hash
+-- (a collision) without reading any secret back.
+local function fingerprint(secret) return string.sub(redis.sha1hex(secret), 1, 16) end
+
 -- A key's status packed as the replicas read it (key-fields.ts, statusFromPacked): one JSON array
--- in a fixed order, usage as [family, input, output, prompts, ...], never the secret. nil when the
--- key is gone.
+-- in a fixed order, usage as [family, input, output, prompts, ...], then the secret's fingerprint;
+-- never the secret. nil when the key is gone.
 local function packed(h)
   local r = redis.call('HGETALL', kkey(h))
   if #r == 0 then return nil end
@@ -135,7 +140,7 @@ local function packed(h)
     cjson.encode(e.o or '') .. ',' .. (e.tr == '1' and '1' or '0') .. ',' .. cjson.encode(e.st or 'active') .. ',' ..
     cjson.encode(e.sr or '') .. ',' .. jnum(e.hu) .. ',' .. jnum(e.cu) .. ',' .. jnum(e.rl) .. ',' .. jnum(e.lu) .. ',' ..
     jnum(e.lc) .. ',' .. jnum(e.pc) .. ',' .. jnum(e.inf) .. ',' .. jnum(e.lec) .. ',' .. (e.pin == '1' and '1' or '0') ..
-    ',[' .. table.concat(u, ',') .. ']]'
+    ',[' .. table.concat(u, ',') .. '],' .. cjson.encode(e.kf or fingerprint(e.k or '')) .. ']'
 end
 
 -- Every change to a key's status goes through here: the packed status kept beside the key (what
@@ -226,7 +231,8 @@ end
 local function create(h, p, secret, fams, org, trial, pinned)
   local g = redis.call('INCR', P .. 'gen')
   redis.call('HSET', kkey(h), 'h', h, 'k', secret, 'p', p, 'f', fams, 'o', org, 'tr', trial, 'pin', pinned,
-    'st', 'active', 'sr', '', 'hu', 0, 'cu', 0, 'rl', 0, 'lu', 0, 'lc', 0, 'pc', 0, 'inf', 0, 'lec', 0, 'as', 0, 'g', g)
+    'st', 'active', 'sr', '', 'hu', 0, 'cu', 0, 'rl', 0, 'lu', 0, 'lc', 0, 'pc', 0, 'inf', 0, 'lec', 0, 'as', 0, 'g', g,
+    'kf', fingerprint(secret))
   redis.call('ZADD', P .. 'keys', 0, h)
   redis.call('SREM', P .. 'removed', h)
   index(h, load(h))
@@ -609,15 +615,18 @@ return '1'
 `;
 
 /**
- * Converts a page of a layout-1 pool: packs the status of each key beside it, and marks the
+ * Converts a page of a layout-1 pool: adds each key's fingerprint and packs its status beside it, and marks the
  * layout current after the last page. Idempotent: replicas converting at once write the same.
  * after (""), count. → {keys_in_page, last_key_hash}
  */
 const CONVERT = `
 local hs = redis.call('ZRANGEBYLEX', P .. 'keys', ARGV[4] == '' and '-' or '(' .. ARGV[4], '+', 'LIMIT', 0, tonumber(ARGV[5]))
 for _, h in ipairs(hs) do
-  local s = packed(h)
-  if s then redis.call('HSET', P .. 'status', h, s) end
+  local secret = redis.call('HGET', kkey(h), 'k')
+  if secret then
+    redis.call('HSET', kkey(h), 'kf', fingerprint(secret))
+    redis.call('HSET', P .. 'status', h, packed(h))
+  end
 end
 if #hs < tonumber(ARGV[5]) then redis.call('SET', P .. 'layout', LAYOUT_VERSION) end
 return {#hs, hs[#hs] or ''}

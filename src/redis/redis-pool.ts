@@ -32,7 +32,7 @@ import type { ChangeCause, DisableState, KeySpec, KeyStatus, Lease, PoolEvent, P
 import { LIMITS, checkHeaders, checkModel, checkStatusCode, checkText, checkTokens } from "../domain/validation";
 import type { WaitTarget } from "../domain/waiters";
 import { ChangeFollower, FOLLOW_BLOCK_MS, type StreamPosition } from "./change-follower";
-import { statusFromPacked, statusFromPackedText, type PackedStatus } from "./key-fields";
+import { FINGERPRINT, secretFingerprint, statusFromPacked, statusFromPackedText, type PackedStatus } from "./key-fields";
 import { PoolMirror } from "./pool-mirror";
 import { POOL_LAYOUT, POOL_SCRIPTS, type PoolScriptName } from "./pool-scripts";
 import { REDIS_VARIABLE, StartupCheckError } from "./redis-connection";
@@ -158,17 +158,21 @@ export class RedisPool {
   }
 
   /**
-   * Opens the pool: merges the configured keys (one script per batch, each adding only what is
-   * missing, so that replicas starting together make one pool), loads the read model, and
-   * follows the change stream from the instant of that load.
+   * Opens the pool: loads the read model, follows the change stream from the instant of that
+   * load, and merges the configured keys against what it loaded: only keys missing from the pool
+   * or whose configuration changes them go to Redis (scripts that each add only what is still
+   * missing, so that replicas starting together make one pool); their changes arrive through the
+   * stream like any other replica's.
    */
   static async open(options: RedisPoolOptions): Promise<RedisPool> {
     const pool = new RedisPool(options);
     try {
+      // Before any round trip: a configuration that cannot be used stops the start at once.
+      const configured = pool.checkConfigured(options.configured ?? []);
       if (pool.reader.status === "wait") await pool.reader.connect();
       await pool.ensureLayout();
-      await pool.mergeConfigured(options.configured ?? []);
-      const position = await pool.loadMirror();
+      const fingerprints = configured.length > 0 ? new Map<string, string>() : undefined;
+      const position = await pool.loadMirror(fingerprints);
       pool.follower = new ChangeFollower(
         {
           reader: pool.reader,
@@ -184,6 +188,7 @@ export class RedisPool {
         position,
       );
       pool.follower.start();
+      if (fingerprints) await pool.mergeConfigured(configured, fingerprints);
       await pool.catchUp();
       return pool;
     } catch (error) {
@@ -594,25 +599,43 @@ export class RedisPool {
     }
   }
 
-  /** Merges the configured keys, a batch per script; each batch adds only keys still missing. */
-  private async mergeConfigured(specs: readonly KeySpec[]): Promise<void> {
-    if (specs.length === 0) return;
-    let added = 0;
-    let skipped = 0;
+  /** The configured keys checked as AddKeys checks them, each hash once (the first one configured). */
+  private checkConfigured(specs: readonly KeySpec[]): ConfiguredSpec[] {
     const seen = new Set<string>();
-    const checked: CheckedSpec[] = [];
+    const checked: ConfiguredSpec[] = [];
     specs.forEach((spec, i) => {
       const c = checkSpec(spec, i, this.families, this.keyHasher);
       if (!seen.has(c.keyHash)) {
         seen.add(c.keyHash);
-        checked.push({ ...c, trialStated: spec.trial !== undefined } as CheckedSpec & { trialStated: boolean });
+        checked.push({ ...c, trialStated: spec.trial !== undefined });
       }
     });
+    return checked;
+  }
+
+  /**
+   * Merges the configured keys into the pool. A key the read model holds, under the same
+   * fingerprint and provider, whose configuration would change nothing (ADD's "merge" rules in
+   * pool-scripts.ts) needs no script; the others go to Redis, a batch per script, each batch
+   * adding only keys still missing and reporting a collision. `fingerprints`: the loaded keys'.
+   */
+  private async mergeConfigured(checked: readonly ConfiguredSpec[], fingerprints: ReadonlyMap<string, string>): Promise<void> {
+    // Indices into `checked` of the keys Redis must see: a collision names the key's place.
+    const send: number[] = [];
+    checked.forEach((c, i) => {
+      const status = this.mirror.getKey(c.keyHash);
+      const fingerprint = fingerprints.get(c.keyHash);
+      if (!status || fingerprint === undefined || status.provider !== c.provider || fingerprint !== secretFingerprint(c.key) || mergeChanges(status, c)) {
+        send.push(i);
+      }
+    });
+    let added = 0;
+    let skipped = 0;
     // A few batches are in flight at once: Redis runs one while the next is encoded and sent.
     // Each batch is its own atomic script, so their order does not matter; the first collision
     // in configuration order is the one reported.
     const starts: number[] = [];
-    for (let i = 0; i < checked.length; i += BATCH) starts.push(i);
+    for (let i = 0; i < send.length; i += BATCH) starts.push(i);
     const replies: Reply[] = new Array(starts.length);
     let nextBatch = 0;
     let collided = false;
@@ -620,7 +643,7 @@ export class RedisPool {
       while (nextBatch < starts.length && !collided) {
         const b = nextBatch++;
         const i = starts[b]!;
-        const reply = (await this.run("kpAdd", ["merge", packSpecs(checked.slice(i, i + BATCH))])) as Reply;
+        const reply = (await this.run("kpAdd", ["merge", packSpecs(send.slice(i, i + BATCH).map((j) => checked[j]!))])) as Reply;
         replies[b] = reply;
         if (reply[0] === "collision") collided = true;
       }
@@ -628,14 +651,16 @@ export class RedisPool {
     const settled = await Promise.allSettled(Array.from({ length: Math.min(MERGE_IN_FLIGHT, starts.length) }, worker));
     for (const s of settled) if (s.status === "rejected") throw s.reason;
     replies.forEach((reply, b) => {
-      const i = starts[b]!;
       // Batches after a collision may be unsent (holes in the array): the start fails anyway.
-      if (reply[0] === "collision") throw hashCollision(i + Number(reply[1]), checked[i + Number(reply[1])]!.keyHash);
+      if (reply[0] === "collision") {
+        const j = send[starts[b]! + Number(reply[1])]!;
+        throw hashCollision(j, checked[j]!.keyHash);
+      }
       added += Number(reply[1]);
       skipped += Number(reply[3]);
     });
     this.logger?.info(
-      { configured: checked.length, added, removedByOperator: skipped },
+      { configured: checked.length, unchanged: checked.length - send.length, added, removedByOperator: skipped },
       "configured keys merged into the pool in Redis",
     );
   }
@@ -643,9 +668,10 @@ export class RedisPool {
   /**
    * Loads every key into the read model, a page per script; returns where to follow the stream
    * from. The next page is asked for before this one is decoded, so that Redis reads a page while
-   * this process decodes the one before: at most two pages are in memory as text at once.
+   * this process decodes the one before: at most two pages are in memory as text at once. The
+   * pages come in key_hash order, the model's own. `fingerprints`, when given, gets each key's.
    */
-  private async loadMirror(): Promise<StreamPosition> {
+  private async loadMirror(fingerprints?: Map<string, string>): Promise<StreamPosition> {
     const statuses: KeyStatus[] = [];
     const page = (after: string) => this.run("kpSnapshot", [after, SNAPSHOT_PAGE]) as Promise<Reply>;
     let reply = await page("");
@@ -656,7 +682,13 @@ export class RedisPool {
       const next = Number(reply[2]) < SNAPSHOT_PAGE ? undefined : page(String(reply[3]));
       // A failed page is awaited below; until then its rejection must not count as unhandled.
       next?.catch(() => {});
-      for (const packed of JSON.parse(`[${String(reply[4])}]`) as PackedStatus[]) statuses.push(statusFromPacked(packed));
+      const text = String(reply[4]);
+      if (text !== "") {
+        for (const packed of JSON.parse(`[${text}]`) as PackedStatus[]) {
+          statuses.push(statusFromPacked(packed));
+          fingerprints?.set(packed[0], packed[FINGERPRINT]);
+        }
+      }
       if (!next) break;
       reply = await next;
     }
@@ -664,6 +696,17 @@ export class RedisPool {
     return position;
   }
 }
+
+/** What the merge at start would change on a key already in the pool (pool-scripts.ts, ADD "merge"). */
+function mergeChanges(status: KeyStatus, c: ConfiguredSpec): boolean {
+  const pinned = status.familiesPinned === true;
+  if (c.familiesPinned !== pinned) return true;
+  if (c.familiesPinned && c.modelFamilies.join(",") !== status.modelFamilies.join(",")) return true;
+  return c.trialStated && c.trial !== status.trial;
+}
+
+/** A configured key, checked, and whether its spec states the trial flag (else the pool's is kept). */
+type ConfiguredSpec = CheckedSpec & { trialStated: boolean };
 
 /** The keys as ADD takes them (pool-scripts.ts): one JSON text, a list of 8 strings per key. */
 function packSpecs(specs: readonly (CheckedSpec & { trialStated?: boolean })[]): string {

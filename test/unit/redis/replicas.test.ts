@@ -301,6 +301,25 @@ describe("replicas on one Redis", () => {
     );
   }, 60_000);
 
+  it("a replica joining with configured keys the pool already holds sends only those its configuration changes", async () => {
+    const clock = new ManualClock();
+    const configured = Array.from({ length: 40 }, (_, i) => spec(i));
+    const first = await replica(clock, { configured });
+    /** Scripts Redis ran while `open` ran (INFO commandstats). */
+    const scriptsRunBy = async (open: () => Promise<RedisPool>) => {
+      await redis.config("RESETSTAT");
+      await open();
+      const info = await redis.info("commandstats");
+      return [...info.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+    const joiningWithNone = await scriptsRunBy(() => replica(clock));
+    expect(await scriptsRunBy(() => replica(clock, { configured }))).toBe(joiningWithNone);
+    const changed = configured.map((s, i) => (i === 5 ? spec(5, { modelFamilies: ["turbo"] }) : s));
+    expect(await scriptsRunBy(() => replica(clock, { configured: changed }))).toBe(joiningWithNone + 1);
+    await first.catchUp();
+    expect(first.getKey(hashOf(5))!.modelFamilies).toEqual(["turbo"]);
+  });
+
   it("converts a pool written before statuses were packed (layout 1) at the first start, and a newer layout stops the start naming KEYPOOL_STATE", async () => {
     const clock = new ManualClock();
     const first = await replica(clock, { configured: Array.from({ length: 2_500 }, (_, i) => spec(i)) });
