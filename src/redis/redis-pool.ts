@@ -604,10 +604,12 @@ export class RedisPool {
     const seen = new Set<string>();
     const checked: ConfiguredSpec[] = [];
     specs.forEach((spec, i) => {
-      const c = checkSpec(spec, i, this.families, this.keyHasher);
+      const c = checkSpec(spec, i, this.families, this.keyHasher) as ConfiguredSpec;
       if (!seen.has(c.keyHash)) {
         seen.add(c.keyHash);
-        checked.push({ ...c, trialStated: spec.trial !== undefined });
+        // checkSpec's answer is this call's own: marked in place, not copied (a large file's keys).
+        c.trialStated = spec.trial !== undefined;
+        checked.push(c);
       }
     });
     return checked;
