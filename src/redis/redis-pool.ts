@@ -171,8 +171,7 @@ export class RedisPool {
       const configured = pool.checkConfigured(options.configured ?? []);
       if (pool.reader.status === "wait") await pool.reader.connect();
       await pool.ensureLayout();
-      const fingerprints = configured.length > 0 ? new Map<string, string>() : undefined;
-      const position = await pool.loadMirror(fingerprints);
+      const position = await pool.loadMirror(configured.byHash);
       pool.follower = new ChangeFollower(
         {
           reader: pool.reader,
@@ -188,7 +187,7 @@ export class RedisPool {
         position,
       );
       pool.follower.start();
-      if (fingerprints) await pool.mergeConfigured(configured, fingerprints);
+      if (configured.list.length > 0) await pool.mergeConfigured(configured.list);
       await pool.catchUp();
       return pool;
     } catch (error) {
@@ -600,36 +599,32 @@ export class RedisPool {
   }
 
   /** The configured keys checked as AddKeys checks them, each hash once (the first one configured). */
-  private checkConfigured(specs: readonly KeySpec[]): ConfiguredSpec[] {
-    const seen = new Set<string>();
-    const checked: ConfiguredSpec[] = [];
+  private checkConfigured(specs: readonly KeySpec[]): { list: ConfiguredSpec[]; byHash: Map<string, ConfiguredSpec> } {
+    const byHash = new Map<string, ConfiguredSpec>();
+    const list: ConfiguredSpec[] = [];
     specs.forEach((spec, i) => {
       const c = checkSpec(spec, i, this.families, this.keyHasher) as ConfiguredSpec;
-      if (!seen.has(c.keyHash)) {
-        seen.add(c.keyHash);
+      if (!byHash.has(c.keyHash)) {
         // checkSpec's answer is this call's own: marked in place, not copied (a large file's keys).
         c.trialStated = spec.trial !== undefined;
-        checked.push(c);
+        c.unchanged = false;
+        byHash.set(c.keyHash, c);
+        list.push(c);
       }
     });
-    return checked;
+    return { list, byHash };
   }
 
   /**
-   * Merges the configured keys into the pool. A key the read model holds, under the same
-   * fingerprint and provider, whose configuration would change nothing (ADD's "merge" rules in
-   * pool-scripts.ts) needs no script; the others go to Redis, a batch per script, each batch
-   * adding only keys still missing and reporting a collision. `fingerprints`: the loaded keys'.
+   * Merges the configured keys into the pool. A key the snapshot held unchanged by its
+   * configuration (`unchanged`, marked by loadMirror) needs no script; the others go to Redis, a
+   * batch per script, each batch adding only keys still missing and reporting a collision.
    */
-  private async mergeConfigured(checked: readonly ConfiguredSpec[], fingerprints: ReadonlyMap<string, string>): Promise<void> {
+  private async mergeConfigured(checked: readonly ConfiguredSpec[]): Promise<void> {
     // Indices into `checked` of the keys Redis must see: a collision names the key's place.
     const send: number[] = [];
     checked.forEach((c, i) => {
-      const status = this.mirror.getKey(c.keyHash);
-      const fingerprint = fingerprints.get(c.keyHash);
-      if (!status || fingerprint === undefined || status.provider !== c.provider || fingerprint !== secretFingerprint(c.key) || mergeChanges(status, c)) {
-        send.push(i);
-      }
+      if (!c.unchanged) send.push(i);
     });
     let added = 0;
     let skipped = 0;
@@ -671,9 +666,11 @@ export class RedisPool {
    * Loads every key into the read model, a page per script; returns where to follow the stream
    * from. The next page is asked for before this one is decoded, so that Redis reads a page while
    * this process decodes the one before: at most two pages are in memory as text at once. The
-   * pages come in key_hash order, the model's own. `fingerprints`, when given, gets each key's.
+   * pages come in key_hash order, the model's own. A configured key (`configured`, by hash) that a
+   * page holds under its fingerprint and provider, and that its configuration would not change,
+   * is marked unchanged: the merge need not send it.
    */
-  private async loadMirror(fingerprints?: Map<string, string>): Promise<StreamPosition> {
+  private async loadMirror(configured?: ReadonlyMap<string, ConfiguredSpec>): Promise<StreamPosition> {
     const statuses: KeyStatus[] = [];
     const page = (after: string) => this.run("kpSnapshot", [after, SNAPSHOT_PAGE]) as Promise<Reply>;
     let reply = await page("");
@@ -688,7 +685,8 @@ export class RedisPool {
       if (text !== "") {
         for (const packed of JSON.parse(`[${text}]`) as PackedStatus[]) {
           statuses.push(statusFromPacked(packed));
-          fingerprints?.set(packed[0], packed[FINGERPRINT]);
+          const c = configured?.get(packed[0]);
+          if (c && mergeKeeps(packed, c)) c.unchanged = true;
         }
       }
       if (!next) break;
@@ -699,16 +697,26 @@ export class RedisPool {
   }
 }
 
-/** What the merge at start would change on a key already in the pool (pool-scripts.ts, ADD "merge"). */
-function mergeChanges(status: KeyStatus, c: ConfiguredSpec): boolean {
-  const pinned = status.familiesPinned === true;
-  if (c.familiesPinned !== pinned) return true;
-  if (c.familiesPinned && c.modelFamilies.join(",") !== status.modelFamilies.join(",")) return true;
-  return c.trialStated && c.trial !== status.trial;
+/**
+ * Whether a key as the snapshot holds it is the configured key, the merge at start changing
+ * nothing on it (pool-scripts.ts, ADD "merge"): the same provider and secret (its fingerprint),
+ * the configuration's families already the key's when it names them, its trial flag when it
+ * states one. Anything else goes to the script, which decides (a collision included).
+ */
+function mergeKeeps(packed: PackedStatus, c: ConfiguredSpec): boolean {
+  if (packed[1] !== c.provider) return false;
+  const pinned = packed[15] === 1;
+  if (c.familiesPinned !== pinned) return false;
+  if (pinned && c.modelFamilies.join(",") !== packed[2]) return false;
+  if (c.trialStated && c.trial !== (packed[4] === 1)) return false;
+  return packed[FINGERPRINT] === secretFingerprint(c.key);
 }
 
-/** A configured key, checked, and whether its spec states the trial flag (else the pool's is kept). */
-type ConfiguredSpec = CheckedSpec & { trialStated: boolean };
+/**
+ * A configured key, checked; whether its spec states the trial flag (else the pool's is kept);
+ * and whether the snapshot showed the merge has nothing to do for it.
+ */
+type ConfiguredSpec = CheckedSpec & { trialStated: boolean; unchanged: boolean };
 
 /** The keys as ADD takes them (pool-scripts.ts): one JSON text, a list of 8 strings per key. */
 function packSpecs(specs: readonly (CheckedSpec & { trialStated?: boolean })[]): string {
