@@ -579,11 +579,10 @@ return out
 /**
  * A page of keys for a replica's read model: after (""), count. Writes nothing. The stream's last
  * entry id and number come from the same instant as the page. The statuses are the packed ones
- * kept beside the keys, read with one HMGET and joined by commas into one text (the replica wraps
- * it in brackets and parses it once); a key without one (written by a build that kept none) is
- * packed here. The page's last key_hash comes apart from it, so that the replica asks for the next
+ * kept beside the keys, read with one HMGET and made one JSON list (the replica parses it once);
+ * a key without one (written by a build that kept none) is packed here. The page's last key_hash comes apart from it, so that the replica asks for the next
  * page before it decodes this one and Redis reads while the replica decodes.
- * → {last_stream_id, last_number, keys_in_page, last_key_hash, packed statuses joined by ","}
+ * → {last_stream_id, last_number, keys_in_page, last_key_hash, "[packed status, ...]"}
  */
 const SNAPSHOT = `
 local after = ARGV[4]
@@ -597,7 +596,7 @@ if #hs > 0 then
     if s then out[#out + 1] = s end
   end
 end
-return {last[1] and last[1][1] or '0-0', redis.call('GET', P .. 'seq') or '0', #hs, hs[#hs] or '', table.concat(out, ',')}
+return {last[1] and last[1][1] or '0-0', redis.call('GET', P .. 'seq') or '0', #hs, hs[#hs] or '', '[' .. table.concat(out, ',') .. ']'}
 `;
 
 /**

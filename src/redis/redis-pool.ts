@@ -681,13 +681,10 @@ export class RedisPool {
       const next = Number(reply[2]) < SNAPSHOT_PAGE ? undefined : page(String(reply[3]));
       // A failed page is awaited below; until then its rejection must not count as unhandled.
       next?.catch(() => {});
-      const text = String(reply[4]);
-      if (text !== "") {
-        for (const packed of JSON.parse(`[${text}]`) as PackedStatus[]) {
-          statuses.push(statusFromPacked(packed));
-          const c = configured?.get(packed[0]);
-          if (c && mergeKeeps(packed, c)) c.unchanged = true;
-        }
+      for (const packed of JSON.parse(String(reply[4])) as PackedStatus[]) {
+        statuses.push(statusFromPacked(packed));
+        const c = configured?.get(packed[0]);
+        if (c && mergeKeeps(packed, c)) c.unchanged = true;
       }
       if (!next) break;
       reply = await next;
