@@ -3,8 +3,9 @@
  * the latency of everyone else, each with its limit at the default beside the limit lifted, in
  * one run.
  *
- * - Rapid reset: FLOOD_CONNECTIONS HTTP/2 connections each open Lease streams and reset them at
- *   once, as fast as they can, reconnecting whenever the server closes them, for FLOOD_MS.
+ * - Rapid reset: FLOOD_CONNECTIONS HTTP/2 connections each write HEADERS, DATA and RST_STREAM
+ *   for stream after stream of Lease, as fast as the socket takes them (bench/lib/rapid-reset.ts),
+ *   reconnecting whenever the server closes them, for FLOOD_MS.
  *   Default: KEYPOOL_MAX_STREAM_RESETS=1000; lifted: 1,000,000 (only nghttp2's own burst limit
  *   is left).
  * - Waiters: WAITER_CONNECTIONS connections of WAITERS_PER_CONNECTION Lease calls with
@@ -26,6 +27,7 @@ import * as path from "node:path";
 import { coreLayout, sleep, start, type Started } from "./lib/children";
 import { grpcFrame } from "./lib/grpc-frame";
 import { connect, unary } from "./lib/grpc-raw";
+import { floodWithResets } from "../test/support/rapid-reset";
 import { ROOT, startKeypool, type ServerHandle } from "./lib/keypool-server";
 import { percentile } from "./lib/stats";
 
@@ -180,8 +182,8 @@ export async function run({ quick, log }: { quick: boolean; log: (s: string) => 
   ];
   log(table("Rapid reset (4 connections resetting Lease streams as fast as they can)", resets));
   const waiters = [
-    await waiterFlood(5000, 12, 1000, quick ? 4000 : 10_000, cores.server, cores.load),
-    await waiterFlood(10_000_000, 12, 1000, quick ? 4000 : 10_000, cores.server, cores.load),
+    await waiterFlood(5000, 12, 1000, quick ? 8000 : 20_000, cores.server, cores.load),
+    await waiterFlood(10_000_000, 12, 1000, quick ? 8000 : 20_000, cores.server, cores.load),
   ];
   log(table("Waiters (12 connections x 1,000 Leases with max_wait 60 s, one key, held)", waiters));
   return [...resets, ...waiters];
@@ -192,38 +194,29 @@ function floodFrom(args: string[], cpus: string | undefined): Started {
   return start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "floods.bench.ts"), "--flood", ...args], cpus, { cwd: ROOT });
 }
 
-/** Rapid reset: `connections` loops of open-and-reset, reconnecting when the server closes them. */
+/** Rapid reset: `connections` loops of open-and-reset at the frame level, reconnecting when the server closes them. */
 async function resetFlood(port: number, floodMs: number, connections: number): Promise<string> {
   const lease = grpcFrame(toBinary(LeaseRequestSchema, create(LeaseRequestSchema, { model: "gpt-4" })));
   let resets = 0;
-  let goaways = 0;
-  const deadline = Date.now() + floodMs;
+  let connectionsOpened = 0;
+  const goaways = new Map<number, number>();
+  const started = Date.now();
+  const deadline = started + floodMs;
   const flooder = async () => {
     while (Date.now() < deadline) {
-      const session = http2.connect(`http://127.0.0.1:${port}`);
-      session.on("error", () => undefined);
-      session.on("goaway", () => goaways++);
-      await new Promise<void>((resolve) => {
-        session.once("connect", () => resolve());
-        session.once("close", () => resolve());
-      });
-      while (!session.destroyed && !session.closed && Date.now() < deadline) {
-        for (let i = 0; i < 20 && !session.destroyed && !session.closed; i++) {
-          const stream = session.request({ ":method": "POST", ":path": LEASE, "content-type": "application/grpc", te: "trailers" });
-          stream.on("error", () => undefined);
-          stream.write(lease);
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-          resets++;
-        }
-        // A short pause per 20 streams lets the frames go out (and the server's answers in).
-        await sleep(1);
-      }
-      session.destroy();
+      connectionsOpened++;
+      const result = await floodWithResets(port, LEASE, lease, deadline);
+      resets += result.resets;
+      if (result.goawayCode !== undefined) goaways.set(result.goawayCode, (goaways.get(result.goawayCode) ?? 0) + 1);
     }
   };
   await Promise.all(Array.from({ length: connections }, flooder));
-  return `${resets} streams reset, ${goaways} connections closed with GOAWAY`;
+  const perSecond = Math.round(resets / ((Date.now() - started) / 1000));
+  const closed = [...goaways].map(([code, n]) => `${n} GOAWAY ${GOAWAY_NAMES[code] ?? code}`).join(", ") || "no GOAWAY";
+  return `${resets} streams reset (${perSecond}/s) over ${connectionsOpened} connections; ${closed}`;
 }
+
+const GOAWAY_NAMES: Record<number, string> = { 0: "NO_ERROR", 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 11: "ENHANCE_YOUR_CALM" };
 
 /** Waiters: `connections` x `perConnection` Leases with max_wait 60 s, held for `holdMs`. */
 async function waitersFlood(port: number, holdMs: number, connections: number, perConnection: number): Promise<string> {

@@ -86,14 +86,19 @@ export class ConnectionGuard {
 
     let budget = this.caps.maxStreamResets;
     let refilledAt = Date.now();
+    let closing = false;
     const onReset = () => {
       const now = Date.now();
       budget = Math.min(this.caps.maxStreamResets, budget + ((now - refilledAt) * this.caps.maxStreamResets) / RESET_WINDOW_MS);
       refilledAt = now;
       budget -= 1;
-      if (budget >= 0 || session.destroyed) return;
+      if (budget >= 0 || closing || session.destroyed) return;
+      closing = true;
       this.report("rapid-reset", { remoteAddress: session.socket?.remoteAddress, limit: this.caps.maxStreamResets, windowMs: RESET_WINDOW_MS });
-      closeNow(session, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      // A stream's 'close' can run inside nghttp2's processing of the read that reset it; a
+      // session destroyed there frees memory nghttp2 still accounts for, and node aborts the
+      // process. The next turn is outside that read.
+      setImmediate(() => closeNow(session, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM));
     };
 
     session.on("stream", (stream: http2.ServerHttp2Stream) => {

@@ -13,6 +13,8 @@ import { KeyPoolService } from "../../gen/ts/keypool/v1/keypool_pb";
 import { RetryInfoSchema } from "../../gen/ts/google/rpc/error_details_pb";
 import { startAccessServer, type AccessServer } from "../support/access-server";
 import { PORTS, portOf, urlOf, type PortName } from "../support/ports";
+import { spawnServer, type ChildServer } from "../support/child-server";
+import { floodWithResets } from "../support/rapid-reset";
 import { HTTP2_PREFACE_BYTES } from "../support/raw-grpc";
 
 const HEADERS_MS = 300;
@@ -221,6 +223,13 @@ describe.each(PORTS)("on the %s port", (port) => {
       await expectServing(port);
     });
 
+    it("a frame-level flood of opened-and-reset streams over several connections is cut off, and the server keeps serving", async () => {
+      const results = await resetFlood(portOf(srv, port));
+      expect(results.every((r) => r.closedByServer)).toBe(true);
+      expect(results.some((r) => r.goawayCode === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM)).toBe(true);
+      await expectServing(port);
+    });
+
     it("cancelling a few streams now and then is fine", async () => {
       const session = http2.connect(urlOf(srv, port));
       session.on("error", () => undefined);
@@ -258,3 +267,29 @@ describe.each(PORTS)("on the %s port", (port) => {
     });
   });
 });
+
+describe("the built server with its default limits, under a frame-level rapid-reset flood on each port", () => {
+  let server: ChildServer;
+  beforeAll(async () => {
+    server = await spawnServer({ KEYPOOL_GRPC_PORT: "0", OPENAI_KEY: "sk-connections-0001" });
+  }, 60_000);
+  afterAll(() => server?.stop("SIGKILL"));
+
+  it.each(["main", "native"] as const)("survives it on the %s port: every flooding connection is closed, others are served", async (which) => {
+    const listening = server.logs.find((l) => l.msg === "keypool listening")!;
+    const port = which === "main" ? server.port : (listening.grpcPort as number);
+    const results = await resetFlood(port);
+    expect(results.every((r) => r.closedByServer)).toBe(true);
+    expect(server.child.exitCode).toBeNull();
+    expect(server.child.signalCode).toBeNull();
+    const health = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+    expect((await health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+  });
+});
+
+/** Four connections flooding `port` with opened-and-reset Lease streams for at most 3 s each. */
+function resetFlood(port: number) {
+  const lease = Buffer.from([0, 0, 0, 0, 7, 0x0a, 0x05, ...Buffer.from("gpt-4")]);
+  const deadline = Date.now() + 3000;
+  return Promise.all(Array.from({ length: 4 }, () => floodWithResets(port, LEASE, lease, deadline)));
+}
