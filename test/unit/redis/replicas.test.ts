@@ -4,6 +4,7 @@
  * (scriptTimeFromClock), so holds and lease expiry move only when a test says so; the change
  * stream and the Redis calls are real.
  */
+import { createHash } from "node:crypto";
 import Redis from "ioredis";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
@@ -327,12 +328,17 @@ describe("replicas on one Redis", () => {
     await first.incrementUsage({ keyHash: hashOf(2_400), model: "gpt-4", inputTokens: 3, outputTokens: 4 });
     await first.reportRateLimit({ keyHash: hashOf(9), statusCode: 429, headers: { "retry-after": "30" } });
     const expected = await first.listKeys();
-    // What the build before kept: the same hash per key, no packed statuses beside them, no layout.
+    // What the build before kept: the same hash per key without a fingerprint, no packed
+    // statuses beside them, no layout.
+    const old = redis.pipeline();
+    for (const status of expected) old.hdel(`{${prefix}}:key:${status.keyHash}`, "kf");
+    await old.exec();
     await redis.del(`{${prefix}}:status`, `{${prefix}}:layout`);
     const converted = await replica(clock);
     expect(await converted.listKeys()).toEqual(expected);
     expect(await redis.get(`{${prefix}}:layout`)).toBe("2");
     expect(await redis.hlen(`{${prefix}}:status`)).toBe(2_500);
+    expect(await redis.hget(`{${prefix}}:key:${hashOf(7)}`, "kf")).toBe(createHash("sha1").update(secret(7)).digest("hex").slice(0, 16));
     // A key whose packed status is missing is packed by the snapshot itself.
     await redis.hdel(`{${prefix}}:status`, hashOf(9));
     expect(await (await replica(clock)).listKeys()).toEqual(expected);
