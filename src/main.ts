@@ -131,7 +131,7 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
     measure: encodedStatusBytes,
   });
 
-  // Before the state file fills the pool: the census hears every restored key.
+  // The census is taken at its first use (src/metrics/key-census.ts), whatever the pool holds by then.
   const served = createServerMetrics({
     pool,
     census: backend.watched,
