@@ -263,6 +263,8 @@ export class WatchHub {
     if (!this.slotsFilled) return;
     const leading = this.subscriptions.size === 0 || !this.saturated();
     const stamp = ++this.stamp;
+    // One clock read per change, not one per watch: a change visits every watch that matches it.
+    const now = this.clock.now();
     if (event.type === "updated") {
       const status = event.status;
       const slot = this.keys.slotFor(status.keyHash);
@@ -273,7 +275,7 @@ export class WatchHub {
       if (moved) this.slices.membershipChanged();
       const offer = (subscription: WatchSubscription) => {
         if (keyMatches(subscription.filter, status) || (before && keyMatches(subscription.filter, before))) {
-          subscription.offer(slot, leading);
+          subscription.offer(slot, leading, now);
         }
       };
       this.visit(status, stamp, offer);
@@ -286,7 +288,7 @@ export class WatchHub {
       this.keys.bury(slot, stamp);
       this.slices.membershipChanged();
       this.visit(before, stamp, (subscription) => {
-        if (keyMatches(subscription.filter, before)) subscription.offer(slot, leading);
+        if (keyMatches(subscription.filter, before)) subscription.offer(slot, leading, now);
       });
       if (this.keys.tombstones > Math.max(MIN_TOMBSTONES, this.keys.live)) this.reclaimTombstones();
     }
