@@ -7,10 +7,13 @@
  * the median rate and the server's CPU time per call (from /proc), with the ratios the targets
  * name: Lease / no-op Lease and Lease / Check of the same server.
  *
- *   npx tsx bench/native-lease-ab.ts [--keys=10,100000] [--rounds=5] [--requests=15000] [--baseline=/tmp/before]
+ *   npx tsx bench/native-lease-ab.ts [--keys=10,100000] [--rounds=5] [--requests=15000] [--baseline=/tmp/before] [--state=memory]
  *
+ * Beside the server's CPU per call, the share of it spent on the server's main thread: the rest is
+ * other threads (V8's garbage collection helpers, the state file's commit worker).
  * Leases use KEYPOOL_REUSE_DELAY=0 (a key is ready again at once), as bench/profile-server.ts;
- * each keypool server has its own fresh state file (the default, durable configuration). h2load
+ * each keypool server has its own fresh state file (the default, durable configuration; `--state`
+ * sets KEYPOOL_STATE instead, e.g. `memory` to see what durability costs). h2load
  * sees HTTP statuses only, so every keypool server's pool must have granted exactly the Leases
  * sent (its lease_count, read through the main port), or the run fails.
  */
@@ -18,7 +21,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema } from "../gen/ts/grpc/health/v1/health_pb";
-import { coreLayout, cpuMs } from "./lib/children";
+import { coreLayout, cpuMs, mainThreadCpuMs } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseOnce, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
@@ -40,6 +43,7 @@ interface Cell {
   method: "Lease" | "Check";
   rates: number[];
   cpuMicros: number[];
+  mainMicros: number[];
 }
 
 async function main(): Promise<void> {
@@ -47,6 +51,7 @@ async function main(): Promise<void> {
   const keyCounts = arg("keys", "10,100000").split(",").map(Number);
   const rounds = Number(arg("rounds", "5"));
   const requests = Number(arg("requests", "15000"));
+  const state = arg("state", "");
   const builds: { label: string; main?: string }[] = [
     { label: "this build" },
     ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, main: path.join(dir, "dist", "src", "main.js") })),
@@ -59,7 +64,7 @@ async function main(): Promise<void> {
     for (const keys of keyCounts) {
       const keysFile = path.join(os.tmpdir(), `keypool-ab-keys-${keys}.json`);
       writeKeysFile(keysFile, keys);
-      const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0" };
+      const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
       for (const build of builds) {
         const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, ...(build.main ? { main: build.main } : {}) });
         await leaseOnce(handle.port);
@@ -74,8 +79,8 @@ async function main(): Promise<void> {
     const paths = { Lease: LEASE, Check: CHECK };
     const cells: Cell[] = [];
     for (const server of servers) {
-      cells.push({ server, method: "Lease", rates: [], cpuMicros: [] });
-      if (server.keypool) cells.push({ server, method: "Check", rates: [], cpuMicros: [] });
+      cells.push({ server, method: "Lease", rates: [], cpuMicros: [], mainMicros: [] });
+      if (server.keypool) cells.push({ server, method: "Check", rates: [], cpuMicros: [], mainMicros: [] });
     }
     const shape = { requests, connections: 4, streamsPerConnection: 16 };
     const warm = { ...shape, requests: Math.min(3000, requests) };
@@ -87,13 +92,16 @@ async function main(): Promise<void> {
       const order = round % 2 === 0 ? cells : [...cells].reverse();
       for (const cell of order) {
         const before = cpuMs(cell.server.handle.pid);
+        const mainBefore = mainThreadCpuMs(cell.server.handle.pid);
         const r = await h2load(cell.server.port, paths[cell.method], bodies[cell.method], shape, cores.load);
         const micros = ((cpuMs(cell.server.handle.pid) - before) * 1000) / r.requests;
+        const mainMicros = ((mainThreadCpuMs(cell.server.handle.pid) - mainBefore) * 1000) / r.requests;
         if (r.failed) throw new Error(`${cell.server.name}: ${r.failed} ${cell.method} calls failed`);
         if (cell.method === "Lease") cell.server.leasesSent += r.requests;
         cell.rates.push(r.rps);
         cell.cpuMicros.push(micros);
-        process.stdout.write(`  round ${round + 1} ${cell.server.name} ${cell.method}: ${Math.round(r.rps)}/s, ${micros.toFixed(1)} µs CPU per call\n`);
+        cell.mainMicros.push(mainMicros);
+        process.stdout.write(`  round ${round + 1} ${cell.server.name} ${cell.method}: ${Math.round(r.rps)}/s, ${micros.toFixed(1)} µs CPU per call (main thread ${mainMicros.toFixed(1)})\n`);
       }
     }
     for (const server of servers.filter((s) => s.keypool)) {
@@ -106,12 +114,13 @@ async function main(): Promise<void> {
 
     const rateOf = (cell: Cell) => median(cell.rates);
     const cpuOf = (cell: Cell) => median(cell.cpuMicros);
+    const mainOf = (cell: Cell) => median(cell.mainMicros);
     const noopCell = cells.find((c) => !c.server.keypool)!;
     const lines = [
       ``,
-      `h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} calls per cell, medians; load average at the start ${load.map((l) => l.toFixed(1)).join(" ")}, at the end ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}:`,
-      `| server | Lease | Lease / no-op Lease | Check | Lease / Check | CPU per Lease | / no-op | CPU per Check |`,
-      `|---|---|---|---|---|---|---|---|`,
+      `${state ? `KEYPOOL_STATE=${state}; ` : ""}h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} calls per cell, medians; load average at the start ${load.map((l) => l.toFixed(1)).join(" ")}, at the end ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}:`,
+      `| server | Lease | Lease / no-op Lease | Check | Lease / Check | CPU per Lease | / no-op | main thread per Lease | CPU per Check |`,
+      `|---|---|---|---|---|---|---|---|---|`,
     ];
     for (const server of servers) {
       const lease = cells.find((c) => c.server === server && c.method === "Lease")!;
@@ -125,6 +134,7 @@ async function main(): Promise<void> {
           check ? (rateOf(lease) / rateOf(check)).toFixed(2) : "",
           `${cpuOf(lease).toFixed(0)} µs`,
           (cpuOf(lease) / cpuOf(noopCell)).toFixed(2),
+          `${mainOf(lease).toFixed(0)} µs`,
           check ? `${cpuOf(check).toFixed(0)} µs` : "",
         ].join(" | ").replace(/^/, "| ").replace(/$/, " |"),
       );

@@ -62,23 +62,12 @@ function writeOpenAiKeys(file: string, count: number, withMarker: boolean): void
   }
 }
 
-function readPreviousE2e(): CellResult[] | undefined {
-  try {
-    return (JSON.parse(readFileSync(path.join(ROOT, "bench", "results", "latest.json"), "utf8")) as SuiteResults).e2e;
-  } catch {
-    return undefined;
-  }
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const t0 = performance.now();
   const log = (line: string) => process.stderr.write(line + "\n");
   const cores = coreLayout();
   const results: SuiteResults = { machine: machine(), quick: args.quick, cores: cores.note, errors: [] };
-  // The fan-out section leases at half the maximum Lease rate of section 1: this run's, or, when
-  // it runs alone, that of the previous run on this machine.
-  const previousE2e = readPreviousE2e();
   log(`keypool bench${args.quick ? " (quick)" : ""}: ${results.machine.nproc} cores, ${results.machine.cpu}, node ${results.machine.node}; ${cores.note}`);
 
   if (!args.noBuild && (args.sections.has("e2e") || args.sections.has("fanout") || args.sections.has("startup") || args.sections.has("replicas"))) {
@@ -144,15 +133,10 @@ async function main(): Promise<void> {
     await section("fanout", async () => {
       results.fanout = [];
       for (const port of ["main", "native"] as const) {
-        const server = port === "main" ? "keypool, 10 keys" : "keypool native port, 10 keys";
-        const measured = results.e2e ?? previousE2e;
-        const maxLease = measured?.find((c) => c.server === server && c.method === "lease" && c.tool === "h2load")?.rps;
-        if (!results.e2e && maxLease) log(`  ${port} port: Lease maximum ${Math.round(maxLease)}/s from the previous run's bench/results/latest.json`);
-        // Without section 1 in this run or the previous one, assume a conservative maximum.
-        const leaseRate = Math.round((maxLease ?? 8000) / 2);
         // First with the pool idle but for the probes (the floor: the coalescing window plus one
-        // change sent to every subscriber), then under Lease load.
-        for (const rate of [0, leaseRate]) {
+        // change sent to every subscriber), then leasing at half the Lease maximum measured on the
+        // same server just before.
+        for (const rate of [0, "half-max"] as const) {
           results.fanout.push(
             await measureFanout(
               keysFanout,

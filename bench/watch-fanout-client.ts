@@ -7,6 +7,9 @@
  * subscriber, the time from just before the change was sent until the bytes carrying `probe-N`
  * (or a later probe that superseded it within one coalescing window) arrived on its stream.
  * Arrival is measured before protobuf decoding: decoding is the subscriber's own cost.
+ * With `leaseRate`, the same process also drives the Lease load over raw HTTP/2 at that rate
+ * (bench/lib/paced-lease.ts) from the end of the warm-up until the probes stop: one cheap process
+ * on the load core instead of the subscribers and h2load competing for it.
  * Prints `READY` once every snapshot has arrived, then one JSON line with the results.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -16,6 +19,7 @@ import { KeyPoolService, KeyState, Provider, WatchKeysRequestSchema } from "../g
 import { connect, unary } from "./lib/grpc-raw";
 import { grpcFrame } from "./lib/grpc-frame";
 import { DISABLE_KEY, disableKeyBytes } from "./lib/keypool-rpc";
+import { pacedLeases, type PacedLeaseResult } from "./lib/paced-lease";
 import { summarize } from "./lib/stats";
 
 export interface FanoutConfig {
@@ -28,6 +32,10 @@ export interface FanoutConfig {
   probeIntervalMs: number;
   /** WatchKeysRequest.batch: one KeyChanges message per coalescing window instead of one per change. */
   batch: boolean;
+  /** Leases per second to send while probing (0: none). */
+  leaseRate: number;
+  /** HTTP/2 sessions the Lease load uses. */
+  leaseConnections: number;
 }
 
 const WATCH = "/keypool.v1.KeyPoolService/WatchKeys";
@@ -89,28 +97,31 @@ async function main(config: FanoutConfig): Promise<void> {
         gotSnapshot = true;
         snapshots++;
       }
-      // The marker may straddle two chunks: search the last few bytes of the previous one too.
-      const hay: Buffer = tail.length ? Buffer.concat([tail, chunk]) : chunk;
-      let at = hay.indexOf(MARK);
-      while (at !== -1 && at + MARK.length + DIGITS <= hay.length) {
-        const n = Number(hay.toString("latin1", at + MARK.length, at + MARK.length + DIGITS));
-        if (n > seen && sentAt[n] !== undefined) {
-          // Changes this subscriber has not seen yet, superseded by probe n within one coalescing
-          // window, have reached it too (as their newer state): they count with their own send time.
-          for (let m = seen + 1; m <= n; m++) {
-            if (sentAt[m] === undefined) continue;
-            const latency = now - sentAt[m];
-            latencies.push(latency);
-            if (m < n) superseded++;
-            arrivals[m] = (arrivals[m] ?? 0) + 1;
-            lastArrival[m] = Math.max(lastArrival[m] ?? 0, latency);
+      // The marker may straddle two chunks: the previous chunk's last bytes are searched joined
+      // with this chunk's first ones (a small copy), then the chunk itself.
+      const found = (hay: Buffer, from: number) => {
+        let at = hay.indexOf(MARK, from);
+        while (at !== -1 && at + MARK.length + DIGITS <= hay.length) {
+          const n = Number(hay.toString("latin1", at + MARK.length, at + MARK.length + DIGITS));
+          if (n > seen && sentAt[n] !== undefined) {
+            // Changes this subscriber has not seen yet, superseded by probe n within one coalescing
+            // window, have reached it too (as their newer state): they count with their own send time.
+            for (let m = seen + 1; m <= n; m++) {
+              if (sentAt[m] === undefined) continue;
+              const latency = now - sentAt[m];
+              latencies.push(latency);
+              if (m < n) superseded++;
+              arrivals[m] = (arrivals[m] ?? 0) + 1;
+              lastArrival[m] = Math.max(lastArrival[m] ?? 0, latency);
+            }
+            seen = n;
           }
-          seen = n;
+          at = hay.indexOf(MARK, at + 1);
         }
-        at = hay.indexOf(MARK, at + 1);
-      }
-      tail = hay.subarray(Math.max(0, hay.length - (MARK.length + DIGITS)));
-      if (at !== -1) tail = hay.subarray(at);
+      };
+      if (tail.length) found(Buffer.concat([tail, chunk.subarray(0, MARK.length + DIGITS)]), 0);
+      found(chunk, 0);
+      tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - (MARK.length + DIGITS - 1))));
     });
     stream.on("error", (e) => {
       streamErrors++;
@@ -159,7 +170,11 @@ async function main(config: FanoutConfig): Promise<void> {
   await sleep(config.warmupMs);
 
   const admin = await connect(config.port);
+  const probingSince = performance.now();
+  const cpuSince = process.cpuUsage();
   const stopAt = performance.now() + config.durationMs;
+  const leaseSessions = config.leaseRate > 0 ? await Promise.all(Array.from({ length: config.leaseConnections }, () => connect(config.port))) : [];
+  const leasing: Promise<PacedLeaseResult | undefined> = config.leaseRate > 0 ? pacedLeases(leaseSessions, config.leaseRate, config.durationMs) : Promise.resolve(undefined);
   let probes = 0;
   while (performance.now() < stopAt) {
     const n = probes++;
@@ -171,6 +186,10 @@ async function main(config: FanoutConfig): Promise<void> {
     const wait = sentAt[n] + config.probeIntervalMs - performance.now();
     if (wait > 0) await sleep(wait);
   }
+  const lease = await leasing;
+  const cpu = process.cpuUsage(cpuSince);
+  /** Share of one core this process used while probing and leasing: near 1, it is the limit. */
+  const cpuShare = (cpu.user + cpu.system) / 1000 / (performance.now() - probingSince);
   // Let the last probe land everywhere.
   await sleep(Math.max(1000, config.probeIntervalMs));
   const countingS = (performance.now() - countingSince) / 1000;
@@ -199,10 +218,12 @@ async function main(config: FanoutConfig): Promise<void> {
       streamErrors,
       firstStreamError,
       verifier,
+      lease,
+      cpuShare,
     }) + "\n",
   );
   admin.destroy();
-  for (const s of sessions) s.destroy();
+  for (const s of [...sessions, ...leaseSessions]) s.destroy();
   process.exit(0);
 }
 

@@ -2,8 +2,8 @@
  * The WatchKeys fan-out of bench/run.ts (section "fanout"), one pass, with the server under
  * `node --cpu-prof`, or against another build, to see where its time goes per message.
  *
- *   npx tsx bench/watch-fanout-profile.ts [--rate=0] [--subscribers=1000] [--seconds=10] [--coalesce=100]
- *                                         [--no-profile] [--main=/path/to/dist/src/main.js]
+ *   npx tsx bench/watch-fanout-profile.ts [--rate=0|half-max|<Leases/s>] [--subscribers=1000] [--seconds=10] [--coalesce=100]
+ *                                         [--port=main|native] [--batch] [--no-profile] [--main=/path/to/dist/src/main.js]
  *
  * Prints the fan-out figures (as bench/run.ts does) and the functions with the most self time;
  * the .cpuprofile stays in bench/results/. --no-profile measures without the profiler (e.g. to
@@ -20,7 +20,10 @@ import { measureFanout } from "./watch-fanout";
 
 async function main(): Promise<void> {
   const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
-  const rate = Number(arg("rate", "0"));
+  const rateArg = arg("rate", "0");
+  const rate = rateArg === "half-max" ? "half-max" : Number(rateArg);
+  const port = arg("port", "main") === "native" ? "native" : "main";
+  const batch = process.argv.includes("--batch");
   const subscribers = Number(arg("subscribers", "1000"));
   const seconds = Number(arg("seconds", "10"));
   const coalesceMs = Number(arg("coalesce", "100"));
@@ -39,15 +42,15 @@ async function main(): Promise<void> {
   try {
     const r = await measureFanout(
       keysFile,
-      { subscribers, coalesceMs, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, main: mainJs, nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [] },
+      { subscribers, coalesceMs, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, port, batch, main: mainJs, nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [] },
       cores,
       { KEYPOOL_REUSE_DELAY: "0", KEYPOOL_LOG_LEVEL: "warn" },
       log,
     );
     process.stdout.write(
       `p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms, last subscriber p99 ${r.lastSubscriberP99Ms.toFixed(1)} ms; ` +
-        `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}% of a core, ${r.serverCpuMicrosPerMessage.toFixed(0)} µs/message; ` +
-        `${Math.round(r.lease.rps)} Lease/s; superseded ${r.superseded}, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB\n`,
+        `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(r.generatorCpuShare * 100).toFixed(0)}%, ${r.serverCpuMicrosPerMessage.toFixed(0)} µs/message; ` +
+        `${Math.round(r.lease.rps)} Lease/s (asked ${r.leaseRateTarget}, p99 ${r.lease.p99Ms.toFixed(1)} ms); superseded ${r.superseded}, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB\n`,
     );
     if (!profile) return;
     const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));

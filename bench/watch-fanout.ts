@@ -1,7 +1,8 @@
 /**
  * Section 3: WatchKeys fan-out. keypool with 10 OpenAI keys (the Lease load's) and one Anthropic
  * marker key; 1,000 WatchKeys subscribers (bench/watch-fanout-client.ts, on the load core) while
- * h2load leases at half the maximum Lease rate measured in section 1. Every Lease changes a key,
+ * the same process leases at a fixed rate (`leaseRate`, or "half-max": half the Lease maximum
+ * h2load measures on this server just before the subscribers open). Every Lease changes a key,
  * so each subscriber receives a stream of updates (coalesced per key within
  * KEYPOOL_WATCH_COALESCE); the probe changes of the marker key measure change-to-arrival time.
  */
@@ -10,6 +11,7 @@ import { CoreLayout, cpuMs, sleep, start } from "./lib/children";
 import { h2load, LoadResult } from "./lib/h2load";
 import { findKeyHash, LEASE, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { ROOT, startKeypool } from "./lib/keypool-server";
+import type { PacedLeaseResult } from "./lib/paced-lease";
 
 export interface FanoutResult {
   /** Which port the subscribers and the Lease load used: the main port or the native gRPC port. */
@@ -19,6 +21,8 @@ export interface FanoutResult {
   subscribers: number;
   coalesceMs: number;
   leaseRateTarget: number;
+  /** The Lease maximum measured on this server before the subscribers opened (leaseRate "half-max"). */
+  leaseMaxRps?: number;
   lease: LoadResult;
   leasesGranted: number;
   probes: number;
@@ -36,6 +40,8 @@ export interface FanoutResult {
   messagesPerSec: number;
   /** Share of one core the server used over the same span (from /proc/<pid>/stat). */
   serverCpuShare: number;
+  /** Share of one core the load generator (subscribers, probes and Lease load) used while probing. */
+  generatorCpuShare: number;
   /** Server CPU time per message delivered (meaningful when there is no Lease load). */
   serverCpuMicrosPerMessage: number;
   streamErrors: number;
@@ -45,7 +51,7 @@ export interface FanoutResult {
 
 export async function measureFanout(
   keysFile: string,
-  opts: { subscribers: number; coalesceMs: number; leaseRate: number; durationS: number; probeIntervalMs: number; main?: string; nodeArgs?: string[]; port?: "main" | "native"; batch?: boolean },
+  opts: { subscribers: number; coalesceMs: number; leaseRate: number | "half-max"; durationS: number; probeIntervalMs: number; main?: string; nodeArgs?: string[]; port?: "main" | "native"; batch?: boolean },
   cores: CoreLayout,
   env: Record<string, string>,
   log: (s: string) => void,
@@ -66,6 +72,13 @@ export async function measureFanout(
   const rpcPort = port === "native" ? server.grpcPort! : server.port;
   try {
     const markerKeyHash = await findKeyHash(rpcPort, "anthropic");
+    let leaseMaxRps: number | undefined;
+    if (opts.leaseRate === "half-max") {
+      const max = await h2load(rpcPort, LEASE, leaseRequestBytes(), { requests: 20_000, connections: 4, streamsPerConnection: 16 }, cores.load);
+      leaseMaxRps = max.rps;
+      log(`  fan-out (${port} port): Lease maximum on this server ${Math.round(max.rps)}/s (h2load, 4 connections x 16 streams, no subscribers)`);
+    }
+    const leaseRate = opts.leaseRate === "half-max" ? Math.round(leaseMaxRps! / 2) : opts.leaseRate;
     const before = await poolTotals(rpcPort);
     const config = {
       port: rpcPort,
@@ -76,6 +89,8 @@ export async function measureFanout(
       durationMs: opts.durationS * 1000,
       probeIntervalMs: opts.probeIntervalMs,
       batch: opts.batch ?? false,
+      leaseRate,
+      leaseConnections: 2,
     };
     const client = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-fanout-client.ts"), JSON.stringify(config)], cores.load, { cwd: ROOT });
     while (!client.stdout().includes("READY")) {
@@ -84,40 +99,28 @@ export async function measureFanout(
     }
     const cpu0 = cpuMs(server.pid);
     const wall0 = performance.now();
-    const connections = 2;
-    const idle: LoadResult = { tool: "none", requests: 0, succeeded: 0, failed: 0, http2xx: 0, rps: 0, p50Ms: NaN, p99Ms: NaN };
-    const lease = opts.leaseRate <= 0 ? idle : (await h2load(
-      rpcPort,
-      LEASE,
-      leaseRequestBytes(),
-      {
-        requests: 0,
-        connections,
-        streamsPerConnection: 16,
-        durationS: opts.durationS + 2,
-        rpsPerConnection: Math.max(1, Math.round(opts.leaseRate / connections)),
-      },
-      cores.load,
-    ));
     const code = await client.exited;
     const serverCpuShare = (cpuMs(server.pid) - cpu0) / (performance.now() - wall0);
     if (code !== 0) throw new Error(`fan-out client exited with ${code}:\n${client.stderr().slice(-3000)}`);
     const result = JSON.parse(client.stdout().trim().split("\n").pop()!);
+    const paced = result.lease as PacedLeaseResult | undefined;
+    const lease: LoadResult = paced
+      ? { tool: "paced raw HTTP/2", requests: paced.sent, succeeded: paced.ok, failed: paced.failed, http2xx: paced.ok, rps: paced.rps, p50Ms: paced.p50Ms, p99Ms: paced.p99Ms }
+      : { tool: "none", requests: 0, succeeded: 0, failed: 0, http2xx: 0, rps: 0, p50Ms: NaN, p99Ms: NaN };
+    if (paced && paced.failed > 0) throw new Error(`fan-out: ${paced.failed} of ${paced.sent} Leases failed (${paced.firstError})`);
     const serverRssMiB = server.rssMiB();
     const after = await poolTotals(rpcPort);
     const leasesGranted = after.leases - before.leases;
     log(
-      `  fan-out (${port} port${opts.batch ? ", batch" : ""}): ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s (target ${opts.leaseRate}), ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}, verifier ${JSON.stringify(result.verifier)}`,
+      `  fan-out (${port} port${opts.batch ? ", batch" : ""}): ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s (target ${leaseRate}), ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}, verifier ${JSON.stringify(result.verifier)}`,
     );
-    // A timed h2load run stops with calls in flight that the pool may still grant; every call
-    // h2load saw complete must have been granted.
-    const inFlightAtEnd = connections * 16;
-    if (leasesGranted < lease.http2xx || leasesGranted > lease.requests + inFlightAtEnd) {
-      throw new Error(`fan-out: h2load completed ${lease.http2xx} Leases (HTTP 200) but the pool granted ${leasesGranted}: some Lease calls failed`);
+    // Every Lease the load generator saw succeed, and no more, was granted by the pool.
+    if (leasesGranted !== lease.succeeded) {
+      throw new Error(`fan-out: the load generator saw ${lease.succeeded} Leases succeed but the pool granted ${leasesGranted}`);
     }
     const serverCpuMicrosPerMessage = (serverCpuShare * 1e6) / result.messagesPerSec;
-    log(`  fan-out: ${Math.round(result.messagesPerSec)} messages/s delivered, server busy ${(serverCpuShare * 100).toFixed(0)}% of a core, ${serverCpuMicrosPerMessage.toFixed(0)} µs of server CPU per message`);
-    return { ...result, port, batch: opts.batch ?? false, serverCpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: opts.leaseRate, lease, leasesGranted, serverRssMiB };
+    log(`  fan-out: ${Math.round(result.messagesPerSec)} messages/s delivered, server busy ${(serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(result.cpuShare * 100).toFixed(0)}% (while probing), ${serverCpuMicrosPerMessage.toFixed(0)} µs of server CPU per message`);
+    return { ...result, port, batch: opts.batch ?? false, serverCpuShare, generatorCpuShare: result.cpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: leaseRate, leaseMaxRps, lease, leasesGranted, serverRssMiB };
   } finally {
     await server.stop();
   }

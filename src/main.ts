@@ -8,7 +8,7 @@ import { loadAccess, type Access } from "./auth/access";
 import { isLoopbackHost } from "./auth/listen-policy";
 import { helpText, parseServerArgs } from "./cli/server-args";
 import { KeyChecker } from "./checker/key-checker";
-import { CHECKED_PROVIDERS, upstreamCheck, type UpstreamUrls } from "./checker/upstream-check";
+import type { UpstreamUrls } from "./checker/upstream-check";
 import { isConfigError } from "./config/config-error";
 import { loadKeySpecs } from "./config/key-sources";
 import { loadFamilyConfig, type FamilyConfig } from "./config/model-families-config";
@@ -23,9 +23,9 @@ import { createLogger, type Logger } from "./log";
 import { createServerMetrics } from "./metrics/server-metrics";
 import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
-import { openDurableState, type DurableState } from "./storage/durable-state";
+import type { DurableState } from "./storage/durable-state";
 import { isRedisUrl, parseRedisUrl, type RedisTarget } from "./redis/redis-url";
-import { openRedisState, type RedisState } from "./redis/redis-state";
+import type { RedisState } from "./redis/redis-state";
 import { requestLogInterceptor } from "./transport/request-log";
 import { createWatchKeys, encodedStatusBytes } from "./transport/watch-keys";
 import { VERSION } from "./version";
@@ -85,6 +85,8 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
   if (redis) {
     // Connects, checks Redis (a failure names KEYPOOL_STATE and stops the start), merges the
     // configured keys into the pool kept there, and follows its changes.
+    // Each backend's modules (ioredis; better-sqlite3) are loaded only when it is the one chosen.
+    const { openRedisState } = await import("./redis/redis-state");
     redisState = await openRedisState({
       redis: { target: redis, caFile: settings.redis.caFile, timeoutMs: settings.redis.timeoutMs },
       prefix: settings.redis.prefix,
@@ -129,7 +131,7 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
     measure: encodedStatusBytes,
   });
 
-  // Before the state file fills the pool: the census hears every restored key.
+  // The census is taken at its first use (src/metrics/key-census.ts), whatever the pool holds by then.
   const served = createServerMetrics({
     pool,
     census: backend.watched,
@@ -168,6 +170,7 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
   if (pool instanceof KeyPool) {
     // Configured and stored keys, merged by hash (src/storage/restore.ts). A state file that
     // cannot be used throws here, naming the file: the start stops rather than run with an empty pool.
+    const { openDurableState } = await import("./storage/durable-state");
     state = openDurableState({
       location: settings.storage.state,
       pool,
@@ -221,14 +224,18 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
   );
   if (stopping) return;
   // After the server listens: the checker never delays serving (docs/checker.md).
-  checker = startChecker(settings.checker, families, backend.checked, logger);
+  const started = await startChecker(settings.checker, families, backend.checked, logger);
+  if (stopping) started?.close();
+  else checker = started;
 }
 
-function startChecker(settings: Settings["checker"], families: FamilyConfig, pool: CheckedPool, logger: Logger): KeyChecker | undefined {
+async function startChecker(settings: Settings["checker"], families: FamilyConfig, pool: CheckedPool, logger: Logger): Promise<KeyChecker | undefined> {
   if (!settings.enabled) {
     logger.info("key checker off (KEYPOOL_CHECK_KEYS=false): keys are taken on faith");
     return undefined;
   }
+  // The providers' checks (their signing and token libraries) load after the server listens.
+  const { CHECKED_PROVIDERS, upstreamCheck } = await import("./checker/upstream-check");
   const checker = new KeyChecker({
     pool,
     clock: systemClock,

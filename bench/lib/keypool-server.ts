@@ -9,7 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus } from "../../gen/ts/grpc/health/v1/health_pb";
-import { rssMiB, sleep, start, Started } from "./children";
+import { cpuMs, rssMiB, sleep, start, Started } from "./children";
 import { connect, unary } from "./grpc-raw";
 import { withCheckerSafety } from "../../test/support/checker-safety";
 
@@ -35,6 +35,8 @@ export interface ServerHandle {
   pid: number;
   /** Milliseconds from spawn to the first SERVING answer. */
   startMs: number;
+  /** CPU time (user + system) the server had used when it first answered SERVING, in ms. */
+  startCpuMs: number;
   proc: Started;
   rssMiB(): number;
   stop(): Promise<void>;
@@ -113,11 +115,13 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
   }
   const startMs = performance.now() - t0;
   const pid = proc.child.pid!;
+  const startCpuMs = cpuMs(pid);
   return {
     port,
     grpcPort,
     pid,
     startMs,
+    startCpuMs,
     proc,
     rssMiB: () => rssMiB(pid),
     stop: async () => {
@@ -150,5 +154,5 @@ async function startNoop(script: string, cpus: string | undefined): Promise<Serv
   }
   await waitServing(port, proc, 10_000);
   const pid = proc.child.pid!;
-  return { port, pid, startMs: performance.now() - t0, proc, rssMiB: () => rssMiB(pid), stop: () => proc.kill() };
+  return { port, pid, startMs: performance.now() - t0, startCpuMs: cpuMs(pid), proc, rssMiB: () => rssMiB(pid), stop: () => proc.kill() };
 }

@@ -4,7 +4,7 @@
  * variable, file and entry, never a key: these messages reach logs.
  */
 import { extname } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parseYaml } from "./yaml-text";
 import type { FamilyTable } from "../domain/model-families";
 import { isProviderId, joinCredential, providerInfo, PROVIDERS } from "../domain/providers";
 import { LIMITS } from "../domain/validation";

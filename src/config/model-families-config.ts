@@ -11,7 +11,7 @@
  *    (chosen when the value contains no "=").
  */
 import { extname } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parseYaml } from "./yaml-text";
 import { FamilyTable, type OperatorFamilyRule } from "../domain/model-families";
 import { isProviderId, PROVIDERS } from "../domain/providers";
 import { readConfigFile, readTextFile, type ReadFile } from "./config-file";

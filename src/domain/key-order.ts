@@ -14,6 +14,20 @@ export class KeyOrder {
     this.sorted = null;
   }
 
+  /**
+   * The hashes as they stand, already in order (a replica's snapshot comes sorted): kept as they
+   * are when they are, sorted otherwise, so that the first read sorts nothing.
+   */
+  adopt(hashes: string[]): void {
+    for (let i = 1; i < hashes.length; i++) {
+      if (hashes[i - 1]! >= hashes[i]!) {
+        hashes.sort();
+        break;
+      }
+    }
+    this.sorted = hashes;
+  }
+
   /** Every hash in order, starting with the first one greater than `after` ("" : from the start). */
   *from(after: string): Generator<string> {
     const sorted = (this.sorted ??= [...this.hashes()].sort());

@@ -30,19 +30,24 @@ export interface KeyCounts {
 export class KeyCensus {
   private readonly keys = new Map<string, KeyFacts>();
   private readonly familyLists = new Map<string, readonly string[]>();
-  private readonly unsubscribe: () => void;
+  private unsubscribe: (() => void) | undefined;
+  private closed = false;
 
-  constructor(pool: CensusPool) {
-    this.unsubscribe = pool.changes.subscribe(this.onChange);
-    for (const status of pool.listKeys()) this.record(status);
-  }
+  /**
+   * The census is taken at its first use (a scrape, a report to label), not when the server
+   * starts: a replica joining a large pool serves without walking it once more first. From then
+   * on the change feed keeps it.
+   */
+  constructor(private readonly pool: CensusPool) {}
 
   /** The provider of a key in the pool, for labelling what is reported about it. */
   providerOf(keyHash: string): ProviderId | undefined {
+    this.take();
     return this.keys.get(keyHash)?.provider;
   }
 
   count(now: number): KeyCounts {
+    this.take();
     const byState = new Map<ProviderId, Map<KeyState, number>>();
     const readyByFamily = new Map<ProviderId, Map<string, number>>();
     for (const key of this.keys.values()) {
@@ -62,11 +67,19 @@ export class KeyCensus {
   }
 
   get size(): number {
+    this.take();
     return this.keys.size;
   }
 
   close(): void {
-    this.unsubscribe();
+    this.closed = true;
+    this.unsubscribe?.();
+  }
+
+  private take(): void {
+    if (this.unsubscribe || this.closed) return;
+    this.unsubscribe = this.pool.changes.subscribe(this.onChange);
+    for (const status of this.pool.listKeys()) this.record(status);
   }
 
   private readonly onChange = (event: PoolEvent): void => {

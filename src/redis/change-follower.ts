@@ -7,7 +7,7 @@
  */
 import type Redis from "ioredis";
 import type { ChangeCause, PoolEvent, ProviderId } from "../domain/types";
-import { statusFromFields } from "./key-fields";
+import { statusFromPacked, type PackedStatus } from "./key-fields";
 import type { PoolMirror } from "./pool-mirror";
 
 /** How long one XREAD blocks before it asks again (a quiet pool costs one command per this). */
@@ -36,13 +36,13 @@ export interface FollowerOptions {
   onHealth?(following: boolean, error?: Error): void;
 }
 
-/** One stream entry's events, as the scripts encode them (pool-scripts.ts, emit and emitRemoved). */
+/** One stream entry's events, as the scripts encode them (pool-scripts.ts, emit and emitRemoved): a status comes packed. */
 function decodeEvents(json: string): PoolEvent[] {
   const raw = JSON.parse(json) as unknown[][];
   const events: PoolEvent[] = [];
   for (const e of raw) {
     if (e[0] === "u") {
-      events.push({ type: "updated", cause: e[1] as ChangeCause, status: statusFromFields(e[2] as string[]) });
+      events.push({ type: "updated", cause: e[1] as ChangeCause, status: statusFromPacked(e[2] as PackedStatus) });
     } else if (e[0] === "r") {
       const families = e[3] as string;
       events.push({ type: "removed", keyHash: e[1] as string, provider: e[2] as ProviderId, modelFamilies: families === "" ? [] : families.split(",") });

@@ -1,68 +1,71 @@
 /**
- * A key as Redis holds it: one hash per key, short field names (written once per key, so kept
- * short), numbers as decimal text; docs/redis-layout.md lists the fields. The scripts
- * (pool-scripts.ts) write them; this file reads them back into the domain's KeyStatus. The secret
- * (`k`) never leaves a script except in Lease's answer and the checker's subject.
+ * A key as Redis holds it: one hash per key with short field names (docs/redis-layout.md), and
+ * beside it the key's status packed as one JSON array, which the scripts (pool-scripts.ts,
+ * `packed`) write with every change and which the change stream and the snapshot carry. This file
+ * reads that array back into the domain's KeyStatus. The secret (`k`) is never in it, only its
+ * fingerprint.
  */
+import * as crypto from "node:crypto";
 import type { KeyState, KeyStatus, ProviderId, TokenUsage } from "../domain/types";
 
 /**
- * The status in a flat [field, value, ...] list (HGETALL, the secret blanked). Read field by
- * field into the status itself: a joining replica decodes every key of the pool this way.
+ * [key_hash, provider, families ("a,b"), organization, trial (0/1), state, reason, hold_until,
+ * cooldown_until, rate_limited_at, last_used, last_checked, prompt_count, in_flight, lease_count,
+ * families pinned (0/1), [family, input tokens, output tokens, prompts, ...], the secret's
+ * fingerprint]
  */
-export function statusFromFields(flat: readonly string[]): KeyStatus {
-  const status: KeyStatus = {
-    keyHash: "",
-    provider: "" as ProviderId,
-    modelFamilies: [],
-    organizationId: "",
-    trial: false,
-    state: "active" as KeyState,
-    stateReason: "",
-    readyAt: 0,
-    holdUntil: 0,
-    cooldownUntil: 0,
-    rateLimitedAt: 0,
-    lastUsed: 0,
-    lastChecked: 0,
-    promptCount: 0,
-    usage: {},
-    inFlight: 0,
-    leaseCount: 0,
-    familiesPinned: false,
-  };
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const name = flat[i]!;
-    const value = flat[i + 1]!;
-    switch (name) {
-      case "h": status.keyHash = value; break;
-      case "p": status.provider = value as ProviderId; break;
-      case "f": status.modelFamilies = value === "" ? [] : value.split(","); break;
-      case "o": status.organizationId = value; break;
-      case "tr": status.trial = value === "1"; break;
-      case "st": status.state = value as KeyState; break;
-      case "sr": status.stateReason = value; break;
-      case "hu": status.holdUntil = Number(value); break;
-      case "cu": status.cooldownUntil = Number(value); break;
-      case "rl": status.rateLimitedAt = Number(value); break;
-      case "lu": status.lastUsed = Number(value); break;
-      case "lc": status.lastChecked = Number(value); break;
-      case "pc": status.promptCount = Number(value); break;
-      case "inf": status.inFlight = Number(value); break;
-      case "lec": status.leaseCount = Number(value); break;
-      case "pin": status.familiesPinned = value === "1"; break;
-      default: {
-        const colon = name.indexOf(":");
-        if (colon <= 0) break;
-        const family = name.slice(colon + 1);
-        const u: TokenUsage = (status.usage[family] ??= { inputTokens: 0, outputTokens: 0, prompts: 0 });
-        const kind = name.slice(0, colon);
-        if (kind === "ui") u.inputTokens = Number(value);
-        else if (kind === "uo") u.outputTokens = Number(value);
-        else if (kind === "up") u.prompts = Number(value);
-      }
-    }
+export type PackedStatus = [string, string, string, string, number, string, string, number, number, number, number, number, number, number, number, number, (string | number)[], string];
+
+/** Where the fingerprint is in a packed status. */
+export const FINGERPRINT = 17;
+
+/**
+ * A secret's fingerprint as the scripts compute it (`fingerprint`: 16 hex digits of its SHA-1):
+ * a configured key whose hash is in the pool is the same key when the fingerprints agree, and a
+ * different secret under the same hash (a collision) when they do not.
+ */
+export function secretFingerprint(secret: string): string {
+  return sha1Hex(secret).slice(0, 16);
+}
+
+/** crypto.hash (Node 20.12+) makes no Hash object: a configured pool's keys are fingerprinted at start. */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: "hex") => string }).hash;
+const sha1Hex: (text: string) => string = oneShotHash
+  ? (text) => oneShotHash("sha1", text, "hex")
+  : (text) => crypto.createHash("sha1").update(text).digest("hex");
+
+/** The status of one packed array: positions, not names, so that a joining replica decodes 100,000 keys cheaply. */
+export function statusFromPacked(p: PackedStatus): KeyStatus {
+  const usage: Record<string, TokenUsage> = {};
+  const u = p[16];
+  for (let i = 0; i + 3 < u.length; i += 4) {
+    usage[u[i] as string] = { inputTokens: u[i + 1] as number, outputTokens: u[i + 2] as number, prompts: u[i + 3] as number };
   }
-  status.readyAt = Math.max(status.holdUntil, status.cooldownUntil);
-  return status;
+  const holdUntil = p[7];
+  const cooldownUntil = p[8];
+  return {
+    keyHash: p[0],
+    provider: p[1] as ProviderId,
+    modelFamilies: p[2] === "" ? [] : p[2].split(","),
+    organizationId: p[3],
+    trial: p[4] === 1,
+    state: p[5] as KeyState,
+    stateReason: p[6],
+    readyAt: Math.max(holdUntil, cooldownUntil),
+    holdUntil,
+    cooldownUntil,
+    rateLimitedAt: p[9],
+    lastUsed: p[10],
+    lastChecked: p[11],
+    promptCount: p[12],
+    usage,
+    inFlight: p[13],
+    leaseCount: p[14],
+    familiesPinned: p[15] === 1,
+  };
+}
+
+/** The status of one packed text (a script's answer). */
+export function statusFromPackedText(text: string): KeyStatus {
+  return statusFromPacked(JSON.parse(text) as PackedStatus);
 }

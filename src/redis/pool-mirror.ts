@@ -47,22 +47,32 @@ export class PoolMirror {
    * stream entry the snapshot includes, and becomes the last one applied even if lower (Redis
    * lost the pool and began numbering again).
    */
-  replaceAll(statuses: Iterable<KeyStatus>, number: number): void {
+  replaceAll(statuses: readonly KeyStatus[], number: number): void {
     if (this.statuses.size === 0) this.fill(statuses);
     else this.replaceDifferences(statuses);
     this.appliedNumber = number;
     this.appliedTo(number);
   }
 
-  /** Into an empty model (a replica opening): no differences to look for, one order rebuild. */
-  private fill(statuses: Iterable<KeyStatus>): void {
-    for (const status of statuses) this.statuses.set(status.keyHash, status);
-    this.order.invalidate();
+  /**
+   * Into an empty model (a replica opening): no differences to look for, and the order is the
+   * snapshot's own (key_hash order), taken as it comes when it is one.
+   */
+  private fill(statuses: readonly KeyStatus[]): void {
+    const hashes: string[] = new Array(statuses.length);
+    for (let i = 0; i < statuses.length; i++) {
+      const status = statuses[i]!;
+      this.statuses.set(status.keyHash, status);
+      hashes[i] = status.keyHash;
+    }
+    // A hash listed twice (never in a snapshot) would be listed twice: the order is rebuilt then.
+    if (this.statuses.size === hashes.length) this.order.adopt(hashes);
+    else this.order.invalidate();
     if (this.changes.size === 0) return;
     for (const status of this.statuses.values()) this.changes.publish({ type: "updated", cause: "restored", status });
   }
 
-  private replaceDifferences(statuses: Iterable<KeyStatus>): void {
+  private replaceDifferences(statuses: readonly KeyStatus[]): void {
     const fresh = new Map<string, KeyStatus>();
     for (const status of statuses) fresh.set(status.keyHash, status);
     for (const [keyHash, old] of this.statuses) {

@@ -9,13 +9,20 @@
  * `TIME` (what production always passes); ARGV[3] bounds the change stream (XADD MAXLEN ~).
  * The script's own arguments follow from ARGV[4].
  *
- * A key is a hash (`<prefix>key:<key_hash>`) with short field names (KEY_FIELDS in key-fields.ts).
+ * A key is a hash (`<prefix>key:<key_hash>`) with short field names (docs/redis-layout.md), and
+ * its status, packed, is kept beside it in `<prefix>status` by every script that changes it.
  * The ACTIVE keys of one (provider, family, group) are in two sorted sets: `ready` by last use
  * (equal scores order by member, i.e. key_hash), and `wait` by ready_at; a key moves from wait
  * to ready when a script looks and its time has come, as the in-memory SelectionIndex does. The
  * four groups, in lease order: trial keys without gpt4-32k ("t"), trial with ("t3"), others
  * without ("r"), others with ("r3"); embedding models skip the trial groups.
  */
+
+/**
+ * The version of what the scripts keep in Redis (docs/redis-layout.md, "Layout"). 2: a packed
+ * status per key in `status`, change events that carry it, and each secret's fingerprint (`kf`).
+ */
+export const POOL_LAYOUT = 2;
 
 /** Shared by every script: arguments, the key layout, indexing, events, lease expiry. */
 const LIBRARY = `
@@ -26,6 +33,7 @@ if not now then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local MAXLEN = ARGV[3]
+local LAYOUT_VERSION = '${POOL_LAYOUT}'
 local events = {}
 
 local function kkey(h) return P .. 'key:' .. h end
@@ -88,25 +96,66 @@ local function index(h, e)
   end
 end
 
--- A key's fields as HGETALL lists them, its secret blanked in place: copying the list without it
--- costs a snapshot page more of Redis's time than reading the keys does.
-local function statusFields(h)
-  local r = redis.call('HGETALL', kkey(h))
-  for i = 1, #r, 2 do
-    if r[i] == 'k' then
-      r[i + 1] = ''
-      break
-    end
-  end
-  return r
+-- A number as JSON: Redis's own decimal text when it is one (counters past 2^53 stay exact), else
+-- the value read as a number.
+local function jnum(v)
+  if v and (string.find(v, '^%-?%d+$') or string.find(v, '^%-?%d+%.%d+$')) then return v end
+  return string.format('%.17g', tonumber(v) or 0)
 end
 
+-- The secret's fingerprint (kf): 16 hex digits of its SHA-1, independent of the key hash, so that a
+-- replica tells a configured key that is already here from another secret under the same hash
+-- (a collision) without reading any secret back.
+local function fingerprint(secret) return string.sub(redis.sha1hex(secret), 1, 16) end
+
+-- A key's status packed as the replicas read it (key-fields.ts, statusFromPacked): one JSON array
+-- in a fixed order, usage as [family, input, output, prompts, ...], then the secret's fingerprint;
+-- never the secret. nil when the key is gone.
+local function packed(h)
+  local r = redis.call('HGETALL', kkey(h))
+  if #r == 0 then return nil end
+  local e, fams, usage = {}, {}, {}
+  for i = 1, #r, 2 do
+    local name = r[i]
+    if string.sub(name, 3, 3) == ':' then
+      local fam = string.sub(name, 4)
+      local u = usage[fam]
+      if not u then
+        u = {'0', '0', '0'}
+        usage[fam] = u
+        fams[#fams + 1] = fam
+      end
+      local kind = string.sub(name, 1, 2)
+      if kind == 'ui' then u[1] = r[i + 1] elseif kind == 'uo' then u[2] = r[i + 1] elseif kind == 'up' then u[3] = r[i + 1] end
+    else
+      e[name] = r[i + 1]
+    end
+  end
+  local u = {}
+  for _, fam in ipairs(fams) do
+    local c = usage[fam]
+    u[#u + 1] = cjson.encode(fam) .. ',' .. jnum(c[1]) .. ',' .. jnum(c[2]) .. ',' .. jnum(c[3])
+  end
+  return '[' .. cjson.encode(h) .. ',' .. cjson.encode(e.p or '') .. ',' .. cjson.encode(e.f or '') .. ',' ..
+    cjson.encode(e.o or '') .. ',' .. (e.tr == '1' and '1' or '0') .. ',' .. cjson.encode(e.st or 'active') .. ',' ..
+    cjson.encode(e.sr or '') .. ',' .. jnum(e.hu) .. ',' .. jnum(e.cu) .. ',' .. jnum(e.rl) .. ',' .. jnum(e.lu) .. ',' ..
+    jnum(e.lc) .. ',' .. jnum(e.pc) .. ',' .. jnum(e.inf) .. ',' .. jnum(e.lec) .. ',' .. (e.pin == '1' and '1' or '0') ..
+    ',[' .. table.concat(u, ',') .. '],' .. cjson.encode(e.kf or fingerprint(e.k or '')) .. ']'
+end
+
+-- Every change to a key's status goes through here: the packed status kept beside the key (what
+-- a joining replica's snapshot reads) and the change stream's event are the same text, written in
+-- the same atomic step.
 local function emit(h, cause)
-  events[#events + 1] = {'u', cause, statusFields(h)}
+  local s = packed(h)
+  if not s then return end
+  redis.call('HSET', P .. 'status', h, s)
+  events[#events + 1] = '["u",' .. cjson.encode(cause) .. ',' .. s .. ']'
 end
 
 local function emitRemoved(h, e)
-  events[#events + 1] = {'r', h, e.p, e.f or ''}
+  redis.call('HDEL', P .. 'status', h)
+  events[#events + 1] = cjson.encode({'r', h, e.p, e.f or ''})
 end
 
 -- Appends this script's events to the change stream, at most 100 to an entry, each entry
@@ -114,10 +163,9 @@ end
 local function flush()
   local i = 1
   while i <= #events do
-    local chunk = {}
-    for j = i, math.min(#events, i + 99) do chunk[#chunk + 1] = events[j] end
+    local chunk = '[' .. table.concat(events, ',', i, math.min(#events, i + 99)) .. ']'
     local n = redis.call('INCR', P .. 'seq')
-    redis.call('XADD', P .. 'changes', 'MAXLEN', '~', MAXLEN, '*', 'n', n, 'e', cjson.encode(chunk))
+    redis.call('XADD', P .. 'changes', 'MAXLEN', '~', MAXLEN, '*', 'n', n, 'e', chunk)
     i = i + 100
   end
   events = {}
@@ -183,7 +231,8 @@ end
 local function create(h, p, secret, fams, org, trial, pinned)
   local g = redis.call('INCR', P .. 'gen')
   redis.call('HSET', kkey(h), 'h', h, 'k', secret, 'p', p, 'f', fams, 'o', org, 'tr', trial, 'pin', pinned,
-    'st', 'active', 'sr', '', 'hu', 0, 'cu', 0, 'rl', 0, 'lu', 0, 'lc', 0, 'pc', 0, 'inf', 0, 'lec', 0, 'as', 0, 'g', g)
+    'st', 'active', 'sr', '', 'hu', 0, 'cu', 0, 'rl', 0, 'lu', 0, 'lc', 0, 'pc', 0, 'inf', 0, 'lec', 0, 'as', 0, 'g', g,
+    'kf', fingerprint(secret))
   redis.call('ZADD', P .. 'keys', 0, h)
   redis.call('SREM', P .. 'removed', h)
   index(h, load(h))
@@ -426,7 +475,7 @@ unindex(h, e)
 redis.call('HSET', kkey(h), 'st', ARGV[5], 'sr', ARGV[6], 'as', redis.call('INCR', P .. 'admin-stamp'))
 emit(h, 'disabled')
 flush()
-return {'ok', statusFields(h)}
+return {'ok', packed(h)}
 `;
 
 /** EnableKey: key_hash. → {"ok", status fields} | {"notfound"} */
@@ -443,7 +492,7 @@ if e.st ~= 'active' then
   emit(h, 'enabled')
 end
 flush()
-return {'ok', statusFields(h)}
+return {'ok', packed(h)}
 `;
 
 /**
@@ -529,19 +578,57 @@ return out
 
 /**
  * A page of keys for a replica's read model: after (""), count. Writes nothing. The stream's last
- * entry id and number come from the same instant as the page. The statuses come as one JSON text
- * (a list of field lists): one string to read instead of tens of thousands. The page's last
- * key_hash comes apart from it, so that the replica asks for the next page before it decodes this
- * one and Redis reads while the replica decodes.
- * → {last_stream_id, last_number, keys_in_page, last_key_hash, json}
+ * entry id and number come from the same instant as the page. The statuses are the packed ones
+ * kept beside the keys, read with one HMGET and made one JSON list (the replica parses it once);
+ * a key without one (written by a build that kept none) is packed here. The page's last key_hash comes apart from it, so that the replica asks for the next
+ * page before it decodes this one and Redis reads while the replica decodes.
+ * → {last_stream_id, last_number, keys_in_page, last_key_hash, "[packed status, ...]"}
  */
 const SNAPSHOT = `
 local after = ARGV[4]
 local hs = redis.call('ZRANGEBYLEX', P .. 'keys', after == '' and '-' or '(' .. after, '+', 'LIMIT', 0, tonumber(ARGV[5]))
 local last = redis.call('XREVRANGE', P .. 'changes', '+', '-', 'COUNT', 1)
-local page = {}
-for _, h in ipairs(hs) do page[#page + 1] = statusFields(h) end
-return {last[1] and last[1][1] or '0-0', redis.call('GET', P .. 'seq') or '0', #page, hs[#hs] or '', #page > 0 and cjson.encode(page) or '[]'}
+local out = {}
+if #hs > 0 then
+  local ss = redis.call('HMGET', P .. 'status', unpack(hs))
+  for i = 1, #hs do
+    local s = ss[i] or packed(hs[i])
+    if s then out[#out + 1] = s end
+  end
+end
+return {last[1] and last[1][1] or '0-0', redis.call('GET', P .. 'seq') or '0', #hs, hs[#hs] or '', '[' .. table.concat(out, ',') .. ']'}
+`;
+
+/**
+ * The layout of the pool in Redis (docs/redis-layout.md, "Layout"): its version, set here when
+ * the pool is empty. → the version, "1" for a pool written before versions were kept.
+ */
+const LAYOUT = `
+local v = redis.call('GET', P .. 'layout')
+if v then return v end
+if redis.call('EXISTS', P .. 'keys') == 0 then
+  redis.call('SET', P .. 'layout', LAYOUT_VERSION)
+  return LAYOUT_VERSION
+end
+return '1'
+`;
+
+/**
+ * Converts a page of a layout-1 pool: adds each key's fingerprint and packs its status beside it, and marks the
+ * layout current after the last page. Idempotent: replicas converting at once write the same.
+ * after (""), count. → {keys_in_page, last_key_hash}
+ */
+const CONVERT = `
+local hs = redis.call('ZRANGEBYLEX', P .. 'keys', ARGV[4] == '' and '-' or '(' .. ARGV[4], '+', 'LIMIT', 0, tonumber(ARGV[5]))
+for _, h in ipairs(hs) do
+  local secret = redis.call('HGET', kkey(h), 'k')
+  if secret then
+    redis.call('HSET', kkey(h), 'kf', fingerprint(secret))
+    redis.call('HSET', P .. 'status', h, packed(h))
+  end
+end
+if #hs < tonumber(ARGV[5]) then redis.call('SET', P .. 'layout', LAYOUT_VERSION) end
+return {#hs, hs[#hs] or ''}
 `;
 
 /**
@@ -581,6 +668,8 @@ export const POOL_SCRIPTS = {
   kpMarkForCheck: body(MARK_FOR_CHECK),
   kpFinding: body(FINDING),
   kpSnapshot: body(SNAPSHOT),
+  kpLayout: body(LAYOUT),
+  kpConvert: body(CONVERT),
   kpSync: body(SYNC),
   kpSubject: body(SUBJECT),
 } as const;

@@ -32,9 +32,10 @@ import type { ChangeCause, DisableState, KeySpec, KeyStatus, Lease, PoolEvent, P
 import { LIMITS, checkHeaders, checkModel, checkStatusCode, checkText, checkTokens } from "../domain/validation";
 import type { WaitTarget } from "../domain/waiters";
 import { ChangeFollower, FOLLOW_BLOCK_MS, type StreamPosition } from "./change-follower";
-import { statusFromFields } from "./key-fields";
+import { FINGERPRINT, secretFingerprint, statusFromPacked, statusFromPackedText, type PackedStatus } from "./key-fields";
 import { PoolMirror } from "./pool-mirror";
-import { POOL_SCRIPTS, type PoolScriptName } from "./pool-scripts";
+import { POOL_LAYOUT, POOL_SCRIPTS, type PoolScriptName } from "./pool-scripts";
+import { REDIS_VARIABLE, StartupCheckError } from "./redis-connection";
 import { redisUnavailable } from "./redis-failure";
 import { ReplicaWaiters, type LeaseAttempt } from "./replica-waiters";
 
@@ -157,16 +158,20 @@ export class RedisPool {
   }
 
   /**
-   * Opens the pool: merges the configured keys (one script per batch, each adding only what is
-   * missing, so that replicas starting together make one pool), loads the read model, and
-   * follows the change stream from the instant of that load.
+   * Opens the pool: loads the read model, follows the change stream from the instant of that
+   * load, and merges the configured keys against what it loaded: only keys missing from the pool
+   * or whose configuration changes them go to Redis (scripts that each add only what is still
+   * missing, so that replicas starting together make one pool); their changes arrive through the
+   * stream like any other replica's.
    */
   static async open(options: RedisPoolOptions): Promise<RedisPool> {
     const pool = new RedisPool(options);
     try {
+      // Before any round trip: a configuration that cannot be used stops the start at once.
+      const configured = pool.checkConfigured(options.configured ?? []);
       if (pool.reader.status === "wait") await pool.reader.connect();
-      await pool.mergeConfigured(options.configured ?? []);
-      const position = await pool.loadMirror();
+      await pool.ensureLayout();
+      const position = await pool.loadMirror(configured.byHash);
       pool.follower = new ChangeFollower(
         {
           reader: pool.reader,
@@ -182,6 +187,7 @@ export class RedisPool {
         position,
       );
       pool.follower.start();
+      if (configured.list.length > 0) await pool.mergeConfigured(configured.list);
       await pool.catchUp();
       return pool;
     } catch (error) {
@@ -373,13 +379,13 @@ export class RedisPool {
     const text = disableReason(state, reason);
     const reply = (await this.run("kpDisable", [keyHash, state, text])) as Reply;
     if (reply[0] === "notfound") throw keyNotFound(keyHash);
-    return statusFromFields(reply[1] as string[]);
+    return statusFromPackedText(reply[1] as string);
   }
 
   async enableKey(keyHash: string): Promise<KeyStatus> {
     const reply = (await this.run("kpEnable", [keyHash])) as Reply;
     if (reply[0] === "notfound") throw keyNotFound(keyHash);
-    return statusFromFields(reply[1] as string[]);
+    return statusFromPackedText(reply[1] as string);
   }
 
   /** RecheckKeys: marks keys (all when none is named) for the checker; returns how many. */
@@ -570,25 +576,63 @@ export class RedisPool {
     if (wake) this.waiters.wake();
   }
 
-  /** Merges the configured keys, a batch per script; each batch adds only keys still missing. */
-  private async mergeConfigured(specs: readonly KeySpec[]): Promise<void> {
-    if (specs.length === 0) return;
-    let added = 0;
-    let skipped = 0;
-    const seen = new Set<string>();
-    const checked: CheckedSpec[] = [];
+  /**
+   * Brings the pool's layout in Redis to this build's (docs/redis-layout.md, "Layout"): a pool
+   * written before statuses were packed is converted a page per script, and a layout newer than
+   * this build's stops the start, naming KEYPOOL_STATE.
+   */
+  private async ensureLayout(): Promise<void> {
+    const layout = Number(await this.run("kpLayout", []));
+    if (layout === POOL_LAYOUT) return;
+    if (!(layout >= 1 && layout < POOL_LAYOUT)) {
+      throw new StartupCheckError(
+        REDIS_VARIABLE,
+        `the pool ${this.keyPrefix.slice(0, -1)} in Redis has layout ${layout}, which this keypool (layout ${POOL_LAYOUT}) cannot read; run the keypool version that wrote it or a newer one`,
+      );
+    }
+    this.logger?.info({ from: layout, to: POOL_LAYOUT }, "converting the pool in Redis to this build's layout");
+    for (let after = ""; ; ) {
+      const [count, last] = (await this.run("kpConvert", [after, SNAPSHOT_PAGE])) as [number, string];
+      if (count < SNAPSHOT_PAGE) break;
+      after = last;
+    }
+  }
+
+  /** The configured keys checked as AddKeys checks them, each hash once (the first one configured). */
+  private checkConfigured(specs: readonly KeySpec[]): { list: ConfiguredSpec[]; byHash: Map<string, ConfiguredSpec> } {
+    const byHash = new Map<string, ConfiguredSpec>();
+    const list: ConfiguredSpec[] = [];
     specs.forEach((spec, i) => {
-      const c = checkSpec(spec, i, this.families, this.keyHasher);
-      if (!seen.has(c.keyHash)) {
-        seen.add(c.keyHash);
-        checked.push({ ...c, trialStated: spec.trial !== undefined } as CheckedSpec & { trialStated: boolean });
+      const c = checkSpec(spec, i, this.families, this.keyHasher) as ConfiguredSpec;
+      if (!byHash.has(c.keyHash)) {
+        // checkSpec's answer is this call's own: marked in place, not copied (a large file's keys).
+        c.trialStated = spec.trial !== undefined;
+        c.unchanged = false;
+        byHash.set(c.keyHash, c);
+        list.push(c);
       }
     });
+    return { list, byHash };
+  }
+
+  /**
+   * Merges the configured keys into the pool. A key the snapshot held unchanged by its
+   * configuration (`unchanged`, marked by loadMirror) needs no script; the others go to Redis, a
+   * batch per script, each batch adding only keys still missing and reporting a collision.
+   */
+  private async mergeConfigured(checked: readonly ConfiguredSpec[]): Promise<void> {
+    // Indices into `checked` of the keys Redis must see: a collision names the key's place.
+    const send: number[] = [];
+    checked.forEach((c, i) => {
+      if (!c.unchanged) send.push(i);
+    });
+    let added = 0;
+    let skipped = 0;
     // A few batches are in flight at once: Redis runs one while the next is encoded and sent.
     // Each batch is its own atomic script, so their order does not matter; the first collision
     // in configuration order is the one reported.
     const starts: number[] = [];
-    for (let i = 0; i < checked.length; i += BATCH) starts.push(i);
+    for (let i = 0; i < send.length; i += BATCH) starts.push(i);
     const replies: Reply[] = new Array(starts.length);
     let nextBatch = 0;
     let collided = false;
@@ -596,7 +640,7 @@ export class RedisPool {
       while (nextBatch < starts.length && !collided) {
         const b = nextBatch++;
         const i = starts[b]!;
-        const reply = (await this.run("kpAdd", ["merge", packSpecs(checked.slice(i, i + BATCH))])) as Reply;
+        const reply = (await this.run("kpAdd", ["merge", packSpecs(send.slice(i, i + BATCH).map((j) => checked[j]!))])) as Reply;
         replies[b] = reply;
         if (reply[0] === "collision") collided = true;
       }
@@ -604,14 +648,16 @@ export class RedisPool {
     const settled = await Promise.allSettled(Array.from({ length: Math.min(MERGE_IN_FLIGHT, starts.length) }, worker));
     for (const s of settled) if (s.status === "rejected") throw s.reason;
     replies.forEach((reply, b) => {
-      const i = starts[b]!;
       // Batches after a collision may be unsent (holes in the array): the start fails anyway.
-      if (reply[0] === "collision") throw hashCollision(i + Number(reply[1]), checked[i + Number(reply[1])]!.keyHash);
+      if (reply[0] === "collision") {
+        const j = send[starts[b]! + Number(reply[1])]!;
+        throw hashCollision(j, checked[j]!.keyHash);
+      }
       added += Number(reply[1]);
       skipped += Number(reply[3]);
     });
     this.logger?.info(
-      { configured: checked.length, added, removedByOperator: skipped },
+      { configured: checked.length, unchanged: checked.length - send.length, added, removedByOperator: skipped },
       "configured keys merged into the pool in Redis",
     );
   }
@@ -619,9 +665,12 @@ export class RedisPool {
   /**
    * Loads every key into the read model, a page per script; returns where to follow the stream
    * from. The next page is asked for before this one is decoded, so that Redis reads a page while
-   * this process decodes the one before: at most two pages are in memory as text at once.
+   * this process decodes the one before: at most two pages are in memory as text at once. The
+   * pages come in key_hash order, the model's own. A configured key (`configured`, by hash) that a
+   * page holds under its fingerprint and provider, and that its configuration would not change,
+   * is marked unchanged: the merge need not send it.
    */
-  private async loadMirror(): Promise<StreamPosition> {
+  private async loadMirror(configured?: ReadonlyMap<string, ConfiguredSpec>): Promise<StreamPosition> {
     const statuses: KeyStatus[] = [];
     const page = (after: string) => this.run("kpSnapshot", [after, SNAPSHOT_PAGE]) as Promise<Reply>;
     let reply = await page("");
@@ -632,7 +681,11 @@ export class RedisPool {
       const next = Number(reply[2]) < SNAPSHOT_PAGE ? undefined : page(String(reply[3]));
       // A failed page is awaited below; until then its rejection must not count as unhandled.
       next?.catch(() => {});
-      for (const fields of JSON.parse(String(reply[4])) as string[][]) statuses.push(statusFromFields(fields));
+      for (const packed of JSON.parse(String(reply[4])) as PackedStatus[]) {
+        statuses.push(statusFromPacked(packed));
+        const c = configured?.get(packed[0]);
+        if (c && mergeKeeps(packed, c)) c.unchanged = true;
+      }
       if (!next) break;
       reply = await next;
     }
@@ -640,6 +693,27 @@ export class RedisPool {
     return position;
   }
 }
+
+/**
+ * Whether a key as the snapshot holds it is the configured key, the merge at start changing
+ * nothing on it (pool-scripts.ts, ADD "merge"): the same provider and secret (its fingerprint),
+ * the configuration's families already the key's when it names them, its trial flag when it
+ * states one. Anything else goes to the script, which decides (a collision included).
+ */
+function mergeKeeps(packed: PackedStatus, c: ConfiguredSpec): boolean {
+  if (packed[1] !== c.provider) return false;
+  const pinned = packed[15] === 1;
+  if (c.familiesPinned !== pinned) return false;
+  if (pinned && c.modelFamilies.join(",") !== packed[2]) return false;
+  if (c.trialStated && c.trial !== (packed[4] === 1)) return false;
+  return packed[FINGERPRINT] === secretFingerprint(c.key);
+}
+
+/**
+ * A configured key, checked; whether its spec states the trial flag (else the pool's is kept);
+ * and whether the snapshot showed the merge has nothing to do for it.
+ */
+type ConfiguredSpec = CheckedSpec & { trialStated: boolean; unchanged: boolean };
 
 /** The keys as ADD takes them (pool-scripts.ts): one JSON text, a list of 8 strings per key. */
 function packSpecs(specs: readonly (CheckedSpec & { trialStated?: boolean })[]): string {

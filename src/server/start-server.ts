@@ -25,7 +25,7 @@ import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { connectionCaps } from "./listener-limits";
 import { createNodeHandler } from "./node-handler";
 import { MAX_STREAMS_WAITING_TO_START, STREAM_STARTS_PER_TURN, StreamAdmission } from "./stream-admission";
-import { startNativeGrpcListener, type NativeGrpcListener } from "./native-grpc-listener";
+import type { NativeGrpcListener } from "./native-grpc-listener";
 import type { TokenStore } from "../auth/token-store";
 import type { KeypoolMetrics } from "../metrics/metrics";
 import { APPLICATION_SERVICES, createHttpRoutes, createServiceImpls, routesOf } from "./routes";
@@ -178,6 +178,8 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   let native: NativeGrpcListener | undefined;
   if (config.grpcPort !== undefined) {
     try {
+      // grpc-js loads only when the native port is asked for.
+      const { startNativeGrpcListener } = await import("./native-grpc-listener");
       native = await startNativeGrpcListener({
         host: config.host,
         port: config.grpcPort,

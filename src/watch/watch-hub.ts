@@ -85,6 +85,8 @@ export class WatchHub {
   private readonly subscriptions = new Set<WatchSubscription>();
   private readonly abortCleanups = new Map<WatchSubscription, () => void>();
   private unsubscribeFeed: (() => void) | null;
+  private readonly pool: WatchedPool;
+  private slotsFilled = false;
   /** Counts changes: each slot keeps the stamp of its last one. */
   private stamp = 0;
   private closedWith: PoolError | null = null;
@@ -149,8 +151,19 @@ export class WatchHub {
       maxAgeMs: SLICE_MAX_AGE_MS,
       cacheBytes: SLICE_CACHE_BYTES,
     });
-    for (const status of pool.keysAfter("")) this.keys.set(this.keys.slotFor(status.keyHash), status, 0);
+    this.pool = pool;
     this.unsubscribeFeed = pool.changes.subscribe((event) => this.onChange(event));
+  }
+
+  /**
+   * The key slots are filled from the pool at the first watch, not when the server starts: a
+   * replica joining a large pool serves without walking it once more first. Until then a change
+   * needs no slot (no watch can owe it), and the fill reads the pool as it is by then.
+   */
+  private fillSlots(): void {
+    if (this.slotsFilled) return;
+    this.slotsFilled = true;
+    for (const status of this.pool.keysAfter("")) this.keys.set(this.keys.slotFor(status.keyHash), status, 0);
   }
 
   /**
@@ -161,6 +174,7 @@ export class WatchHub {
    */
   subscribe(filter: KeyFilter = {}, signal?: AbortSignal, options: { batch?: boolean } = {}): WatchSubscription {
     if (this.closedWith) throw this.closedWith;
+    this.fillSlots();
     if (this.subscriptions.size >= this.maxSubscribers) {
       throw new PoolError(
         ErrorCode.ResourceExhausted,
@@ -261,8 +275,11 @@ export class WatchHub {
   }
 
   private onChange(event: PoolEvent): void {
+    if (!this.slotsFilled) return;
     const leading = this.subscriptions.size === 0 || !this.saturated();
     const stamp = ++this.stamp;
+    // One clock read per change, not one per watch: a change visits every watch that matches it.
+    const now = this.clock.now();
     if (event.type === "updated") {
       const status = event.status;
       const slot = this.keys.slotFor(status.keyHash);
@@ -273,7 +290,7 @@ export class WatchHub {
       if (moved) this.slices.membershipChanged();
       const offer = (subscription: WatchSubscription) => {
         if (keyMatches(subscription.filter, status) || (before && keyMatches(subscription.filter, before))) {
-          subscription.offer(slot, leading);
+          subscription.offer(slot, leading, now);
         }
       };
       this.visit(status, stamp, offer);
@@ -286,7 +303,7 @@ export class WatchHub {
       this.keys.bury(slot, stamp);
       this.slices.membershipChanged();
       this.visit(before, stamp, (subscription) => {
-        if (keyMatches(subscription.filter, before)) subscription.offer(slot, leading);
+        if (keyMatches(subscription.filter, before)) subscription.offer(slot, leading, now);
       });
       if (this.keys.tombstones > Math.max(MIN_TOMBSTONES, this.keys.live)) this.reclaimTombstones();
     }

@@ -152,14 +152,14 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   /**
    * Called by the hub on the pool's turn, for a key that matches this watch's filter before or
    * after its change: O(1), no I/O. `leading`: whether the server has time for leading-edge sends.
+   * `now`: the time of the change, read once by the hub for every watch it offers the change to.
    */
-  offer(slot: number, leading: boolean): void {
+  offer(slot: number, leading: boolean, now = this.context.clock.now()): void {
     if (this.ended) return;
     if (this.snapshotAfter !== null) {
       this.dirty.add(slot);
       return;
     }
-    const now = this.context.clock.now();
     if (this.recent.has(slot)) {
       this.endWindows(now);
       if (this.recent.has(slot)) {

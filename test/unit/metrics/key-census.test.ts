@@ -19,6 +19,7 @@ it("counts keys added before and after it started, by provider and state", () =>
   const pool = new KeyPool({ clock });
   pool.addKeys([{ provider: "openai", key: "sk-census-0001" }]);
   const census = new KeyCensus(pool);
+  expect(census.size).toBe(1); // taken at its first use; the feed keeps it from then on
   const [added] = pool.addKeys([{ provider: "anthropic", key: "sk-ant-census-0002" }, { provider: "openai", key: "sk-census-0003" }]).keyHashes;
   pool.disableKey(added, "revoked", "401");
   const { byState } = census.count(clock.now());
@@ -46,6 +47,7 @@ it("counts a held key as ready again once the clock passes its hold, without an 
 
 it("keeps one shared family list per distinct set, whatever the number of keys and changes", () => {
   const { clock, pool, census } = setup();
+  expect(census.size).toBe(0); // taken now: what follows reaches it through the change feed
   pool.addKeys(Array.from({ length: 50 }, (_, i) => ({ provider: "openai" as const, key: `sk-census-${String(i).padStart(4, "0")}` })));
   for (let i = 0; i < 20; i++) {
     pool.lease({ model: "gpt-4" });

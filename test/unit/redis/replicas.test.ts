@@ -4,6 +4,7 @@
  * (scriptTimeFromClock), so holds and lease expiry move only when a test says so; the change
  * stream and the Redis calls are real.
  */
+import { createHash } from "node:crypto";
 import Redis from "ioredis";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
@@ -300,6 +301,51 @@ describe("replicas on one Redis", () => {
       `keys[2500]: its key hash ${hashOf(10)} already belongs to a different key`,
     );
   }, 60_000);
+
+  it("a replica joining with configured keys the pool already holds sends only those its configuration changes", async () => {
+    const clock = new ManualClock();
+    const configured = Array.from({ length: 40 }, (_, i) => spec(i));
+    const first = await replica(clock, { configured });
+    /** Scripts Redis ran while `open` ran (INFO commandstats). */
+    const scriptsRunBy = async (open: () => Promise<RedisPool>) => {
+      await redis.config("RESETSTAT");
+      await open();
+      const info = await redis.info("commandstats");
+      return [...info.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+    const joiningWithNone = await scriptsRunBy(() => replica(clock));
+    expect(await scriptsRunBy(() => replica(clock, { configured }))).toBe(joiningWithNone);
+    const changed = configured.map((s, i) => (i === 5 ? spec(5, { modelFamilies: ["turbo"] }) : s));
+    expect(await scriptsRunBy(() => replica(clock, { configured: changed }))).toBe(joiningWithNone + 1);
+    await first.catchUp();
+    expect(first.getKey(hashOf(5))!.modelFamilies).toEqual(["turbo"]);
+  });
+
+  it("converts a pool written before statuses were packed (layout 1) at the first start, and a newer layout stops the start naming KEYPOOL_STATE", async () => {
+    const clock = new ManualClock();
+    const first = await replica(clock, { configured: Array.from({ length: 2_500 }, (_, i) => spec(i)) });
+    await first.disableKey(hashOf(7), "disabled", "a reason, with \"quotes\"");
+    await first.incrementUsage({ keyHash: hashOf(2_400), model: "gpt-4", inputTokens: 3, outputTokens: 4 });
+    await first.reportRateLimit({ keyHash: hashOf(9), statusCode: 429, headers: { "retry-after": "30" } });
+    const expected = await first.listKeys();
+    // What the build before kept: the same hash per key without a fingerprint, no packed
+    // statuses beside them, no layout.
+    const old = redis.pipeline();
+    for (const status of expected) old.hdel(`{${prefix}}:key:${status.keyHash}`, "kf");
+    await old.exec();
+    await redis.del(`{${prefix}}:status`, `{${prefix}}:layout`);
+    const converted = await replica(clock);
+    expect(await converted.listKeys()).toEqual(expected);
+    expect(await redis.get(`{${prefix}}:layout`)).toBe("2");
+    expect(await redis.hlen(`{${prefix}}:status`)).toBe(2_500);
+    expect(await redis.hget(`{${prefix}}:key:${hashOf(7)}`, "kf")).toBe(createHash("sha1").update(secret(7)).digest("hex").slice(0, 16));
+    // A key whose packed status is missing is packed by the snapshot itself.
+    await redis.hdel(`{${prefix}}:status`, hashOf(9));
+    expect(await (await replica(clock)).listKeys()).toEqual(expected);
+
+    await redis.set(`{${prefix}}:layout`, "3");
+    await expect(replica(clock)).rejects.toThrow(`KEYPOOL_STATE: the pool {${prefix}} in Redis has layout 3, which this keypool (layout 2) cannot read`);
+  }, 30_000);
 
   it("keeps every key of a pool under its one hash tag, and no secret in the change stream", async () => {
     const clock = new ManualClock();
