@@ -10,9 +10,13 @@
  *    their snapshots (mode read). The probe's p99 while they open, over its idle p99.
  *
  *     npm run build && npx tsx bench/watch-memory.bench.ts [--quick] [--port=main|native|both]
+ *       [--only=storm|memory] [--baseline=<another source tree, built>]
  *
  * `--port` chooses which listener the watchers, the Lease load and the probe use: the main port
  * (connect-node, the default), the native gRPC port (grpc-js, KEYPOOL_GRPC_PORT), or both in turn.
+ * `--baseline` measures another build (its tree's dist/src/main.js) beside this one, round by
+ * round with the order alternating, so that a change is compared on the same machine at the same
+ * time.
  *
  * Server pinned to core 0, watchers and h2load to the other core (taskset), as in bench/run.ts.
  */
@@ -107,10 +111,11 @@ async function rssWhile(rss: () => number, during: Promise<unknown>, tail: numbe
  */
 async function rssWith(
   kind: "none" | "watch" | "health",
-  opts: { keysFile: string; watchers: number; leaseRate: number; durationS: number; listener: Listener },
+  opts: { keysFile: string; watchers: number; leaseRate: number; durationS: number; listener: Listener; main?: string },
   cores: CoreLayout,
 ): Promise<{ rssMiB: number; leases: number; openMs: number }> {
   const server = await startKeypool({
+    main: opts.main,
     env: { KEYPOOL_KEYS_FILE: opts.keysFile, KEYPOOL_STATE: "memory", KEYPOOL_MAX_WATCHERS: String(opts.watchers + 10) },
     cpus: cores.server,
     deadlineMs: 180_000,
@@ -137,12 +142,12 @@ async function rssWith(
   }
 }
 
-export async function measureWatchMemory(opts: { keys: number; watchers: number; leaseRate: number; durationS: number; listener: Listener }, cores: CoreLayout, log: (s: string) => void): Promise<WatchMemoryResult> {
+export async function measureWatchMemory(opts: { keys: number; watchers: number; leaseRate: number; durationS: number; listener: Listener; main?: string }, cores: CoreLayout, log: (s: string) => void): Promise<WatchMemoryResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-watch-memory-"));
   const keysFile = path.join(dir, "keys.json");
   writeKeysFile(keysFile, opts.keys);
   try {
-    const shape = { keysFile, watchers: opts.watchers, leaseRate: opts.leaseRate, durationS: opts.durationS, listener: opts.listener };
+    const shape = { keysFile, watchers: opts.watchers, leaseRate: opts.leaseRate, durationS: opts.durationS, listener: opts.listener, main: opts.main };
     const none = await rssWith("none", shape, cores);
     log(`  memory: ${opts.keys} keys, no watchers, ${none.leases} leases: RSS ${none.rssMiB.toFixed(0)} MiB`);
     const health = await rssWith("health", shape, cores);
@@ -187,7 +192,7 @@ async function probe(port: number, stop: Promise<unknown>): Promise<number[]> {
   return latencies;
 }
 
-export async function measureOpenStorm(opts: { keys: number; watchers: number; idleS: number; nodeArgs?: string[]; listener: Listener }, cores: CoreLayout, log: (s: string) => void): Promise<OpenStormResult> {
+export async function measureOpenStorm(opts: { keys: number; watchers: number; idleS: number; nodeArgs?: string[]; listener: Listener; main?: string }, cores: CoreLayout, log: (s: string) => void): Promise<OpenStormResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-open-storm-"));
   const keysFile = path.join(dir, "keys.json");
   writeKeysFile(keysFile, opts.keys);
@@ -196,6 +201,7 @@ export async function measureOpenStorm(opts: { keys: number; watchers: number; i
     cpus: cores.server,
     nodeArgs: opts.nodeArgs,
     nativePort: opts.listener === "native",
+    main: opts.main,
   });
   const port = listenerPort(server, opts.listener);
   try {
@@ -231,37 +237,60 @@ export async function measureOpenStorm(opts: { keys: number; watchers: number; i
   }
 }
 
-export async function run(options: { quick: boolean; log: (s: string) => void; listeners?: Listener[] }) {
+export interface RunOptions {
+  quick: boolean;
+  log: (s: string) => void;
+  listeners?: Listener[];
+  /** Another build's dist/src/main.js, measured in the same rounds (order alternating). */
+  baseline?: string;
+  /** Only one of the two measurements. */
+  only?: "storm" | "memory";
+}
+
+export async function run(options: RunOptions) {
   const cores = coreLayout();
   options.log(`watchers: ${cores.note}`);
+  const builds: { label: string; main?: string }[] = [{ label: "this build" }];
+  if (options.baseline) builds.push({ label: "baseline", main: options.baseline });
   const rows = [];
   for (const listener of options.listeners ?? ["main"]) {
     const on = listener === "native" ? "native port" : "main port";
-    // The ratio of two p99s on a shared machine is noisy: three storms, the median one reported.
-    const storms: OpenStormResult[] = [];
-    for (let i = 0; i < (options.quick ? 1 : 3); i++) {
-      storms.push(await measureOpenStorm({ keys: 1000, watchers: 1000, idleS: options.quick ? 3 : 10, listener }, cores, options.log));
+    if (options.only !== "memory") {
+      // The ratio of two p99s on a shared machine is noisy: three storms, the median one reported.
+      const storms = new Map<string, OpenStormResult[]>(builds.map((b) => [b.label, []]));
+      for (let i = 0; i < (options.quick ? 1 : 3); i++) {
+        for (const build of i % 2 === 0 ? builds : [...builds].reverse()) {
+          options.log(`  ${build.label}:`);
+          storms.get(build.label)!.push(await measureOpenStorm({ keys: 1000, watchers: 1000, idleS: options.quick ? 3 : 10, listener, main: build.main }, cores, options.log));
+        }
+      }
+      for (const build of builds) {
+        const all = storms.get(build.label)!;
+        const storm = [...all].sort((a, b) => a.ratioP99 - b.ratioP99)[Math.floor(all.length / 2)]!;
+        rows.push({
+          name: `${on}, ${build.label}: GetLockoutPeriod p99 while ${storm.watchers} watchers open at once (${storm.keys} keys), over idle (median of ${all.length})`,
+          value: `${storm.ratioP99.toFixed(2)}x (${storm.stormP99Ms.toFixed(1)} / ${storm.idleP99Ms.toFixed(1)} ms; all: ${all.map((s) => s.ratioP99.toFixed(2)).join(", ")}; synced in ${all.map((s) => s.syncedMs).join(", ")} ms)`,
+          target: "<= 2x",
+          met: storm.ratioP99 <= 2,
+        });
+      }
     }
-    const storm = [...storms].sort((a, b) => a.ratioP99 - b.ratioP99)[Math.floor(storms.length / 2)]!;
-    const memory = await measureWatchMemory(
-      { keys: options.quick ? 10_000 : 100_000, watchers: 1000, leaseRate: 2000, durationS: options.quick ? 15 : 60, listener },
-      cores,
-      options.log,
-    );
-    rows.push(
-      {
-        name: `${on}: RSS added by ${memory.watchers} watchers that never read, ${memory.keys} keys under Lease load (${memory.leasesWith} leases)`,
-        value: `${memory.addedRssMiB.toFixed(0)} MiB (${memory.baselineRssMiB.toFixed(0)} -> ${memory.withWatchersRssMiB.toFixed(0)}; as many Health/Watch streams: +${(memory.healthStreamsRssMiB - memory.baselineRssMiB).toFixed(0)} MiB)`,
-        target: "< 200 MB",
-        met: memory.addedRssMiB * 1.048576 < 200,
-      },
-      {
-        name: `${on}: GetLockoutPeriod p99 while ${storm.watchers} watchers open at once (${storm.keys} keys), over idle (median of ${storms.length})`,
-        value: `${storm.ratioP99.toFixed(2)}x (${storm.stormP99Ms.toFixed(1)} / ${storm.idleP99Ms.toFixed(1)} ms; all: ${storms.map((s) => s.ratioP99.toFixed(2)).join(", ")})`,
-        target: "<= 2x",
-        met: storm.ratioP99 <= 2,
-      },
-    );
+    if (options.only !== "storm") {
+      for (const build of builds) {
+        options.log(`  ${build.label}:`);
+        const memory = await measureWatchMemory(
+          { keys: options.quick ? 10_000 : 100_000, watchers: 1000, leaseRate: 2000, durationS: options.quick ? 15 : 60, listener, main: build.main },
+          cores,
+          options.log,
+        );
+        rows.push({
+          name: `${on}, ${build.label}: RSS added by ${memory.watchers} watchers that never read, ${memory.keys} keys under Lease load (${memory.leasesWith} leases)`,
+          value: `${memory.addedRssMiB.toFixed(0)} MiB (${memory.baselineRssMiB.toFixed(0)} -> ${memory.withWatchersRssMiB.toFixed(0)}; as many Health/Watch streams: +${(memory.healthStreamsRssMiB - memory.baselineRssMiB).toFixed(0)} MiB)`,
+          target: "< 200 MB",
+          met: memory.addedRssMiB * 1.048576 < 200,
+        });
+      }
+    }
   }
   return rows;
 }
@@ -274,7 +303,17 @@ function listenersArg(argv: string[]): Listener[] {
 }
 
 if (require.main === module) {
-  run({ quick: process.argv.includes("--quick"), log: (s) => console.log(s), listeners: listenersArg(process.argv) }).then(
+  const value = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const only = value("only");
+  if (only !== undefined && only !== "storm" && only !== "memory") throw new Error(`--only must be storm or memory, not ${JSON.stringify(only)}`);
+  const baseline = value("baseline");
+  run({
+    quick: process.argv.includes("--quick"),
+    log: (s) => console.log(s),
+    listeners: listenersArg(process.argv),
+    only,
+    baseline: baseline === undefined ? undefined : path.resolve(baseline, "dist", "src", "main.js"),
+  }).then(
     (rows) => console.log(JSON.stringify(rows, null, 2)),
     (error) => {
       console.error(error);

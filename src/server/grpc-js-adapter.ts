@@ -33,6 +33,7 @@ import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import type { MountedService } from "./routes";
+import type { StreamAdmission } from "./stream-admission";
 
 export interface GrpcJsAdapterOptions {
   /** The main port's interceptors, in the same order. */
@@ -41,6 +42,8 @@ export interface GrpcJsAdapterOptions {
   shutdownSignal: AbortSignal;
   /** What to do with a handler failure after its response can no longer be sent. */
   onAbandoned?: (procedure: string, err: unknown) => void;
+  /** Starts streams a few per turn (stream-admission.ts), as on the main port; absent: at once. */
+  admission?: StreamAdmission;
 }
 
 /**
@@ -446,6 +449,15 @@ function streamHandler(
 ): grpc.handleServerStreamingCall<unknown, unknown> | grpc.handleBidiStreamingCall<unknown, unknown> {
   const table = methodTable(spec);
   return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
+    if (!options.admission) return startStream(call);
+    const admitted = options.admission.admit(
+      () => startStream(call),
+      () => call.cancelled || call.destroyed,
+    );
+    if (!admitted) call.emit("error", { code: grpc.status.UNAVAILABLE, details: STREAMS_REFUSED });
+  };
+
+  function startStream(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>): void {
     const native = new NativeCall(table, undefined, call, signals);
     const ctx = native.plainContext();
     const input =
@@ -473,8 +485,11 @@ function streamHandler(
         call.emit("error", statusOf(reason));
       })
       .finally(() => native.release(true));
-  };
+  }
 }
+
+/** The status of a stream refused before its handler ran: retryable, like HTTP/2 REFUSED_STREAM. */
+const STREAMS_REFUSED = "too many streams are starting at once; retry";
 
 /**
  * A bidi call's requests, ending when the client half-closes. The iterator must not destroy the

@@ -14,6 +14,7 @@ import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type Gua
 import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
 import type { TlsMaterial } from "./listener";
 import type { MountedService } from "./routes";
+import type { StreamAdmission } from "./stream-admission";
 
 export interface NativeGrpcListenerOptions {
   host: string;
@@ -27,6 +28,8 @@ export interface NativeGrpcListenerOptions {
   /** The main port's HTTP/2 options (src/auth/access-limits.ts http2ServerLimits). */
   http2Limits?: http2.ServerOptions;
   onAbandoned?: (procedure: string, err: unknown) => void;
+  /** Starts streams a few per turn (stream-admission.ts); shared with the main port. */
+  admission?: StreamAdmission;
   /** The main port's connection caps and timeouts (connection-guard.ts), from the same settings. */
   connections: { timeouts: ConnectionTimeouts; caps: ConnectionCaps; report?: GuardReport };
 }
@@ -131,6 +134,7 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
         interceptors: options.interceptors,
         shutdownSignal: options.shutdownSignal,
         onAbandoned: options.onAbandoned,
+        admission: options.admission,
       }),
     );
   }

@@ -4,6 +4,7 @@
  * after the response can no longer be written (the client went away mid-stream) is logged through
  * pino at debug level, instead of connect-node's console.error on stderr for every disconnect.
  */
+import * as http2 from "node:http2";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import {
   compressionBrotli,
@@ -13,16 +14,19 @@ import {
 } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
 import type { RequestHandler } from "./listener";
+import type { StreamAdmission } from "./stream-admission";
 
 export interface NodeHandlerOptions extends ConnectRouterOptions {
   routes: (router: ConnectRouter) => void;
   /** Plain HTTP endpoints by exact path (routes.ts), tried before the RPCs. */
   httpRoutes?: ReadonlyMap<string, RequestHandler>;
   logger: Logger;
+  /** Starts streaming calls a few per turn (stream-admission.ts); absent: each in its own turn. */
+  admission?: StreamAdmission;
 }
 
 export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
-  const { routes, httpRoutes, logger, ...routerOptions } = options;
+  const { routes, httpRoutes, logger, admission, ...routerOptions } = options;
   // connect-node's defaults: requests may come gzip- or brotli-compressed.
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...routerOptions });
   routes(router);
@@ -41,23 +45,54 @@ export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
       res.end();
       return;
     }
-    if (handler.method.methodKind === "server_streaming") writeOneMessageAtATime(res);
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
-    handler(uReq)
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
-      .catch((reason: unknown) => {
-        if (ConnectError.from(reason).code === Code.Aborted) return;
-        const procedure = `${handler.service.typeName}/${handler.method.name}`;
-        const message = reason instanceof Error ? reason.message : String(reason);
-        // The usual cause is a client that cancelled or disconnected while its response was
-        // being written: nothing to answer, nothing lost. Anything else deserves attention.
-        if (res.destroyed || res.writableEnded) {
-          logger.debug({ procedure, message }, "response abandoned: the client went away");
-        } else {
-          logger.warn({ procedure, message }, "response could not be completed");
-        }
-      });
+    const call = () => {
+      if (handler.method.methodKind === "server_streaming") writeOneMessageAtATime(res);
+      const uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+      return handler(uReq).then((uRes) => universalResponseToNodeResponse(uRes, res));
+    };
+    if (handler.method.methodKind === "unary" || !admission) {
+      void call().catch(failed);
+      return;
+    }
+    const admitted = admission.admit(
+      () => void call().catch(failed),
+      () => gone(res),
+    );
+    if (!admitted) refuseStream(res);
+
+    function failed(reason: unknown): void {
+      if (ConnectError.from(reason).code === Code.Aborted) return;
+      const procedure = `${handler!.service.typeName}/${handler!.method.name}`;
+      const message = reason instanceof Error ? reason.message : String(reason);
+      // The usual cause is a client that cancelled or disconnected while its response was
+      // being written: nothing to answer, nothing lost. Anything else deserves attention.
+      if (res.destroyed || res.writableEnded) {
+        logger.debug({ procedure, message }, "response abandoned: the client went away");
+      } else {
+        logger.warn({ procedure, message }, "response could not be completed");
+      }
+    }
   };
+}
+
+/** Whether the client went away (a reset stream, a closed connection). */
+function gone(res: Parameters<RequestHandler>[1]): boolean {
+  if ("stream" in res && res.stream) return res.stream.destroyed;
+  return res.destroyed;
+}
+
+/**
+ * A stream refused before its handler ran (the queue of streams waiting to start is full):
+ * HTTP/2 REFUSED_STREAM, which tells a gRPC client that nothing was processed and it may retry
+ * (it sees UNAVAILABLE); over HTTP/1.1, 503.
+ */
+function refuseStream(res: Parameters<RequestHandler>[1]): void {
+  if ("stream" in res && res.stream) {
+    res.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    return;
+  }
+  res.writeHead(503, { "retry-after": "1", "content-type": "text/plain" });
+  res.end("too many streams are starting at once; retry\n");
 }
 
 /**

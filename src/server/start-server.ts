@@ -24,6 +24,7 @@ import { encodeStringsWithBuffer } from "../transport/text-encoding";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { connectionCaps } from "./listener-limits";
 import { createNodeHandler } from "./node-handler";
+import { MAX_STREAMS_WAITING_TO_START, STREAM_STARTS_PER_TURN, StreamAdmission } from "./stream-admission";
 import type { NativeGrpcListener } from "./native-grpc-listener";
 import type { TokenStore } from "../auth/token-store";
 import type { KeypoolMetrics } from "../metrics/metrics";
@@ -60,6 +61,8 @@ export interface ServerDeps {
    * watchers and checkers see it (default 50 ms). New calls are refused during this time.
    */
   shutdownNoticeMs?: number;
+  /** How many streams start per turn and may wait to start (stream-admission.ts); default: its constants. */
+  streamAdmission?: { perTurn?: number; maxWaiting?: number };
   /** How long close() lets open connections finish before destroying them (default SHUTDOWN_GRACE_MS). */
   shutdownGraceMs?: number;
 }
@@ -137,8 +140,14 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     metrics: deps.metrics,
   });
   const interceptors = [errorMappingInterceptor(logger), shutdownGate, ...(deps.interceptors ?? [])];
+  // One queue for both ports: streams opening on either wait their turn together.
+  const admission = new StreamAdmission({
+    perTurn: deps.streamAdmission?.perTurn ?? STREAM_STARTS_PER_TURN,
+    maxWaiting: deps.streamAdmission?.maxWaiting ?? MAX_STREAMS_WAITING_TO_START,
+  });
   const handler = createNodeHandler({
     logger,
+    admission,
     // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
     // gRPC-Web text mode is translated outside, so that everything inside sees binary gRPC-Web.
     routes: serveGrpcWebText(reclassifyClientMistakes(routesOf(services))),
@@ -177,6 +186,7 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
         services,
         interceptors,
         shutdownSignal: shutdown.signal,
+        admission,
         tls,
         readMaxBytes: deps.readMaxBytes,
         http2Limits: deps.listenerLimits?.http2,

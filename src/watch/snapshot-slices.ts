@@ -24,6 +24,13 @@ export interface SnapshotSlicesOptions {
   measure: (status: KeyStatus) => number;
   /** A key's slot in the hub's KeySlots (every key in the pool has one). */
   slotOf: (keyHash: string) => number;
+  /**
+   * The hub's status object for a slot (null: none yet). A listing copies every status afresh;
+   * the hub's copy is the one its changes carry, so a slice made of those shares each status's
+   * encoding with every slice made before and every change sent since (the transport encodes a
+   * status object once).
+   */
+  latest?: (slot: number) => KeyStatus | null;
   /** Encoded statuses in one slice (at least one key per slice, whatever its size). */
   sliceBytes: number;
   /** A slice older than this is made again rather than shared. */
@@ -57,27 +64,36 @@ export class SnapshotSlices {
     this.cachedBytes = 0;
   }
 
+  /** Whether next() would share a slice already made rather than list and encode one. */
+  shared(filterKey: string, after: string): boolean {
+    return this.usable(this.cache.get(`${filterKey}\u0000${after}`), this.options.clock.now());
+  }
+
   /** The slice that follows `after` for this filter (stamp: the hub's current change stamp). */
   next(filter: KeyFilter, filterKey: string, after: string, stamp: number): SnapshotSlice {
     const id = `${filterKey}\u0000${after}`;
     const now = this.options.clock.now();
     const cached = this.cache.get(id);
-    if (cached && cached.membership === this.membershipVersion && now - cached.madeAt <= this.options.maxAgeMs) return cached;
+    if (this.usable(cached, now)) return cached!;
     if (cached) this.drop(id, cached);
 
     const keys: KeyStatus[] = [];
+    const slotList: number[] = [];
     let bytes = 0;
     let more = false;
-    for (const status of this.pool.keysAfter(after, filter)) {
+    for (const listed of this.pool.keysAfter(after, filter)) {
+      const slot = this.options.slotOf(listed.keyHash);
+      const status = this.options.latest?.(slot) ?? listed;
       const size = this.options.measure(status);
       if (keys.length > 0 && bytes + size > this.options.sliceBytes) {
         more = true;
         break;
       }
       keys.push(status);
+      slotList.push(slot);
       bytes += size;
     }
-    const slots = Int32Array.from(keys, (status) => this.options.slotOf(status.keyHash));
+    const slots = Int32Array.from(slotList);
     const slice: SnapshotSlice = { keys, slots, more, stamp, madeAt: now, membership: this.membershipVersion, bytes };
     this.cache.set(id, slice);
     this.cachedBytes += bytes;
@@ -91,6 +107,10 @@ export class SnapshotSlices {
   /** Slices held for sharing (for tests). */
   get cachedCount(): number {
     return this.cache.size;
+  }
+
+  private usable(slice: SnapshotSlice | undefined, now: number): boolean {
+    return slice !== undefined && slice.membership === this.membershipVersion && now - slice.madeAt <= this.options.maxAgeMs;
   }
 
   private drop(id: string, slice: SnapshotSlice): void {

@@ -54,6 +54,11 @@ const WAKE_BATCH = 50;
  * meanwhile are served between them.
  */
 const SLICES_PER_TURN = 16;
+/**
+ * Of those, slices made afresh (a listing, and each status's first encoding): sharing a slice
+ * costs nothing, making one costs a hundred encodings, so one per turn.
+ */
+const NEW_SLICES_PER_TURN = 1;
 /** A shared snapshot slice is made again once it is older than this. */
 const SLICE_MAX_AGE_MS = 1000;
 /** Encoded status bytes the shared snapshot slices may hold together. */
@@ -88,11 +93,20 @@ export class WatchHub {
   private readonly defer: (callback: () => void) => void;
   private readonly saturated: () => boolean;
   private slicesThisTurn = 0;
-  private readonly sliceAllowed = (): boolean => {
+  private newSlicesThisTurn = 0;
+  private sliceAllowed(filterKey: string, after: string): boolean {
     if (this.slicesThisTurn >= SLICES_PER_TURN) return false;
-    if (this.slicesThisTurn++ === 0) setImmediate(() => (this.slicesThisTurn = 0));
+    const made = !this.slices.shared(filterKey, after);
+    if (made && this.newSlicesThisTurn >= NEW_SLICES_PER_TURN) return false;
+    if (this.slicesThisTurn++ === 0) {
+      setImmediate(() => {
+        this.slicesThisTurn = 0;
+        this.newSlicesThisTurn = 0;
+      });
+    }
+    if (made) this.newSlicesThisTurn++;
     return true;
-  };
+  }
   /** Watches with a change due and a consumer waiting, to wake once the pool's turn is over. */
   private readonly toWake = new Set<WatchSubscription>();
   private readonly wakeSoon = (subscription: WatchSubscription) => {
@@ -132,6 +146,7 @@ export class WatchHub {
       clock: this.clock,
       measure: this.measure,
       slotOf: (keyHash) => this.keys.slotFor(keyHash),
+      latest: (slot) => this.keys.statusAt(slot),
       sliceBytes: this.messageBytes,
       maxAgeMs: SLICE_MAX_AGE_MS,
       cacheBytes: SLICE_CACHE_BYTES,
@@ -180,7 +195,7 @@ export class WatchHub {
         batch: options.batch === true,
         keys: this.keys,
         nextSlice: (after) => this.slices.next(normalized, filterKey, after, this.stamp),
-        sliceAllowed: this.sliceAllowed,
+        sliceAllowed: (after) => this.sliceAllowed(filterKey, after),
         measure: this.measure,
         messageBytes: this.messageBytes,
         wakeSoon: this.wakeSoon,

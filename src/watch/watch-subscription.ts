@@ -24,10 +24,11 @@ export interface SubscriptionContext {
   /** The snapshot slice after a key hash ("": the first), for this watch's filter. */
   nextSlice: (after: string) => SnapshotSlice;
   /**
-   * Whether a slice may be sent in this turn of the event loop (the hub shares a budget among
-   * all watches); when not, the watch waits for wakeSoon. Absent: always.
+   * Whether the slice after `after` may be sent in this turn of the event loop (the hub shares a
+   * budget among all watches, smaller for slices not made yet); when not, the watch waits for
+   * wakeSoon. Absent: always.
    */
-  sliceAllowed?: () => boolean;
+  sliceAllowed?: (after: string) => boolean;
   /** Encoded size of a status, for the byte budget of a `changes` message. */
   measure: (status: KeyStatus) => number;
   /** Budget of one `changes` message: a window's changes beyond it follow in the next message. */
@@ -183,7 +184,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     const now = this.context.clock.now();
     if (this.snapshotAfter !== null) {
       // A thousand watches opening at once share the turn with every other call.
-      if (this.context.sliceAllowed && !this.context.sliceAllowed()) return null;
+      if (this.context.sliceAllowed && !this.context.sliceAllowed(this.snapshotAfter)) return null;
       return this.takeSlice(now);
     }
     this.endWindows(now);

@@ -132,6 +132,34 @@ describe("WatchHub snapshot slices", () => {
     expect(c.keys.map((k) => k.keyHash)).toContain("oai-0000a");
   });
 
+  test("a slice made again holds the statuses the changes carried, not the listing's fresh copies: each status is measured and encoded once", async () => {
+    // A real pool lists fresh copies of its statuses; the transport encodes a status object once.
+    class CopyingPool extends FakePool {
+      override *keysAfter(after: string, filter: { provider?: KeyStatus["provider"]; modelFamilies?: readonly string[] } = {}): Generator<KeyStatus> {
+        for (const s of super.keysAfter(after, filter)) yield { ...s };
+      }
+    }
+    const clock = new ManualClock();
+    const pool = new CopyingPool();
+    for (const h of hashes(20)) pool.put(status(h));
+    const measured = new Set<KeyStatus>();
+    const hub = new WatchHub(pool, { clock, saturated: () => false, measure: (s) => (measured.add(s), estimateStatusBytes(s)) });
+    const drainSnapshot = async (reader: Reader) => (await reader.drain()).flatMap((e) => (e.type === "snapshot" ? e.keys : []));
+    const first = await drainSnapshot(new Reader(hub.subscribe()));
+    expect(first).toHaveLength(20);
+    clock.advance(5_000); // past the age at which a shared slice is made again
+    const again = await drainSnapshot(new Reader(hub.subscribe()));
+    expect(again).toHaveLength(20);
+    again.forEach((s, i) => expect(s).toBe(first[i]));
+    // A change's new status is what the next slices carry.
+    const changed = pool.change("oai-0003", { leaseCount: 9 });
+    clock.advance(5_000);
+    const third = await drainSnapshot(new Reader(hub.subscribe()));
+    expect(third[3]).toBe(changed);
+    expect(measured.size).toBe(21);
+    hub.close();
+  });
+
   test("watches opening at once share a budget of slices per event-loop turn, and all finish", async () => {
     const { pool, hub } = setup({ messageBytes: 400 });
     for (const h of hashes(40)) pool.put(status(h));
@@ -151,6 +179,34 @@ describe("WatchHub snapshot slices", () => {
     expect(arrived).toBeLessThanOrEqual(16);
     await all;
     expect(arrived).toBe(100 * slicesPerWatch);
+  });
+
+  test("a turn makes at most one slice afresh (a listing and its encodings); slices already made are shared within the budget", async () => {
+    const { pool, hub } = setup({ messageBytes: 400 });
+    for (const h of hashes(40)) pool.put(status(h));
+    const slicesPerWatch = Math.ceil(40 / Math.floor(400 / estimateStatusBytes(status("oai-0000"))));
+    expect(slicesPerWatch).toBeGreaterThan(2);
+    expect(slicesPerWatch).toBeLessThan(16);
+    const readInOneTurn = async (subscription: ReturnType<typeof hub.subscribe>) => {
+      let arrived = 0;
+      let last = false;
+      void (async () => {
+        while (!last) {
+          const { value } = await subscription.next();
+          arrived++;
+          last = value!.type === "snapshot" && !value!.more;
+        }
+      })();
+      for (let i = 0; i < 50; i++) await Promise.resolve(); // microtasks only: the same turn
+      const inTurn = arrived;
+      while (!last) await new Promise((resolve) => setImmediate(resolve));
+      return inTurn;
+    };
+    // The first watch finds no slice made: one per turn.
+    expect(await readInOneTurn(hub.subscribe())).toBe(1);
+    // The next one shares them all: its whole snapshot in one turn.
+    expect(await readInOneTurn(hub.subscribe())).toBe(slicesPerWatch);
+    hub.close();
   });
 
   test("removed keys' slots are reclaimed; a watch that stops reading while keys churn ends with UNAVAILABLE", async () => {

@@ -1,0 +1,9 @@
+// Preloaded into a server by bench/watch-storm-stalls.ts (node --require): prints each stall of
+// the event loop longer than 16 ms (a 1 ms interval timer that fired late) with its wall time.
+const t0 = Date.now() - performance.now();
+let last = performance.now();
+setInterval(() => {
+  const now = performance.now();
+  if (now - last > 16) process.stderr.write(`STALL ${Math.round(t0 + last)} ${(now - last).toFixed(1)}\n`);
+  last = now;
+}, 1).unref();
