@@ -7,8 +7,8 @@
  * only joins a queue in the turn it arrives; later turns start `perTurn` of them each, so any
  * call waits for at most one such batch. Unary calls never queue.
  *
- * The queue is bounded: a stream arriving while `maxWaiting` wait already is refused at once (the
- * caller answers it: RESOURCE_EXHAUSTED or REFUSED_STREAM, both retryable).
+ * The queue is bounded: a stream arriving while `maxWaiting` wait already is refused at once, and
+ * the caller answers it with a status clients retry (REFUSED_STREAM, 503 or UNAVAILABLE).
  */
 export interface StreamAdmissionOptions {
   /** Streams started per turn of the event loop. */
