@@ -11,7 +11,7 @@ const families = FamilyTable.builtIn();
 const SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const bdr = (extra = {}) => subject({ provider: "bedrock", keyHash: "bdr-0123456789abcdef", secret: `AKIAIOSFODNN7EXAMPLE:eu-west-3:${SECRET}`, ...extra });
 const awsError = (status: number, type: string) =>
-  answer(status, { message: "The security token included in the request is invalid." }, { "x-amzn-errortype": `${type}:http://internal.amazon.com/coral/com.amazon.coral.service/` });
+  answer(status, { message: "The security token included in the request is invalid." }, { "x-amzn-errortype": `${type}:http://errors.gw.example/coral/service/` });
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 const hmac = (key: Buffer | string, text: string) => createHmac("sha256", key).update(text).digest();

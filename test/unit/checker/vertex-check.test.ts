@@ -4,6 +4,7 @@
  */
 import { createPublicKey, generateKeyPairSync, verify } from "node:crypto";
 import {
+  VERTEX_SCOPE,
   decideVertex,
   decideVertexToken,
   modelIds,
@@ -43,7 +44,7 @@ describe("Vertex: the token request", () => {
     expect(JSON.parse(Buffer.from(payload, "base64url").toString())).toEqual({
       iss: EMAIL,
       aud: "https://token.gw.example/token",
-      scope: "https://www.googleapis.com/auth/cloud-platform",
+      scope: VERTEX_SCOPE,
       iat: now.getTime() / 1000,
       exp: now.getTime() / 1000 + 3600,
     });
