@@ -580,8 +580,9 @@ return out
  * A page of keys for a replica's read model: after (""), count. Writes nothing. The stream's last
  * entry id and number come from the same instant as the page. The statuses are the packed ones
  * kept beside the keys, read with one HMGET and made one JSON list (the replica parses it once);
- * a key without one (written by a build that kept none) is packed here. The page's last key_hash comes apart from it, so that the replica asks for the next
- * page before it decodes this one and Redis reads while the replica decodes.
+ * a key without one (written by a build that kept none) is packed here. The page's last key_hash
+ * comes apart from it, so that the replica asks for the next page before it decodes this one and
+ * Redis reads while the replica decodes.
  * → {last_stream_id, last_number, keys_in_page, last_key_hash, "[packed status, ...]"}
  */
 const SNAPSHOT = `

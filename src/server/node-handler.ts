@@ -21,7 +21,7 @@ export interface NodeHandlerOptions extends ConnectRouterOptions {
   /** Plain HTTP endpoints by exact path (routes.ts), tried before the RPCs. */
   httpRoutes?: ReadonlyMap<string, RequestHandler>;
   logger: Logger;
-  /** Starts streaming calls a few per turn (stream-admission.ts); absent: each in its own turn. */
+  /** Starts streaming calls a few per turn (stream-admission.ts); absent: each at once. */
   admission?: StreamAdmission;
 }
 
