@@ -40,11 +40,10 @@ import {
 import { contentTypeProto, grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { BinaryReadOptions, BinaryWriteOptions } from "@bufbuild/protobuf";
 import { fixGrpcStatus } from "../transport/client-mistakes";
+import type { Http2StreamTaker } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
 
-/** What a stream arriving on the HTTP/2 side is given to; false: not taken (node's compatibility layer serves it). */
-export type Http2StreamTaker = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 
 export interface GrpcServerStreamsOptions {
   services: MountedService[];

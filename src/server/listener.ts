@@ -12,7 +12,6 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { readGroup, SETTINGS } from "../config/settings";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
-import type { Http2StreamTaker } from "./grpc-server-streams";
 import { connectionCaps } from "./listener-limits";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -21,6 +20,9 @@ export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
+
+/** Serves an HTTP/2 stream itself, or returns false and node's compatibility layer makes a request of it. */
+export type Http2StreamTaker = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 
 export interface TlsMaterial {
   cert: string | Buffer;

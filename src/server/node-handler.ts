@@ -13,8 +13,8 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
-import type { RequestHandler } from "./listener";
-import { createGrpcServerStreams, type Http2StreamTaker } from "./grpc-server-streams";
+import type { Http2StreamTaker, RequestHandler } from "./listener";
+import { createGrpcServerStreams } from "./grpc-server-streams";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
 
