@@ -3,6 +3,8 @@
  * connectNodeAdapter does, with one difference that matters in production: a handler that fails
  * after the response can no longer be written (the client went away mid-stream) is logged through
  * pino at debug level, instead of connect-node's console.error on stderr for every disconnect.
+ * Given the mounted services, it also hands the listener the path that serves gRPC server streams
+ * over HTTP/2 without node's compatibility layer (grpc-server-streams.ts).
  */
 import * as http2 from "node:http2";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
@@ -37,10 +39,6 @@ export interface NodeHandlers {
   request: RequestHandler;
   /** Takes the HTTP/2 streams it serves itself before node's compatibility layer sees them. */
   stream?: Http2StreamTaker;
-}
-
-export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
-  return createNodeHandlers(options).request;
 }
 
 export function createNodeHandlers(options: NodeHandlerOptions): NodeHandlers {
