@@ -5,7 +5,8 @@ import Database from "better-sqlite3";
 import { ChangeFeed } from "../../../src/domain/change-feed";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode } from "../../../src/domain/errors";
-import type { KeyStatus, PoolEvent } from "../../../src/domain/types";
+import { StatusView } from "../../../src/domain/key-view";
+import type { ChangeCause, KeyStatus, PoolEvent } from "../../../src/domain/types";
 import { WorkerCommitter } from "../../../src/storage/committers";
 import { GroupCommitWriter } from "../../../src/storage/group-commit";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
@@ -121,12 +122,18 @@ describe("WorkerCommitter", () => {
 describe("GroupCommitWriter over a WorkerCommitter", () => {
   class Pool {
     readonly changes = new ChangeFeed<PoolEvent>();
+    private readonly statuses = new Map<string, KeyStatus>();
     secretOf = (keyHash: string) => `sk-${keyHash}`;
+    getKey = (keyHash: string) => this.statuses.get(keyHash);
     usage(keyHash: string, promptCount: number) {
-      this.changes.publish({ type: "updated", cause: "usage", status: keyStatus(keyHash, { promptCount }) });
+      this.publish("usage", keyStatus(keyHash, { promptCount }));
     }
     add(keyHash: string) {
-      this.changes.publish({ type: "updated", cause: "added", status: keyStatus(keyHash) });
+      this.publish("added", keyStatus(keyHash));
+    }
+    private publish(cause: ChangeCause, status: KeyStatus) {
+      this.statuses.set(status.keyHash, status);
+      this.changes.publish({ type: "updated", cause, key: new StatusView(status) });
     }
   }
 
