@@ -162,7 +162,7 @@ export class GroupCommitWriter implements Durability {
     this.inFlight = undefined;
     this.nextWaiters = [];
     try {
-      this.committer.closeWith(this.toWrites(batch));
+      this.committer.closeWith([...this.writesOf(batch)]);
     } catch (cause) {
       const err = this.saveError(cause);
       for (const waiter of waiters) waiter.reject(err);
@@ -243,7 +243,7 @@ export class GroupCommitWriter implements Durability {
     const inFlight = { batch, waiters: this.nextWaiters, started: performance.now() };
     this.nextWaiters = [];
     this.inFlight = inFlight;
-    this.committer.commit(this.toWrites(batch), (failure) => this.onCommitted(inFlight, failure));
+    this.committer.commit(this.writesOf(batch), (failure) => this.onCommitted(inFlight, failure));
   }
 
   private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[]; started: number }, failure?: Error): void {
@@ -278,13 +278,13 @@ export class GroupCommitWriter implements Durability {
     );
   }
 
-  private toWrites(batch: Map<string, DirtyKey>): StoreWrite[] {
-    const writes: StoreWrite[] = [];
+  /** The batch's writes, each made (its status read from the pool) as it is taken. */
+  private *writesOf(batch: Map<string, DirtyKey>): Generator<StoreWrite> {
     for (const [keyHash, entry] of batch) {
       const origin = entry.origin ?? this.options.origins?.get(keyHash);
       if (entry.removedAt > 0 && entry.secret === undefined) {
         // The pool no longer knows the secret; the stored one (if any) stays.
-        writes.push({
+        yield {
           kind: "remove",
           keyHash,
           provider: entry.removed!.provider,
@@ -292,21 +292,20 @@ export class GroupCommitWriter implements Durability {
           status: entry.status,
           origin,
           removedAt: entry.removedAt,
-        });
+        };
         continue;
       }
       // A key in the pool is written as it is now: every change noted so far is in this status.
       const status = entry.removedAt > 0 ? entry.status : this.pool.getKey(keyHash);
       if (status) {
-        writes.push({
+        yield {
           kind: "upsert",
           status,
           secret: entry.secret ?? this.pool.secretOf(keyHash),
           origin,
           removedAt: entry.removedAt,
-        });
+        };
       }
     }
-    return writes;
   }
 }
