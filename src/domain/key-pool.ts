@@ -209,7 +209,8 @@ export class KeyPool {
   }
 
   private grant(entry: KeyEntry, target: WaitTarget, now: number): Lease {
-    const lease = this.leases.open(entry, now + this.leaseTtlMs);
+    const expiresAt = now + this.leaseTtlMs;
+    const lease = this.leases.open(entry, expiresAt);
     entry.lastUsed = now;
     entry.leaseCount++;
     entry.inFlight++;
@@ -222,8 +223,8 @@ export class KeyPool {
       provider: entry.provider,
       modelFamily: target.family,
       organizationId: entry.organizationId,
-      leaseId: lease.id,
-      leaseExpiresAt: lease.expiresAt,
+      leaseId: this.leases.idOf(lease),
+      leaseExpiresAt: expiresAt,
     };
   }
 

@@ -442,6 +442,21 @@ describe("What a lease does to a key", () => {
     expect(pool.getKey(h)!.inFlight).toBe(0);
   });
 
+  it("ends a lease only by its exact id: ids differ in their random part and a changed digit names no lease", () => {
+    const { pool } = makePool({ reuseDelayMs: 0 });
+    const [h] = pool.addKeys([oai("sk-1")]).keyHashes;
+    const ids = Array.from({ length: 50 }, () => pool.lease({ model: "gpt-4" }).leaseId);
+    expect(new Set(ids.map((id) => id.split("-")[1])).size).toBe(50);
+    const id = ids[0]!;
+    const flip = (i: number) => `${id.slice(0, i)}${id[i] === "0" ? "1" : "0"}${id.slice(i + 1)}`;
+    const [seq, random] = id.split("-");
+    const wrong = [flip(id.length - 1), flip(seq!.length + 1), `${seq}-${random!.slice(1)}`, `${seq}-${random}0`, `0${id}`];
+    for (const leaseId of wrong) pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 1, outputTokens: 0, leaseId });
+    expect(pool.getKey(h)!.inFlight).toBe(50);
+    pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 1, outputTokens: 0, leaseId: id });
+    expect(pool.getKey(h)!.inFlight).toBe(49);
+  });
+
   it("ends a lease at its TTL, with a lease_ended event", () => {
     const { pool, clock, events } = makePool({ leaseTtlMs: 10_000 });
     const [h] = pool.addKeys([oai("sk-1")]).keyHashes;
