@@ -31,6 +31,7 @@ import { createAsyncIterable, transformInvokeImplementation } from "@connectrpc/
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
+import { encodingOf } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -76,6 +77,15 @@ function encoder(schema: DescMessage): (message: never) => Buffer {
   };
 }
 
+/**
+ * A stream's messages may carry their own encoding (src/transport/pre-encoded.ts: WatchKeys
+ * shares one encoded body among many watches), written as it is; others are encoded as usual.
+ */
+function streamEncoder(schema: DescMessage): (message: never) => Buffer {
+  const encode = encoder(schema);
+  return (message) => encodingOf(message) ?? encode(message);
+}
+
 /** The grpc-js service definition of a protobuf-es service descriptor. */
 export function grpcJsDefinition(mounted: MountedService): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -86,7 +96,7 @@ export function grpcJsDefinition(mounted: MountedService): grpc.ServiceDefinitio
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: encoder(method.input),
       requestDeserialize: decoder(method.input),
-      responseSerialize: encoder(method.output),
+      responseSerialize: method.methodKind === "unary" ? encoder(method.output) : streamEncoder(method.output),
       responseDeserialize: decoder(method.output),
     } as grpc.MethodDefinition<unknown, unknown>;
   }
