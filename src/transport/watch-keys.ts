@@ -1,8 +1,9 @@
 /**
  * keypool.v1.KeyPoolService/WatchKeys: a server stream over one watch-hub subscription. The
- * generator yields one message per pull, and connect-node pulls only when the previous message
- * was written (it waits for 'drain'), so a client that stops reading is held back by HTTP/2 flow
- * control and the hub keeps at most one pending change per key for it.
+ * stream makes one message per pull, and both ports pull only when node has handed the previous
+ * message to the connection (src/server/node-handler.ts, src/server/grpc-js-adapter.ts), so a
+ * client that stops reading is held back by HTTP/2 flow control and the hub keeps at most one
+ * pending change per key for it.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
@@ -17,7 +18,7 @@ import {
 } from "../../gen/ts/keypool/v1/keypool_pb";
 import type { KeyStatus } from "../domain/types";
 import type { WatchHub } from "../watch/watch-hub";
-import type { WatchEvent } from "../watch/watch-subscription";
+import type { WatchEvent, WatchSubscription } from "../watch/watch-subscription";
 import { keyStatusToProto, providerFromProto } from "./convert";
 import type { WatchKeysImpl } from "./key-pool-service";
 import { withEncoding } from "./pre-encoded";
@@ -259,23 +260,68 @@ function filterFromRequest(req: WatchKeysRequest) {
 
 /** The WatchKeys implementation to pass to createKeyPoolService({ watchKeys }). */
 export function createWatchKeys(hub: WatchHub): WatchKeysImpl {
-  return async function* watchKeys(req: WatchKeysRequest, ctx: HandlerContext) {
-    // The subscription listens to ctx.signal: when the client goes away (or the server shuts
-    // down) a pending next() finishes at once and the hub forgets the watch.
-    const subscription = hub.subscribe(filterFromRequest(req), ctx.signal, { batch: req.batch });
-    const toProto = binaryCodec(ctx) ? watchEventToBinaryProto : watchEventToProto;
-    try {
-      for (;;) {
-        const result = await subscription.next();
-        if (result.done) break;
-        yield toProto(result.value);
+  return (req: WatchKeysRequest, ctx: HandlerContext) => ({
+    [Symbol.asyncIterator]: () => new WatchStream(hub, req, ctx),
+  });
+}
+
+/**
+ * One WatchKeys stream's messages: one per pull of the watch-hub subscription, which it opens at
+ * the first pull (as an async generator's body would start). An iterator, not an async generator:
+ * a generator's await and yield cost several promises per message, and a fan-out sends thousands
+ * of messages a second; here a message costs one.
+ */
+class WatchStream implements AsyncIterator<WatchKeysResponse> {
+  private subscription: WatchSubscription | null = null;
+  private finished = false;
+  private readonly toProto: (event: WatchEvent) => WatchKeysResponse;
+
+  constructor(
+    private readonly hub: WatchHub,
+    private readonly req: WatchKeysRequest,
+    private readonly ctx: HandlerContext,
+  ) {
+    this.toProto = binaryCodec(ctx) ? watchEventToBinaryProto : watchEventToProto;
+  }
+
+  next(): Promise<IteratorResult<WatchKeysResponse>> {
+    if (this.finished) return Promise.resolve({ done: true, value: undefined });
+    let subscription = this.subscription;
+    if (!subscription) {
+      try {
+        // The subscription listens to ctx.signal: when the client goes away (or the server shuts
+        // down) a pending next() finishes at once and the hub forgets the watch.
+        subscription = this.subscription = this.hub.subscribe(filterFromRequest(this.req), this.ctx.signal, { batch: this.req.batch });
+      } catch (err) {
+        this.finished = true;
+        return Promise.reject(err);
       }
-    } finally {
-      subscription.close();
     }
+    return subscription.next().then(this.passed, this.failed);
+  }
+
+  return(): Promise<IteratorResult<WatchKeysResponse>> {
+    this.finish();
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  private readonly passed = (result: IteratorResult<WatchEvent>): IteratorResult<WatchKeysResponse> => {
+    if (!result.done) return { done: false, value: this.toProto(result.value) };
+    this.finish();
     // The stream ended because the call was aborted: say why (shutdown → UNAVAILABLE).
-    if (ctx.signal.aborted) throw abortReason(ctx.signal.reason);
+    if (this.ctx.signal.aborted) throw abortReason(this.ctx.signal.reason);
+    return { done: true, value: undefined };
   };
+
+  private readonly failed = (err: unknown): never => {
+    this.finish();
+    throw err;
+  };
+
+  private finish(): void {
+    this.finished = true;
+    this.subscription?.close();
+  }
 }
 
 function abortReason(reason: unknown): ConnectError {
