@@ -24,10 +24,12 @@ import {
   type HandlerContext,
   type Interceptor,
   type MethodImplSpec,
+  type StreamRequest,
+  type StreamResponse,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { createAsyncIterable, transformInvokeImplementation } from "@connectrpc/connect/protocol";
+import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
@@ -447,6 +449,67 @@ function sendResponseHeader(call: AnyCall, native: NativeCall): void {
 }
 
 /**
+ * A stream through the interceptors, as connect's own invocation (transformInvokeImplementation)
+ * runs it: the same request and response objects, the same handler context, the interceptors
+ * wrapped per call. What differs is that the handler's messages are not passed through connect's
+ * per-message generators (normalizeIterable, then a downlevelled async generator's yield*): the
+ * caller pulls them straight from the interceptors' stream and makes each a message of the output
+ * schema itself (`create`, which returns a message of the schema as it is).
+ */
+function invokeStream(
+  spec: Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>,
+  interceptors: Interceptor[],
+  ctx: HandlerContext,
+  input: AsyncIterable<unknown>,
+): Promise<StreamResponse> {
+  const handler = async (req: StreamRequest): Promise<StreamResponse> => {
+    const merged: HandlerContext = { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
+    const message =
+      spec.kind === "server_streaming"
+        ? spec.impl((await onlyRequest(req.message)) as never, merged)
+        : spec.impl(req.message as never, merged);
+    return { stream: true, message, method: spec.method, service: spec.method.parent, header: ctx.responseHeader, trailer: ctx.responseTrailer } as StreamResponse;
+  };
+  const invoke = interceptors.reduceRight<(req: StreamRequest) => Promise<StreamResponse>>(
+    (next, interceptor) => interceptor(next as never) as (req: StreamRequest) => Promise<StreamResponse>,
+    handler,
+  );
+  const req = {
+    stream: true,
+    message: input,
+    method: spec.method,
+    requestMethod: ctx.requestMethod,
+    url: ctx.url,
+    signal: ctx.signal,
+    header: ctx.requestHeader,
+    service: spec.method.parent,
+    contextValues: ctx.values,
+  } as StreamRequest;
+  try {
+    return invoke(req);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** The one request of a server-streaming call (connect's words when there is none or more). */
+async function onlyRequest(requests: AsyncIterable<unknown>): Promise<unknown> {
+  const it = requests[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done === true) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
+  const second = await it.next();
+  if (second.done !== true) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
+  return first.value;
+}
+
+/** Copies a response header or trailer an interceptor replaced into the call's own, as connect does. */
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const key of [...to.keys()]) to.delete(key);
+  from.forEach((value, key) => to.set(key, value));
+}
+
+/**
  * Server streams (WatchKeys, health Watch) and bidi streams (reflection). Like the main port
  * (src/server/node-handler.ts), the next message is made only once the previous one has been
  * handed to the connection, so a client that stops reading is held back by HTTP/2 flow control
@@ -458,6 +521,8 @@ function streamHandler(
   signals: CallSignals,
 ): grpc.handleServerStreamingCall<unknown, unknown> | grpc.handleBidiStreamingCall<unknown, unknown> {
   const table = methodTable(spec);
+  const streamSpec = spec as Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>;
+  const output = spec.method.output;
   return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
     if (!options.admission) return startStream(call);
     const admitted = options.admission.admit(
@@ -474,16 +539,19 @@ function streamHandler(
       spec.kind === "server_streaming"
         ? createAsyncIterable([(call as grpc.ServerWritableStream<unknown, unknown>).request])
         : requestsOf(call as grpc.ServerDuplexStream<unknown, unknown>);
-    const output = transformInvokeImplementation(spec, ctx, options.interceptors)(checked(input));
     void (async () => {
+      const response = await invokeStream(streamSpec, options.interceptors, ctx, checked(input));
+      copyHeaders(response.header, ctx.responseHeader);
+      const writer = new StreamWriter(call, ctx.signal);
       let headerSent = false;
-      for await (const message of output) {
+      for await (const message of response.message) {
         if (!headerSent) {
           sendResponseHeader(call, native);
           headerSent = true;
         }
-        await written(call, message, ctx.signal);
+        await writer.write(create(output, message as never));
       }
+      copyHeaders(response.trailer, ctx.responseTrailer);
       if (!headerSent) sendResponseHeader(call, native);
       call.end(native.sentTrailer());
     })()
@@ -516,16 +584,36 @@ async function* checked(requests: AsyncIterable<unknown>): AsyncIterable<never> 
   }
 }
 
-/** Resolves once the message has left for the connection, or rejects when the call ends first. */
-function written(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, message: unknown, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    call.write(message, (err?: Error | null) => {
-      signal.removeEventListener("abort", onAbort);
-      if (err) reject(err);
-      else resolve();
+/**
+ * Writes a stream's messages one at a time: write() resolves once the message has left for the
+ * connection, or rejects when the call ends first. One listener on the call's signal for the
+ * whole stream, not one per message.
+ */
+class StreamWriter {
+  private pending: { resolve: () => void; reject: (reason: unknown) => void } | null = null;
+
+  constructor(
+    private readonly call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+    private readonly signal: AbortSignal,
+  ) {
+    signal.addEventListener("abort", () => this.settle(signal.reason), { once: true });
+  }
+
+  write(message: unknown): Promise<void> {
+    if (this.signal.aborted) return Promise.reject(this.signal.reason);
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.call.write(message, this.written);
     });
-  });
+  }
+
+  private readonly written = (err?: Error | null) => this.settle(err ?? undefined);
+
+  private settle(reason: unknown): void {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = null;
+    if (reason === undefined) pending.resolve();
+    else pending.reject(reason);
+  }
 }
