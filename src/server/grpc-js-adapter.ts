@@ -590,7 +590,12 @@ async function* checked(requests: AsyncIterable<unknown>): AsyncIterable<never> 
  * whole stream, not one per message.
  */
 class StreamWriter {
-  private pending: { resolve: () => void; reject: (reason: unknown) => void } | null = null;
+  private resolve: (() => void) | null = null;
+  private reject: ((reason: unknown) => void) | null = null;
+  private readonly pending = (resolve: () => void, reject: (reason: unknown) => void) => {
+    this.resolve = resolve;
+    this.reject = reject;
+  };
 
   constructor(
     private readonly call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
@@ -601,19 +606,18 @@ class StreamWriter {
 
   write(message: unknown): Promise<void> {
     if (this.signal.aborted) return Promise.reject(this.signal.reason);
-    return new Promise((resolve, reject) => {
-      this.pending = { resolve, reject };
-      this.call.write(message, this.written);
-    });
+    const written = new Promise<void>(this.pending);
+    this.call.write(message, this.written);
+    return written;
   }
 
   private readonly written = (err?: Error | null) => this.settle(err ?? undefined);
 
   private settle(reason: unknown): void {
-    const pending = this.pending;
-    if (!pending) return;
-    this.pending = null;
-    if (reason === undefined) pending.resolve();
-    else pending.reject(reason);
+    const { resolve, reject } = this;
+    if (!resolve || !reject) return;
+    this.resolve = this.reject = null;
+    if (reason === undefined) resolve();
+    else reject(reason);
   }
 }
