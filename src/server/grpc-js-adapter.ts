@@ -6,9 +6,9 @@
  * kind, and protobuf-es toBinary/fromBinary as its codec. Each call gets a connect HandlerContext
  * (request headers from the metadata, the deadline, a signal that fires when the client cancels
  * or the server shuts down) and goes through the same interceptor chain as the main port: error
- * mapping, shutdown gate, request log, access control. Streams go through connect's own
- * invocation; unary calls, the hot path, through an equivalent one that makes less per call
- * (NativeCall, unaryInvocation).
+ * mapping, shutdown gate, request log, access control, through invocations equivalent to
+ * connect's own that make less per unary call (NativeCall, unaryInvocation) and per streamed
+ * message (invokeStream, StreamWriter).
  *
  * Errors leave as connect would send them on gRPC: the same code, the same message, and the same
  * grpc-status-details-bin (google.rpc.Status with its details, such as RetryInfo).
