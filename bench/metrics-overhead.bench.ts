@@ -4,7 +4,7 @@
  * histogram, the census following the change feed), in process, alternating rounds so that
  * noise falls on both. Each Lease is followed by the IncrementUsage that ends it (tokens counter).
  * Both pools have a listener on their change feed, as in the server (the watch hub and the state
- * writer always listen): without one the pool skips building the status of each change, a cost
+ * writer always listen): without one the pool skips building the event of each change, a cost
  * the metrics would otherwise be charged for.
  *
  *   npx tsx bench/metrics-overhead.bench.ts [--rounds=5]

@@ -127,20 +127,21 @@ export class KeyChecker {
       return;
     }
     if (!SCHEDULE_CAUSES.has(event.cause)) return;
-    const keyHash = event.status.keyHash;
+    const key = event.key;
+    const keyHash = key.keyHash;
     // A check in flight settles the key's place when it completes; a recheck asked for meanwhile
     // runs after it (the check in flight started before the request).
     if (this.inFlight.has(keyHash)) {
       if (event.cause === "check_requested") this.recheckAfter.add(keyHash);
       return;
     }
-    if (event.cause === "check_requested" || event.status.state === "disabled") this.cancelRetry(keyHash);
-    this.place(keyHash, event.status);
+    if (event.cause === "check_requested" || key.state === "disabled") this.cancelRetry(keyHash);
+    this.place(keyHash, key);
     this.wake(0);
   };
 
-  /** Files a key under what it waits for, from its status. */
-  private place(keyHash: string, status: KeyStatus): void {
+  /** Files a key under what it waits for, from its status (or the change's view of the key). */
+  private place(keyHash: string, status: Pick<KeyStatus, "state" | "provider" | "lastChecked">): void {
     this.firstChecks.delete(keyHash);
     this.removeRecurring(keyHash);
     if (status.state === "disabled" || this.retries.has(keyHash)) return;

@@ -1,7 +1,8 @@
 import type { ChangeFeed } from "./change-feed";
 import type { Clock } from "./clock";
-import { toStatus, type KeyEntry } from "./key-entry";
+import type { KeyEntry } from "./key-entry";
 import type { KeyTable } from "./key-table";
+import { EntryView } from "./key-view";
 import type { ChangeCause, PoolEvent } from "./types";
 
 /** How a change moves a key in the selection index. */
@@ -43,13 +44,23 @@ export class KeyChanges {
     this.keys.index.remove(entry);
     this.keys.drop(entry.keyHash);
     if (this.feed.size > 0) {
-      this.feed.publish({ type: "removed", keyHash: entry.keyHash, provider: entry.provider, modelFamilies: [...entry.modelFamilies] });
+      this.feed.publish({
+        type: "removed",
+        keyHash: entry.keyHash,
+        provider: entry.provider,
+        modelFamilies: entry.modelFamilies,
+        key: new EntryView(entry),
+      });
     }
     this.serveWaiters();
   }
 
-  /** One event per change, with a fresh status; skipped when nobody listens. */
+  /**
+   * One event per change, with a view of the key rather than a copy of its status: a follower
+   * copies what it needs, when it needs it, and nothing of a change outlives its turn unless a
+   * follower keeps it. Skipped when nobody listens.
+   */
   private publish(entry: KeyEntry, cause: ChangeCause): void {
-    if (this.feed.size > 0) this.feed.publish({ type: "updated", cause, status: toStatus(entry) });
+    if (this.feed.size > 0) this.feed.publish({ type: "updated", cause, key: new EntryView(entry) });
   }
 }

@@ -10,12 +10,13 @@ import { keyMatches, type KeyFilter } from "./key-filter";
 import { readyAtOf, toStatus, type KeyEntry } from "./key-entry";
 import { hashKey } from "./key-hash";
 import { KeyTable } from "./key-table";
+import { EntryView } from "./key-view";
 import { LeaseBook, type OpenLease } from "./leases";
 import { FamilyTable } from "./model-families";
 import { ModelResolver } from "./model-resolver";
 import { resolvePoolOptions, type PoolOptions } from "./pool-options";
 import { ReportHandling, type RateLimitReport, type UsageReport } from "./report-handling";
-import type { DisableState, KeyRecord, KeySpec, KeyStatus, Lease, PoolEvent, ProviderId } from "./types";
+import type { DisableState, KeyRecord, KeySpec, KeyStatus, KeyView, Lease, PoolEvent, ProviderId } from "./types";
 import { WaiterScheduler } from "./waiter-scheduler";
 import type { WaitTarget } from "./waiters";
 
@@ -208,7 +209,8 @@ export class KeyPool {
   }
 
   private grant(entry: KeyEntry, target: WaitTarget, now: number): Lease {
-    const lease = this.leases.open(entry, now + this.leaseTtlMs);
+    const expiresAt = now + this.leaseTtlMs;
+    const lease = this.leases.open(entry, expiresAt);
     entry.lastUsed = now;
     entry.leaseCount++;
     entry.inFlight++;
@@ -221,8 +223,8 @@ export class KeyPool {
       provider: entry.provider,
       modelFamily: target.family,
       organizationId: entry.organizationId,
-      leaseId: lease.id,
-      leaseExpiresAt: lease.expiresAt,
+      leaseId: this.leases.idOf(lease),
+      leaseExpiresAt: expiresAt,
     };
   }
 
@@ -263,6 +265,14 @@ export class KeyPool {
       const entry = this.keys.byHash.get(keyHash);
       if (entry && (!filter || keyMatches(filter, entry))) yield toStatus(entry);
     }
+  }
+
+  /**
+   * Every key, as a view (key-view.ts), in no particular order: what a follower of the change
+   * feed starts from without copying each key's status.
+   */
+  *viewKeys(): Generator<KeyView> {
+    for (const entry of this.keys.byHash.values()) yield new EntryView(entry);
   }
 
   /** How many keys each provider has in the pool (providers without keys are absent). No copies. */

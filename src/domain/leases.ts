@@ -2,11 +2,22 @@ import { randomFillSync } from "node:crypto";
 import type { Clock, Timer } from "./clock";
 import { IndexedHeap, type HeapNode } from "./indexed-heap";
 
+/**
+ * An open lease. It lives until it ends or expires (minutes, and a proxy that never ends its
+ * leases leaves every one to its TTL), so it is kept as one object of small integers and a
+ * pointer: its id's text is made when asked for (LeaseBook.idOf), and its expiry is the expiry
+ * heap's priority. Anything more per lease would be more objects for the collector to copy while
+ * the lease waits.
+ */
 export interface OpenLease<O> extends HeapNode {
-  readonly id: string;
   /** What the lease is on (the pool's key entry): a key removed or replaced no longer matches. */
   readonly owner: O;
-  readonly expiresAt: number;
+  /** The id's sequence number. */
+  readonly seq: number;
+  /** The id's 64 random bits: 24, 24 and 16 of them. */
+  readonly r0: number;
+  readonly r1: number;
+  readonly r2: number;
 }
 
 /** The sequence number in a lease id ("<seq base 36>-<16 random hex>"), or -1. */
@@ -18,6 +29,11 @@ function seqOf(id: string): number {
   return Number.isSafeInteger(seq) ? seq : -1;
 }
 
+/** `value` in `digits` lower-case hex digits. */
+function hex(value: number, digits: number): string {
+  return value.toString(16).padStart(digits, "0");
+}
+
 /**
  * Open leases, by id, and their expiry. An id is a sequence number (unique in this process) and
  * 64 random bits (so ids cannot be guessed). One clock timer covers them all (set for the earliest
@@ -27,6 +43,7 @@ export class LeaseBook<O> {
   // Keyed by the id's sequence number: numbers hash and compare far cheaper than id strings.
   private readonly byId = new Map<number, OpenLease<O>>();
   private seq = 0;
+  /** Random bytes for ids, refilled 4 KiB at a time. */
   private random = Buffer.alloc(0);
   private randomAt = 0;
   private readonly byExpiry = new IndexedHeap<OpenLease<O>>();
@@ -46,23 +63,41 @@ export class LeaseBook<O> {
 
   open(owner: O, expiresAt: number): OpenLease<O> {
     const seq = ++this.seq;
-    const lease: OpenLease<O> = { id: `${seq.toString(36)}-${this.randomHex()}`, owner, expiresAt, heapPos: -1 };
+    if (this.randomAt + 8 > this.random.length) {
+      this.random = randomFillSync(Buffer.alloc(4096));
+      this.randomAt = 0;
+    }
+    const at = this.randomAt;
+    this.randomAt += 8;
+    const lease: OpenLease<O> = {
+      owner,
+      seq,
+      r0: this.random.readUIntBE(at, 3),
+      r1: this.random.readUIntBE(at + 3, 3),
+      r2: this.random.readUInt16BE(at + 6),
+      heapPos: -1,
+    };
     this.byId.set(seq, lease);
     this.byExpiry.push(lease, expiresAt);
     if (expiresAt < this.timerAt) this.schedule();
     return lease;
   }
 
+  /** The lease's id: "<sequence number in base 36>-<16 random hex digits>". */
+  idOf(lease: OpenLease<O>): string {
+    return `${lease.seq.toString(36)}-${hex(lease.r0, 6)}${hex(lease.r1, 6)}${hex(lease.r2, 4)}`;
+  }
+
   get(id: string): OpenLease<O> | undefined {
     const lease = this.byId.get(seqOf(id));
-    return lease !== undefined && lease.id === id ? lease : undefined;
+    return lease !== undefined && this.idOf(lease) === id ? lease : undefined;
   }
 
   /** Ends a lease early; undefined when it is unknown or already over. */
   end(id: string): OpenLease<O> | undefined {
     const lease = this.get(id);
     if (!lease) return undefined;
-    this.byId.delete(seqOf(id));
+    this.byId.delete(lease.seq);
     this.byExpiry.remove(lease);
     return lease;
   }
@@ -74,25 +109,14 @@ export class LeaseBook<O> {
     this.timerAt = Infinity;
   }
 
-  /** 16 random hex digits (64 bits), from a buffer refilled 4 KiB at a time. */
-  private randomHex(): string {
-    if (this.randomAt + 8 > this.random.length) {
-      this.random = randomFillSync(Buffer.alloc(4096));
-      this.randomAt = 0;
-    }
-    const hex = this.random.toString("hex", this.randomAt, this.randomAt + 8);
-    this.randomAt += 8;
-    return hex;
-  }
-
   private schedule(): void {
     this.timer?.cancel();
     this.timer = undefined;
     this.timerAt = Infinity;
-    const next = this.byExpiry.peek();
-    if (!next || this.closed) return;
-    this.timerAt = next.expiresAt;
-    this.timer = this.clock.setTimer(next.expiresAt - this.clock.now(), () => this.expireDue());
+    const next = this.byExpiry.peekPriority();
+    if (next === Infinity || this.closed) return;
+    this.timerAt = next;
+    this.timer = this.clock.setTimer(next - this.clock.now(), () => this.expireDue());
   }
 
   private expireDue(): void {
@@ -101,7 +125,7 @@ export class LeaseBook<O> {
     const now = this.clock.now();
     while (this.byExpiry.peekPriority() <= now) {
       const top = this.byExpiry.pop()!;
-      this.byId.delete(seqOf(top.id));
+      this.byId.delete(top.seq);
       this.onExpire(top);
     }
     this.schedule();

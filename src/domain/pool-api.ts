@@ -32,11 +32,12 @@ export type PoolCall =
 export type PoolApi = { [M in PoolCall]: MayWait<KeyPool[M]> };
 
 /**
- * What the watch hub needs: the change feed, and snapshot slices read in the same turn as the
- * hub's view of the changes (src/watch/snapshot-slices.ts), so that no change falls between
- * them; hence keysAfter is synchronous here.
+ * What the watch hub needs: the change feed, every key's routing attributes to start from
+ * (viewKeys), and, read in the same turn as the hub's view of the changes so that no change
+ * falls between them, snapshot slices (src/watch/snapshot-slices.ts) and the status of a key it
+ * sends (getKey); hence both are synchronous here.
  */
-export type WatchedPool = Pick<KeyPool, "changes" | "keysAfter">;
+export type WatchedPool = Pick<KeyPool, "changes" | "keysAfter" | "getKey" | "viewKeys">;
 
 /**
  * What the key checker (src/checker) needs: the change feed and a first listing in the same turn

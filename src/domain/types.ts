@@ -97,7 +97,33 @@ export type ChangeCause =
   | "family_withdrawn"
   | "over_quota";
 
+/**
+ * A key as its pool holds it (src/domain/key-view.ts), without its secret: the fields the
+ * change feed's followers route and schedule by, read in place, and the whole status made only
+ * when asked for. Followers read what they need on the publisher's turn (their listener runs
+ * inline) and keep the key hash, not the view: a view read later shows the key as it is then,
+ * and a status kept per key would be one more copy of every key, alive until the next change.
+ */
+export interface KeyView {
+  readonly keyHash: string;
+  readonly provider: ProviderId;
+  /** Never edited: a change of families is a new list (the in-memory pool shares one per distinct list). */
+  readonly modelFamilies: readonly string[];
+  readonly state: KeyState;
+  readonly readyAt: number;
+  readonly lastChecked: number;
+  /** The key's whole status as it is now, as an object that nobody changes afterwards. */
+  status(): KeyStatus;
+}
+
 /** Exactly one event per change to a key. Never carries a secret. */
 export type PoolEvent =
-  | { type: "updated"; cause: ChangeCause; status: KeyStatus }
-  | { type: "removed"; keyHash: string; provider: ProviderId; modelFamilies: string[] };
+  | { type: "updated"; cause: ChangeCause; key: KeyView }
+  | {
+      type: "removed";
+      keyHash: string;
+      provider: ProviderId;
+      modelFamilies: readonly string[];
+      /** The key as it left the pool, where the pool still has it (the in-memory pool). */
+      key?: KeyView;
+    };

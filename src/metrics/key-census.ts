@@ -6,14 +6,15 @@
  */
 import type { ChangeFeed } from "../domain/change-feed";
 import { sameList } from "../domain/same-list";
-import type { KeyState, KeyStatus, PoolEvent, ProviderId } from "../domain/types";
+import type { KeyState, KeyView, PoolEvent, ProviderId } from "../domain/types";
 
 export interface CensusPool {
   readonly changes: ChangeFeed<PoolEvent>;
-  listKeys(): KeyStatus[];
+  /** Every key, without copying its status (KeyPool.viewKeys). */
+  viewKeys(): Iterable<KeyView>;
 }
 
-interface KeyFacts {
+interface CensusRecord {
   provider: ProviderId;
   state: KeyState;
   families: readonly string[];
@@ -28,7 +29,7 @@ export interface KeyCounts {
 }
 
 export class KeyCensus {
-  private readonly keys = new Map<string, KeyFacts>();
+  private readonly keys = new Map<string, CensusRecord>();
   private readonly familyLists = new Map<string, readonly string[]>();
   private unsubscribe: (() => void) | undefined;
   private closed = false;
@@ -79,35 +80,35 @@ export class KeyCensus {
   private take(): void {
     if (this.unsubscribe || this.closed) return;
     this.unsubscribe = this.pool.changes.subscribe(this.onChange);
-    for (const status of this.pool.listKeys()) this.record(status);
+    for (const key of this.pool.viewKeys()) this.record(key);
   }
 
   private readonly onChange = (event: PoolEvent): void => {
     if (event.type === "removed") this.keys.delete(event.keyHash);
-    else this.record(event.status);
+    else this.record(event.key);
   };
 
-  private record(status: KeyStatus): void {
-    const known = this.keys.get(status.keyHash);
+  private record(key: KeyView): void {
+    const known = this.keys.get(key.keyHash);
     if (!known) {
-      this.keys.set(status.keyHash, {
-        provider: status.provider,
-        state: status.state,
-        families: this.intern(status.modelFamilies),
-        readyAt: status.readyAt,
+      this.keys.set(key.keyHash, {
+        provider: key.provider,
+        state: key.state,
+        families: this.intern(key.modelFamilies),
+        readyAt: key.readyAt,
       });
       return;
     }
     // Most changes are leases and usage: the record is updated in place, nothing allocated.
-    known.provider = status.provider;
-    known.state = status.state;
-    known.readyAt = status.readyAt;
-    if (!sameList(known.families, status.modelFamilies)) known.families = this.intern(status.modelFamilies);
+    known.provider = key.provider;
+    known.state = key.state;
+    known.readyAt = key.readyAt;
+    if (!sameList(known.families, key.modelFamilies)) known.families = this.intern(key.modelFamilies);
   }
 
   /**
-   * Each status carries a new copy of its key's families; the census keeps one shared list per
-   * distinct set instead (a handful in a pool of any size).
+   * One shared list per distinct set of families (a handful in a pool of any size), whatever
+   * lists the pool's views carry (a replica's mirror has a list per status).
    */
   private intern(families: readonly string[]): readonly string[] {
     const name = families.join("\n");

@@ -6,6 +6,7 @@
  * instead, its differences published as changes. Nothing is ever missed or applied twice.
  */
 import type Redis from "ioredis";
+import { StatusView } from "../domain/key-view";
 import type { ChangeCause, PoolEvent, ProviderId } from "../domain/types";
 import { statusFromPacked, type PackedStatus } from "./key-fields";
 import type { PoolMirror } from "./pool-mirror";
@@ -42,7 +43,7 @@ function decodeEvents(json: string): PoolEvent[] {
   const events: PoolEvent[] = [];
   for (const e of raw) {
     if (e[0] === "u") {
-      events.push({ type: "updated", cause: e[1] as ChangeCause, status: statusFromPacked(e[2] as PackedStatus) });
+      events.push({ type: "updated", cause: e[1] as ChangeCause, key: new StatusView(statusFromPacked(e[2] as PackedStatus)) });
     } else if (e[0] === "r") {
       const families = e[3] as string;
       events.push({ type: "removed", keyHash: e[1] as string, provider: e[2] as ProviderId, modelFamilies: families === "" ? [] : families.split(",") });

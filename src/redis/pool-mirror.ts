@@ -5,14 +5,16 @@
  * It answers nothing that must be current across replicas on its own: RedisPool first waits until
  * the mirror has applied the stream up to the entry that was last when the call began (waitFor).
  *
- * Statuses are replaced on each change, never changed in place, so a reader may keep one.
+ * Statuses are replaced on each change, never changed in place, so a reader may keep one, and the
+ * views its change feed carries (src/domain/key-view.ts StatusView) are those statuses as they are.
  */
 import { ChangeFeed } from "../domain/change-feed";
 import type { Clock, Timer } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
 import { keyMatches, type KeyFilter } from "../domain/key-filter";
 import { KeyOrder } from "../domain/key-order";
-import type { KeyStatus, PoolEvent, ProviderId } from "../domain/types";
+import { StatusView } from "../domain/key-view";
+import type { KeyStatus, KeyView, PoolEvent, ProviderId } from "../domain/types";
 
 /** Reads waiting for the mirror to catch up, at most: each is a call in progress. */
 const MAX_CATCH_UP_WAITERS = 10_000;
@@ -69,7 +71,7 @@ export class PoolMirror {
     if (this.statuses.size === hashes.length) this.order.adopt(hashes);
     else this.order.invalidate();
     if (this.changes.size === 0) return;
-    for (const status of this.statuses.values()) this.changes.publish({ type: "updated", cause: "restored", status });
+    for (const status of this.statuses.values()) this.changes.publish({ type: "updated", cause: "restored", key: new StatusView(status) });
   }
 
   private replaceDifferences(statuses: readonly KeyStatus[]): void {
@@ -80,7 +82,7 @@ export class PoolMirror {
     }
     for (const [keyHash, status] of fresh) {
       const old = this.statuses.get(keyHash);
-      if (!old || JSON.stringify(old) !== JSON.stringify(status)) this.apply({ type: "updated", cause: "restored", status });
+      if (!old || JSON.stringify(old) !== JSON.stringify(status)) this.apply({ type: "updated", cause: "restored", key: new StatusView(status) });
     }
   }
 
@@ -90,9 +92,9 @@ export class PoolMirror {
       if (!this.statuses.delete(event.keyHash)) return;
       this.order.invalidate();
     } else {
-      const keyHash = event.status.keyHash;
-      if (!this.statuses.has(keyHash)) this.order.invalidate();
-      this.statuses.set(keyHash, event.status);
+      const status = event.key.status();
+      if (!this.statuses.has(status.keyHash)) this.order.invalidate();
+      this.statuses.set(status.keyHash, status);
     }
     this.changes.publish(event);
   }
@@ -153,6 +155,11 @@ export class PoolMirror {
 
   getKey(keyHash: string): KeyStatus | undefined {
     return this.statuses.get(keyHash);
+  }
+
+  /** Every key, as a view of its status (no copies), in no particular order. */
+  *viewKeys(): Generator<KeyView> {
+    for (const status of this.statuses.values()) yield new StatusView(status);
   }
 
   countByProvider(): Partial<Record<ProviderId, number>> {

@@ -12,7 +12,16 @@ export interface CommitWorkerData {
   control: SharedArrayBuffer;
 }
 
-export type ToWorker = { type: "batch"; id: number; rows: KeyRow[] } | { type: "close"; rows: KeyRow[] };
+/**
+ * A batch may come in parts: "rows" messages, then the "batch" message with the last rows; the
+ * thread writes them all in one transaction, each part as it arrives. So neither thread holds a
+ * large batch's rows at once: each part is copied out of the sender's heap as it is posted, and
+ * dropped by the thread once written.
+ */
+export type ToWorker =
+  | { type: "rows"; id: number; rows: KeyRow[] }
+  | { type: "batch"; id: number; rows: KeyRow[] }
+  | { type: "close"; rows: KeyRow[] };
 export type FromWorker = { type: "done"; id: number } | { type: "failed"; id: number; message: string };
 
 export const CONTROL_BYTES = 4 + 2048;

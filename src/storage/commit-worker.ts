@@ -25,14 +25,21 @@ function report(code: number, text: string): void {
 const describe = (err: unknown) => (err instanceof Error && err.message) || String(err);
 
 let db: Database.Database;
+let runRow: (row: KeyRow) => void;
 let apply: (rows: KeyRow[]) => void;
+let begin: Database.Statement;
+let commit: Database.Statement;
+let rollback: Database.Statement;
 try {
   db = new Database(file, { fileMustExist: true });
   useWriterPragmas(db);
-  const runRow = prepareKeyRowStatements(db);
+  runRow = prepareKeyRowStatements(db);
   apply = db.transaction((rows: KeyRow[]) => {
     for (const row of rows) runRow(row);
   });
+  begin = db.prepare("BEGIN");
+  commit = db.prepare("COMMIT");
+  rollback = db.prepare("ROLLBACK");
 } catch (err) {
   report(THREAD_FAILED, describe(err));
   throw err;
@@ -42,18 +49,62 @@ function reply(message: FromWorker): void {
   port.postMessage(message);
 }
 
-port.on("message", (message: ToWorker) => {
-  if (message.type === "batch") {
+/**
+ * The batch whose parts are being written: its transaction is open from its first part to its
+ * last, and each part's rows are written as they arrive (none is kept for the commit). A part
+ * that fails rolls the batch back; its later parts are skipped and its last one answers failed.
+ */
+let open: { id: number; failed: string } | undefined;
+
+function endOpen(): void {
+  if (open && open.failed === "" && db.inTransaction) rollback.run();
+  open = undefined;
+}
+
+function writePart(id: number, rows: KeyRow[]): void {
+  if (open?.id !== id) {
+    // A batch cut short (never possible from WorkerCommitter, which posts a batch in one turn) is dropped.
+    endOpen();
+    open = { id, failed: "" };
     try {
-      apply(message.rows);
-      reply({ type: "done", id: message.id });
+      begin.run();
     } catch (err) {
-      reply({ type: "failed", id: message.id, message: describe(err) });
+      open.failed = describe(err) || "unknown error";
+      return;
     }
+  }
+  if (open.failed !== "") return;
+  try {
+    for (const row of rows) runRow(row);
+  } catch (err) {
+    open.failed = describe(err) || "unknown error";
+    if (db.inTransaction) rollback.run();
+  }
+}
+
+port.on("message", (message: ToWorker) => {
+  if (message.type === "rows") {
+    writePart(message.id, message.rows);
+    return;
+  }
+  if (message.type === "batch") {
+    writePart(message.id, message.rows);
+    const batch = open!;
+    open = undefined;
+    if (batch.failed === "") {
+      try {
+        commit.run();
+      } catch (err) {
+        batch.failed = describe(err) || "unknown error";
+        if (db.inTransaction) rollback.run();
+      }
+    }
+    reply(batch.failed === "" ? { type: "done", id: message.id } : { type: "failed", id: message.id, message: batch.failed });
     return;
   }
   let error = "";
   try {
+    endOpen();
     apply(message.rows);
     checkpointWal(db);
   } catch (err) {

@@ -22,7 +22,7 @@ import {
   type FromWorker,
   type ToWorker,
 } from "./commit-protocol";
-import { toKeyRow } from "./key-rows";
+import { toKeyRow, type KeyRow } from "./key-rows";
 import { SqliteStateStore } from "./sqlite-store";
 import type { StateStore, StoreWrite } from "./state-store";
 
@@ -31,9 +31,10 @@ export interface BatchCommitter {
   readonly location: string;
   /**
    * Starts writing `writes` in one transaction; `done` is called once, with an error if it
-   * failed. The writer never starts a batch before the previous one is done.
+   * failed. The writer never starts a batch before the previous one is done. `writes` is read
+   * once, in this call: it may make each write as it is read.
    */
-  commit(writes: StoreWrite[], done: (err?: Error) => void): void;
+  commit(writes: Iterable<StoreWrite>, done: (err?: Error) => void): void;
   /** Writes `writes`, makes the file self-contained and releases it, before returning. Throws on failure. */
   closeWith(writes: StoreWrite[]): void;
 }
@@ -45,9 +46,9 @@ export class SyncCommitter implements BatchCommitter {
     return this.store.location;
   }
 
-  commit(writes: StoreWrite[], done: (err?: Error) => void): void {
+  commit(writes: Iterable<StoreWrite>, done: (err?: Error) => void): void {
     try {
-      this.store.writeBatch(writes);
+      this.store.writeBatch([...writes]);
     } catch (err) {
       done(err instanceof Error ? err : new Error(String(err)));
       return;
@@ -63,6 +64,9 @@ export class SyncCommitter implements BatchCommitter {
     }
   }
 }
+
+/** Rows per message to the writer thread (see WorkerCommitter.commit). */
+const ROWS_PER_MESSAGE = 256;
 
 /**
  * How long close() waits for the thread's last commit (normally milliseconds). Kept below
@@ -115,13 +119,32 @@ export class WorkerCommitter implements BatchCommitter {
     });
   }
 
-  commit(writes: StoreWrite[], done: (err?: Error) => void): void {
+  /**
+   * Posts the batch in parts of ROWS_PER_MESSAGE rows, each made (status, row, JSON) as it is
+   * posted: a batch of thousands of keys never has all its rows alive at once on this thread, so
+   * a collection during the commit finds little to keep.
+   */
+  commit(writes: Iterable<StoreWrite>, done: (err?: Error) => void): void {
     if (this.broken) return done(this.broken);
     if (this.pending) return done(new Error("a commit is already on its way"));
     const id = this.nextId++;
     this.pending = { id, done };
     const now = this.now();
-    this.worker.postMessage({ type: "batch", id, rows: writes.map((w) => toKeyRow(w, now)) } satisfies ToWorker);
+    let rows: KeyRow[] = [];
+    try {
+      for (const write of writes) {
+        rows.push(toKeyRow(write, now));
+        if (rows.length === ROWS_PER_MESSAGE) {
+          this.worker.postMessage({ type: "rows", id, rows } satisfies ToWorker);
+          rows = [];
+        }
+      }
+    } catch (err) {
+      // The parts posted are dropped by the thread: the next batch has another id.
+      this.pending = undefined;
+      return done(err instanceof Error ? err : new Error(String(err)));
+    }
+    this.worker.postMessage({ type: "batch", id, rows } satisfies ToWorker);
   }
 
   /**

@@ -1,8 +1,9 @@
 /**
  * Group commit: the pool stays the hot path and the store follows it.
  *
- * The change-feed listener only notes the latest state of each changed key in a dirty map (a map
- * write: cheap and synchronous, on the pool's turn). A commit writes every dirty key in one
+ * The change-feed listener only notes which keys changed, in a dirty map (a map write: cheap and
+ * synchronous, on the pool's turn; no copy of the key's status, which would live until the commit).
+ * A commit reads each dirty key's current status from the pool and writes them all in one
  * transaction, one batch at a time (committers.ts: in production a worker thread, so that the
  * fsync never blocks the event loop). `flush()` resolves once everything changed before the call
  * is committed, so an RPC that awaits it answers only after its change is durable; the RPCs that
@@ -20,7 +21,7 @@ import { SyncCommitter, type BatchCommitter } from "./committers";
 import type { KeyOrigin, StateStore, StoreWrite } from "./state-store";
 
 /** The part of the pool that the writer reads. */
-export type ObservedPool = Pick<DurablePool, "changes" | "secretOf">;
+export type ObservedPool = Pick<DurablePool, "changes" | "secretOf" | "getKey">;
 
 export interface GroupCommitOptions {
   /** Drives the lazy write of soft state and stamps removals. */
@@ -42,16 +43,22 @@ export interface GroupCommitOptions {
 const SOFT_CAUSES: ReadonlySet<ChangeCause> = new Set<ChangeCause>(["leased", "lease_ended"]);
 
 interface DirtyKey {
-  /** The latest status seen; absent for a removal of a key that had no pending update. */
-  status?: KeyStatus;
+  /**
+   * Only for a removed key: its status as it left the pool, when a change to it was still
+   * unwritten (a key in the pool is written with its status at the commit).
+   */
+  readonly status?: KeyStatus;
   /** Known when the key was added since the last commit. */
-  secret?: string;
-  origin?: KeyOrigin;
+  readonly secret?: string;
+  readonly origin?: KeyOrigin;
   /** Non-zero: removed at this time. */
-  removedAt: number;
+  readonly removedAt: number;
   /** From the removal event, for a key that may have no row yet. */
-  removed?: { provider: ProviderId; modelFamilies: string[] };
+  readonly removed?: { provider: ProviderId; modelFamilies: readonly string[] };
 }
+
+/** A key in the pool that changed, with nothing else to remember: shared, so a change allocates nothing. */
+const CHANGED: DirtyKey = Object.freeze({ removedAt: 0 });
 
 interface FlushWaiter {
   resolve(): void;
@@ -155,7 +162,7 @@ export class GroupCommitWriter implements Durability {
     this.inFlight = undefined;
     this.nextWaiters = [];
     try {
-      this.committer.closeWith(this.toWrites(batch));
+      this.committer.closeWith([...this.writesOf(batch)]);
     } catch (cause) {
       const err = this.saveError(cause);
       for (const waiter of waiters) waiter.reject(err);
@@ -173,7 +180,10 @@ export class GroupCommitWriter implements Durability {
     if (event.type === "removed") {
       const known = this.dirty.get(event.keyHash);
       this.dirty.set(event.keyHash, {
-        ...known,
+        secret: known?.secret,
+        origin: known?.origin,
+        // The pool no longer has the key at the commit: an unwritten change is taken now.
+        status: known ? (known.status ?? event.key?.status()) : undefined,
         removedAt: Math.max(1, this.options.clock.now()),
         removed: { provider: event.provider, modelFamilies: event.modelFamilies },
       });
@@ -181,18 +191,16 @@ export class GroupCommitWriter implements Durability {
       this.scheduleCommit();
       return;
     }
-    const keyHash = event.status.keyHash;
+    const keyHash = event.key.keyHash;
     const known = this.dirty.get(keyHash);
     if (event.cause === "added") {
       // AddKeys: the store is the only other place that will ever know this secret.
-      this.dirty.set(keyHash, {
-        status: event.status,
-        secret: this.pool.secretOf(keyHash),
-        origin: "runtime",
-        removedAt: 0,
-      });
-    } else {
-      this.dirty.set(keyHash, { secret: known?.secret, origin: known?.origin, status: event.status, removedAt: 0 });
+      this.dirty.set(keyHash, { secret: this.pool.secretOf(keyHash), origin: "runtime", removedAt: 0 });
+    } else if (known === undefined) {
+      this.dirty.set(keyHash, CHANGED);
+    } else if (known.removedAt !== 0) {
+      // Back in the pool after a removal in the same batch: written as it is at the commit.
+      this.dirty.set(keyHash, known.secret === undefined && known.origin === undefined ? CHANGED : { secret: known.secret, origin: known.origin, removedAt: 0 });
     }
     if (SOFT_CAUSES.has(event.cause)) {
       this.scheduleLazy();
@@ -235,7 +243,7 @@ export class GroupCommitWriter implements Durability {
     const inFlight = { batch, waiters: this.nextWaiters, started: performance.now() };
     this.nextWaiters = [];
     this.inFlight = inFlight;
-    this.committer.commit(this.toWrites(batch), (failure) => this.onCommitted(inFlight, failure));
+    this.committer.commit(this.writesOf(batch), (failure) => this.onCommitted(inFlight, failure));
   }
 
   private onCommitted(inFlight: { batch: Map<string, DirtyKey>; waiters: FlushWaiter[]; started: number }, failure?: Error): void {
@@ -270,31 +278,34 @@ export class GroupCommitWriter implements Durability {
     );
   }
 
-  private toWrites(batch: Map<string, DirtyKey>): StoreWrite[] {
-    const writes: StoreWrite[] = [];
+  /** The batch's writes, each made (its status read from the pool) as it is taken. */
+  private *writesOf(batch: Map<string, DirtyKey>): Generator<StoreWrite> {
     for (const [keyHash, entry] of batch) {
       const origin = entry.origin ?? this.options.origins?.get(keyHash);
       if (entry.removedAt > 0 && entry.secret === undefined) {
         // The pool no longer knows the secret; the stored one (if any) stays.
-        writes.push({
+        yield {
           kind: "remove",
           keyHash,
-          provider: entry.removed?.provider ?? entry.status!.provider,
-          modelFamilies: entry.removed?.modelFamilies ?? entry.status!.modelFamilies,
+          provider: entry.removed!.provider,
+          modelFamilies: entry.removed!.modelFamilies,
           status: entry.status,
           origin,
           removedAt: entry.removedAt,
-        });
-      } else if (entry.status) {
-        writes.push({
+        };
+        continue;
+      }
+      // A key in the pool is written as it is now: every change noted so far is in this status.
+      const status = entry.removedAt > 0 ? entry.status : this.pool.getKey(keyHash);
+      if (status) {
+        yield {
           kind: "upsert",
-          status: entry.status,
+          status,
           secret: entry.secret ?? this.pool.secretOf(keyHash),
           origin,
           removedAt: entry.removedAt,
-        });
+        };
       }
     }
-    return writes;
   }
 }

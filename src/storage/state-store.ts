@@ -40,7 +40,7 @@ export type StoreWrite =
       kind: "remove";
       keyHash: string;
       provider: ProviderId;
-      modelFamilies: string[];
+      modelFamilies: readonly string[];
       status?: KeyStatus;
       origin?: KeyOrigin;
       removedAt: number;

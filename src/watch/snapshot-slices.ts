@@ -25,12 +25,12 @@ export interface SnapshotSlicesOptions {
   /** A key's slot in the hub's KeySlots (every key in the pool has one). */
   slotOf: (keyHash: string) => number;
   /**
-   * The hub's status object for a slot (null: none yet). A listing copies every status afresh;
-   * the hub's copy is the one its changes carry, so a slice made of those shares each status's
-   * encoding with every slice made before and every change sent since (the transport encodes a
-   * status object once).
+   * The status the hub sends for the slot's key while it is current (src/watch/key-slots.ts
+   * adopt): the listed one, or one read since the key's last change. So a slice shares each
+   * status's encoding with the slices made before and the changes sent since (the transport
+   * encodes a status object once).
    */
-  latest?: (slot: number) => KeyStatus | null;
+  adopt?: (slot: number, listed: KeyStatus) => KeyStatus;
   /** Encoded statuses in one slice (at least one key per slice, whatever its size). */
   sliceBytes: number;
   /** A slice older than this is made again rather than shared. */
@@ -83,7 +83,7 @@ export class SnapshotSlices {
     let more = false;
     for (const listed of this.pool.keysAfter(after, filter)) {
       const slot = this.options.slotOf(listed.keyHash);
-      const status = this.options.latest?.(slot) ?? listed;
+      const status = this.options.adopt ? this.options.adopt(slot, listed) : listed;
       const size = this.options.measure(status);
       if (keys.length > 0 && bytes + size > this.options.sliceBytes) {
         more = true;

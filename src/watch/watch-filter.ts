@@ -3,11 +3,6 @@
  * is domain/key-filter.ts), so that a change to a key visits only the watches that could want it.
  */
 import type { KeyAttributes, KeyFilter } from "../domain/key-filter";
-import { sameList } from "../domain/same-list";
-
-export function sameAttributes(a: KeyAttributes, b: KeyAttributes): boolean {
-  return a.provider === b.provider && sameList(a.modelFamilies, b.modelFamilies);
-}
 
 const ANY = "*";
 const bucket = (provider: string, family: string) => `${provider}\u0000${family}`;

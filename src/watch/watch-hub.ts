@@ -2,10 +2,11 @@ import type { Clock } from "../domain/clock";
 import { ErrorCode, PoolError } from "../domain/errors";
 import { keyMatches, type KeyAttributes, type KeyFilter } from "../domain/key-filter";
 import type { WatchedPool } from "../domain/pool-api";
+import { sameList } from "../domain/same-list";
 import type { KeyStatus, PoolEvent } from "../domain/types";
-import { KeySlots } from "./key-slots";
+import { DEFAULT_STATUS_CACHE, KeySlots } from "./key-slots";
 import { filterKeyOf, SnapshotSlices } from "./snapshot-slices";
-import { filterBuckets, keyBuckets, sameAttributes } from "./watch-filter";
+import { filterBuckets, keyBuckets } from "./watch-filter";
 import { WatchSubscription } from "./watch-subscription";
 
 export interface WatchHubOptions {
@@ -36,6 +37,11 @@ export interface WatchHubOptions {
    * the changes.
    */
   saturated?: () => boolean;
+  /**
+   * Statuses kept for sending, at most (src/watch/key-slots.ts): the watches that send one change
+   * within the time this many changes take share one status and its encoding.
+   */
+  statusCacheSize?: number;
 }
 
 export const DEFAULT_WATCH_COALESCE_MS = 100;
@@ -68,9 +74,10 @@ const MIN_TOMBSTONES = 1024;
 
 /**
  * Fans the pool's change feed out to any number of watches. It listens to the pool once and keeps
- * one latest status per key (KeySlots); a change to a key costs one bit set per watch whose
- * filter can match the key (watches are indexed by provider and family), never a message:
- * messages are made when a watch's consumer pulls, from the shared statuses.
+ * per key a slot with what routing needs (KeySlots), not the key's status; a change to a key costs
+ * one bit set per watch whose filter can match the key (watches are indexed by provider and
+ * family), never a message: messages are made when a watch's consumer pulls, from the keys'
+ * current statuses, read from the pool then and shared by the watches that send them.
  */
 export class WatchHub {
   private readonly clock: Clock;
@@ -79,7 +86,7 @@ export class WatchHub {
   private readonly maxSubscribers: number;
   private readonly measure: (status: KeyStatus) => number;
   private readonly messageBytes: number;
-  private readonly keys = new KeySlots();
+  private readonly keys: KeySlots;
   private readonly slices: SnapshotSlices;
   private readonly buckets = new Map<string, Set<WatchSubscription>>();
   private readonly subscriptions = new Set<WatchSubscription>();
@@ -142,11 +149,12 @@ export class WatchHub {
     this.messageBytes = positive("messageBytes", options.messageBytes ?? DEFAULT_WATCH_MESSAGE_BYTES);
     this.defer = options.defer ?? ((callback) => void setImmediate(callback));
     this.saturated = options.saturated ?? eventLoopSaturated(0.9, 100);
+    this.keys = new KeySlots((keyHash) => pool.getKey(keyHash), options.statusCacheSize ?? DEFAULT_STATUS_CACHE);
     this.slices = new SnapshotSlices(pool, {
       clock: this.clock,
       measure: this.measure,
       slotOf: (keyHash) => this.keys.slotFor(keyHash),
-      latest: (slot) => this.keys.statusAt(slot),
+      adopt: (slot, status) => this.keys.adopt(slot, status),
       sliceBytes: this.messageBytes,
       maxAgeMs: SLICE_MAX_AGE_MS,
       cacheBytes: SLICE_CACHE_BYTES,
@@ -158,12 +166,13 @@ export class WatchHub {
   /**
    * The key slots are filled from the pool at the first watch, not when the server starts: a
    * replica joining a large pool serves without walking it once more first. Until then a change
-   * needs no slot (no watch can owe it), and the fill reads the pool as it is by then.
+   * needs no slot (no watch can owe it), and the fill reads the pool as it is by then (views: no
+   * status is copied).
    */
   private fillSlots(): void {
     if (this.slotsFilled) return;
     this.slotsFilled = true;
-    for (const status of this.pool.keysAfter("")) this.keys.set(this.keys.slotFor(status.keyHash), status, 0);
+    for (const key of this.pool.viewKeys()) this.keys.set(this.keys.slotFor(key.keyHash), key.provider, key.modelFamilies, 0);
   }
 
   /**
@@ -274,6 +283,11 @@ export class WatchHub {
     return this.keys.capacity;
   }
 
+  /** Statuses held for sending (for tests): bounded by the status cache, whatever the keys. */
+  get cachedStatusCount(): number {
+    return this.keys.cachedStatuses;
+  }
+
   private onChange(event: PoolEvent): void {
     if (!this.slotsFilled) return;
     const leading = this.subscriptions.size === 0 || !this.saturated();
@@ -281,25 +295,29 @@ export class WatchHub {
     // One clock read per change, not one per watch: a change visits every watch that matches it.
     const now = this.clock.now();
     if (event.type === "updated") {
-      const status = event.status;
-      const slot = this.keys.slotFor(status.keyHash);
-      const before = this.keys.statusAt(slot);
-      this.keys.set(slot, status, stamp);
+      const key = event.key;
+      const slot = this.keys.slotFor(key.keyHash);
+      const provider = this.keys.providerAt(slot);
       // Most changes (a lease, a report) keep provider and families, and so every filter's keys.
-      const moved = !before || !sameAttributes(before, status);
+      const moved = provider === null || provider !== key.provider || !sameList(this.keys.familiesAt(slot), key.modelFamilies);
+      const before: KeyAttributes | null = moved && provider !== null ? { provider, modelFamilies: this.keys.familiesAt(slot) } : null;
+      this.keys.set(slot, key.provider, key.modelFamilies, stamp);
       if (moved) this.slices.membershipChanged();
+      if (this.subscriptions.size === 0) return;
       const offer = (subscription: WatchSubscription) => {
-        if (keyMatches(subscription.filter, status) || (before && keyMatches(subscription.filter, before))) {
+        if (keyMatches(subscription.filter, key) || (before && keyMatches(subscription.filter, before))) {
           subscription.offer(slot, leading, now);
         }
       };
-      this.visit(status, stamp, offer);
+      this.visit(key, stamp, offer);
       // A key whose provider or families changed is news to the watches it no longer matches.
-      if (before && moved) this.visit(before, stamp, offer);
+      if (before) this.visit(before, stamp, offer);
     } else {
       const slot = this.keys.slot(event.keyHash);
       if (slot === undefined) return;
-      const before: KeyAttributes = this.keys.statusAt(slot) ?? { provider: event.provider, modelFamilies: event.modelFamilies };
+      const provider = this.keys.providerAt(slot);
+      const before: KeyAttributes =
+        provider !== null ? { provider, modelFamilies: this.keys.familiesAt(slot) } : { provider: event.provider, modelFamilies: event.modelFamilies };
       this.keys.bury(slot, stamp);
       this.slices.membershipChanged();
       this.visit(before, stamp, (subscription) => {

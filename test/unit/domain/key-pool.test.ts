@@ -2,6 +2,7 @@
  * KeyPool against the rules of docs/, one describe per section, on a ManualClock (no sleeps).
  */
 import { createHash } from "node:crypto";
+import { inspect } from "node:util";
 import { ErrorCode } from "../../../src/domain/errors";
 import { FamilyTable } from "../../../src/domain/model-families";
 import type { KeySpec, PoolEvent } from "../../../src/domain/types";
@@ -102,7 +103,7 @@ describe("Keys", () => {
     events.length = 0;
     pool.removeKey(h);
     expect(pool.size).toBe(0);
-    expect(events).toEqual([{ type: "removed", keyHash: h, provider: "openai", modelFamilies: ["turbo", "gpt4"] }]);
+    expect(events).toMatchObject([{ type: "removed", keyHash: h, provider: "openai", modelFamilies: ["turbo", "gpt4"] }]);
     expect(poolError(() => pool.removeKey(h), ErrorCode.NotFound).message).toContain(h);
     poolError(() => pool.lease({ model: "gpt-4" }), ErrorCode.FailedPrecondition);
   });
@@ -441,6 +442,21 @@ describe("What a lease does to a key", () => {
     expect(pool.getKey(h)!.inFlight).toBe(0);
   });
 
+  it("ends a lease only by its exact id: ids differ in their random part and a changed digit names no lease", () => {
+    const { pool } = makePool({ reuseDelayMs: 0 });
+    const [h] = pool.addKeys([oai("sk-1")]).keyHashes;
+    const ids = Array.from({ length: 50 }, () => pool.lease({ model: "gpt-4" }).leaseId);
+    expect(new Set(ids.map((id) => id.split("-")[1])).size).toBe(50);
+    const id = ids[0]!;
+    const flip = (i: number) => `${id.slice(0, i)}${id[i] === "0" ? "1" : "0"}${id.slice(i + 1)}`;
+    const [seq, random] = id.split("-");
+    const wrong = [flip(id.length - 1), flip(seq!.length + 1), `${seq}-${random!.slice(1)}`, `${seq}-${random}0`, `0${id}`];
+    for (const leaseId of wrong) pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 1, outputTokens: 0, leaseId });
+    expect(pool.getKey(h)!.inFlight).toBe(50);
+    pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 1, outputTokens: 0, leaseId: id });
+    expect(pool.getKey(h)!.inFlight).toBe(49);
+  });
+
   it("ends a lease at its TTL, with a lease_ended event", () => {
     const { pool, clock, events } = makePool({ leaseTtlMs: 10_000 });
     const [h] = pool.addKeys([oai("sk-1")]).keyHashes;
@@ -450,7 +466,8 @@ describe("What a lease does to a key", () => {
     expect(pool.getKey(h)!.inFlight).toBe(1);
     clock.advance(1);
     expect(pool.getKey(h)!.inFlight).toBe(0);
-    expect(events).toEqual([{ type: "updated", cause: "lease_ended", status: pool.getKey(h) }]);
+    expect(events).toMatchObject([{ type: "updated", cause: "lease_ended" }]);
+    expect(events[0]!.type === "updated" && events[0]!.key.status()).toEqual(pool.getKey(h));
     expect(clock.pendingTimers()).toBe(0);
   });
 
@@ -717,12 +734,14 @@ describe("Disabling", () => {
 describe("Change feed", () => {
   const causes = (events: PoolEvent[]) => events.map((e) => (e.type === "updated" ? `${e.cause}` : `removed`));
 
-  it("publishes exactly one event per change, with the key's whole new status", () => {
+  it("publishes exactly one event per change, with a view of the key's whole new status", () => {
     const { pool, clock, events } = makePool({ leaseTtlMs: 5000 });
-    // Each event carries the status as it is at that moment.
+    // Each event's view shows the key as it is at that moment.
     const mismatches: string[] = [];
+    const states: string[] = [];
     pool.changes.subscribe((e) => {
-      if (e.type === "updated" && JSON.stringify(e.status) !== JSON.stringify(pool.getKey(e.status.keyHash))) mismatches.push(e.cause);
+      if (e.type === "updated") states.push(e.key.state);
+      if (e.type === "updated" && JSON.stringify(e.key.status()) !== JSON.stringify(pool.getKey(e.key.keyHash))) mismatches.push(e.cause);
       if (e.type === "removed" && pool.getKey(e.keyHash)) mismatches.push("removed");
     });
     const [a, b] = pool.addKeys([oai("sk-1"), oai("sk-2"), oai("sk-1")]).keyHashes;
@@ -739,8 +758,7 @@ describe("Change feed", () => {
     pool.removeKey(b);
     expect(causes(events)).toEqual(["leased", "reported", "usage", "leased", "lease_ended", "disabled", "enabled", "removed"]);
     expect(mismatches).toEqual([]);
-    const last = events[events.length - 2];
-    expect(last.type === "updated" && last.status.state).toBe("active");
+    expect(states.slice(-2)).toEqual(["disabled", "active"]);
   });
 
   it("never carries a secret, and hands out fresh objects", () => {
@@ -748,14 +766,19 @@ describe("Change feed", () => {
     const [h] = pool.addKeys([oai("sk-super-secret", { organizationId: "org" })]).keyHashes;
     pool.lease({ model: "gpt-4" });
     pool.incrementUsage({ keyHash: h, model: "gpt-4", inputTokens: 1, outputTokens: 1 });
-    const text = JSON.stringify(events) + JSON.stringify(pool.listKeys());
-    expect(text).not.toContain("sk-super-secret");
+    // A view copies the key only when asked, into a new object each time.
+    const view = events.flatMap((e) => (e.type === "updated" ? [e.key] : []))[0]!;
+    expect(view.status()).not.toBe(view.status());
+    expect(view.status()).toEqual(pool.getKey(h));
     const status = pool.getKey(h)!;
     status.usage.gpt4.inputTokens = 999;
     status.modelFamilies.push("gpt4o");
     expect(pool.getKey(h)!.usage.gpt4.inputTokens).toBe(1);
     expect(pool.getKey(h)!.modelFamilies).toEqual(["turbo", "gpt4"]);
     expect(pool.secretOf(h)).toBe("sk-super-secret");
+    pool.removeKey(h);
+    const text = JSON.stringify(events) + JSON.stringify(pool.listKeys()) + inspect(events, { depth: 10, showHidden: true });
+    expect(text).not.toContain("sk-super-secret");
   });
 });
 

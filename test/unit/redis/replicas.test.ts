@@ -191,7 +191,7 @@ describe("replicas on one Redis", () => {
     await a.disableKey(hashOf(1), "revoked", "leaked in a log");
     const listed = await b.listKeys();
     expect(listed.find((k) => k.keyHash === hashOf(1))).toMatchObject({ state: "revoked", stateReason: "leaked in a log" });
-    expect(await seen).toMatchObject({ status: { keyHash: hashOf(1), state: "revoked" } });
+    expect(await seen).toMatchObject({ key: { keyHash: hashOf(1), state: "revoked" } });
     await a.removeKey(hashOf(2));
     expect((await b.listKeys()).map((k) => k.keyHash)).toEqual([hashOf(1)]);
     expect(b.mirror.getKey(hashOf(2))).toBeUndefined();
@@ -214,9 +214,10 @@ describe("replicas on one Redis", () => {
     let reordered = 0;
     b.changes.subscribe((e) => {
       if (e.type !== "updated") return;
-      const last = counts.get(e.status.keyHash) ?? -1;
-      if (e.status.leaseCount < last) reordered++;
-      counts.set(e.status.keyHash, e.status.leaseCount);
+      const status = e.key.status();
+      const last = counts.get(status.keyHash) ?? -1;
+      if (status.leaseCount < last) reordered++;
+      counts.set(status.keyHash, status.leaseCount);
     });
     stop = true;
     await busy;
@@ -385,7 +386,7 @@ describe("replicas on one Redis", () => {
       [[hashOf(1), "disabled"], [hashOf(3), "active"]].sort((x, y) => (x[0]! < y[0]! ? -1 : 1)),
     );
     expect(events.some((e) => e.type === "removed" && e.keyHash === hashOf(2))).toBe(true);
-    expect(events.some((e) => e.type === "updated" && e.status.keyHash === hashOf(1) && e.status.state === "disabled")).toBe(true);
+    expect(events.some((e) => e.type === "updated" && e.key.keyHash === hashOf(1) && e.key.state === "disabled")).toBe(true);
   });
 });
 

@@ -5,7 +5,8 @@ import Database from "better-sqlite3";
 import { ChangeFeed } from "../../../src/domain/change-feed";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode } from "../../../src/domain/errors";
-import type { KeyStatus, PoolEvent } from "../../../src/domain/types";
+import { StatusView } from "../../../src/domain/key-view";
+import type { ChangeCause, KeyStatus, PoolEvent } from "../../../src/domain/types";
 import { WorkerCommitter } from "../../../src/storage/committers";
 import { GroupCommitWriter } from "../../../src/storage/group-commit";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
@@ -96,6 +97,24 @@ describe("WorkerCommitter", () => {
     expect(() => c.closeWith([upsert("oai-a", 3)])).toThrow(/the last write to .*state.db failed: no such table: keys/);
   });
 
+  it("writes a batch of several messages in one transaction: all of it, or none of it when a row fails", async () => {
+    const c = open();
+    await commit(c, [upsert("oai-first", 1)]);
+    const batch = Array.from({ length: 600 }, (_, i) => upsert(`oai-${i}`, i + 1));
+    const other = new Database(file);
+    // The row refused comes in the last of the batch's three messages to the thread.
+    other.exec(`CREATE TRIGGER refuse BEFORE INSERT ON keys WHEN NEW.key_hash = 'oai-599' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END`);
+    await expect(commit(c, batch)).rejects.toThrow(/refused by the test/);
+    expect(onDisk()).toEqual(new Map([["oai-first", 1]]));
+    other.exec("DROP TRIGGER refuse");
+    other.close();
+    await commit(c, batch);
+    const rows = onDisk();
+    expect(rows.size).toBe(601);
+    expect(rows.get("oai-0")).toBe(1);
+    expect(rows.get("oai-599")).toBe(600);
+  });
+
   it("fails every commit once its thread cannot open the file", async () => {
     const c = open(path.join(dir, "missing.db"));
     await expect(commit(c, [upsert("oai-a")])).rejects.toThrow(/state writer thread failed/);
@@ -121,12 +140,18 @@ describe("WorkerCommitter", () => {
 describe("GroupCommitWriter over a WorkerCommitter", () => {
   class Pool {
     readonly changes = new ChangeFeed<PoolEvent>();
+    private readonly statuses = new Map<string, KeyStatus>();
     secretOf = (keyHash: string) => `sk-${keyHash}`;
+    getKey = (keyHash: string) => this.statuses.get(keyHash);
     usage(keyHash: string, promptCount: number) {
-      this.changes.publish({ type: "updated", cause: "usage", status: keyStatus(keyHash, { promptCount }) });
+      this.publish("usage", keyStatus(keyHash, { promptCount }));
     }
     add(keyHash: string) {
-      this.changes.publish({ type: "updated", cause: "added", status: keyStatus(keyHash) });
+      this.publish("added", keyStatus(keyHash));
+    }
+    private publish(cause: ChangeCause, status: KeyStatus) {
+      this.statuses.set(status.keyHash, status);
+      this.changes.publish({ type: "updated", cause, key: new StatusView(status) });
     }
   }
 
@@ -147,6 +172,19 @@ describe("GroupCommitWriter over a WorkerCommitter", () => {
     expect(onDisk().get("oai-a")).toBe(7);
     await third;
     expect(writer.stats.commits).toBe(2);
+    writer.close();
+  });
+
+  it("commits a batch larger than one message to the thread whole, each key as it is at the commit", async () => {
+    const pool = new Pool();
+    const writer = new GroupCommitWriter(open(), pool, { clock: new ManualClock() });
+    for (let k = 0; k < 1000; k++) pool.add(`oai-${k}`);
+    for (let k = 0; k < 1000; k += 3) pool.usage(`oai-${k}`, k);
+    await writer.flush();
+    expect(writer.stats).toEqual({ commits: 1, keysWritten: 1000 });
+    const rows = onDisk();
+    expect(rows.size).toBe(1000);
+    for (let k = 0; k < 1000; k++) expect(rows.get(`oai-${k}`)).toBe(k % 3 === 0 ? k : 0);
     writer.close();
   });
 

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { ChangeFeed } from "../../../src/domain/change-feed";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
+import { StatusView } from "../../../src/domain/key-view";
 import type { ChangeCause, KeyStatus, PoolEvent } from "../../../src/domain/types";
 import { GroupCommitWriter, type ObservedPool } from "../../../src/storage/group-commit";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
@@ -14,27 +15,35 @@ import { keyStatus } from "./fixtures";
 class FakePool implements ObservedPool {
   readonly changes = new ChangeFeed<PoolEvent>();
   readonly keys = new Map<string, { status: KeyStatus; secret: string }>();
+  /** Statuses read by the writer. */
+  reads = 0;
 
   add(keyHash: string, secret = `sk-${keyHash}`): void {
     const status = keyStatus(keyHash);
     this.keys.set(keyHash, { status, secret });
-    this.changes.publish({ type: "updated", cause: "added", status });
+    this.changes.publish({ type: "updated", cause: "added", key: new StatusView(status) });
   }
 
   change(keyHash: string, cause: ChangeCause, extra: Partial<KeyStatus>): void {
     const entry = this.keys.get(keyHash)!;
     entry.status = { ...entry.status, ...extra };
-    this.changes.publish({ type: "updated", cause, status: entry.status });
+    this.changes.publish({ type: "updated", cause, key: new StatusView(entry.status) });
   }
 
   remove(keyHash: string): void {
     const entry = this.keys.get(keyHash)!;
     this.keys.delete(keyHash);
-    this.changes.publish({ type: "removed", keyHash, provider: entry.status.provider, modelFamilies: entry.status.modelFamilies });
+    const { provider, modelFamilies } = entry.status;
+    this.changes.publish({ type: "removed", keyHash, provider, modelFamilies, key: new StatusView(entry.status) });
   }
 
   secretOf(keyHash: string): string | undefined {
     return this.keys.get(keyHash)?.secret;
+  }
+
+  getKey(keyHash: string): KeyStatus | undefined {
+    this.reads++;
+    return this.keys.get(keyHash)?.status;
   }
 }
 
@@ -106,6 +115,40 @@ describe("GroupCommitWriter", () => {
     expect(rows.sort()).toEqual([
       ["oai-a", 99],
       ["oai-b", 100],
+    ]);
+  });
+
+  it("keeps no status per changed key: reads each one once, at the commit, as it is then", async () => {
+    pool.add("oai-a");
+    pool.add("oai-b");
+    await writer.flush();
+    store.batches.length = 0;
+    pool.reads = 0;
+    for (let i = 1; i <= 500; i++) pool.change(i % 2 ? "oai-a" : "oai-b", "leased", { lastUsed: i });
+    expect(pool.reads).toBe(0);
+    expect(writer.pending).toBe(2);
+    clock.advance(1000);
+    await turn();
+    expect(pool.reads).toBe(2);
+    expect(store.batches[0]!.map((w) => (w.kind === "upsert" ? [w.status.keyHash, w.status.lastUsed] : w))).toEqual([
+      ["oai-a", 499],
+      ["oai-b", 500],
+    ]);
+  });
+
+  it("after a failed commit, writes each key as it is at the next one (changes since included)", async () => {
+    pool.add("oai-a");
+    await writer.flush();
+    store.failNext = 1;
+    pool.change("oai-a", "usage", { promptCount: 1 });
+    await expect(writer.flush()).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    pool.change("oai-a", "leased", { lastUsed: 9 });
+    pool.add("oai-b");
+    await writer.flush();
+    const last = store.batches[store.batches.length - 1]!;
+    expect(last.map((w) => (w.kind === "upsert" ? [w.status.keyHash, w.status.promptCount, w.status.lastUsed] : w)).sort()).toEqual([
+      ["oai-a", 1, 9],
+      ["oai-b", 0, 0],
     ]);
   });
 

@@ -1,6 +1,7 @@
 import { freshKeyStatus } from "../../../src/domain/key-entry";
 import { ChangeFeed } from "../../../src/domain/change-feed";
-import type { KeyStatus, PoolEvent, ProviderId } from "../../../src/domain/types";
+import { StatusView } from "../../../src/domain/key-view";
+import type { KeyStatus, KeyView, PoolEvent, ProviderId } from "../../../src/domain/types";
 import type { WatchedPool } from "../../../src/domain/pool-api";
 import { keyMatches } from "../../../src/domain/key-filter";
 
@@ -8,6 +9,8 @@ import { keyMatches } from "../../../src/domain/key-filter";
 export class FakePool implements WatchedPool {
   readonly changes = new ChangeFeed<PoolEvent>();
   private readonly statuses = new Map<string, KeyStatus>();
+  /** Statuses the hub read one by one (getKey), to send them. */
+  reads = 0;
 
   listKeys(filter: { provider?: ProviderId; modelFamilies?: string[] } = {}): KeyStatus[] {
     return [...this.statuses.values()]
@@ -21,9 +24,18 @@ export class FakePool implements WatchedPool {
     }
   }
 
+  getKey(keyHash: string): KeyStatus | undefined {
+    this.reads++;
+    return this.statuses.get(keyHash);
+  }
+
+  *viewKeys(): Generator<KeyView> {
+    for (const status of this.statuses.values()) yield new StatusView(status);
+  }
+
   put(status: KeyStatus): KeyStatus {
     this.statuses.set(status.keyHash, status);
-    this.changes.publish({ type: "updated", cause: "reported", status });
+    this.changes.publish({ type: "updated", cause: "reported", key: new StatusView(status) });
     return status;
   }
 

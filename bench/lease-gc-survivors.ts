@@ -1,0 +1,106 @@
+/**
+ * What a native-port Lease leaves for the young-generation collector, side by side with other
+ * builds: each server (100,000 keys by default, its own fresh state file, KEYPOOL_REUSE_DELAY=0,
+ * as bench/native-lease-ab.ts) runs with `--trace-gc-nvp`; h2load sends the same Leases to each in
+ * alternating rounds, and the scavenges of each round are summed: bytes that survived a
+ * scavenge, copied within the young generation (new_space_survived) or promoted to the old one
+ * (promoted), per Lease, and the scavengers' pause per Lease. A young object that survives costs a copy per scavenge it lives
+ * through; one that dies costs nothing.
+ *
+ *   npx tsx bench/lease-gc-survivors.ts [--keys=100000] [--rounds=3] [--requests=15000] [--baseline=<dir>[,<dir>...]] [--state=memory]
+ */
+import * as os from "node:os";
+import * as path from "node:path";
+import { coreLayout } from "./lib/children";
+import { h2load } from "./lib/h2load";
+import { LEASE, leaseOnce, leaseRequestBytes } from "./lib/keypool-rpc";
+import { startKeypool, type ServerHandle } from "./lib/keypool-server";
+import { writeKeysFile } from "./lib/keys-file";
+import { median } from "./lib/stats";
+
+interface Scavenges {
+  count: number;
+  survivedBytes: number;
+  promotedBytes: number;
+  pauseMs: number;
+}
+
+/** Sums the scavenges (gc=s) in `--trace-gc-nvp` output. */
+function scavenges(text: string): Scavenges {
+  const out: Scavenges = { count: 0, survivedBytes: 0, promotedBytes: 0, pauseMs: 0 };
+  for (const line of text.split("\n")) {
+    if (!line.includes(" gc=s ")) continue;
+    const field = (name: string) => Number(new RegExp(`\\b${name}=([\\d.]+)`).exec(line)?.[1] ?? 0);
+    out.count++;
+    out.survivedBytes += field("new_space_survived");
+    out.promotedBytes += field("promoted");
+    out.pauseMs += field("pause");
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+  const keys = Number(arg("keys", "100000"));
+  const rounds = Number(arg("rounds", "3"));
+  const requests = Number(arg("requests", "15000"));
+  const state = arg("state", "");
+  const builds = [
+    { label: "this build", main: undefined as string | undefined },
+    ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, main: path.join(dir, "dist", "src", "main.js") })),
+  ];
+  const cores = coreLayout();
+  const load = os.loadavg();
+  const keysFile = path.join(os.tmpdir(), `keypool-gc-keys-${keys}.json`);
+  writeKeysFile(keysFile, keys);
+  const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
+  const servers: { label: string; handle: ServerHandle; perLease: { survived: number[]; promoted: number[]; pauseUs: number[]; count: number[] } }[] = [];
+  try {
+    for (const build of builds) {
+      const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, nodeArgs: ["--trace-gc-nvp"], main: build.main, deadlineMs: 180_000 });
+      await leaseOnce(handle.port);
+      servers.push({ label: build.label, handle, perLease: { survived: [], promoted: [], pauseUs: [], count: [] } });
+    }
+    const body = leaseRequestBytes();
+    for (let round = 1; round <= rounds; round++) {
+      for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {
+        const before = scavenges(server.handle.proc.stdout());
+        const result = await h2load(server.handle.grpcPort!, LEASE, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
+        const after = scavenges(server.handle.proc.stdout());
+        const n = result.succeeded;
+        const s = {
+          survived: (after.survivedBytes - before.survivedBytes) / n,
+          promoted: (after.promotedBytes - before.promotedBytes) / n,
+          pauseUs: ((after.pauseMs - before.pauseMs) * 1000) / n,
+          count: after.count - before.count,
+        };
+        server.perLease.survived.push(s.survived);
+        server.perLease.promoted.push(s.promoted);
+        server.perLease.pauseUs.push(s.pauseUs);
+        server.perLease.count.push(s.count);
+        console.log(
+          `  round ${round} ${server.label}: ${n} Leases at ${result.rps.toFixed(0)}/s, ${s.count} scavenges, ` +
+            `${s.survived.toFixed(0)} B kept young and ${s.promoted.toFixed(0)} B promoted per Lease, scavenge pause ${s.pauseUs.toFixed(1)} µs per Lease`,
+        );
+      }
+    }
+    const end = os.loadavg();
+    console.log(
+      `\n${keys} keys, native port, h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} Leases, medians; load average ${load.map((l) => l.toFixed(1)).join(" ")} at the start, ${end.map((l) => l.toFixed(1)).join(" ")} at the end:`,
+    );
+    console.log("| server | scavenges per round | bytes a scavenge kept young, per Lease | bytes promoted, per Lease | scavenge pause per Lease |");
+    console.log("|---|---|---|---|---|");
+    for (const { label, perLease } of servers) {
+      console.log(
+        `| ${label} | ${median(perLease.count).toFixed(0)} | ${median(perLease.survived).toFixed(0)} B | ${median(perLease.promoted).toFixed(0)} B | ${median(perLease.pauseUs).toFixed(1)} µs |`,
+      );
+    }
+  } finally {
+    for (const server of servers) await server.handle.stop();
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
