@@ -23,10 +23,50 @@ interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
 }
-interface Profile {
+export interface Profile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
+  startTime: number;
+}
+
+/**
+ * The same profile reduced to the samples taken between `fromUs` and `toUs` (the profile's clock:
+ * the monotonic clock in µs, as process.hrtime reads it), e.g. one phase of a benchmark.
+ */
+export function profileWindow(profile: Profile, fromUs: number, toUs: number): Profile {
+  const samples: number[] = [];
+  const timeDeltas: number[] = [];
+  let at = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0;
+    if (at < fromUs || at > toUs) return;
+    samples.push(id);
+    timeDeltas.push(profile.timeDeltas[i] ?? 0);
+  });
+  return { ...profile, samples, timeDeltas, startTime: fromUs };
+}
+
+/** Self time by package (grpc-js, node's http2, keypool's files, the collector...), largest first. */
+export function selfTimeByPackage(profile: Profile, limit: number): { name: string; ms: number; share: number }[] {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    const { url, functionName } = byId.get(id)!.callFrame;
+    let name: string;
+    if (!url) name = functionName || "(native)";
+    else if (url.includes("node_modules/")) name = url.replace(/.*node_modules\/((@[^/]+\/)?[^/]+).*/, "$1");
+    else if (url.startsWith("node:")) name = url.split("/").slice(0, 3).join("/");
+    else name = url.replace(/^file:\/\//, "").replace(ROOT + "/", "");
+    self.set(name, (self.get(name) ?? 0) + dt);
+    total += dt;
+  });
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, limit)
+    .map(([name, us]) => ({ name, ms: us / 1000, share: us / total }));
 }
 
 /** Self time by function, largest first. */

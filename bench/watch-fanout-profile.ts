@@ -5,8 +5,11 @@
  *   npx tsx bench/watch-fanout-profile.ts [--rate=0|half-max|<Leases/s>] [--subscribers=1000] [--seconds=10] [--coalesce=100]
  *                                         [--port=main|native] [--batch] [--no-profile] [--main=/path/to/dist/src/main.js]
  *
- * Prints the fan-out figures (as bench/run.ts does) and the functions with the most self time;
- * the .cpuprofile stays in bench/results/. --no-profile measures without the profiler (e.g. to
+ * Prints the fan-out figures (as bench/run.ts does), then the self time by package and the
+ * functions with the most self time while the subscribers were counting (from one second after
+ * READY to one second before the end: the probes, under the Lease load when there is one; the
+ * server's start and the Lease maximum's measurement left out); the .cpuprofile stays in
+ * bench/results/. --no-profile measures without the profiler (e.g. to
  * compare two builds side by side with --main).
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -15,7 +18,7 @@ import * as path from "node:path";
 import { coreLayout } from "./lib/children";
 import { writeKeysFile, benchKey } from "./lib/keys-file";
 import { ROOT } from "./lib/keypool-server";
-import { topFunctions } from "./profile-server";
+import { profileWindow, selfTimeByPackage, topFunctions, type Profile } from "./profile-server";
 import { measureFanout } from "./watch-fanout";
 
 async function main(): Promise<void> {
@@ -55,8 +58,11 @@ async function main(): Promise<void> {
     if (!profile) return;
     const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
     if (!file) throw new Error(`no profile written in ${dir}`);
-    const top = topFunctions(JSON.parse(readFileSync(path.join(dir, file), "utf8")), 40);
-    const text = top.map((t) => `${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.name}`).join("\n");
+    const whole = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as Profile;
+    const probing = profileWindow(whole, r.countingFromUs + 1_000_000, r.countingToUs - 1_000_000);
+    const lines = (rows: { name: string; ms: number; share: number }[]) =>
+      rows.map((t) => `${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.name}`).join("\n");
+    const text = `self time by package:\n${lines(selfTimeByPackage(probing, 25))}\n\nself time by function:\n${lines(topFunctions(probing, 40))}`;
     writeFileSync(path.join(dir, "top.txt"), text + "\n");
     process.stdout.write(text + `\nprofile: ${path.join(dir, file)}\n`);
   } finally {

@@ -47,6 +47,9 @@ export interface FanoutResult {
   streamErrors: number;
   verifier: { messages: number; outOfOrder: number; probesSeen: number; error: string };
   serverRssMiB: number;
+  /** The span the subscribers were counting, on the monotonic clock in µs (a CPU profile's clock). */
+  countingFromUs: number;
+  countingToUs: number;
 }
 
 export async function measureFanout(
@@ -99,7 +102,9 @@ export async function measureFanout(
     }
     const cpu0 = cpuMs(server.pid);
     const wall0 = performance.now();
+    const countingFromUs = Number(process.hrtime.bigint() / 1000n);
     const code = await client.exited;
+    const countingToUs = Number(process.hrtime.bigint() / 1000n);
     const serverCpuShare = (cpuMs(server.pid) - cpu0) / (performance.now() - wall0);
     if (code !== 0) throw new Error(`fan-out client exited with ${code}:\n${client.stderr().slice(-3000)}`);
     const result = JSON.parse(client.stdout().trim().split("\n").pop()!);
@@ -120,7 +125,7 @@ export async function measureFanout(
     }
     const serverCpuMicrosPerMessage = (serverCpuShare * 1e6) / result.messagesPerSec;
     log(`  fan-out: ${Math.round(result.messagesPerSec)} messages/s delivered, server busy ${(serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(result.cpuShare * 100).toFixed(0)}% (while probing), ${serverCpuMicrosPerMessage.toFixed(0)} µs of server CPU per message`);
-    return { ...result, port, batch: opts.batch ?? false, serverCpuShare, generatorCpuShare: result.cpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: leaseRate, leaseMaxRps, lease, leasesGranted, serverRssMiB };
+    return { ...result, port, batch: opts.batch ?? false, serverCpuShare, generatorCpuShare: result.cpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: leaseRate, leaseMaxRps, lease, leasesGranted, serverRssMiB, countingFromUs, countingToUs };
   } finally {
     await server.stop();
   }

@@ -6,9 +6,9 @@
  * kind, and protobuf-es toBinary/fromBinary as its codec. Each call gets a connect HandlerContext
  * (request headers from the metadata, the deadline, a signal that fires when the client cancels
  * or the server shuts down) and goes through the same interceptor chain as the main port: error
- * mapping, shutdown gate, request log, access control. Streams go through connect's own
- * invocation; unary calls, the hot path, through an equivalent one that makes less per call
- * (NativeCall, unaryInvocation).
+ * mapping, shutdown gate, request log, access control, through invocations equivalent to
+ * connect's own that make less per unary call (NativeCall, unaryInvocation) and per streamed
+ * message (invokeStream, StreamWriter).
  *
  * Errors leave as connect would send them on gRPC: the same code, the same message, and the same
  * grpc-status-details-bin (google.rpc.Status with its details, such as RetryInfo).
@@ -24,13 +24,16 @@ import {
   type HandlerContext,
   type Interceptor,
   type MethodImplSpec,
+  type StreamRequest,
+  type StreamResponse,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { createAsyncIterable, transformInvokeImplementation } from "@connectrpc/connect/protocol";
+import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
+import { encodingOf } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -76,6 +79,15 @@ function encoder(schema: DescMessage): (message: never) => Buffer {
   };
 }
 
+/**
+ * A stream's messages may carry their own encoding (src/transport/pre-encoded.ts: WatchKeys
+ * shares one encoded body among many watches), written as it is; others are encoded as usual.
+ */
+function streamEncoder(schema: DescMessage): (message: never) => Buffer {
+  const encode = encoder(schema);
+  return (message) => encodingOf(message) ?? encode(message);
+}
+
 /** The grpc-js service definition of a protobuf-es service descriptor. */
 export function grpcJsDefinition(mounted: MountedService): grpc.ServiceDefinition {
   const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -86,7 +98,7 @@ export function grpcJsDefinition(mounted: MountedService): grpc.ServiceDefinitio
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: encoder(method.input),
       requestDeserialize: decoder(method.input),
-      responseSerialize: encoder(method.output),
+      responseSerialize: method.methodKind === "unary" ? encoder(method.output) : streamEncoder(method.output),
       responseDeserialize: decoder(method.output),
     } as grpc.MethodDefinition<unknown, unknown>;
   }
@@ -437,6 +449,67 @@ function sendResponseHeader(call: AnyCall, native: NativeCall): void {
 }
 
 /**
+ * A stream through the interceptors, as connect's own invocation (transformInvokeImplementation)
+ * runs it: the same request and response objects, the same handler context, the interceptors
+ * wrapped per call. What differs is that the handler's messages are not passed through connect's
+ * per-message generators (normalizeIterable, then a downlevelled async generator's yield*): the
+ * caller pulls them straight from the interceptors' stream and makes each a message of the output
+ * schema itself (`create`, which returns a message of the schema as it is).
+ */
+function invokeStream(
+  spec: Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>,
+  interceptors: Interceptor[],
+  ctx: HandlerContext,
+  input: AsyncIterable<unknown>,
+): Promise<StreamResponse> {
+  const handler = async (req: StreamRequest): Promise<StreamResponse> => {
+    const merged: HandlerContext = { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
+    const message =
+      spec.kind === "server_streaming"
+        ? spec.impl((await onlyRequest(req.message)) as never, merged)
+        : spec.impl(req.message as never, merged);
+    return { stream: true, message, method: spec.method, service: spec.method.parent, header: ctx.responseHeader, trailer: ctx.responseTrailer } as StreamResponse;
+  };
+  const invoke = interceptors.reduceRight<(req: StreamRequest) => Promise<StreamResponse>>(
+    (next, interceptor) => interceptor(next as never) as (req: StreamRequest) => Promise<StreamResponse>,
+    handler,
+  );
+  const req = {
+    stream: true,
+    message: input,
+    method: spec.method,
+    requestMethod: ctx.requestMethod,
+    url: ctx.url,
+    signal: ctx.signal,
+    header: ctx.requestHeader,
+    service: spec.method.parent,
+    contextValues: ctx.values,
+  } as StreamRequest;
+  try {
+    return invoke(req);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** The one request of a server-streaming call (connect's words when there is none or more). */
+async function onlyRequest(requests: AsyncIterable<unknown>): Promise<unknown> {
+  const it = requests[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done === true) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
+  const second = await it.next();
+  if (second.done !== true) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
+  return first.value;
+}
+
+/** Copies a response header or trailer an interceptor replaced into the call's own, as connect does. */
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const key of [...to.keys()]) to.delete(key);
+  from.forEach((value, key) => to.set(key, value));
+}
+
+/**
  * Server streams (WatchKeys, health Watch) and bidi streams (reflection). Like the main port
  * (src/server/node-handler.ts), the next message is made only once the previous one has been
  * handed to the connection, so a client that stops reading is held back by HTTP/2 flow control
@@ -448,6 +521,8 @@ function streamHandler(
   signals: CallSignals,
 ): grpc.handleServerStreamingCall<unknown, unknown> | grpc.handleBidiStreamingCall<unknown, unknown> {
   const table = methodTable(spec);
+  const streamSpec = spec as Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>;
+  const output = spec.method.output;
   return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
     if (!options.admission) return startStream(call);
     const admitted = options.admission.admit(
@@ -464,16 +539,19 @@ function streamHandler(
       spec.kind === "server_streaming"
         ? createAsyncIterable([(call as grpc.ServerWritableStream<unknown, unknown>).request])
         : requestsOf(call as grpc.ServerDuplexStream<unknown, unknown>);
-    const output = transformInvokeImplementation(spec, ctx, options.interceptors)(checked(input));
     void (async () => {
+      const response = await invokeStream(streamSpec, options.interceptors, ctx, checked(input));
+      copyHeaders(response.header, ctx.responseHeader);
+      const writer = new StreamWriter(call, ctx.signal);
       let headerSent = false;
-      for await (const message of output) {
+      for await (const message of response.message) {
         if (!headerSent) {
           sendResponseHeader(call, native);
           headerSent = true;
         }
-        await written(call, message, ctx.signal);
+        await writer.write(create(output, message as never));
       }
+      copyHeaders(response.trailer, ctx.responseTrailer);
       if (!headerSent) sendResponseHeader(call, native);
       call.end(native.sentTrailer());
     })()
@@ -506,16 +584,40 @@ async function* checked(requests: AsyncIterable<unknown>): AsyncIterable<never> 
   }
 }
 
-/** Resolves once the message has left for the connection, or rejects when the call ends first. */
-function written(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, message: unknown, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    call.write(message, (err?: Error | null) => {
-      signal.removeEventListener("abort", onAbort);
-      if (err) reject(err);
-      else resolve();
-    });
-  });
+/**
+ * Writes a stream's messages one at a time: write() resolves once the message has left for the
+ * connection, or rejects when the call ends first. One listener on the call's signal for the
+ * whole stream, not one per message.
+ */
+class StreamWriter {
+  private resolve: (() => void) | null = null;
+  private reject: ((reason: unknown) => void) | null = null;
+  private readonly pending = (resolve: () => void, reject: (reason: unknown) => void) => {
+    this.resolve = resolve;
+    this.reject = reject;
+  };
+
+  constructor(
+    private readonly call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
+    private readonly signal: AbortSignal,
+  ) {
+    signal.addEventListener("abort", () => this.settle(signal.reason), { once: true });
+  }
+
+  write(message: unknown): Promise<void> {
+    if (this.signal.aborted) return Promise.reject(this.signal.reason);
+    const written = new Promise<void>(this.pending);
+    this.call.write(message, this.written);
+    return written;
+  }
+
+  private readonly written = (err?: Error | null) => this.settle(err ?? undefined);
+
+  private settle(reason: unknown): void {
+    const { resolve, reject } = this;
+    if (!resolve || !reject) return;
+    this.resolve = this.reject = null;
+    if (reason === undefined) resolve();
+    else reject(reason);
+  }
 }

@@ -1,16 +1,64 @@
 /**
  * Interceptors that must see how a server stream ends (error mapping, the request log) wrap its
  * messages with this: they pass through unchanged, `ok` runs after the last one, and whatever
- * `error` returns is thrown in place of the stream's error.
+ * `error` returns is thrown in place of the stream's error. A consumer that stops early (return)
+ * ends the inner stream too, and neither runs.
+ *
+ * Written as an iterator rather than an async generator: a generator's `yield*` costs several
+ * promises per message, and a WatchKeys fan-out passes thousands of messages a second through two
+ * of these; here a message costs one.
  */
-export async function* onStreamEnd<M>(
+export function onStreamEnd<M>(
   messages: AsyncIterable<M>,
   end: { ok?: () => void; error: (err: unknown) => unknown },
-): AsyncGenerator<M> {
-  try {
-    yield* messages;
-  } catch (err) {
-    throw end.error(err);
-  }
-  end.ok?.();
+): AsyncIterable<M> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<M> {
+      let inner: AsyncIterator<M>;
+      try {
+        inner = messages[Symbol.asyncIterator]();
+      } catch (err) {
+        return ended(end.error(err));
+      }
+      let finished = false;
+      const passed = (result: IteratorResult<M>): IteratorResult<M> => {
+        if (result.done && !finished) {
+          finished = true;
+          end.ok?.();
+        }
+        return result;
+      };
+      const failed = (err: unknown): Promise<never> => {
+        finished = true;
+        return Promise.reject(end.error(err));
+      };
+      return {
+        next: () => {
+          if (finished) return Promise.resolve({ done: true, value: undefined });
+          try {
+            return inner.next().then(passed, failed);
+          } catch (err) {
+            return failed(err);
+          }
+        },
+        return: (value?: unknown) => {
+          finished = true;
+          if (!inner.return) return Promise.resolve({ done: true, value: undefined });
+          return inner.return(value).then(() => ({ done: true, value: undefined }), failed);
+        },
+      };
+    },
+  };
+}
+
+/** An iterator whose first next() rejects with `error`. */
+function ended<M>(error: unknown): AsyncIterator<M> {
+  let thrown = false;
+  return {
+    next: () => {
+      if (thrown) return Promise.resolve({ done: true, value: undefined });
+      thrown = true;
+      return Promise.reject(error);
+    },
+  };
 }

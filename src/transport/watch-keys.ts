@@ -1,8 +1,9 @@
 /**
  * keypool.v1.KeyPoolService/WatchKeys: a server stream over one watch-hub subscription. The
- * generator yields one message per pull, and connect-node pulls only when the previous message
- * was written (it waits for 'drain'), so a client that stops reading is held back by HTTP/2 flow
- * control and the hub keeps at most one pending change per key for it.
+ * stream makes one message per pull, and both ports pull only when node has handed the previous
+ * message to the connection (src/server/node-handler.ts, src/server/grpc-js-adapter.ts), so a
+ * client that stops reading is held back by HTTP/2 flow control and the hub keeps at most one
+ * pending change per key for it.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
@@ -17,9 +18,10 @@ import {
 } from "../../gen/ts/keypool/v1/keypool_pb";
 import type { KeyStatus } from "../domain/types";
 import type { WatchHub } from "../watch/watch-hub";
-import type { WatchEvent } from "../watch/watch-subscription";
+import type { WatchEvent, WatchSubscription } from "../watch/watch-subscription";
 import { keyStatusToProto, providerFromProto } from "./convert";
 import type { WatchKeysImpl } from "./key-pool-service";
+import { withEncoding } from "./pre-encoded";
 
 /** Longest family name a filter may name; longer ones cannot match any key. */
 const MAX_FAMILY_BYTES = 256;
@@ -67,11 +69,17 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
  * sequence and time): encoding a whole WatchKeysResponse per watch encoded the same KeyStatus a
  * thousand times. Here each status is encoded once (the pool publishes a new status object per
  * change and never mutates one it published), each snapshot slice once for every watch that takes
- * it (the hub shares the slice's key array), and the time once per millisecond; each watch's
- * message carries the encoded fields as protobuf-es unknown fields, which toBinary writes as they
- * are: the bytes on the wire are those of the same message encoded field by field (decoders accept
- * fields in any order). Removals and heartbeats keep the ordinary path. JSON has no unknown
- * fields: JSON streams always take the ordinary path.
+ * it (the hub shares the slice's key array), each `changes` body once for the watches that take
+ * the same statuses in the same order (watches with one filter, woken together, do), and the
+ * time once per millisecond. A watch's message is then one Buffer: its sequence, its time and the
+ * shared body, written one after the other (decoders accept fields in any order, and these are in
+ * field order anyway). The message handed to the transport carries that Buffer twice: as its
+ * encoding (src/transport/pre-encoded.ts, which the native port writes as it is) and as one
+ * protobuf-es unknown field, which toBinary (connect-node's main port) writes as its tag then its
+ * bytes: the tag is the sequence's, the bytes are the rest of the same encoding. Either way the
+ * bytes on the wire are those of the message encoded field by field (a unit test compares them).
+ * Removals and heartbeats keep the ordinary path. JSON has no unknown fields: JSON streams always
+ * take the ordinary path.
  */
 const encodedStatuses = new WeakMap<KeyStatus, Uint8Array>();
 function encodedStatus(status: KeyStatus): Uint8Array {
@@ -102,93 +110,131 @@ function encodedTime(ms: number): Uint8Array {
   return lastTime;
 }
 
-function varint(value: number): Uint8Array {
-  const out: number[] = [];
+function varintLength(value: number): number {
+  let n = 1;
   while (value > 0x7f) {
-    out.push((value % 0x80) | 0x80);
+    value = Math.floor(value / 0x80);
+    n++;
+  }
+  return n;
+}
+
+/** Writes a non-negative integer (at most 2^53) as a varint at `at`; returns the end. */
+function writeVarint(out: Uint8Array, at: number, value: number): number {
+  while (value > 0x7f) {
+    out[at++] = (value % 0x80) | 0x80;
     value = Math.floor(value / 0x80);
   }
-  out.push(value);
-  return Uint8Array.from(out);
+  out[at++] = value;
+  return at;
 }
 
-/** Tags of KeySnapshot / KeyChanges fields: (field number << 3) | wire type. */
-const TAG_FIELD_1_LEN = (1 << 3) | 2;
-const TAG_FIELD_2_LEN = (2 << 3) | 2;
-const TAG_FIELD_2_VARINT = 2 << 3;
+/** Tags: (field number << 3) | wire type. */
+const TAG_SEQUENCE = (1 << 3) | WireType.Varint;
+const TAG_TIME = (2 << 3) | WireType.LengthDelimited;
+const TAG_SNAPSHOT = (3 << 3) | WireType.LengthDelimited;
+const TAG_UPDATED = (4 << 3) | WireType.LengthDelimited;
+const TAG_CHANGES = (7 << 3) | WireType.LengthDelimited;
+/** KeySnapshot.keys and KeyChanges.updated (field 1), KeyChanges.removed_key_hashes (field 2), KeySnapshot.more (field 2). */
+const TAG_FIELD_1_LEN = (1 << 3) | WireType.LengthDelimited;
+const TAG_FIELD_2_LEN = (2 << 3) | WireType.LengthDelimited;
+const TAG_FIELD_2_VARINT = (2 << 3) | WireType.Varint;
 const utf8 = new TextEncoder();
 
-/** A length-delimited message value made of already-encoded fields. */
-function lengthDelimited(parts: Uint8Array[]): Uint8Array {
+/**
+ * A KeySnapshot / KeyChanges as a length-delimited field value (length, then the fields): the
+ * statuses as field 1, then the removed key hashes as field 2, then `more` (true) as field 2.
+ */
+function encodedBody(statuses: readonly KeyStatus[], removed: readonly string[], more: boolean): Uint8Array {
   let length = 0;
-  for (const part of parts) length += part.length;
-  const prefix = varint(length);
-  const out = new Uint8Array(prefix.length + length);
-  out.set(prefix, 0);
-  let at = prefix.length;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
+  for (const status of statuses) length += 1 + encodedStatus(status).length;
+  const removedBytes = removed.map((keyHash) => utf8.encode(keyHash));
+  for (const bytes of removedBytes) length += 1 + varintLength(bytes.length) + bytes.length;
+  if (more) length += 2;
+  const out = new Uint8Array(varintLength(length) + length);
+  let at = writeVarint(out, 0, length);
+  for (const status of statuses) {
+    out[at++] = TAG_FIELD_1_LEN;
+    const data = encodedStatus(status);
+    out.set(data, at);
+    at += data.length;
+  }
+  for (const bytes of removedBytes) {
+    out[at++] = TAG_FIELD_2_LEN;
+    at = writeVarint(out, at, bytes.length);
+    out.set(bytes, at);
+    at += bytes.length;
+  }
+  if (more) {
+    out[at++] = TAG_FIELD_2_VARINT;
+    out[at++] = 1;
   }
   return out;
-}
-
-function statusFields(statuses: readonly KeyStatus[], parts: Uint8Array[]): void {
-  const tag = Uint8Array.of(TAG_FIELD_1_LEN);
-  for (const status of statuses) parts.push(tag, encodedStatus(status));
 }
 
 const encodedSlices = new WeakMap<readonly KeyStatus[], Uint8Array>();
 function encodedSlice(keys: readonly KeyStatus[], more: boolean): Uint8Array {
   let data = encodedSlices.get(keys);
-  if (!data) {
-    const parts: Uint8Array[] = [];
-    statusFields(keys, parts);
-    if (more) parts.push(Uint8Array.of(TAG_FIELD_2_VARINT, 1));
-    data = lengthDelimited(parts);
-    encodedSlices.set(keys, data);
-  }
+  if (!data) encodedSlices.set(keys, (data = encodedBody(keys, [], more)));
   return data;
 }
 
+/** Bodies of `changes` messages made lately, newest last: a thousand watches woken together take the same one. */
+const recentChanges: { updated: readonly KeyStatus[]; removed: readonly string[]; body: Uint8Array }[] = [];
+/** How many: one per filter woken in the same turn is enough; a miss costs one encoding. */
+const RECENT_CHANGES = 8;
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function encodedChanges(updated: readonly KeyStatus[], removed: readonly string[]): Uint8Array {
-  const parts: Uint8Array[] = [];
-  statusFields(updated, parts);
-  const tag = Uint8Array.of(TAG_FIELD_2_LEN);
-  for (const keyHash of removed) {
-    const bytes = utf8.encode(keyHash);
-    parts.push(tag, varint(bytes.length), bytes);
+  for (let i = recentChanges.length - 1; i >= 0; i--) {
+    const recent = recentChanges[i]!;
+    if (sameItems(recent.updated, updated) && sameItems(recent.removed, removed)) return recent.body;
   }
-  return lengthDelimited(parts);
+  const body = encodedBody(updated, removed, false);
+  if (recentChanges.length === RECENT_CHANGES) recentChanges.shift();
+  recentChanges.push({ updated, removed, body });
+  return body;
+}
+
+/** A whole WatchKeysResponse: sequence, time, then the event's field (`body`: its length-delimited value). */
+function encodedResponse(sequence: number, timeMs: number, tag: number, body: Uint8Array): Buffer {
+  const time = encodedTime(timeMs);
+  const out = Buffer.allocUnsafe(1 + varintLength(sequence) + 1 + time.length + 1 + body.length);
+  out[0] = TAG_SEQUENCE;
+  let at = writeVarint(out, 1, sequence);
+  out[at++] = TAG_TIME;
+  out.set(time, at);
+  at += time.length;
+  out[at++] = tag;
+  out.set(body, at);
+  return out;
 }
 
 /** The message for one event, for a binary codec: the same bytes as watchEventToProto's. */
 export function watchEventToBinaryProto(event: WatchEvent): WatchKeysResponse {
-  let field: number;
-  let data: Uint8Array;
+  let bytes: Buffer;
   switch (event.type) {
     case "updated":
-      field = 4;
-      data = encodedStatus(event.status);
+      bytes = encodedResponse(event.sequence, event.time, TAG_UPDATED, encodedStatus(event.status));
       break;
     case "snapshot":
-      field = 3;
-      data = encodedSlice(event.keys, event.more);
+      bytes = encodedResponse(event.sequence, event.time, TAG_SNAPSHOT, encodedSlice(event.keys, event.more));
       break;
     case "changes":
-      field = 7;
-      data = encodedChanges(event.updated, event.removed);
+      bytes = encodedResponse(event.sequence, event.time, TAG_CHANGES, encodedChanges(event.updated, event.removed));
       break;
     default:
       return watchEventToProto(event);
   }
   const message = create(WatchKeysResponseSchema);
-  message.$unknown = [
-    { no: 1, wireType: WireType.Varint, data: varint(event.sequence) },
-    { no: 2, wireType: WireType.LengthDelimited, data: encodedTime(event.time) },
-    { no: field, wireType: WireType.LengthDelimited, data },
-  ];
-  return message;
+  // toBinary writes an unknown field as its tag, then its bytes: the sequence's tag, then the rest.
+  message.$unknown = [{ no: 1, wireType: WireType.Varint, data: bytes.subarray(1) }];
+  return withEncoding(message, bytes);
 }
 
 /** Whether the call's messages are protobuf binary (gRPC, gRPC-Web, Connect with +proto), not JSON. */
@@ -214,23 +260,68 @@ function filterFromRequest(req: WatchKeysRequest) {
 
 /** The WatchKeys implementation to pass to createKeyPoolService({ watchKeys }). */
 export function createWatchKeys(hub: WatchHub): WatchKeysImpl {
-  return async function* watchKeys(req: WatchKeysRequest, ctx: HandlerContext) {
-    // The subscription listens to ctx.signal: when the client goes away (or the server shuts
-    // down) a pending next() finishes at once and the hub forgets the watch.
-    const subscription = hub.subscribe(filterFromRequest(req), ctx.signal, { batch: req.batch });
-    const toProto = binaryCodec(ctx) ? watchEventToBinaryProto : watchEventToProto;
-    try {
-      for (;;) {
-        const result = await subscription.next();
-        if (result.done) break;
-        yield toProto(result.value);
+  return (req: WatchKeysRequest, ctx: HandlerContext) => ({
+    [Symbol.asyncIterator]: () => new WatchStream(hub, req, ctx),
+  });
+}
+
+/**
+ * One WatchKeys stream's messages: one per pull of the watch-hub subscription, which it opens at
+ * the first pull (as an async generator's body would start). An iterator, not an async generator:
+ * a generator's await and yield cost several promises per message, and a fan-out sends thousands
+ * of messages a second; here a message costs one.
+ */
+class WatchStream implements AsyncIterator<WatchKeysResponse> {
+  private subscription: WatchSubscription | null = null;
+  private finished = false;
+  private readonly toProto: (event: WatchEvent) => WatchKeysResponse;
+
+  constructor(
+    private readonly hub: WatchHub,
+    private readonly req: WatchKeysRequest,
+    private readonly ctx: HandlerContext,
+  ) {
+    this.toProto = binaryCodec(ctx) ? watchEventToBinaryProto : watchEventToProto;
+  }
+
+  next(): Promise<IteratorResult<WatchKeysResponse>> {
+    if (this.finished) return Promise.resolve({ done: true, value: undefined });
+    let subscription = this.subscription;
+    if (!subscription) {
+      try {
+        // The subscription listens to ctx.signal: when the client goes away (or the server shuts
+        // down) a pending next() finishes at once and the hub forgets the watch.
+        subscription = this.subscription = this.hub.subscribe(filterFromRequest(this.req), this.ctx.signal, { batch: this.req.batch });
+      } catch (err) {
+        this.finished = true;
+        return Promise.reject(err);
       }
-    } finally {
-      subscription.close();
     }
+    return subscription.next().then(this.passed, this.failed);
+  }
+
+  return(): Promise<IteratorResult<WatchKeysResponse>> {
+    this.finish();
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  private readonly passed = (result: IteratorResult<WatchEvent>): IteratorResult<WatchKeysResponse> => {
+    if (!result.done) return { done: false, value: this.toProto(result.value) };
+    this.finish();
     // The stream ended because the call was aborted: say why (shutdown → UNAVAILABLE).
-    if (ctx.signal.aborted) throw abortReason(ctx.signal.reason);
+    if (this.ctx.signal.aborted) throw abortReason(this.ctx.signal.reason);
+    return { done: true, value: undefined };
   };
+
+  private readonly failed = (err: unknown): never => {
+    this.finish();
+    throw err;
+  };
+
+  private finish(): void {
+    this.finished = true;
+    this.subscription?.close();
+  }
 }
 
 function abortReason(reason: unknown): ConnectError {

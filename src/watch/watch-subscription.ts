@@ -267,6 +267,9 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       // The window's changes are out: the next ones wait for the window's end.
       this.notBefore = Math.max(this.notBefore, this.batchOpenedAt + this.context.coalesceMs);
       this.batchOpenedAt = null;
+      // Every key had its turn: the next batch lists its keys in slot order, as every watch with
+      // the same changes due does, so that they can share one encoded body.
+      this.cursor = 0;
     }
     if (updated.length + removed.length === 0) return null;
     return this.stamp({ type: "changes", sequence: 0, time: now, updated, removed });

@@ -7,6 +7,7 @@ import fc from "fast-check";
 import { equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { WatchKeysResponseSchema } from "../../../gen/ts/keypool/v1/keypool_pb";
 import type { KeyStatus } from "../../../src/domain/types";
+import { encodingOf } from "../../../src/transport/pre-encoded";
 import { watchEventToBinaryProto, watchEventToProto } from "../../../src/transport/watch-keys";
 import type { WatchEvent } from "../../../src/watch/watch-subscription";
 import { status } from "../watch/fake-pool";
@@ -27,10 +28,17 @@ const full: KeyStatus = status("oai-0123456789abcdef", {
   leaseCount: 2 ** 40,
 });
 
+/**
+ * The ordinary bytes, and the fast path's as both transports write them: toBinary of the message
+ * (connect-node) and the encoding it carries (the native port's serializer), which must agree.
+ */
 function bothWays(event: WatchEvent) {
   const ordinary = toBinary(WatchKeysResponseSchema, watchEventToProto(event));
-  const fast = toBinary(WatchKeysResponseSchema, watchEventToBinaryProto(event));
-  return { ordinary, fast };
+  const message = watchEventToBinaryProto(event);
+  const fast = toBinary(WatchKeysResponseSchema, message);
+  const carried = encodingOf(message);
+  if (carried && !Buffer.from(fast).equals(carried)) throw new Error("the carried encoding differs from toBinary's");
+  return { ordinary, fast, carried };
 }
 
 describe("WatchKeys binary encoding, once per change", () => {
@@ -44,11 +52,14 @@ describe("WatchKeys binary encoding, once per change", () => {
     expect(decoded.event.case).toBe("updated");
   });
 
-  test("one status shared by many watches is encoded once and reused, with each watch's own sequence and time", () => {
-    const a = watchEventToBinaryProto({ type: "updated", sequence: 1, time: 1000, status: full });
-    const b = watchEventToBinaryProto({ type: "updated", sequence: 2, time: 2000, status: full });
-    expect(a.$unknown![2]!.data).toBe(b.$unknown![2]!.data);
-    expect(fromBinary(WatchKeysResponseSchema, toBinary(WatchKeysResponseSchema, b))).toMatchObject({ sequence: 2n, time: { seconds: 2n, nanos: 0 } });
+  test("one status shared by many watches: each message has the watch's own sequence and time, and carries its encoding", () => {
+    for (const sequence of [1, 127, 128, 300, 2 ** 31, 2 ** 40, Number.MAX_SAFE_INTEGER]) {
+      const event: WatchEvent = { type: "updated", sequence, time: 2000 + sequence % 1000, status: full };
+      const { ordinary, carried } = bothWays(event);
+      expect(carried).toBeDefined();
+      expect(Buffer.from(ordinary).equals(carried!)).toBe(true);
+      expect(fromBinary(WatchKeysResponseSchema, carried!).sequence).toBe(BigInt(sequence));
+    }
   });
 
   test("property: any sequence, time and status encode to the ordinary bytes", () => {
@@ -68,7 +79,7 @@ describe("WatchKeys binary encoding, once per change", () => {
     );
   });
 
-  test("snapshot slices and batched changes: the ordinary bytes, with a slice encoded once for every watch", () => {
+  test("snapshot slices and batched changes: the ordinary bytes; heartbeats and removals take the ordinary path", () => {
     const other = { ...full, keyHash: "oai-fedcba9876543210", usage: {} };
     for (const event of [
       { type: "snapshot", sequence: 1, time: 5, keys: [full, other], more: true },
@@ -82,10 +93,36 @@ describe("WatchKeys binary encoding, once per change", () => {
       const { ordinary, fast } = bothWays(event);
       expect(Buffer.from(fast).equals(Buffer.from(ordinary))).toBe(true);
     }
-    const keys = [full, other];
-    const a = watchEventToBinaryProto({ type: "snapshot", sequence: 1, time: 5, keys, more: true });
-    const b = watchEventToBinaryProto({ type: "snapshot", sequence: 1, time: 9, keys, more: true });
-    expect(a.$unknown![2]!.data).toBe(b.$unknown![2]!.data);
+    expect(encodingOf(watchEventToBinaryProto({ type: "heartbeat", sequence: 3, time: 7 }))).toBeUndefined();
+    expect(encodingOf(watchEventToBinaryProto({ type: "removed", sequence: 3, time: 7, keyHash: "oai-a" }))).toBeUndefined();
+  });
+
+  test("batches of the same statuses share a body, and a batch that differs in order, length or removals gets its own", () => {
+    const a = { ...full, keyHash: "oai-a" };
+    const b = { ...full, keyHash: "oai-b" };
+    const c = { ...full, keyHash: "oai-c" };
+    // Interleaved as the watches of several filters woken in one turn would take them.
+    const batches: [KeyStatus[], string[]][] = [
+      [[a, b, c], []],
+      [[a, b], []],
+      [[b, a, c], []],
+      [[a, b, c], ["oai-x"]],
+      [[a, b, c], ["oai-y"]],
+      [[a, b, c], []],
+      [[], ["oai-x"]],
+      [[a, b], []],
+    ];
+    batches.forEach(([updated, removed], i) => {
+      const event: WatchEvent = { type: "changes", sequence: i + 1, time: 1000 + i, updated: [...updated], removed: [...removed] };
+      const { ordinary, fast, carried } = bothWays(event);
+      expect(Buffer.from(fast).equals(Buffer.from(ordinary))).toBe(true);
+      expect(carried!.equals(Buffer.from(ordinary))).toBe(true);
+      const decoded = fromBinary(WatchKeysResponseSchema, carried!);
+      expect(decoded.event.case).toBe("changes");
+      if (decoded.event.case !== "changes") return;
+      expect(decoded.event.value.updated.map((s) => s.keyHash)).toEqual(updated.map((s) => s.keyHash));
+      expect(decoded.event.value.removedKeyHashes).toEqual(removed);
+    });
   });
 
   test("property: any batch of statuses and removals encodes to the ordinary bytes", () => {
