@@ -5,13 +5,16 @@
  * what the storm's probe p99 (bench/watch-memory.bench.ts) measures from outside, without the
  * probe's own scheduling on a shared machine. This build and another one, alternating.
  *
- *     npm run build && npx tsx bench/watch-storm-stalls.ts --baseline=<built source tree> [--port=main|native] [--rounds=2] [--renice]
+ *     npm run build && npx tsx bench/watch-storm-stalls.ts --baseline=<built source tree> [--port=main|native] [--rounds=2] [--renice] [--profile]
  *
  * `--renice` runs the server at nice -15 (root only), so that other work on a shared machine
- * takes less of its core.
+ * takes less of its core. `--profile` runs the server with node's CPU profiler and prints, for
+ * the three longest busy stretches of the storm (no idle sample between), the functions with
+ * the most self and inclusive time: what the stalls are made of. The profiler slows the server;
+ * its stall figures are not comparable with a run without it.
  */
 import { execFileSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { coreLayout, cpuMs, sleep, start } from "./lib/children";
@@ -23,15 +26,77 @@ interface StormStalls {
   serverCpuMs: number;
   /** Stalls over 16 ms from the storm's start to the last snapshot, in ms, in order. */
   stalls: number[];
+  /** With --profile: the storm's longest busy stretches, described. */
+  profile?: string;
 }
 
-async function storm(listener: "main" | "native", main: string | undefined, renice: boolean, keysFile: string): Promise<StormStalls> {
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
+  startTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/**
+ * The longest busy stretches of a CPU profile between `fromUs` and `toUs` (CLOCK_MONOTONIC
+ * microseconds, the clock of both V8's profiler and process.hrtime), each with its top functions.
+ */
+function busyStretches(profile: CpuProfile, fromUs: number, toUs: number, count: number): string {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const name = (id: number) => {
+    const cf = byId.get(id)!.callFrame;
+    return `${cf.functionName || "(anonymous)"} ${cf.url.replace(/.*node_modules\//, "").replace(/.*\/(src|dist)\//, "$1/")}:${cf.lineNumber}`;
+  };
+  const idle = (id: number) => ["(idle)", "(program)"].includes(byId.get(id)!.callFrame.functionName);
+  const stretches: { from: number; to: number; ms: number }[] = [];
+  let at = profile.startTime;
+  let from = -1;
+  let fromAt = 0;
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0;
+    if (at < fromUs || at > toUs) return;
+    if (!idle(id)) {
+      if (from < 0) [from, fromAt] = [i, at];
+    } else if (from >= 0) {
+      stretches.push({ from, to: i, ms: (at - fromAt) / 1000 });
+      from = -1;
+    }
+  });
+  const out: string[] = [];
+  for (const stretch of stretches.sort((a, b) => b.ms - a.ms).slice(0, count)) {
+    const self = new Map<string, number>();
+    const inclusive = new Map<string, number>();
+    for (let i = stretch.from; i < stretch.to; i++) {
+      const ms = (profile.timeDeltas[i + 1] ?? 0) / 1000;
+      const id = profile.samples[i]!;
+      self.set(name(id), (self.get(name(id)) ?? 0) + ms);
+      const seen = new Set<string>();
+      for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) {
+        if (seen.has(name(x))) continue;
+        seen.add(name(x));
+        inclusive.set(name(x), (inclusive.get(name(x)) ?? 0) + ms);
+      }
+    }
+    const top = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `    ${v.toFixed(1).padStart(6)} ms ${k}`);
+    out.push(`  busy for ${stretch.ms.toFixed(1)} ms; self time:`, ...top(self, 10), "  inclusive time:", ...top(inclusive, 24));
+  }
+  return out.join("\n");
+}
+
+async function storm(listener: "main" | "native", main: string | undefined, renice: boolean, keysFile: string, profile: boolean): Promise<StormStalls> {
   const cores = coreLayout();
+  const profileDir = profile ? mkdtempSync(path.join(os.tmpdir(), "keypool-storm-profile-")) : undefined;
   const server = await startKeypool({
     env: { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_STATE: "memory", KEYPOOL_MAX_WATCHERS: "1010" },
     cpus: cores.server,
     nativePort: listener === "native",
-    nodeArgs: ["--require", path.join(ROOT, "bench", "lib", "loop-stalls.cjs")],
+    nodeArgs: [
+      "--require",
+      path.join(ROOT, "bench", "lib", "loop-stalls.cjs"),
+      ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--cpu-prof-interval=200"] : []),
+    ],
     main,
   });
   if (renice) {
@@ -42,6 +107,7 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
     await sleep(1000);
     const config = { port, watchers: 1000, connections: 10, mode: "read", batch: true, method: "watch" };
     const cpu0 = cpuMs(server.pid);
+    const beginUs = Number(process.hrtime.bigint() / 1000n);
     const watchers = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-audience.ts"), JSON.stringify(config)], cores.load, { cwd: ROOT, niceness: 19 });
     try {
       let synced: RegExpExecArray | null = null;
@@ -50,6 +116,7 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
         await sleep(20);
       }
       const end = Date.now();
+      const endUs = Number(process.hrtime.bigint() / 1000n);
       const serverCpuMs = cpuMs(server.pid) - cpu0;
       const syncedMs = Number(synced[1]);
       const begin = end - syncedMs;
@@ -60,12 +127,20 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
         .map((line) => line.split(" ").map(Number) as [unknown, number, number])
         .filter(([, at]) => at >= begin - 50 && at <= end)
         .map(([, , ms]) => ms);
-      return { syncedMs, serverCpuMs, stalls };
+      await watchers.kill();
+      await server.stop();
+      let described: string | undefined;
+      if (profileDir) {
+        const file = readdirSync(profileDir).find((f) => f.endsWith(".cpuprofile"));
+        described = file ? busyStretches(JSON.parse(readFileSync(path.join(profileDir, file), "utf8")) as CpuProfile, beginUs, endUs, 3) : "  (no profile written)";
+      }
+      return { syncedMs, serverCpuMs, stalls, profile: described };
     } finally {
       await watchers.kill();
     }
   } finally {
     await server.stop();
+    if (profileDir) rmSync(profileDir, { recursive: true, force: true });
   }
 }
 
@@ -76,17 +151,19 @@ async function main(): Promise<void> {
   const baseline = value("baseline");
   const rounds = Number(value("rounds") ?? "2");
   const renice = process.argv.includes("--renice");
+  const profile = process.argv.includes("--profile");
   const keysFile = path.join(os.tmpdir(), "keypool-storm-stalls-keys.json");
   writeKeysFile(keysFile, 1000);
   const builds: { label: string; main?: string }[] = [{ label: "this build" }];
   if (baseline) builds.push({ label: "baseline", main: path.resolve(baseline, "dist", "src", "main.js") });
   for (let round = 0; round < rounds; round++) {
     for (const build of round % 2 === 0 ? builds : [...builds].reverse()) {
-      const r = await storm(listener, build.main, renice, keysFile);
+      const r = await storm(listener, build.main, renice, keysFile, profile);
       const sorted = [...r.stalls].sort((a, b) => b - a);
       console.log(
         `${listener} port, ${build.label}: synced in ${r.syncedMs} ms, server CPU ${r.serverCpuMs} ms; ${r.stalls.length} stalls over 16 ms, longest ${sorted.slice(0, 5).map((ms) => ms.toFixed(0)).join(", ")} ms; in order: ${r.stalls.map((ms) => ms.toFixed(0)).join(" ")}`,
       );
+      if (r.profile) console.log(r.profile);
     }
   }
 }

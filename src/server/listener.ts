@@ -21,6 +21,9 @@ export type RequestHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/** Serves an HTTP/2 stream itself, or returns false and node's compatibility layer makes a request of it. */
+export type Http2StreamTaker = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+
 export interface TlsMaterial {
   cert: string | Buffer;
   key: string | Buffer;
@@ -30,6 +33,8 @@ export interface ListenerOptions {
   host: string;
   port: number;
   handler: RequestHandler;
+  /** Serves some HTTP/2 streams itself before node's compatibility layer makes a request of them (node-handler.ts). */
+  streams?: Http2StreamTaker;
   tls?: TlsMaterial;
   /** Protocol limits (listener-limits.ts): HTTP/2 settings, HTTP/1.1 header size, connection caps. */
   limits?: { http2?: http2.ServerOptions; http1?: http.ServerOptions; connections?: ConnectionCaps };
@@ -110,6 +115,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     // The HTTP/1.1 side of a secure HTTP/2 server reads these as properties (keepAliveTimeout
     // is not one of its options).
     Object.assign(secure, http1Timeouts);
+    if (options.streams) offerStreamsFirst(secure, options.streams);
     secure.on("session", watchSession);
     secure.on("connection", (socket: net.Socket) => {
       if (guard.admit(socket)) trackSocket(socket);
@@ -117,6 +123,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     server = secure;
   } else {
     const h2 = http2.createServer({ ...options.limits?.http2 }, options.handler);
+    if (options.streams) offerStreamsFirst(h2, options.streams);
     h2.on("session", watchSession);
     http1 = http.createServer({ ...options.limits?.http1, ...http1Timeouts }, options.handler);
     // node checks header and request timeouts from a timer that 'listening' starts. This server
@@ -178,6 +185,21 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
       return closing;
     },
   };
+}
+
+/**
+ * node's HTTP/2 server makes a compatibility request and response of every stream (its 'stream'
+ * listener, added with the request handler) and emits 'request'. That listener is moved behind
+ * `taker`: a stream the taker serves never gets them.
+ */
+function offerStreamsFirst(server: http2.Http2Server | http2.Http2SecureServer, taker: Http2StreamTaker): void {
+  const compat = server.listeners("stream");
+  if (compat.length !== 1) throw new Error(`node's HTTP/2 server has ${compat.length} stream listeners where keypool expects its one compatibility listener`);
+  const toCompat = compat[0] as (...args: unknown[]) => void;
+  server.removeListener("stream", toCompat);
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+    if (!taker(stream, headers)) toCompat.call(server, stream, headers, ...rest);
+  });
 }
 
 /** Reads just enough of a cleartext connection to know its protocol, then hands it over. */

@@ -3,6 +3,8 @@
  * connectNodeAdapter does, with one difference that matters in production: a handler that fails
  * after the response can no longer be written (the client went away mid-stream) is logged through
  * pino at debug level, instead of connect-node's console.error on stderr for every disconnect.
+ * Given the mounted services, it also hands the listener the path that serves gRPC server streams
+ * over HTTP/2 without node's compatibility layer (grpc-server-streams.ts).
  */
 import * as http2 from "node:http2";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
@@ -13,7 +15,9 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import type { Logger } from "../log";
-import type { RequestHandler } from "./listener";
+import type { Http2StreamTaker, RequestHandler } from "./listener";
+import { createGrpcServerStreams } from "./grpc-server-streams";
+import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
 
 export interface NodeHandlerOptions extends ConnectRouterOptions {
@@ -23,16 +27,44 @@ export interface NodeHandlerOptions extends ConnectRouterOptions {
   logger: Logger;
   /** Starts streaming calls a few per turn (stream-admission.ts); absent: each at once. */
   admission?: StreamAdmission;
+  /**
+   * The implementations `routes` mounts: their gRPC server streams over HTTP/2 then run on a
+   * leaner path than connect-node's (grpc-server-streams.ts); absent: every call through connect.
+   */
+  services?: MountedService[];
 }
 
-export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
-  const { routes, httpRoutes, logger, admission, ...routerOptions } = options;
+export interface NodeHandlers {
+  /** node's request event (HTTP/1.1, and HTTP/2 through node's compatibility layer). */
+  request: RequestHandler;
+  /** Takes the HTTP/2 streams it serves itself before node's compatibility layer sees them. */
+  stream?: Http2StreamTaker;
+}
+
+export function createNodeHandlers(options: NodeHandlerOptions): NodeHandlers {
+  const { routes, httpRoutes, logger, admission, services, ...routerOptions } = options;
   // connect-node's defaults: requests may come gzip- or brotli-compressed.
-  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...routerOptions });
+  const acceptCompression = [compressionGzip, compressionBrotli];
+  const router = createConnectRouter({ acceptCompression, ...routerOptions });
   routes(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const stream = services
+    ? createGrpcServerStreams({
+        services,
+        interceptors: routerOptions.interceptors ?? [],
+        shutdownSignal: routerOptions.shutdownSignal ?? new AbortController().signal,
+        acceptCompression: routerOptions.acceptCompression ?? acceptCompression,
+        compressMinBytes: routerOptions.compressMinBytes,
+        readMaxBytes: routerOptions.readMaxBytes,
+        binaryOptions: routerOptions.binaryOptions,
+        connectHandler: (path) => handlers.get(path),
+        admission,
+        onAbandoned: (procedure, reason) =>
+          logger.debug({ procedure, message: reason instanceof Error ? reason.message : String(reason) }, "response abandoned: the client went away"),
+      })
+    : undefined;
 
-  return (req, res) => {
+  const request: RequestHandler = (req, res) => {
     const path = req.url?.split("?", 2)[0] ?? "";
     const httpRoute = httpRoutes?.get(path);
     if (httpRoute) {
@@ -73,6 +105,7 @@ export function createNodeHandler(options: NodeHandlerOptions): RequestHandler {
       }
     }
   };
+  return { request, stream };
 }
 
 /** Whether the client went away (a reset stream, a closed connection). */

@@ -23,7 +23,7 @@ import { serveGrpcWebText } from "../transport/grpc-web-text";
 import { encodeStringsWithBuffer } from "../transport/text-encoding";
 import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { connectionCaps } from "./listener-limits";
-import { createNodeHandler } from "./node-handler";
+import { createNodeHandlers } from "./node-handler";
 import { MAX_STREAMS_WAITING_TO_START, STREAM_STARTS_PER_TURN, StreamAdmission } from "./stream-admission";
 import type { NativeGrpcListener } from "./native-grpc-listener";
 import type { TokenStore } from "../auth/token-store";
@@ -145,9 +145,10 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     perTurn: deps.streamAdmission?.perTurn ?? STREAM_STARTS_PER_TURN,
     maxWaiting: deps.streamAdmission?.maxWaiting ?? MAX_STREAMS_WAITING_TO_START,
   });
-  const handler = createNodeHandler({
+  const handlers = createNodeHandlers({
     logger,
     admission,
+    services,
     // Undecodable requests are the client's mistake: INVALID_ARGUMENT, not connect's INTERNAL.
     // gRPC-Web text mode is translated outside, so that everything inside sees binary gRPC-Web.
     routes: serveGrpcWebText(reclassifyClientMistakes(routesOf(services))),
@@ -169,7 +170,8 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   const listener: Listener = await startListener({
     host: config.host,
     port: config.port,
-    handler,
+    handler: handlers.request,
+    streams: handlers.stream,
     tls,
     limits: deps.listenerLimits,
     timeouts: deps.connectionTimeouts,

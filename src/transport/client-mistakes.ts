@@ -88,7 +88,8 @@ function withBody(res: UniversalServerResponse, body: AsyncIterable<Uint8Array> 
   return { ...res, body };
 }
 
-function fixGrpcStatus(headers: Headers | undefined): void {
+/** The grpc-status and grpc-message a client gets, corrected and bounded as above (also for src/server/grpc-server-streams.ts). */
+export function fixGrpcStatus(headers: Headers | undefined): void {
   if (!headers) return;
   const code = headers.get("grpc-status");
   const encoded = headers.get("grpc-message");
