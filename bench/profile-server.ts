@@ -47,19 +47,16 @@ export function profileWindow(profile: Profile, fromUs: number, toUs: number): P
   return { ...profile, samples, timeDeltas, startTime: fromUs };
 }
 
-/** Self time by package (grpc-js, node's http2, keypool's files, the collector...), largest first. */
-export function selfTimeByPackage(profile: Profile, limit: number): { name: string; ms: number; share: number }[] {
+type CallFrame = Profile["nodes"][number]["callFrame"];
+
+/** Self time summed under the name each sample's frame gets, largest first. */
+function selfTimeBy(profile: Profile, limit: number, nameOf: (frame: CallFrame) => string): { name: string; ms: number; share: number }[] {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<string, number>();
   let total = 0;
   profile.samples.forEach((id, i) => {
     const dt = profile.timeDeltas[i] ?? 0;
-    const { url, functionName } = byId.get(id)!.callFrame;
-    let name: string;
-    if (!url) name = functionName || "(native)";
-    else if (url.includes("node_modules/")) name = url.replace(/.*node_modules\/((@[^/]+\/)?[^/]+).*/, "$1");
-    else if (url.startsWith("node:")) name = url.split("/").slice(0, 3).join("/");
-    else name = url.replace(/^file:\/\//, "").replace(ROOT + "/", "");
+    const name = nameOf(byId.get(id)!.callFrame);
     self.set(name, (self.get(name) ?? 0) + dt);
     total += dt;
   });
@@ -69,23 +66,22 @@ export function selfTimeByPackage(profile: Profile, limit: number): { name: stri
     .map(([name, us]) => ({ name, ms: us / 1000, share: us / total }));
 }
 
+/** Self time by package (grpc-js, node's http2, keypool's files, the collector...), largest first. */
+export function selfTimeByPackage(profile: Profile, limit: number): { name: string; ms: number; share: number }[] {
+  return selfTimeBy(profile, limit, ({ url, functionName }) => {
+    if (!url) return functionName || "(native)";
+    if (url.includes("node_modules/")) return url.replace(/.*node_modules\/((@[^/]+\/)?[^/]+).*/, "$1");
+    if (url.startsWith("node:")) return url.split("/").slice(0, 3).join("/");
+    return url.replace(/^file:\/\//, "").replace(ROOT + "/", "");
+  });
+}
+
 /** Self time by function, largest first. */
 export function topFunctions(profile: Profile, limit: number): { name: string; ms: number; share: number }[] {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const self = new Map<string, number>();
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const dt = profile.timeDeltas[i] ?? 0;
-    const cf = byId.get(id)!.callFrame;
+  return selfTimeBy(profile, limit, (cf) => {
     const where = cf.url.replace(/.*node_modules\//, "").replace(/^file:\/\//, "").replace(ROOT + "/", "");
-    const name = `${cf.functionName || "(anonymous)"} ${where}${where ? `:${cf.lineNumber + 1}` : ""}`;
-    self.set(name, (self.get(name) ?? 0) + dt);
-    total += dt;
+    return `${cf.functionName || "(anonymous)"} ${where}${where ? `:${cf.lineNumber + 1}` : ""}`;
   });
-  return [...self]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, limit)
-    .map(([name, us]) => ({ name, ms: us / 1000, share: us / total }));
 }
 
 async function main(): Promise<void> {
