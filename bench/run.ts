@@ -13,7 +13,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { coreLayout } from "./lib/children";
 import { ROOT, startConnectNoop, startGrpcJsNoop, startKeypool } from "./lib/keypool-server";
-import { writeKeysFile, benchKey } from "./lib/keys-file";
+import { writeKeysFile } from "./lib/keys-file";
 import { CellResult, measureServer, Shapes } from "./end-to-end";
 import { FanoutResult, measureFanout } from "./watch-fanout";
 import { measureStartup, StartupResult } from "./startup-memory";
@@ -53,15 +53,6 @@ function machine(): MachineInfo {
 }
 
 
-function writeOpenAiKeys(file: string, count: number, withMarker: boolean): void {
-  writeKeysFile(file, count);
-  if (withMarker) {
-    const specs = JSON.parse(readFileSync(file, "utf8"));
-    specs.push({ provider: "anthropic", key: `sk-ant-bench-marker-${benchKey(0)}` });
-    writeFileSync(file, JSON.stringify(specs));
-  }
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const t0 = performance.now();
@@ -80,10 +71,10 @@ async function main(): Promise<void> {
   const keys100k = path.join(tmp, "keys-100000.json");
   const keys1 = path.join(tmp, "keys-1.json");
   const keysFanout = path.join(tmp, "keys-fanout.json");
-  writeOpenAiKeys(keys10, 10, false);
-  writeOpenAiKeys(keys100k, 100_000, false);
-  writeOpenAiKeys(keys1, 1, false);
-  writeOpenAiKeys(keysFanout, 10, true);
+  writeKeysFile(keys10, 10);
+  writeKeysFile(keys100k, 100_000);
+  writeKeysFile(keys1, 1);
+  writeKeysFile(keysFanout, 10, true);
 
   // KEYPOOL_REUSE_DELAY=0: a leased key is ready again at once, so that 10 keys sustain any Lease
   // rate and every Lease succeeds. Logs at warn: a log line per call would measure the logger.

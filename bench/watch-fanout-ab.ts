@@ -10,11 +10,11 @@
  *   npx tsx bench/watch-fanout-ab.ts --baseline=/tmp/base-2a80341 [--port=native|main] [--rates=0,half-max]
  *                                    [--rounds=3] [--seconds=8] [--subscribers=1000] [--no-batch]
  */
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { coreLayout } from "./lib/children";
-import { benchKey, writeKeysFile } from "./lib/keys-file";
+import { writeKeysFile } from "./lib/keys-file";
 import { fmt, median } from "./lib/stats";
 import { measureFanout, type FanoutResult } from "./watch-fanout";
 
@@ -32,10 +32,7 @@ async function main(): Promise<void> {
   const cores = coreLayout();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-ab-"));
   const keysFile = path.join(tmp, "keys.json");
-  writeKeysFile(keysFile, 10);
-  const specs = JSON.parse(readFileSync(keysFile, "utf8"));
-  specs.push({ provider: "anthropic", key: `sk-ant-bench-marker-${benchKey(0)}` });
-  writeFileSync(keysFile, JSON.stringify(specs));
+  writeKeysFile(keysFile, 10, true);
   const log = (line: string) => process.stderr.write(line + "\n");
   const print = (line: string) => process.stdout.write(line + "\n");
   print(`# fan-out side by side: ${port} port, ${subscribers} subscribers${batch ? " with batch" : ""}, coalesce 100 ms, ${seconds} s per pass, ${rounds} rounds`);

@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import * as os from "node:os";
 import * as path from "node:path";
 import { coreLayout } from "./lib/children";
-import { writeKeysFile, benchKey } from "./lib/keys-file";
+import { writeKeysFile } from "./lib/keys-file";
 import { ROOT } from "./lib/keypool-server";
 import { profileWindow, selfTimeByPackage, topFunctions, type Profile } from "./profile-server";
 import { measureFanout } from "./watch-fanout";
@@ -35,10 +35,7 @@ async function main(): Promise<void> {
   const cores = coreLayout();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-profile-"));
   const keysFile = path.join(tmp, "keys.json");
-  writeKeysFile(keysFile, 10);
-  const specs = JSON.parse(readFileSync(keysFile, "utf8"));
-  specs.push({ provider: "anthropic", key: `sk-ant-bench-marker-${benchKey(0)}` });
-  writeFileSync(keysFile, JSON.stringify(specs));
+  writeKeysFile(keysFile, 10, true);
   const dir = path.join(ROOT, "bench", "results", `profile-fanout-${rate}-${Date.now()}`);
   if (profile) mkdirSync(dir, { recursive: true });
   const log = (line: string) => process.stderr.write(line + "\n");

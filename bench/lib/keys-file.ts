@@ -8,8 +8,13 @@ export function benchKey(i: number): string {
   return `sk-bench${i.toString().padStart(43, "0")}`;
 }
 
-export function writeKeysFile(file: string, count: number): void {
-  const specs = new Array(count);
+/**
+ * `withMarker`: one Anthropic key more, which no OpenAI Lease touches: the fan-out benches change
+ * it alone to time a change's arrival (bench/watch-fanout.ts).
+ */
+export function writeKeysFile(file: string, count: number, withMarker = false): void {
+  const specs: { provider: string; key: string }[] = new Array(count);
   for (let i = 0; i < count; i++) specs[i] = { provider: "openai", key: benchKey(i) };
+  if (withMarker) specs.push({ provider: "anthropic", key: `sk-ant-bench-marker-${benchKey(0)}` });
   writeFileSync(file, JSON.stringify(specs));
 }
