@@ -1,44 +1,56 @@
 import { toStatus, type KeyEntry } from "./key-entry";
 import type { KeyState, KeyStatus, KeyView, ProviderId } from "./types";
 
-/**
- * The change feed's view of a pool entry: reads the entry in place, and copies it only in
- * status(). The entry is a private field, so the secret it holds is out of reach of a follower
- * and of anything that serializes or logs the event (JSON.stringify of a view is "{}").
- */
-export class EntryView implements KeyView {
-  readonly #entry: KeyEntry;
+/** What a view reads in place: the fields a follower of the change feed routes on. */
+type ViewFields = Omit<KeyView, "status">;
 
-  constructor(entry: KeyEntry) {
-    this.#entry = entry;
+/**
+ * A view over an object that has the routed fields under the same names (a pool entry, a status).
+ * The object is a private field, so that nothing of it but those fields is within reach of a
+ * follower, or of anything that serializes or logs the event (JSON.stringify of a view is "{}").
+ */
+abstract class FieldsView<T extends ViewFields> implements KeyView {
+  readonly #fields: T;
+
+  constructor(fields: T) {
+    this.#fields = fields;
+  }
+
+  protected get fields(): T {
+    return this.#fields;
   }
 
   get keyHash(): string {
-    return this.#entry.keyHash;
+    return this.#fields.keyHash;
   }
 
   get provider(): ProviderId {
-    return this.#entry.provider;
+    return this.#fields.provider;
   }
 
   get modelFamilies(): readonly string[] {
-    return this.#entry.modelFamilies;
+    return this.#fields.modelFamilies;
   }
 
   get state(): KeyState {
-    return this.#entry.state;
+    return this.#fields.state;
   }
 
   get readyAt(): number {
-    return this.#entry.readyAt;
+    return this.#fields.readyAt;
   }
 
   get lastChecked(): number {
-    return this.#entry.lastChecked;
+    return this.#fields.lastChecked;
   }
 
+  abstract status(): KeyStatus;
+}
+
+/** The change feed's view of a pool entry (which holds the secret): copied only in status(). */
+export class EntryView extends FieldsView<KeyEntry> {
   status(): KeyStatus {
-    return toStatus(this.#entry);
+    return toStatus(this.fields);
   }
 }
 
@@ -47,34 +59,8 @@ export class EntryView implements KeyView {
  * mirror of the pool in Redis keeps one per key and replaces it on each change): status()
  * returns it as it is.
  */
-export class StatusView implements KeyView {
-  constructor(private readonly fixed: KeyStatus) {}
-
-  get keyHash(): string {
-    return this.fixed.keyHash;
-  }
-
-  get provider(): ProviderId {
-    return this.fixed.provider;
-  }
-
-  get modelFamilies(): readonly string[] {
-    return this.fixed.modelFamilies;
-  }
-
-  get state(): KeyState {
-    return this.fixed.state;
-  }
-
-  get readyAt(): number {
-    return this.fixed.readyAt;
-  }
-
-  get lastChecked(): number {
-    return this.fixed.lastChecked;
-  }
-
+export class StatusView extends FieldsView<KeyStatus> {
   status(): KeyStatus {
-    return this.fixed;
+    return this.fields;
   }
 }
