@@ -31,6 +31,7 @@ import {
   compressionNegotiate,
   createAsyncIterable,
   createMethodSerializationLookup,
+  encodeEnvelope,
   transformInvokeImplementation,
   type Compression,
   type UniversalHandler,
@@ -40,6 +41,7 @@ import {
 import { contentTypeProto, grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { BinaryReadOptions, BinaryWriteOptions } from "@bufbuild/protobuf";
 import { fixGrpcStatus } from "../transport/client-mistakes";
+import { encodingOf } from "../transport/pre-encoded";
 import type { Http2StreamTaker } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -151,7 +153,8 @@ export function createGrpcServerStreams(options: GrpcServerStreamsOptions): Http
     let responded = false;
     try {
       for await (const reply of output) {
-        let bytes = serialize.serialize(reply);
+        // A WatchKeys message carries its encoding (src/transport/pre-encoded.ts): the same bytes.
+        let bytes: Uint8Array = encodingOf(reply) ?? serialize.serialize(reply);
         let flags = 0;
         if (compression && bytes.byteLength >= compressMinBytes) {
           bytes = await compression.compress(bytes);
@@ -161,7 +164,7 @@ export function createGrpcServerStreams(options: GrpcServerStreamsOptions): Http
           respond(stream, context.responseHeader);
           responded = true;
         }
-        await written(stream, envelope(flags, bytes), context.signal);
+        await written(stream, encodeEnvelope(flags, bytes), context.signal);
       }
       context.abort();
     } catch (reason) {
@@ -280,16 +283,8 @@ function endWithTrailers(stream: http2.ServerHttp2Stream, trailer: Headers): voi
   stream.end();
 }
 
-function envelope(flags: number, bytes: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + bytes.byteLength);
-  out[0] = flags;
-  out.writeUInt32BE(bytes.byteLength, 1);
-  out.set(bytes, 5);
-  return out;
-}
-
 /** Resolves once the bytes have left for the connection; rejects when the call ends first. */
-function written(stream: http2.ServerHttp2Stream, bytes: Buffer, signal: AbortSignal): Promise<void> {
+function written(stream: http2.ServerHttp2Stream, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason ?? new ConnectError("the call has ended", Code.Canceled));
     const onAbort = () => reject(signal.reason ?? new ConnectError("the call has ended", Code.Canceled));

@@ -30,7 +30,7 @@ const MAX_FAMILIES = 256;
 
 /**
  * One change reaches every matching watch as the same status object, so it is converted once,
- * not once per watch. The pool never mutates a status it has published.
+ * not once per watch. Nobody changes a status once it is read from the pool (src/watch/key-slots.ts).
  */
 const converted = new WeakMap<KeyStatus, ProtoKeyStatus>();
 function convert(status: KeyStatus): ProtoKeyStatus {
@@ -67,17 +67,18 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
 /**
  * The binary codecs' fast path. A status reaches many watches, in messages of their own (their own
  * sequence and time): encoding a whole WatchKeysResponse per watch encoded the same KeyStatus a
- * thousand times. Here each status is encoded once (the pool publishes a new status object per
- * change and never mutates one it published), each snapshot slice once for every watch that takes
+ * thousand times. Here each status is encoded once (the hub hands the watches that send one
+ * change the same status object, a copy that nobody changes afterwards), each snapshot slice once for every watch that takes
  * it (the hub shares the slice's key array), each `changes` body once for the watches that take
  * the same statuses in the same order (watches with one filter, woken together, do), and the
  * time once per millisecond. A watch's message is then one Buffer: its sequence, its time and the
  * shared body, written one after the other (decoders accept fields in any order, and these are in
  * field order anyway). The message handed to the transport carries that Buffer twice: as its
- * encoding (src/transport/pre-encoded.ts, which the native port writes as it is) and as one
- * protobuf-es unknown field, which toBinary (connect-node's main port) writes as its tag then its
- * bytes: the tag is the sequence's, the bytes are the rest of the same encoding. Either way the
- * bytes on the wire are those of the message encoded field by field (a unit test compares them).
+ * encoding (src/transport/pre-encoded.ts, which the native port and the main port's gRPC streams
+ * write as it is) and as one protobuf-es unknown field, which toBinary (connect-node) writes as
+ * its tag then its bytes: the tag is the sequence's, the bytes are the rest of the same encoding.
+ * Either way the bytes on the wire are those of the message encoded field by field (a unit test
+ * compares them).
  * Removals and heartbeats keep the ordinary path. JSON has no unknown fields: JSON streams always
  * take the ordinary path.
  */
