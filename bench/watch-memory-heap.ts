@@ -6,11 +6,12 @@
  * server's CPU per Lease and the Leases completed, so that a row that saturated the server shows.
  *
  *   npm run build && flock /tmp/keypool-bench.lock npx tsx bench/watch-memory-heap.ts \
- *     [--port=main|native|both] [--kinds=watch,health,none] [--keys=100000] [--seconds=30] [--main=<built tree>]
+ *     [--port=main|native|both] [--kinds=watch,health,none] [--keys=100000] [--seconds=30] [--main=<built tree>] [--cpu-prof]
  *
  * Prints, per row, RSS, heap used and CPU per Lease, then the kinds of objects whose total size
  * differs most between consecutive rows (and between the ports, for the same kind of stream).
- * The summaries stay in bench/results/ as JSON.
+ * The summaries stay in bench/results/ as JSON. `--cpu-prof` also profiles the server and prints
+ * its self time during the load (by package, by function; bench/profile-server.ts).
  */
 import { mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readSync, rmSync, statSync, closeSync, writeFileSync, fstatSync } from "node:fs";
 import * as os from "node:os";
@@ -20,6 +21,7 @@ import { h2load } from "./lib/h2load";
 import { LEASE, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { ROOT, startKeypool } from "./lib/keypool-server";
 import { writeKeysFile } from "./lib/keys-file";
+import { profileWindow, selfTimeByPackage, topFunctions, type Profile } from "./profile-server";
 import { audience, waitFor, type Listener } from "./watch-memory.bench";
 
 type Kind = "none" | "watch" | "health";
@@ -33,6 +35,8 @@ export interface HeapRow {
   heapMiB: number;
   /** Self size and count by kind of object ("type:name"). */
   groups: Record<string, { bytes: number; count: number }>;
+  /** With --cpu-prof: the server's self time during the load, by package and by function. */
+  profile?: string[];
 }
 
 /** Sums a .heapsnapshot's nodes by type and name without holding it as one string. */
@@ -126,7 +130,7 @@ function readTail(file: string): string {
   }
 }
 
-async function measureRow(kind: Kind, listener: Listener, opts: { keysFile: string; watchers: number; seconds: number; leaseRate: number; main?: string }, cores: CoreLayout): Promise<HeapRow> {
+async function measureRow(kind: Kind, listener: Listener, opts: { keysFile: string; watchers: number; seconds: number; leaseRate: number; main?: string; cpuProfile: boolean }, cores: CoreLayout): Promise<HeapRow> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-heap-"));
   const server = await startKeypool({
     main: opts.main,
@@ -134,14 +138,17 @@ async function measureRow(kind: Kind, listener: Listener, opts: { keysFile: stri
     cpus: cores.server,
     deadlineMs: 180_000,
     nativePort: listener === "native",
-    nodeArgs: ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${dir}`],
+    nodeArgs: ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${dir}`, ...(opts.cpuProfile ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [])],
   });
+  let loadUs: [number, number] = [0, 0];
+  let row: HeapRow | undefined;
   const port = listener === "native" ? server.grpcPort! : server.port;
   const streams = kind === "none" ? undefined : audience(port, opts.watchers, "idle", cores, kind);
   try {
     if (streams) await waitFor(streams, /OPEN (\d+)/, 120_000);
     const before = await poolTotals(server.port);
     const cpuBefore = cpuMs(server.pid);
+    const loadFrom = Number(process.hrtime.bigint() / 1000n);
     let rssMiB = 0;
     const load = h2load(port, LEASE, leaseRequestBytes(), { requests: 0, connections: 2, streamsPerConnection: 16, durationS: opts.seconds, rpsPerConnection: Math.round(opts.leaseRate / 2) }, cores.load);
     let done = false;
@@ -152,11 +159,12 @@ async function measureRow(kind: Kind, listener: Listener, opts: { keysFile: stri
     }
     await load;
     const cpu = cpuMs(server.pid) - cpuBefore;
+    loadUs = [loadFrom, Number(process.hrtime.bigint() / 1000n)];
     const after = await poolTotals(server.port);
     const leases = after.leases - before.leases;
     const file = await snapshotOf(server.pid, dir);
     const summary = summarizeHeapSnapshot(file);
-    return {
+    row = {
       label: `${listener} port, ${kind === "none" ? "no streams" : `${opts.watchers} ${kind === "watch" ? "WatchKeys" : "Health/Watch"} streams`}`,
       rssMiB,
       leases,
@@ -167,8 +175,15 @@ async function measureRow(kind: Kind, listener: Listener, opts: { keysFile: stri
   } finally {
     await streams?.kill();
     await server.stop();
+    const profileFile = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
+    if (row && profileFile) {
+      const load = profileWindow(JSON.parse(readFileSync(path.join(dir, profileFile), "utf8")) as Profile, loadUs[0], loadUs[1]);
+      const line = (t: { name: string; ms: number; share: number }) => `    ${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.name}`;
+      row.profile = ["  self time during the load, by package:", ...selfTimeByPackage(load, 12).map(line), "  by function:", ...topFunctions(load, 25).map(line)];
+    }
     rmSync(dir, { recursive: true, force: true });
   }
+  return row!;
 }
 
 /** The kinds of objects whose total size differs most from `a` to `b`. */
@@ -191,6 +206,7 @@ async function main(): Promise<void> {
   const keys = Number(value("keys") ?? 100_000);
   const seconds = Number(value("seconds") ?? 30);
   const mainArg = value("main");
+  const cpuProfile = process.argv.includes("--cpu-prof");
   const cores = coreLayout();
   const dir = mkdtempSync(path.join(os.tmpdir(), "keypool-heap-keys-"));
   const keysFile = path.join(dir, "keys.json");
@@ -199,8 +215,9 @@ async function main(): Promise<void> {
   try {
     for (const listener of listeners) {
       for (const kind of kinds) {
-        const row = await measureRow(kind, listener, { keysFile, watchers: 1000, seconds, leaseRate: 2000, main: mainArg ? path.resolve(mainArg, "dist", "src", "main.js") : undefined }, cores);
+        const row = await measureRow(kind, listener, { keysFile, watchers: 1000, seconds, leaseRate: 2000, main: mainArg ? path.resolve(mainArg, "dist", "src", "main.js") : undefined, cpuProfile }, cores);
         console.log(`${row.label}: RSS ${row.rssMiB.toFixed(0)} MiB, live heap ${row.heapMiB.toFixed(1)} MiB, ${row.leases} leases, ${row.cpuMsPerLease.toFixed(3)} ms CPU per lease`);
+        if (row.profile) console.log(row.profile.join("\n"));
         if (rows.length > 0) {
           const previous = rows[rows.length - 1]!;
           console.log(`  from "${previous.label}" to "${row.label}":`);

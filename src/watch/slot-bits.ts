@@ -1,31 +1,35 @@
 /**
- * Members a set keeps as a sorted list before it becomes a bitmap: 2 KiB of list, where a bitmap
- * over 100,000 slots is 12.5 KiB. Inserting into the list moves at most this many entries.
+ * Most members a set keeps as a sorted list (16 KiB) before it becomes a bitmap, whatever the
+ * slots: inserting into the list moves at most this many entries.
  */
-export const DEFAULT_SPARSE_LIMIT = 512;
+export const MAX_LIST_MEMBERS = 4096;
+/** A list may always hold this many members, even over few slots. */
+const MIN_LIST_MEMBERS = 32;
 
 /**
  * A set of key slots (src/watch/key-slots.ts numbers the keys): what one watch holds per key is
  * membership in a few of these, never a copy of anything.
  *
- * A set starts as a sorted list of its members and becomes a bitmap once it has more than
- * `sparseLimit` of them, and stays one until clear(). Slots are numbered in no useful order (the
- * pool's), so a small set, such as the keys of the first snapshot slice a watch sent, spreads
- * over every slot: as a bitmap it would cost the whole slot range, as a list a few bytes per
+ * A set starts as a sorted list of its members and becomes a bitmap once the list would take more
+ * than half the bitmap's bytes (one member per 64 slots up to the highest member; at most
+ * MAX_LIST_MEMBERS), and stays one until clear(). Slots are numbered in no useful order (the
+ * pool's), so a small set, such as the keys of the first snapshot slices a watch sent, spreads
+ * over every slot: as a bitmap it would cost the whole slot range, as a list four bytes per
  * member. The bitmap has a second level of one bit per word that lets a scan skip empty
  * stretches, so finding the next member costs about (slots / 1024) word reads, not (slots / 32);
  * its words are allocated as it becomes one and grow with the slots.
  */
 export class SlotBits {
-  /** Sorted members while the set is a list (`words` empty). */
+  /** Sorted members while the set is a list (`words` empty); its length is the capacity. */
   private list = EMPTY;
   private words = EMPTY;
   private summary = EMPTY;
   private dense = false;
   private members = 0;
 
-  constructor(private readonly sparseLimit = DEFAULT_SPARSE_LIMIT) {
-    if (!(sparseLimit >= 0)) throw new RangeError(`the list limit is 0 or more, got ${sparseLimit}`);
+  /** listLimit: a fixed limit on the list's members instead of the one that follows the slots (tests). */
+  constructor(private readonly listLimit?: number) {
+    if (listLimit !== undefined && !(listLimit >= 0)) throw new RangeError(`the list limit is 0 or more, got ${listLimit}`);
   }
 
   get size(): number {
@@ -48,8 +52,11 @@ export class SlotBits {
     if (!this.dense) {
       const at = this.indexOf(slot);
       if (at >= 0) return false;
-      if (this.members < this.sparseLimit) {
-        this.insertAt(~at, slot);
+      const index = ~at;
+      const highest = index === this.members ? slot : this.list[this.members - 1]!;
+      const limit = this.limitFor(highest);
+      if (this.members < limit) {
+        this.insertAt(index, slot, limit);
         return true;
       }
       this.becomeBitmap();
@@ -121,9 +128,15 @@ export class SlotBits {
     return ~low;
   }
 
-  private insertAt(at: number, slot: number): void {
+  /** How many members the list may hold when its highest is `highest`. */
+  private limitFor(highest: number): number {
+    if (this.listLimit !== undefined) return this.listLimit;
+    return Math.min(MAX_LIST_MEMBERS, Math.max(MIN_LIST_MEMBERS, (highest + 1) >>> 6));
+  }
+
+  private insertAt(at: number, slot: number, limit: number): void {
     if (this.members === this.list.length) {
-      const grown = new Int32Array(Math.min(this.sparseLimit, Math.max(8, this.list.length * 2)));
+      const grown = new Int32Array(Math.min(limit, Math.max(8, this.list.length * 2)));
       grown.set(this.list.subarray(0, this.members));
       this.list = grown;
     }

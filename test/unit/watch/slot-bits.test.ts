@@ -3,10 +3,10 @@ import { SlotBits } from "../../../src/watch/slot-bits";
 
 describe("SlotBits", () => {
   test.each([
-    ["a list until it grows past the default limit", undefined],
+    ["a list while it is smaller than half the bitmap", undefined],
     ["a bitmap from the first member", 0],
     ["a list of at most 4, then a bitmap", 4],
-  ])("property: add, delete and the wrapping scan agree with a plain Set (%s)", (_name, sparseLimit) => {
+  ])("property: add, delete and the wrapping scan agree with a plain Set (%s)", (_name, listLimit) => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant("add" as const), slot: fc.nat(5000) }),
       fc.record({ kind: fc.constant("delete" as const), slot: fc.nat(5000) }),
@@ -14,7 +14,7 @@ describe("SlotBits", () => {
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 200 }), (ops) => {
-        const bits = new SlotBits(sparseLimit);
+        const bits = new SlotBits(listLimit);
         const model = new Set<number>();
         for (const o of ops) {
           if (o.kind === "add") expect(bits.add(o.slot)).toBe(!model.has(o.slot)), model.add(o.slot);
@@ -32,8 +32,8 @@ describe("SlotBits", () => {
     );
   });
 
-  test.each([undefined, 0, 3])("a scan visits every member once per sweep, in slot order from the cursor (list limit %s)", (sparseLimit) => {
-    const bits = new SlotBits(sparseLimit);
+  test.each([undefined, 0, 3])("a scan visits every member once per sweep, in slot order from the cursor (list limit %s)", (listLimit) => {
+    const bits = new SlotBits(listLimit);
     for (const slot of [3, 31, 32, 1023, 1024, 40_000, 99_999]) bits.add(slot);
     const order: number[] = [];
     let cursor = 1024;
@@ -57,5 +57,20 @@ describe("SlotBits", () => {
     bits.clear();
     expect(bits.heldBytes).toBe(0);
     expect(bits.nextFrom(0)).toBe(-1);
+  });
+
+  test("by default a set stays a list while the list takes less than half the bitmap over its slots", () => {
+    const spread = (n: number) => Array.from({ length: n }, (_, i) => Math.floor((i * 100_000) / n));
+    const some = new SlotBits();
+    for (const slot of spread(700)) some.add(slot);
+    some.add(99_999);
+    expect(some.heldBytes).toBeLessThanOrEqual(1024 * 4);
+    const many = new SlotBits();
+    for (const slot of spread(2000)) many.add(slot);
+    many.add(99_999);
+    expect(many.heldBytes).toBeGreaterThanOrEqual(100_000 / 8);
+    expect(many.heldBytes).toBeLessThanOrEqual(16 * 1024 + 512); // the bitmap alone: the list is gone
+    for (const slot of [...spread(2000), 99_999]) expect(many.has(slot)).toBe(true);
+    expect(many.size).toBe(2001);
   });
 });
