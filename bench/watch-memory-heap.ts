@@ -78,7 +78,8 @@ export function summarizeHeapSnapshot(file: string): { totalBytes: number; group
       const name = type === "string" || type === "concatenated string" || type === "sliced string" || type === "number" || type === "code" || type === "object shape"
         ? ""
         : strings[row[nameAt]!]!.slice(0, 80);
-      const key = `${type}:${name}`;
+      // Backing stores by size (a power of two): which buffers they are shows in their sizes.
+      const key = name === "system / JSArrayBufferData" ? `${type}:${name} <= ${2 ** Math.ceil(Math.log2(Math.max(1, size)))} B` : `${type}:${name}`;
       const group = (groups[key] ??= { bytes: 0, count: 0 });
       group.bytes += size;
       group.count++;

@@ -11,7 +11,7 @@ const MIN_LIST_MEMBERS = 32;
  * membership in a few of these, never a copy of anything.
  *
  * A set starts as a sorted list of its members and becomes a bitmap once the list would take more
- * than half the bitmap's bytes (one member per 64 slots up to the highest member; at most
+ * than the bitmap's bytes (one member per 32 slots up to the highest member; at most
  * MAX_LIST_MEMBERS), and stays one until clear(). Slots are numbered in no useful order (the
  * pool's), so a small set, such as the keys of the first snapshot slices a watch sent, spreads
  * over every slot: as a bitmap it would cost the whole slot range, as a list four bytes per
@@ -131,12 +131,12 @@ export class SlotBits {
   /** How many members the list may hold when its highest is `highest`. */
   private limitFor(highest: number): number {
     if (this.listLimit !== undefined) return this.listLimit;
-    return Math.min(MAX_LIST_MEMBERS, Math.max(MIN_LIST_MEMBERS, (highest + 1) >>> 6));
+    return Math.min(MAX_LIST_MEMBERS, Math.max(MIN_LIST_MEMBERS, (highest + 1) >>> 5));
   }
 
   private insertAt(at: number, slot: number, limit: number): void {
     if (this.members === this.list.length) {
-      const grown = new Int32Array(Math.min(limit, Math.max(8, this.list.length * 2)));
+      const grown = new Int32Array(Math.min(limit, Math.max(8, this.list.length + (this.list.length >>> 1))));
       grown.set(this.list.subarray(0, this.members));
       this.list = grown;
     }
