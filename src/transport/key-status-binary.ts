@@ -1,7 +1,8 @@
 /**
  * keypool.v1.KeyStatus in protobuf binary, written straight from the domain's status: the bytes of
- * `toBinary(KeyStatusSchema, keyStatusToProto(status))`, field for field (a property test compares
- * them, test/unit/transport/key-status-binary.test.ts).
+ * `toBinary(KeyStatusSchema, keyStatusToProto(status))`, field for field; and the Timestamp every
+ * WatchKeys message carries (property tests compare both with toBinary's,
+ * test/unit/transport/key-status-binary.test.ts).
  *
  * WatchKeys encodes every key's status when a snapshot is first made, and a server that just
  * started runs protobuf-es's reflective writer cold: converting a status to a message (BigInts,
@@ -16,6 +17,8 @@
  * so the bytes stay those of the ordinary message, whatever they are.
  */
 import { toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { KeyStatusSchema } from "../../gen/ts/keypool/v1/keypool_pb";
 import type { KeyStatus } from "../domain/types";
 import { keyStateToProto, keyStatusToProto, providerToProto } from "./convert";
@@ -70,6 +73,18 @@ function encode(status: KeyStatus, delimited: boolean): Uint8Array {
   out.set(scratch.subarray(0, length), prefix);
   if (scratch.length > SCRATCH_BYTES) scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
   return out;
+}
+
+/**
+ * A google.protobuf.Timestamp of epoch milliseconds as a length-delimited field's value: the bytes
+ * of `toBinary(TimestampSchema, timestampFromMs(ms))` after their length. Every WatchKeys message
+ * carries one.
+ */
+export function timestampBinaryDelimited(ms: number): Uint8Array {
+  if (!(Number.isSafeInteger(ms) && ms >= 0)) return new BinaryWriter().bytes(toBinary(TimestampSchema, timestampFromMs(ms))).finish();
+  const end = writeTimestamp(0, TAG_READY_AT, ms, true);
+  // The field's tag (one byte here) is not part of the value; a copy, since scratch is reused.
+  return new Uint8Array(scratch.subarray(1, end));
 }
 
 function reflective(status: KeyStatus, delimited: boolean): Uint8Array {
@@ -168,9 +183,9 @@ function writeText(at: number, text: string): number {
   return at + scratch.write(text, at, "utf8");
 }
 
-/** A google.protobuf.Timestamp field from epoch milliseconds; 0 (never) is absent. */
-function writeTimestamp(at: number, tag: number, ms: number): number {
-  if (!(ms > 0)) return at;
+/** A google.protobuf.Timestamp field from epoch milliseconds; 0 (never) is absent unless `always`. */
+function writeTimestamp(at: number, tag: number, ms: number, always = false): number {
+  if (!(ms > 0) && !always) return at;
   const seconds = Math.floor(ms / 1000);
   const nanos = (ms - seconds * 1000) * 1_000_000;
   const length = (seconds > 0 ? 1 + varintLength(seconds) : 0) + (nanos > 0 ? 1 + varintLength(nanos) : 0);

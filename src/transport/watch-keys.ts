@@ -5,9 +5,9 @@
  * client that stops reading is held back by HTTP/2 flow control and the hub keeps at most one
  * pending change per key for it.
  */
-import { create, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
   WatchKeysResponseSchema,
@@ -19,7 +19,7 @@ import type { KeyStatus } from "../domain/types";
 import type { WatchHub } from "../watch/watch-hub";
 import type { WatchEvent, WatchSubscription } from "../watch/watch-subscription";
 import { keyStatusToProto, providerFromProto } from "./convert";
-import { keyStatusBinaryDelimited, varintLength, writeVarint } from "./key-status-binary";
+import { keyStatusBinaryDelimited, timestampBinaryDelimited, varintLength, writeVarint } from "./key-status-binary";
 import type { WatchKeysImpl } from "./key-pool-service";
 import { withEncoding } from "./pre-encoded";
 
@@ -102,10 +102,10 @@ export function encodedStatusBytes(status: KeyStatus): number {
 }
 
 let lastTimeMs = NaN;
-let lastTime = new Uint8Array(0);
+let lastTime: Uint8Array = new Uint8Array(0);
 function encodedTime(ms: number): Uint8Array {
   if (ms !== lastTimeMs) {
-    lastTime = new BinaryWriter().bytes(toBinary(TimestampSchema, timestampFromMs(ms))).finish();
+    lastTime = timestampBinaryDelimited(ms);
     lastTimeMs = ms;
   }
   return lastTime;

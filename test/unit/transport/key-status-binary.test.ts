@@ -1,15 +1,16 @@
 /**
  * The hand-written KeyStatus writer (src/transport/key-status-binary.ts) that WatchKeys encodes
- * snapshots and changes with: for any status, exactly the bytes protobuf-es's toBinary writes for
+ * snapshots and changes with (and the Timestamp every message carries): for any status, exactly the bytes protobuf-es's toBinary writes for
  * the converted message, and a message every decoder reads back as the status.
  */
 import fc from "fast-check";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { KeyStatusSchema } from "../../../gen/ts/keypool/v1/keypool_pb";
 import type { KeyState, KeyStatus, ProviderId } from "../../../src/domain/types";
 import { keyStatusToProto } from "../../../src/transport/convert";
-import { keyStatusBinary, keyStatusBinaryDelimited } from "../../../src/transport/key-status-binary";
+import { keyStatusBinary, keyStatusBinaryDelimited, timestampBinaryDelimited } from "../../../src/transport/key-status-binary";
 import { status } from "../watch/fake-pool";
 
 const PROVIDERS: ProviderId[] = ["openai", "anthropic", "google", "mistral", "azure", "bedrock", "vertex"];
@@ -112,5 +113,25 @@ describe("KeyStatus written by hand", () => {
     expectSameBytes(big);
     expect(keyStatusBinary(big).length).toBeGreaterThan(200_000);
     expectSameBytes(status("oai-fedcba9876543210"));
+  });
+});
+
+describe("Timestamp written by hand", () => {
+  test("property: any time gives toBinary's bytes after their length", () => {
+    const expected = (ms: number) => new BinaryWriter().bytes(toBinary(TimestampSchema, timestampFromMs(ms))).finish();
+    fc.assert(
+      fc.property(fc.oneof(fc.constantFrom(0, 1, 999, 1000, 1001, -1, -1500, 1.5), fc.maxSafeNat(), fc.integer({ min: -(2 ** 40), max: 2 ** 40 })), (ms) => {
+        expect(Buffer.from(timestampBinaryDelimited(ms)).toString("hex")).toBe(Buffer.from(expected(ms)).toString("hex"));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test("each time is a copy of its own, not a view of a buffer written again", () => {
+    const first = timestampBinaryDelimited(1_764_600_000_123);
+    const copy = Buffer.from(first);
+    timestampBinaryDelimited(2_000_000_000_999);
+    keyStatusBinary(status("oai-0123456789abcdef", { stateReason: "x".repeat(100) }));
+    expect(Buffer.from(first).equals(copy)).toBe(true);
   });
 });
