@@ -80,8 +80,9 @@ const MIN_TOMBSTONES = 1024;
  * Fans the pool's change feed out to any number of watches. It listens to the pool once and keeps
  * per key a slot with what routing needs (KeySlots), not the key's status; a change to a key costs
  * one bit set per watch whose filter can match the key (watches are indexed by provider and
- * family), never a message: messages are made when a watch's consumer pulls, from the keys'
- * current statuses, read from the pool then and shared by the watches that send them.
+ * family), and one per filter for all the batched watches of that filter together (WatchGroup),
+ * never a message: messages are made when a watch's consumer pulls, from the keys' current
+ * statuses, read from the pool then and shared by the watches that send them.
  */
 export class WatchHub {
   private readonly clock: Clock;

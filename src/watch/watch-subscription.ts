@@ -78,7 +78,10 @@ export interface SharedWindow {
  * until its window ends, then sends its latest state as one message, which opens the next window.
  * With `batch`, the window is the watch's: the first change after a quiet window goes out at once
  * in a `changes` message with everything due, and the changes within the window it opens go out
- * together when it ends. Either way a key reaches the client at most once per window. While the
+ * together when it ends; when the hub gives the watch a shared window (`shared`, the group of
+ * batched watches of its filter), the group keeps that window and the watch takes the keys of
+ * each window the group closes into its own `dirty` bits when its consumer pulls. Either way a key
+ * reaches the client at most once per window. While the
  * server is saturated (`offer(…, leading = false)`), a change that would go out at once waits for
  * the end of the window it opens instead.
  */
