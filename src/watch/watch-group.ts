@@ -72,11 +72,6 @@ export class WatchGroup {
     }
   }
 
-  /** Whether a set the group holds still names the slot (a removed key's slot is kept until not). */
-  refersTo(slot: number): boolean {
-    return this.open.has(slot) || this.closed.has(slot);
-  }
-
   /**
    * Hands every member what it is owed into its own bits and empties the group's sets: the hub
    * does this before reclaiming removed keys' slots, so that only the watches refer to them.
