@@ -4,6 +4,7 @@
  * window, in its own sequence, after its own snapshot, whatever the other watches do.
  */
 import { ManualClock } from "../../../src/domain/clock";
+import { ErrorCode } from "../../../src/domain/errors";
 import type { KeyStatus } from "../../../src/domain/types";
 import { WatchHub, type WatchHubOptions } from "../../../src/watch/watch-hub";
 import type { WatchEvent } from "../../../src/watch/watch-subscription";
@@ -211,6 +212,33 @@ describe("batched watches of one filter share a window", () => {
     expect(await batched.drain()).toEqual([]);
     clock.advance(60);
     expect(summary(await batched.drain())).toEqual([["oai-b=1"]]);
+    hub.close();
+  });
+
+  test("removed keys' slots are reclaimed with groups too: batched watches still owing removals when slots run short end with UNAVAILABLE, and a new watch starts clean", async () => {
+    const { clock, pool, hub } = setup();
+    pool.put(status("oai-keep"));
+    const reading = new Reader(hub.subscribe({}, undefined, { batch: true }));
+    await reading.drain();
+    const stuck = hub.subscribe({}, undefined, { batch: true });
+    await stuck.next(); // the snapshot, then it never reads again
+    for (let i = 0; i < 3000; i++) pool.put(status(`oai-more-${i}`));
+    clock.advance(100);
+    const added = (await reading.drain()) as Changes[];
+    expect(new Set(added.flatMap((e) => e.updated.map((s) => s.keyHash))).size).toBe(3000);
+    // Removed within one window: both watches owe these removals when the slots run short (the
+    // reading one until the window ends), so both end, and their clients start again from a snapshot.
+    for (let i = 0; i < 3000; i++) pool.remove(`oai-more-${i}`);
+    await expect(stuck.next()).rejects.toMatchObject({ code: ErrorCode.Unavailable, message: expect.stringMatching(/fell too far behind/) });
+    await expect(reading.drain()).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    expect(hub.slotCount).toBeLessThan(4000);
+    expect(hub.groupCount).toBe(0);
+    const next = new Reader(hub.subscribe({}, undefined, { batch: true }));
+    const snapshot = (await next.drain()) as Extract<WatchEvent, { type: "snapshot" }>[];
+    expect(snapshot.flatMap((e) => e.keys.map((s) => s.keyHash))).toEqual(["oai-keep"]);
+    clock.advance(100);
+    pool.change("oai-keep", { leaseCount: 5 });
+    expect(summary(await next.drain())).toEqual([["oai-keep=5"]]);
     hub.close();
   });
 
