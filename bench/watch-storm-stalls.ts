@@ -10,7 +10,9 @@
  * `--renice` runs the server at nice -15 (root only), so that other work on a shared machine
  * takes less of its core. `--profile` runs the server with node's CPU profiler and prints, for
  * the three longest busy stretches of the storm (no idle sample between), the functions with
- * the most self and inclusive time: what the stalls are made of. The profiler slows the server;
+ * the most self and inclusive time, and the same for the two longest stalls (every sample in the
+ * stall's window: a stall can hold idle samples, when its work waits for the core, and then
+ * shows as no single busy stretch): what the stalls are made of. The profiler slows the server;
  * its stall figures are not comparable with a run without it.
  */
 import { execFileSync } from "node:child_process";
@@ -41,7 +43,7 @@ interface CpuProfile {
  * The longest busy stretches of a CPU profile between `fromUs` and `toUs` (CLOCK_MONOTONIC
  * microseconds, the clock of both V8's profiler and process.hrtime), each with its top functions.
  */
-function busyStretches(profile: CpuProfile, fromUs: number, toUs: number, count: number): string {
+function busyStretches(profile: CpuProfile, fromUs: number, toUs: number, count: number, windows: { fromUs: number; toUs: number; label: string }[] = []): string {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -65,7 +67,21 @@ function busyStretches(profile: CpuProfile, fromUs: number, toUs: number, count:
     }
   });
   const out: string[] = [];
-  for (const stretch of stretches.sort((a, b) => b.ms - a.ms).slice(0, count)) {
+  const chosen: { from: number; to: number; ms: number; label?: string }[] = stretches.sort((a, b) => b.ms - a.ms).slice(0, count);
+  for (const window of windows) {
+    // The samples inside a stall's window, whatever they are.
+    let t = profile.startTime;
+    let first = -1;
+    let last = -1;
+    profile.samples.forEach((_, i) => {
+      t += profile.timeDeltas[i] ?? 0;
+      if (t < window.fromUs || t > window.toUs) return;
+      if (first < 0) first = i;
+      last = i + 1;
+    });
+    if (first >= 0) chosen.push({ from: first, to: last, ms: (window.toUs - window.fromUs) / 1000, label: window.label });
+  }
+  for (const stretch of chosen) {
     const self = new Map<string, number>();
     const inclusive = new Map<string, number>();
     for (let i = stretch.from; i < stretch.to; i++) {
@@ -80,7 +96,7 @@ function busyStretches(profile: CpuProfile, fromUs: number, toUs: number, count:
       }
     }
     const top = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `    ${v.toFixed(1).padStart(6)} ms ${k}`);
-    out.push(`  busy for ${stretch.ms.toFixed(1)} ms; self time:`, ...top(self, 10), "  inclusive time:", ...top(inclusive, 24));
+    out.push(`  ${stretch.label ?? "busy"} for ${stretch.ms.toFixed(1)} ms; self time:`, ...top(self, 10), "  inclusive time:", ...top(inclusive, 24));
   }
   return out.join("\n");
 }
@@ -108,6 +124,8 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
     const config = { port, watchers: 1000, connections: 10, mode: "read", batch: true, method: "watch" };
     const cpu0 = cpuMs(server.pid);
     const beginUs = Number(process.hrtime.bigint() / 1000n);
+    // Stalls are reported in wall-clock ms, the profile in CLOCK_MONOTONIC µs.
+    const wallToMonotonicUs = Date.now() * 1000 - beginUs;
     const watchers = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-audience.ts"), JSON.stringify(config)], cores.load, { cwd: ROOT, niceness: 19 });
     try {
       let synced: RegExpExecArray | null = null;
@@ -120,19 +138,23 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
       const serverCpuMs = cpuMs(server.pid) - cpu0;
       const syncedMs = Number(synced[1]);
       const begin = end - syncedMs;
-      const stalls = server.proc
+      const stallLines = server.proc
         .stderr()
         .split("\n")
         .filter((line) => line.startsWith("STALL "))
         .map((line) => line.split(" ").map(Number) as [unknown, number, number])
-        .filter(([, at]) => at >= begin - 50 && at <= end)
-        .map(([, , ms]) => ms);
+        .filter(([, at]) => at >= begin - 50 && at <= end);
+      const stalls = stallLines.map(([, , ms]) => ms);
+      const longestStalls = [...stallLines]
+        .sort((a, b) => b[2] - a[2])
+        .slice(0, 2)
+        .map(([, at, ms]) => ({ fromUs: at * 1000 - wallToMonotonicUs, toUs: (at + ms) * 1000 - wallToMonotonicUs, label: "stall" }));
       await watchers.kill();
       await server.stop();
       let described: string | undefined;
       if (profileDir) {
         const file = readdirSync(profileDir).find((f) => f.endsWith(".cpuprofile"));
-        described = file ? busyStretches(JSON.parse(readFileSync(path.join(profileDir, file), "utf8")) as CpuProfile, beginUs, endUs, 3) : "  (no profile written)";
+        described = file ? busyStretches(JSON.parse(readFileSync(path.join(profileDir, file), "utf8")) as CpuProfile, beginUs, endUs, 3, longestStalls) : "  (no profile written)";
       }
       return { syncedMs, serverCpuMs, stalls, profile: described };
     } finally {

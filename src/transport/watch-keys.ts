@@ -5,12 +5,11 @@
  * client that stops reading is held back by HTTP/2 flow control and the hub keeps at most one
  * pending change per key for it.
  */
-import { create, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
-  KeyStatusSchema,
   WatchKeysResponseSchema,
   type KeyStatus as ProtoKeyStatus,
   type WatchKeysRequest,
@@ -20,6 +19,7 @@ import type { KeyStatus } from "../domain/types";
 import type { WatchHub } from "../watch/watch-hub";
 import type { WatchEvent, WatchSubscription } from "../watch/watch-subscription";
 import { keyStatusToProto, providerFromProto } from "./convert";
+import { keyStatusBinaryDelimited, timestampBinaryDelimited, varintLength, writeVarint } from "./key-status-binary";
 import type { WatchKeysImpl } from "./key-pool-service";
 import { withEncoding } from "./pre-encoded";
 
@@ -87,7 +87,7 @@ function encodedStatus(status: KeyStatus): Uint8Array {
   let data = encodedStatuses.get(status);
   if (!data) {
     // A length-delimited field's value: the length, then the message.
-    data = new BinaryWriter().bytes(toBinary(KeyStatusSchema, convert(status))).finish();
+    data = keyStatusBinaryDelimited(status);
     encodedStatuses.set(status, data);
   }
   return data;
@@ -102,32 +102,13 @@ export function encodedStatusBytes(status: KeyStatus): number {
 }
 
 let lastTimeMs = NaN;
-let lastTime = new Uint8Array(0);
+let lastTime: Uint8Array = new Uint8Array(0);
 function encodedTime(ms: number): Uint8Array {
   if (ms !== lastTimeMs) {
-    lastTime = new BinaryWriter().bytes(toBinary(TimestampSchema, timestampFromMs(ms))).finish();
+    lastTime = timestampBinaryDelimited(ms);
     lastTimeMs = ms;
   }
   return lastTime;
-}
-
-function varintLength(value: number): number {
-  let n = 1;
-  while (value > 0x7f) {
-    value = Math.floor(value / 0x80);
-    n++;
-  }
-  return n;
-}
-
-/** Writes a non-negative integer (at most 2^53) as a varint at `at`; returns the end. */
-function writeVarint(out: Uint8Array, at: number, value: number): number {
-  while (value > 0x7f) {
-    out[at++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  out[at++] = value;
-  return at;
 }
 
 /** Tags: (field number << 3) | wire type. */
