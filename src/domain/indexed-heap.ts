@@ -2,7 +2,11 @@
  * A binary min-heap whose nodes know their position, so that any node can be removed or
  * re-prioritised in O(log n). Each node has a numeric priority, kept in a Float64Array beside
  * the node array: most comparisons then read one typed-array slot instead of chasing pointers,
- * which is what keeps a 100,000-key heap fast. Equal priorities fall back to `tieBefore`.
+ * which is what keeps a 100,000-key heap fast. Equal priorities compare the nodes' ranks when the
+ * heap has `rankOf` (a number per node that never changes, kept in a second Float64Array), and
+ * fall back to `tieBefore` when the ranks are equal or not numbers: a heap whose nodes often share
+ * a priority (keys never leased all have the same) then orders them without reading one node,
+ * where each node read is a cache miss in a large heap.
  * Nodes carry their own `heapPos` (-1 when in no heap): a node is in at most one heap at a time.
  */
 export interface HeapNode {
@@ -12,9 +16,20 @@ export interface HeapNode {
 export class IndexedHeap<N extends HeapNode> {
   private items: N[] = [];
   private prio = new Float64Array(16);
+  /** The nodes' ranks, by position, when the heap has `rankOf`. */
+  private rank: Float64Array<ArrayBuffer> | null;
 
-  /** `tieBefore(a, b)`: for equal priorities, whether a comes out before b. */
-  constructor(private readonly tieBefore: (a: N, b: N) => boolean = () => false) {}
+  /**
+   * `tieBefore(a, b)`: for equal priorities (and ranks), whether a comes out before b. `rankOf`,
+   * if given, must agree with tieBefore: a lower rank comes out first, and tieBefore decides only
+   * between equal ranks or where a rank is NaN.
+   */
+  constructor(
+    private readonly tieBefore: (a: N, b: N) => boolean = () => false,
+    private readonly rankOf?: (node: N) => number,
+  ) {
+    this.rank = rankOf ? new Float64Array(16) : null;
+  }
 
   get size(): number {
     return this.items.length;
@@ -36,12 +51,11 @@ export class IndexedHeap<N extends HeapNode> {
   push(node: N, priority: number): void {
     const pos = this.items.length;
     if (pos === this.prio.length) {
-      const grown = new Float64Array(pos * 2);
-      grown.set(this.prio);
-      this.prio = grown;
+      this.prio = grown(this.prio);
+      if (this.rank) this.rank = grown(this.rank);
     }
     this.items.push(node);
-    this.up(pos, node, priority);
+    this.up(pos, node, priority, this.rankOf ? this.rankOf(node) : 0);
   }
 
   pop(): N | undefined {
@@ -62,16 +76,21 @@ export class IndexedHeap<N extends HeapNode> {
     if (!this.has(node)) return;
     const pos = node.heapPos;
     const old = this.prio[pos];
-    if (priority < old) this.up(pos, node, priority);
-    else if (priority > old) this.down(pos, node, priority);
+    const r = this.rank ? this.rank[pos] : 0;
+    if (priority < old) this.up(pos, node, priority, r);
+    else if (priority > old) this.down(pos, node, priority, r);
     else {
-      this.up(pos, node, priority);
-      this.down(node.heapPos, node, priority);
+      this.up(pos, node, priority, r);
+      this.down(node.heapPos, node, priority, r);
     }
   }
 
-  private before(pa: number, a: N, pb: number, b: N): boolean {
-    return pa < pb || (pa === pb && this.tieBefore(a, b));
+  /** Whether a (priority pa, rank ra) comes out before b (pb, rb). */
+  private before(pa: number, ra: number, a: N, pb: number, rb: number, b: N): boolean {
+    if (pa !== pb) return pa < pb;
+    if (ra < rb) return true;
+    if (ra > rb) return false;
+    return this.tieBefore(a, b);
   }
 
   private removeAt(pos: number): void {
@@ -79,51 +98,69 @@ export class IndexedHeap<N extends HeapNode> {
     const node = items[pos];
     const last = items.pop()!;
     const lastPrio = this.prio[items.length];
+    const lastRank = this.rank ? this.rank[items.length] : 0;
     node.heapPos = -1;
     if (pos < items.length) {
-      this.up(pos, last, lastPrio);
-      if (last.heapPos === pos) this.down(pos, last, lastPrio);
+      this.up(pos, last, lastPrio, lastRank);
+      if (last.heapPos === pos) this.down(pos, last, lastPrio, lastRank);
     }
   }
 
-  /** Places `node` with `p` at `pos` or above. */
-  private up(pos: number, node: N, p: number): void {
+  /** Places `node` with priority `p` and rank `r` at `pos` or above. */
+  private up(pos: number, node: N, p: number, r: number): void {
     const items = this.items;
     const prio = this.prio;
+    const rank = this.rank;
     while (pos > 0) {
       const parentPos = (pos - 1) >> 1;
       const parent = items[parentPos];
       const pp = prio[parentPos];
-      if (!this.before(p, node, pp, parent)) break;
+      const pr = rank ? rank[parentPos] : 0;
+      if (!this.before(p, r, node, pp, pr, parent)) break;
       items[pos] = parent;
       prio[pos] = pp;
+      if (rank) rank[pos] = pr;
       parent.heapPos = pos;
       pos = parentPos;
     }
-    items[pos] = node;
-    prio[pos] = p;
-    node.heapPos = pos;
+    this.set(pos, node, p, r);
   }
 
-  /** Places `node` with `p` at `pos` or below. */
-  private down(pos: number, node: N, p: number): void {
+  /** Places `node` with priority `p` and rank `r` at `pos` or below. */
+  private down(pos: number, node: N, p: number, r: number): void {
     const items = this.items;
     const prio = this.prio;
+    const rank = this.rank;
     const n = items.length;
     for (;;) {
       const left = 2 * pos + 1;
       if (left >= n) break;
       const right = left + 1;
       let child = left;
-      if (right < n && this.before(prio[right], items[right], prio[left], items[left])) child = right;
-      if (!this.before(prio[child], items[child], p, node)) break;
-      items[pos] = items[child];
+      if (right < n && this.before(prio[right], rank ? rank[right] : 0, items[right], prio[left], rank ? rank[left] : 0, items[left])) child = right;
+      const cr = rank ? rank[child] : 0;
+      if (!this.before(prio[child], cr, items[child], p, r, node)) break;
+      const moved = items[child];
+      items[pos] = moved;
       prio[pos] = prio[child];
-      items[pos].heapPos = pos;
+      if (rank) rank[pos] = cr;
+      moved.heapPos = pos;
       pos = child;
     }
-    items[pos] = node;
-    prio[pos] = p;
+    this.set(pos, node, p, r);
+  }
+
+  private set(pos: number, node: N, p: number, r: number): void {
+    this.items[pos] = node;
+    this.prio[pos] = p;
+    if (this.rank) this.rank[pos] = r;
     node.heapPos = pos;
   }
+}
+
+/** A copy of `array` with twice the room. */
+function grown(array: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> {
+  const bigger = new Float64Array(array.length * 2);
+  bigger.set(array);
+  return bigger;
 }

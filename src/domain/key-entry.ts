@@ -1,3 +1,4 @@
+import { AS_DOUBLE } from "./double-fields";
 import { hashSortRank } from "./key-hash";
 import { sameList } from "./same-list";
 import { NO_NODES, type IndexedKey } from "./selection-index";
@@ -87,7 +88,7 @@ export function newEntry(fields: {
   trial: boolean;
   familiesPinned?: boolean;
 }): KeyEntry {
-  return {
+  const entry: KeyEntry = {
     secret: fields.secret,
     keyHash: fields.keyHash,
     provider: fields.provider,
@@ -100,18 +101,25 @@ export function newEntry(fields: {
     hashRank: hashSortRank(fields.provider, fields.keyHash),
     state: "active",
     stateReason: "",
-    holdUntil: 0,
-    cooldownUntil: 0,
-    readyAt: 0,
-    rateLimitedAt: 0,
-    lastUsed: 0,
-    lastChecked: 0,
+    holdUntil: AS_DOUBLE,
+    cooldownUntil: AS_DOUBLE,
+    readyAt: AS_DOUBLE,
+    rateLimitedAt: AS_DOUBLE,
+    lastUsed: AS_DOUBLE,
+    lastChecked: AS_DOUBLE,
     promptCount: 0,
     usage: undefined,
     inFlight: 0,
     leaseCount: 0,
     nodes: NO_NODES,
   };
+  entry.holdUntil = 0;
+  entry.cooldownUntil = 0;
+  entry.readyAt = 0;
+  entry.rateLimitedAt = 0;
+  entry.lastUsed = 0;
+  entry.lastChecked = 0;
+  return entry;
 }
 
 /** An entry rebuilt from storage. Open leases do not survive a restart, so in_flight starts at 0. */

@@ -50,7 +50,9 @@ const hashBefore = (a: IndexNode, b: IndexNode) => {
  * waiting heap needs no tie order: it only decides when a key moves, never which key is chosen.
  */
 export class SubIndex {
-  readonly ready = new IndexedHeap<IndexNode>(hashBefore);
+  // Ties (equal priorities: all keys never leased) compare hash ranks in the heap's own array,
+  // not through each node's entry.
+  readonly ready = new IndexedHeap<IndexNode>(hashBefore, (node) => node.entry.hashRank);
   readonly waiting = new IndexedHeap<IndexNode>();
 
   get size(): number {

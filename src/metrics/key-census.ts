@@ -5,6 +5,7 @@
  * (a cooldown ends without an event), so it is counted at scrape time from each key's ready_at.
  */
 import type { ChangeFeed } from "../domain/change-feed";
+import { AS_DOUBLE } from "../domain/double-fields";
 import { sameList } from "../domain/same-list";
 import type { KeyState, KeyView, PoolEvent, ProviderId } from "../domain/types";
 
@@ -91,12 +92,9 @@ export class KeyCensus {
   private record(key: KeyView): void {
     const known = this.keys.get(key.keyHash);
     if (!known) {
-      this.keys.set(key.keyHash, {
-        provider: key.provider,
-        state: key.state,
-        families: this.intern(key.modelFamilies),
-        readyAt: key.readyAt,
-      });
+      const record: CensusRecord = { provider: key.provider, state: key.state, families: this.intern(key.modelFamilies), readyAt: AS_DOUBLE };
+      record.readyAt = key.readyAt;
+      this.keys.set(key.keyHash, record);
       return;
     }
     // Most changes are leases and usage: the record is updated in place, nothing allocated.

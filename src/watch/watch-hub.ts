@@ -7,7 +7,11 @@ import type { KeyStatus, PoolEvent } from "../domain/types";
 import { DEFAULT_STATUS_CACHE, KeySlots } from "./key-slots";
 import { filterKeyOf, SnapshotSlices } from "./snapshot-slices";
 import { filterBuckets, keyBuckets } from "./watch-filter";
+import { WatchGroup } from "./watch-group";
 import { WatchSubscription } from "./watch-subscription";
+
+/** What a change is offered to: an ungrouped watch, or the group of batched watches of one filter. */
+type Watcher = WatchSubscription | WatchGroup;
 
 export interface WatchHubOptions {
   clock: Clock;
@@ -76,8 +80,9 @@ const MIN_TOMBSTONES = 1024;
  * Fans the pool's change feed out to any number of watches. It listens to the pool once and keeps
  * per key a slot with what routing needs (KeySlots), not the key's status; a change to a key costs
  * one bit set per watch whose filter can match the key (watches are indexed by provider and
- * family), never a message: messages are made when a watch's consumer pulls, from the keys'
- * current statuses, read from the pool then and shared by the watches that send them.
+ * family), and one per filter for all the batched watches of that filter together (WatchGroup),
+ * never a message: messages are made when a watch's consumer pulls, from the keys' current
+ * statuses, read from the pool then and shared by the watches that send them.
  */
 export class WatchHub {
   private readonly clock: Clock;
@@ -88,7 +93,9 @@ export class WatchHub {
   private readonly messageBytes: number;
   private readonly keys: KeySlots;
   private readonly slices: SnapshotSlices;
-  private readonly buckets = new Map<string, Set<WatchSubscription>>();
+  private readonly buckets = new Map<string, Set<Watcher>>();
+  /** Batched watches by filter (filterKeyOf), sharing one window each (src/watch/watch-group.ts). */
+  private readonly groups = new Map<string, WatchGroup>();
   private readonly subscriptions = new Set<WatchSubscription>();
   private readonly abortCleanups = new Map<WatchSubscription, () => void>();
   private unsubscribeFeed: (() => void) | null;
@@ -195,6 +202,8 @@ export class WatchHub {
       modelFamilies: filter.modelFamilies && filter.modelFamilies.length > 0 ? [...filter.modelFamilies] : undefined,
     };
     const filterKey = filterKeyOf(normalized);
+    // Batched watches of one filter share a window, so a change visits them once, not once each.
+    const group = options.batch === true && this.coalesceMs > 0 ? this.groupFor(normalized, filterKey) : null;
     const subscription = new WatchSubscription(
       normalized,
       {
@@ -208,15 +217,14 @@ export class WatchHub {
         measure: this.measure,
         messageBytes: this.messageBytes,
         wakeSoon: this.wakeSoon,
+        shared: group?.window,
+        openedAtStamp: this.stamp,
       },
       (ended) => this.forget(ended),
     );
     this.subscriptions.add(subscription);
-    for (const name of filterBuckets(normalized)) {
-      let set = this.buckets.get(name);
-      if (!set) this.buckets.set(name, (set = new Set()));
-      set.add(subscription);
-    }
+    if (group) group.members.add(subscription);
+    else this.index(subscription);
     if (signal) {
       if (signal.aborted) {
         subscription.close();
@@ -227,6 +235,33 @@ export class WatchHub {
       this.abortCleanups.set(subscription, () => signal.removeEventListener("abort", onAbort));
     }
     return subscription;
+  }
+
+  private groupFor(filter: KeyFilter, filterKey: string): WatchGroup {
+    let group = this.groups.get(filterKey);
+    if (!group) {
+      group = new WatchGroup(filter, { clock: this.clock, coalesceMs: this.coalesceMs, wakeSoon: this.wakeSoon });
+      this.groups.set(filterKey, group);
+      this.index(group);
+    }
+    return group;
+  }
+
+  private index(watcher: Watcher): void {
+    for (const name of filterBuckets(watcher.filter)) {
+      let set = this.buckets.get(name);
+      if (!set) this.buckets.set(name, (set = new Set()));
+      set.add(watcher);
+    }
+  }
+
+  private unindex(watcher: Watcher): void {
+    for (const name of filterBuckets(watcher.filter)) {
+      const set = this.buckets.get(name);
+      if (!set) continue;
+      set.delete(watcher);
+      if (set.size === 0) this.buckets.delete(name);
+    }
   }
 
   /** Ends every watch with UNAVAILABLE and stops listening to the pool. */
@@ -257,11 +292,17 @@ export class WatchHub {
     return n;
   }
 
-  /** Timers held by watches: at most one per watch (zero once every watch has ended). */
+  /** Timers held by watches and their groups: at most one each (zero once every watch has ended). */
   get timerCount(): number {
     let n = 0;
     for (const subscription of this.subscriptions) if (subscription.hasTimer) n++;
+    for (const group of this.groups.values()) if (group.hasTimer) n++;
     return n;
+  }
+
+  /** Groups of batched watches sharing a window: one per filter in use (for tests). */
+  get groupCount(): number {
+    return this.groups.size;
   }
 
   /** Pending changes held for all watches together. */
@@ -304,9 +345,9 @@ export class WatchHub {
       this.keys.set(slot, key.provider, key.modelFamilies, stamp);
       if (moved) this.slices.membershipChanged();
       if (this.subscriptions.size === 0) return;
-      const offer = (subscription: WatchSubscription) => {
-        if (keyMatches(subscription.filter, key) || (before && keyMatches(subscription.filter, before))) {
-          subscription.offer(slot, leading, now);
+      const offer = (watcher: Watcher) => {
+        if (keyMatches(watcher.filter, key) || (before && keyMatches(watcher.filter, before))) {
+          watcher.offer(slot, leading, now);
         }
       };
       this.visit(key, stamp, offer);
@@ -320,8 +361,8 @@ export class WatchHub {
         provider !== null ? { provider, modelFamilies: this.keys.familiesAt(slot) } : { provider: event.provider, modelFamilies: event.modelFamilies };
       this.keys.bury(slot, stamp);
       this.slices.membershipChanged();
-      this.visit(before, stamp, (subscription) => {
-        if (keyMatches(subscription.filter, before)) subscription.offer(slot, leading, now);
+      this.visit(before, stamp, (watcher) => {
+        if (keyMatches(watcher.filter, before)) watcher.offer(slot, leading, now);
       });
       if (this.keys.tombstones > Math.max(MIN_TOMBSTONES, this.keys.live)) this.reclaimTombstones();
     }
@@ -334,6 +375,8 @@ export class WatchHub {
    * bounded by the keys in the pool.
    */
   private reclaimTombstones(): void {
+    // The groups' sets go to their watches first: then only watches refer to slots.
+    for (const group of this.groups.values()) group.spill();
     const stuck = new Set<WatchSubscription>();
     for (const slot of [...this.keys.tombstoneSlots()]) {
       let referred = false;
@@ -354,15 +397,15 @@ export class WatchHub {
     for (const slot of [...this.keys.tombstoneSlots()]) this.keys.reclaim(slot);
   }
 
-  /** Calls `fn` once for each watch indexed under a bucket the key falls in. */
-  private visit(key: KeyAttributes, stamp: number, fn: (subscription: WatchSubscription) => void): void {
+  /** Calls `fn` once for each watch or group indexed under a bucket the key falls in. */
+  private visit(key: KeyAttributes, stamp: number, fn: (watcher: Watcher) => void): void {
     for (const name of keyBuckets(key)) {
       const set = this.buckets.get(name);
       if (!set) continue;
-      for (const subscription of set) {
-        if (subscription.visitStamp === stamp) continue;
-        subscription.visitStamp = stamp;
-        fn(subscription);
+      for (const watcher of set) {
+        if (watcher.visitStamp === stamp) continue;
+        watcher.visitStamp = stamp;
+        fn(watcher);
       }
     }
   }
@@ -370,11 +413,16 @@ export class WatchHub {
   private forget(subscription: WatchSubscription): void {
     this.subscriptions.delete(subscription);
     this.toWake.delete(subscription);
-    for (const name of filterBuckets(subscription.filter)) {
-      const set = this.buckets.get(name);
-      if (!set) continue;
-      set.delete(subscription);
-      if (set.size === 0) this.buckets.delete(name);
+    const key = filterKeyOf(subscription.filter);
+    const group = this.groups.get(key);
+    if (group?.members.has(subscription)) {
+      group.leave(subscription);
+      if (group.members.size === 0) {
+        this.groups.delete(key);
+        this.unindex(group);
+      }
+    } else {
+      this.unindex(subscription);
     }
     this.abortCleanups.get(subscription)?.();
     this.abortCleanups.delete(subscription);

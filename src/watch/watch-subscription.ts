@@ -39,6 +39,26 @@ export interface SubscriptionContext {
    * reach a watch together. Absent: at once.
    */
   wakeSoon?: (subscription: WatchSubscription) => void;
+  /**
+   * The window this batched watch shares with the other batched watches of its filter
+   * (src/watch/watch-group.ts): changes are offered to the group, not to the watch, and the watch
+   * takes the group's closed sets. Absent: the watch keeps its own window and is offered changes.
+   */
+  shared?: SharedWindow;
+  /** With `shared`: the stamp of the last change before this watch opened (its snapshot covers it). */
+  openedAtStamp?: number;
+}
+
+/** What a watch reads from the window it shares with others (src/watch/watch-group.ts). */
+export interface SharedWindow {
+  /** Closes the set a leading change is waiting on, if any: the first watch to pull does. */
+  sync(): void;
+  /** Counts the sets closed so far. */
+  generation(): number;
+  /** The keys of the latest closed set. */
+  closed(): SlotBits;
+  /** The keys changed since. */
+  open(): SlotBits;
 }
 
 /**
@@ -58,7 +78,10 @@ export interface SubscriptionContext {
  * until its window ends, then sends its latest state as one message, which opens the next window.
  * With `batch`, the window is the watch's: the first change after a quiet window goes out at once
  * in a `changes` message with everything due, and the changes within the window it opens go out
- * together when it ends. Either way a key reaches the client at most once per window. While the
+ * together when it ends; when the hub gives the watch a shared window (`shared`, the group of
+ * batched watches of its filter), the group keeps that window and the watch takes the keys of
+ * each window the group closes into its own `dirty` bits when its consumer pulls. Either way a key
+ * reaches the client at most once per window. While the
  * server is saturated (`offer(…, leading = false)`), a change that would go out at once waits for
  * the end of the window it opens instead.
  */
@@ -95,6 +118,8 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   private failure: unknown = null;
   /** Hub bookkeeping: the last change this subscription saw, so it is visited once per change. */
   visitStamp = 0;
+  /** With a shared window: the sets of it this watch has taken, by number. */
+  private taken: number;
 
   constructor(
     readonly filter: KeyFilter,
@@ -102,6 +127,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     private readonly onEnd: (subscription: WatchSubscription) => void,
   ) {
     this.lastSentAt = context.clock.now();
+    this.taken = context.shared ? context.shared.generation() : 0;
   }
 
   [Symbol.asyncIterator](): this {
@@ -110,7 +136,49 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /** How many keys have a change waiting for this subscriber (at most the number of keys). */
   get pendingCount(): number {
-    return this.dirty.size + this.held.size;
+    const shared = this.context.shared;
+    if (!shared || this.ended) return this.dirty.size + this.held.size;
+    const owed = new Set<number>();
+    const count = (set: SlotBits) => forEachSlot(set, (slot) => {
+      if (!this.dirty.has(slot) && this.owes(slot)) owed.add(slot);
+    });
+    if (this.taken < shared.generation()) count(shared.closed());
+    count(shared.open());
+    return this.dirty.size + owed.size;
+  }
+
+  /** Whether a consumer is waiting for the next message. */
+  get waiting(): boolean {
+    return this.waiter !== null;
+  }
+
+  /**
+   * Takes a shared window's sets into this watch's own bits: `closed` (set number `generation`)
+   * unless it was taken already, and `open` when given. Called by the group for a watch that did
+   * not take a set before the next one closed, and by the watch itself when it pulls.
+   */
+  takeShared(generation: number, closed: SlotBits, open: SlotBits | null): void {
+    if (this.ended) return;
+    if (this.taken < generation) {
+      forEachSlot(closed, (slot) => {
+        if (this.owes(slot)) this.dirty.add(slot);
+      });
+      this.taken = generation;
+    }
+    if (open) {
+      forEachSlot(open, (slot) => {
+        if (this.owes(slot)) this.dirty.add(slot);
+      });
+    }
+  }
+
+  /**
+   * A shared set may name keys whose last change came before this watch opened: its snapshot has
+   * those. During the snapshot, as in offer(), only keys its slices have passed are owed.
+   */
+  private owes(slot: number): boolean {
+    if (this.snapshotAfter !== null && !(this.context.keys.hashAt(slot) <= this.snapshotAfter)) return false;
+    return this.context.keys.changedAt(slot) > (this.context.openedAtStamp ?? -Infinity);
   }
 
   get hasTimer(): boolean {
@@ -190,6 +258,11 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       if (this.context.sliceAllowed && !this.context.sliceAllowed(this.snapshotAfter)) return null;
       return this.takeSlice(now);
     }
+    const shared = this.context.shared;
+    if (shared) {
+      shared.sync();
+      this.takeShared(shared.generation(), shared.closed(), null);
+    }
     this.endWindows(now);
     if (this.dirty.size > 0 && now >= this.notBefore) {
       const event = this.context.batch ? this.takeBatch(now) : this.takeOne(now);
@@ -267,8 +340,9 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     }
     if (this.batchOpenedAt === null) this.batchOpenedAt = now;
     if (this.dirty.size === 0) {
-      // The window's changes are out: the next ones wait for the window's end.
-      this.notBefore = Math.max(this.notBefore, this.batchOpenedAt + this.context.coalesceMs);
+      // The window's changes are out: the next ones wait for the window's end (a shared window's
+      // end is the group's: it hands over the next set then).
+      if (!this.context.shared) this.notBefore = Math.max(this.notBefore, this.batchOpenedAt + this.context.coalesceMs);
       this.batchOpenedAt = null;
       // Every key had its turn: the next batch lists its keys in slot order, as every watch with
       // the same changes due does, so that they can share one encoded body.
@@ -375,5 +449,15 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       if (error !== null) waiter.reject(error);
       else waiter.resolve({ done: true, value: undefined });
     }
+  }
+}
+
+/** Calls `fn` for each slot of the set, in slot order. */
+function forEachSlot(set: SlotBits, fn: (slot: number) => void): void {
+  for (let slot = set.nextFrom(0); slot >= 0; ) {
+    fn(slot);
+    const next = set.nextFrom(slot + 1);
+    if (next <= slot) return;
+    slot = next;
   }
 }
