@@ -83,13 +83,13 @@ export interface OpenStormResult {
  * shares that core, and what is measured is the server's answer time, not how long the probe
  * waits for the core behind 1,000 dashboards decoding their snapshots.
  */
-function audience(port: number, watchers: number, mode: "idle" | "read", cores: CoreLayout, method: "watch" | "health" = "watch") {
+export function audience(port: number, watchers: number, mode: "idle" | "read", cores: CoreLayout, method: "watch" | "health" = "watch") {
   const config = { port, watchers, connections: Math.ceil(watchers / 100), mode, batch: true, method };
   const niceness = mode === "read" ? 19 : undefined;
   return start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-audience.ts"), JSON.stringify(config)], cores.load, { cwd: ROOT, niceness });
 }
 
-async function waitFor(proc: ReturnType<typeof audience>, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+export async function waitFor(proc: ReturnType<typeof audience>, pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const m = pattern.exec(proc.stdout());

@@ -33,7 +33,7 @@ import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
-import { encodingOf } from "../transport/pre-encoded";
+import { encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -85,7 +85,7 @@ function encoder(schema: DescMessage): (message: never) => Buffer {
  */
 function streamEncoder(schema: DescMessage): (message: never) => Buffer {
   const encode = encoder(schema);
-  return (message) => encodingOf(message) ?? encode(message);
+  return (message) => encodedBytes(message) ?? encode(message);
 }
 
 /** The grpc-js service definition of a protobuf-es service descriptor. */

@@ -154,17 +154,18 @@ export function createGrpcServerStreams(options: GrpcServerStreamsOptions): Http
     try {
       for await (const reply of output) {
         // A WatchKeys message carries its encoding (src/transport/pre-encoded.ts): the same bytes.
-        let bytes: Uint8Array = encodingOf(reply) ?? serialize.serialize(reply);
-        let flags = 0;
-        if (compression && bytes.byteLength >= compressMinBytes) {
-          bytes = await compression.compress(bytes);
-          flags = compressedFlag;
-        }
+        const parts = encodingOf(reply) ?? [serialize.serialize(reply)];
+        const length = byteLength(parts);
         if (!responded) {
           respond(stream, context.responseHeader);
           responded = true;
         }
-        await written(stream, encodeEnvelope(flags, bytes), context.signal);
+        if (compression && length >= compressMinBytes) {
+          const joined = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+          await written(stream, [encodeEnvelope(compressedFlag, await compression.compress(joined))], context.signal);
+        } else {
+          await written(stream, [envelopeHeader(length), ...parts], context.signal);
+        }
       }
       context.abort();
     } catch (reason) {
@@ -283,17 +284,38 @@ function endWithTrailers(stream: http2.ServerHttp2Stream, trailer: Headers): voi
   stream.end();
 }
 
-/** Resolves once the bytes have left for the connection; rejects when the call ends first. */
-function written(stream: http2.ServerHttp2Stream, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
+function byteLength(parts: readonly Uint8Array[]): number {
+  let length = 0;
+  for (const part of parts) length += part.byteLength;
+  return length;
+}
+
+/** A gRPC message's envelope before its bytes: no flags, then the length (big-endian). */
+function envelopeHeader(length: number): Uint8Array {
+  const header = new Uint8Array(5);
+  new DataView(header.buffer).setUint32(1, length);
+  return header;
+}
+
+/**
+ * Writes the chunks as one message, each as it is (a body shared by many streams is not copied
+ * into each: a stream whose client does not read holds a reference to it, not a copy); resolves
+ * once they have left for the connection, rejects when the call ends first.
+ */
+function written(stream: http2.ServerHttp2Stream, chunks: readonly Uint8Array[], signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason ?? new ConnectError("the call has ended", Code.Canceled));
     const onAbort = () => reject(signal.reason ?? new ConnectError("the call has ended", Code.Canceled));
     signal.addEventListener("abort", onAbort, { once: true });
-    stream.write(bytes, (err) => {
+    // Corked, the chunks reach HTTP/2 in one write: they fill DATA frames as one run of bytes.
+    stream.cork();
+    for (let i = 0; i < chunks.length - 1; i++) stream.write(chunks[i]);
+    stream.write(chunks[chunks.length - 1], (err) => {
       signal.removeEventListener("abort", onAbort);
       if (err) reject(err);
       else resolve();
     });
+    stream.uncork();
   });
 }
 

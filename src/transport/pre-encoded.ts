@@ -5,15 +5,26 @@
  * streams, src/server/grpc-server-streams.ts) writes these bytes as they are instead of walking
  * the message. The bytes are exactly toBinary's of the same message, so a serializer that does
  * not look (connect-node's, for gRPC-Web and Connect) writes the same thing the long way.
+ *
+ * The encoding is carried in parts, written one after the other: the message's own few bytes,
+ * then a body shared with other messages. A transport that can write the parts as they are (the
+ * main port's gRPC streams) holds no copy of the shared body for a stream whose client is not
+ * reading; one that needs one buffer joins them (encodedBytes).
  */
 const ENCODING = Symbol("keypool.encoding");
 
-export function withEncoding<T extends object>(message: T, bytes: Buffer): T {
-  (message as { [ENCODING]?: Buffer })[ENCODING] = bytes;
+export function withEncoding<T extends object>(message: T, parts: readonly Uint8Array[]): T {
+  (message as { [ENCODING]?: readonly Uint8Array[] })[ENCODING] = parts;
   return message;
 }
 
-/** The encoding a message carries, if it carries one. */
-export function encodingOf(message: unknown): Buffer | undefined {
-  return (message as { [ENCODING]?: Buffer })[ENCODING];
+/** The encoding a message carries, in parts, if it carries one. */
+export function encodingOf(message: unknown): readonly Uint8Array[] | undefined {
+  return (message as { [ENCODING]?: readonly Uint8Array[] })[ENCODING];
+}
+
+/** The encoding a message carries, as one buffer, if it carries one. */
+export function encodedBytes(message: unknown): Buffer | undefined {
+  const parts = encodingOf(message);
+  return parts && Buffer.concat(parts);
 }

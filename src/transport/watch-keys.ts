@@ -71,14 +71,16 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
  * change the same status object, a copy that nobody changes afterwards), each snapshot slice once for every watch that takes
  * it (the hub shares the slice's key array), each `changes` body once for the watches that take
  * the same statuses in the same order (watches with one filter, woken together, do), and the
- * time once per millisecond. A watch's message is then one Buffer: its sequence, its time and the
- * shared body, written one after the other (decoders accept fields in any order, and these are in
- * field order anyway). The message handed to the transport carries that Buffer twice: as its
- * encoding (src/transport/pre-encoded.ts, which the native port and the main port's gRPC streams
- * write as it is) and as one protobuf-es unknown field, which toBinary (connect-node) writes as
- * its tag then its bytes: the tag is the sequence's, the bytes are the rest of the same encoding.
- * Either way the bytes on the wire are those of the message encoded field by field (a unit test
- * compares them).
+ * time once per millisecond. A watch's message is then its sequence and time (a few bytes of its
+ * own), the event's tag and the shared body, written one after the other (decoders accept fields
+ * in any order, and these are in field order anyway), never copied into one buffer per watch: a
+ * thousand watches whose clients stopped reading each hold one message, and the body they hold
+ * is shared. The message handed to the transport carries those parts twice: as its encoding
+ * (src/transport/pre-encoded.ts, which the native port and the main port's gRPC streams write as
+ * they are) and as two protobuf-es unknown fields, which toBinary (connect-node) writes as tag
+ * then bytes: the sequence's tag and the rest of the head, the event's tag and the body. Either
+ * way the bytes on the wire are those of the message encoded field by field (a unit test compares
+ * them).
  * Removals and heartbeats keep the ordinary path. JSON has no unknown fields: JSON streams always
  * take the ordinary path.
  */
@@ -183,40 +185,52 @@ function encodedChanges(updated: readonly KeyStatus[], removed: readonly string[
   return body;
 }
 
-/** A whole WatchKeysResponse: sequence, time, then the event's field (`body`: its length-delimited value). */
-function encodedResponse(sequence: number, timeMs: number, tag: number, body: Uint8Array): Buffer {
+/** The event fields' tags, each as the one byte that precedes the event's shared body. */
+const TAG_BYTES = new Map([TAG_SNAPSHOT, TAG_UPDATED, TAG_CHANGES].map((tag) => [tag, Uint8Array.of(tag)]));
+
+/**
+ * A whole WatchKeysResponse, in parts: sequence and time (the watch's own bytes), the event's
+ * tag, then `body`, its length-delimited value, shared and never copied here.
+ */
+function encodedResponse(sequence: number, timeMs: number, tag: number, body: Uint8Array): { head: Uint8Array; parts: Uint8Array[] } {
   const time = encodedTime(timeMs);
-  const out = Buffer.allocUnsafe(1 + varintLength(sequence) + 1 + time.length + 1 + body.length);
-  out[0] = TAG_SEQUENCE;
-  let at = writeVarint(out, 1, sequence);
-  out[at++] = TAG_TIME;
-  out.set(time, at);
-  at += time.length;
-  out[at++] = tag;
-  out.set(body, at);
-  return out;
+  const head = new Uint8Array(1 + varintLength(sequence) + 1 + time.length);
+  head[0] = TAG_SEQUENCE;
+  let at = writeVarint(head, 1, sequence);
+  head[at++] = TAG_TIME;
+  head.set(time, at);
+  return { head, parts: [head, TAG_BYTES.get(tag)!, body] };
 }
 
 /** The message for one event, for a binary codec: the same bytes as watchEventToProto's. */
 export function watchEventToBinaryProto(event: WatchEvent): WatchKeysResponse {
-  let bytes: Buffer;
+  let tag: number;
+  let body: Uint8Array;
   switch (event.type) {
     case "updated":
-      bytes = encodedResponse(event.sequence, event.time, TAG_UPDATED, encodedStatus(event.status));
+      tag = TAG_UPDATED;
+      body = encodedStatus(event.status);
       break;
     case "snapshot":
-      bytes = encodedResponse(event.sequence, event.time, TAG_SNAPSHOT, encodedSlice(event.keys, event.more));
+      tag = TAG_SNAPSHOT;
+      body = encodedSlice(event.keys, event.more);
       break;
     case "changes":
-      bytes = encodedResponse(event.sequence, event.time, TAG_CHANGES, encodedChanges(event.updated, event.removed));
+      tag = TAG_CHANGES;
+      body = encodedChanges(event.updated, event.removed);
       break;
     default:
       return watchEventToProto(event);
   }
+  const { head, parts } = encodedResponse(event.sequence, event.time, tag, body);
   const message = create(WatchKeysResponseSchema);
-  // toBinary writes an unknown field as its tag, then its bytes: the sequence's tag, then the rest.
-  message.$unknown = [{ no: 1, wireType: WireType.Varint, data: bytes.subarray(1) }];
-  return withEncoding(message, bytes);
+  // toBinary writes an unknown field as its tag, then its bytes: the sequence's tag, then the rest
+  // of the head; the event's tag, then its body.
+  message.$unknown = [
+    { no: 1, wireType: WireType.Varint, data: head.subarray(1) },
+    { no: tag >>> 3, wireType: WireType.LengthDelimited, data: body },
+  ];
+  return withEncoding(message, parts);
 }
 
 /** Whether the call's messages are protobuf binary (gRPC, gRPC-Web, Connect with +proto), not JSON. */

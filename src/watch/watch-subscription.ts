@@ -172,8 +172,12 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     }
   }
 
-  /** A shared set may name keys whose last change came before this watch opened: its snapshot has those. */
+  /**
+   * A shared set may name keys whose last change came before this watch opened: its snapshot has
+   * those. During the snapshot, as in offer(), only keys its slices have passed are owed.
+   */
   private owes(slot: number): boolean {
+    if (this.snapshotAfter !== null && !(this.context.keys.hashAt(slot) <= this.snapshotAfter)) return false;
     return this.context.keys.changedAt(slot) > (this.context.openedAtStamp ?? -Infinity);
   }
 
@@ -221,7 +225,10 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   offer(slot: number, leading: boolean, now = this.context.clock.now()): void {
     if (this.ended) return;
     if (this.snapshotAfter !== null) {
-      this.dirty.add(slot);
+      // A key the snapshot has not reached yet goes out in a later slice as it is then (or is
+      // marked by takeSlice if that slice is older than its change): only keys already passed
+      // are owed a resend, so a watch stuck early in its snapshot holds next to nothing.
+      if (this.context.keys.hashAt(slot) <= this.snapshotAfter) this.dirty.add(slot);
       return;
     }
     if (this.recent.has(slot)) {

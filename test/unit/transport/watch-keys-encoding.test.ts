@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { WatchKeysResponseSchema } from "../../../gen/ts/keypool/v1/keypool_pb";
 import type { KeyStatus } from "../../../src/domain/types";
-import { encodingOf } from "../../../src/transport/pre-encoded";
+import { encodedBytes, encodingOf } from "../../../src/transport/pre-encoded";
 import { watchEventToBinaryProto, watchEventToProto } from "../../../src/transport/watch-keys";
 import type { WatchEvent } from "../../../src/watch/watch-subscription";
 import { status } from "../watch/fake-pool";
@@ -36,7 +36,7 @@ function bothWays(event: WatchEvent) {
   const ordinary = toBinary(WatchKeysResponseSchema, watchEventToProto(event));
   const message = watchEventToBinaryProto(event);
   const fast = toBinary(WatchKeysResponseSchema, message);
-  const carried = encodingOf(message);
+  const carried = encodedBytes(message);
   if (carried && !Buffer.from(fast).equals(carried)) throw new Error("the carried encoding differs from toBinary's");
   return { ordinary, fast, carried };
 }
@@ -95,6 +95,13 @@ describe("WatchKeys binary encoding, once per change", () => {
     }
     expect(encodingOf(watchEventToBinaryProto({ type: "heartbeat", sequence: 3, time: 7 }))).toBeUndefined();
     expect(encodingOf(watchEventToBinaryProto({ type: "removed", sequence: 3, time: 7, keyHash: "oai-a" }))).toBeUndefined();
+  });
+
+  test("every watch's message for one slice carries that slice's body itself, not a copy: its own bytes are only sequence, time and tag", () => {
+    const keys = [full, { ...full, keyHash: "oai-fedcba9876543210" }];
+    const parts = [1, 2, 300].map((sequence) => encodingOf(watchEventToBinaryProto({ type: "snapshot", sequence, time: 5 + sequence, keys, more: true }))!);
+    for (const p of parts.slice(1)) expect(p[p.length - 1]).toBe(parts[0]![parts[0]!.length - 1]);
+    for (const p of parts) expect(p.slice(0, -1).reduce((n, part) => n + part.byteLength, 0)).toBeLessThan(32);
   });
 
   test("batches of the same statuses share a body, and a batch that differs in order, length or removals gets its own", () => {
