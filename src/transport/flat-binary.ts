@@ -14,6 +14,7 @@
  * ever. test/unit/transport/flat-binary.test.ts compares the bytes with toBinary's.
  */
 import { protoInt64, ScalarType, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { varintLength, writeVarint } from "./varint";
 
 /** Encodes a message of its schema; the bytes are toBinary's. */
 export type FlatEncoder = (message: Message) => Buffer;
@@ -155,21 +156,21 @@ function sizeOf(plan: MessagePlan, message: Message): number {
   for (const field of plan.fields) {
     const value = valueToWrite(field, message as unknown as Fields);
     if (value === undefined) continue;
-    size += varintSize(field.tag);
+    size += varintLength(field.tag);
     switch (field.kind) {
       case "string": {
         const length = Buffer.byteLength(value as string, "utf8");
-        size += varintSize(length) + length;
+        size += varintLength(length) + length;
         break;
       }
       case "bool":
         size += 1;
         break;
       case "int32":
-        size += (value as number) < 0 ? 10 : varintSize(value as number);
+        size += (value as number) < 0 ? 10 : varintLength(value as number);
         break;
       case "uint32":
-        size += varintSize(value as number);
+        size += varintLength(value as number);
         break;
       case "int64":
       case "uint64": {
@@ -179,7 +180,7 @@ function sizeOf(plan: MessagePlan, message: Message): number {
       }
       case "message": {
         const length = sizeOf(field.nested!, value as Message);
-        size += varintSize(length) + length;
+        size += varintLength(length) + length;
         break;
       }
     }
@@ -231,23 +232,6 @@ function int64Of(kind: "int64" | "uint64", value: bigint | string | number): { l
   } catch {
     throw NOT_FLAT;
   }
-}
-
-function varintSize(value: number): number {
-  if (value < 0x80) return 1;
-  if (value < 0x4000) return 2;
-  if (value < 0x200000) return 3;
-  if (value < 0x10000000) return 4;
-  return 5;
-}
-
-function writeVarint(buffer: Buffer, pos: number, value: number): number {
-  while (value > 0x7f) {
-    buffer[pos++] = (value & 0x7f) | 0x80;
-    value >>>= 7;
-  }
-  buffer[pos++] = value;
-  return pos;
 }
 
 function varint64Size(lo: number, hi: number): number {

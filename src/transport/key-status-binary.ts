@@ -22,6 +22,7 @@ import { timestampFromMs, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { KeyStatusSchema } from "../../gen/ts/keypool/v1/keypool_pb";
 import type { KeyStatus } from "../domain/types";
 import { keyStateToProto, keyStatusToProto, providerToProto } from "./convert";
+import { varintLength, writeVarint } from "./varint";
 
 /** Tags of keypool.v1.KeyStatus: (field number << 3) | wire type (0 varint, 2 length-delimited). */
 const TAG_KEY_HASH = (1 << 3) | 2;
@@ -221,25 +222,5 @@ function writeUsage(at: number, family: string, usage: KeyStatus["usage"][string
   if (usage.inputTokens > 0) at = writeVarint(scratch, writeVarint(scratch, at, TAG_1_VARINT), usage.inputTokens);
   if (usage.outputTokens > 0) at = writeVarint(scratch, writeVarint(scratch, at, TAG_2_VARINT), usage.outputTokens);
   if (usage.prompts > 0) at = writeVarint(scratch, writeVarint(scratch, at, TAG_3_VARINT), usage.prompts);
-  return at;
-}
-
-/** Bytes of a non-negative integer (at most 2^53) as a varint. */
-export function varintLength(value: number): number {
-  let n = 1;
-  while (value > 0x7f) {
-    value = Math.floor(value / 0x80);
-    n++;
-  }
-  return n;
-}
-
-/** Writes a non-negative integer (at most 2^53) as a varint at `at`; returns the end. */
-export function writeVarint(out: Uint8Array, at: number, value: number): number {
-  while (value > 0x7f) {
-    out[at++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  out[at++] = value;
   return at;
 }

@@ -19,7 +19,8 @@ import type { KeyStatus } from "../domain/types";
 import type { WatchHub } from "../watch/watch-hub";
 import type { WatchEvent, WatchSubscription } from "../watch/watch-subscription";
 import { keyStatusToProto, providerFromProto } from "./convert";
-import { keyStatusBinaryDelimited, timestampBinaryDelimited, varintLength, writeVarint } from "./key-status-binary";
+import { keyStatusBinaryDelimited, timestampBinaryDelimited } from "./key-status-binary";
+import { varintLength, writeVarint } from "./varint";
 import type { WatchKeysImpl } from "./key-pool-service";
 import { withEncoding } from "./pre-encoded";
 
