@@ -56,8 +56,14 @@ export const DEFAULT_WATCH_HEARTBEAT_MS = 15_000;
  * message stuck in its stream, hold little.
  */
 export const DEFAULT_WATCH_MESSAGE_BYTES = 16 * 1024;
-/** Watches woken per turn when a change reaches many at once. */
-const WAKE_BATCH = 50;
+/**
+ * Time one turn of the event loop may spend waking watches, their messages included, before the
+ * rest wait for the next turn: long enough that a thousand watches of one window go out in a few
+ * turns, short enough that the calls arriving meanwhile wait little.
+ */
+const WAKE_TURN_MS = 8;
+/** Watches woken between looks at the clock. */
+const WAKE_CHUNK = 50;
 /**
  * Snapshot slices sent per turn of the event loop, all watches together: a thousand watches
  * opening at once take their snapshots a few slices at a time, and the calls that arrive
@@ -127,16 +133,28 @@ export class WatchHub {
     if (this.toWake.size === 0) this.defer(this.wakeAll);
     this.toWake.add(subscription);
   };
+  /** When the current turn's waking began (performance.now()). */
+  private wakeTurnStartedAt = 0;
   /**
-   * Wakes the waiting watches, a batch per turn: node:http2 sends what the streams wrote only
-   * once the turn is over, so waking 1,000 watches in one turn would make the first wait for the
-   * last; batches let each one's messages leave while the next are made, and calls in between.
+   * Wakes the waiting watches, for at most WAKE_TURN_MS of each turn: node:http2 sends what the
+   * streams wrote only once the turn is over, so one turn for 1,000 watches would make the first
+   * wait for the last, and the calls arriving meanwhile too. The budget is time, not a count of
+   * watches: a window's watches then need a few turns whatever else each turn holds (the calls
+   * read in between, a garbage collection), where a fixed count per turn made the last watch wait
+   * for twenty turns, each as long as the load made it.
    */
   private readonly wakeAll = () => {
+    this.wakeTurnStartedAt = performance.now();
+    this.wakeChunk();
+  };
+  private readonly wakeChunk = () => {
     let n = 0;
     for (const subscription of this.toWake) {
-      if (n++ === WAKE_BATCH) {
-        this.defer(this.wakeAll);
+      if (n++ === WAKE_CHUNK) {
+        // The woken watches make and write their messages in promise reactions, which start
+        // before a microtask queued now: the clock is read again once that work is under way.
+        if (performance.now() - this.wakeTurnStartedAt < WAKE_TURN_MS) queueMicrotask(this.wakeChunk);
+        else this.defer(this.wakeAll);
         return;
       }
       this.toWake.delete(subscription);
