@@ -144,6 +144,7 @@ export class WatchHub {
    * for twenty turns, each as long as the load made it.
    */
   private readonly wakeAll = () => {
+    if (this.toWake.size === 0) return;
     this.wakeTurnStartedAt = performance.now();
     this.wakeChunk();
   };
@@ -258,7 +259,7 @@ export class WatchHub {
   private groupFor(filter: KeyFilter, filterKey: string): WatchGroup {
     let group = this.groups.get(filterKey);
     if (!group) {
-      group = new WatchGroup(filter, { clock: this.clock, coalesceMs: this.coalesceMs, wakeSoon: this.wakeSoon });
+      group = new WatchGroup(filter, { clock: this.clock, coalesceMs: this.coalesceMs, wakeSoon: this.wakeSoon, wakeNow: this.wakeAll });
       this.groups.set(filterKey, group);
       this.index(group);
     }
