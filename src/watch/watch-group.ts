@@ -10,8 +10,9 @@ export interface WatchGroupContext {
   /** Asks for `subscription.wake()` after the pool's turn (the hub's batched waking). */
   wakeSoon: (subscription: WatchSubscription) => void;
   /**
-   * Starts the hub's waking of what wakeSoon queued at once, within this turn's budget: the
-   * window's timer is no call's turn, so there is nothing to answer first. Absent: wakeSoon's turn.
+   * Starts the hub's waking of what wakeSoon queued at once (its first batch now, the rest a batch
+   * per turn as before): the window's timer is no call's turn, so there is nothing to answer
+   * first. Absent: the first batch waits for wakeSoon's turn.
    */
   wakeNow?: () => void;
 }

@@ -56,14 +56,8 @@ export const DEFAULT_WATCH_HEARTBEAT_MS = 15_000;
  * message stuck in its stream, hold little.
  */
 export const DEFAULT_WATCH_MESSAGE_BYTES = 16 * 1024;
-/**
- * Time one turn of the event loop may spend waking watches, their messages included, before the
- * rest wait for the next turn: long enough that a thousand watches of one window go out in a few
- * turns, short enough that the calls arriving meanwhile wait little.
- */
-const WAKE_TURN_MS = 8;
-/** Watches woken between looks at the clock. */
-const WAKE_CHUNK = 50;
+/** Watches woken per turn when a change reaches many at once. */
+const WAKE_BATCH = 50;
 /**
  * Snapshot slices sent per turn of the event loop, all watches together: a thousand watches
  * opening at once take their snapshots a few slices at a time, and the calls that arrive
@@ -130,32 +124,30 @@ export class WatchHub {
   /** Watches with a change due and a consumer waiting, to wake once the pool's turn is over. */
   private readonly toWake = new Set<WatchSubscription>();
   private readonly wakeSoon = (subscription: WatchSubscription) => {
-    if (this.toWake.size === 0) this.defer(this.wakeAll);
     this.toWake.add(subscription);
+    this.scheduleWake();
   };
-  /** When the current turn's waking began (performance.now()). */
-  private wakeTurnStartedAt = 0;
+  /** Whether a deferred wakeAll is due: one at a time, however the waking started. */
+  private wakeScheduled = false;
+  private scheduleWake(): void {
+    if (this.wakeScheduled) return;
+    this.wakeScheduled = true;
+    this.defer(this.wakeDeferred);
+  }
+  private readonly wakeDeferred = () => {
+    this.wakeScheduled = false;
+    this.wakeAll();
+  };
   /**
-   * Wakes the waiting watches, for at most WAKE_TURN_MS of each turn: node:http2 sends what the
-   * streams wrote only once the turn is over, so one turn for 1,000 watches would make the first
-   * wait for the last, and the calls arriving meanwhile too. The budget is time, not a count of
-   * watches: a window's watches then need a few turns whatever else each turn holds (the calls
-   * read in between, a garbage collection), where a fixed count per turn made the last watch wait
-   * for twenty turns, each as long as the load made it.
+   * Wakes the waiting watches, a batch per turn: node:http2 sends what the streams wrote only
+   * once the turn is over, so waking 1,000 watches in one turn would make the first wait for the
+   * last; batches let each one's messages leave while the next are made, and calls in between.
    */
   private readonly wakeAll = () => {
-    if (this.toWake.size === 0) return;
-    this.wakeTurnStartedAt = performance.now();
-    this.wakeChunk();
-  };
-  private readonly wakeChunk = () => {
     let n = 0;
     for (const subscription of this.toWake) {
-      if (n++ === WAKE_CHUNK) {
-        // The woken watches make and write their messages in promise reactions, which start
-        // before a microtask queued now: the clock is read again once that work is under way.
-        if (performance.now() - this.wakeTurnStartedAt < WAKE_TURN_MS) queueMicrotask(this.wakeChunk);
-        else this.defer(this.wakeAll);
+      if (n++ === WAKE_BATCH) {
+        this.scheduleWake();
         return;
       }
       this.toWake.delete(subscription);
