@@ -18,7 +18,7 @@
  * has left (node-handler.ts writeOneMessageAtATime says why).
  */
 import * as http2 from "node:http2";
-import { create, type DescMethod } from "@bufbuild/protobuf";
+import { create, type BinaryReadOptions, type BinaryWriteOptions, type DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -39,7 +39,6 @@ import {
   type UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
 import { contentTypeProto, grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import type { BinaryReadOptions, BinaryWriteOptions } from "@bufbuild/protobuf";
 import { fixGrpcStatus } from "../transport/client-mistakes";
 import { encodingOf } from "../transport/pre-encoded";
 import { copyHeaders, invokeStream } from "./invoke-stream";
