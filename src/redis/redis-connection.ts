@@ -171,8 +171,12 @@ async function connectChecked(client: Redis, settings: RedisSettings): Promise<v
   } catch (err) {
     // A client that lost its socket has ended (it does not reconnect before the check passed):
     // disconnect() would only arm ioredis's wait for that socket to close, which it already has,
-    // holding the process for its disconnectTimeout. One still connected is closed.
+    // holding the process for its disconnectTimeout. One still connected is closed, its socket
+    // at once: a refused start has nothing to flush, and ioredis ends it only half (it waits for
+    // a close that a socket it no longer reads may never see).
+    const socket = client.stream as typeof client.stream | undefined;
     if (client.status !== "end") client.disconnect();
+    socket?.destroy();
     const reason = lastError ?? (err instanceof Error && err.message !== "timeout" ? err : undefined);
     throw describeFailure(settings.target, reason, settings.timeoutMs);
   } finally {
