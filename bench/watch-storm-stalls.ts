@@ -5,7 +5,7 @@
  * what the storm's probe p99 (bench/watch-memory.bench.ts) measures from outside, without the
  * probe's own scheduling on a shared machine. This build and another one, alternating.
  *
- *     npm run build && npx tsx bench/watch-storm-stalls.ts --baseline=<built source tree> [--port=main|native] [--rounds=2] [--renice] [--profile] [--trace-gc]
+ *     npm run build && npx tsx bench/watch-storm-stalls.ts --baseline=<built source tree> [--port=main|native] [--rounds=2] [--renice] [--profile] [--trace-gc] [--server-flag=<flag>]
  *
  * `--renice` runs the server at nice -15 (root only), so that other work on a shared machine
  * takes less of its core. `--profile` runs the server with node's CPU profiler and prints, for
@@ -16,6 +16,7 @@
  * its stall figures are not comparable with a run without it. `--trace-gc` runs the server with
  * V8's --trace-gc and lists the storm's collections of 5 ms and more beside its stalls, each at
  * its time from the storm's start: which stalls are collections, of what kind and size.
+ * `--server-flag=<flag>` (repeatable) gives both builds' servers a node or V8 flag, to diagnose.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -121,7 +122,7 @@ function collections(stdout: string, stderr: string, fromMs: number, toMs: numbe
   return out;
 }
 
-async function storm(listener: "main" | "native", main: string | undefined, renice: boolean, keysFile: string, profile: boolean, traceGc = false): Promise<StormStalls> {
+async function storm(listener: "main" | "native", main: string | undefined, renice: boolean, keysFile: string, profile: boolean, traceGc = false, serverFlags: string[] = []): Promise<StormStalls> {
   const cores = coreLayout();
   const profileDir = profile ? mkdtempSync(path.join(os.tmpdir(), "keypool-storm-profile-")) : undefined;
   const server = await startKeypool({
@@ -133,6 +134,7 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
       path.join(ROOT, "bench", "lib", "loop-stalls.cjs"),
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--cpu-prof-interval=200"] : []),
       ...(traceGc ? ["--trace-gc"] : []),
+      ...serverFlags,
     ],
     main,
   });
@@ -206,13 +208,15 @@ async function main(): Promise<void> {
   const renice = process.argv.includes("--renice");
   const profile = process.argv.includes("--profile");
   const traceGc = process.argv.includes("--trace-gc");
+  // A diagnostic: node or V8 flags for the servers of both builds (e.g. --server-flag=--max-semi-space-size=1).
+  const serverFlags = process.argv.filter((a) => a.startsWith("--server-flag=")).map((a) => a.slice("--server-flag=".length));
   const keysFile = path.join(os.tmpdir(), "keypool-storm-stalls-keys.json");
   writeKeysFile(keysFile, 1000);
   const builds: { label: string; main?: string }[] = [{ label: "this build" }];
   if (baseline) builds.push({ label: "baseline", main: path.resolve(baseline, "dist", "src", "main.js") });
   for (let round = 0; round < rounds; round++) {
     for (const build of round % 2 === 0 ? builds : [...builds].reverse()) {
-      const r = await storm(listener, build.main, renice, keysFile, profile, traceGc);
+      const r = await storm(listener, build.main, renice, keysFile, profile, traceGc, serverFlags);
       const sorted = [...r.stalls].sort((a, b) => b - a);
       console.log(
         `${listener} port, ${build.label}: synced in ${r.syncedMs} ms, server CPU ${r.serverCpuMs} ms; ${r.stalls.length} stalls over 16 ms, longest ${sorted.slice(0, 5).map((ms) => ms.toFixed(0)).join(", ")} ms; in order: ${r.stalls.map((ms) => ms.toFixed(0)).join(" ")}`,

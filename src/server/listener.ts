@@ -132,10 +132,11 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     // its socket forever.
     http1.emit("listening");
     const h1 = http1;
+    const toH2 = oneSessionPerTurn(h2);
     server = net.createServer((socket) => {
       if (!guard.admit(socket)) return;
       trackSocket(socket);
-      handOver(socket, h2, h1, timeouts.headersMs);
+      handOver(socket, toH2, h1, timeouts.headersMs);
     });
   }
   server.maxConnections = guard.caps.maxConnections;
@@ -202,8 +203,38 @@ function offerStreamsFirst(server: http2.Http2Server | http2.Http2SecureServer, 
   });
 }
 
+/**
+ * Hands sniffed HTTP/2 connections to the HTTP/2 server one per turn of the event loop. A new
+ * session takes in every stream already buffered on its socket in the turn it is made (node sets
+ * up each stream's objects there, before any keypool code can queue it), and connections that
+ * arrive together are sniffed in one turn: ten dashboards' connections of a hundred streams each
+ * would be a thousand stream set-ups in one turn, during which no other call is answered. One
+ * session per turn makes that ten turns of a hundred. The queue holds only connections the
+ * connection guard admitted, so the connection caps bound it.
+ */
+function oneSessionPerTurn(h2: http2.Http2Server): (socket: net.Socket) => void {
+  const waiting: net.Socket[] = [];
+  let head = 0;
+  const next = () => {
+    const socket = waiting[head];
+    waiting[head++] = undefined as unknown as net.Socket;
+    if (head === waiting.length) {
+      waiting.length = 0;
+      head = 0;
+    } else {
+      if (head > 1024 && head * 2 > waiting.length) waiting.splice(0, head), (head = 0);
+      setImmediate(next);
+    }
+    // A connection that closed while it waited has nothing to serve.
+    if (socket && !socket.destroyed) h2.emit("connection", socket);
+  };
+  return (socket) => {
+    if (waiting.push(socket) - head === 1) setImmediate(next);
+  };
+}
+
 /** Reads just enough of a cleartext connection to know its protocol, then hands it over. */
-function handOver(socket: net.Socket, h2: http2.Http2Server, h1: http.Server, silentMs: number): void {
+function handOver(socket: net.Socket, h2: (socket: net.Socket) => void, h1: http.Server, silentMs: number): void {
   let seen: Buffer = Buffer.alloc(0);
   // Silent too long before its protocol is known: the headers timeout, before any header.
   const timer = setTimeout(() => socket.destroy(), silentMs);
@@ -223,7 +254,7 @@ function handOver(socket: net.Socket, h2: http2.Http2Server, h1: http.Server, si
     socket.unshift(seen);
     if (protocol === "h2") {
       // The HTTP/2 session takes the unshifted bytes from the socket's buffer itself.
-      h2.emit("connection", socket);
+      h2(socket);
     } else {
       h1.emit("connection", socket);
       socket.resume();
