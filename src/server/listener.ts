@@ -13,6 +13,7 @@ import * as net from "node:net";
 import { readGroup, SETTINGS } from "../config/settings";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { connectionCaps } from "./listener-limits";
+import { oneSessionPerTurn } from "./session-pacing";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -132,7 +133,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     // its socket forever.
     http1.emit("listening");
     const h1 = http1;
-    const toH2 = oneSessionPerTurn(h2);
+    const toH2 = oneSessionPerTurn((socket) => h2.emit("connection", socket));
     server = net.createServer((socket) => {
       if (!guard.admit(socket)) return;
       trackSocket(socket);
@@ -201,36 +202,6 @@ function offerStreamsFirst(server: http2.Http2Server | http2.Http2SecureServer, 
   server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
     if (!taker(stream, headers)) toCompat.call(server, stream, headers, ...rest);
   });
-}
-
-/**
- * Hands sniffed HTTP/2 connections to the HTTP/2 server one per turn of the event loop. A new
- * session takes in every stream already buffered on its socket in the turn it is made (node sets
- * up each stream's objects there, before any keypool code can queue it), and connections that
- * arrive together are sniffed in one turn: ten dashboards' connections of a hundred streams each
- * would be a thousand stream set-ups in one turn, during which no other call is answered. One
- * session per turn makes that ten turns of a hundred. The queue holds only connections the
- * connection guard admitted, so the connection caps bound it.
- */
-function oneSessionPerTurn(h2: http2.Http2Server): (socket: net.Socket) => void {
-  const waiting: net.Socket[] = [];
-  let head = 0;
-  const next = () => {
-    const socket = waiting[head];
-    waiting[head++] = undefined as unknown as net.Socket;
-    if (head === waiting.length) {
-      waiting.length = 0;
-      head = 0;
-    } else {
-      if (head > 1024 && head * 2 > waiting.length) waiting.splice(0, head), (head = 0);
-      setImmediate(next);
-    }
-    // A connection that closed while it waited has nothing to serve.
-    if (socket && !socket.destroyed) h2.emit("connection", socket);
-  };
-  return (socket) => {
-    if (waiting.push(socket) - head === 1) setImmediate(next);
-  };
 }
 
 /** Reads just enough of a cleartext connection to know its protocol, then hands it over. */
