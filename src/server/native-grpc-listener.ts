@@ -245,7 +245,12 @@ function admitStreamsFirst(server: grpc.Server, admission: StreamAdmission, path
       const admitted = admission.admit(
         () => {
           stream.off("error", ignore);
+          // A request without a byte of body has ended while it waited ('end' goes out at the
+          // end of the body whether anyone reads or not): grpc-js, which learns of the request's
+          // end only from that event, hears it now, and answers as for any empty request.
+          const heardEnd = stream.readableEnded ? stream.listeners("end") : undefined;
           grpcJs.call(http2Server, stream, headers, ...rest);
+          if (heardEnd) for (const listener of stream.listeners("end")) if (!heardEnd.includes(listener)) listener.call(stream);
         },
         () => stream.destroyed,
       );
