@@ -35,7 +35,6 @@ import { encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { copyHeaders, invokeStream } from "./invoke-stream";
 import type { MountedService } from "./routes";
-import type { StreamAdmission } from "./stream-admission";
 
 export interface GrpcJsAdapterOptions {
   /** The main port's interceptors, in the same order. */
@@ -44,8 +43,6 @@ export interface GrpcJsAdapterOptions {
   shutdownSignal: AbortSignal;
   /** What to do with a handler failure after its response can no longer be sent. */
   onAbandoned?: (procedure: string, err: unknown) => void;
-  /** Starts streams a few per turn (stream-admission.ts), as on the main port; absent: at once. */
-  admission?: StreamAdmission;
 }
 
 /**
@@ -461,14 +458,9 @@ function streamHandler(
   const table = methodTable(spec);
   const streamSpec = spec as Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>;
   const output = spec.method.output;
-  return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
-    if (!options.admission) return startStream(call);
-    const admitted = options.admission.admit(
-      () => startStream(call),
-      () => call.cancelled || call.destroyed,
-    );
-    if (!admitted) call.emit("error", { code: grpc.status.UNAVAILABLE, details: STREAMS_REFUSED });
-  };
+  // Streams reach this handler through the native listener's admission queue
+  // (native-grpc-listener.ts admitStreamsFirst), a few per turn: it starts them at once.
+  return startStream;
 
   function startStream(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>): void {
     const native = new NativeCall(table, undefined, call, signals);
@@ -503,9 +495,6 @@ function streamHandler(
       .finally(() => native.release(true));
   }
 }
-
-/** The status of a stream refused before its handler ran: retryable, like HTTP/2 REFUSED_STREAM. */
-const STREAMS_REFUSED = "too many streams are starting at once; retry";
 
 /**
  * A bidi call's requests, ending when the client half-closes. The iterator must not destroy the
