@@ -8,7 +8,7 @@
  * or the server shuts down) and goes through the same interceptor chain as the main port: error
  * mapping, shutdown gate, request log, access control, through invocations equivalent to
  * connect's own that make less per unary call (NativeCall, unaryInvocation) and per streamed
- * message (invokeStream, StreamWriter).
+ * message (src/server/invoke-stream.ts, StreamWriter).
  *
  * Errors leave as connect would send them on gRPC: the same code, the same message, and the same
  * grpc-status-details-bin (google.rpc.Status with its details, such as RetryInfo).
@@ -24,8 +24,6 @@ import {
   type HandlerContext,
   type Interceptor,
   type MethodImplSpec,
-  type StreamRequest,
-  type StreamResponse,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
@@ -35,6 +33,7 @@ import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
 import { encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
+import { copyHeaders, invokeStream } from "./invoke-stream";
 import type { MountedService } from "./routes";
 
 export interface GrpcJsAdapterOptions {
@@ -443,67 +442,6 @@ function unaryHandler(spec: MethodImplSpec, options: GrpcJsAdapterOptions, signa
 function sendResponseHeader(call: AnyCall, native: NativeCall): void {
   const header = native.sentHeader();
   if (header) call.sendMetadata(header);
-}
-
-/**
- * A stream through the interceptors, as connect's own invocation (transformInvokeImplementation)
- * runs it: the same request and response objects, the same handler context, the interceptors
- * wrapped per call. What differs is that the handler's messages are not passed through connect's
- * per-message generators (normalizeIterable, then a downlevelled async generator's yield*): the
- * caller pulls them straight from the interceptors' stream and makes each a message of the output
- * schema itself (`create`, which returns a message of the schema as it is).
- */
-function invokeStream(
-  spec: Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>,
-  interceptors: Interceptor[],
-  ctx: HandlerContext,
-  input: AsyncIterable<unknown>,
-): Promise<StreamResponse> {
-  const handler = async (req: StreamRequest): Promise<StreamResponse> => {
-    const merged: HandlerContext = { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
-    const message =
-      spec.kind === "server_streaming"
-        ? spec.impl((await onlyRequest(req.message)) as never, merged)
-        : spec.impl(req.message as never, merged);
-    return { stream: true, message, method: spec.method, service: spec.method.parent, header: ctx.responseHeader, trailer: ctx.responseTrailer } as StreamResponse;
-  };
-  const invoke = interceptors.reduceRight<(req: StreamRequest) => Promise<StreamResponse>>(
-    (next, interceptor) => interceptor(next as never) as (req: StreamRequest) => Promise<StreamResponse>,
-    handler,
-  );
-  const req = {
-    stream: true,
-    message: input,
-    method: spec.method,
-    requestMethod: ctx.requestMethod,
-    url: ctx.url,
-    signal: ctx.signal,
-    header: ctx.requestHeader,
-    service: spec.method.parent,
-    contextValues: ctx.values,
-  } as StreamRequest;
-  try {
-    return invoke(req);
-  } catch (err) {
-    return Promise.reject(err);
-  }
-}
-
-/** The one request of a server-streaming call (connect's words when there is none or more). */
-async function onlyRequest(requests: AsyncIterable<unknown>): Promise<unknown> {
-  const it = requests[Symbol.asyncIterator]();
-  const first = await it.next();
-  if (first.done === true) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
-  const second = await it.next();
-  if (second.done !== true) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
-  return first.value;
-}
-
-/** Copies a response header or trailer an interceptor replaced into the call's own, as connect does. */
-function copyHeaders(from: Headers, to: Headers): void {
-  if (from === to) return;
-  for (const key of [...to.keys()]) to.delete(key);
-  from.forEach((value, key) => to.set(key, value));
 }
 
 /**

@@ -14,6 +14,7 @@ import { readGroup, SETTINGS } from "../config/settings";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { connectionCaps } from "./listener-limits";
 import { oneSessionPerTurn } from "./session-pacing";
+import { ShutdownGrace } from "./shutdown-grace";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -173,10 +174,10 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
           server.once("close", () => resolve());
         });
         stopAccepting();
-        const deadline = Date.now() + graceMs;
-        while (sockets.size > 0 && Date.now() < deadline) {
+        const grace = new ShutdownGrace(graceMs);
+        while (sockets.size > 0 && !grace.over) {
           http1?.closeIdleConnections();
-          await new Promise((resolve) => setTimeout(resolve, 20));
+          await grace.tick();
         }
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();

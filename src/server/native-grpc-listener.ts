@@ -12,6 +12,7 @@ import { truncated } from "../domain/echo";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
+import { ShutdownGrace } from "./shutdown-grace";
 import type { TlsMaterial } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -162,13 +163,19 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
   return {
     port,
     close(graceMs: number) {
-      closing ??= new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.forceShutdown(), graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      closing ??= (async () => {
+        let shutDown = false;
+        const finished = new Promise<void>((resolve) =>
+          server.tryShutdown(() => {
+            shutDown = true;
+            resolve();
+          }),
+        );
+        const grace = new ShutdownGrace(graceMs);
+        while (!shutDown && !grace.over) await Promise.race([grace.tick(), finished]);
+        if (!shutDown) server.forceShutdown();
+        await finished;
+      })();
       return closing;
     },
   };
