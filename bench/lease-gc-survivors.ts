@@ -23,12 +23,15 @@ interface Scavenges {
   survivedBytes: number;
   promotedBytes: number;
   pauseMs: number;
+  /** Mark-compacts (gc=mc): after one under load, later calls' transport objects survive scavenges (BENCHMARKS.md §5). */
+  markCompacts: number;
 }
 
 /** Sums the scavenges (gc=s) in `--trace-gc-nvp` output. */
 function scavenges(text: string): Scavenges {
-  const out: Scavenges = { count: 0, survivedBytes: 0, promotedBytes: 0, pauseMs: 0 };
+  const out: Scavenges = { count: 0, survivedBytes: 0, promotedBytes: 0, pauseMs: 0, markCompacts: 0 };
   for (const line of text.split("\n")) {
+    if (line.includes(" gc=mc ")) out.markCompacts++;
     if (!line.includes(" gc=s ")) continue;
     const field = (name: string) => Number(new RegExp(`\\b${name}=([\\d.]+)`).exec(line)?.[1] ?? 0);
     out.count++;
@@ -73,13 +76,14 @@ async function main(): Promise<void> {
           promoted: (after.promotedBytes - before.promotedBytes) / n,
           pauseUs: ((after.pauseMs - before.pauseMs) * 1000) / n,
           count: after.count - before.count,
+          markCompacts: after.markCompacts - before.markCompacts,
         };
         server.perLease.survived.push(s.survived);
         server.perLease.promoted.push(s.promoted);
         server.perLease.pauseUs.push(s.pauseUs);
         server.perLease.count.push(s.count);
         console.log(
-          `  round ${round} ${server.label}: ${n} Leases at ${result.rps.toFixed(0)}/s, ${s.count} scavenges, ` +
+          `  round ${round} ${server.label}: ${n} Leases at ${result.rps.toFixed(0)}/s, ${s.count} scavenges, ${s.markCompacts} mark-compacts, ` +
             `${s.survived.toFixed(0)} B kept young and ${s.promoted.toFixed(0)} B promoted per Lease, scavenge pause ${s.pauseUs.toFixed(1)} µs per Lease`,
         );
       }

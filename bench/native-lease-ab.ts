@@ -7,12 +7,17 @@
  * the median rate and the server's CPU time per call (from /proc), with the ratios the targets
  * name: Lease / no-op Lease and Lease / Check of the same server.
  *
- *   npx tsx bench/native-lease-ab.ts [--keys=10,100000] [--rounds=5] [--requests=15000] [--baseline=/tmp/before] [--state=memory] [--warm=3000]
+ *   npx tsx bench/native-lease-ab.ts [--keys=10,100000] [--rounds=5] [--requests=15000] [--baseline=/tmp/before] [--state=memory] [--warm=3000] [--full-gc]
  *
  * Each Lease cell gets `--warm` calls before the rounds (3,000 by default; a Check cell at most
  * 3,000). With the default, every Lease the rounds send to a 100,000-key server is its key's first
  * since the server started; with `--warm` above the largest key count, every key has been leased
  * once, as in a pool in service.
+ *
+ * `--full-gc`: every server, the no-op included, runs one full (mark-compact) collection while
+ * its warm-up calls are in flight (bench/lib/full-gc-on-signal.cjs), so that all are measured in
+ * the state a long-running server reaches; without it, a server that happens to run its first
+ * mark-compact during the rounds (a large pool does, the no-op does not) is measured in another.
  *
  * Beside the server's CPU per call, the share of it spent on the server's main thread: the rest is
  * other threads (V8's garbage collection helpers, the state file's commit worker).
@@ -24,6 +29,7 @@
  */
 import * as os from "node:os";
 import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema } from "../gen/ts/grpc/health/v1/health_pb";
 import { coreLayout, cpuMs, mainThreadCpuMs } from "./lib/children";
@@ -58,6 +64,8 @@ async function main(): Promise<void> {
   const requests = Number(arg("requests", "15000"));
   const state = arg("state", "");
   const warmCalls = Number(arg("warm", "3000"));
+  const fullGc = process.argv.includes("--full-gc");
+  const nodeArgs = fullGc ? ["--expose-gc", "-r", path.join(__dirname, "lib", "full-gc-on-signal.cjs")] : [];
   const builds: { label: string; main?: string }[] = [
     { label: "this build" },
     ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, main: path.join(dir, "dist", "src", "main.js") })),
@@ -72,13 +80,13 @@ async function main(): Promise<void> {
       writeKeysFile(keysFile, keys);
       const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
       for (const build of builds) {
-        const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, ...(build.main ? { main: build.main } : {}) });
+        const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, nodeArgs, ...(build.main ? { main: build.main } : {}) });
         await leaseOnce(handle.port);
         const { leases } = await poolTotals(handle.port);
         servers.push({ name: `native port, ${keys} keys, ${build.label}`, handle, port: handle.grpcPort!, keypool: true, leasesSent: 0, leasesBefore: leases });
       }
     }
-    const noop = await startGrpcJsNoop(cores.server);
+    const noop = await startGrpcJsNoop(cores.server, nodeArgs);
     servers.push({ name: "grpc-js no-op server", handle: noop, port: noop.port, keypool: false, leasesSent: 0, leasesBefore: 0 });
 
     const bodies = { Lease: leaseRequestBytes(), Check: toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {})) };
@@ -92,7 +100,12 @@ async function main(): Promise<void> {
     for (const cell of cells) {
       // Check reads no key: a few calls warm it.
       const warm = { ...shape, requests: cell.method === "Lease" ? warmCalls : Math.min(warmCalls, 3000) };
-      await h2load(cell.server.port, paths[cell.method], bodies[cell.method], warm, cores.load);
+      const warming = h2load(cell.server.port, paths[cell.method], bodies[cell.method], warm, cores.load);
+      if (fullGc && cell.method === "Lease") {
+        await sleep(150);
+        process.kill(cell.server.handle.pid, "SIGUSR2");
+      }
+      await warming;
       if (cell.method === "Lease") cell.server.leasesSent += warm.requests;
     }
     for (let round = 0; round < rounds; round++) {
@@ -125,7 +138,7 @@ async function main(): Promise<void> {
     const noopCell = cells.find((c) => !c.server.keypool)!;
     const lines = [
       ``,
-      `${state ? `KEYPOOL_STATE=${state}; ` : ""}${warmCalls} warm-up Leases per server; h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} calls per cell, medians; load average at the start ${load.map((l) => l.toFixed(1)).join(" ")}, at the end ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}:`,
+      `${state ? `KEYPOOL_STATE=${state}; ` : ""}${warmCalls} warm-up Leases per server${fullGc ? " with a full collection among them" : ""}; h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} calls per cell, medians; load average at the start ${load.map((l) => l.toFixed(1)).join(" ")}, at the end ${os.loadavg().map((l) => l.toFixed(1)).join(" ")}:`,
       `| server | Lease | Lease / no-op Lease | Check | Lease / Check | CPU per Lease | / no-op | main thread per Lease | CPU per Check |`,
       `|---|---|---|---|---|---|---|---|---|`,
     ];

@@ -6,7 +6,8 @@
  *
  *   npx tsx bench/profile-server.ts --method=lease --keys=100000 [--requests=50000] [--state=memory] [--port=native]
  *
- * `--port=native` drives the native gRPC port (KEYPOOL_GRPC_PORT) instead of the main port.
+ * `--port=native` drives the native gRPC port (KEYPOOL_GRPC_PORT) instead of the main port;
+ * `--port=noop` the grpc-js no-op server (bench/grpc-js-noop-server.ts), the native port's yardstick.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
@@ -16,7 +17,7 @@ import { HealthCheckRequestSchema } from "../gen/ts/grpc/health/v1/health_pb";
 import { coreLayout } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseRequestBytes } from "./lib/keypool-rpc";
-import { ROOT, startKeypool } from "./lib/keypool-server";
+import { ROOT, startGrpcJsNoop, startKeypool } from "./lib/keypool-server";
 import { writeKeysFile } from "./lib/keys-file";
 
 interface ProfileNode {
@@ -90,18 +91,23 @@ async function main(): Promise<void> {
   const keys = Number(arg("keys", "10"));
   const requests = Number(arg("requests", "50000"));
   const state = arg("state", "");
-  const native = arg("port", "main") === "native";
+  const port = arg("port", "main");
+  const native = port === "native";
   const cores = coreLayout();
   const dir = path.join(ROOT, "bench", "results", `profile-${method}-${keys}-${Date.now()}`);
   mkdirSync(dir, { recursive: true });
   const keysFile = path.join(os.tmpdir(), `keypool-profile-keys-${keys}.json`);
   writeKeysFile(keysFile, keys);
-  const server = await startKeypool({
-    env: { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) },
-    cpus: cores.server,
-    nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`],
-    nativePort: native,
-  });
+  const nodeArgs = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
+  const server =
+    port === "noop"
+      ? await startGrpcJsNoop(cores.server, nodeArgs)
+      : await startKeypool({
+          env: { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) },
+          cpus: cores.server,
+          nodeArgs,
+          nativePort: native,
+        });
   const body = method === "lease" ? leaseRequestBytes() : toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {}));
   const r = await h2load(native ? server.grpcPort! : server.port, method === "lease" ? LEASE : CHECK, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
   await server.stop();

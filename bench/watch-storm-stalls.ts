@@ -5,7 +5,7 @@
  * what the storm's probe p99 (bench/watch-memory.bench.ts) measures from outside, without the
  * probe's own scheduling on a shared machine. This build and another one, alternating.
  *
- *     npm run build && npx tsx bench/watch-storm-stalls.ts --baseline=<built source tree> [--port=main|native] [--rounds=2] [--renice] [--profile]
+ *     npm run build && npx tsx bench/watch-storm-stalls.ts --baseline=<built source tree> [--port=main|native] [--rounds=2] [--renice] [--profile] [--trace-gc] [--server-flag=<flag>]
  *
  * `--renice` runs the server at nice -15 (root only), so that other work on a shared machine
  * takes less of its core. `--profile` runs the server with node's CPU profiler and prints, for
@@ -13,7 +13,10 @@
  * the most self and inclusive time, and the same for the two longest stalls (every sample in the
  * stall's window: a stall can hold idle samples, when its work waits for the core, and then
  * shows as no single busy stretch): what the stalls are made of. The profiler slows the server;
- * its stall figures are not comparable with a run without it.
+ * its stall figures are not comparable with a run without it. `--trace-gc` runs the server with
+ * V8's --trace-gc and lists the storm's collections of 5 ms and more beside its stalls, each at
+ * its time from the storm's start: which stalls are collections, of what kind and size.
+ * `--server-flag=<flag>` (repeatable) gives both builds' servers a node or V8 flag, to diagnose.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -30,6 +33,8 @@ interface StormStalls {
   stalls: number[];
   /** With --profile: the storm's longest busy stretches, described. */
   profile?: string;
+  /** With --trace-gc: the stalls and the collections of 5 ms and more, by time from the storm's start. */
+  timeline?: string;
 }
 
 interface CpuProfile {
@@ -101,7 +106,23 @@ function busyStretches(profile: CpuProfile, fromUs: number, toUs: number, count:
   return out.join("\n");
 }
 
-async function storm(listener: "main" | "native", main: string | undefined, renice: boolean, keysFile: string, profile: boolean): Promise<StormStalls> {
+/** The lines of --trace-gc (stdout) in a wall-clock window, placed with loop-stalls.cjs's CLOCK line. */
+function collections(stdout: string, stderr: string, fromMs: number, toMs: number): { at: number; pauseMs: number; text: string }[] {
+  const clock = /^CLOCK ([\d.]+)$/m.exec(stderr);
+  if (!clock) return [];
+  const t0 = Number(clock[1]);
+  const out: { at: number; pauseMs: number; text: string }[] = [];
+  for (const line of stdout.split("\n")) {
+    const m = /\]\s+(\d+) ms: (.*?), ([\d.]+) \/ [\d.]+ ms.*?\)\s*([^;]*)/.exec(line);
+    if (!m) continue;
+    const at = t0 + Number(m[1]);
+    if (at < fromMs || at > toMs) continue;
+    out.push({ at, pauseMs: Number(m[3]), text: `${m[2]!.replace(/\s+/g, " ")} (${m[4]!.trim()})` });
+  }
+  return out;
+}
+
+async function storm(listener: "main" | "native", main: string | undefined, renice: boolean, keysFile: string, profile: boolean, traceGc = false, serverFlags: string[] = []): Promise<StormStalls> {
   const cores = coreLayout();
   const profileDir = profile ? mkdtempSync(path.join(os.tmpdir(), "keypool-storm-profile-")) : undefined;
   const server = await startKeypool({
@@ -112,6 +133,8 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
       "--require",
       path.join(ROOT, "bench", "lib", "loop-stalls.cjs"),
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--cpu-prof-interval=200"] : []),
+      ...(traceGc ? ["--trace-gc"] : []),
+      ...serverFlags,
     ],
     main,
   });
@@ -149,6 +172,16 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
         .sort((a, b) => b[2] - a[2])
         .slice(0, 2)
         .map(([, at, ms]) => ({ fromUs: at * 1000 - wallToMonotonicUs, toUs: (at + ms) * 1000 - wallToMonotonicUs, label: "stall" }));
+      let timeline: string | undefined;
+      if (traceGc) {
+        const events = [
+          ...stallLines.map(([, at, ms]) => ({ at, text: `stall ${ms.toFixed(0)} ms` })),
+          ...collections(server.proc.stdout(), server.proc.stderr(), begin - 50, end)
+            .filter((c) => c.pauseMs >= 5)
+            .map((c) => ({ at: c.at, text: `  gc ${c.pauseMs.toFixed(1)} ms: ${c.text}` })),
+        ].sort((a, b) => a.at - b.at);
+        timeline = events.map((e) => `  +${String(Math.round(e.at - begin)).padStart(5)} ms ${e.text}`).join("\n");
+      }
       await watchers.kill();
       await server.stop();
       let described: string | undefined;
@@ -156,7 +189,7 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
         const file = readdirSync(profileDir).find((f) => f.endsWith(".cpuprofile"));
         described = file ? busyStretches(JSON.parse(readFileSync(path.join(profileDir, file), "utf8")) as CpuProfile, beginUs, endUs, 3, longestStalls) : "  (no profile written)";
       }
-      return { syncedMs, serverCpuMs, stalls, profile: described };
+      return { syncedMs, serverCpuMs, stalls, profile: described, timeline };
     } finally {
       await watchers.kill();
     }
@@ -174,18 +207,22 @@ async function main(): Promise<void> {
   const rounds = Number(value("rounds") ?? "2");
   const renice = process.argv.includes("--renice");
   const profile = process.argv.includes("--profile");
+  const traceGc = process.argv.includes("--trace-gc");
+  // A diagnostic: node or V8 flags for the servers of both builds (e.g. --server-flag=--max-semi-space-size=1).
+  const serverFlags = process.argv.filter((a) => a.startsWith("--server-flag=")).map((a) => a.slice("--server-flag=".length));
   const keysFile = path.join(os.tmpdir(), "keypool-storm-stalls-keys.json");
   writeKeysFile(keysFile, 1000);
   const builds: { label: string; main?: string }[] = [{ label: "this build" }];
   if (baseline) builds.push({ label: "baseline", main: path.resolve(baseline, "dist", "src", "main.js") });
   for (let round = 0; round < rounds; round++) {
     for (const build of round % 2 === 0 ? builds : [...builds].reverse()) {
-      const r = await storm(listener, build.main, renice, keysFile, profile);
+      const r = await storm(listener, build.main, renice, keysFile, profile, traceGc, serverFlags);
       const sorted = [...r.stalls].sort((a, b) => b - a);
       console.log(
         `${listener} port, ${build.label}: synced in ${r.syncedMs} ms, server CPU ${r.serverCpuMs} ms; ${r.stalls.length} stalls over 16 ms, longest ${sorted.slice(0, 5).map((ms) => ms.toFixed(0)).join(", ")} ms; in order: ${r.stalls.map((ms) => ms.toFixed(0)).join(" ")}`,
       );
       if (r.profile) console.log(r.profile);
+      if (r.timeline) console.log(r.timeline);
     }
   }
 }

@@ -132,8 +132,8 @@ export async function startKeypool(options: KeypoolOptions): Promise<ServerHandl
 }
 
 /** Starts bench/grpc-js-noop-server.ts and reads the port it prints. */
-export function startGrpcJsNoop(cpus: string | undefined): Promise<ServerHandle> {
-  return startNoop("grpc-js-noop-server.ts", cpus);
+export function startGrpcJsNoop(cpus: string | undefined, nodeArgs: string[] = []): Promise<ServerHandle> {
+  return startNoop("grpc-js-noop-server.ts", cpus, nodeArgs);
 }
 
 /** Starts bench/connect-noop-server.ts (the Connect stack with nothing in it). */
@@ -141,9 +141,9 @@ export function startConnectNoop(cpus: string | undefined): Promise<ServerHandle
   return startNoop("connect-noop-server.ts", cpus);
 }
 
-async function startNoop(script: string, cpus: string | undefined): Promise<ServerHandle> {
+async function startNoop(script: string, cpus: string | undefined, nodeArgs: string[] = []): Promise<ServerHandle> {
   const t0 = performance.now();
-  const proc = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", script)], cpus, { cwd: ROOT });
+  const proc = start(process.execPath, [...nodeArgs, "--import", "tsx", path.join(ROOT, "bench", script)], cpus, { cwd: ROOT });
   const until = Date.now() + 30_000;
   let port = 0;
   while (!port) {

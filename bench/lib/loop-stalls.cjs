@@ -1,6 +1,8 @@
 // Preloaded into a server by bench/watch-storm-stalls.ts (node --require): prints each stall of
 // the event loop longer than 16 ms (a 1 ms interval timer that fired late) with its wall time.
 const t0 = Date.now() - performance.now();
+// Wall time at performance.now() 0, to place --trace-gc's times (ms since the isolate began).
+process.stderr.write(`CLOCK ${t0.toFixed(1)}\n`);
 let last = performance.now();
 setInterval(() => {
   const now = performance.now();

@@ -73,8 +73,10 @@ function readCa(settings: RedisSettings): Buffer | undefined {
 /**
  * ioredis options for the client that answers calls. A client duplicated from it for blocking
  * reads (XREAD BLOCK) sets its own command timeout, one that leaves room for the block.
+ * `reconnects` says whether a lost connection is tried again (it is not before the start check
+ * has passed: that failure stops the start).
  */
-export function redisOptions(settings: RedisSettings, ca?: Buffer): RedisOptions {
+export function redisOptions(settings: RedisSettings, ca?: Buffer, reconnects: () => boolean = () => true): RedisOptions {
   const { target, timeoutMs } = settings;
   return {
     host: target.host,
@@ -91,7 +93,7 @@ export function redisOptions(settings: RedisSettings, ca?: Buffer): RedisOptions
     enableReadyCheck: true,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
-    retryStrategy: (attempt: number) => reconnectDelayMs(attempt),
+    retryStrategy: (attempt: number) => (reconnects() ? reconnectDelayMs(attempt) : null),
     // READONLY after a failover: reconnect, so the next attempt reaches the new primary.
     reconnectOnError: (err: Error) => (err.message.startsWith("READONLY") ? 1 : false),
     keepAlive: 10_000,
@@ -167,7 +169,14 @@ async function connectChecked(client: Redis, settings: RedisSettings): Promise<v
       }),
     ]);
   } catch (err) {
-    client.disconnect();
+    // A client that lost its socket has ended (it does not reconnect before the check passed):
+    // disconnect() would only arm ioredis's wait for that socket to close, which it already has,
+    // holding the process for its disconnectTimeout. One still connected is closed, its socket
+    // at once: a refused start has nothing to flush, and ioredis ends it only half (it waits for
+    // a close that a socket it no longer reads may never see).
+    const socket = client.stream as typeof client.stream | undefined;
+    if (client.status !== "end") client.disconnect();
+    socket?.destroy();
     const reason = lastError ?? (err instanceof Error && err.message !== "timeout" ? err : undefined);
     throw describeFailure(settings.target, reason, settings.timeoutMs);
   } finally {
@@ -201,11 +210,13 @@ export async function openRedisConnection(
   const ca = readCa(settings);
   const minimum = options.minimumVersion ?? MIN_REDIS_VERSION;
   const where = settings.target.shown;
-  const client = new Redis(redisOptions(settings, ca));
+  let checked = false;
+  const client = new Redis(redisOptions(settings, ca, () => checked));
   const closeAll = async () => {
     await client.quit().catch(() => client.disconnect());
   };
   await connectChecked(client, settings);
+  checked = true;
   // From here on failures are followed by the availability watch below.
   client.on("error", () => {});
   let version: string | undefined;

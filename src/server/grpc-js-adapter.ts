@@ -8,7 +8,7 @@
  * or the server shuts down) and goes through the same interceptor chain as the main port: error
  * mapping, shutdown gate, request log, access control, through invocations equivalent to
  * connect's own that make less per unary call (NativeCall, unaryInvocation) and per streamed
- * message (invokeStream, StreamWriter).
+ * message (src/server/invoke-stream.ts, StreamWriter).
  *
  * Errors leave as connect would send them on gRPC: the same code, the same message, and the same
  * grpc-status-details-bin (google.rpc.Status with its details, such as RetryInfo).
@@ -24,8 +24,6 @@ import {
   type HandlerContext,
   type Interceptor,
   type MethodImplSpec,
-  type StreamRequest,
-  type StreamResponse,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
@@ -35,8 +33,8 @@ import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
 import { encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
+import { copyHeaders, invokeStream } from "./invoke-stream";
 import type { MountedService } from "./routes";
-import type { StreamAdmission } from "./stream-admission";
 
 export interface GrpcJsAdapterOptions {
   /** The main port's interceptors, in the same order. */
@@ -45,8 +43,6 @@ export interface GrpcJsAdapterOptions {
   shutdownSignal: AbortSignal;
   /** What to do with a handler failure after its response can no longer be sent. */
   onAbandoned?: (procedure: string, err: unknown) => void;
-  /** Starts streams a few per turn (stream-admission.ts), as on the main port; absent: at once. */
-  admission?: StreamAdmission;
 }
 
 /**
@@ -449,67 +445,6 @@ function sendResponseHeader(call: AnyCall, native: NativeCall): void {
 }
 
 /**
- * A stream through the interceptors, as connect's own invocation (transformInvokeImplementation)
- * runs it: the same request and response objects, the same handler context, the interceptors
- * wrapped per call. What differs is that the handler's messages are not passed through connect's
- * per-message generators (normalizeIterable, then a downlevelled async generator's yield*): the
- * caller pulls them straight from the interceptors' stream and makes each a message of the output
- * schema itself (`create`, which returns a message of the schema as it is).
- */
-function invokeStream(
-  spec: Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>,
-  interceptors: Interceptor[],
-  ctx: HandlerContext,
-  input: AsyncIterable<unknown>,
-): Promise<StreamResponse> {
-  const handler = async (req: StreamRequest): Promise<StreamResponse> => {
-    const merged: HandlerContext = { ...ctx, service: req.service, requestHeader: req.header, signal: req.signal, values: req.contextValues };
-    const message =
-      spec.kind === "server_streaming"
-        ? spec.impl((await onlyRequest(req.message)) as never, merged)
-        : spec.impl(req.message as never, merged);
-    return { stream: true, message, method: spec.method, service: spec.method.parent, header: ctx.responseHeader, trailer: ctx.responseTrailer } as StreamResponse;
-  };
-  const invoke = interceptors.reduceRight<(req: StreamRequest) => Promise<StreamResponse>>(
-    (next, interceptor) => interceptor(next as never) as (req: StreamRequest) => Promise<StreamResponse>,
-    handler,
-  );
-  const req = {
-    stream: true,
-    message: input,
-    method: spec.method,
-    requestMethod: ctx.requestMethod,
-    url: ctx.url,
-    signal: ctx.signal,
-    header: ctx.requestHeader,
-    service: spec.method.parent,
-    contextValues: ctx.values,
-  } as StreamRequest;
-  try {
-    return invoke(req);
-  } catch (err) {
-    return Promise.reject(err);
-  }
-}
-
-/** The one request of a server-streaming call (connect's words when there is none or more). */
-async function onlyRequest(requests: AsyncIterable<unknown>): Promise<unknown> {
-  const it = requests[Symbol.asyncIterator]();
-  const first = await it.next();
-  if (first.done === true) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.Unimplemented);
-  const second = await it.next();
-  if (second.done !== true) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.Unimplemented);
-  return first.value;
-}
-
-/** Copies a response header or trailer an interceptor replaced into the call's own, as connect does. */
-function copyHeaders(from: Headers, to: Headers): void {
-  if (from === to) return;
-  for (const key of [...to.keys()]) to.delete(key);
-  from.forEach((value, key) => to.set(key, value));
-}
-
-/**
  * Server streams (WatchKeys, health Watch) and bidi streams (reflection). Like the main port
  * (src/server/node-handler.ts), the next message is made only once the previous one has been
  * handed to the connection, so a client that stops reading is held back by HTTP/2 flow control
@@ -523,14 +458,9 @@ function streamHandler(
   const table = methodTable(spec);
   const streamSpec = spec as Extract<MethodImplSpec, { kind: "server_streaming" | "bidi_streaming" }>;
   const output = spec.method.output;
-  return (call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>) => {
-    if (!options.admission) return startStream(call);
-    const admitted = options.admission.admit(
-      () => startStream(call),
-      () => call.cancelled || call.destroyed,
-    );
-    if (!admitted) call.emit("error", { code: grpc.status.UNAVAILABLE, details: STREAMS_REFUSED });
-  };
+  // Streams reach this handler through the native listener's admission queue
+  // (native-grpc-listener.ts admitStreamsFirst), a few per turn: it starts them at once.
+  return startStream;
 
   function startStream(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>): void {
     const native = new NativeCall(table, undefined, call, signals);
@@ -565,9 +495,6 @@ function streamHandler(
       .finally(() => native.release(true));
   }
 }
-
-/** The status of a stream refused before its handler ran: retryable, like HTTP/2 REFUSED_STREAM. */
-const STREAMS_REFUSED = "too many streams are starting at once; retry";
 
 /**
  * A bidi call's requests, ending when the client half-closes. The iterator must not destroy the

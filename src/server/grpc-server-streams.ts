@@ -3,8 +3,9 @@
  * node's HTTP/2 compatibility request and response and without connect-node's universal
  * pipeline (an async generator per stage for the request and for the response). A dashboard's
  * stream stays open for hours, and each of those objects stays with it: this path holds the
- * stream, the service's own generator, connect's invocation of it (the same interceptors as
- * every other call) and one loop that writes, as the native port does (grpc-js-adapter.ts).
+ * stream, the service's own generator, its invocation through the interceptors (the same as
+ * every other call's, in src/server/invoke-stream.ts, shared with the native port) and one loop
+ * that writes, as the native port does (grpc-js-adapter.ts).
  *
  * It takes only what it answers exactly as connect-node would: POST, gRPC with protobuf, no
  * request compression, no grpc-timeout, no Expect, and a body of one plain message that parses.
@@ -17,7 +18,7 @@
  * has left (node-handler.ts writeOneMessageAtATime says why).
  */
 import * as http2 from "node:http2";
-import type { DescMethod } from "@bufbuild/protobuf";
+import { create, type BinaryReadOptions, type BinaryWriteOptions, type DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -32,16 +33,15 @@ import {
   createAsyncIterable,
   createMethodSerializationLookup,
   encodeEnvelope,
-  transformInvokeImplementation,
   type Compression,
   type UniversalHandler,
   type UniversalServerRequest,
   type UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
 import { contentTypeProto, grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import type { BinaryReadOptions, BinaryWriteOptions } from "@bufbuild/protobuf";
 import { fixGrpcStatus } from "../transport/client-mistakes";
 import { encodingOf } from "../transport/pre-encoded";
+import { copyHeaders, invokeStream } from "./invoke-stream";
 import type { Http2StreamTaker } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -148,13 +148,15 @@ export function createGrpcServerStreams(options: GrpcServerStreamsOptions): Http
       responseHeader: { "content-type": contentTypeProto, ...(compression ? { "grpc-encoding": compression.name } : {}) },
       responseTrailer: { "grpc-status": grpcStatusOk },
     });
-    const output = transformInvokeImplementation(method.spec, context, options.interceptors)(createAsyncIterable([message as never]));
     const serialize = method.serialization.getO(true);
+    const output = method.spec.method.output;
     let responded = false;
     try {
-      for await (const reply of output) {
+      const response = await invokeStream(method.spec, options.interceptors, context, createAsyncIterable([message]));
+      copyHeaders(response.header, context.responseHeader);
+      for await (const reply of response.message) {
         // A WatchKeys message carries its encoding (src/transport/pre-encoded.ts): the same bytes.
-        const parts = encodingOf(reply) ?? [serialize.serialize(reply)];
+        const parts = encodingOf(reply) ?? [serialize.serialize(create(output, reply as never))];
         const length = byteLength(parts);
         if (!responded) {
           respond(stream, context.responseHeader);
@@ -167,6 +169,7 @@ export function createGrpcServerStreams(options: GrpcServerStreamsOptions): Http
           await written(stream, [envelopeHeader(length), ...parts], context.signal);
         }
       }
+      copyHeaders(response.trailer, context.responseTrailer);
       context.abort();
     } catch (reason) {
       context.abort(reason);

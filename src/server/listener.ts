@@ -13,6 +13,8 @@ import * as net from "node:net";
 import { readGroup, SETTINGS } from "../config/settings";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { connectionCaps } from "./listener-limits";
+import { oneSessionPerTurn } from "./session-pacing";
+import { ShutdownGrace } from "./shutdown-grace";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
@@ -132,10 +134,11 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     // its socket forever.
     http1.emit("listening");
     const h1 = http1;
+    const toH2 = oneSessionPerTurn((socket) => h2.emit("connection", socket));
     server = net.createServer((socket) => {
       if (!guard.admit(socket)) return;
       trackSocket(socket);
-      handOver(socket, h2, h1, timeouts.headersMs);
+      handOver(socket, toH2, h1, timeouts.headersMs);
     });
   }
   server.maxConnections = guard.caps.maxConnections;
@@ -171,10 +174,10 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
           server.once("close", () => resolve());
         });
         stopAccepting();
-        const deadline = Date.now() + graceMs;
-        while (sockets.size > 0 && Date.now() < deadline) {
+        const grace = new ShutdownGrace(graceMs);
+        while (sockets.size > 0 && !grace.over) {
           http1?.closeIdleConnections();
-          await new Promise((resolve) => setTimeout(resolve, 20));
+          await grace.tick();
         }
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();
@@ -203,7 +206,7 @@ function offerStreamsFirst(server: http2.Http2Server | http2.Http2SecureServer, 
 }
 
 /** Reads just enough of a cleartext connection to know its protocol, then hands it over. */
-function handOver(socket: net.Socket, h2: http2.Http2Server, h1: http.Server, silentMs: number): void {
+function handOver(socket: net.Socket, h2: (socket: net.Socket) => void, h1: http.Server, silentMs: number): void {
   let seen: Buffer = Buffer.alloc(0);
   // Silent too long before its protocol is known: the headers timeout, before any header.
   const timer = setTimeout(() => socket.destroy(), silentMs);
@@ -223,7 +226,7 @@ function handOver(socket: net.Socket, h2: http2.Http2Server, h1: http.Server, si
     socket.unshift(seen);
     if (protocol === "h2") {
       // The HTTP/2 session takes the unshifted bytes from the socket's buffer itself.
-      h2.emit("connection", socket);
+      h2(socket);
     } else {
       h1.emit("connection", socket);
       socket.resume();

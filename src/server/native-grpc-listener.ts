@@ -4,7 +4,7 @@
  * It mounts the main port's service implementations through src/server/grpc-js-adapter.ts, so
  * the only difference a client can see is speed.
  */
-import type * as http2 from "node:http2";
+import * as http2 from "node:http2";
 import type * as net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import type { Interceptor } from "@connectrpc/connect";
@@ -12,6 +12,7 @@ import { truncated } from "../domain/echo";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
+import { ShutdownGrace } from "./shutdown-grace";
 import type { TlsMaterial } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -69,16 +70,27 @@ const TRANSPORT_STATUSES: { code: grpc.status; pattern: RegExp; rewrite: (m: Reg
  * grpc-js sends those statuses from the call object itself (its decoder, decompressor and
  * deadline timer), past any interceptor's responder, so the rewrite sits on the call's own
  * sendStatus. It changes no call but those of this server, and adds no layer to the call.
+ *
+ * Every call gets the same function, which finds its call in `this`, not a closure of its own:
+ * a closure made per call and stored on the call keeps that call's transport objects (its
+ * HTTP/2 stream, headers, buffers) alive through the young-generation collections that follow
+ * it, and the collector then copies and promotes every call's objects instead of dropping them
+ * (BENCHMARKS.md §5, "What the collector copies per call").
  */
 const sameWordsAsMainPort: grpc.ServerInterceptor = (_method, call) => {
-  const send = call.sendStatus;
-  // An OK status (every successful call) goes out as it came: nothing to rewrite or bound.
-  call.sendStatus = (status) => send.call(call, status.code === grpc.status.OK ? status : inMainPortWords(status));
+  call.sendStatus = sendStatusInMainPortWords;
   // The type asks for an intercepting wrapper; the call itself is one, with nothing to add.
   return call as grpc.ServerInterceptingCall;
 };
 
 type SentStatus = Parameters<grpc.ServerInterceptingCall["sendStatus"]>[0];
+
+/** grpc-js's own sendStatus (the call's class's), with the status in the main port's words. */
+function sendStatusInMainPortWords(this: grpc.ServerInterceptingCall, status: SentStatus): void {
+  const grpcJsCall = Object.getPrototypeOf(this) as grpc.ServerInterceptingCall;
+  // An OK status (every successful call) goes out as it came: nothing to rewrite or bound.
+  grpcJsCall.sendStatus.call(this, status.code === grpc.status.OK ? status : inMainPortWords(status));
+}
 
 function inMainPortWords(status: SentStatus): SentStatus {
   for (const { code, pattern, rewrite } of TRANSPORT_STATUSES) {
@@ -134,7 +146,6 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
         interceptors: options.interceptors,
         shutdownSignal: options.shutdownSignal,
         onAbandoned: options.onAbandoned,
-        admission: options.admission,
       }),
     );
   }
@@ -146,18 +157,25 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
     server.bindAsync(`${host}:${options.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
   guardConnections(server, new ConnectionGuard(options.connections.timeouts, options.connections.caps, options.connections.report));
+  if (options.admission) admitStreamsFirst(server, options.admission, streamingPaths(options.services));
 
   let closing: Promise<void> | undefined;
   return {
     port,
     close(graceMs: number) {
-      closing ??= new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.forceShutdown(), graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      closing ??= (async () => {
+        let shutDown = false;
+        const finished = new Promise<void>((resolve) =>
+          server.tryShutdown(() => {
+            shutDown = true;
+            resolve();
+          }),
+        );
+        const grace = new ShutdownGrace(graceMs);
+        while (!shutDown && !grace.over) await Promise.race([grace.tick(), finished]);
+        if (!shutDown) server.forceShutdown();
+        await finished;
+      })();
       return closing;
     },
   };
@@ -201,4 +219,74 @@ function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
     http2Server.prependListener("connection", (socket: net.Socket) => guard.admit(socket));
     http2Server.on("session", (session: http2.ServerHttp2Session) => guard.watchSession(session, { idle: false }));
   }
+}
+
+/** The paths of the streaming methods (server and bidi streams), which start through the admission queue. */
+function streamingPaths(services: MountedService[]): Set<string> {
+  const paths = new Set<string>();
+  for (const { service } of services) {
+    for (const method of service.methods) {
+      if (method.methodKind !== "unary") paths.add(`/${service.typeName}/${method.name}`);
+    }
+  }
+  return paths;
+}
+
+/** The status of a stream refused before grpc-js saw it: retryable (a gRPC client retries UNAVAILABLE). */
+const STREAMS_REFUSED = "too many streams are starting at once; retry";
+
+function ignore(): void {}
+
+/**
+ * grpc-js sets a call up the moment its stream's HEADERS arrive: the call objects, its metadata,
+ * its decoder, and, once the request has arrived, the request's decoding and the handler. A
+ * client that opens a hundred streams at once sends them in one read, and all of that would run
+ * in the turn of that read, before any of it reaches the adapter's handler: the calls arriving
+ * meanwhile (a Lease, a GetLockoutPeriod) would wait behind a hundred set-ups. So grpc-js's own
+ * 'stream' listener is moved behind the admission queue (stream-admission.ts) for the streaming
+ * methods: a new stream only joins the queue, and grpc-js sees it in the turn it is started.
+ * Until then its request waits in the stream's buffer. Unary calls go to grpc-js at once.
+ */
+function admitStreamsFirst(server: grpc.Server, admission: StreamAdmission, paths: Set<string>): void {
+  const bound = (server as unknown as { http2Servers?: Map<net.Server, unknown> }).http2Servers;
+  if (!bound) throw new Error("@grpc/grpc-js no longer exposes its HTTP/2 servers");
+  for (const http2Server of bound.keys()) {
+    const listeners = http2Server.listeners("stream");
+    if (listeners.length !== 1) throw new Error(`@grpc/grpc-js's HTTP/2 server has ${listeners.length} stream listeners where keypool expects its one`);
+    const grpcJs = listeners[0] as (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => void;
+    http2Server.removeListener("stream", grpcJs);
+    http2Server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+      const path = headers[":path"];
+      if (typeof path !== "string" || !paths.has(path)) return grpcJs.call(http2Server, stream, headers, ...rest);
+      // A reset while the stream waits emits 'error'; grpc-js listens for it once it has the stream.
+      stream.on("error", ignore);
+      const admitted = admission.admit(
+        () => {
+          stream.off("error", ignore);
+          // A request without a byte of body has ended while it waited ('end' goes out at the
+          // end of the body whether anyone reads or not): grpc-js, which learns of the request's
+          // end only from that event, hears it now, and answers as for any empty request.
+          const heardEnd = stream.readableEnded ? stream.listeners("end") : undefined;
+          grpcJs.call(http2Server, stream, headers, ...rest);
+          if (heardEnd) for (const listener of stream.listeners("end")) if (!heardEnd.includes(listener)) listener.call(stream);
+        },
+        () => stream.destroyed,
+      );
+      if (!admitted) refuse(stream);
+    });
+  }
+}
+
+/** A trailers-only UNAVAILABLE, as grpc-js would send it for a call its handler refused. */
+function refuse(stream: http2.ServerHttp2Stream): void {
+  if (stream.destroyed || stream.closed) return;
+  stream.respond(
+    {
+      ":status": 200,
+      "content-type": "application/grpc+proto",
+      "grpc-status": String(grpc.status.UNAVAILABLE),
+      "grpc-message": encodeURIComponent(STREAMS_REFUSED),
+    },
+    { endStream: true },
+  );
 }

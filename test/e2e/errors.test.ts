@@ -130,8 +130,10 @@ describe.each(DEPLOYMENTS)("%s", (deployment) => {
         );
         expect(r.code).toBe(Code.ResourceExhausted);
         const [info] = r.error.findDetails(RetryInfoSchema);
-        // The cooldown's remainder when the wait ran out.
-        expect(durationMs(info.retryDelay!)).toBe(30_000 - (t.clock.now() - started));
+        // The cooldown's remainder when the wait ran out: 5 s or more after `started` (later when
+        // the call reached the server after a step), and no later than the answer's arrival (the
+        // clock may have stepped again while the answer was on its way on a loaded machine).
+        expect(durationMs(info.retryDelay!)).toBeGreaterThanOrEqual(30_000 - (t.clock.now() - started));
         expect(durationMs(info.retryDelay!)).toBeLessThanOrEqual(25_000);
       });
 

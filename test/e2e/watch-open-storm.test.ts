@@ -5,6 +5,7 @@
  * streams admitted work as usual.
  */
 import * as http2 from "node:http2";
+import { Code } from "@connectrpc/connect";
 import { systemClock } from "../../src/domain/clock";
 import { KeyPool } from "../../src/domain/key-pool";
 import { startServer, type RunningServer } from "../../src/server/start-server";
@@ -15,13 +16,13 @@ import { grpcFrame } from "../support/raw-grpc";
 type Outcome = { kind: "snapshot" } | { kind: "refused"; rstCode: number; grpcStatus?: string; grpcMessage?: string };
 
 /** Opens `count` WatchKeys streams in one go on one connection; resolves with what each got first. */
-function openAtOnce(url: string, count: number): { session: http2.ClientHttp2Session; outcomes: Promise<Outcome[]> } {
+function openAtOnce(url: string, count: number, body: Buffer = grpcFrame(new Uint8Array(0))): { session: http2.ClientHttp2Session; outcomes: Promise<Outcome[]> } {
   const session = http2.connect(url);
   session.on("error", () => undefined);
   const outcomes = Array.from({ length: count }, () => {
     const stream = session.request({ ":method": "POST", ":path": "/keypool.v1.KeyPoolService/WatchKeys", "content-type": "application/grpc", te: "trailers" });
     stream.on("error", () => undefined);
-    stream.end(grpcFrame(new Uint8Array(0)));
+    stream.end(body);
     return new Promise<Outcome>((resolve) => {
       let trailers: http2.IncomingHttpHeaders = {};
       stream.on("trailers", (t) => (trailers = t));
@@ -83,6 +84,23 @@ describe("streams opened all at once", () => {
     expect(await again.outcomes).toEqual([{ kind: "snapshot" }]);
     expect(hub.subscriberCount).toBe(4);
     again.session.destroy();
+    session.destroy();
+  });
+
+  test.each(["main", "native"] as const)("on the %s port: a stream whose request ended without a body while it waited is still answered", async (port) => {
+    const url = port === "main" ? server.url : server.grpcUrl!;
+    // Three fit the queue; their requests (no body at all) have ended long before they start.
+    const { session, outcomes } = openAtOnce(url, 3, Buffer.alloc(0));
+    const results = await outcomes;
+    // No message where a server stream needs one: an error status naming it (the client's
+    // mistake, never INTERNAL), not a stream left hanging.
+    for (const r of results) {
+      expect(r.kind).toBe("refused");
+      const answer = r as Extract<Outcome, { kind: "refused" }>;
+      expect([String(Code.InvalidArgument), String(Code.Unimplemented)]).toContain(answer.grpcStatus);
+      expect(answer.grpcMessage).toMatch(/message/);
+    }
+    expect(hub.subscriberCount).toBe(0);
     session.destroy();
   });
 });

@@ -164,6 +164,28 @@ describe.each(DEPLOYMENTS)("%s", (deployment) => {
         grpcClient.close();
         expect(s.hub.subscriberCount).toBe(0);
       });
+
+      // A slow machine: the process stops running just after the streams were told to end, for
+      // longer than the grace the connections get (500 ms to 1 s here). The answers were on
+      // their way; a grace counted on the wall clock ended before they were sent (CANCELED).
+      test("a stall of the whole process at shutdown, longer than the grace, still ends every stream with UNAVAILABLE", async () => {
+        const s = await startWatchDeployment(deployment, { keys: 2, hub: { coalesceMs: 20 } });
+        const views = PROTOCOLS_OF[port].map((protocol) => {
+          const view = new StreamView();
+          return { protocol, view, done: view.consume(poolClient(urlOf(s.server, port), protocol).watchKeys({})) };
+        });
+        for (const { view } of views) await view.until(() => view.kinds.length >= 1);
+        // The stall begins right after the server told the streams to end: its timer comes due
+        // with close()'s own 50 ms notice (start-server.ts), set just before it.
+        const closed = s.close();
+        setTimeout(() => {
+          const until = Date.now() + 1500;
+          while (Date.now() < until);
+        }, 50);
+        await closed;
+        const codes = await Promise.all(views.map(async ({ protocol, view, done }) => (await done, `${protocol}: ${Code[ConnectError.from(view.error).code]}`)));
+        expect(codes).toEqual(views.map(({ protocol }) => `${protocol}: Unavailable`));
+      });
     });
   });
 });

@@ -4,6 +4,7 @@
  * password, and the fail-fast behaviour once running (Redis gone: commands fail at once; Redis
  * hung: they fail within KEYPOOL_REDIS_TIMEOUT; Redis back: ready again by itself).
  */
+import { createHook } from "node:async_hooks";
 import { openRedisConnection, reconnectDelayMs, versionAtLeast, type RedisConnection, type RedisSettings } from "../../../src/redis/redis-connection";
 import { parseRedisUrl } from "../../../src/redis/redis-url";
 import { freeLoopbackPort, startRedisServer, type RedisServer } from "../../support/redis-server";
@@ -131,6 +132,26 @@ describe("without a password", () => {
     const port = await freeLoopbackPort();
     const err = await startError(settingsFor(`redis://:${PASSWORD}@127.0.0.1:${port}/2`));
     expect(err.message).toBe(`KEYPOOL_STATE: cannot reach Redis at redis://:***@127.0.0.1:${port}/2 (ECONNREFUSED); is redis-server running there?`);
+  });
+
+  it("a start that fails leaves nothing behind that would keep the process running", async () => {
+    // Timers and sockets made during the failed starts and still open afterwards.
+    const open = new Map<number, string>();
+    const hook = createHook({
+      init: (id, type) => void (type === "Timeout" || type === "TCPWRAP" ? open.set(id, type) : undefined),
+      destroy: (id) => void open.delete(id),
+    }).enable();
+    try {
+      const port = await freeLoopbackPort();
+      await startError(settingsFor(`redis://127.0.0.1:${port}`));
+      await startError(settingsFor(redis.url), "99.0.0");
+      const made = [...open.keys()];
+      // Past the sockets' own close, well inside ioredis's 2 s wait for a socket to close.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(made.filter((id) => open.has(id)).map((id) => open.get(id))).toEqual([]);
+    } finally {
+      hook.disable();
+    }
   });
 
   it("a Redis older than the scripts need stops the start, naming both versions", async () => {
