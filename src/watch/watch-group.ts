@@ -9,6 +9,12 @@ export interface WatchGroupContext {
   coalesceMs: number;
   /** Asks for `subscription.wake()` after the pool's turn (the hub's batched waking). */
   wakeSoon: (subscription: WatchSubscription) => void;
+  /**
+   * Starts the hub's waking of what wakeSoon queued at once (its first batch now, the rest a batch
+   * per turn as before): the window's timer is no call's turn, so there is nothing to answer
+   * first. Absent: the first batch waits for wakeSoon's turn.
+   */
+  wakeNow?: () => void;
 }
 
 /**
@@ -111,6 +117,7 @@ export class WatchGroup {
       if (this.open.size === 0) return; // a quiet window: the next change goes out at once
       this.close(this.context.clock.now());
       this.wakeWaiting();
+      this.context.wakeNow?.();
     });
   }
 

@@ -124,8 +124,19 @@ export class WatchHub {
   /** Watches with a change due and a consumer waiting, to wake once the pool's turn is over. */
   private readonly toWake = new Set<WatchSubscription>();
   private readonly wakeSoon = (subscription: WatchSubscription) => {
-    if (this.toWake.size === 0) this.defer(this.wakeAll);
     this.toWake.add(subscription);
+    this.scheduleWake();
+  };
+  /** Whether a deferred wakeAll is due: one at a time, however the waking started. */
+  private wakeScheduled = false;
+  private scheduleWake(): void {
+    if (this.wakeScheduled) return;
+    this.wakeScheduled = true;
+    this.defer(this.wakeDeferred);
+  }
+  private readonly wakeDeferred = () => {
+    this.wakeScheduled = false;
+    this.wakeAll();
   };
   /**
    * Wakes the waiting watches, a batch per turn: node:http2 sends what the streams wrote only
@@ -136,7 +147,7 @@ export class WatchHub {
     let n = 0;
     for (const subscription of this.toWake) {
       if (n++ === WAKE_BATCH) {
-        this.defer(this.wakeAll);
+        this.scheduleWake();
         return;
       }
       this.toWake.delete(subscription);
@@ -240,7 +251,7 @@ export class WatchHub {
   private groupFor(filter: KeyFilter, filterKey: string): WatchGroup {
     let group = this.groups.get(filterKey);
     if (!group) {
-      group = new WatchGroup(filter, { clock: this.clock, coalesceMs: this.coalesceMs, wakeSoon: this.wakeSoon });
+      group = new WatchGroup(filter, { clock: this.clock, coalesceMs: this.coalesceMs, wakeSoon: this.wakeSoon, wakeNow: this.wakeAll });
       this.groups.set(filterKey, group);
       this.index(group);
     }

@@ -9,7 +9,7 @@ import type { KeyStatus } from "../../../src/domain/types";
 import { WatchHub, type WatchHubOptions } from "../../../src/watch/watch-hub";
 import type { WatchEvent } from "../../../src/watch/watch-subscription";
 import { FakePool, status } from "./fake-pool";
-import { Reader } from "./hub-reader";
+import { flush, Reader } from "./hub-reader";
 
 type Changes = Extract<WatchEvent, { type: "changes" }>;
 
@@ -258,6 +258,33 @@ describe("batched watches of one filter share a window", () => {
     clock.advance(1);
     expect(summary(await a.drain())).toEqual([["oai-a=1"]]);
     expect(summary(await b.drain())).toEqual([["oai-a=1"]]);
+    hub.close();
+  });
+  test("when a window ends, its waiting watches are woken in the window timer's turn, before the calls of the next turn", async () => {
+    // Deferred waking (the hub's default: after the pool's turn) never runs here unless run by hand.
+    const deferred: (() => void)[] = [];
+    const { clock, pool, hub } = setup({ defer: (callback) => void deferred.push(callback) });
+    pool.put(status("oai-a"));
+    const watches = [hub.subscribe({}, undefined, { batch: true }), hub.subscribe({}, undefined, { batch: true })];
+    for (const watch of watches) expect((await watch.next()).value).toMatchObject({ type: "snapshot" });
+    // The first change after a quiet window goes out after the pool's turn, and opens a window.
+    const first = watches.map((watch) => watch.next());
+    pool.change("oai-a", { leaseCount: 1 });
+    await flush();
+    expect(deferred.length).toBeGreaterThan(0);
+    while (deferred.length > 0) deferred.shift()!();
+    for (const message of first) expect(summary([(await message).value as WatchEvent])).toEqual([["oai-a=1"]]);
+    // A change within that window goes out when the window's timer ends it, in that turn.
+    let arrived = 0;
+    const second = watches.map((watch) => watch.next().then((result) => (arrived++, result)));
+    pool.change("oai-a", { leaseCount: 2 });
+    clock.advance(99);
+    await flush();
+    expect(arrived).toBe(0);
+    clock.advance(1);
+    await flush();
+    expect(arrived).toBe(2);
+    for (const message of second) expect(summary([(await message).value as WatchEvent])).toEqual([["oai-a=2"]]);
     hub.close();
   });
 });
