@@ -105,6 +105,25 @@ export class SlotBits {
     return found >= 0 ? found : this.firstAtOrAfter(0);
   }
 
+  /**
+   * Calls `fn` for each member, in slot order: the list as it is, or the bitmap's non-empty words
+   * found through the summary. `fn` must not change this set.
+   */
+  forEach(fn: (slot: number) => void): void {
+    if (!this.dense) {
+      const list = this.list;
+      for (let i = 0; i < this.members; i++) fn(list[i]!);
+      return;
+    }
+    const { words, summary } = this;
+    for (let group = 0; group < summary.length; group++) {
+      for (let groupBits = summary[group]!; groupBits !== 0; groupBits &= groupBits - 1) {
+        const word = (group << 5) | lowestBit(groupBits);
+        for (let bits = words[word]!; bits !== 0; bits &= bits - 1) fn((word << 5) | lowestBit(bits));
+      }
+    }
+  }
+
   clear(): void {
     this.list = EMPTY;
     this.words = EMPTY;

@@ -139,7 +139,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     const shared = this.context.shared;
     if (!shared || this.ended) return this.dirty.size + this.held.size;
     const owed = new Set<number>();
-    const count = (set: SlotBits) => forEachSlot(set, (slot) => {
+    const count = (set: SlotBits) => set.forEach((slot) => {
       if (!this.dirty.has(slot) && this.owes(slot)) owed.add(slot);
     });
     if (this.taken < shared.generation()) count(shared.closed());
@@ -160,13 +160,13 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   takeShared(generation: number, closed: SlotBits, open: SlotBits | null): void {
     if (this.ended) return;
     if (this.taken < generation) {
-      forEachSlot(closed, (slot) => {
+      closed.forEach((slot) => {
         if (this.owes(slot)) this.dirty.add(slot);
       });
       this.taken = generation;
     }
     if (open) {
-      forEachSlot(open, (slot) => {
+      open.forEach((slot) => {
         if (this.owes(slot)) this.dirty.add(slot);
       });
     }
@@ -449,15 +449,5 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       if (error !== null) waiter.reject(error);
       else waiter.resolve({ done: true, value: undefined });
     }
-  }
-}
-
-/** Calls `fn` for each slot of the set, in slot order. */
-function forEachSlot(set: SlotBits, fn: (slot: number) => void): void {
-  for (let slot = set.nextFrom(0); slot >= 0; ) {
-    fn(slot);
-    const next = set.nextFrom(slot + 1);
-    if (next <= slot) return;
-    slot = next;
   }
 }

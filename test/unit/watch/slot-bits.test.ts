@@ -6,7 +6,7 @@ describe("SlotBits", () => {
     ["a list while it is smaller than the bitmap", undefined],
     ["a bitmap from the first member", 0],
     ["a list of at most 4, then a bitmap", 4],
-  ])("property: add, delete and the wrapping scan agree with a plain Set (%s)", (_name, listLimit) => {
+  ])("property: add, delete, the wrapping scan and forEach agree with a plain Set (%s)", (_name, listLimit) => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant("add" as const), slot: fc.nat(5000) }),
       fc.record({ kind: fc.constant("delete" as const), slot: fc.nat(5000) }),
@@ -27,6 +27,9 @@ describe("SlotBits", () => {
           expect(bits.size).toBe(model.size);
         }
         for (const slot of model) expect(bits.has(slot)).toBe(true);
+        const visited: number[] = [];
+        bits.forEach((slot) => visited.push(slot));
+        expect(visited).toEqual([...model].sort((a, b) => a - b));
       }),
       { numRuns: 300 },
     );
