@@ -12,9 +12,9 @@ export interface WatchGroupContext {
   /**
    * Starts the hub's waking of what wakeSoon queued at once (its first batch now, the rest a batch
    * per turn as before): the window's timer is no call's turn, so there is nothing to answer
-   * first. Absent: the first batch waits for wakeSoon's turn.
+   * first.
    */
-  wakeNow?: () => void;
+  wakeNow: () => void;
 }
 
 /**
@@ -117,7 +117,7 @@ export class WatchGroup {
       if (this.open.size === 0) return; // a quiet window: the next change goes out at once
       this.close(this.context.clock.now());
       this.wakeWaiting();
-      this.context.wakeNow?.();
+      this.context.wakeNow();
     });
   }
 
