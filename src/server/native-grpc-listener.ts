@@ -200,6 +200,13 @@ function applyHttp2Limits(server: grpc.Server, limits: http2.ServerOptions | und
   common.settings = { ...common.settings, ...settings };
 }
 
+/** The HTTP/2 servers grpc-js bound (after bindAsync): a field of its own, checked to be there. */
+function boundHttp2Servers(server: grpc.Server): Iterable<net.Server> {
+  const bound = (server as unknown as { http2Servers?: Map<net.Server, unknown> }).http2Servers;
+  if (!bound) throw new Error("@grpc/grpc-js no longer exposes its HTTP/2 servers");
+  return bound.keys();
+}
+
 /**
  * grpc-js has no cap on connections, no request timeout and no limit on stream resets of its
  * own: the main port's ConnectionGuard watches the HTTP/2 servers grpc-js bound (caps per address
@@ -208,9 +215,7 @@ function applyHttp2Limits(server: grpc.Server, limits: http2.ServerOptions | und
  * not the headers timeout, closes it.
  */
 function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
-  const bound = (server as unknown as { http2Servers?: Map<net.Server, unknown> }).http2Servers;
-  if (!bound) throw new Error("@grpc/grpc-js no longer exposes its HTTP/2 servers");
-  for (const http2Server of bound.keys()) {
+  for (const http2Server of boundHttp2Servers(server)) {
     http2Server.maxConnections = guard.caps.maxConnections;
     http2Server.on("drop", (data?: { remoteAddress?: string }) =>
       guard.report("refused", { remoteAddress: data?.remoteAddress, limit: guard.caps.maxConnections, cap: "total" }),
@@ -248,9 +253,7 @@ function ignore(): void {}
  * Until then its request waits in the stream's buffer. Unary calls go to grpc-js at once.
  */
 function admitStreamsFirst(server: grpc.Server, admission: StreamAdmission, paths: Set<string>): void {
-  const bound = (server as unknown as { http2Servers?: Map<net.Server, unknown> }).http2Servers;
-  if (!bound) throw new Error("@grpc/grpc-js no longer exposes its HTTP/2 servers");
-  for (const http2Server of bound.keys()) {
+  for (const http2Server of boundHttp2Servers(server)) {
     const listeners = http2Server.listeners("stream");
     if (listeners.length !== 1) throw new Error(`@grpc/grpc-js's HTTP/2 server has ${listeners.length} stream listeners where keypool expects its one`);
     const grpcJs = listeners[0] as (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => void;
