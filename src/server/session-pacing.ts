@@ -6,36 +6,26 @@
  * objects there, before any keypool code can queue the stream (stream-admission.ts). Connections
  * that arrive together are sniffed in one turn, so ten dashboards' connections of a hundred
  * streams each would be a thousand stream set-ups in one turn, during which no other call is
- * answered. One session per turn makes that ten turns of a hundred. Only connections the
- * connection guard admitted wait here, so its caps bound the queue.
+ * answered. One session per turn makes that ten turns of a hundred. The waiting connections use
+ * the streams' queue mechanism, one start per turn; only connections the connection guard
+ * admitted wait, so its caps bound the queue.
  */
 import type * as net from "node:net";
+import { StreamAdmission } from "./stream-admission";
 
 export function oneSessionPerTurn(makeSession: (socket: net.Socket) => void): (socket: net.Socket) => void {
-  let waiting: (net.Socket | undefined)[] = [];
-  let head = 0;
-  const next = () => {
-    const socket = waiting[head];
-    waiting[head++] = undefined;
-    if (head === waiting.length) {
-      waiting = [];
-      head = 0;
-    } else {
-      if (head > 1024 && head * 2 > waiting.length) {
-        waiting = waiting.slice(head);
-        head = 0;
-      }
-      setImmediate(next);
-    }
-    if (!socket) return;
-    socket.off("error", ignore);
-    // A connection that closed while it waited has nothing to serve.
-    if (!socket.destroyed) makeSession(socket);
-  };
+  const waiting = new StreamAdmission({ perTurn: 1, maxWaiting: Number.POSITIVE_INFINITY });
   return (socket) => {
     // A reset while it waits emits 'error'; the session listens for it once made.
     socket.on("error", ignore);
-    if (waiting.push(socket) - head === 1) setImmediate(next);
+    waiting.admit(
+      () => {
+        socket.off("error", ignore);
+        makeSession(socket);
+      },
+      // A connection that closed while it waited has nothing to serve.
+      () => socket.destroyed,
+    );
   };
 }
 
