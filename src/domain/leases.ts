@@ -69,12 +69,14 @@ export class LeaseBook<O> {
     }
     const at = this.randomAt;
     this.randomAt += 8;
+    const b = this.random;
+    // Big-endian, as the id's hex shows them; read by hand (Buffer.readUIntBE checks its arguments on every call).
     const lease: OpenLease<O> = {
       owner,
       seq,
-      r0: this.random.readUIntBE(at, 3),
-      r1: this.random.readUIntBE(at + 3, 3),
-      r2: this.random.readUInt16BE(at + 6),
+      r0: (b[at] << 16) | (b[at + 1] << 8) | b[at + 2],
+      r1: (b[at + 3] << 16) | (b[at + 4] << 8) | b[at + 5],
+      r2: (b[at + 6] << 8) | b[at + 7],
       heapPos: -1,
     };
     this.byId.set(seq, lease);
