@@ -29,9 +29,33 @@ function seqOf(id: string): number {
   return Number.isSafeInteger(seq) ? seq : -1;
 }
 
-/** `value` in `digits` lower-case hex digits. */
-function hex(value: number, digits: number): string {
-  return value.toString(16).padStart(digits, "0");
+/** Digits of base 36 (hex is its first 16), as character codes. */
+const DIGITS = Buffer.from("0123456789abcdefghijklmnopqrstuvwxyz", "latin1");
+
+/** Where an id's characters are put together: 11 base-36 digits of a sequence number up to 2^53, "-", 16 hex digits. */
+const ID_TEXT = Buffer.alloc(28);
+
+/** `value` in `digits` lower-case hex digits into ID_TEXT at `at`; returns the end. */
+function writeHex(value: number, digits: number, at: number): number {
+  for (let i = digits - 1; i >= 0; i--) {
+    ID_TEXT[at + i] = DIGITS[value & 15];
+    value >>>= 4;
+  }
+  return at + digits;
+}
+
+/**
+ * "<seq in base 36>-<r0, r1, r2 in 6, 6 and 4 hex digits>", as the template string of toString(36)
+ * and padded toString(16) would make it, but as one string: those make a string per part and per
+ * padding, and the id is made on every Lease.
+ */
+export function leaseIdText(seq: number, r0: number, r1: number, r2: number): string {
+  let length = 1;
+  for (let v = seq; v >= 36; v = Math.floor(v / 36)) length++;
+  for (let i = length - 1, v = seq; i >= 0; i--, v = Math.floor(v / 36)) ID_TEXT[i] = DIGITS[v % 36];
+  ID_TEXT[length] = 0x2d; // "-"
+  const end = writeHex(r2, 4, writeHex(r1, 6, writeHex(r0, 6, length + 1)));
+  return ID_TEXT.toString("latin1", 0, end);
 }
 
 /**
@@ -87,7 +111,7 @@ export class LeaseBook<O> {
 
   /** The lease's id: "<sequence number in base 36>-<16 random hex digits>". */
   idOf(lease: OpenLease<O>): string {
-    return `${lease.seq.toString(36)}-${hex(lease.r0, 6)}${hex(lease.r1, 6)}${hex(lease.r2, 4)}`;
+    return leaseIdText(lease.seq, lease.r0, lease.r1, lease.r2);
   }
 
   get(id: string): OpenLease<O> | undefined {
