@@ -2,11 +2,10 @@
  * Domain ↔ keypool.v1 conversion. Domain times are epoch milliseconds with 0 meaning "never";
  * on the wire that is an absent Timestamp, so clients test presence rather than compare to 1970.
  */
-import { create } from "@bufbuild/protobuf";
+import { create, protoInt64 } from "@bufbuild/protobuf";
 import {
   durationFromMs,
   durationMs,
-  timestampFromMs,
   type Duration,
   type Timestamp,
 } from "@bufbuild/protobuf/wkt";
@@ -92,7 +91,16 @@ export function disableStateFromProto(state: KeyState): domain.DisableState {
 
 /** 0 (never) → absent. */
 export function timestampOrUnset(ms: number): Timestamp | undefined {
-  return ms > 0 ? timestampFromMs(ms) : undefined;
+  return ms > 0 ? timestampOf(ms) : undefined;
+}
+
+/**
+ * The Timestamp protobuf-es's timestampFromMs makes, written out: the same fields in the same
+ * order, without create() walking the descriptor (a Lease response carries one).
+ */
+function timestampOf(ms: number): Timestamp {
+  const seconds = Math.floor(ms / 1000);
+  return { $typeName: "google.protobuf.Timestamp", seconds: protoInt64.parse(seconds), nanos: (ms - seconds * 1000) * 1000000 };
 }
 
 export function durationToProto(ms: number): Duration {

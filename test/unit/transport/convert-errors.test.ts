@@ -66,7 +66,7 @@ describe("convert", () => {
   });
 
   it("makes a lease the message create() makes, the fields in the same order", () => {
-    for (const leaseExpiresAt of [1_700_000_600_123, 0]) {
+    for (const leaseExpiresAt of [1_700_000_600_123, 0, 1, 999, -1_000]) {
       const lease = {
         key: "sk-x", keyHash: "oai-0123456789abcdef", provider: "openai" as const, modelFamily: "turbo",
         organizationId: "org-1", leaseId: "l1", leaseExpiresAt,
@@ -78,6 +78,7 @@ describe("convert", () => {
       });
       expect(leaseToProto(lease)).toEqual(expected);
       expect(Object.keys(leaseToProto(lease))).toEqual(Object.keys(expected));
+      if (expected.leaseExpiresAt) expect(Object.keys(leaseToProto(lease).leaseExpiresAt!)).toEqual(Object.keys(expected.leaseExpiresAt));
       expect(isMessage(leaseToProto(lease), LeaseResponseSchema)).toBe(true);
     }
   });
