@@ -2,7 +2,7 @@
  * Domain ↔ keypool.v1 conversion. Domain times are epoch milliseconds with 0 meaning "never";
  * on the wire that is an absent Timestamp, so clients test presence rather than compare to 1970.
  */
-import { create, protoInt64 } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import {
   durationFromMs,
   durationMs,
@@ -100,7 +100,8 @@ export function timestampOrUnset(ms: number): Timestamp | undefined {
  */
 function timestampOf(ms: number): Timestamp {
   const seconds = Math.floor(ms / 1000);
-  return { $typeName: "google.protobuf.Timestamp", seconds: protoInt64.parse(seconds), nanos: (ms - seconds * 1000) * 1000000 };
+  // BigInt of a whole number of seconds within int64 is what protoInt64.parse gives.
+  return { $typeName: "google.protobuf.Timestamp", seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1000000 };
 }
 
 export function durationToProto(ms: number): Duration {

@@ -177,13 +177,9 @@ function writeMessage(plan: MessagePlan, message: Message, pos: number): number 
     ensure(pos, 20);
     pos = writeVarint(scratch, pos, field.tag);
     switch (field.kind) {
-      case "string": {
-        const length = Buffer.byteLength(value as string, "utf8");
-        pos = writeVarint(scratch, pos, length);
-        ensure(pos, length);
-        pos += scratch.write(value as string, pos, length, "utf8");
+      case "string":
+        pos = writeString(value as string, pos);
         break;
-      }
       case "bool":
         scratch[pos++] = 1;
         break;
@@ -216,6 +212,31 @@ function writeMessage(plan: MessagePlan, message: Message, pos: number): number 
     }
   }
   return pos;
+}
+
+/** Short ASCII strings (keys, hashes, ids) are copied by hand: two native calls per string cost more. */
+const SHORT_STRING = 128;
+
+/** A string field's length and UTF-8 bytes at `pos` (after its tag); returns the end. */
+function writeString(text: string, pos: number): number {
+  const n = text.length;
+  if (n < SHORT_STRING) {
+    ensure(pos, n + 1);
+    let i = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) break;
+      scratch[pos + 1 + i] = c;
+    }
+    if (i === n) {
+      scratch[pos] = n; // one byte of length: n < 128
+      return pos + 1 + n;
+    }
+  }
+  const length = Buffer.byteLength(text, "utf8");
+  pos = writeVarint(scratch, pos, length);
+  ensure(pos, length);
+  return pos + scratch.write(text, pos, length, "utf8");
 }
 
 /** The two 32-bit halves protobuf-es writes for an int64 or uint64 (it refuses what it cannot parse). */
