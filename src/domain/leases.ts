@@ -77,7 +77,7 @@ export class LeaseBook<O> {
   private readonly lateBySeq = new Map<number, LateLease>();
   /** The latest expiry of a lease in ring order: a lease expiring before it is late. */
   private lastExpiry = -Infinity;
-  private open_ = 0;
+  private openCount = 0;
   /** Random bytes for ids, refilled 4 KiB at a time. */
   private random = Buffer.alloc(0);
   private randomAt = 0;
@@ -92,7 +92,7 @@ export class LeaseBook<O> {
   ) {}
 
   get size(): number {
-    return this.open_;
+    return this.openCount;
   }
 
   /** Opens a lease on `owner` until `expiresAt`; returns its sequence number (see idOf). */
@@ -109,7 +109,7 @@ export class LeaseBook<O> {
     this.randomAt += 8;
     this.owners[slot] = owner;
     this.expiry[slot] = expiresAt;
-    this.open_++;
+    this.openCount++;
     if (expiresAt >= this.lastExpiry) {
       this.lastExpiry = expiresAt;
       this.isLate[slot] = 0;
@@ -166,7 +166,7 @@ export class LeaseBook<O> {
     const slot = seq & this.mask;
     const owner = this.owners[slot]!;
     this.owners[slot] = undefined;
-    this.open_--;
+    this.openCount--;
     if (this.isLate[slot]) {
       this.isLate[slot] = 0;
       this.late.remove(this.lateBySeq.get(seq)!);
@@ -175,15 +175,23 @@ export class LeaseBook<O> {
     return owner;
   }
 
-  /** Moves `first` past the slots of leases that are over. */
+  /**
+   * Moves `first` past the slots of leases that are over. A ring three quarters empty gives
+   * half its room back, so that a burst of leases leaves no large ring behind once they are over.
+   */
   private reclaim(): void {
     while (this.first < this.next && this.owners[this.first & this.mask] === undefined) this.first++;
     if (this.first === this.next) this.lastExpiry = -Infinity;
+    const capacity = this.mask + 1;
+    if (capacity > INITIAL_CAPACITY && this.next - this.first <= capacity / 4) this.resize(capacity / 2);
   }
 
-  /** Twice the room, each open lease in its slot of the larger ring. */
   private grow(): void {
-    const capacity = 2 * (this.mask + 1);
+    this.resize(2 * (this.mask + 1));
+  }
+
+  /** Columns of `capacity` slots (a power of two, at least the leases in the ring), each lease in its slot there. */
+  private resize(capacity: number): void {
     const mask = capacity - 1;
     const owners = new Array<O | undefined>(capacity).fill(undefined);
     const expiry = new Float64Array(capacity);

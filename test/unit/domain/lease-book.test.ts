@@ -88,4 +88,16 @@ it("keeps its ring past its first capacity, and expires leases opened before and
   clock.advance(100 + 2500);
   expect(expired).toEqual(Array.from({ length: 2501 }, (_, i) => i).filter((i) => i % 7 !== 0));
   expect(book.size).toBe(5000 - 715 - expired.length);
+  // Every lease over: the ring gives its room back, and leases opened after still work.
+  clock.advance(10_000);
+  expect(book.size).toBe(0);
+  expect(book.ownerOf(ids[4999])).toBeUndefined();
+  expired.length = 0;
+  const later = Array.from({ length: 3000 }, (_, i) => book.idOf(book.open(10_000 + i, clock.now() + 10 + (i % 3))));
+  expect(new Set([...ids, ...later]).size).toBe(8000);
+  expect(book.ownerOf(later[2999])).toBe(12_999);
+  for (let i = 0; i < 3000; i += 2) book.end(later[i]);
+  clock.advance(12);
+  expect(expired.sort((a, b) => a - b)).toEqual(Array.from({ length: 1500 }, (_, i) => 10_001 + 2 * i));
+  expect(book.size).toBe(0);
 });
