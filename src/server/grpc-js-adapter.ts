@@ -32,7 +32,7 @@ import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
 import { encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
-import { copyHeaders, invokeStream } from "./invoke-stream";
+import { copyHeaders, invokeStream, oneRequest } from "./invoke-stream";
 import type { MountedService } from "./routes";
 
 export interface GrpcJsAdapterOptions {
@@ -466,7 +466,7 @@ function streamHandler(
     const ctx = native.plainContext();
     const input =
       spec.kind === "server_streaming"
-        ? oneRequest((call as grpc.ServerWritableStream<unknown, unknown>).request)
+        ? requestOf(call as grpc.ServerWritableStream<unknown, unknown>)
         : checked(requestsOf(call as grpc.ServerDuplexStream<unknown, unknown>));
     void (async () => {
       const response = await invokeStream(streamSpec, options.interceptors, ctx, input);
@@ -495,42 +495,18 @@ function streamHandler(
   }
 }
 
+/** A server stream's one request; one that did not decode fails the call as `checked` fails a bidi call. */
+function requestOf(call: grpc.ServerWritableStream<unknown, unknown>): AsyncIterable<never> {
+  const request: unknown = call.request;
+  return request instanceof UndecodableRequest ? oneRequest(undefined, request.error) : oneRequest(request);
+}
+
 /**
  * A bidi call's requests, ending when the client half-closes. The iterator must not destroy the
  * call when the requests end (a Readable's default): its writable side still has to answer.
  */
 function requestsOf(call: grpc.ServerDuplexStream<unknown, unknown>): AsyncIterable<unknown> {
   return { [Symbol.asyncIterator]: () => call.iterator({ destroyOnReturn: false }) };
-}
-
-/**
- * A server stream's one request, as the interceptors take it (an async iterable), checked as
- * `checked` checks a bidi call's. A plain iterator, not two async generators (an iterable made
- * of the one request, then `checked` over it): the call's request object keeps its input for the
- * stream's whole life, so whatever it is made of is set up, and copied by the young-generation
- * collector, once per open stream (BENCHMARKS.md §6, what survives an open storm's scavenges).
- */
-function oneRequest(request: unknown): AsyncIterable<never> {
-  return { [Symbol.asyncIterator]: () => new OneRequest(request) };
-}
-
-class OneRequest implements AsyncIterator<never> {
-  constructor(private request: unknown) {}
-
-  next(): Promise<IteratorResult<never>> {
-    const request = this.request;
-    if (request === OneRequest.taken) return Promise.resolve({ done: true, value: undefined });
-    this.request = OneRequest.taken;
-    if (request instanceof UndecodableRequest) return Promise.reject(request.error);
-    return Promise.resolve({ done: false, value: request as never });
-  }
-
-  return(): Promise<IteratorResult<never>> {
-    this.request = OneRequest.taken;
-    return Promise.resolve({ done: true, value: undefined });
-  }
-
-  private static readonly taken = Symbol("taken");
 }
 
 async function* checked(requests: AsyncIterable<unknown>): AsyncIterable<never> {
