@@ -4,6 +4,7 @@
  *
  *   npx tsx bench/watch-fanout-profile.ts [--rate=0|half-max|<Leases/s>] [--subscribers=1000] [--seconds=10] [--coalesce=100]
  *                                         [--port=main|native] [--batch] [--no-profile] [--main=/path/to/dist/src/main.js]
+ *                                         [--client-processes=N] [--trace-gc]
  *
  * Prints the fan-out figures (as bench/run.ts does), then the self time by package and the
  * functions with the most self time while the subscribers were counting (from one second after
@@ -32,6 +33,8 @@ async function main(): Promise<void> {
   const coalesceMs = Number(arg("coalesce", "100"));
   const profile = !process.argv.includes("--no-profile");
   const mainJs = arg("main", "") || undefined;
+  const clientProcesses = Number(arg("client-processes", "1"));
+  const traceGc = process.argv.includes("--trace-gc");
   const cores = coreLayout();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-profile-"));
   const keysFile = path.join(tmp, "keys.json");
@@ -42,7 +45,7 @@ async function main(): Promise<void> {
   try {
     const r = await measureFanout(
       keysFile,
-      { subscribers, coalesceMs, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, port, batch, main: mainJs, nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [] },
+      { subscribers, coalesceMs, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, port, batch, main: mainJs, clientProcesses, traceGc, nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [] },
       cores,
       { KEYPOOL_REUSE_DELAY: "0", KEYPOOL_LOG_LEVEL: "warn" },
       log,
