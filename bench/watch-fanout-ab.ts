@@ -69,7 +69,7 @@ async function main(): Promise<void> {
             results.set(key, [...(results.get(key) ?? []), r]);
             const gc = r.markCompacts !== undefined ? `, server GC ${r.markCompacts} mark-compacts (${fmt(r.markCompactMs!)} ms) ${r.scavenges} scavenges (${fmt(r.scavengeMs!)} ms)` : "";
             print(
-              `round ${round + 1} ${build.label} rate ${rate} clients ${clientProcesses}${r.leaseMaxRps ? ` (max ${Math.round(r.leaseMaxRps)}/s)` : ""}: p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, last subscriber p99 ${fmt(r.lastSubscriberP99Ms)} ms, ` +
+              `round ${round + 1} ${build.label} rate ${rate} clients ${clientProcesses}${r.leaseMaxRps ? ` (max ${Math.round(r.leaseMaxRps)}/s)` : ""}: p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, last subscriber p99 ${fmt(r.lastSubscriberP99Ms)} ms, probes with p99 over 250 ms ${r.probesOver250Ms} of ${r.probes}, ` +
                 `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}%, ${fmt(r.serverCpuMicrosPerMessage)} µs/message, ` +
                 `${Math.round(r.lease.rps)} Lease/s (asked ${r.leaseRateTarget}), Lease p99 ${fmt(r.lease.p99Ms)} ms, generator ${(r.generatorCpuShare * 100).toFixed(0)}% (loop delay p99 ${fmt(r.generatorLoopDelayP99Ms)} ms, max ${fmt(r.generatorLoopDelayMaxMs)} ms)${gc}, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB; load ${os.loadavg()[0]!.toFixed(2)}`,
             );

@@ -39,6 +39,11 @@ export interface FanoutResult {
   maxMs: number;
   lastSubscriberP50Ms: number;
   lastSubscriberP99Ms: number;
+  /**
+   * Probes whose own p99 (over the subscribers) exceeded 250 ms: whether the overall p99 is a few
+   * slow probes (a stall) or every probe's spread.
+   */
+  probesOver250Ms: number;
   bytesReceived: number;
   /** WatchKeys messages the 1,000 raw subscribers received per second, from READY to the end. */
   messagesPerSec: number;
@@ -211,8 +216,9 @@ export async function measureFanout(
 function mergeReports(reports: FanoutClientReport[]) {
   const sentAt = reports[0]!.sentAt;
   const latencies: number[] = [];
-  /** Per probe, the latest arrival over all subscribers. */
+  /** Per probe, the latest arrival over all subscribers, and all its latencies. */
   const lastArrival: number[] = [];
+  const byProbe: number[][] = [];
   for (const report of reports) {
     report.arrivals.forEach((times, probe) => {
       const sent = sentAt[probe];
@@ -220,6 +226,7 @@ function mergeReports(reports: FanoutClientReport[]) {
       for (const t of times) {
         const latency = t - sent;
         latencies.push(latency);
+        (byProbe[probe] ??= []).push(latency);
         lastArrival[probe] = Math.max(lastArrival[probe] ?? 0, latency);
       }
     });
@@ -240,6 +247,7 @@ function mergeReports(reports: FanoutClientReport[]) {
     maxMs: all.maxMs,
     lastSubscriberP50Ms: perProbe.p50Ms,
     lastSubscriberP99Ms: perProbe.p99Ms,
+    probesOver250Ms: byProbe.filter((l) => l && summarize(l).p99Ms > 250).length,
     bytesReceived: sum((r) => r.bytesReceived),
     messagesPerSec: sum((r) => r.messagesPerSec),
     streamErrors: sum((r) => r.streamErrors),
