@@ -52,7 +52,10 @@ async function main(): Promise<void> {
     );
     process.stdout.write(
       `p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms, last subscriber p99 ${r.lastSubscriberP99Ms.toFixed(1)} ms; ` +
-        `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(r.generatorCpuShare * 100).toFixed(0)}%, ${r.serverCpuMicrosPerMessage.toFixed(0)} µs/message; ` +
+        `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(r.generatorCpuShare * 100).toFixed(0)}% ` +
+        `(${r.clientProcesses} process(es), event-loop delay p99 ${r.generatorLoopDelayP99Ms.toFixed(1)} ms, max ${r.generatorLoopDelayMaxMs.toFixed(1)} ms), ${r.serverCpuMicrosPerMessage.toFixed(0)} µs/message; ` +
+        `probes with p99 over 250 ms ${r.probesOver250Ms} of ${r.probes}; ` +
+        (r.markCompacts !== undefined ? `server GC ${r.markCompacts} mark-compacts (${r.markCompactMs!.toFixed(0)} ms), ${r.scavenges} scavenges (${r.scavengeMs!.toFixed(0)} ms); ` : "") +
         `${Math.round(r.lease.rps)} Lease/s (asked ${r.leaseRateTarget}, p99 ${r.lease.p99Ms.toFixed(1)} ms); superseded ${r.superseded}, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB\n`,
     );
     if (!profile) return;
