@@ -9,6 +9,15 @@
  *
  *   npx tsx bench/watch-fanout-ab.ts --baseline=/tmp/base-2a80341 [--port=native|main] [--rates=0,half-max]
  *                                    [--rounds=3] [--seconds=8] [--subscribers=1000] [--no-batch]
+ *                                    [--client-processes=1[,4]] [--trace-gc] [--node-args="--max-semi-space-size=32"]
+ *
+ * --client-processes: how many processes the subscribers are split over (a list measures each in
+ * the same rounds). 1 is the original shape: one process holds the 1,000 subscribers and also
+ * sends the probes and the Lease load, so its own event loop's delays count in every arrival.
+ * With more, the first process drives and each holds its share of the subscribers (all on the
+ * load core still). --trace-gc runs each server with --trace-gc and prints its mark-compacts and
+ * scavenges during the pass. --node-args: node flags for this build's server only (space-separated),
+ * to set a server flag beside the same code without it (with `--baseline` holding that code).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import * as os from "node:os";
@@ -26,8 +35,11 @@ async function main(): Promise<void> {
   const seconds = Number(arg("seconds", "8"));
   const subscribers = Number(arg("subscribers", "1000"));
   const batch = !process.argv.includes("--no-batch");
+  const processCounts = arg("client-processes", "1").split(",").map(Number);
+  const traceGc = process.argv.includes("--trace-gc");
   const baseline = arg("baseline", "");
-  const builds: { label: string; main?: string }[] = [{ label: "this build" }];
+  const nodeArgs = arg("node-args", "").split(" ").filter((a) => a);
+  const builds: { label: string; main?: string; nodeArgs?: string[] }[] = [{ label: nodeArgs.length ? `this build (${nodeArgs.join(" ")})` : "this build", nodeArgs }];
   if (baseline) builds.push({ label: baseline, main: path.join(baseline, "dist", "src", "main.js") });
   const cores = coreLayout();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-ab-"));
@@ -35,7 +47,9 @@ async function main(): Promise<void> {
   writeKeysFile(keysFile, 10, true);
   const log = (line: string) => process.stderr.write(line + "\n");
   const print = (line: string) => process.stdout.write(line + "\n");
-  print(`# fan-out side by side: ${port} port, ${subscribers} subscribers${batch ? " with batch" : ""}, coalesce 100 ms, ${seconds} s per pass, ${rounds} rounds`);
+  print(
+    `# fan-out side by side: ${port} port, ${subscribers} subscribers${batch ? " with batch" : ""} over ${processCounts.join(" or ")} client process(es), coalesce 100 ms, ${seconds} s per pass, ${rounds} rounds`,
+  );
   print(`# load average at start: ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} (${new Date().toISOString()})`);
   const results = new Map<string, FanoutResult[]>();
   try {
@@ -43,20 +57,23 @@ async function main(): Promise<void> {
       const order = round % 2 === 0 ? builds : [...builds].reverse();
       for (const rate of rates) {
         for (const build of order) {
-          const r = await measureFanout(
-            keysFile,
-            { subscribers, coalesceMs: 100, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, port, batch, main: build.main },
-            cores,
-            { KEYPOOL_REUSE_DELAY: "0", KEYPOOL_LOG_LEVEL: "warn" },
-            log,
-          );
-          const key = `${build.label}\u0000${rate}`;
-          results.set(key, [...(results.get(key) ?? []), r]);
-          print(
-            `round ${round + 1} ${build.label} rate ${rate}${r.leaseMaxRps ? ` (max ${Math.round(r.leaseMaxRps)}/s)` : ""}: p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, last subscriber p99 ${fmt(r.lastSubscriberP99Ms)} ms, ` +
-              `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}%, ${fmt(r.serverCpuMicrosPerMessage)} µs/message, ` +
-              `${Math.round(r.lease.rps)} Lease/s (asked ${r.leaseRateTarget}), generator ${(r.generatorCpuShare * 100).toFixed(0)}%, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB; load ${os.loadavg()[0]!.toFixed(2)}`,
-          );
+          for (const clientProcesses of processCounts) {
+            const r = await measureFanout(
+              keysFile,
+              { subscribers, coalesceMs: 100, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, port, batch, main: build.main, nodeArgs: build.nodeArgs, clientProcesses, traceGc },
+              cores,
+              { KEYPOOL_REUSE_DELAY: "0", KEYPOOL_LOG_LEVEL: "warn" },
+              log,
+            );
+            const key = `${build.label}\u0000${rate}\u0000${clientProcesses}`;
+            results.set(key, [...(results.get(key) ?? []), r]);
+            const gc = r.markCompacts !== undefined ? `, server GC ${r.markCompacts} mark-compacts (${fmt(r.markCompactMs!)} ms) ${r.scavenges} scavenges (${fmt(r.scavengeMs!)} ms)` : "";
+            print(
+              `round ${round + 1} ${build.label} rate ${rate} clients ${clientProcesses}${r.leaseMaxRps ? ` (max ${Math.round(r.leaseMaxRps)}/s)` : ""}: p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, last subscriber p99 ${fmt(r.lastSubscriberP99Ms)} ms, probes with p99 over 250 ms ${r.probesOver250Ms} of ${r.probes}, ` +
+                `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}%, ${fmt(r.serverCpuMicrosPerMessage)} µs/message, ` +
+                `${Math.round(r.lease.rps)} Lease/s (asked ${r.leaseRateTarget}), Lease p99 ${fmt(r.lease.p99Ms)} ms, generator ${(r.generatorCpuShare * 100).toFixed(0)}% (loop delay p99 ${fmt(r.generatorLoopDelayP99Ms)} ms, max ${fmt(r.generatorLoopDelayMaxMs)} ms)${gc}, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB; load ${os.loadavg()[0]!.toFixed(2)}`,
+            );
+          }
         }
       }
     }
@@ -64,16 +81,19 @@ async function main(): Promise<void> {
     rmSync(tmp, { recursive: true, force: true });
   }
   print("");
-  print("| build | Lease rate asked | p50 ms | p99 ms | last subscriber p99 ms | messages/s | server | µs/message | Lease/s |");
-  print("|---|---|---|---|---|---|---|---|---|");
+  print("| build | client processes | Lease rate asked | p50 ms | p99 ms | last subscriber p99 ms | messages/s | server | µs/message | Lease/s | Lease p99 ms | generator loop delay p99 ms |");
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const rate of rates) {
-    for (const build of builds) {
-      const rs = results.get(`${build.label}\u0000${rate}`) ?? [];
-      const m = (f: (r: FanoutResult) => number) => median(rs.map(f));
-      print(
-        `| ${build.label} | ${rate === "half-max" ? `half max (${Math.round(m((r) => r.leaseRateTarget))})` : rate} | ${fmt(m((r) => r.p50Ms))} | ${fmt(m((r) => r.p99Ms))} | ${fmt(m((r) => r.lastSubscriberP99Ms))} | ` +
-          `${Math.round(m((r) => r.messagesPerSec))} | ${(m((r) => r.serverCpuShare) * 100).toFixed(0)}% | ${fmt(m((r) => r.serverCpuMicrosPerMessage))} | ${Math.round(m((r) => r.lease.rps))} |`,
-      );
+    for (const clientProcesses of processCounts) {
+      for (const build of builds) {
+        const rs = results.get(`${build.label}\u0000${rate}\u0000${clientProcesses}`) ?? [];
+        const m = (f: (r: FanoutResult) => number) => median(rs.map(f));
+        print(
+          `| ${build.label} | ${clientProcesses} | ${rate === "half-max" ? `half max (${Math.round(m((r) => r.leaseRateTarget))})` : rate} | ${fmt(m((r) => r.p50Ms))} | ${fmt(m((r) => r.p99Ms))} | ${fmt(m((r) => r.lastSubscriberP99Ms))} | ` +
+            `${Math.round(m((r) => r.messagesPerSec))} | ${(m((r) => r.serverCpuShare) * 100).toFixed(0)}% | ${fmt(m((r) => r.serverCpuMicrosPerMessage))} | ${Math.round(m((r) => r.lease.rps))} | ` +
+            `${fmt(m((r) => r.lease.p99Ms))} | ${fmt(m((r) => r.generatorLoopDelayP99Ms))} |`,
+        );
+      }
     }
   }
   print(`# load average at end: ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} (${new Date().toISOString()})`);

@@ -10,7 +10,16 @@
  * With `leaseRate`, the same process also drives the Lease load over raw HTTP/2 at that rate
  * (bench/lib/paced-lease.ts) from the end of the warm-up until the probes stop: one cheap process
  * on the load core instead of the subscribers and h2load competing for it.
- * Prints `READY` once every snapshot has arrived, then one JSON line with the results.
+ *
+ * The subscribers may be split over several of these processes (bench/watch-fanout.ts,
+ * `clientProcesses`): one of them (`drive`) sends the probes, drives the Lease load and runs the
+ * verifier, the others only hold their share of the subscribers. So that arrivals in one process
+ * can be set against sends in another, every time is read on the machine's monotonic clock
+ * (process.hrtime), and the parent computes the latencies from the send and arrival times all
+ * processes print.
+ * Prints `READY` once every snapshot has arrived, waits for `GO` on stdin, and writes its report
+ * (JSON) to `reportFile` when it has sent its last probe (the driver) or when `STOP` arrives on
+ * stdin (the others).
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -20,7 +29,8 @@ import { connect, unary } from "./lib/grpc-raw";
 import { grpcFrame } from "./lib/grpc-frame";
 import { DISABLE_KEY, disableKeyBytes } from "./lib/keypool-rpc";
 import { pacedLeases, type PacedLeaseResult } from "./lib/paced-lease";
-import { summarize } from "./lib/stats";
+import { writeFileSync } from "node:fs";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 
 export interface FanoutConfig {
   port: number;
@@ -36,6 +46,54 @@ export interface FanoutConfig {
   leaseRate: number;
   /** HTTP/2 sessions the Lease load uses. */
   leaseConnections: number;
+  /** Whether this process sends the probes, drives the Lease load and runs the verifier. */
+  drive: boolean;
+  /** Where to write the report (JSON): a file, since it holds every arrival's time. */
+  reportFile: string;
+}
+
+/** What one client process reports; the parent merges the processes' reports. */
+export interface FanoutClientReport {
+  subscribers: number;
+  /** Per probe, when it was sent (ms on the monotonic clock; the driver's report only). */
+  sentAt: number[];
+  /** Per probe, the monotonic time of each of this process's subscribers' arrivals of it. */
+  arrivals: number[][];
+  /** Arrivals that came as a later probe's state, coalesced within one window. */
+  superseded: number;
+  bytesReceived: number;
+  messages: number;
+  messagesPerSec: number;
+  streamErrors: number;
+  firstStreamError: string;
+  verifier?: { messages: number; outOfOrder: number; probesSeen: number; error: string };
+  lease?: PacedLeaseResult;
+  /** Share of one core this process used from GO to its end. */
+  cpuShare: number;
+  /** This process's event-loop delay from GO to its end: how late it can have read its sockets. */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
+}
+
+/** The machine's monotonic clock in ms: the same in every process, unlike performance.now(). */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** Resolves when `line` arrives on stdin (the parent's go-ahead and stop). */
+function stdinLine(line: string): Promise<void> {
+  return new Promise((resolve) => {
+    let got = "";
+    const onData = (d: Buffer) => {
+      got += d.toString("utf8");
+      if (got.split("\n").includes(line)) {
+        process.stdin.off("data", onData);
+        process.stdin.pause();
+        resolve();
+      }
+    };
+    process.stdin.on("data", onData);
+    // A 'data' listener does not restart a stream that was paused explicitly.
+    process.stdin.resume();
+  });
 }
 
 const WATCH = "/keypool.v1.KeyPoolService/WatchKeys";
@@ -46,10 +104,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function main(config: FanoutConfig): Promise<void> {
   const sentAt: number[] = [];
-  const latencies: number[] = [];
-  /** Per probe, the latest arrival over all subscribers. */
-  const lastArrival: number[] = [];
-  const arrivals: number[] = [];
+  const arrivals: number[][] = [];
   let streamErrors = 0;
   let firstStreamError = "";
   let bytes = 0;
@@ -90,7 +145,7 @@ async function main(config: FanoutConfig): Promise<void> {
       }
     };
     stream.on("data", (chunk: Buffer) => {
-      const now = performance.now();
+      const now = monotonicMs();
       bytes += chunk.length;
       countMessages(chunk);
       if (!gotSnapshot) {
@@ -103,16 +158,12 @@ async function main(config: FanoutConfig): Promise<void> {
         let at = hay.indexOf(MARK, from);
         while (at !== -1 && at + MARK.length + DIGITS <= hay.length) {
           const n = Number(hay.toString("latin1", at + MARK.length, at + MARK.length + DIGITS));
-          if (n > seen && sentAt[n] !== undefined) {
+          if (n > seen) {
             // Changes this subscriber has not seen yet, superseded by probe n within one coalescing
             // window, have reached it too (as their newer state): they count with their own send time.
             for (let m = seen + 1; m <= n; m++) {
-              if (sentAt[m] === undefined) continue;
-              const latency = now - sentAt[m];
-              latencies.push(latency);
               if (m < n) superseded++;
-              arrivals[m] = (arrivals[m] ?? 0) + 1;
-              lastArrival[m] = Math.max(lastArrival[m] ?? 0, latency);
+              (arrivals[m] ??= []).push(now);
             }
             seen = n;
           }
@@ -141,6 +192,7 @@ async function main(config: FanoutConfig): Promise<void> {
   const abort = new AbortController();
   const client = createClient(KeyPoolService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${config.port}` }));
   const verifying = (async () => {
+    if (!config.drive) return;
     let last = 0n;
     try {
       for await (const message of client.watchKeys({}, { signal: abort.signal })) {
@@ -165,64 +217,63 @@ async function main(config: FanoutConfig): Promise<void> {
     await sleep(20);
   }
   process.stdout.write("READY\n");
+  await stdinLine("GO");
   counting = true;
   const countingSince = performance.now();
-  await sleep(config.warmupMs);
-
-  const admin = await connect(config.port);
-  const probingSince = performance.now();
   const cpuSince = process.cpuUsage();
-  const stopAt = performance.now() + config.durationMs;
-  const leaseSessions = config.leaseRate > 0 ? await Promise.all(Array.from({ length: config.leaseConnections }, () => connect(config.port))) : [];
-  const leasing: Promise<PacedLeaseResult | undefined> = config.leaseRate > 0 ? pacedLeases(leaseSessions, config.leaseRate, config.durationMs) : Promise.resolve(undefined);
-  let probes = 0;
-  while (performance.now() < stopAt) {
-    const n = probes++;
-    const reason = `probe-${n.toString().padStart(DIGITS, "0")}`;
-    sentAt[n] = performance.now();
-    // Each probe disables the (already disabled) marker key with a new reason: one change.
-    const disabled = await unary(admin, DISABLE_KEY, disableKeyBytes(config.markerKeyHash, reason));
-    if (disabled.grpcStatus !== 0) throw new Error(`DisableKey failed: ${disabled.grpcStatus} ${disabled.grpcMessage}`);
-    const wait = sentAt[n] + config.probeIntervalMs - performance.now();
-    if (wait > 0) await sleep(wait);
+  const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+  loopDelay.enable();
+  let lease: PacedLeaseResult | undefined;
+  const leaseSessions: Awaited<ReturnType<typeof connect>>[] = [];
+  let admin: Awaited<ReturnType<typeof connect>> | undefined;
+  if (config.drive) {
+    await sleep(config.warmupMs);
+    admin = await connect(config.port);
+    const stopAt = performance.now() + config.durationMs;
+    if (config.leaseRate > 0) leaseSessions.push(...(await Promise.all(Array.from({ length: config.leaseConnections }, () => connect(config.port)))));
+    const leasing: Promise<PacedLeaseResult | undefined> = config.leaseRate > 0 ? pacedLeases(leaseSessions, config.leaseRate, config.durationMs) : Promise.resolve(undefined);
+    let probes = 0;
+    while (performance.now() < stopAt) {
+      const n = probes++;
+      const reason = `probe-${n.toString().padStart(DIGITS, "0")}`;
+      sentAt[n] = monotonicMs();
+      // Each probe disables the (already disabled) marker key with a new reason: one change.
+      const disabled = await unary(admin, DISABLE_KEY, disableKeyBytes(config.markerKeyHash, reason));
+      if (disabled.grpcStatus !== 0) throw new Error(`DisableKey failed: ${disabled.grpcStatus} ${disabled.grpcMessage}`);
+      const wait = sentAt[n] + config.probeIntervalMs - monotonicMs();
+      if (wait > 0) await sleep(wait);
+    }
+    lease = await leasing;
+    // Let the last probe land everywhere.
+    await sleep(Math.max(1000, config.probeIntervalMs));
+  } else {
+    await stdinLine("STOP");
   }
-  const lease = await leasing;
   const cpu = process.cpuUsage(cpuSince);
-  /** Share of one core this process used while probing and leasing: near 1, it is the limit. */
-  const cpuShare = (cpu.user + cpu.system) / 1000 / (performance.now() - probingSince);
-  // Let the last probe land everywhere.
-  await sleep(Math.max(1000, config.probeIntervalMs));
-  const countingS = (performance.now() - countingSince) / 1000;
+  loopDelay.disable();
+  const countingMs = performance.now() - countingSince;
   counting = false;
   abort.abort();
   await verifying;
 
-  const expected = probes * config.subscribers;
-  const perProbe = summarize(lastArrival.filter((x) => x !== undefined));
-  const all = summarize(latencies);
-  process.stdout.write(
-    JSON.stringify({
-      subscribers: config.subscribers,
-      probes,
-      samples: latencies.length,
-      missed: expected - latencies.length,
-      superseded,
-      p50Ms: all.p50Ms,
-      p99Ms: all.p99Ms,
-      maxMs: all.maxMs,
-      lastSubscriberP50Ms: perProbe.p50Ms,
-      lastSubscriberP99Ms: perProbe.p99Ms,
-      bytesReceived: bytes,
-      messages,
-      messagesPerSec: messages / countingS,
-      streamErrors,
-      firstStreamError,
-      verifier,
-      lease,
-      cpuShare,
-    }) + "\n",
-  );
-  admin.destroy();
+  const report: FanoutClientReport = {
+    subscribers: config.subscribers,
+    sentAt,
+    arrivals,
+    superseded,
+    bytesReceived: bytes,
+    messages,
+    messagesPerSec: messages / (countingMs / 1000),
+    streamErrors,
+    firstStreamError,
+    verifier: config.drive ? verifier : undefined,
+    lease,
+    cpuShare: (cpu.user + cpu.system) / 1000 / countingMs,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    loopDelayMaxMs: loopDelay.max / 1e6,
+  };
+  writeFileSync(config.reportFile, JSON.stringify(report));
+  admin?.destroy();
   for (const s of [...sessions, ...leaseSessions]) s.destroy();
   process.exit(0);
 }

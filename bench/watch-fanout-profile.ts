@@ -4,6 +4,7 @@
  *
  *   npx tsx bench/watch-fanout-profile.ts [--rate=0|half-max|<Leases/s>] [--subscribers=1000] [--seconds=10] [--coalesce=100]
  *                                         [--port=main|native] [--batch] [--no-profile] [--main=/path/to/dist/src/main.js]
+ *                                         [--client-processes=N] [--trace-gc]
  *
  * Prints the fan-out figures (as bench/run.ts does), then the self time by package and the
  * functions with the most self time while the subscribers were counting (from one second after
@@ -32,6 +33,8 @@ async function main(): Promise<void> {
   const coalesceMs = Number(arg("coalesce", "100"));
   const profile = !process.argv.includes("--no-profile");
   const mainJs = arg("main", "") || undefined;
+  const clientProcesses = Number(arg("client-processes", "1"));
+  const traceGc = process.argv.includes("--trace-gc");
   const cores = coreLayout();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-profile-"));
   const keysFile = path.join(tmp, "keys.json");
@@ -42,14 +45,17 @@ async function main(): Promise<void> {
   try {
     const r = await measureFanout(
       keysFile,
-      { subscribers, coalesceMs, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, port, batch, main: mainJs, nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [] },
+      { subscribers, coalesceMs, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, port, batch, main: mainJs, clientProcesses, traceGc, nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${dir}`] : [] },
       cores,
       { KEYPOOL_REUSE_DELAY: "0", KEYPOOL_LOG_LEVEL: "warn" },
       log,
     );
     process.stdout.write(
       `p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms, max ${r.maxMs.toFixed(1)} ms, last subscriber p99 ${r.lastSubscriberP99Ms.toFixed(1)} ms; ` +
-        `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(r.generatorCpuShare * 100).toFixed(0)}%, ${r.serverCpuMicrosPerMessage.toFixed(0)} µs/message; ` +
+        `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(r.generatorCpuShare * 100).toFixed(0)}% ` +
+        `(${r.clientProcesses} process(es), event-loop delay p99 ${r.generatorLoopDelayP99Ms.toFixed(1)} ms, max ${r.generatorLoopDelayMaxMs.toFixed(1)} ms), ${r.serverCpuMicrosPerMessage.toFixed(0)} µs/message; ` +
+        `probes with p99 over 250 ms ${r.probesOver250Ms} of ${r.probes}; ` +
+        (r.markCompacts !== undefined ? `server GC ${r.markCompacts} mark-compacts (${r.markCompactMs!.toFixed(0)} ms), ${r.scavenges} scavenges (${r.scavengeMs!.toFixed(0)} ms); ` : "") +
         `${Math.round(r.lease.rps)} Lease/s (asked ${r.leaseRateTarget}, p99 ${r.lease.p99Ms.toFixed(1)} ms); superseded ${r.superseded}, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB\n`,
     );
     if (!profile) return;

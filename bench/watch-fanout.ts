@@ -6,12 +6,16 @@
  * so each subscriber receives a stream of updates (coalesced per key within
  * KEYPOOL_WATCH_COALESCE); the probe changes of the marker key measure change-to-arrival time.
  */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { CoreLayout, cpuMs, sleep, start } from "./lib/children";
 import { h2load, LoadResult } from "./lib/h2load";
 import { findKeyHash, LEASE, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { ROOT, startKeypool } from "./lib/keypool-server";
 import type { PacedLeaseResult } from "./lib/paced-lease";
+import { summarize } from "./lib/stats";
+import type { FanoutClientReport } from "./watch-fanout-client";
 
 export interface FanoutResult {
   /** Which port the subscribers and the Lease load used: the main port or the native gRPC port. */
@@ -35,13 +39,28 @@ export interface FanoutResult {
   maxMs: number;
   lastSubscriberP50Ms: number;
   lastSubscriberP99Ms: number;
+  /**
+   * Probes whose own p99 (over the subscribers) exceeded 250 ms: whether the overall p99 is a few
+   * slow probes (a stall) or every probe's spread.
+   */
+  probesOver250Ms: number;
   bytesReceived: number;
   /** WatchKeys messages the 1,000 raw subscribers received per second, from READY to the end. */
   messagesPerSec: number;
   /** Share of one core the server used over the same span (from /proc/<pid>/stat). */
   serverCpuShare: number;
-  /** Share of one core the load generator (subscribers, probes and Lease load) used while probing. */
+  /** Share of one core the load generator (subscribers, probes and Lease load; all its processes) used from GO to the end. */
   generatorCpuShare: number;
+  /** Processes the subscribers were split over (1: one process holds them all and drives the load). */
+  clientProcesses: number;
+  /** The worst of the client processes' event-loop delay p99 and maximum: how late a subscriber can have read its socket. */
+  generatorLoopDelayP99Ms: number;
+  generatorLoopDelayMaxMs: number;
+  /** With `traceGc`: the server's mark-compacts while the subscribers were counting, and their total pause. */
+  markCompacts?: number;
+  markCompactMs?: number;
+  scavenges?: number;
+  scavengeMs?: number;
   /** Server CPU time per message delivered (meaningful when there is no Lease load). */
   serverCpuMicrosPerMessage: number;
   streamErrors: number;
@@ -54,7 +73,24 @@ export interface FanoutResult {
 
 export async function measureFanout(
   keysFile: string,
-  opts: { subscribers: number; coalesceMs: number; leaseRate: number | "half-max"; durationS: number; probeIntervalMs: number; main?: string; nodeArgs?: string[]; port?: "main" | "native"; batch?: boolean },
+  opts: {
+    subscribers: number;
+    coalesceMs: number;
+    leaseRate: number | "half-max";
+    durationS: number;
+    probeIntervalMs: number;
+    main?: string;
+    nodeArgs?: string[];
+    port?: "main" | "native";
+    batch?: boolean;
+    /**
+     * Processes to split the subscribers over (default 1: one process holds all of them and also
+     * sends the probes and the Lease load, so its own event loop's delays add to every arrival).
+     */
+    clientProcesses?: number;
+    /** Runs the server with --trace-gc and counts its collections while the subscribers count. */
+    traceGc?: boolean;
+  },
   cores: CoreLayout,
   env: Record<string, string>,
   log: (s: string) => void,
@@ -68,11 +104,12 @@ export async function measureFanout(
     },
     cpus: cores.server,
     main: opts.main,
-    nodeArgs: opts.nodeArgs,
+    nodeArgs: [...(opts.nodeArgs ?? []), ...(opts.traceGc ? ["--trace-gc"] : [])],
     nativePort: opts.port === "native",
   });
   const port = opts.port ?? "main";
   const rpcPort = port === "native" ? server.grpcPort! : server.port;
+  let reportDir: string | undefined;
   try {
     const markerKeyHash = await findKeyHash(rpcPort, "anthropic");
     let leaseMaxRps: number | undefined;
@@ -83,32 +120,52 @@ export async function measureFanout(
     }
     const leaseRate = opts.leaseRate === "half-max" ? Math.round(leaseMaxRps! / 2) : opts.leaseRate;
     const before = await poolTotals(rpcPort);
-    const config = {
-      port: rpcPort,
-      subscribers: opts.subscribers,
-      connections: Math.max(1, Math.ceil(opts.subscribers / 100)),
-      markerKeyHash,
-      warmupMs: 1000,
-      durationMs: opts.durationS * 1000,
-      probeIntervalMs: opts.probeIntervalMs,
-      batch: opts.batch ?? false,
-      leaseRate,
-      leaseConnections: 2,
-    };
-    const client = start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-fanout-client.ts"), JSON.stringify(config)], cores.load, { cwd: ROOT });
-    while (!client.stdout().includes("READY")) {
-      if (client.child.exitCode !== null) throw new Error(`fan-out client failed:\n${client.stderr()}`);
+    const processes = Math.max(1, Math.min(opts.clientProcesses ?? 1, opts.subscribers));
+    const clientReports = (reportDir = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-clients-")));
+    const connections = Math.max(1, Math.ceil(opts.subscribers / 100));
+    const clients = Array.from({ length: processes }, (_, i) => {
+      const share = Math.floor(opts.subscribers / processes) + (i < opts.subscribers % processes ? 1 : 0);
+      const config = {
+        port: rpcPort,
+        subscribers: share,
+        connections: Math.max(1, Math.round((connections * share) / opts.subscribers)),
+        markerKeyHash,
+        warmupMs: 1000,
+        durationMs: opts.durationS * 1000,
+        probeIntervalMs: opts.probeIntervalMs,
+        batch: opts.batch ?? false,
+        leaseRate,
+        leaseConnections: 2,
+        drive: i === 0,
+        reportFile: path.join(clientReports, `client-${i}.json`),
+      };
+      return start(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "watch-fanout-client.ts"), JSON.stringify(config)], cores.load, {
+        cwd: ROOT,
+        stdio: ["pipe", "pipe", "pipe"],
+      });
+    });
+    while (!clients.every((c) => c.stdout().includes("READY"))) {
+      const failed = clients.find((c) => c.child.exitCode !== null);
+      if (failed) throw new Error(`fan-out client failed:\n${failed.stderr()}`);
       await sleep(5);
     }
+    const gcFrom = server.proc.stdout().length;
     const cpu0 = cpuMs(server.pid);
     const wall0 = performance.now();
     const countingFromUs = Number(process.hrtime.bigint() / 1000n);
-    const code = await client.exited;
+    for (const c of clients) c.child.stdin!.write("GO\n");
+    const code = await clients[0]!.exited;
+    for (const c of clients.slice(1)) c.child.stdin!.write("STOP\n");
+    const codes = [code, ...(await Promise.all(clients.slice(1).map((c) => c.exited)))];
     const countingToUs = Number(process.hrtime.bigint() / 1000n);
     const serverCpuShare = (cpuMs(server.pid) - cpu0) / (performance.now() - wall0);
-    if (code !== 0) throw new Error(`fan-out client exited with ${code}:\n${client.stderr().slice(-3000)}`);
-    const result = JSON.parse(client.stdout().trim().split("\n").pop()!);
-    const paced = result.lease as PacedLeaseResult | undefined;
+    const gc = opts.traceGc ? gcCounts(server.proc.stdout().slice(gcFrom)) : undefined;
+    codes.forEach((c, i) => {
+      if (c !== 0) throw new Error(`fan-out client ${i} exited with ${c}:\n${clients[i]!.stderr().slice(-3000)}`);
+    });
+    const reports = clients.map((_, i) => JSON.parse(readFileSync(path.join(clientReports, `client-${i}.json`), "utf8")) as FanoutClientReport);
+    const result = mergeReports(reports);
+    const paced = result.lease;
     const lease: LoadResult = paced
       ? { tool: "paced raw HTTP/2", requests: paced.sent, succeeded: paced.ok, failed: paced.failed, http2xx: paced.ok, rps: paced.rps, p50Ms: paced.p50Ms, p99Ms: paced.p99Ms }
       : { tool: "none", requests: 0, succeeded: 0, failed: 0, http2xx: 0, rps: 0, p50Ms: NaN, p99Ms: NaN };
@@ -124,9 +181,97 @@ export async function measureFanout(
       throw new Error(`fan-out: the load generator saw ${lease.succeeded} Leases succeed but the pool granted ${leasesGranted}`);
     }
     const serverCpuMicrosPerMessage = (serverCpuShare * 1e6) / result.messagesPerSec;
-    log(`  fan-out: ${Math.round(result.messagesPerSec)} messages/s delivered, server busy ${(serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(result.cpuShare * 100).toFixed(0)}% (while probing), ${serverCpuMicrosPerMessage.toFixed(0)} µs of server CPU per message`);
-    return { ...result, port, batch: opts.batch ?? false, serverCpuShare, generatorCpuShare: result.cpuShare, serverCpuMicrosPerMessage, coalesceMs: opts.coalesceMs, leaseRateTarget: leaseRate, leaseMaxRps, lease, leasesGranted, serverRssMiB, countingFromUs, countingToUs };
+    log(
+      `  fan-out: ${Math.round(result.messagesPerSec)} messages/s delivered, server busy ${(serverCpuShare * 100).toFixed(0)}% of a core, load generator ${(result.cpuShare * 100).toFixed(0)}% ` +
+        `(${processes} process${processes > 1 ? "es" : ""}, event-loop delay p99 ${result.loopDelayP99Ms.toFixed(1)} ms, max ${result.loopDelayMaxMs.toFixed(1)} ms), ${serverCpuMicrosPerMessage.toFixed(0)} µs of server CPU per message` +
+        (gc ? `; server GC: ${gc.markCompacts} mark-compacts (${gc.markCompactMs.toFixed(0)} ms), ${gc.scavenges} scavenges (${gc.scavengeMs.toFixed(0)} ms)` : ""),
+    );
+    return {
+      ...result,
+      port,
+      batch: opts.batch ?? false,
+      serverCpuShare,
+      generatorCpuShare: result.cpuShare,
+      clientProcesses: processes,
+      generatorLoopDelayP99Ms: result.loopDelayP99Ms,
+      generatorLoopDelayMaxMs: result.loopDelayMaxMs,
+      ...gc,
+      serverCpuMicrosPerMessage,
+      coalesceMs: opts.coalesceMs,
+      leaseRateTarget: leaseRate,
+      leaseMaxRps,
+      lease,
+      leasesGranted,
+      serverRssMiB,
+      countingFromUs,
+      countingToUs,
+    };
   } finally {
     await server.stop();
+    if (reportDir) rmSync(reportDir, { recursive: true, force: true });
   }
+}
+
+/** The client processes' reports as one: latencies from the driver's send times and every process's arrivals. */
+function mergeReports(reports: FanoutClientReport[]) {
+  const sentAt = reports[0]!.sentAt;
+  const latencies: number[] = [];
+  /** Per probe, the latest arrival over all subscribers, and all its latencies. */
+  const lastArrival: number[] = [];
+  const byProbe: number[][] = [];
+  for (const report of reports) {
+    report.arrivals.forEach((times, probe) => {
+      const sent = sentAt[probe];
+      if (sent === undefined || !times) return;
+      for (const t of times) {
+        const latency = t - sent;
+        latencies.push(latency);
+        (byProbe[probe] ??= []).push(latency);
+        lastArrival[probe] = Math.max(lastArrival[probe] ?? 0, latency);
+      }
+    });
+  }
+  const probes = sentAt.length;
+  const subscribers = reports.reduce((n, r) => n + r.subscribers, 0);
+  const all = summarize(latencies);
+  const perProbe = summarize(lastArrival.filter((x) => x !== undefined));
+  const sum = (f: (r: FanoutClientReport) => number) => reports.reduce((n, r) => n + f(r), 0);
+  return {
+    subscribers,
+    probes,
+    samples: latencies.length,
+    missed: probes * subscribers - latencies.length,
+    superseded: sum((r) => r.superseded),
+    p50Ms: all.p50Ms,
+    p99Ms: all.p99Ms,
+    maxMs: all.maxMs,
+    lastSubscriberP50Ms: perProbe.p50Ms,
+    lastSubscriberP99Ms: perProbe.p99Ms,
+    probesOver250Ms: byProbe.filter((l) => l && summarize(l).p99Ms > 250).length,
+    bytesReceived: sum((r) => r.bytesReceived),
+    messagesPerSec: sum((r) => r.messagesPerSec),
+    streamErrors: sum((r) => r.streamErrors),
+    firstStreamError: reports.map((r) => r.firstStreamError).find((e) => e) ?? "",
+    verifier: reports[0]!.verifier!,
+    lease: reports[0]!.lease,
+    cpuShare: sum((r) => r.cpuShare),
+    loopDelayP99Ms: Math.max(...reports.map((r) => r.loopDelayP99Ms)),
+    loopDelayMaxMs: Math.max(...reports.map((r) => r.loopDelayMaxMs)),
+  };
+}
+
+/** Mark-compacts and scavenges in node's --trace-gc output, with their pauses in ms. */
+export function gcCounts(trace: string): { markCompacts: number; markCompactMs: number; scavenges: number; scavengeMs: number } {
+  const counts = { markCompacts: 0, markCompactMs: 0, scavenges: 0, scavengeMs: 0 };
+  // e.g. "[123:0x5a…]     8123 ms: Mark-Compact 61.2 (80.1) -> 40.3 (79.4) MB, 21.50 / 0.00 ms  (average mu = …"
+  for (const m of trace.matchAll(/ms: (Mark-Compact|Scavenge)\b[^,]*, ([\d.]+) \//g)) {
+    if (m[1] === "Mark-Compact") {
+      counts.markCompacts++;
+      counts.markCompactMs += Number(m[2]);
+    } else {
+      counts.scavenges++;
+      counts.scavengeMs += Number(m[2]);
+    }
+  }
+  return counts;
 }

@@ -10,13 +10,14 @@
  *    their snapshots (mode read). The probe's p99 while they open, over its idle p99.
  *
  *     npm run build && npx tsx bench/watch-memory.bench.ts [--quick] [--port=main|native|both]
- *       [--only=storm|memory] [--baseline=<another source tree, built>]
+ *       [--only=storm|memory] [--baseline=<another source tree, built>] [--server-flag=<flag>]
  *
  * `--port` chooses which listener the watchers, the Lease load and the probe use: the main port
  * (connect-node, the default), the native gRPC port (grpc-js, KEYPOOL_GRPC_PORT), or both in turn.
  * `--baseline` measures another build (its tree's dist/src/main.js) beside this one, round by
  * round with the order alternating, so that a change is compared on the same machine at the same
- * time.
+ * time. `--server-flag=<flag>` (repeatable, diagnosis) gives this build's storm server a node or V8
+ * flag and not the baseline's: with `--baseline=.` it measures the flag against none.
  *
  * Server pinned to core 0, watchers and h2load to the other core (taskset), as in bench/run.ts.
  */
@@ -263,12 +264,15 @@ export interface RunOptions {
   baseline?: string;
   /** Only one of the two measurements. */
   only?: "storm" | "memory";
+  /** Node or V8 flags for this build's server in the storm, not the baseline's (diagnosis; `--baseline=.` sets a flag against none). */
+  serverFlags?: string[];
 }
 
 export async function run(options: RunOptions) {
   const cores = coreLayout();
   options.log(`watchers: ${cores.note}`);
-  const builds: { label: string; main?: string }[] = [{ label: "this build" }];
+  const flags = options.serverFlags ?? [];
+  const builds: { label: string; main?: string; nodeArgs?: string[] }[] = [{ label: flags.length ? `this build, ${flags.join(" ")}` : "this build", nodeArgs: flags }];
   if (options.baseline) builds.push({ label: "baseline", main: options.baseline });
   const rows = [];
   for (const listener of options.listeners ?? ["main"]) {
@@ -279,7 +283,7 @@ export async function run(options: RunOptions) {
       for (let i = 0; i < (options.quick ? 1 : 3); i++) {
         for (const build of i % 2 === 0 ? builds : [...builds].reverse()) {
           options.log(`  ${build.label}:`);
-          storms.get(build.label)!.push(await measureOpenStorm({ keys: 1000, watchers: 1000, idleS: options.quick ? 3 : 10, listener, main: build.main }, cores, options.log));
+          storms.get(build.label)!.push(await measureOpenStorm({ keys: 1000, watchers: 1000, idleS: options.quick ? 3 : 10, listener, main: build.main, nodeArgs: build.nodeArgs }, cores, options.log));
         }
       }
       for (const build of builds) {
@@ -331,6 +335,7 @@ if (require.main === module) {
     listeners: listenersArg(process.argv),
     only,
     baseline: baseline === undefined ? undefined : path.resolve(baseline, "dist", "src", "main.js"),
+    serverFlags: process.argv.filter((a) => a.startsWith("--server-flag=")).map((a) => a.slice("--server-flag=".length)),
   }).then(
     (rows) => console.log(JSON.stringify(rows, null, 2)),
     (error) => {

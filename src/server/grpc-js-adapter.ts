@@ -27,14 +27,13 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
 import { flatDecoder } from "../transport/flat-decoder";
 import { encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
-import { copyHeaders, invokeStream } from "./invoke-stream";
+import { copyHeaders, invokeStream, oneRequest } from "./invoke-stream";
 import type { MountedService } from "./routes";
 
 export interface GrpcJsAdapterOptions {
@@ -470,10 +469,10 @@ function streamHandler(
     const ctx = native.plainContext();
     const input =
       spec.kind === "server_streaming"
-        ? createAsyncIterable([(call as grpc.ServerWritableStream<unknown, unknown>).request])
-        : requestsOf(call as grpc.ServerDuplexStream<unknown, unknown>);
+        ? requestOf(call as grpc.ServerWritableStream<unknown, unknown>)
+        : checked(requestsOf(call as grpc.ServerDuplexStream<unknown, unknown>));
     void (async () => {
-      const response = await invokeStream(streamSpec, options.interceptors, ctx, checked(input));
+      const response = await invokeStream(streamSpec, options.interceptors, ctx, input);
       copyHeaders(response.header, ctx.responseHeader);
       const writer = new StreamWriter(call, ctx.signal);
       let headerSent = false;
@@ -497,6 +496,12 @@ function streamHandler(
       })
       .finally(() => native.release(true));
   }
+}
+
+/** A server stream's one request; one that did not decode fails the call as `checked` fails a bidi call. */
+function requestOf(call: grpc.ServerWritableStream<unknown, unknown>): AsyncIterable<never> {
+  const request: unknown = call.request;
+  return request instanceof UndecodableRequest ? oneRequest(undefined, request.error) : oneRequest(request);
 }
 
 /**

@@ -30,7 +30,6 @@ import {
 import {
   compressedFlag,
   compressionNegotiate,
-  createAsyncIterable,
   createMethodSerializationLookup,
   encodeEnvelope,
   type Compression,
@@ -41,7 +40,7 @@ import {
 import { contentTypeProto, grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { fixGrpcStatus } from "../transport/client-mistakes";
 import { encodingOf } from "../transport/pre-encoded";
-import { copyHeaders, invokeStream } from "./invoke-stream";
+import { copyHeaders, invokeStream, oneRequest } from "./invoke-stream";
 import type { Http2StreamTaker } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -152,7 +151,7 @@ export function createGrpcServerStreams(options: GrpcServerStreamsOptions): Http
     const output = method.spec.method.output;
     let responded = false;
     try {
-      const response = await invokeStream(method.spec, options.interceptors, context, createAsyncIterable([message]));
+      const response = await invokeStream(method.spec, options.interceptors, context, oneRequest(message));
       copyHeaders(response.header, context.responseHeader);
       for await (const reply of response.message) {
         // A WatchKeys message carries its encoding (src/transport/pre-encoded.ts): the same bytes.

@@ -71,3 +71,37 @@ export function copyHeaders(from: Headers, to: Headers): void {
   for (const key of [...to.keys()]) to.delete(key);
   from.forEach((value, key) => to.set(key, value));
 }
+
+/**
+ * A server stream's one request as the interceptors take it (an async iterable), or its
+ * decoding's `error`. A plain iterator, not connect's createAsyncIterable (an async generator
+ * per call, and each transport wrapped it in a second one): a call's request object keeps its
+ * input for the stream's whole life, so whatever it is made of is set up, and copied by the
+ * young-generation collector, once per open stream (BENCHMARKS.md §6, "Open storm: what survives
+ * the scavenges").
+ */
+export function oneRequest(request: unknown, error?: unknown): AsyncIterable<never> {
+  return { [Symbol.asyncIterator]: () => new OneRequest(request, error) };
+}
+
+const TAKEN = Symbol("taken");
+
+class OneRequest implements AsyncIterator<never> {
+  constructor(
+    private request: unknown,
+    private readonly error: unknown,
+  ) {}
+
+  next(): Promise<IteratorResult<never>> {
+    const request = this.request;
+    if (request === TAKEN) return Promise.resolve({ done: true, value: undefined });
+    this.request = TAKEN;
+    if (this.error !== undefined) return Promise.reject(this.error);
+    return Promise.resolve({ done: false, value: request as never });
+  }
+
+  return(): Promise<IteratorResult<never>> {
+    this.request = TAKEN;
+    return Promise.resolve({ done: true, value: undefined });
+  }
+}

@@ -18,7 +18,7 @@ import {
 import { createAsyncIterable, transformInvokeImplementation } from "@connectrpc/connect/protocol";
 import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } from "../../../gen/ts/grpc/health/v1/health_pb";
 import { ServerReflection } from "../../../gen/ts/grpc/reflection/v1/reflection_pb";
-import { copyHeaders, invokeStream, type StreamImplSpec } from "../../../src/server/invoke-stream";
+import { copyHeaders, invokeStream, onlyRequest, oneRequest, type StreamImplSpec } from "../../../src/server/invoke-stream";
 
 type Impl = Record<string, (...args: never[]) => unknown>;
 
@@ -214,5 +214,26 @@ describe("invokeStream: a server stream through the interceptors, as connect run
       );
     const out = await both(echo, () => [], [{ host: "a" }, { host: "b" }, { host: "c" }]);
     expect(out.messages.map((m) => (m as { validHost: string }).validHost)).toEqual(["a", "b", "c"]);
+  });
+});
+
+describe("oneRequest", () => {
+  it("yields its request once, then ends, as a server stream's handler reads it", async () => {
+    const request = { model: "gpt-4o" };
+    expect(await onlyRequest(oneRequest(request))).toBe(request);
+    const seen: unknown[] = [];
+    for await (const r of oneRequest(request)) seen.push(r);
+    expect(seen).toEqual([request]);
+  });
+
+  it("fails the read with the decoding's error instead of a request", async () => {
+    const error = new ConnectError("parse binary: premature EOF", Code.InvalidArgument);
+    await expect(onlyRequest(oneRequest(undefined, error))).rejects.toBe(error);
+  });
+
+  it("ends at once when its reader returns early", async () => {
+    const it = oneRequest({})[Symbol.asyncIterator]();
+    await it.return!();
+    expect(await it.next()).toEqual({ done: true, value: undefined });
   });
 });
