@@ -11,7 +11,7 @@ import { readyAtOf, toStatus, type KeyEntry } from "./key-entry";
 import { hashKey } from "./key-hash";
 import { KeyTable } from "./key-table";
 import { EntryView } from "./key-view";
-import { LeaseBook, type OpenLease } from "./leases";
+import { LeaseBook } from "./leases";
 import { FamilyTable } from "./model-families";
 import { ModelResolver } from "./model-resolver";
 import { resolvePoolOptions, type PoolOptions } from "./pool-options";
@@ -63,7 +63,7 @@ export class KeyPool {
     this.maxWaiters = o.maxWaiters;
     const families = options.families ?? FamilyTable.builtIn();
     this.models = new ModelResolver(families, options.allowedFamilies ?? null);
-    this.leases = new LeaseBook(this.clock, (lease) => this.onLeaseExpired(lease));
+    this.leases = new LeaseBook(this.clock, (entry) => this.onLeaseExpired(entry));
     this.scheduler = new WaiterScheduler(this.clock, this.keys.index, {
       grant: (entry, target, now) => this.grant(entry, target, now),
       noKeys: (target) => this.noKeysError(target),
@@ -228,8 +228,7 @@ export class KeyPool {
     };
   }
 
-  private onLeaseExpired(lease: OpenLease<KeyEntry>): void {
-    const entry = lease.owner;
+  private onLeaseExpired(entry: KeyEntry): void {
     if (this.keys.byHash.get(entry.keyHash) !== entry) return; // removed or replaced since
     entry.inFlight--;
     this.keyChanges.commit(entry, "lease_ended", "none", false);

@@ -148,7 +148,7 @@ export class ReportHandling {
     usage.outputTokens += u.outputTokens;
     usage.prompts++;
     // An unknown or expired lease id is fine: the usage still counts.
-    if (u.leaseId && this.leases.get(u.leaseId)?.owner === entry) {
+    if (u.leaseId && this.leases.ownerOf(u.leaseId) === entry) {
       this.leases.end(u.leaseId);
       entry.inFlight--;
     }

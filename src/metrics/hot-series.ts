@@ -1,9 +1,10 @@
 /**
  * Counters and histograms for the calls on the hot path (every Lease, report and RPC). prom-client's
  * own hash and validate the label object on every inc() and observe(), even through a child from
- * labels(): several microseconds a Lease. These keep one record per label set, found by a string
- * key the caller builds from values it already has, and hand prom-client's registry the same
- * values at scrape time (they implement its metric interface: name, help, type, get()).
+ * labels(): several microseconds a Lease. These keep one record per label set, found by the label
+ * values the caller already has (up to three, one Map level each, so that a lookup builds no key
+ * string), and hand prom-client's registry the same values at scrape time (they implement its
+ * metric interface: name, help, type, get()).
  */
 import type { Registry } from "prom-client";
 
@@ -23,8 +24,31 @@ interface ScrapedMetric {
   aggregator: "sum";
 }
 
+/**
+ * Records by up to three label values (a series with fewer labels passes "" for the rest), in
+ * nested Maps, and every record in the order made, for the scrape.
+ */
+class SeriesTree<S> {
+  private readonly root = new Map<string, Map<string, Map<string, S>>>();
+  readonly all: S[] = [];
+
+  get(a: string, b: string, c: string): S | undefined {
+    return this.root.get(a)?.get(b)?.get(c);
+  }
+
+  set(a: string, b: string, c: string, series: S): void {
+    let byB = this.root.get(a);
+    if (!byB) this.root.set(a, (byB = new Map()));
+    let byC = byB.get(b);
+    if (!byC) byB.set(b, (byC = new Map()));
+    if (!byC.has(c)) this.all.push(series);
+    else this.all[this.all.indexOf(byC.get(c)!)] = series;
+    byC.set(c, series);
+  }
+}
+
 export class HotCounter {
-  private readonly series = new Map<string, { labels: Labels; value: number }>();
+  private readonly series = new SeriesTree<{ labels: Labels; value: number }>();
 
   constructor(
     readonly name: string,
@@ -37,22 +61,22 @@ export class HotCounter {
   readonly type = "counter";
 
   /**
-   * Adds `n` to the series `key` and returns true, or returns false when no series has that key
-   * yet (then call `create`): the caller builds a label object only the first time.
+   * Adds `n` to the series of these label values and returns true, or returns false when no such
+   * series exists yet (then call `create`): the caller builds a label object only the first time.
    */
-  add(key: string, n = 1): boolean {
-    const series = this.series.get(key);
+  add(a: string, b: string, c: string, n = 1): boolean {
+    const series = this.series.get(a, b, c);
     if (!series) return false;
     series.value += n;
     return true;
   }
 
-  create(key: string, labels: Labels, n = 1): void {
-    this.series.set(key, { labels, value: n });
+  create(a: string, b: string, c: string, labels: Labels, n = 1): void {
+    this.series.set(a, b, c, { labels, value: n });
   }
 
   get(): ScrapedMetric {
-    const values = [...this.series.values()].map(({ labels, value }) => ({ labels, value }));
+    const values = this.series.all.map(({ labels, value }) => ({ labels, value }));
     return { name: this.name, help: this.help, type: "counter", values, aggregator: "sum" };
   }
 }
@@ -66,7 +90,7 @@ interface HistogramSeries {
 }
 
 export class HotHistogram {
-  private readonly series = new Map<string, HistogramSeries>();
+  private readonly series = new SeriesTree<HistogramSeries>();
 
   constructor(
     readonly name: string,
@@ -79,17 +103,17 @@ export class HotHistogram {
 
   readonly type = "histogram";
 
-  /** Like HotCounter.add: false when the series `key` does not exist yet (then call `create`). */
-  observe(key: string, value: number): boolean {
-    const series = this.series.get(key);
+  /** Like HotCounter.add: false when the series of these label values does not exist yet (then call `create`). */
+  observe(a: string, b: string, c: string, value: number): boolean {
+    const series = this.series.get(a, b, c);
     if (!series) return false;
     this.record(series, value);
     return true;
   }
 
-  create(key: string, labels: Labels, value: number): void {
+  create(a: string, b: string, c: string, labels: Labels, value: number): void {
     const series = { labels, counts: new Array<number>(this.buckets.length + 1).fill(0), sum: 0, count: 0 };
-    this.series.set(key, series);
+    this.series.set(a, b, c, series);
     this.record(series, value);
   }
 
@@ -103,7 +127,7 @@ export class HotHistogram {
 
   get(): ScrapedMetric {
     const values: MetricValue[] = [];
-    for (const { labels, counts, sum, count } of this.series.values()) {
+    for (const { labels, counts, sum, count } of this.series.all) {
       let cumulative = 0;
       this.buckets.forEach((le, i) => {
         cumulative += counts[i];

@@ -137,39 +137,33 @@ export class KeypoolMetrics {
   }
 
   lease(provider: ProviderId | "unknown", family: string, outcome: LeaseOutcome): void {
-    const key = `${provider}\n${family}\n${outcome}`;
-    if (!this.leases.add(key)) this.leases.create(key, { provider, family, outcome });
+    if (!this.leases.add(provider, family, outcome)) this.leases.create(provider, family, outcome, { provider, family, outcome });
   }
 
   leaseWaited(provider: ProviderId | "unknown", family: string, seconds: number): void {
-    const key = `${provider}\n${family}`;
-    if (!this.leaseWait.observe(key, seconds)) this.leaseWait.create(key, { provider, family }, seconds);
+    if (!this.leaseWait.observe(provider, family, "", seconds)) this.leaseWait.create(provider, family, "", { provider, family }, seconds);
   }
 
   report(provider: ProviderId, statusCode: number): void {
     const status_class = statusClass(statusCode);
-    const key = `${provider}\n${status_class}`;
-    if (!this.reports.add(key)) this.reports.create(key, { provider, status_class });
+    if (!this.reports.add(provider, status_class, "")) this.reports.create(provider, status_class, "", { provider, status_class });
   }
 
   tokensUsed(provider: ProviderId, family: string, input: number, output: number): void {
     if (input > 0) {
-      const key = `${provider}\n${family}\ni`;
-      if (!this.tokens.add(key, input)) this.tokens.create(key, { provider, family, direction: "input" }, input);
+      if (!this.tokens.add(provider, family, "input", input)) this.tokens.create(provider, family, "input", { provider, family, direction: "input" }, input);
     }
     if (output > 0) {
-      const key = `${provider}\n${family}\no`;
-      if (!this.tokens.add(key, output)) this.tokens.create(key, { provider, family, direction: "output" }, output);
+      if (!this.tokens.add(provider, family, "output", output)) this.tokens.create(provider, family, "output", { provider, family, direction: "output" }, output);
     }
   }
 
   rpc(method: string, code: string, seconds: number): void {
-    const key = `${method}\n${code}`;
-    if (!this.rpcDuration.observe(key, seconds)) this.rpcDuration.create(key, { method, code }, seconds);
+    if (!this.rpcDuration.observe(method, code, "", seconds)) this.rpcDuration.create(method, code, "", { method, code }, seconds);
   }
 
   committed(seconds: number): void {
-    if (!this.commitDuration.observe("", seconds)) this.commitDuration.create("", {}, seconds);
+    if (!this.commitDuration.observe("", "", "", seconds)) this.commitDuration.create("", "", "", {}, seconds);
   }
 
   /** The Prometheus text exposition of every metric. */

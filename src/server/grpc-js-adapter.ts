@@ -30,6 +30,7 @@ import {
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
+import { flatDecoder } from "../transport/flat-decoder";
 import { encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { copyHeaders, invokeStream, oneRequest } from "./invoke-stream";
@@ -53,10 +54,12 @@ class UndecodableRequest {
   constructor(readonly error: ConnectError) {}
 }
 
+/** The flat decoder where the schema allows one (src/transport/flat-decoder.ts), else fromBinary: the same message. */
 function decoder(schema: DescMessage): (bytes: Buffer) => unknown {
+  const decode = flatDecoder(schema) ?? ((bytes: Buffer) => fromBinary(schema, bytes));
   return (bytes) => {
     try {
-      return fromBinary(schema, bytes);
+      return decode(bytes);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       return new UndecodableRequest(new ConnectError(`parse binary: ${message}`, Code.InvalidArgument));

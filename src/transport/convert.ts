@@ -6,7 +6,6 @@ import { create } from "@bufbuild/protobuf";
 import {
   durationFromMs,
   durationMs,
-  timestampFromMs,
   type Duration,
   type Timestamp,
 } from "@bufbuild/protobuf/wkt";
@@ -15,7 +14,6 @@ import type * as domain from "../domain/types";
 import {
   KeyState,
   KeyStatusSchema,
-  LeaseResponseSchema,
   Provider,
   type KeyStatus,
   type LeaseResponse,
@@ -93,7 +91,17 @@ export function disableStateFromProto(state: KeyState): domain.DisableState {
 
 /** 0 (never) → absent. */
 export function timestampOrUnset(ms: number): Timestamp | undefined {
-  return ms > 0 ? timestampFromMs(ms) : undefined;
+  return ms > 0 ? timestampOf(ms) : undefined;
+}
+
+/**
+ * The Timestamp protobuf-es's timestampFromMs makes, written out: the same fields in the same
+ * order, without create() walking the descriptor (a Lease response carries one).
+ */
+function timestampOf(ms: number): Timestamp {
+  const seconds = Math.floor(ms / 1000);
+  // BigInt of a whole number of seconds within int64 is what protoInt64.parse gives.
+  return { $typeName: "google.protobuf.Timestamp", seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1000000 };
 }
 
 export function durationToProto(ms: number): Duration {
@@ -163,14 +171,22 @@ export function keyStatusToProto(status: domain.KeyStatus): KeyStatus {
   });
 }
 
+/**
+ * The LeaseResponse create() would make from these fields, written out: the same fields in the
+ * same order (leaseExpiresAt only when set), without create's two walks over the descriptor on
+ * every Lease. test/unit/transport/convert-errors.test.ts compares the two.
+ */
 export function leaseToProto(lease: domain.Lease): LeaseResponse {
-  return create(LeaseResponseSchema, {
+  const response: LeaseResponse = {
+    $typeName: "keypool.v1.LeaseResponse",
     key: lease.key,
     keyHash: lease.keyHash,
     provider: providerToProto(lease.provider),
     modelFamily: lease.modelFamily,
     organizationId: lease.organizationId,
     leaseId: lease.leaseId,
-    leaseExpiresAt: timestampOrUnset(lease.leaseExpiresAt),
-  });
+  };
+  const expiresAt = timestampOrUnset(lease.leaseExpiresAt);
+  if (expiresAt !== undefined) response.leaseExpiresAt = expiresAt;
+  return response;
 }

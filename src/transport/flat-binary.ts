@@ -1,7 +1,7 @@
 /**
  * protobuf-es's toBinary for the small, flat messages of the hot unary calls (LeaseResponse,
  * ReportRateLimitResponse, IncrementUsageResponse, GetLockoutPeriodResponse, HealthCheckResponse):
- * the same bytes, written into one Buffer sized in advance, where toBinary walks the message
+ * the same bytes, written in one pass and copied out at their size, where toBinary walks the message
  * through a reflection object (two Maps per message) and a writer that makes a Uint8Array per
  * string and per run of tag bytes, then copies them all into the result.
  *
@@ -50,17 +50,34 @@ export function flatEncoder(schema: DescMessage): FlatEncoder | undefined {
   if (!plan) return undefined;
   return (message) => {
     try {
-      const size = sizeOf(plan, message);
-      const buffer = Buffer.allocUnsafe(size);
-      const end = writeMessage(plan, message, buffer, 0);
-      if (end !== size) throw new Error(`flat encoding of ${schema.typeName} wrote ${end} of ${size} bytes`);
-      return buffer;
+      const end = writeMessage(plan, message, 0);
+      const bytes = Buffer.allocUnsafe(end);
+      scratch.copy(bytes, 0, 0, end);
+      return bytes;
     } catch (err) {
       if (err !== NOT_FLAT) throw err;
       const bytes = toBinary(schema, message);
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    } finally {
+      if (scratch.length > SCRATCH_BYTES) scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
     }
   };
+}
+
+/**
+ * Where a message is written, in one pass, before it is copied out at its final size: a nested
+ * message's length is known only once it is written. Shared by every encoder (encoding is
+ * synchronous); it grows for a larger message and returns to this size after it.
+ */
+const SCRATCH_BYTES = 4096;
+let scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+
+/** Makes room for `bytes` more bytes at `pos`. */
+function ensure(pos: number, bytes: number): void {
+  if (pos + bytes <= scratch.length) return;
+  const bigger = Buffer.allocUnsafe(Math.max(2 * scratch.length, pos + bytes));
+  scratch.copy(bigger, 0, 0, pos);
+  scratch = bigger;
 }
 
 function planOf(schema: DescMessage, visiting: Set<DescMessage>): MessagePlan | null {
@@ -150,79 +167,76 @@ function valueToWrite(field: FieldPlan, message: Fields): unknown {
   }
 }
 
-function sizeOf(plan: MessagePlan, message: Message): number {
+/** Writes `message` into the scratch buffer at `pos`; returns the end. */
+function writeMessage(plan: MessagePlan, message: Message, pos: number): number {
   if ((message as { $unknown?: unknown[] }).$unknown?.length) throw NOT_FLAT;
-  let size = 0;
   for (const field of plan.fields) {
     const value = valueToWrite(field, message as unknown as Fields);
     if (value === undefined) continue;
-    size += varintLength(field.tag);
+    // A tag, then at most a 64-bit varint or a length (the string and the nested message make room for themselves).
+    ensure(pos, 20);
+    pos = writeVarint(scratch, pos, field.tag);
     switch (field.kind) {
-      case "string": {
-        const length = Buffer.byteLength(value as string, "utf8");
-        size += varintLength(length) + length;
+      case "string":
+        pos = writeString(value as string, pos);
         break;
-      }
       case "bool":
-        size += 1;
+        scratch[pos++] = 1;
         break;
       case "int32":
-        size += (value as number) < 0 ? 10 : varintLength(value as number);
+        pos = (value as number) < 0 ? writeVarint64(scratch, pos, value as number, -1) : writeVarint(scratch, pos, value as number);
         break;
       case "uint32":
-        size += varintLength(value as number);
+        pos = writeVarint(scratch, pos, value as number);
         break;
       case "int64":
       case "uint64": {
         const { lo, hi } = int64Of(field.kind, value as bigint | string | number);
-        size += varint64Size(lo, hi);
+        pos = writeVarint64(scratch, pos, lo, hi);
         break;
       }
       case "message": {
-        const length = sizeOf(field.nested!, value as Message);
-        size += varintLength(length) + length;
-        break;
-      }
-    }
-  }
-  return size;
-}
-
-function writeMessage(plan: MessagePlan, message: Message, buffer: Buffer, pos: number): number {
-  for (const field of plan.fields) {
-    const value = valueToWrite(field, message as unknown as Fields);
-    if (value === undefined) continue;
-    pos = writeVarint(buffer, pos, field.tag);
-    switch (field.kind) {
-      case "string": {
-        const length = Buffer.byteLength(value as string, "utf8");
-        pos = writeVarint(buffer, pos, length);
-        pos += buffer.write(value as string, pos, length, "utf8");
-        break;
-      }
-      case "bool":
-        buffer[pos++] = 1;
-        break;
-      case "int32":
-        pos = (value as number) < 0 ? writeVarint64(buffer, pos, value as number, -1) : writeVarint(buffer, pos, value as number);
-        break;
-      case "uint32":
-        pos = writeVarint(buffer, pos, value as number);
-        break;
-      case "int64":
-      case "uint64": {
-        const { lo, hi } = int64Of(field.kind, value as bigint | string | number);
-        pos = writeVarint64(buffer, pos, lo, hi);
-        break;
-      }
-      case "message": {
-        pos = writeVarint(buffer, pos, sizeOf(field.nested!, value as Message));
-        pos = writeMessage(field.nested!, value as Message, buffer, pos);
+        // One byte for the length, which fits while the message is under 128 bytes (a Timestamp
+        // always is); a longer one is moved up to make room for its longer length.
+        const start = pos + 1;
+        const end = writeMessage(field.nested!, value as Message, start);
+        const length = end - start;
+        const lengthBytes = varintLength(length);
+        if (lengthBytes > 1) {
+          ensure(end, lengthBytes - 1);
+          scratch.copyWithin(start + lengthBytes - 1, start, end);
+        }
+        pos = writeVarint(scratch, pos, length) + length;
         break;
       }
     }
   }
   return pos;
+}
+
+/** Short ASCII strings (keys, hashes, ids) are copied by hand: two native calls per string cost more. */
+const SHORT_STRING = 128;
+
+/** A string field's length and UTF-8 bytes at `pos` (after its tag); returns the end. */
+function writeString(text: string, pos: number): number {
+  const n = text.length;
+  if (n < SHORT_STRING) {
+    ensure(pos, n + 1);
+    let i = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) break;
+      scratch[pos + 1 + i] = c;
+    }
+    if (i === n) {
+      scratch[pos] = n; // one byte of length: n < 128
+      return pos + 1 + n;
+    }
+  }
+  const length = Buffer.byteLength(text, "utf8");
+  pos = writeVarint(scratch, pos, length);
+  ensure(pos, length);
+  return pos + scratch.write(text, pos, length, "utf8");
 }
 
 /** The two 32-bit halves protobuf-es writes for an int64 or uint64 (it refuses what it cannot parse). */
@@ -232,18 +246,6 @@ function int64Of(kind: "int64" | "uint64", value: bigint | string | number): { l
   } catch {
     throw NOT_FLAT;
   }
-}
-
-function varint64Size(lo: number, hi: number): number {
-  let size = 1;
-  let low = lo >>> 0;
-  let high = hi >>> 0;
-  while (high !== 0 || low > 0x7f) {
-    low = ((low >>> 7) | (high << 25)) >>> 0;
-    high >>>= 7;
-    size++;
-  }
-  return size;
 }
 
 function writeVarint64(buffer: Buffer, pos: number, lo: number, hi: number): number {

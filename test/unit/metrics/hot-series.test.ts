@@ -14,7 +14,7 @@ it("a hot histogram's exposition equals prom-client's for the same observations"
   const reference = new Histogram({ name: "wait_seconds", help: "help text", labelNames: ["family"], buckets: BUCKETS, registers: [theirs] });
   const observations: [string, number][] = [["gpt4", 0], ["gpt4", 0.001], ["gpt4", 0.0011], ["turbo", 0.5], ["gpt4", 7], ["turbo", 1]];
   for (const [family, value] of observations) {
-    if (!hot.observe(family, value)) hot.create(family, { family }, value);
+    if (!hot.observe(family, "", "", value)) hot.create(family, "", "", { family }, value);
     reference.observe({ family }, value);
   }
   expect(await ours.metrics()).toBe(await theirs.metrics());
@@ -26,15 +26,14 @@ it("a hot counter's exposition equals prom-client's, labels built once per serie
   const hot = new HotCounter("leases_total", "help text", ours);
   const reference = new Counter({ name: "leases_total", help: "help text", labelNames: ["provider", "outcome"], registers: [theirs] });
   let built = 0;
-  const adds: [string, string, number][] = [["openai", "granted", 1], ["openai", "granted", 2], ["anthropic", "exhausted", 1]];
+  const adds: [string, string, number][] = [["openai", "granted", 1], ["openai", "granted", 2], ["anthropic", "exhausted", 1], ["openai", "exhausted", 4]];
   for (const [provider, outcome, n] of adds) {
-    const key = `${provider}\n${outcome}`;
-    if (!hot.add(key, n)) {
+    if (!hot.add(provider, outcome, "", n)) {
       built++;
-      hot.create(key, { provider, outcome }, n);
+      hot.create(provider, outcome, "", { provider, outcome }, n);
     }
     reference.inc({ provider, outcome }, n);
   }
-  expect(built).toBe(2);
+  expect(built).toBe(3);
   expect(await ours.metrics()).toBe(await theirs.metrics());
 });

@@ -1,5 +1,6 @@
 import { Writable } from "node:stream";
-import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { create, isMessage } from "@bufbuild/protobuf";
+import { durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
 import type { KeyStatus as DomainKeyStatus } from "../../../src/domain/types";
@@ -15,7 +16,7 @@ import {
 import { INTERNAL_MESSAGE, toConnectError } from "../../../src/transport/errors";
 import { effectiveMaxWaitMs } from "../../../src/transport/key-pool-service";
 import { RetryInfoSchema } from "../../../gen/ts/google/rpc/error_details_pb";
-import { KeyState, Provider } from "../../../gen/ts/keypool/v1/keypool_pb";
+import { KeyState, LeaseResponseSchema, Provider } from "../../../gen/ts/keypool/v1/keypool_pb";
 
 const status: DomainKeyStatus = {
   keyHash: "oai-0123456789abcdef",
@@ -62,6 +63,24 @@ describe("convert", () => {
     });
     expect(lease.provider).toBe(Provider.ANTHROPIC);
     expect(timestampMs(lease.leaseExpiresAt!)).toBe(1_700_000_600_000);
+  });
+
+  it("makes a lease the message create() makes, the fields in the same order", () => {
+    for (const leaseExpiresAt of [1_700_000_600_123, 0, 1, 999, -1_000]) {
+      const lease = {
+        key: "sk-x", keyHash: "oai-0123456789abcdef", provider: "openai" as const, modelFamily: "turbo",
+        organizationId: "org-1", leaseId: "l1", leaseExpiresAt,
+      };
+      const expected = create(LeaseResponseSchema, {
+        key: lease.key, keyHash: lease.keyHash, provider: Provider.OPENAI, modelFamily: lease.modelFamily,
+        organizationId: lease.organizationId, leaseId: lease.leaseId,
+        leaseExpiresAt: leaseExpiresAt > 0 ? timestampFromMs(leaseExpiresAt) : undefined,
+      });
+      expect(leaseToProto(lease)).toEqual(expected);
+      expect(Object.keys(leaseToProto(lease))).toEqual(Object.keys(expected));
+      if (expected.leaseExpiresAt) expect(Object.keys(leaseToProto(lease).leaseExpiresAt!)).toEqual(Object.keys(expected.leaseExpiresAt));
+      expect(isMessage(leaseToProto(lease), LeaseResponseSchema)).toBe(true);
+    }
   });
 
   it("maps providers: UNSPECIFIED is inferred, unknown numbers are INVALID_ARGUMENT", () => {

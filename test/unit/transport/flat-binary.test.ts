@@ -44,6 +44,15 @@ describe("flat encoding of the hot unary responses", () => {
     );
   });
 
+  it("writes toBinary's bytes for a message longer than its scratch buffer, and for the next one", () => {
+    const long = create(LeaseResponseSchema, { key: "k".repeat(10_000), organizationId: "ü".repeat(3_000), leaseExpiresAt: timestampFromMs(1) });
+    const short = create(LeaseResponseSchema, { key: "sk-1", leaseId: "l1" });
+    for (const message of [long, short, long]) {
+      const { flat, expected } = encodeBoth(LeaseResponseSchema, message);
+      expect(flat).toEqual(expected);
+    }
+  });
+
   it("writes toBinary's bytes for a real lease, with every field set", () => {
     const message = create(LeaseResponseSchema, {
       key: "sk-bench-0000000000000000000000000000000000000000000",
