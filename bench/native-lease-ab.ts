@@ -7,7 +7,7 @@
  * the median rate and the server's CPU time per call (from /proc), with the ratios the targets
  * name: Lease / no-op Lease and Lease / Check of the same server.
  *
- *   npx tsx bench/native-lease-ab.ts [--keys=10,100000] [--rounds=5] [--requests=15000] [--baseline=/tmp/before] [--state=memory] [--warm=3000] [--full-gc]
+ *   npx tsx bench/native-lease-ab.ts [--keys=10,100000] [--rounds=5] [--requests=15000] [--baseline=/tmp/before] [--state=memory] [--warm=3000] [--full-gc] [--server-flag=<flag>]
  *
  * Each Lease cell gets `--warm` calls before the rounds (3,000 by default; a Check cell at most
  * 3,000). With the default, every Lease the rounds send to a 100,000-key server is its key's first
@@ -18,6 +18,10 @@
  * its warm-up calls are in flight (bench/lib/full-gc-on-signal.cjs), so that all are measured in
  * the state a long-running server reaches; without it, a server that happens to run its first
  * mark-compact during the rounds (a large pool does, the no-op does not) is measured in another.
+ *
+ * `--server-flag=<flag>` (repeatable, diagnosis): a node or V8 flag for this build's keypool servers
+ * only, not the other builds' nor the no-op's; with `--baseline=.` it measures a flag against none
+ * on the same code.
  *
  * Beside the server's CPU per call, the share of it spent on the server's main thread: the rest is
  * other threads (V8's garbage collection helpers, the state file's commit worker).
@@ -66,6 +70,7 @@ async function main(): Promise<void> {
   const warmCalls = Number(arg("warm", "3000"));
   const fullGc = process.argv.includes("--full-gc");
   const nodeArgs = fullGc ? ["--expose-gc", "-r", path.join(__dirname, "lib", "full-gc-on-signal.cjs")] : [];
+  const serverFlags = process.argv.filter((a) => a.startsWith("--server-flag=")).map((a) => a.slice("--server-flag=".length));
   const builds: { label: string; main?: string }[] = [
     { label: "this build" },
     ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, main: path.join(dir, "dist", "src", "main.js") })),
@@ -80,10 +85,12 @@ async function main(): Promise<void> {
       writeKeysFile(keysFile, keys);
       const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
       for (const build of builds) {
-        const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, nodeArgs, ...(build.main ? { main: build.main } : {}) });
+        const flags = build.main ? nodeArgs : [...serverFlags, ...nodeArgs];
+        const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, nodeArgs: flags, ...(build.main ? { main: build.main } : {}) });
         await leaseOnce(handle.port);
         const { leases } = await poolTotals(handle.port);
-        servers.push({ name: `native port, ${keys} keys, ${build.label}`, handle, port: handle.grpcPort!, keypool: true, leasesSent: 0, leasesBefore: leases });
+        const label = build.main || serverFlags.length === 0 ? build.label : `${build.label} ${serverFlags.join(" ")}`;
+        servers.push({ name: `native port, ${keys} keys, ${label}`, handle, port: handle.grpcPort!, keypool: true, leasesSent: 0, leasesBefore: leases });
       }
     }
     const noop = await startGrpcJsNoop(cores.server, nodeArgs);
