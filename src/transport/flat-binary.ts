@@ -5,28 +5,21 @@
  * through a reflection object (two Maps per message) and a writer that makes a Uint8Array per
  * string and per run of tag bytes, then copies them all into the result.
  *
- * An encoder is made once per message schema from its descriptor, and only for schemas whose
- * every field is a singular string, bool, int32, uint32, int64, uint64 or enum with implicit
- * presence (proto3), or a singular message field that is itself such a schema. For any other
- * schema (lists, maps, oneofs, explicit presence, other scalar types) flatEncoder returns
- * undefined; at run time a message with unknown fields or with a value toBinary would refuse
+ * An encoder is made once per message schema from its descriptor, and only for the flat schemas
+ * of src/transport/flat-schema.ts. For any other schema (lists, maps, oneofs, explicit presence,
+ * other scalar types) flatEncoder returns undefined; at run time a message with unknown fields or with a value toBinary would refuse
  * (not an integer of its field's range) is handed to toBinary, which writes or refuses it as
  * ever. test/unit/transport/flat-binary.test.ts compares the bytes with toBinary's.
  */
-import { protoInt64, ScalarType, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { protoInt64, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { flatKindOf, NOT_FLAT, type FlatKind } from "./flat-schema";
 import { varintLength, writeVarint } from "./varint";
 
 /** Encodes a message of its schema; the bytes are toBinary's. */
 export type FlatEncoder = (message: Message) => Buffer;
 
-const IMPLICIT = 2; // FeatureSet.FieldPresence.IMPLICIT: proto3 fields without `optional`
-const WIRE_VARINT = 0;
-const WIRE_LENGTH_DELIMITED = 2;
-
-type Kind = "string" | "bool" | "int32" | "uint32" | "int64" | "uint64" | "message";
-
 interface FieldPlan {
-  kind: Kind;
+  kind: FlatKind;
   name: string;
   tag: number;
   /** The zero value of an enum (its first value), which proto3 does not write. */
@@ -37,10 +30,6 @@ interface FieldPlan {
 interface MessagePlan {
   fields: FieldPlan[];
 }
-
-/** Thrown inside a flat encoding when a value needs toBinary's own handling. */
-class NotFlat {}
-const NOT_FLAT = new NotFlat();
 
 const plans = new Map<DescMessage, MessagePlan | null>();
 
@@ -101,41 +90,14 @@ function planOf(schema: DescMessage, visiting: Set<DescMessage>): MessagePlan | 
 }
 
 function fieldPlanOf(field: DescField, visiting: Set<DescMessage>): FieldPlan | null {
-  if (field.oneof) return null;
-  const name = field.localName;
-  switch (field.fieldKind) {
-    case "scalar": {
-      if (field.presence !== IMPLICIT) return null;
-      const kind = SCALAR_KINDS.get(field.scalar);
-      if (!kind) return null;
-      return { kind, name, tag: tagOf(field, kind === "string" ? WIRE_LENGTH_DELIMITED : WIRE_VARINT) };
-    }
-    case "enum":
-      if (field.presence !== IMPLICIT) return null;
-      return { kind: "int32", name, tag: tagOf(field, WIRE_VARINT), enumZero: field.enum.values[0].number };
-    case "message": {
-      if (field.delimitedEncoding) return null;
-      const nested = planOf(field.message, visiting);
-      if (!nested) return null;
-      return { kind: "message", name, tag: tagOf(field, WIRE_LENGTH_DELIMITED), nested };
-    }
-    default:
-      return null;
-  }
+  const flat = flatKindOf(field);
+  if (!flat) return null;
+  const tag = ((field.number << 3) | flat.wireType) >>> 0;
+  if (field.fieldKind === "enum") return { kind: flat.kind, name: field.localName, tag, enumZero: field.enum.values[0].number };
+  if (field.fieldKind !== "message") return { kind: flat.kind, name: field.localName, tag };
+  const nested = planOf(field.message, visiting);
+  return nested ? { kind: flat.kind, name: field.localName, tag, nested } : null;
 }
-
-function tagOf(field: DescField, wireType: number): number {
-  return ((field.number << 3) | wireType) >>> 0;
-}
-
-const SCALAR_KINDS = new Map<ScalarType, Kind>([
-  [ScalarType.STRING, "string"],
-  [ScalarType.BOOL, "bool"],
-  [ScalarType.INT32, "int32"],
-  [ScalarType.UINT32, "uint32"],
-  [ScalarType.INT64, "int64"],
-  [ScalarType.UINT64, "uint64"],
-]);
 
 type Fields = Record<string, unknown>;
 

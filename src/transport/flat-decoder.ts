@@ -4,29 +4,22 @@
  * bytes, where fromBinary wraps the message in a reflection object, looks up each field by number
  * through it, and makes a zero message by walking the descriptor on every call.
  *
- * A decoder is made once per message schema, and only for schemas whose every field is a
- * singular string, bool, int32, uint32, int64, uint64 (as bigint) or enum with implicit presence
- * (proto3), or a singular message field that is itself such a schema (src/transport/flat-binary.ts
- * covers the same schemas in the other direction). It reads only the plainest encoding: each
- * field with its own wire type, varints of at most 32 bits, strings of ASCII bytes, each message
- * field once, no unknown field. Anything else (UTF-8 beyond ASCII, which fromBinary checks,
+ * A decoder is made once per message schema, and only for the flat schemas of
+ * src/transport/flat-schema.ts (src/transport/flat-binary.ts writes the same schemas). It reads
+ * only the plainest encoding: each field with its own wire type, varints of at most 32 bits,
+ * strings of ASCII bytes, each message field once, no unknown field. Anything else (UTF-8 beyond ASCII, which fromBinary checks,
  * unknown fields, which it keeps, a message field sent twice, which it merges, a wrong wire type,
  * truncated or malformed bytes) is handed to fromBinary, which decodes or refuses it as ever.
  * test/unit/transport/flat-decoder.test.ts compares the messages with fromBinary's.
  */
-import { create, fromBinary, protoInt64, ScalarType, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { create, fromBinary, protoInt64, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { flatKindOf, NOT_FLAT, WIRE_LENGTH_DELIMITED, type FlatKind } from "./flat-schema";
 
 /** Decodes a message of its schema; the message is fromBinary's, and so is any error. */
 export type FlatDecoder = (bytes: Uint8Array) => Message;
 
-const IMPLICIT = 2; // FeatureSet.FieldPresence.IMPLICIT: proto3 fields without `optional`
-const WIRE_VARINT = 0;
-const WIRE_LENGTH_DELIMITED = 2;
-
-type Kind = "string" | "bool" | "int32" | "uint32" | "int64" | "uint64" | "message";
-
 interface FieldPlan {
-  kind: Kind;
+  kind: FlatKind;
   name: string;
   wireType: number;
   nested?: MessagePlan;
@@ -38,10 +31,6 @@ interface MessagePlan {
   /** By field number. */
   byNumber: (FieldPlan | undefined)[];
 }
-
-/** Thrown inside a flat decoding when the bytes need fromBinary's own handling. */
-class NotFlat {}
-const NOT_FLAT = new NotFlat();
 
 const plans = new Map<DescMessage, MessagePlan | null>();
 
@@ -82,38 +71,13 @@ function planOf(schema: DescMessage, visiting: Set<DescMessage>): MessagePlan | 
 }
 
 function fieldPlanOf(field: DescField, visiting: Set<DescMessage>): FieldPlan | null {
-  if (field.oneof) return null;
-  const name = field.localName;
-  switch (field.fieldKind) {
-    case "scalar": {
-      if (field.presence !== IMPLICIT || field.longAsString) return null;
-      const kind = SCALAR_KINDS.get(field.scalar);
-      if (!kind) return null;
-      return { kind, name, wireType: kind === "string" ? WIRE_LENGTH_DELIMITED : WIRE_VARINT };
-    }
-    case "enum":
-      // Open enums (proto3) keep any number, as fromBinary does; closed ones it checks.
-      if (field.presence !== IMPLICIT || !field.enum.open) return null;
-      return { kind: "int32", name, wireType: WIRE_VARINT };
-    case "message": {
-      if (field.delimitedEncoding) return null;
-      const nested = planOf(field.message, visiting);
-      if (!nested) return null;
-      return { kind: "message", name, wireType: WIRE_LENGTH_DELIMITED, nested };
-    }
-    default:
-      return null;
-  }
+  const flat = flatKindOf(field);
+  if (!flat) return null;
+  const plan = { kind: flat.kind, name: field.localName, wireType: flat.wireType };
+  if (field.fieldKind !== "message") return plan;
+  const nested = planOf(field.message, visiting);
+  return nested ? { ...plan, nested } : null;
 }
-
-const SCALAR_KINDS = new Map<ScalarType, Kind>([
-  [ScalarType.STRING, "string"],
-  [ScalarType.BOOL, "bool"],
-  [ScalarType.INT32, "int32"],
-  [ScalarType.UINT32, "uint32"],
-  [ScalarType.INT64, "int64"],
-  [ScalarType.UINT64, "uint64"],
-]);
 
 /** Where the reading stands: the offset, passed along instead of a reader object. */
 let at = 0;
