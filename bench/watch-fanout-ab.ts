@@ -9,15 +9,16 @@
  *
  *   npx tsx bench/watch-fanout-ab.ts --baseline=/tmp/base-2a80341 [--port=native|main] [--rates=0,half-max]
  *                                    [--rounds=3] [--seconds=8] [--subscribers=1000] [--no-batch]
- *                                    [--client-processes=1[,4]] [--trace-gc] [--node-args="--max-semi-space-size=32"]
+ *                                    [--client-processes=1[,4]] [--trace-gc] [--server-flag=--max-semi-space-size=32]
  *
  * --client-processes: how many processes the subscribers are split over (a list measures each in
  * the same rounds). 1 is the original shape: one process holds the 1,000 subscribers and also
  * sends the probes and the Lease load, so its own event loop's delays count in every arrival.
  * With more, the first process drives and each holds its share of the subscribers (all on the
  * load core still). --trace-gc runs each server with --trace-gc and prints its mark-compacts and
- * scavenges during the pass. --node-args: node flags for this build's server only (space-separated),
- * to set a server flag beside the same code without it (with `--baseline` holding that code).
+ * scavenges during the pass. --server-flag=<flag> (repeatable): a node or V8 flag for this build's
+ * server only, as in bench/native-lease-ab.ts and bench/watch-memory.bench.ts, to measure a flag
+ * beside the same code without it (`--baseline=.`).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import * as os from "node:os";
@@ -38,7 +39,7 @@ async function main(): Promise<void> {
   const processCounts = arg("client-processes", "1").split(",").map(Number);
   const traceGc = process.argv.includes("--trace-gc");
   const baseline = arg("baseline", "");
-  const nodeArgs = arg("node-args", "").split(" ").filter((a) => a);
+  const nodeArgs = process.argv.filter((a) => a.startsWith("--server-flag=")).map((a) => a.slice("--server-flag=".length));
   const builds: { label: string; main?: string; nodeArgs?: string[] }[] = [{ label: nodeArgs.length ? `this build (${nodeArgs.join(" ")})` : "this build", nodeArgs }];
   if (baseline) builds.push({ label: baseline, main: path.join(baseline, "dist", "src", "main.js") });
   const cores = coreLayout();
