@@ -27,16 +27,16 @@ function writeHex(value: number, digits: number, at: number): number {
 }
 
 /**
- * "<seq in base 36>-<r0, r1, r2 in 6, 6 and 4 hex digits>", as the template string of toString(36)
- * and padded toString(16) would make it, but as one string: those make a string per part and per
+ * "<seq in base 36>-<the 64 random bits, `hi` then `lo`, in 16 hex digits>", as toString(36) and
+ * padded toString(16) would make it, but as one string: those make a string per part and per
  * padding, and the id is made on every Lease.
  */
-export function leaseIdText(seq: number, r0: number, r1: number, r2: number): string {
+export function leaseIdText(seq: number, hi: number, lo: number): string {
   let length = 1;
   for (let v = seq; v >= 36; v = Math.floor(v / 36)) length++;
   for (let i = length - 1, v = seq; i >= 0; i--, v = Math.floor(v / 36)) ID_TEXT[i] = DIGITS[v % 36];
   ID_TEXT[length] = 0x2d; // "-"
-  const end = writeHex(r2, 4, writeHex(r1, 6, writeHex(r0, 6, length + 1)));
+  const end = writeHex(lo, 8, writeHex(hi, 8, length + 1));
   return ID_TEXT.toString("latin1", 0, end);
 }
 
@@ -126,9 +126,7 @@ export class LeaseBook<O> {
   /** The id of the lease `seq`: "<sequence number in base 36>-<16 random hex digits>". */
   idOf(seq: number): string {
     const slot = seq & this.mask;
-    const hi = this.bits[2 * slot];
-    const lo = this.bits[2 * slot + 1];
-    return leaseIdText(seq, hi >>> 8, ((hi & 0xff) << 16) | (lo >>> 16), lo & 0xffff);
+    return leaseIdText(seq, this.bits[2 * slot], this.bits[2 * slot + 1]);
   }
 
   /** The owner of the open lease `id`; undefined when it is unknown or already over. */

@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import {
   durationFromMs,
   durationMs,
+  TimestampSchema,
   type Duration,
   type Timestamp,
 } from "@bufbuild/protobuf/wkt";
@@ -14,6 +15,7 @@ import type * as domain from "../domain/types";
 import {
   KeyState,
   KeyStatusSchema,
+  LeaseResponseSchema,
   Provider,
   type KeyStatus,
   type LeaseResponse,
@@ -101,7 +103,7 @@ export function timestampOrUnset(ms: number): Timestamp | undefined {
 function timestampOf(ms: number): Timestamp {
   const seconds = Math.floor(ms / 1000);
   // BigInt of a whole number of seconds within int64 is what protoInt64.parse gives.
-  return { $typeName: "google.protobuf.Timestamp", seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1000000 };
+  return { $typeName: TimestampSchema.typeName, seconds: BigInt(seconds), nanos: (ms - seconds * 1000) * 1000000 };
 }
 
 export function durationToProto(ms: number): Duration {
@@ -178,7 +180,7 @@ export function keyStatusToProto(status: domain.KeyStatus): KeyStatus {
  */
 export function leaseToProto(lease: domain.Lease): LeaseResponse {
   const response: LeaseResponse = {
-    $typeName: "keypool.v1.LeaseResponse",
+    $typeName: LeaseResponseSchema.typeName,
     key: lease.key,
     keyHash: lease.keyHash,
     provider: providerToProto(lease.provider),
