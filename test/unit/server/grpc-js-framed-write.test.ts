@@ -49,7 +49,7 @@ function preEncoded(status: HealthCheckResponse_ServingStatus, cut: number): Hea
   return withEncoding(message, [bytes.subarray(0, at), bytes.subarray(at)]);
 }
 
-async function serve(messages: () => HealthCheckResponse[]) {
+async function serve(messages: () => Iterable<HealthCheckResponse>) {
   const mounted: MountedService = {
     service: Health,
     impl: {
@@ -75,8 +75,11 @@ async function serve(messages: () => HealthCheckResponse[]) {
   };
 }
 
-/** One Health/Watch call over raw HTTP/2: the response body's bytes and the trailers. */
-function rawWatch(port: number): Promise<{ body: Buffer; trailers: http2.IncomingHttpHeaders }> {
+/**
+ * One Health/Watch call over raw HTTP/2: the response body's bytes and the trailers. `paused`:
+ * the client reads nothing until it resolves (HTTP/2 flow control holds the server back).
+ */
+function rawWatch(port: number, paused?: Promise<void>): Promise<{ body: Buffer; trailers: http2.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on("error", reject);
@@ -88,7 +91,15 @@ function rawWatch(port: number): Promise<{ body: Buffer; trailers: http2.Incomin
     });
     const chunks: Buffer[] = [];
     let trailers: http2.IncomingHttpHeaders = {};
-    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    if (paused) {
+      stream.pause();
+      void paused.then(() => {
+        stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+        stream.resume();
+      });
+    } else {
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    }
     stream.on("trailers", (t) => (trailers = t));
     stream.on("error", reject);
     stream.on("end", () => {
@@ -137,6 +148,58 @@ describe("grpc-js framed write", () => {
       );
     } finally {
       written.mockRestore();
+      server.stop();
+    }
+  });
+
+  test("a client that stops reading holds the stream back (flow control), and gets every frame once it reads", async () => {
+    const bodies = Array.from({ length: 200 }, (_, i) => Buffer.alloc(16 * 1024, i));
+    let pulled = 0;
+    const server = await serve(function* () {
+      for (const body of bodies) {
+        pulled++;
+        yield withEncoding(create(HealthCheckResponseSchema), [body.subarray(0, 3), body.subarray(3)]);
+      }
+    });
+    try {
+      let resume!: () => void;
+      const reading = rawWatch(server.port, new Promise<void>((resolve) => (resume = resolve)));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // 3.2 MB of messages, of which the connection's and the stream's windows take a small part.
+      const pulledWhilePaused = pulled;
+      expect(pulledWhilePaused).toBeGreaterThan(0);
+      expect(pulledWhilePaused).toBeLessThan(bodies.length);
+      resume();
+      const { body, trailers } = await reading;
+      expect(body.equals(Buffer.concat(bodies.map((b) => grpcJsFrame(b))))).toBe(true);
+      expect(trailers["grpc-status"]).toBe("0");
+    } finally {
+      server.stop();
+    }
+  });
+
+  test("a client that cancels while held back by flow control ends the handler's stream", async () => {
+    let finished!: () => void;
+    const ended = new Promise<void>((resolve) => (finished = resolve));
+    const body = Buffer.alloc(16 * 1024, 7);
+    const server = await serve(function* () {
+      try {
+        for (;;) yield withEncoding(create(HealthCheckResponseSchema), [body]);
+      } finally {
+        finished();
+      }
+    });
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/grpc.health.v1.Health/Watch", "content-type": "application/grpc", te: "trailers" });
+      stream.on("error", () => undefined);
+      stream.pause();
+      stream.end(grpcJsFrame(toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema))));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await ended;
+    } finally {
+      session.close();
       server.stop();
     }
   });
