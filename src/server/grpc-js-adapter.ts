@@ -31,7 +31,7 @@ import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
 import { flatDecoder } from "../transport/flat-decoder";
-import { encodedBytes, encodingOf } from "../transport/pre-encoded";
+import { carriesEncoding, encodedBytes, encodingOf } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { framedWriter, type FramedWriter } from "./grpc-js-framed-write";
 import { copyHeaders, invokeStream, oneRequest } from "./invoke-stream";
@@ -483,7 +483,7 @@ function streamHandler(
           headerSent = true;
         }
         // A pre-encoded message is already final (its bytes are what create() + toBinary would give).
-        await writer.write(encodingOf(message) ? message : create(output, message as never));
+        await writer.write(carriesEncoding(message) ? message : create(output, message as never));
       }
       copyHeaders(response.trailer, ctx.responseTrailer);
       if (!headerSent) sendResponseHeader(call, native);

@@ -18,6 +18,24 @@ export function withEncoding<T extends object>(message: T, parts: readonly Uint8
   return message;
 }
 
+/**
+ * A message whose encoding is made when a transport asks for it, from what the message keeps
+ * (src/transport/watch-keys.ts): the same as withEncoding's, without a list of parts kept on
+ * every message.
+ */
+export abstract class EncodedOnDemand {
+  get [ENCODING](): readonly Uint8Array[] {
+    return this.encodingParts();
+  }
+
+  protected abstract encodingParts(): readonly Uint8Array[];
+}
+
+/** Whether a message carries its encoding (without making it). */
+export function carriesEncoding(message: unknown): boolean {
+  return typeof message === "object" && message !== null && ENCODING in message;
+}
+
 /** The encoding a message carries, in parts, if it carries one. */
 export function encodingOf(message: unknown): readonly Uint8Array[] | undefined {
   return (message as { [ENCODING]?: readonly Uint8Array[] })[ENCODING];
