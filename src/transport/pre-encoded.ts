@@ -9,7 +9,8 @@
  * The encoding is carried in parts, written one after the other: the message's own few bytes,
  * then a body shared with other messages. A transport that can write the parts as they are (the
  * main port's gRPC streams) holds no copy of the shared body for a stream whose client is not
- * reading; one that needs one buffer joins them (encodedBytes).
+ * reading; the native port copies them once into the message's gRPC frame
+ * (src/server/grpc-js-framed-write.ts); one that needs one buffer joins them (encodedBytes).
  */
 const ENCODING = Symbol("keypool.encoding");
 
