@@ -5,6 +5,7 @@
  * UNAVAILABLE, state written, exit within 5 s). `--help` and `--version` answer and exit.
  */
 import { loadAccess, type Access } from "./auth/access";
+import { collectStartUpGarbage } from "./start-up-heap";
 import { isLoopbackHost } from "./auth/listen-policy";
 import { helpText, parseServerArgs } from "./cli/server-args";
 import { KeyChecker } from "./checker/key-checker";
@@ -185,6 +186,8 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
   for (const signal of STOP_SIGNALS) process.on(signal, () => stop({ signal }));
   followLauncher(() => stop({ reason: "npm, which started keypool, has exited" }));
 
+  // The pool is loaded: its start-up garbage goes before the first call (src/start-up-heap.ts).
+  collectStartUpGarbage();
   server = await startServer(
     { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server), grpcPort: settings.server.grpcPort },
     {
