@@ -5,7 +5,6 @@
  * UNAVAILABLE, state written, exit within 5 s). `--help` and `--version` answer and exit.
  */
 import { loadAccess, type Access } from "./auth/access";
-import { collectStartUpGarbage } from "./start-up-heap";
 import { isLoopbackHost } from "./auth/listen-policy";
 import { helpText, parseServerArgs } from "./cli/server-args";
 import { KeyChecker } from "./checker/key-checker";
@@ -24,6 +23,7 @@ import { createLogger, type Logger } from "./log";
 import { createServerMetrics } from "./metrics/server-metrics";
 import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
+import { collectStartUpGarbage } from "./start-up-heap";
 import type { DurableState } from "./storage/durable-state";
 import { isRedisUrl, parseRedisUrl, type RedisTarget } from "./redis/redis-url";
 import type { RedisState } from "./redis/redis-state";
