@@ -23,6 +23,7 @@ import { createLogger, type Logger } from "./log";
 import { createServerMetrics } from "./metrics/server-metrics";
 import { listenerLimits } from "./server/listener-limits";
 import { startServer, type RunningServer } from "./server/start-server";
+import { collectStartUpGarbage } from "./start-up-heap";
 import type { DurableState } from "./storage/durable-state";
 import { isRedisUrl, parseRedisUrl, type RedisTarget } from "./redis/redis-url";
 import type { RedisState } from "./redis/redis-state";
@@ -185,6 +186,8 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
   for (const signal of STOP_SIGNALS) process.on(signal, () => stop({ signal }));
   followLauncher(() => stop({ reason: "npm, which started keypool, has exited" }));
 
+  // The pool is loaded: its start-up garbage goes before the first call (src/start-up-heap.ts).
+  collectStartUpGarbage();
   server = await startServer(
     { host: settings.server.host, port: settings.server.port, tls: tlsFiles(settings.server), grpcPort: settings.server.grpcPort },
     {
