@@ -31,9 +31,8 @@ import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
 import { flatDecoder } from "../transport/flat-decoder";
-import { carriesEncoding, encodedBytes, encodingOf } from "../transport/pre-encoded";
+import { carriesEncoding, encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
-import { framedWriter, type FramedWriter } from "./grpc-js-framed-write";
 import { copyHeaders, invokeStream, oneRequest } from "./invoke-stream";
 import type { MountedService } from "./routes";
 
@@ -524,14 +523,11 @@ async function* checked(requests: AsyncIterable<unknown>): AsyncIterable<never> 
 /**
  * Writes a stream's messages one at a time: write() resolves once the message has left for the
  * connection, or rejects when the call ends first. One listener on the call's signal for the
- * whole stream, not one per message. A pre-encoded message goes to the HTTP/2 stream as one
- * frame (src/server/grpc-js-framed-write.ts) when the call allows it, else through grpc-js.
+ * whole stream, not one per message.
  */
 class StreamWriter {
   private resolve: (() => void) | null = null;
   private reject: ((reason: unknown) => void) | null = null;
-  private aborted: boolean;
-  private readonly framed: FramedWriter | null;
   private readonly pending = (resolve: () => void, reject: (reason: unknown) => void) => {
     this.resolve = resolve;
     this.reject = reject;
@@ -541,27 +537,16 @@ class StreamWriter {
     private readonly call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
     private readonly signal: AbortSignal,
   ) {
-    this.aborted = signal.aborted;
-    this.framed = framedWriter(call);
-    signal.addEventListener(
-      "abort",
-      () => {
-        this.aborted = true;
-        this.settle(signal.reason);
-      },
-      { once: true },
-    );
+    signal.addEventListener("abort", () => this.settle(signal.reason), { once: true });
   }
 
   write(message: unknown): Promise<void> {
-    if (this.aborted) return Promise.reject(this.signal.reason);
+    if (this.signal.aborted) return Promise.reject(this.signal.reason);
     const written = new Promise<void>(this.pending);
-    const parts = this.framed && encodingOf(message);
-    if (!parts || !this.framed!.write(parts, this.sent)) this.call.write(message, this.written);
+    this.call.write(message, this.written);
     return written;
   }
 
-  private readonly sent = () => this.settle(undefined);
   private readonly written = (err?: Error | null) => this.settle(err ?? undefined);
 
   private settle(reason: unknown): void {

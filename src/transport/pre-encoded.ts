@@ -9,8 +9,7 @@
  * The encoding is carried in parts, written one after the other: the message's own few bytes,
  * then a body shared with other messages. A transport that can write the parts as they are (the
  * main port's gRPC streams) holds no copy of the shared body for a stream whose client is not
- * reading; the native port copies them once into the message's gRPC frame
- * (src/server/grpc-js-framed-write.ts); one that needs one buffer joins them (encodedBytes).
+ * reading; one that needs one buffer (the native port's serializer) joins them (encodedBytes).
  */
 const ENCODING = Symbol("keypool.encoding");
 
