@@ -31,7 +31,7 @@ import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { truncated } from "../domain/echo";
 import { flatEncoder } from "../transport/flat-binary";
 import { flatDecoder } from "../transport/flat-decoder";
-import { encodedBytes } from "../transport/pre-encoded";
+import { carriesEncoding, encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { copyHeaders, invokeStream, oneRequest } from "./invoke-stream";
 import type { MountedService } from "./routes";
@@ -481,7 +481,8 @@ function streamHandler(
           sendResponseHeader(call, native);
           headerSent = true;
         }
-        await writer.write(create(output, message as never));
+        // A pre-encoded message is already final (its bytes are what create() + toBinary would give).
+        await writer.write(carriesEncoding(message) ? message : create(output, message as never));
       }
       copyHeaders(response.trailer, ctx.responseTrailer);
       if (!headerSent) sendResponseHeader(call, native);

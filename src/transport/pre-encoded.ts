@@ -9,13 +9,31 @@
  * The encoding is carried in parts, written one after the other: the message's own few bytes,
  * then a body shared with other messages. A transport that can write the parts as they are (the
  * main port's gRPC streams) holds no copy of the shared body for a stream whose client is not
- * reading; one that needs one buffer joins them (encodedBytes).
+ * reading; one that needs one buffer (the native port's serializer) joins them (encodedBytes).
  */
 const ENCODING = Symbol("keypool.encoding");
 
 export function withEncoding<T extends object>(message: T, parts: readonly Uint8Array[]): T {
   (message as { [ENCODING]?: readonly Uint8Array[] })[ENCODING] = parts;
   return message;
+}
+
+/**
+ * A message whose encoding is made when a transport asks for it, from what the message keeps
+ * (src/transport/watch-keys.ts): the same as withEncoding's, without a list of parts kept on
+ * every message.
+ */
+export abstract class EncodedOnDemand {
+  get [ENCODING](): readonly Uint8Array[] {
+    return this.encodingParts();
+  }
+
+  protected abstract encodingParts(): readonly Uint8Array[];
+}
+
+/** Whether a message carries its encoding (without making it). */
+export function carriesEncoding(message: unknown): boolean {
+  return typeof message === "object" && message !== null && ENCODING in message;
 }
 
 /** The encoding a message carries, in parts, if it carries one. */

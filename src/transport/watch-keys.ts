@@ -22,7 +22,7 @@ import { keyStatusToProto, providerFromProto } from "./convert";
 import { keyStatusBinaryDelimited, timestampBinaryDelimited } from "./key-status-binary";
 import { varintLength, writeVarint } from "./varint";
 import type { WatchKeysImpl } from "./key-pool-service";
-import { withEncoding } from "./pre-encoded";
+import { EncodedOnDemand } from "./pre-encoded";
 
 /** Longest family name a filter may name; longer ones cannot match any key. */
 const MAX_FAMILY_BYTES = 256;
@@ -76,12 +76,11 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
  * own), the event's tag and the shared body, written one after the other (decoders accept fields
  * in any order, and these are in field order anyway), never copied into one buffer per watch: a
  * thousand watches whose clients stopped reading each hold one message, and the body they hold
- * is shared. The message handed to the transport carries those parts twice: as its encoding
- * (src/transport/pre-encoded.ts, which the native port and the main port's gRPC streams write as
- * they are) and as two protobuf-es unknown fields, which toBinary (connect-node) writes as tag
- * then bytes: the sequence's tag and the rest of the head, the event's tag and the body. Either
- * way the bytes on the wire are those of the message encoded field by field (a unit test compares
- * them).
+ * is shared. The message handed to the transport gives those parts two ways, each made when
+ * read (EncodedWatchKeysResponse): as its encoding (src/transport/pre-encoded.ts, which the native
+ * port and the main port's gRPC streams write as they are) and as two protobuf-es unknown fields,
+ * which toBinary (connect-node) writes. Either way the bytes on the wire are those of the message
+ * encoded field by field (a unit test compares them).
  * Removals and heartbeats keep the ordinary path. JSON has no unknown fields: JSON streams always
  * take the ordinary path.
  */
@@ -189,18 +188,52 @@ function encodedChanges(updated: readonly KeyStatus[], removed: readonly string[
 /** The event fields' tags, each as the one byte that precedes the event's shared body. */
 const TAG_BYTES = new Map([TAG_SNAPSHOT, TAG_UPDATED, TAG_CHANGES].map((tag) => [tag, Uint8Array.of(tag)]));
 
+/** The zero `event` oneof, shared: nobody changes a message's oneof once it is sent. */
+const NO_EVENT = Object.freeze({ case: undefined, value: undefined });
+
 /**
- * A whole WatchKeysResponse, in parts: sequence and time (the watch's own bytes), the event's
- * tag, then `body`, its length-delimited value, shared and never copied here.
+ * A whole WatchKeysResponse as a watch sends it: its head (sequence and time, the watch's own
+ * bytes), the event's tag, then `body`, the event's length-delimited value, shared and never
+ * copied here. It is a message as protobuf-es reads one (its type name, every field at its zero
+ * value) whose head and body are unknown fields, made when read: toBinary (connect-node, for
+ * gRPC-Web and Connect) writes an unknown field as its tag, then its bytes: the sequence's tag,
+ * then the rest of the head; the event's tag, then its body. Its encoding in parts
+ * (src/transport/pre-encoded.ts) is made when a transport asks: head, tag, body.
  */
-function encodedResponse(sequence: number, timeMs: number, tag: number, body: Uint8Array): { head: Uint8Array; parts: Uint8Array[] } {
+class EncodedWatchKeysResponse extends EncodedOnDemand {
+  readonly $typeName = WatchKeysResponseSchema.typeName;
+  readonly sequence = 0n;
+  readonly event = NO_EVENT;
+
+  constructor(
+    private readonly head: Uint8Array,
+    private readonly tag: number,
+    private readonly body: Uint8Array,
+  ) {
+    super();
+  }
+
+  get $unknown(): { no: number; wireType: WireType; data: Uint8Array }[] {
+    return [
+      { no: 1, wireType: WireType.Varint, data: this.head.subarray(1) },
+      { no: this.tag >>> 3, wireType: WireType.LengthDelimited, data: this.body },
+    ];
+  }
+
+  protected encodingParts(): readonly Uint8Array[] {
+    return [this.head, TAG_BYTES.get(this.tag)!, this.body];
+  }
+}
+
+/** A message's head: the sequence's tag and value, the time's tag and value. */
+function encodedHead(sequence: number, timeMs: number): Uint8Array {
   const time = encodedTime(timeMs);
   const head = new Uint8Array(1 + varintLength(sequence) + 1 + time.length);
   head[0] = TAG_SEQUENCE;
   let at = writeVarint(head, 1, sequence);
   head[at++] = TAG_TIME;
   head.set(time, at);
-  return { head, parts: [head, TAG_BYTES.get(tag)!, body] };
+  return head;
 }
 
 /** The message for one event, for a binary codec: the same bytes as watchEventToProto's. */
@@ -223,15 +256,7 @@ export function watchEventToBinaryProto(event: WatchEvent): WatchKeysResponse {
     default:
       return watchEventToProto(event);
   }
-  const { head, parts } = encodedResponse(event.sequence, event.time, tag, body);
-  const message = create(WatchKeysResponseSchema);
-  // toBinary writes an unknown field as its tag, then its bytes: the sequence's tag, then the rest
-  // of the head; the event's tag, then its body.
-  message.$unknown = [
-    { no: 1, wireType: WireType.Varint, data: head.subarray(1) },
-    { no: tag >>> 3, wireType: WireType.LengthDelimited, data: body },
-  ];
-  return withEncoding(message, parts);
+  return new EncodedWatchKeysResponse(encodedHead(event.sequence, event.time), tag, body) as unknown as WatchKeysResponse;
 }
 
 /** Whether the call's messages are protobuf binary (gRPC, gRPC-Web, Connect with +proto), not JSON. */
