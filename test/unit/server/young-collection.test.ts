@@ -1,0 +1,33 @@
+import { constants, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
+import { youngGenerationCollector } from "../../../src/server/young-collection";
+
+/** The kinds of the collections V8 reports while `run` runs (node's 'gc' performance entries). */
+async function collectionsDuring(run: () => void): Promise<number[]> {
+  const kinds: number[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries() as (PerformanceEntry & { detail?: { kind?: number } })[]) kinds.push(entry.detail?.kind ?? -1);
+  });
+  observer.observe({ entryTypes: ["gc"] });
+  run();
+  // Entries are delivered asynchronously.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  observer.disconnect();
+  return kinds;
+}
+
+describe("youngGenerationCollector", () => {
+  it("runs one young-generation collection per call, and no full collection", async () => {
+    const collect = youngGenerationCollector();
+    const kinds = await collectionsDuring(() => {
+      collect();
+      collect();
+    });
+    expect(kinds.filter((kind) => kind === constants.NODE_PERFORMANCE_GC_MINOR).length).toBeGreaterThanOrEqual(2);
+    expect(kinds).not.toContain(constants.NODE_PERFORMANCE_GC_MAJOR);
+  });
+
+  it("leaves the process's own global scope without a gc function", () => {
+    youngGenerationCollector();
+    expect((globalThis as { gc?: unknown }).gc).toBeUndefined();
+  });
+});
