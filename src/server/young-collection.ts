@@ -2,7 +2,7 @@
  * A young-generation collection on demand (V8's minor collection, what the collector runs on its
  * own when the young generation fills up).
  *
- * When a thousand streams open at once, each leaves about 16 KiB of objects that live as long
+ * When a thousand streams open at once, each leaves several KiB of objects that live as long
  * as the stream (the transport's stream and call, the adapter's context, the watch). Left to
  * itself, V8 collects the young generation once it is full, and each such collection copies the
  * objects of every stream opened since the last one: tens of milliseconds in which no call is
