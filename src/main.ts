@@ -199,7 +199,6 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
       readMaxBytes: settings.limits.maxMessageBytes,
       listenerLimits: listenerLimits(settings.limits),
       connectionTimeouts: settings.connections,
-      streamAdmission: { youngGcEveryStreams: settings.watch.youngGcEveryStreams },
     },
   );
   const tls = Boolean(tlsFiles(settings.server));

@@ -256,7 +256,6 @@ export const SETTINGS = {
     heartbeatMs: duration("KEYPOOL_WATCH_HEARTBEAT", DEFAULT_WATCH_HEARTBEAT_MS, "`WatchKeys` sends a heartbeat after this long without events", 1),
     coalesceMs: duration("KEYPOOL_WATCH_COALESCE", DEFAULT_WATCH_COALESCE_MS, "`WatchKeys` merges updates of one key within this window"),
     maxWatchers: count("KEYPOOL_MAX_WATCHERS", 1000, [1, 1_000_000], "`WatchKeys` streams open at once, all clients together; the next one gets `RESOURCE_EXHAUSTED` until one closes"),
-    youngGcEveryStreams: count("KEYPOOL_YOUNG_GC_EVERY_STREAMS", 0, [0, 1_000_000], "when many streams open at once (a burst of `WatchKeys` dashboards), a young-generation collection after every this many started, so that each copies a few new streams' objects instead of hundreds at once (shorter pauses for other calls; BENCHMARKS.md §6); `0`: off, V8 collects on its own"),
   },
   access: {
     tokens: rawText("KEYPOOL_TOKENS", "bearer tokens, `role:token` comma separated (roles: lease, watch, admin)"),

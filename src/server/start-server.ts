@@ -25,7 +25,6 @@ import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { connectionCaps } from "./listener-limits";
 import { createNodeHandlers } from "./node-handler";
 import { MAX_STREAMS_WAITING_TO_START, STREAM_STARTS_PER_TURN, StreamAdmission } from "./stream-admission";
-import { youngGenerationCollector } from "./young-collection";
 import type { NativeGrpcListener } from "./native-grpc-listener";
 import type { TokenStore } from "../auth/token-store";
 import type { KeypoolMetrics } from "../metrics/metrics";
@@ -62,13 +61,8 @@ export interface ServerDeps {
    * watchers and checkers see it (default 50 ms). New calls are refused during this time.
    */
   shutdownNoticeMs?: number;
-  /**
-   * How many streams start per turn and may wait to start (stream-admission.ts); default: its
-   * constants. `youngGcEveryStreams` (KEYPOOL_YOUNG_GC_EVERY_STREAMS): a young-generation
-   * collection after every this many streams started in a burst (young-collection.ts); 0 or
-   * absent: none.
-   */
-  streamAdmission?: { perTurn?: number; maxWaiting?: number; youngGcEveryStreams?: number };
+  /** How many streams start per turn and may wait to start (stream-admission.ts); default: its constants. */
+  streamAdmission?: { perTurn?: number; maxWaiting?: number };
   /** How long close() lets open connections finish before destroying them (default SHUTDOWN_GRACE_MS). */
   shutdownGraceMs?: number;
 }
@@ -150,9 +144,6 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   const admission = new StreamAdmission({
     perTurn: deps.streamAdmission?.perTurn ?? STREAM_STARTS_PER_TURN,
     maxWaiting: deps.streamAdmission?.maxWaiting ?? MAX_STREAMS_WAITING_TO_START,
-    ...(deps.streamAdmission?.youngGcEveryStreams
-      ? { collectYoung: { every: deps.streamAdmission.youngGcEveryStreams, collect: youngGenerationCollector() } }
-      : {}),
   });
   const handlers = createNodeHandlers({
     logger,

@@ -17,13 +17,6 @@ export interface StreamAdmissionOptions {
   maxWaiting: number;
   /** Runs the next batch in a later turn (default setImmediate: after the turn's I/O). */
   defer?: (callback: () => void) => void;
-  /**
-   * While streams wait, `collect` runs after every `every` streams started: a young-generation
-   * collection (young-collection.ts), so that each one copies a few new streams' objects rather
-   * than those of every stream started since the collector last ran on its own. A stream that
-   * starts with none waiting behind it ends the burst and the count. Absent: never.
-   */
-  collectYoung?: { every: number; collect: () => void };
 }
 
 /**
@@ -50,8 +43,6 @@ export class StreamAdmission {
   private readonly perTurn: number;
   private readonly maxWaiting: number;
   private readonly defer: (callback: () => void) => void;
-  private readonly collectYoung: { every: number; collect: () => void } | undefined;
-  private startedSinceCollection = 0;
 
   constructor(options: StreamAdmissionOptions) {
     if (!(options.perTurn >= 1)) throw new RangeError(`perTurn must be at least 1, got ${options.perTurn}`);
@@ -59,8 +50,6 @@ export class StreamAdmission {
     this.perTurn = options.perTurn;
     this.maxWaiting = options.maxWaiting;
     this.defer = options.defer ?? ((callback) => void setImmediate(callback));
-    if (options.collectYoung && !(options.collectYoung.every >= 1)) throw new RangeError(`collectYoung.every must be at least 1, got ${options.collectYoung.every}`);
-    this.collectYoung = options.collectYoung;
   }
 
   /** Streams waiting to start (for tests and metrics). */
@@ -92,24 +81,11 @@ export class StreamAdmission {
         if (next.gone()) continue;
         started++;
         next.start();
-        this.countForCollection();
       }
     } finally {
       this.afterBatch();
     }
   };
-
-  private countForCollection(): void {
-    if (!this.collectYoung) return;
-    if (this.head === this.queue.length) {
-      // Nothing waits behind this stream: not a burst, or its end.
-      this.startedSinceCollection = 0;
-      return;
-    }
-    if (++this.startedSinceCollection < this.collectYoung.every) return;
-    this.startedSinceCollection = 0;
-    this.collectYoung.collect();
-  }
 
   /** Frees what the batch took and schedules the next one if streams still wait. */
   private afterBatch(): void {

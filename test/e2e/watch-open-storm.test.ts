@@ -9,7 +9,6 @@ import { Code } from "@connectrpc/connect";
 import { systemClock } from "../../src/domain/clock";
 import { KeyPool } from "../../src/domain/key-pool";
 import { startServer, type RunningServer } from "../../src/server/start-server";
-import * as youngCollection from "../../src/server/young-collection";
 import { createWatchKeys, encodedStatusBytes } from "../../src/transport/watch-keys";
 import { WatchHub } from "../../src/watch/watch-hub";
 import { grpcFrame } from "../support/raw-grpc";
@@ -102,50 +101,6 @@ describe("streams opened all at once", () => {
       expect(answer.grpcMessage).toMatch(/message/);
     }
     expect(hub.subscriberCount).toBe(0);
-    session.destroy();
-  });
-});
-
-describe("streams opened all at once, with a young-generation collection every few starts (KEYPOOL_YOUNG_GC_EVERY_STREAMS)", () => {
-  let pool: KeyPool;
-  let hub: WatchHub;
-  let server: RunningServer;
-  let collections = 0;
-
-  beforeEach(async () => {
-    collections = 0;
-    const real = youngCollection.youngGenerationCollector;
-    jest.spyOn(youngCollection, "youngGenerationCollector").mockImplementation(() => {
-      const collect = real();
-      return () => {
-        collections++;
-        collect();
-      };
-    });
-    pool = new KeyPool({ clock: systemClock, reuseDelayMs: 0 });
-    pool.addKeys([{ provider: "openai", key: "sk-storm-test-key-0000000000", modelFamilies: ["gpt4o"] }]);
-    hub = new WatchHub(pool, { clock: systemClock, measure: encodedStatusBytes });
-    server = await startServer(
-      { host: "127.0.0.1", port: 0, grpcPort: 0 },
-      { pool, watchKeys: createWatchKeys(hub), shutdownGraceMs: 500, streamAdmission: { perTurn: 2, youngGcEveryStreams: 4 } },
-    );
-  });
-  afterEach(async () => {
-    await server.close();
-    hub.close();
-    pool.close();
-    jest.restoreAllMocks();
-  });
-
-  test.each(["main", "native"] as const)("on the %s port: every stream gets its snapshot, and the burst is collected every 4 starts", async (port) => {
-    const url = port === "main" ? server.url : server.grpcUrl!;
-    const { session, outcomes } = openAtOnce(url, 20);
-    expect(await outcomes).toEqual(Array(20).fill({ kind: "snapshot" }));
-    expect(hub.subscriberCount).toBe(20);
-    // Twenty waiting at once: after the 4th, 8th, 12th and 16th start (the 20th has none behind
-    // it). Fewer if the client's streams came in more than one read, never none.
-    expect(collections).toBeGreaterThanOrEqual(1);
-    expect(collections).toBeLessThanOrEqual(4);
     session.destroy();
   });
 });

@@ -52,7 +52,7 @@ describe("readSettings", () => {
       maxWaitersPerFamily: 10_000,
       maxWaiters: 5000,
     });
-    expect(settings.watch).toEqual({ heartbeatMs: 15_000, coalesceMs: 100, maxWatchers: 1000, youngGcEveryStreams: 0 });
+    expect(settings.watch).toEqual({ heartbeatMs: 15_000, coalesceMs: 100, maxWatchers: 1000 });
     expect(settings.limits).toEqual({
       maxMessageBytes: 4 * 1024 * 1024,
       maxConcurrentStreams: 1000,

@@ -90,24 +90,4 @@ describe("StreamAdmission", () => {
     expect(() => new StreamAdmission({ perTurn: 0, maxWaiting: 10 })).toThrow(RangeError);
     expect(() => new StreamAdmission({ perTurn: 1, maxWaiting: -1 })).toThrow(RangeError);
   });
-  it("collects the young generation after every `every` streams started while others wait, and not for streams that start alone", () => {
-    const turns = manualTurns();
-    const log: string[] = [];
-    const admission = new StreamAdmission({ perTurn: 2, maxWaiting: 100, defer: turns.defer, collectYoung: { every: 3, collect: () => log.push("gc") } });
-    // A burst of 8: a collection after the 3rd and the 6th start; the 8th has none waiting behind it.
-    for (let i = 0; i < 8; i++) admission.admit(() => log.push(String(i)));
-    while (turns.scheduled) turns.turn();
-    expect(log).toEqual(["0", "1", "2", "gc", "3", "4", "5", "gc", "6", "7"]);
-    // Streams that arrive one at a time are no burst: however many, no collection.
-    log.length = 0;
-    for (let i = 0; i < 10; i++) {
-      admission.admit(() => log.push("alone"));
-      turns.turn();
-    }
-    expect(log).toEqual(Array(10).fill("alone"));
-  });
-
-  it("rejects a collection period under one stream", () => {
-    expect(() => new StreamAdmission({ perTurn: 2, maxWaiting: 1, collectYoung: { every: 0, collect: () => {} } })).toThrow(RangeError);
-  });
 });
