@@ -13,15 +13,9 @@
  */
 const ENCODING = Symbol("keypool.encoding");
 
-export function withEncoding<T extends object>(message: T, parts: readonly Uint8Array[]): T {
-  (message as { [ENCODING]?: readonly Uint8Array[] })[ENCODING] = parts;
-  return message;
-}
-
 /**
  * A message whose encoding is made when a transport asks for it, from what the message keeps
- * (src/transport/watch-keys.ts): the same as withEncoding's, without a list of parts kept on
- * every message.
+ * (src/transport/watch-keys.ts), so that no list of parts is kept on every message.
  */
 export abstract class EncodedOnDemand {
   get [ENCODING](): readonly Uint8Array[] {
