@@ -125,7 +125,8 @@ function startFrom(store: StateStore, lock: StateLock, options: DurableStateOpti
   if (plan.newSpecs.length > 0) pool.addKeys(plan.newSpecs);
 
   // Only the stored keys whose families the configuration changed are written now. A new
-  // configured key gets its row when it first changes (the writer knows its origin): until
+  // configured key gets its row when it first changes (a row made without an origin is a
+  // configured key's, key-rows.ts): until
   // then the configuration holds all there is to know, so a large pool starts as fast as in memory.
   const writes: StoreWrite[] = [];
   for (const keyHash of plan.changedByConfiguration) {
@@ -135,7 +136,6 @@ function startFrom(store: StateStore, lock: StateLock, options: DurableStateOpti
       kind: "upsert",
       status,
       secret: pool.secretOf(keyHash),
-      origin: plan.origins.get(keyHash) ?? "config",
       removedAt: 0,
     });
   }
@@ -158,7 +158,6 @@ function startFrom(store: StateStore, lock: StateLock, options: DurableStateOpti
   const writer = new GroupCommitWriter(committer, pool, {
     clock: options.clock,
     lazyMs: options.lazyMs,
-    origins: plan.origins,
     onCommitted: options.onCommitted,
     onError: (err, cause) => {
       if (cause instanceof StateFileLostError) {

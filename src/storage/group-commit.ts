@@ -32,11 +32,6 @@ export interface GroupCommitOptions {
   onError?: (err: Error, cause: Error) => void;
   /** Told how long each successful commit took, from hand-over to the committer to its fsync. */
   onCommitted?: (seconds: number) => void;
-  /**
-   * Where each key in the pool at start came from (restore.ts). Configured keys are not written
-   * at start: their row is made when they first change, with this origin.
-   */
-  origins?: ReadonlyMap<string, KeyOrigin>;
 }
 
 /** Causes that change nothing an RPC acknowledges: written lazily. */
@@ -281,7 +276,7 @@ export class GroupCommitWriter implements Durability {
   /** The batch's writes, each made (its status read from the pool) as it is taken. */
   private *writesOf(batch: Map<string, DirtyKey>): Generator<StoreWrite> {
     for (const [keyHash, entry] of batch) {
-      const origin = entry.origin ?? this.options.origins?.get(keyHash);
+      const origin = entry.origin;
       if (entry.removedAt > 0 && entry.secret === undefined) {
         // The pool no longer knows the secret; the stored one (if any) stays.
         yield {

@@ -7,11 +7,16 @@ import { freshKeyStatus } from "../domain/key-entry";
 import type { KeyRecord, KeyStatus, ProviderId } from "../domain/types";
 import type { StoreWrite } from "./state-store";
 
+/**
+ * A write without an origin is for a key that was in the pool at start: a row made for it then
+ * is a configured key's (a restored key has its row, whose origin stays). Keys added at run time
+ * always name their origin, "runtime".
+ */
 export const KEY_ROW_SQL = {
   /** A whole row, secret included: inserts a new key or overwrites a known one. */
   upsert: `
     INSERT INTO keys (key_hash, provider, origin, secret, state, status, removed_at, updated_at)
-    VALUES (@keyHash, @provider, COALESCE(@origin, 'runtime'), @secret, @state, @status, @removedAt, @now)
+    VALUES (@keyHash, @provider, COALESCE(@origin, 'config'), @secret, @state, @status, @removedAt, @now)
     ON CONFLICT (key_hash) DO UPDATE SET
       provider = excluded.provider,
       origin = COALESCE(@origin, keys.origin),
@@ -33,7 +38,7 @@ export const KEY_ROW_SQL = {
   /** RemoveKey: the row and its history stay; a key never written gets a row (no secret needed). */
   remove: `
     INSERT INTO keys (key_hash, provider, origin, secret, state, status, removed_at, updated_at)
-    VALUES (@keyHash, @provider, COALESCE(@origin, 'runtime'), '', @state, @status, @removedAt, @now)
+    VALUES (@keyHash, @provider, COALESCE(@origin, 'config'), '', @state, @status, @removedAt, @now)
     ON CONFLICT (key_hash) DO UPDATE SET
       state = CASE WHEN @hasStatus THEN excluded.state ELSE keys.state END,
       status = CASE WHEN @hasStatus THEN excluded.status ELSE keys.status END,

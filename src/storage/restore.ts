@@ -11,7 +11,7 @@
  */
 import { hashKey, type KeyHasher } from "../domain/key-hash";
 import type { KeyRecord, KeySpec } from "../domain/types";
-import type { KeyOrigin, StoredKey } from "./state-store";
+import type { StoredKey } from "./state-store";
 import { sameList } from "../domain/same-list";
 
 export interface RestorePlan {
@@ -23,8 +23,6 @@ export interface RestorePlan {
   leftConfiguration: string[];
   /** Configured keys an operator removed with RemoveKey: they stay out of the pool. */
   removedButConfigured: string[];
-  /** The origin to store for every key that will be in the pool. */
-  origins: Map<string, KeyOrigin>;
   /** Restored keys whose families or trial flag the configuration changed: to write back. */
   changedByConfiguration: string[];
   /** Configured keys named more than once (counted once). */
@@ -49,7 +47,6 @@ export function planRestore(
     newSpecs: [],
     leftConfiguration: [],
     removedButConfigured: [],
-    origins: new Map(),
     changedByConfiguration: [],
     configuredDuplicates: configured.length - specs.size,
   };
@@ -69,31 +66,22 @@ export function planRestore(
     const record = restoredRecord(entry.record, spec);
     if (record.changed) plan.changedByConfiguration.push(keyHash);
     plan.records.push(record.record);
-    plan.origins.set(keyHash, entry.origin);
   }
-  for (const [keyHash, spec] of specs) {
-    plan.newSpecs.push(spec);
-    plan.origins.set(keyHash, "config");
-  }
+  plan.newSpecs.push(...specs.values());
   return plan;
 }
 
-/**
- * The record to restore: the stored one itself, changed in place (storage hands each start a
- * freshly read record that nothing else holds, so a copy would only cost a large restart time),
- * and whether the configuration changed its families or trial flag.
- */
 /**
  * Nothing stored (a new state file, or one no key has changed in yet): every configured key is
  * new. The same plan as the general case, with one map of the keys instead of two.
  */
 function planFirstStart(configured: readonly KeySpec[], hasher: KeyHasher): RestorePlan {
-  const origins = new Map<string, KeyOrigin>();
+  const seen = new Set<string>();
   const newSpecs: KeySpec[] = [];
   for (const spec of configured) {
     const keyHash = hasher(spec.provider, spec.key.trim(), spec.organizationId ?? "");
-    if (origins.has(keyHash)) continue;
-    origins.set(keyHash, "config");
+    if (seen.has(keyHash)) continue;
+    seen.add(keyHash);
     newSpecs.push(spec);
   }
   return {
@@ -101,12 +89,16 @@ function planFirstStart(configured: readonly KeySpec[], hasher: KeyHasher): Rest
     newSpecs,
     leftConfiguration: [],
     removedButConfigured: [],
-    origins,
     changedByConfiguration: [],
     configuredDuplicates: configured.length - newSpecs.length,
   };
 }
 
+/**
+ * The record to restore: the stored one itself, changed in place (storage hands each start a
+ * freshly read record that nothing else holds, so a copy would only cost a large restart time),
+ * and whether the configuration changed its families or trial flag.
+ */
 function restoredRecord(record: KeyRecord, spec: KeySpec | undefined): { record: KeyRecord; changed: boolean } {
   let changed = false;
   // Leases do not survive a restart: nobody will end them.

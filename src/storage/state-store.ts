@@ -26,7 +26,7 @@ export type StoreWrite =
       status: KeyStatus;
       /** Absent: keep the stored secret (a row without one is not created). */
       secret?: string;
-      /** Absent: keep the stored origin ("runtime" for a new row). */
+      /** Absent: keep the stored origin ("config" for a new row: key-rows.ts). */
       origin?: KeyOrigin;
       /** Non-zero: the key is written as removed (its history kept). */
       removedAt: number;

@@ -165,6 +165,33 @@ describe("openDurableState", () => {
     expect(hashes(second.pool)).toEqual([hashB]);
   });
 
+  it("keeps each key's origin through restarts: configured keys as configured, keys added at run time as added", async () => {
+    const onFile = () => {
+      const store = SqliteStateStore.open(file);
+      try {
+        return new Map(store.loadAll().map((k) => [k.record.keyHash, k.origin]));
+      } finally {
+        store.close();
+      }
+    };
+    const first = start([A, B]);
+    const hashA = hashKey("openai", A.key, "");
+    const hashB = hashKey("openai", B.key, "");
+    const [hashC] = first.pool.addKeys([C]).keyHashes as [string];
+    first.pool.incrementUsage({ keyHash: hashA, model: "gpt-4", inputTokens: 1, outputTokens: 1 });
+    await first.state.flush();
+    expect(onFile()).toEqual(new Map([[hashA, "config"], [hashC, "runtime"]]));
+    first.state.close();
+
+    // After a restart every key changes again; B, configured and never written, gets its first row.
+    const second = start([A, B]);
+    for (const keyHash of [hashA, hashB, hashC]) {
+      second.pool.incrementUsage({ keyHash, model: keyHash === hashC ? "claude-3-5-sonnet-20241022" : "gpt-4", inputTokens: 1, outputTokens: 1 });
+    }
+    await second.state.flush();
+    expect(onFile()).toEqual(new Map([[hashA, "config"], [hashB, "config"], [hashC, "runtime"]]));
+  });
+
   it("keeps soft state (last used, holds, cooldowns) through a graceful shutdown", async () => {
     const first = start([A]);
     const lease = first.pool.lease({ model: "gpt-4" });
