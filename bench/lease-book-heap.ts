@@ -7,8 +7,7 @@
  *   npm run build && npx tsx bench/lease-book-heap.ts [--leases=200000] [--baseline=<dir>[,<dir>...]]
  */
 import { spawnSync } from "node:child_process";
-import * as path from "node:path";
-import { ROOT } from "./lib/keypool-server";
+import { benchArg, buildsToCompare } from "./lib/ab-args";
 
 /** Run by `node --expose-gc -e` against one build's dist/. */
 const OPEN = `
@@ -27,9 +26,8 @@ console.log(JSON.stringify({ heap: (after.heap - before.heap) / leases, outside:
 `;
 
 function main(): void {
-  const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
-  const leases = Number(arg("leases", "200000"));
-  const builds = [{ label: "this build", root: ROOT }, ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, root: dir }))];
+  const leases = Number(benchArg("leases", "200000"));
+  const builds = buildsToCompare();
   const rows = ["| build | heap per open lease | outside the heap per open lease |", "|---|---|---|"];
   for (const build of builds) {
     const run = spawnSync(process.execPath, ["--expose-gc", "-e", OPEN], { env: { ...process.env, ROOT: build.root, LEASES: String(leases) }, encoding: "utf8" });

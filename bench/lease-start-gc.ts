@@ -20,6 +20,7 @@ import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseRequestBytes } from "./lib/keypool-rpc";
 import { startKeypool, type ServerHandle } from "./lib/keypool-server";
 import { writeKeysFile } from "./lib/keys-file";
+import { benchArg, buildsToCompare } from "./lib/ab-args";
 
 /** The mark-compact lines of `--trace-gc` output, shortened to sizes, pause and reason. */
 function markCompacts(text: string): string[] {
@@ -34,15 +35,11 @@ function markCompacts(text: string): string[] {
 }
 
 async function main(): Promise<void> {
-  const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
-  const keys = Number(arg("keys", "100000"));
-  const rounds = Number(arg("rounds", "3"));
-  const requests = Number(arg("requests", "15000"));
-  const state = arg("state", "");
-  const builds = [
-    { label: "this build", main: undefined as string | undefined },
-    ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, main: path.join(dir, "dist", "src", "main.js") })),
-  ];
+  const keys = Number(benchArg("keys", "100000"));
+  const rounds = Number(benchArg("rounds", "3"));
+  const requests = Number(benchArg("requests", "15000"));
+  const state = benchArg("state", "");
+  const builds = buildsToCompare();
   const cores = coreLayout();
   const keysFile = path.join(os.tmpdir(), `keypool-start-gc-keys-${keys}.json`);
   writeKeysFile(keysFile, keys);

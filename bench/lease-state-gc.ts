@@ -10,8 +10,7 @@
  *   npm run build && npx tsx bench/lease-state-gc.ts [--keys=100000] [--leases=150000] [--rounds=2] [--baseline=<dir>[,<dir>...]]
  */
 import { spawnSync } from "node:child_process";
-import * as path from "node:path";
-import { ROOT } from "./lib/keypool-server";
+import { benchArg, buildsToCompare } from "./lib/ab-args";
 
 /** The loop, run by `node --trace-gc-nvp -e` against one build's dist/. */
 const LOOP = `
@@ -91,11 +90,10 @@ function run(root: string, keys: number, leases: number): { usPerLease: number; 
 }
 
 function main(): void {
-  const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
-  const keys = Number(arg("keys", "100000"));
-  const leases = Number(arg("leases", "150000"));
-  const rounds = Number(arg("rounds", "2"));
-  const builds = [{ label: "this build", root: ROOT }, ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, root: path.resolve(dir) }))];
+  const keys = Number(benchArg("keys", "100000"));
+  const leases = Number(benchArg("leases", "150000"));
+  const rounds = Number(benchArg("rounds", "2"));
+  const builds = buildsToCompare();
   const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
   console.log(`${keys} keys, ${leases} Leases per run, state file on a worker thread; scavenges of the loop, per isolate:`);
   console.log("| run | build | µs per Lease | rows written | main thread: survived / promoted / scavenge pause | writer thread: survived / promoted / scavenge pause |");

@@ -42,6 +42,7 @@ import { CHECK, LEASE, leaseOnce, leaseRequestBytes, poolTotals } from "./lib/ke
 import { startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
 import { writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
+import { benchArg, buildsToCompare } from "./lib/ab-args";
 
 interface Server {
   name: string;
@@ -62,19 +63,15 @@ interface Cell {
 }
 
 async function main(): Promise<void> {
-  const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
-  const keyCounts = arg("keys", "10,100000").split(",").map(Number);
-  const rounds = Number(arg("rounds", "5"));
-  const requests = Number(arg("requests", "15000"));
-  const state = arg("state", "");
-  const warmCalls = Number(arg("warm", "3000"));
+  const keyCounts = benchArg("keys", "10,100000").split(",").map(Number);
+  const rounds = Number(benchArg("rounds", "5"));
+  const requests = Number(benchArg("requests", "15000"));
+  const state = benchArg("state", "");
+  const warmCalls = Number(benchArg("warm", "3000"));
   const fullGc = process.argv.includes("--full-gc");
   const nodeArgs = fullGc ? ["--expose-gc", "-r", path.join(__dirname, "lib", "full-gc-on-signal.cjs")] : [];
   const serverFlags = process.argv.filter((a) => a.startsWith("--server-flag=")).map((a) => a.slice("--server-flag=".length));
-  const builds: { label: string; main?: string }[] = [
-    { label: "this build" },
-    ...arg("baseline", "").split(",").filter(Boolean).map((dir) => ({ label: dir, main: path.join(dir, "dist", "src", "main.js") })),
-  ];
+  const builds = buildsToCompare();
   const cores = coreLayout();
   const load = os.loadavg();
 
