@@ -126,8 +126,8 @@ function startFrom(store: StateStore, lock: StateLock, options: DurableStateOpti
 
   // Only the stored keys whose families the configuration changed are written now. A new
   // configured key gets its row when it first changes (a row made without an origin is a
-  // configured key's, key-rows.ts): until
-  // then the configuration holds all there is to know, so a large pool starts as fast as in memory.
+  // configured key's, key-rows.ts): until then the configuration holds all there is to know, so a
+  // large pool starts as fast as in memory.
   const writes: StoreWrite[] = [];
   for (const keyHash of plan.changedByConfiguration) {
     const status = pool.getKey(keyHash);

@@ -67,7 +67,7 @@ export function planRestore(
     if (record.changed) plan.changedByConfiguration.push(keyHash);
     plan.records.push(record.record);
   }
-  plan.newSpecs.push(...specs.values());
+  for (const spec of specs.values()) plan.newSpecs.push(spec);
   return plan;
 }
 
