@@ -73,7 +73,8 @@ export function planRestore(
 
 /**
  * Nothing stored (a new state file, or one no key has changed in yet): every configured key is
- * new. The same plan as the general case, with a set of the keys' hashes instead of a map of their specs.
+ * new. The same plan as the general case, with a set of the keys' hashes instead of a map of
+ * their specs.
  */
 function planFirstStart(configured: readonly KeySpec[], hasher: KeyHasher): RestorePlan {
   const seen = new Set<string>();
