@@ -4,6 +4,7 @@ import type { KeySlots } from "./key-slots";
 import { SlotBits } from "./slot-bits";
 import type { SnapshotSlice } from "./snapshot-slices";
 import { keyMatches, type KeyFilter } from "../domain/key-filter";
+import { PULL, type PullNow } from "../transport/pull-now";
 
 /** One message of a watch, before it becomes a keypool.v1.WatchKeysResponse. */
 export type WatchEvent =
@@ -85,7 +86,7 @@ export interface SharedWindow {
  * server is saturated (`offer(…, leading = false)`), a change that would go out at once waits for
  * the end of the window it opens instead.
  */
-export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
+export class WatchSubscription implements AsyncIterableIterator<WatchEvent>, PullNow<WatchEvent> {
   private readonly known = new SlotBits();
   private readonly dirty = new SlotBits();
   private readonly recent = new SlotBits();
@@ -108,6 +109,8 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     resolve: (result: IteratorResult<WatchEvent>) => void;
     reject: (error: unknown) => void;
   } | null = null;
+  /** A consumer pulling with PULL (src/transport/pull-now.ts) waits here instead: no promise. */
+  private ready: (() => void) | null = null;
   /**
    * The one timer this watch may hold. It is kept while it is due no later than needed (waking
    * early costs one look; re-arming a timer per message costs more), so it may outlive a wait.
@@ -149,7 +152,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /** Whether a consumer is waiting for the next message. */
   get waiting(): boolean {
-    return this.waiter !== null;
+    return this.waiter !== null || this.ready !== null;
   }
 
   /**
@@ -193,13 +196,28 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   next(): Promise<IteratorResult<WatchEvent>> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
-    if (this.waiter) return Promise.reject(new Error("WatchSubscription.next called while a call is pending"));
+    if (this.waiting) return Promise.reject(new Error("WatchSubscription.next called while a call is pending"));
     const ready = this.take();
     if (ready) return Promise.resolve({ done: false, value: ready });
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
       this.schedule();
     });
+  }
+
+  /**
+   * The next message if one is due, as next() would give it, without a promise; else null, and
+   * `ready` is called once a message is due or the watch has ended (src/transport/pull-now.ts).
+   */
+  [PULL](ready: () => void): IteratorResult<WatchEvent> | null {
+    if (this.failure !== null) throw this.failure;
+    if (this.ended) return { done: true, value: undefined };
+    if (this.waiting) throw new Error("WatchSubscription pulled while a call is pending");
+    const event = this.take();
+    if (event) return { done: false, value: event };
+    this.ready = ready;
+    this.schedule();
+    return null;
   }
 
   return(): Promise<IteratorResult<WatchEvent>> {
@@ -235,13 +253,13 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       this.endWindows(now);
       if (this.recent.has(slot)) {
         // Sent within its window: held until the window ends.
-        if (this.held.add(slot) && this.waiter) this.schedule();
+        if (this.held.add(slot) && this.waiting) this.schedule();
         return;
       }
     }
     if (!this.dirty.add(slot)) return;
     if (!leading && this.context.coalesceMs > 0 && this.notBefore <= now) this.notBefore = now + this.context.coalesceMs;
-    if (!this.waiter) return;
+    if (!this.waiting) return;
     if (now < this.notBefore) {
       this.schedule();
       return;
@@ -413,6 +431,13 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /** Gives the waiting consumer its next message if one is due (else sets the timer). */
   wake(): void {
+    const ready = this.ready;
+    if (ready) {
+      // A pulling consumer takes the message itself, now: handing it over is one call.
+      this.ready = null;
+      ready();
+      return;
+    }
     if (!this.waiter) return;
     const event = this.take();
     if (!event) {
@@ -444,7 +469,10 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     this.windowHead = 0;
     const waiter = this.waiter;
     this.waiter = null;
+    const ready = this.ready;
+    this.ready = null;
     this.onEnd(this);
+    ready?.();
     if (waiter) {
       if (error !== null) waiter.reject(error);
       else waiter.resolve({ done: true, value: undefined });
