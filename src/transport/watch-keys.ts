@@ -59,7 +59,7 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
     case "changes":
       return create(WatchKeysResponseSchema, {
         ...base,
-        event: { case: "changes", value: { updated: event.updated.map(convert), removedKeyHashes: event.removed } },
+        event: { case: "changes", value: { updated: event.updated.map(convert), removedKeyHashes: [...event.removed] } },
       });
     case "heartbeat":
       return create(WatchKeysResponseSchema, { ...base, event: { case: "heartbeat", value: {} } });
@@ -170,6 +170,8 @@ const recentChanges: { updated: readonly KeyStatus[]; removed: readonly string[]
 const RECENT_CHANGES = 8;
 
 function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  // The watches of one shared window send the very same list (src/watch/watch-subscription.ts, SharedBatch).
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

@@ -55,6 +55,7 @@ export class WatchGroup {
     generation: () => this.generation,
     closed: () => this.closed,
     open: () => this.open,
+    batch: null,
   };
 
   constructor(
@@ -86,6 +87,7 @@ export class WatchGroup {
     for (const member of this.members) member.takeShared(this.generation, this.closed, this.open);
     this.open = new SlotBits();
     this.closed = new SlotBits();
+    this.window.batch = null;
     this.closePending = false;
   }
 
@@ -100,6 +102,7 @@ export class WatchGroup {
     this.closePending = false;
     this.open = new SlotBits();
     this.closed = new SlotBits();
+    this.window.batch = null;
   }
 
   private close(now: number): void {
@@ -107,6 +110,7 @@ export class WatchGroup {
     for (const member of this.members) member.takeShared(this.generation, this.closed, null);
     this.closed = this.open;
     this.open = new SlotBits();
+    this.window.batch = null;
     this.generation++;
     this.arm(now + this.context.coalesceMs);
   }

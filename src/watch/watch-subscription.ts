@@ -11,7 +11,7 @@ export type WatchEvent =
   | { type: "snapshot"; sequence: number; time: number; keys: readonly KeyStatus[]; more: boolean }
   | { type: "updated"; sequence: number; time: number; status: KeyStatus }
   | { type: "removed"; sequence: number; time: number; keyHash: string }
-  | { type: "changes"; sequence: number; time: number; updated: KeyStatus[]; removed: string[] }
+  | { type: "changes"; sequence: number; time: number; updated: readonly KeyStatus[]; removed: readonly string[] }
   | { type: "heartbeat"; sequence: number; time: number };
 
 export interface SubscriptionContext {
@@ -60,7 +60,33 @@ export interface SharedWindow {
   closed(): SlotBits;
   /** The keys changed since. */
   open(): SlotBits;
+  /**
+   * The latest closed set as one `changes` message's list, kept for the watches that take it
+   * whole (SharedBatch); made by the first of them, emptied when the next set closes.
+   */
+  batch: SharedBatch | null;
 }
+
+/**
+ * A closed set of a shared window, listed once for every watch of the group: its keys in slot
+ * order (the order a watch's own pass over its bits gives), each with the status a watch would
+ * read now and the change stamp it was read at. A watch that owes exactly this set (nothing of
+ * its own pending, past its snapshot, opened before the set's changes) sends this list instead of
+ * taking the set into its bits and walking them; the list is made again once one of its keys has
+ * changed since, so what a watch sends is still each key's current status.
+ */
+export interface SharedBatch {
+  generation: number;
+  slots: number[];
+  stamps: number[];
+  updated: KeyStatus[];
+  /** The set's oldest change: a watch opened after it may not owe every key. */
+  oldestStamp: number;
+  /** Whether every key is in the pool and matches the filter, and the list fits one message. */
+  whole: boolean;
+}
+
+const NO_REMOVALS: readonly string[] = Object.freeze([]);
 
 /**
  * One open watch. It pulls: nothing is produced until the consumer asks for the next message.
@@ -279,6 +305,8 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent>, Pul
     const shared = this.context.shared;
     if (shared) {
       shared.sync();
+      const whole = this.takeSharedBatch(shared, now);
+      if (whole) return whole;
       this.takeShared(shared.generation(), shared.closed(), null);
     }
     this.endWindows(now);
@@ -290,6 +318,52 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent>, Pul
       return this.stamp({ type: "heartbeat", sequence: 0, time: now });
     }
     return null;
+  }
+
+  /**
+   * The latest closed set of the shared window as this watch's next message, when the watch owes
+   * exactly that set and it goes out whole (SharedBatch); else null, and take() goes the long way.
+   */
+  private takeSharedBatch(shared: SharedWindow, now: number): WatchEvent | null {
+    const generation = shared.generation();
+    if (this.taken >= generation || this.snapshotAfter !== null || this.dirty.size > 0 || now < this.notBefore) return null;
+    const batch = this.currentBatch(shared, generation);
+    if (!batch.whole || !(batch.oldestStamp > (this.context.openedAtStamp ?? -Infinity))) return null;
+    this.taken = generation;
+    const { slots } = batch;
+    for (let i = 0; i < slots.length; i++) this.known.add(slots[i]!);
+    this.cursor = 0;
+    if (batch.updated.length === 0) return null;
+    return this.stamp({ type: "changes", sequence: 0, time: now, updated: batch.updated, removed: NO_REMOVALS });
+  }
+
+  /** The shared window's batch of its latest closed set, listed again if a key changed since. */
+  private currentBatch(shared: SharedWindow, generation: number): SharedBatch {
+    const { keys } = this.context;
+    const kept = shared.batch;
+    if (kept && kept.generation === generation) {
+      let current = true;
+      for (let i = 0; i < kept.slots.length && current; i++) current = keys.changedAt(kept.slots[i]!) === kept.stamps[i];
+      if (current) return kept;
+    }
+    const batch: SharedBatch = { generation, slots: [], stamps: [], updated: [], oldestStamp: Infinity, whole: true };
+    let bytes = 0;
+    shared.closed().forEach((slot) => {
+      const stamp = keys.changedAt(slot);
+      const status = keys.statusAt(slot);
+      batch.slots.push(slot);
+      batch.stamps.push(stamp);
+      if (stamp < batch.oldestStamp) batch.oldestStamp = stamp;
+      if (!status || !keyMatches(this.filter, status)) {
+        batch.whole = false;
+        return;
+      }
+      batch.updated.push(status);
+      bytes += this.context.measure(status);
+    });
+    if (batch.updated.length > 1 && bytes > this.context.messageBytes) batch.whole = false;
+    shared.batch = batch;
+    return batch;
   }
 
   private takeSlice(now: number): WatchEvent {
