@@ -1,9 +1,8 @@
 /**
- * The loop that writes a server stream's messages, one at a time, for the transports that write
- * them themselves (src/server/grpc-js-adapter.ts, src/server/grpc-server-streams.ts): the next
- * message is pulled only once the previous one has left for the connection, so a client that
- * stops reading is held back by HTTP/2 flow control and the watch hub coalesces what it has not
- * sent.
+ * The loop that writes a server stream's messages on the native port (src/server/grpc-js-adapter.ts),
+ * one at a time: the next message is pulled only once the previous one has left for the
+ * connection, so a client that stops reading is held back by HTTP/2 flow control and the watch
+ * hub coalesces what it has not sent.
  *
  * A stream that offers PULL (src/transport/pull-now.ts: WatchKeys through the interceptors) is
  * pulled without a promise: a watch waiting for its next window holds one callback here, not a

@@ -9,9 +9,9 @@
  * due, the innermost layer keeps the one callback it is given and calls it when a message
  * becomes due (or the stream ends), and the transport pulls again.
  *
- * A layer offers PULL only when the layer inside it does; the transports fall back to next() for
- * a stream that does not (src/server/write-each.ts). Either way the messages, their order and
- * how the stream ends are the same.
+ * A layer offers PULL only when the layer inside it does. The native port pulls with it
+ * (src/server/write-each.ts) and falls back to next() for a stream that does not; the main port
+ * uses next(). Either way the messages, their order and how the stream ends are the same.
  */
 export const PULL = Symbol("keypool.pull");
 
