@@ -21,8 +21,10 @@ export interface WatchGroupContext {
  * The batched watches of one filter, on one coalescing window. A change to a key is offered to the
  * group once, not to each of its watches: it sets one bit in the group's `open` set, whatever the
  * number of watches. When the window ends, the set closes (the keys due in that window) and every
- * watch takes it into its own bits when its consumer next pulls, reading each key's latest status
- * then, as an ungrouped watch does.
+ * watch takes it when its consumer next pulls, reading each key's latest status then, as an
+ * ungrouped watch does: a watch that owes exactly that set sends the set's list, made once for
+ * the group (SharedBatch in src/watch/watch-subscription.ts); any other takes the set into its own
+ * bits.
  *
  * The window follows the rule of one batched watch (docs/watching.md): the first change after a
  * quiet window closes at once (when the first watch pulls, so that the changes of the same turn go
