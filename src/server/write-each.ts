@@ -4,11 +4,11 @@
  * connection, so a client that stops reading is held back by HTTP/2 flow control and the watch
  * hub coalesces what it has not sent.
  *
- * A stream that offers PULL (src/transport/pull-now.ts: WatchKeys through the interceptors) is
+ * A stream that offers PULL (src/watch/pull-now.ts: WatchKeys through the interceptors) is
  * pulled without a promise: a watch waiting for its next window holds one callback here, not a
  * pending promise per layer. Any other stream is read with next(), as `for await` would.
  */
-import { PULL, pullerOf, type PullNow } from "../transport/pull-now";
+import { PULL, pullerOf, type PullNow } from "../watch/pull-now";
 
 /**
  * Writes a message and calls `done` once it has left for the connection (with the error if it

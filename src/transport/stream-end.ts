@@ -1,4 +1,4 @@
-import { PULL, pullerOf } from "./pull-now";
+import { PULL, pullerOf } from "../watch/pull-now";
 
 /**
  * Interceptors that must see how a server stream ends (error mapping, the request log) wrap its
@@ -9,7 +9,7 @@ import { PULL, pullerOf } from "./pull-now";
  * Written as an iterator rather than an async generator: a generator's `yield*` costs several
  * promises per message, and a WatchKeys fan-out passes thousands of messages a second through two
  * of these; here a message costs one, and none when the inner stream can be pulled without a
- * promise (PULL, src/transport/pull-now.ts): the wrapper then offers PULL too.
+ * promise (PULL, src/watch/pull-now.ts): the wrapper then offers PULL too.
  */
 export function onStreamEnd<M>(
   messages: AsyncIterable<M>,

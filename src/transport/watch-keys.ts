@@ -23,7 +23,7 @@ import { keyStatusBinaryDelimited, timestampBinaryDelimited } from "./key-status
 import { varintLength, writeVarint } from "./varint";
 import type { WatchKeysImpl } from "./key-pool-service";
 import { EncodedOnDemand } from "./pre-encoded";
-import { PULL, type PullNow } from "./pull-now";
+import { PULL, type PullNow } from "../watch/pull-now";
 
 /** Longest family name a filter may name; longer ones cannot match any key. */
 const MAX_FAMILY_BYTES = 256;
@@ -320,7 +320,7 @@ class WatchStream implements AsyncIterator<WatchKeysResponse>, PullNow<WatchKeys
     return subscription.next().then(this.passed, this.failed);
   }
 
-  /** next() without a promise (src/transport/pull-now.ts): the subscription's message, converted. */
+  /** next() without a promise (src/watch/pull-now.ts): the subscription's message, converted. */
   [PULL](ready: () => void): IteratorResult<WatchKeysResponse> | null {
     if (this.finished) return { done: true, value: undefined };
     const subscription = this.subscribed();

@@ -4,7 +4,7 @@ import type { KeySlots } from "./key-slots";
 import { SlotBits } from "./slot-bits";
 import type { SnapshotSlice } from "./snapshot-slices";
 import { keyMatches, type KeyFilter } from "../domain/key-filter";
-import { PULL, type PullNow } from "../transport/pull-now";
+import { PULL, type PullNow } from "./pull-now";
 
 /** One message of a watch, before it becomes a keypool.v1.WatchKeysResponse. */
 export type WatchEvent =
@@ -135,7 +135,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent>, Pul
     resolve: (result: IteratorResult<WatchEvent>) => void;
     reject: (error: unknown) => void;
   } | null = null;
-  /** A consumer pulling with PULL (src/transport/pull-now.ts) waits here instead: no promise. */
+  /** A consumer pulling with PULL (src/watch/pull-now.ts) waits here instead: no promise. */
   private ready: (() => void) | null = null;
   /**
    * The one timer this watch may hold. It is kept while it is due no later than needed (waking
@@ -233,7 +233,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent>, Pul
 
   /**
    * The next message if one is due, as next() would give it, without a promise; else null, and
-   * `ready` is called once a message is due or the watch has ended (src/transport/pull-now.ts).
+   * `ready` is called once a message is due or the watch has ended (src/watch/pull-now.ts).
    */
   [PULL](ready: () => void): IteratorResult<WatchEvent> | null {
     if (this.failure !== null) throw this.failure;

@@ -2,11 +2,11 @@
  * writeEach (src/server/write-each.ts): the loop both ports' own stream paths write a server
  * stream with. One message at a time (the next is pulled only once the previous one's write has
  * completed), every message in order, then the end; a stream that offers PULL
- * (src/transport/pull-now.ts) is pulled without promises, any other with next(), to the same
+ * (src/watch/pull-now.ts) is pulled without promises, any other with next(), to the same
  * effect; a failure of the stream, of a write or a cancellation stops the writing the way a
  * `for await` loop would.
  */
-import { PULL, type PullNow } from "../../../src/transport/pull-now";
+import { PULL, type PullNow } from "../../../src/watch/pull-now";
 import { writeEach } from "../../../src/server/write-each";
 
 /** A stream whose messages are made due by the test (due()), offering PULL or not. */

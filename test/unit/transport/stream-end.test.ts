@@ -4,7 +4,7 @@
  * replaced by what `error` returns; a consumer that stops early ends the inner stream and neither
  * runs.
  */
-import { PULL, pullerOf } from "../../../src/transport/pull-now";
+import { PULL, pullerOf } from "../../../src/watch/pull-now";
 import { onStreamEnd } from "../../../src/transport/stream-end";
 
 async function* counted(n: number, failAt?: number) {
@@ -73,7 +73,7 @@ describe("onStreamEnd", () => {
   });
 });
 
-describe("onStreamEnd over a stream that offers PULL (src/transport/pull-now.ts)", () => {
+describe("onStreamEnd over a stream that offers PULL (src/watch/pull-now.ts)", () => {
   /** Messages due one by one from `script`; a function throws instead; null: nothing due yet. */
   function pulled(script: (number | null | (() => never))[]) {
     let at = 0;

@@ -1,11 +1,11 @@
-import { PULL } from "../../../src/transport/pull-now";
+import { PULL } from "../../../src/watch/pull-now";
 import type { WatchEvent, WatchSubscription } from "../../../src/watch/watch-subscription";
 
 export const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * How Readers ask a subscription for its next message: next() (a promise), or PULL
- * (src/transport/pull-now.ts), pulled again at once when `ready` comes, as the transports'
+ * (src/watch/pull-now.ts), pulled again at once when `ready` comes, as the transports'
  * loop does (src/server/write-each.ts). watch-pulled.test.ts runs the watch suites both ways.
  */
 let readMode: "next" | "pull" = "next";

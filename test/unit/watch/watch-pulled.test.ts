@@ -1,5 +1,5 @@
 /**
- * The watch suites again, with every Reader pulling through PULL (src/transport/pull-now.ts) as
+ * The watch suites again, with every Reader pulling through PULL (src/watch/pull-now.ts) as
  * the transports do, instead of next(): the same messages, at the same times, in the same order.
  */
 import { useReadMode } from "./hub-reader";
