@@ -60,47 +60,17 @@ export type KeyRowValue = string | number | null;
  */
 export type KeyRow = [op: KeyRowOp, ...values: KeyRowValue[]];
 
-function keyRow(op: KeyRowOp, values: Record<KeyRowField, KeyRowValue>): KeyRow {
-  return [
-    op,
-    values.keyHash,
-    values.provider,
-    values.origin,
-    values.secret,
-    values.state,
-    values.status,
-    values.removedAt,
-    values.now,
-    values.hasStatus,
-  ];
-}
-
 export function toKeyRow(write: StoreWrite, now: number): KeyRow {
+  // Values in KEY_ROW_FIELDS order: keyHash, provider, origin, secret, state, status, removedAt, now, hasStatus.
   if (write.kind === "remove") {
     const status = write.status ?? freshKeyStatus(write.keyHash, write.provider, write.modelFamilies);
-    return keyRow("remove", {
-      keyHash: write.keyHash,
-      provider: write.provider,
-      origin: write.origin ?? null,
-      secret: null,
-      state: status.state,
-      status: JSON.stringify(statusOnly(status)),
-      hasStatus: write.status ? 1 : 0,
-      removedAt: write.removedAt,
-      now,
-    });
+    const json = JSON.stringify(statusOnly(status));
+    return ["remove", write.keyHash, write.provider, write.origin ?? null, null, status.state, json, write.removedAt, now, write.status ? 1 : 0];
   }
-  return keyRow(write.secret === undefined ? "update" : "upsert", {
-    keyHash: write.status.keyHash,
-    provider: write.status.provider,
-    origin: write.origin ?? null,
-    secret: write.secret ?? null,
-    state: write.status.state,
-    status: JSON.stringify(statusOnly(write.status)),
-    hasStatus: 1,
-    removedAt: write.removedAt,
-    now,
-  });
+  const { status } = write;
+  const op = write.secret === undefined ? "update" : "upsert";
+  const json = JSON.stringify(statusOnly(status));
+  return [op, status.keyHash, status.provider, write.origin ?? null, write.secret ?? null, status.state, json, write.removedAt, now, 1];
 }
 
 /** Keeps the secret out of the JSON column: it has its own column. */

@@ -17,8 +17,8 @@ const WAL_CHECKPOINT_PAGES = 10_000;
 
 /**
  * Waits up to 5 s for another connection's lock, and fsyncs the WAL at every commit (WAL +
- * FULL): once acknowledged, a change survives a machine crash too. When the WAL is folded back
- * changes nothing of that.
+ * FULL): once acknowledged, a change survives a machine crash too. Folding the WAL back (a
+ * checkpoint) only moves committed pages into the main file: it changes nothing of that.
  */
 export function useWriterPragmas(db: Database.Database): void {
   db.pragma("busy_timeout = 5000");
