@@ -8,7 +8,7 @@
  * or the server shuts down) and goes through the same interceptor chain as the main port: error
  * mapping, shutdown gate, request log, access control, through invocations equivalent to
  * connect's own that make less per unary call (NativeCall, unaryInvocation) and per streamed
- * message (src/server/invoke-stream.ts, StreamWriter).
+ * message (src/server/invoke-stream.ts, src/server/write-each.ts).
  *
  * Errors leave as connect would send them on gRPC: the same code, the same message, and the same
  * grpc-status-details-bin (google.rpc.Status with its details, such as RetryInfo).
@@ -35,6 +35,7 @@ import { carriesEncoding, encodedBytes } from "../transport/pre-encoded";
 import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { copyHeaders, invokeStream, oneRequest } from "./invoke-stream";
 import type { MountedService } from "./routes";
+import { writeEach } from "./write-each";
 
 export interface GrpcJsAdapterOptions {
   /** The main port's interceptors, in the same order. */
@@ -474,16 +475,15 @@ function streamHandler(
     void (async () => {
       const response = await invokeStream(streamSpec, options.interceptors, ctx, input);
       copyHeaders(response.header, ctx.responseHeader);
-      const writer = new StreamWriter(call, ctx.signal);
       let headerSent = false;
-      for await (const message of response.message) {
+      await writeEach(response.message[Symbol.asyncIterator](), ctx.signal, (message, done) => {
         if (!headerSent) {
           sendResponseHeader(call, native);
           headerSent = true;
         }
         // A pre-encoded message is already final (its bytes are what create() + toBinary would give).
-        await writer.write(carriesEncoding(message) ? message : create(output, message as never));
-      }
+        call.write(carriesEncoding(message) ? message : create(output, message as never), done);
+      });
       copyHeaders(response.trailer, ctx.responseTrailer);
       if (!headerSent) sendResponseHeader(call, native);
       call.end(native.sentTrailer());
@@ -517,43 +517,5 @@ async function* checked(requests: AsyncIterable<unknown>): AsyncIterable<never> 
   for await (const request of requests) {
     if (request instanceof UndecodableRequest) throw request.error;
     yield request as never;
-  }
-}
-
-/**
- * Writes a stream's messages one at a time: write() resolves once the message has left for the
- * connection, or rejects when the call ends first. One listener on the call's signal for the
- * whole stream, not one per message.
- */
-class StreamWriter {
-  private resolve: (() => void) | null = null;
-  private reject: ((reason: unknown) => void) | null = null;
-  private readonly pending = (resolve: () => void, reject: (reason: unknown) => void) => {
-    this.resolve = resolve;
-    this.reject = reject;
-  };
-
-  constructor(
-    private readonly call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>,
-    private readonly signal: AbortSignal,
-  ) {
-    signal.addEventListener("abort", () => this.settle(signal.reason), { once: true });
-  }
-
-  write(message: unknown): Promise<void> {
-    if (this.signal.aborted) return Promise.reject(this.signal.reason);
-    const written = new Promise<void>(this.pending);
-    this.call.write(message, this.written);
-    return written;
-  }
-
-  private readonly written = (err?: Error | null) => this.settle(err ?? undefined);
-
-  private settle(reason: unknown): void {
-    const { resolve, reject } = this;
-    if (!resolve || !reject) return;
-    this.resolve = this.reject = null;
-    if (reason === undefined) resolve();
-    else reject(reason);
   }
 }

@@ -1,3 +1,5 @@
+import { PULL, pullerOf } from "../watch/pull-now";
+
 /**
  * Interceptors that must see how a server stream ends (error mapping, the request log) wrap its
  * messages with this: they pass through unchanged, `ok` runs after the last one, and whatever
@@ -6,7 +8,8 @@
  *
  * Written as an iterator rather than an async generator: a generator's `yield*` costs several
  * promises per message, and a WatchKeys fan-out passes thousands of messages a second through two
- * of these; here a message costs one.
+ * of these; here a message costs one, and none when the inner stream can be pulled without a
+ * promise (PULL, src/watch/pull-now.ts): the wrapper then offers PULL too.
  */
 export function onStreamEnd<M>(
   messages: AsyncIterable<M>,
@@ -32,7 +35,7 @@ export function onStreamEnd<M>(
         finished = true;
         return Promise.reject(end.error(err));
       };
-      return {
+      const wrapper: AsyncIterator<M> = {
         next: () => {
           if (finished) return Promise.resolve({ done: true, value: undefined });
           try {
@@ -47,6 +50,21 @@ export function onStreamEnd<M>(
           return inner.return(value).then(() => ({ done: true, value: undefined }), failed);
         },
       };
+      const puller = pullerOf(inner);
+      if (!puller) return wrapper;
+      return Object.assign(wrapper, {
+        [PULL]: (ready: () => void): IteratorResult<M> | null => {
+          if (finished) return { done: true, value: undefined };
+          let result: IteratorResult<M> | null;
+          try {
+            result = puller[PULL](ready);
+          } catch (err) {
+            finished = true;
+            throw end.error(err);
+          }
+          return result === null ? null : passed(result);
+        },
+      });
     },
   };
 }

@@ -23,6 +23,7 @@ import { keyStatusBinaryDelimited, timestampBinaryDelimited } from "./key-status
 import { varintLength, writeVarint } from "./varint";
 import type { WatchKeysImpl } from "./key-pool-service";
 import { EncodedOnDemand } from "./pre-encoded";
+import { PULL, type PullNow } from "../watch/pull-now";
 
 /** Longest family name a filter may name; longer ones cannot match any key. */
 const MAX_FAMILY_BYTES = 256;
@@ -58,7 +59,7 @@ export function watchEventToProto(event: WatchEvent): WatchKeysResponse {
     case "changes":
       return create(WatchKeysResponseSchema, {
         ...base,
-        event: { case: "changes", value: { updated: event.updated.map(convert), removedKeyHashes: event.removed } },
+        event: { case: "changes", value: { updated: event.updated.map(convert), removedKeyHashes: [...event.removed] } },
       });
     case "heartbeat":
       return create(WatchKeysResponseSchema, { ...base, event: { case: "heartbeat", value: {} } });
@@ -169,6 +170,8 @@ const recentChanges: { updated: readonly KeyStatus[]; removed: readonly string[]
 const RECENT_CHANGES = 8;
 
 function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  // The watches of one shared window send the very same list (src/watch/watch-subscription.ts, SharedBatch).
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -293,7 +296,7 @@ export function createWatchKeys(hub: WatchHub): WatchKeysImpl {
  * a generator's await and yield cost several promises per message, and a fan-out sends thousands
  * of messages a second; here a message costs one.
  */
-class WatchStream implements AsyncIterator<WatchKeysResponse> {
+class WatchStream implements AsyncIterator<WatchKeysResponse>, PullNow<WatchKeysResponse> {
   private subscription: WatchSubscription | null = null;
   private finished = false;
   private readonly toProto: (event: WatchEvent) => WatchKeysResponse;
@@ -308,18 +311,39 @@ class WatchStream implements AsyncIterator<WatchKeysResponse> {
 
   next(): Promise<IteratorResult<WatchKeysResponse>> {
     if (this.finished) return Promise.resolve({ done: true, value: undefined });
-    let subscription = this.subscription;
-    if (!subscription) {
-      try {
-        // The subscription listens to ctx.signal: when the client goes away (or the server shuts
-        // down) a pending next() finishes at once and the hub forgets the watch.
-        subscription = this.subscription = this.hub.subscribe(filterFromRequest(this.req), this.ctx.signal, { batch: this.req.batch });
-      } catch (err) {
-        this.finished = true;
-        return Promise.reject(err);
-      }
+    let subscription: WatchSubscription;
+    try {
+      subscription = this.subscribed();
+    } catch (err) {
+      return Promise.reject(err);
     }
     return subscription.next().then(this.passed, this.failed);
+  }
+
+  /** next() without a promise (src/watch/pull-now.ts): the subscription's message, converted. */
+  [PULL](ready: () => void): IteratorResult<WatchKeysResponse> | null {
+    if (this.finished) return { done: true, value: undefined };
+    const subscription = this.subscribed();
+    let result: IteratorResult<WatchEvent> | null;
+    try {
+      result = subscription[PULL](ready);
+    } catch (err) {
+      return this.failed(err);
+    }
+    return result === null ? null : this.passed(result);
+  }
+
+  /** The subscription, opened at the first pull (as an async generator's body would start). */
+  private subscribed(): WatchSubscription {
+    if (this.subscription) return this.subscription;
+    try {
+      // The subscription listens to ctx.signal: when the client goes away (or the server shuts
+      // down) a pending pull finishes at once and the hub forgets the watch.
+      return (this.subscription = this.hub.subscribe(filterFromRequest(this.req), this.ctx.signal, { batch: this.req.batch }));
+    } catch (err) {
+      this.finished = true;
+      throw err;
+    }
   }
 
   return(): Promise<IteratorResult<WatchKeysResponse>> {

@@ -21,8 +21,10 @@ export interface WatchGroupContext {
  * The batched watches of one filter, on one coalescing window. A change to a key is offered to the
  * group once, not to each of its watches: it sets one bit in the group's `open` set, whatever the
  * number of watches. When the window ends, the set closes (the keys due in that window) and every
- * watch takes it into its own bits when its consumer next pulls, reading each key's latest status
- * then, as an ungrouped watch does.
+ * watch takes it when its consumer next pulls, reading each key's latest status then, as an
+ * ungrouped watch does: a watch that owes exactly that set sends the set's list, made once for
+ * the group (SharedBatch in src/watch/watch-subscription.ts); any other takes the set into its own
+ * bits.
  *
  * The window follows the rule of one batched watch (docs/watching.md): the first change after a
  * quiet window closes at once (when the first watch pulls, so that the changes of the same turn go
@@ -55,6 +57,7 @@ export class WatchGroup {
     generation: () => this.generation,
     closed: () => this.closed,
     open: () => this.open,
+    batch: null,
   };
 
   constructor(
@@ -86,6 +89,7 @@ export class WatchGroup {
     for (const member of this.members) member.takeShared(this.generation, this.closed, this.open);
     this.open = new SlotBits();
     this.closed = new SlotBits();
+    this.window.batch = null;
     this.closePending = false;
   }
 
@@ -100,6 +104,7 @@ export class WatchGroup {
     this.closePending = false;
     this.open = new SlotBits();
     this.closed = new SlotBits();
+    this.window.batch = null;
   }
 
   private close(now: number): void {
@@ -107,6 +112,7 @@ export class WatchGroup {
     for (const member of this.members) member.takeShared(this.generation, this.closed, null);
     this.closed = this.open;
     this.open = new SlotBits();
+    this.window.batch = null;
     this.generation++;
     this.arm(now + this.context.coalesceMs);
   }

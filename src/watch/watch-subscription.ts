@@ -4,13 +4,14 @@ import type { KeySlots } from "./key-slots";
 import { SlotBits } from "./slot-bits";
 import type { SnapshotSlice } from "./snapshot-slices";
 import { keyMatches, type KeyFilter } from "../domain/key-filter";
+import { PULL, type PullNow } from "./pull-now";
 
 /** One message of a watch, before it becomes a keypool.v1.WatchKeysResponse. */
 export type WatchEvent =
   | { type: "snapshot"; sequence: number; time: number; keys: readonly KeyStatus[]; more: boolean }
   | { type: "updated"; sequence: number; time: number; status: KeyStatus }
   | { type: "removed"; sequence: number; time: number; keyHash: string }
-  | { type: "changes"; sequence: number; time: number; updated: KeyStatus[]; removed: string[] }
+  | { type: "changes"; sequence: number; time: number; updated: readonly KeyStatus[]; removed: readonly string[] }
   | { type: "heartbeat"; sequence: number; time: number };
 
 export interface SubscriptionContext {
@@ -59,7 +60,33 @@ export interface SharedWindow {
   closed(): SlotBits;
   /** The keys changed since. */
   open(): SlotBits;
+  /**
+   * The latest closed set as one `changes` message's list, kept for the watches that take it
+   * whole (SharedBatch); made by the first of them, emptied when the next set closes.
+   */
+  batch: SharedBatch | null;
 }
+
+/**
+ * A closed set of a shared window, listed once for every watch of the group: its keys in slot
+ * order (the order a watch's own pass over its bits gives), each with the status a watch would
+ * read now and the change stamp it was read at. A watch that owes exactly this set (nothing of
+ * its own pending, past its snapshot, opened before the set's changes) sends this list instead of
+ * taking the set into its bits and walking them; the list is made again once one of its keys has
+ * changed since, so what a watch sends is still each key's current status.
+ */
+export interface SharedBatch {
+  generation: number;
+  slots: number[];
+  stamps: number[];
+  updated: KeyStatus[];
+  /** The set's oldest change: a watch opened after it may not owe every key. */
+  oldestStamp: number;
+  /** Whether every key is in the pool and matches the filter, and the list fits one message. */
+  whole: boolean;
+}
+
+const NO_REMOVALS: readonly string[] = Object.freeze([]);
 
 /**
  * One open watch. It pulls: nothing is produced until the consumer asks for the next message.
@@ -85,7 +112,7 @@ export interface SharedWindow {
  * server is saturated (`offer(…, leading = false)`), a change that would go out at once waits for
  * the end of the window it opens instead.
  */
-export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
+export class WatchSubscription implements AsyncIterableIterator<WatchEvent>, PullNow<WatchEvent> {
   private readonly known = new SlotBits();
   private readonly dirty = new SlotBits();
   private readonly recent = new SlotBits();
@@ -108,6 +135,8 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     resolve: (result: IteratorResult<WatchEvent>) => void;
     reject: (error: unknown) => void;
   } | null = null;
+  /** A consumer pulling with PULL (src/watch/pull-now.ts) waits here instead: no promise. */
+  private ready: (() => void) | null = null;
   /**
    * The one timer this watch may hold. It is kept while it is due no later than needed (waking
    * early costs one look; re-arming a timer per message costs more), so it may outlive a wait.
@@ -149,7 +178,7 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /** Whether a consumer is waiting for the next message. */
   get waiting(): boolean {
-    return this.waiter !== null;
+    return this.waiter !== null || this.ready !== null;
   }
 
   /**
@@ -193,13 +222,28 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
   next(): Promise<IteratorResult<WatchEvent>> {
     if (this.failure !== null) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
-    if (this.waiter) return Promise.reject(new Error("WatchSubscription.next called while a call is pending"));
+    if (this.waiting) return Promise.reject(new Error("WatchSubscription.next called while a call is pending"));
     const ready = this.take();
     if (ready) return Promise.resolve({ done: false, value: ready });
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
       this.schedule();
     });
+  }
+
+  /**
+   * The next message if one is due, as next() would give it, without a promise; else null, and
+   * `ready` is called once a message is due or the watch has ended (src/watch/pull-now.ts).
+   */
+  [PULL](ready: () => void): IteratorResult<WatchEvent> | null {
+    if (this.failure !== null) throw this.failure;
+    if (this.ended) return { done: true, value: undefined };
+    if (this.waiting) throw new Error("WatchSubscription pulled while a call is pending");
+    const event = this.take();
+    if (event) return { done: false, value: event };
+    this.ready = ready;
+    this.schedule();
+    return null;
   }
 
   return(): Promise<IteratorResult<WatchEvent>> {
@@ -235,13 +279,13 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       this.endWindows(now);
       if (this.recent.has(slot)) {
         // Sent within its window: held until the window ends.
-        if (this.held.add(slot) && this.waiter) this.schedule();
+        if (this.held.add(slot) && this.waiting) this.schedule();
         return;
       }
     }
     if (!this.dirty.add(slot)) return;
     if (!leading && this.context.coalesceMs > 0 && this.notBefore <= now) this.notBefore = now + this.context.coalesceMs;
-    if (!this.waiter) return;
+    if (!this.waiting) return;
     if (now < this.notBefore) {
       this.schedule();
       return;
@@ -261,6 +305,8 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     const shared = this.context.shared;
     if (shared) {
       shared.sync();
+      const whole = this.takeSharedBatch(shared, now);
+      if (whole) return whole;
       this.takeShared(shared.generation(), shared.closed(), null);
     }
     this.endWindows(now);
@@ -272,6 +318,52 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
       return this.stamp({ type: "heartbeat", sequence: 0, time: now });
     }
     return null;
+  }
+
+  /**
+   * The latest closed set of the shared window as this watch's next message, when the watch owes
+   * exactly that set and it goes out whole (SharedBatch); else null, and take() goes the long way.
+   */
+  private takeSharedBatch(shared: SharedWindow, now: number): WatchEvent | null {
+    const generation = shared.generation();
+    if (this.taken >= generation || this.snapshotAfter !== null || this.dirty.size > 0 || now < this.notBefore) return null;
+    const batch = this.currentBatch(shared, generation);
+    if (!batch.whole || !(batch.oldestStamp > (this.context.openedAtStamp ?? -Infinity))) return null;
+    this.taken = generation;
+    const { slots } = batch;
+    for (let i = 0; i < slots.length; i++) this.known.add(slots[i]!);
+    this.cursor = 0;
+    if (batch.updated.length === 0) return null;
+    return this.stamp({ type: "changes", sequence: 0, time: now, updated: batch.updated, removed: NO_REMOVALS });
+  }
+
+  /** The shared window's batch of its latest closed set, listed again if a key changed since. */
+  private currentBatch(shared: SharedWindow, generation: number): SharedBatch {
+    const { keys } = this.context;
+    const kept = shared.batch;
+    if (kept && kept.generation === generation) {
+      let current = true;
+      for (let i = 0; i < kept.slots.length && current; i++) current = keys.changedAt(kept.slots[i]!) === kept.stamps[i];
+      if (current) return kept;
+    }
+    const batch: SharedBatch = { generation, slots: [], stamps: [], updated: [], oldestStamp: Infinity, whole: true };
+    let bytes = 0;
+    shared.closed().forEach((slot) => {
+      const stamp = keys.changedAt(slot);
+      const status = keys.statusAt(slot);
+      batch.slots.push(slot);
+      batch.stamps.push(stamp);
+      if (stamp < batch.oldestStamp) batch.oldestStamp = stamp;
+      if (!status || !keyMatches(this.filter, status)) {
+        batch.whole = false;
+        return;
+      }
+      batch.updated.push(status);
+      bytes += this.context.measure(status);
+    });
+    if (batch.updated.length > 1 && bytes > this.context.messageBytes) batch.whole = false;
+    shared.batch = batch;
+    return batch;
   }
 
   private takeSlice(now: number): WatchEvent {
@@ -413,6 +505,13 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
 
   /** Gives the waiting consumer its next message if one is due (else sets the timer). */
   wake(): void {
+    const ready = this.ready;
+    if (ready) {
+      // A pulling consumer takes the message itself, now: handing it over is one call.
+      this.ready = null;
+      ready();
+      return;
+    }
     if (!this.waiter) return;
     const event = this.take();
     if (!event) {
@@ -444,7 +543,10 @@ export class WatchSubscription implements AsyncIterableIterator<WatchEvent> {
     this.windowHead = 0;
     const waiter = this.waiter;
     this.waiter = null;
+    const ready = this.ready;
+    this.ready = null;
     this.onEnd(this);
+    ready?.();
     if (waiter) {
       if (error !== null) waiter.reject(error);
       else waiter.resolve({ done: true, value: undefined });

@@ -4,6 +4,7 @@
  * replaced by what `error` returns; a consumer that stops early ends the inner stream and neither
  * runs.
  */
+import { PULL, pullerOf } from "../../../src/watch/pull-now";
 import { onStreamEnd } from "../../../src/transport/stream-end";
 
 async function* counted(n: number, failAt?: number) {
@@ -69,5 +70,66 @@ describe("onStreamEnd", () => {
     expect(cleanedUp).toBe(true);
     expect(ok).not.toHaveBeenCalled();
     expect(error).not.toHaveBeenCalled();
+  });
+});
+
+describe("onStreamEnd over a stream that offers PULL (src/watch/pull-now.ts)", () => {
+  /** Messages due one by one from `script`; a function throws instead; null: nothing due yet. */
+  function pulled(script: (number | null | (() => never))[]) {
+    let at = 0;
+    const readies: (() => void)[] = [];
+    const it = {
+      next: () => Promise.reject(new Error("next() must not be used")),
+      [PULL]: (ready: () => void): IteratorResult<number> | null => {
+        if (at >= script.length) return { done: true, value: undefined };
+        const step = script[at++]!;
+        if (step === null) {
+          readies.push(ready);
+          return null;
+        }
+        if (typeof step === "function") step();
+        return { done: false, value: step as number };
+      },
+    };
+    return { iterable: { [Symbol.asyncIterator]: () => it } as AsyncIterable<number>, readies };
+  }
+
+  test("the wrapper offers PULL: messages and waits pass through, ok runs once after the last", () => {
+    const ok = jest.fn();
+    const { iterable, readies } = pulled([1, null, 2]);
+    const wrapped = onStreamEnd(iterable, { ok, error: (err) => err })[Symbol.asyncIterator]();
+    const puller = pullerOf(wrapped)!;
+    expect(puller).toBeDefined();
+    const ready = jest.fn();
+    expect(puller[PULL](ready)).toEqual({ done: false, value: 1 });
+    expect(puller[PULL](ready)).toBeNull();
+    expect(readies).toEqual([ready]); // the inner stream holds the consumer's own callback
+    expect(puller[PULL](ready)).toEqual({ done: false, value: 2 });
+    expect(ok).not.toHaveBeenCalled();
+    expect(puller[PULL](ready)).toEqual({ done: true, value: undefined });
+    expect(puller[PULL](ready)).toEqual({ done: true, value: undefined });
+    expect(ok).toHaveBeenCalledTimes(1);
+  });
+
+  test("the stream's error is thrown as what error returns, after the messages before it, and then it ends", () => {
+    const mapped = new Error("mapped");
+    const error = jest.fn(() => mapped);
+    const { iterable } = pulled([
+      1,
+      () => {
+        throw new Error("raw failure");
+      },
+      2,
+    ]);
+    const puller = pullerOf(onStreamEnd(iterable, { error })[Symbol.asyncIterator]())!;
+    expect(puller[PULL](() => undefined)).toEqual({ done: false, value: 1 });
+    expect(() => puller[PULL](() => undefined)).toThrow(mapped);
+    expect(error).toHaveBeenCalledWith(expect.objectContaining({ message: "raw failure" }));
+    expect(puller[PULL](() => undefined)).toEqual({ done: true, value: undefined });
+  });
+
+  test("over a stream without PULL the wrapper offers none (its consumer uses next())", () => {
+    const wrapped = onStreamEnd(counted(2), { error: (err) => err })[Symbol.asyncIterator]();
+    expect(pullerOf(wrapped)).toBeUndefined();
   });
 });

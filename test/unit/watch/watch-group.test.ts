@@ -110,6 +110,33 @@ describe("batched watches of one filter share a window", () => {
     hub.close();
   });
 
+  test("a watch that takes a window after one of its keys changed again sends that key's current state, and the key again at the next window", async () => {
+    const { clock, pool, hub } = setup();
+    for (const h of ["oai-a", "oai-b"]) pool.put(status(h));
+    const a = new Reader(hub.subscribe({}, undefined, { batch: true }));
+    const b = hub.subscribe({}, undefined, { batch: true });
+    await a.drain();
+    expect((await b.next()).value).toMatchObject({ type: "snapshot", more: false });
+    pool.change("oai-a", { leaseCount: 1 });
+    expect(summary(await a.drain())).toEqual([["oai-a=1"]]);
+    expect(summary([(await b.next()).value as WatchEvent])).toEqual([["oai-a=1"]]);
+    clock.advance(10);
+    pool.change("oai-a", { leaseCount: 2 });
+    pool.change("oai-b", { leaseCount: 1 });
+    clock.advance(90);
+    const first = await a.drain();
+    expect(summary(first)).toEqual([["oai-a=2", "oai-b=1"]]);
+    // After one watch took the window, before the other does.
+    pool.change("oai-b", { leaseCount: 2 });
+    const late = (await b.next()).value as Changes;
+    expect(summary([late])).toEqual([["oai-a=2", "oai-b=2"]]);
+    expect(late.updated[0]).toBe((first[0] as Changes).updated[0]);
+    clock.advance(100);
+    expect(summary(await a.drain())).toEqual([["oai-b=2"]]);
+    expect(summary([(await b.next()).value as WatchEvent])).toEqual([["oai-b=2"]]);
+    hub.close();
+  });
+
   test("a watch that opens within a window is not sent the window's changes from before it opened (its snapshot has them), only those after", async () => {
     const { clock, pool, hub } = setup();
     for (const h of ["oai-a", "oai-b"]) pool.put(status(h));
