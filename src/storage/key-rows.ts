@@ -48,41 +48,29 @@ export const KEY_ROW_SQL = {
 
 export type KeyRowOp = keyof typeof KEY_ROW_SQL;
 
-/** One statement to run: which one, and its named parameters. */
-export interface KeyRow {
-  op: KeyRowOp;
-  params: Record<string, string | number | null>;
-}
+/** Every value a row statement may bind, in the order a KeyRow holds them after its op. */
+export const KEY_ROW_FIELDS = ["keyHash", "provider", "origin", "secret", "state", "status", "removedAt", "now", "hasStatus"] as const;
+export type KeyRowField = (typeof KEY_ROW_FIELDS)[number];
+export type KeyRowValue = string | number | null;
+
+/**
+ * One statement to run: which one, then its values in KEY_ROW_FIELDS order. An array, not an
+ * object of named values: rows cross to the writer thread by structured clone, which copies an
+ * array of strings for a fraction of what an object with named properties costs on both threads.
+ */
+export type KeyRow = [op: KeyRowOp, ...values: KeyRowValue[]];
 
 export function toKeyRow(write: StoreWrite, now: number): KeyRow {
+  // Values in KEY_ROW_FIELDS order: keyHash, provider, origin, secret, state, status, removedAt, now, hasStatus.
   if (write.kind === "remove") {
     const status = write.status ?? freshKeyStatus(write.keyHash, write.provider, write.modelFamilies);
-    return {
-      op: "remove",
-      params: {
-        keyHash: write.keyHash,
-        provider: write.provider,
-        origin: write.origin ?? null,
-        state: status.state,
-        status: JSON.stringify(statusOnly(status)),
-        hasStatus: write.status ? 1 : 0,
-        removedAt: write.removedAt,
-        now,
-      },
-    };
+    const json = JSON.stringify(statusOnly(status));
+    return ["remove", write.keyHash, write.provider, write.origin ?? null, null, status.state, json, write.removedAt, now, write.status ? 1 : 0];
   }
-  const params: Record<string, string | number | null> = {
-    keyHash: write.status.keyHash,
-    provider: write.status.provider,
-    origin: write.origin ?? null,
-    state: write.status.state,
-    status: JSON.stringify(statusOnly(write.status)),
-    removedAt: write.removedAt,
-    now,
-  };
-  if (write.secret === undefined) return { op: "update", params };
-  params.secret = write.secret;
-  return { op: "upsert", params };
+  const { status } = write;
+  const op = write.secret === undefined ? "update" : "upsert";
+  const json = JSON.stringify(statusOnly(status));
+  return [op, status.keyHash, status.provider, write.origin ?? null, write.secret ?? null, status.state, json, write.removedAt, now, 1];
 }
 
 /** Keeps the secret out of the JSON column: it has its own column. */

@@ -173,6 +173,34 @@ describe("SqliteStateStore file", () => {
   });
 });
 
+describe("SqliteStateStore WAL", () => {
+  it("folds the WAL back into the main file while it runs, so the WAL file stays bounded", () => {
+    const file = path.join(dir, "wal.db");
+    const store = SqliteStateStore.open(file);
+    // Rows of about three 4 KiB pages each (an 8 KB secret): 4 batches of 2,000 write about
+    // 24,000 pages, more than twice the writer's bound of 10,000 pages of WAL.
+    const secret = "s".repeat(8_000);
+    const batchPages = 2_000 * 3;
+    let largestWal = 0;
+    for (let batch = 0; batch < 4; batch++) {
+      const writes = Array.from({ length: 2_000 }, (_, i) =>
+        upsert(`oai-${String(batch * 2_000 + i).padStart(16, "0")}`, { secret: `${secret}${batch}-${i}` }),
+      );
+      store.writeBatch(writes);
+      largestWal = Math.max(largestWal, fs.statSync(`${file}-wal`).size);
+    }
+    expect(largestWal).toBeGreaterThan(batchPages * 4096 * 0.9);
+    // Never more than the bound plus the batch that crossed it.
+    expect(largestWal).toBeLessThanOrEqual((10_000 + batchPages * 1.2) * 4096);
+    store.close();
+    const reopened = SqliteStateStore.open(file);
+    const stored = reopened.loadAll();
+    expect(stored).toHaveLength(8_000);
+    expect(stored[7_999]!.record.key).toBe(`${secret}3-1999`);
+    reopened.close();
+  });
+});
+
 describe("SqliteStateStore migrations", () => {
   it("brings a new file to the latest schema version and records each step", () => {
     const file = path.join(dir, "s.db");
