@@ -123,21 +123,16 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
     backend = { pool, watched: pool, checked: pool, shown: settings.storage.state };
   }
   const { pool } = backend;
-
-  const hub = new WatchHub(backend.watched, {
-    clock: systemClock,
-    coalesceMs: settings.watch.coalesceMs,
-    heartbeatMs: settings.watch.heartbeatMs,
-    maxSubscribers: settings.watch.maxWatchers,
-    measure: encodedStatusBytes,
-  });
+  // Made once the pool is loaded (below): a change feed nobody follows yet publishes nothing, so
+  // a large start makes no event per key.
+  let hub: WatchHub | undefined;
 
   // The census is taken at its first use (src/metrics/key-census.ts), whatever the pool holds by then.
   const served = createServerMetrics({
     pool,
     census: backend.watched,
     clock: systemClock,
-    watchers: () => hub.subscriberCount,
+    watchers: () => hub?.subscriberCount ?? 0,
     storeQueue: () => state?.queued ?? 0,
   });
   let checker: KeyChecker | undefined;
@@ -155,7 +150,7 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
         // Checks in flight are cancelled: a slow upstream never holds the exit.
         checker?.close();
         await server?.close();
-        hub.close();
+        hub?.close();
         await pool.close();
         // Last: writes the soft state (last used, holds) too, and folds the WAL into the file.
         state?.close();
@@ -182,6 +177,14 @@ async function run({ settings, unknown, families, keys, access, redis }: Startup
     });
     backend.shown = state.location;
   }
+
+  hub = new WatchHub(backend.watched, {
+    clock: systemClock,
+    coalesceMs: settings.watch.coalesceMs,
+    heartbeatMs: settings.watch.heartbeatMs,
+    maxSubscribers: settings.watch.maxWatchers,
+    measure: encodedStatusBytes,
+  });
 
   for (const signal of STOP_SIGNALS) process.on(signal, () => stop({ signal }));
   followLauncher(() => stop({ reason: "npm, which started keypool, has exited" }));

@@ -89,7 +89,24 @@ export function parseKeysFile(text: string, fileName: string, families?: FamilyT
   if (doc === null || doc === undefined) return [];
   const list = Array.isArray(doc) ? doc : isObject(doc) && Array.isArray(doc.keys) ? doc.keys : undefined;
   if (!list) throw new KeySourceError(fileName, "must hold a list of keys (or an object with a \"keys\" list)");
-  return list.map((item, i) => parseEntry(item, `${fileName}: entry ${i + 1}`, families));
+  return list.map((item, i) => plainEntry(item) ?? parseEntry(item, `${fileName}: entry ${i + 1}`, families));
+}
+
+/**
+ * The usual entry, exactly {provider, key} with the provider's id as written and a key within
+ * its size: the parsed object itself becomes the spec (trimmed), so that a large file makes no
+ * second object, list or name per key. Undefined for anything else, which parseEntry checks
+ * (and names in its errors).
+ */
+function plainEntry(item: unknown): KeySpec | undefined {
+  if (!isObject(item) || typeof item.provider !== "string" || typeof item.key !== "string") return undefined;
+  let fields = 0;
+  for (const name in item) if (Object.hasOwn(item, name)) fields++;
+  if (fields !== 2 || !isProviderId(item.provider)) return undefined;
+  const key = item.key.trim();
+  if (key.length === 0 || !withinSize(key, item.provider)) return undefined;
+  if (key !== item.key) item.key = key;
+  return item as KeySpec;
 }
 
 function parseEntry(item: unknown, entry: string, families: FamilyTable | undefined): KeySpec {
@@ -134,12 +151,6 @@ function parseEntry(item: unknown, entry: string, families: FamilyTable | undefi
     throw new KeySourceError(where, `organizationId is over ${LIMITS.organizationIdBytes} bytes long`);
   }
   const key = credential.trim();
-  if (item.provider === provider && Object.keys(item).length === 2 && typeof item.key === "string") {
-    // The usual entry, {provider, key}, already in its final form: the parsed object itself
-    // becomes the spec, so that a large file makes no second object per key.
-    if (key !== item.key) item.key = key;
-    return item as KeySpec;
-  }
   const spec: KeySpec = { provider, key };
   if (asked && asked.length > 0) spec.modelFamilies = asked.map((f: string) => f.trim());
   if (item.trial) spec.trial = true;
@@ -149,11 +160,16 @@ function parseEntry(item: unknown, entry: string, families: FamilyTable | undefi
 
 /** The provider's size limit for a credential, said without quoting the key. */
 function checkKeySize(key: string, provider: ProviderId, where: string): void {
+  if (withinSize(key, provider)) return;
   const size = Buffer.byteLength(key, "utf8");
   const limit = providerInfo(provider).credential.maxBytes;
-  if (size > limit) {
-    throw new KeySourceError(where, `the key is ${size} bytes long; the limit is ${limit} bytes`);
-  }
+  throw new KeySourceError(where, `the key is ${size} bytes long; the limit is ${limit} bytes`);
+}
+
+function withinSize(key: string, provider: ProviderId): boolean {
+  const limit = providerInfo(provider).credential.maxBytes;
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: most keys need no count.
+  return key.length * 3 <= limit || Buffer.byteLength(key, "utf8") <= limit;
 }
 
 /**
@@ -192,11 +208,13 @@ function credentialOf(item: Record<string, any>, provider: ProviderId, where: st
 function dedupe(specs: KeySpec[]): KeySpec[] {
   // Keys are grouped by provider and organization (a handful of groups), so that the key string
   // itself is the set member: no new string per key.
-  const seen = new Map<string, Set<string>>();
+  const seen = new Map<ProviderId, Map<string, Set<string>>>();
   const isRepeat = (s: KeySpec) => {
-    const group = `${s.provider}\u0000${s.organizationId ?? ""}`;
-    let keys = seen.get(group);
-    if (!keys) seen.set(group, (keys = new Set()));
+    let groups = seen.get(s.provider);
+    if (!groups) seen.set(s.provider, (groups = new Map()));
+    const organization = s.organizationId ?? "";
+    let keys = groups.get(organization);
+    if (!keys) groups.set(organization, (keys = new Set()));
     if (keys.has(s.key)) return true;
     keys.add(s.key);
     return false;

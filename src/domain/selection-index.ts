@@ -115,16 +115,21 @@ export interface Lockout {
  * f families; nothing sorts the pool.
  */
 export class SelectionIndex<K extends IndexedKey> {
-  private readonly groups = new Map<string, FamilyGroup>();
+  /** By provider, then family: finding a group joins no strings (a large start adds a key per family). */
+  private readonly groups = new Map<ProviderId, Map<string, FamilyGroup>>();
 
   private group(provider: ProviderId, family: string, create: true): FamilyGroup;
   private group(provider: ProviderId, family: string, create: false): FamilyGroup | undefined;
   private group(provider: ProviderId, family: string, create: boolean): FamilyGroup | undefined {
-    const id = `${provider}/${family}`;
-    let g = this.groups.get(id);
+    let families = this.groups.get(provider);
+    if (!families) {
+      if (!create) return undefined;
+      this.groups.set(provider, (families = new Map()));
+    }
+    let g = families.get(family);
     if (!g && create) {
       g = { trial: new SubIndex(), regular: new SubIndex() };
-      this.groups.set(id, g);
+      families.set(family, g);
     }
     return g;
   }

@@ -12,10 +12,10 @@ import { WorkerCommitter } from "./committers";
 import type { Durability, DurablePool } from "../domain/pool-api";
 import { StateFileLostError } from "./file-identity";
 import { GroupCommitWriter, type GroupCommitStats } from "./group-commit";
-import { planRestore } from "./restore";
+import { RestorePlanner, type RestorePlan } from "./restore";
 import { SqliteStateStore, classify } from "./sqlite-store";
 import { StateLock } from "./state-lock";
-import type { StateStore, StoredKey, StoreWrite } from "./state-store";
+import type { StoreWrite } from "./state-store";
 
 /** KEYPOOL_STATE's value that keeps nothing. */
 export const MEMORY_STATE = "memory";
@@ -97,39 +97,31 @@ export function openDurableState(options: DurableStateOptions): DurableState {
   }
 }
 
-function startFrom(store: StateStore, lock: StateLock, options: DurableStateOptions): DurableState {
+function startFrom(store: SqliteStateStore, lock: StateLock, options: DurableStateOptions): DurableState {
   const { pool, logger } = options;
-  let stored: StoredKey[] | undefined = store.loadAll();
-  const storedCount = stored.length;
-  const plan = planRestore(stored, options.configured, options.keyHasher);
-  // From here the plan holds the records that go back; the other rows (removed keys, keys that
-  // left the configuration) may go.
-  stored = undefined;
-  if (plan.configuredDuplicates > 0) {
-    logger.warn({ duplicates: plan.configuredDuplicates }, "duplicate keys in the configuration were skipped");
+  const filled = fillPool(store, options);
+  if (filled.configuredDuplicates > 0) {
+    logger.warn({ duplicates: filled.configuredDuplicates }, "duplicate keys in the configuration were skipped");
   }
-  for (const keyHash of plan.leftConfiguration) {
+  for (const keyHash of filled.leftConfiguration) {
     logger.info(
       { keyHash, state: store.location },
       "stored key is no longer configured: it leaves the pool; its history stays in the state file",
     );
   }
-  for (const keyHash of plan.removedButConfigured) {
+  for (const keyHash of filled.removedButConfigured) {
     logger.warn(
       { keyHash, state: store.location },
       "configured key was removed with RemoveKey: it stays out of the pool (AddKeys brings it back)",
     );
   }
-  const restored = plan.records.length;
-  restoreInSlices(pool, plan.records);
-  if (plan.newSpecs.length > 0) pool.addKeys(plan.newSpecs);
 
   // Only the stored keys whose families the configuration changed are written now. A new
   // configured key gets its row when it first changes (a row made without an origin is a
   // configured key's, key-rows.ts): until then the configuration holds all there is to know, so a
   // large pool starts as fast as in memory.
   const writes: StoreWrite[] = [];
-  for (const keyHash of plan.changedByConfiguration) {
+  for (const keyHash of filled.changedByConfiguration) {
     const status = pool.getKey(keyHash);
     if (!status) continue;
     writes.push({
@@ -143,10 +135,10 @@ function startFrom(store: StateStore, lock: StateLock, options: DurableStateOpti
   logger.info(
     {
       state: store.location,
-      restored,
-      added: plan.newSpecs.length,
-      leftConfiguration: plan.leftConfiguration.length,
-      stored: storedCount,
+      restored: filled.restored,
+      added: filled.added,
+      leftConfiguration: filled.leftConfiguration.length,
+      stored: filled.stored,
     },
     "state file opened",
   );
@@ -194,16 +186,52 @@ function startFrom(store: StateStore, lock: StateLock, options: DurableStateOpti
 /** Keys restored per pool.restore call at start. */
 const RESTORE_SLICE = 4096;
 
+interface Filled extends Omit<RestorePlan, "records" | "newSpecs"> {
+  /** Rows read, removed keys included. */
+  stored: number;
+  restored: number;
+  added: number;
+}
+
 /**
- * Restores `records` a slice at a time, dropping each slice's records (parsed rows) once its
- * keys are in the pool, so that the parsed rows and the pool's entries of a large pool are never
- * all alive together. `records` is emptied. A record the pool refuses still stops the start (the caller throws).
+ * Fills the pool from the state file's rows and the configured keys (restore.ts). The rows are
+ * read, planned and restored a slice at a time, so that the parsed rows of a large file and the
+ * pool's entries are never all alive together. With no row at all (a new state file, or one no
+ * key has changed in yet) every configured key is new: they go to the pool as they are, which
+ * hashes each once and counts the duplicates, as with KEYPOOL_STATE=memory. A record the pool
+ * refuses stops the start (the caller throws).
  */
-function restoreInSlices(pool: DurablePool, records: KeyRecord[]): void {
-  for (let start = 0; start < records.length; start += RESTORE_SLICE) {
-    const end = Math.min(records.length, start + RESTORE_SLICE);
-    pool.restore(records.slice(start, end));
-    records.fill(undefined as unknown as KeyRecord, start, end);
+function fillPool(store: SqliteStateStore, options: DurableStateOptions): Filled {
+  const { pool } = options;
+  const rows = store.storedKeys();
+  let row = rows.next();
+  if (row.done) {
+    const { added, duplicates } = pool.addKeys(options.configured);
+    return { stored: 0, restored: 0, added, configuredDuplicates: duplicates, leftConfiguration: [], removedButConfigured: [], changedByConfiguration: [] };
   }
-  records.length = 0;
+  const planner = new RestorePlanner(options.configured, options.keyHasher);
+  let stored = 0;
+  let restored = 0;
+  let slice: KeyRecord[] = [];
+  try {
+    for (; !row.done; row = rows.next()) {
+      stored++;
+      const record = planner.take(row.value);
+      if (!record) continue;
+      slice.push(record);
+      if (slice.length === RESTORE_SLICE) {
+        pool.restore(slice);
+        restored += slice.length;
+        slice = [];
+      }
+    }
+  } finally {
+    // A refused record ends the reading too: the connection is then free to close.
+    rows.return(undefined);
+  }
+  if (slice.length > 0) pool.restore(slice);
+  restored += slice.length;
+  const { newSpecs, ...rest } = planner.finish();
+  if (newSpecs.length > 0) pool.addKeys(newSpecs);
+  return { stored, restored, added: newSpecs.length, ...rest };
 }

@@ -29,70 +29,77 @@ export interface RestorePlan {
   configuredDuplicates: number;
 }
 
-/** `stored` is consumed: the records of the keys that go back are changed in place and handed on. */
+/**
+ * The whole plan at once. `stored` is consumed: the records of the keys that go back are changed
+ * in place and handed on. A start goes through RestorePlanner row by row instead (durable-state.ts).
+ */
 export function planRestore(
   stored: readonly StoredKey[],
   configured: readonly KeySpec[],
   hasher: KeyHasher = hashKey,
 ): RestorePlan {
-  if (stored.length === 0) return planFirstStart(configured, hasher);
-  const specs = new Map<string, KeySpec>();
-  for (const spec of configured) {
-    // The pool trims the secret before hashing it; so does this.
-    const keyHash = hasher(spec.provider, spec.key.trim(), spec.organizationId ?? "");
-    if (!specs.has(keyHash)) specs.set(keyHash, spec);
-  }
-  const plan: RestorePlan = {
-    records: [],
-    newSpecs: [],
-    leftConfiguration: [],
-    removedButConfigured: [],
-    changedByConfiguration: [],
-    configuredDuplicates: configured.length - specs.size,
-  };
-  // A configured key found among the stored ones leaves `specs`: what remains is new.
+  const planner = new RestorePlanner(configured, hasher);
+  const records: KeyRecord[] = [];
   for (const entry of stored) {
-    const keyHash = entry.record.keyHash;
-    const spec = specs.get(keyHash);
-    if (spec) specs.delete(keyHash);
-    if (entry.removedAt > 0) {
-      if (spec) plan.removedButConfigured.push(keyHash);
-      continue;
-    }
-    if (!spec && entry.origin === "config") {
-      plan.leftConfiguration.push(keyHash);
-      continue;
-    }
-    const record = restoredRecord(entry.record, spec);
-    if (record.changed) plan.changedByConfiguration.push(keyHash);
-    plan.records.push(record.record);
+    const record = planner.take(entry);
+    if (record) records.push(record);
   }
-  for (const spec of specs.values()) plan.newSpecs.push(spec);
-  return plan;
+  return { records, ...planner.finish() };
 }
 
 /**
- * Nothing stored (a new state file, or one no key has changed in yet): every configured key is
- * new. The same plan as the general case, with a set of the keys' hashes instead of a map of
- * their specs.
+ * The plan made one stored key at a time, in any order, so that a start can put each slice of
+ * stored keys into the pool while it reads the next one: the parsed rows of a large state file
+ * are then never all alive together.
  */
-function planFirstStart(configured: readonly KeySpec[], hasher: KeyHasher): RestorePlan {
-  const seen = new Set<string>();
-  const newSpecs: KeySpec[] = [];
-  for (const spec of configured) {
-    const keyHash = hasher(spec.provider, spec.key.trim(), spec.organizationId ?? "");
-    if (seen.has(keyHash)) continue;
-    seen.add(keyHash);
-    newSpecs.push(spec);
+export class RestorePlanner {
+  /** The configured keys by hash; a configured key found among the stored ones leaves it. */
+  private readonly specs = new Map<string, KeySpec>();
+  private readonly configuredDuplicates: number;
+  private readonly leftConfiguration: string[] = [];
+  private readonly removedButConfigured: string[] = [];
+  private readonly changedByConfiguration: string[] = [];
+
+  constructor(configured: readonly KeySpec[], hasher: KeyHasher = hashKey) {
+    for (const spec of configured) {
+      // The pool trims the secret before hashing it; so does this.
+      const keyHash = hasher(spec.provider, spec.key.trim(), spec.organizationId ?? "");
+      if (!this.specs.has(keyHash)) this.specs.set(keyHash, spec);
+    }
+    this.configuredDuplicates = configured.length - this.specs.size;
   }
-  return {
-    records: [],
-    newSpecs,
-    leftConfiguration: [],
-    removedButConfigured: [],
-    changedByConfiguration: [],
-    configuredDuplicates: configured.length - newSpecs.length,
-  };
+
+  /**
+   * Decides one stored key: the record to restore (`entry.record` itself, changed in place), or
+   * undefined when the key stays out of the pool.
+   */
+  take(entry: StoredKey): KeyRecord | undefined {
+    const keyHash = entry.record.keyHash;
+    const spec = this.specs.get(keyHash);
+    if (spec) this.specs.delete(keyHash);
+    if (entry.removedAt > 0) {
+      if (spec) this.removedButConfigured.push(keyHash);
+      return undefined;
+    }
+    if (!spec && entry.origin === "config") {
+      this.leftConfiguration.push(keyHash);
+      return undefined;
+    }
+    const record = restoredRecord(entry.record, spec);
+    if (record.changed) this.changedByConfiguration.push(keyHash);
+    return record.record;
+  }
+
+  /** Once every stored key was taken: the rest of the plan, with the configured keys never stored. */
+  finish(): Omit<RestorePlan, "records"> {
+    return {
+      newSpecs: [...this.specs.values()],
+      leftConfiguration: this.leftConfiguration,
+      removedButConfigured: this.removedButConfigured,
+      changedByConfiguration: this.changedByConfiguration,
+      configuredDuplicates: this.configuredDuplicates,
+    };
+  }
 }
 
 /**

@@ -92,12 +92,17 @@ export class SqliteStateStore implements StateStore {
   }
 
   loadAll(): StoredKey[] {
-    // One row at a time: each row's JSON text is garbage as soon as it is parsed, instead of
-    // every row's text being held until the last is read.
+    return [...this.storedKeys()];
+  }
+
+  /**
+   * Every stored key, removed ones included, sorted by key hash, parsed as it is read: a start
+   * that consumes them one at a time never holds every parsed row (durable-state.ts). The
+   * connection serves nothing else until the iteration ends.
+   */
+  *storedKeys(): Generator<StoredKey> {
     const statement = this.db.prepare(`SELECT key_hash, origin, secret, status, removed_at FROM keys ORDER BY key_hash`);
-    const stored: StoredKey[] = [];
-    for (const row of statement.iterate() as IterableIterator<StoredRow>) stored.push(this.toStoredKey(row));
-    return stored;
+    for (const row of statement.iterate() as IterableIterator<StoredRow>) yield this.toStoredKey(row);
   }
 
   writeBatch(writes: readonly StoreWrite[]): void {

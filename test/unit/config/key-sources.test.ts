@@ -130,6 +130,42 @@ describe("the keys file (KEYPOOL_KEYS_FILE)", () => {
     );
   });
 
+  it("a plain {provider, key} entry is checked like any other: trimmed, size-limited, non-empty, provider as written or not", () => {
+    const long = `sk-${"x".repeat(1100)}`;
+    const json = (entries: unknown[]) => JSON.stringify(entries);
+    expect(parseKeysFile(json([{ provider: "openai", key: "  sk-a \t" }, { provider: " OpenAI ", key: "sk-b" }]), "k.json")).toEqual([
+      { provider: "openai", key: "sk-a" },
+      { provider: "openai", key: "sk-b" },
+    ]);
+    expect(() => parseKeysFile(json([{ provider: "openai", key: "sk-ok" }, { provider: "anthropic", key: long }]), "k.json")).toThrow(
+      "k.json: entry 2 (anthropic): the key is 1103 bytes long; the limit is 1024 bytes",
+    );
+    expect(() => parseKeysFile(json([{ provider: "openai", key: "   " }]), "k.json")).toThrow("k.json: entry 1 (openai): key must be a non-empty string");
+    expect(() => parseKeysFile(json([{ provider: "opnai", key: "sk-a" }]), "k.json")).toThrow(/^k\.json: entry 1: provider must be one of/);
+    // Multi-byte characters count by their UTF-8 bytes, not their UTF-16 length.
+    const wide = `sk-${"é".repeat(511)}`; // 3 + 1,022 bytes
+    expect(() => parseKeysFile(json([{ provider: "anthropic", key: wide }]), "k.json")).toThrow("the key is 1025 bytes long; the limit is 1024 bytes");
+  });
+
+  it("the same key of one provider under two organizations is two keys; the same key twice is one", () => {
+    const file = join(dir, "orgs.json");
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { provider: "openai", key: "sk-a" },
+        { provider: "openai", key: "sk-a", organizationId: "org-1" },
+        { provider: "openai", key: "sk-a" },
+        { provider: "anthropic", key: "sk-a" },
+        { provider: "openai", key: "sk-a", organizationId: "org-1" },
+      ]),
+    );
+    expect(loadKeySpecs(readSettings({ KEYPOOL_KEYS_FILE: file }).keys)).toEqual([
+      { provider: "openai", key: "sk-a" },
+      { provider: "openai", key: "sk-a", organizationId: "org-1" },
+      { provider: "anthropic", key: "sk-a" },
+    ]);
+  });
+
   it("a missing file is an error naming it", () => {
     expect(() => loadKeySpecs(readSettings({ KEYPOOL_KEYS_FILE: join(dir, "nope.yaml") }).keys)).toThrow(/nope\.yaml: cannot read.*ENOENT/);
   });
