@@ -30,24 +30,6 @@ export interface RestorePlan {
 }
 
 /**
- * The whole plan at once. `stored` is consumed: the records of the keys that go back are changed
- * in place and handed on. A start goes through RestorePlanner row by row instead (durable-state.ts).
- */
-export function planRestore(
-  stored: readonly StoredKey[],
-  configured: readonly KeySpec[],
-  hasher: KeyHasher = hashKey,
-): RestorePlan {
-  const planner = new RestorePlanner(configured, hasher);
-  const records: KeyRecord[] = [];
-  for (const entry of stored) {
-    const record = planner.take(entry);
-    if (record) records.push(record);
-  }
-  return { records, ...planner.finish() };
-}
-
-/**
  * The plan made one stored key at a time, in any order, so that a start can put each slice of
  * stored keys into the pool while it reads the next one: the parsed rows of a large state file
  * are then never all alive together.

@@ -1,6 +1,6 @@
 import { hashKey } from "../../../src/domain/key-hash";
 import type { KeySpec } from "../../../src/domain/types";
-import { planRestore } from "../../../src/storage/restore";
+import { planRestore } from "./plan-restore";
 import type { KeyOrigin, StoredKey } from "../../../src/storage/state-store";
 import { keyStatus } from "./fixtures";
 
