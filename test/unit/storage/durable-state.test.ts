@@ -5,23 +5,11 @@ import { ManualClock } from "../../../src/domain/clock";
 import { hashKey } from "../../../src/domain/key-hash";
 import { KeyPool } from "../../../src/domain/key-pool";
 import type { KeySpec } from "../../../src/domain/types";
-import { openDurableState, type DurableState, type StorageLogger } from "../../../src/storage/durable-state";
+import { openDurableState, type DurableState } from "../../../src/storage/durable-state";
+import { RecordingLogger } from "./fixtures";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
 import { StateFileError } from "../../../src/storage/state-file-error";
 import { credential, MODEL_OF } from "../domain/providers/fixtures";
-
-class RecordingLogger implements StorageLogger {
-  readonly lines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
-  info(fields: object, message: string) {
-    this.lines.push({ level: "info", fields: fields as Record<string, unknown>, message });
-  }
-  warn(fields: object, message: string) {
-    this.lines.push({ level: "warn", fields: fields as Record<string, unknown>, message });
-  }
-  error(fields: object, message: string) {
-    this.lines.push({ level: "error", fields: fields as Record<string, unknown>, message });
-  }
-}
 
 const A: KeySpec = { provider: "openai", key: "sk-configured-a" };
 const B: KeySpec = { provider: "openai", key: "sk-configured-b" };

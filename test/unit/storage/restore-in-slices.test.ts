@@ -11,7 +11,8 @@ import { ManualClock } from "../../../src/domain/clock";
 import { hashKey } from "../../../src/domain/key-hash";
 import { KeyPool } from "../../../src/domain/key-pool";
 import type { KeySpec } from "../../../src/domain/types";
-import { openDurableState, type DurableState, type StorageLogger } from "../../../src/storage/durable-state";
+import { openDurableState, type DurableState } from "../../../src/storage/durable-state";
+import { RecordingLogger } from "./fixtures";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
 import { StateFileError } from "../../../src/storage/state-file-error";
 import type { StoreWrite } from "../../../src/storage/state-store";
@@ -20,19 +21,6 @@ import type { StoreWrite } from "../../../src/storage/state-store";
 const STORED = 10_000;
 const spec = (i: number): KeySpec => ({ provider: "openai", key: `sk-stored-${String(i).padStart(6, "0")}` });
 const hashOf = (s: KeySpec) => hashKey(s.provider, s.key.trim(), s.organizationId ?? "");
-
-class RecordingLogger implements StorageLogger {
-  readonly lines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
-  info(fields: object, message: string) {
-    this.lines.push({ level: "info", fields: fields as Record<string, unknown>, message });
-  }
-  warn(fields: object, message: string) {
-    this.lines.push({ level: "warn", fields: fields as Record<string, unknown>, message });
-  }
-  error(fields: object, message: string) {
-    this.lines.push({ level: "error", fields: fields as Record<string, unknown>, message });
-  }
-}
 
 let dir: string;
 let file: string;
