@@ -15,7 +15,7 @@ import { coreLayout } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { LEASE, leaseOnce, leaseRequestBytes } from "./lib/keypool-rpc";
 import { startKeypool, type ServerHandle } from "./lib/keypool-server";
-import { writeKeysFile } from "./lib/keys-file";
+import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
 import { benchArg, buildsToCompare } from "./lib/ab-args";
 
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const load = os.loadavg();
   const keysFile = path.join(os.tmpdir(), `keypool-gc-keys-${keys}.json`);
   writeKeysFile(keysFile, keys);
-  const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
+  const env = leaseBenchEnv(keysFile, state);
   const servers: { label: string; handle: ServerHandle; perLease: { survived: number[]; promoted: number[]; pauseUs: number[]; count: number[] } }[] = [];
   try {
     for (const build of builds) {

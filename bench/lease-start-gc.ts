@@ -19,7 +19,7 @@ import { coreLayout, cpuMs, mainThreadCpuMs } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseRequestBytes } from "./lib/keypool-rpc";
 import { startKeypool, type ServerHandle } from "./lib/keypool-server";
-import { writeKeysFile } from "./lib/keys-file";
+import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
 import { benchArg, buildsToCompare } from "./lib/ab-args";
 
 /** The mark-compact lines of `--trace-gc` output, shortened to sizes, pause and reason. */
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const cores = coreLayout();
   const keysFile = path.join(os.tmpdir(), `keypool-start-gc-keys-${keys}.json`);
   writeKeysFile(keysFile, keys);
-  const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
+  const env = leaseBenchEnv(keysFile, state);
   const shape = { requests, connections: 4, streamsPerConnection: 16 };
   const calls = [
     { method: "Lease", path: LEASE, body: leaseRequestBytes() },

@@ -40,7 +40,7 @@ import { coreLayout, cpuMs, mainThreadCpuMs } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseOnce, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
-import { writeKeysFile } from "./lib/keys-file";
+import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
 import { benchArg, buildsToCompare } from "./lib/ab-args";
 
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     for (const keys of keyCounts) {
       const keysFile = path.join(os.tmpdir(), `keypool-ab-keys-${keys}.json`);
       writeKeysFile(keysFile, keys);
-      const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
+      const env = leaseBenchEnv(keysFile, state);
       for (const build of builds) {
         const flags = build.main ? nodeArgs : [...serverFlags, ...nodeArgs];
         const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, nodeArgs: flags, ...(build.main ? { main: build.main } : {}) });

@@ -18,7 +18,7 @@ import { coreLayout } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseRequestBytes } from "./lib/keypool-rpc";
 import { ROOT, startGrpcJsNoop, startKeypool } from "./lib/keypool-server";
-import { writeKeysFile } from "./lib/keys-file";
+import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
 
 interface ProfileNode {
   id: number;
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
     port === "noop"
       ? await startGrpcJsNoop(cores.server, nodeArgs)
       : await startKeypool({
-          env: { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) },
+          env: leaseBenchEnv(keysFile, state),
           cpus: cores.server,
           nodeArgs,
           nativePort: native,

@@ -16,7 +16,7 @@ import { coreLayout, sleep } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { LEASE, leaseOnce, leaseRequestBytes } from "./lib/keypool-rpc";
 import { startKeypool } from "./lib/keypool-server";
-import { writeKeysFile } from "./lib/keys-file";
+import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
 import { benchArg } from "./lib/ab-args";
 
 function threadCpuMs(pid: number): Map<string, number> {
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const cores = coreLayout();
   const keysFile = path.join(os.tmpdir(), `keypool-ab-keys-${keys}.json`);
   writeKeysFile(keysFile, keys);
-  const env = { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
+  const env = leaseBenchEnv(keysFile, state);
   const server = await startKeypool({ env, cpus: cores.server, nativePort: true, ...(mainJs ? { main: mainJs } : {}) });
   try {
     await leaseOnce(server.port);

@@ -18,3 +18,12 @@ export function writeKeysFile(file: string, count: number, withMarker = false): 
   if (withMarker) specs.push({ provider: "anthropic", key: `sk-ant-bench-marker-${benchKey(0)}` });
   writeFileSync(file, JSON.stringify(specs));
 }
+
+/**
+ * A Lease bench's server settings: keys from `keysFile`, no hold after a Lease (so that a few keys
+ * serve any rate), and `state` as KEYPOOL_STATE when given (else the server's own fresh state
+ * file, bench/lib/keypool-server.ts).
+ */
+export function leaseBenchEnv(keysFile: string, state: string): Record<string, string> {
+  return { KEYPOOL_KEYS_FILE: keysFile, KEYPOOL_REUSE_DELAY: "0", ...(state ? { KEYPOOL_STATE: state } : {}) };
+}

@@ -186,7 +186,7 @@ function startFrom(store: SqliteStateStore, lock: StateLock, options: DurableSta
 /** Keys restored per pool.restore call at start. */
 const RESTORE_SLICE = 4096;
 
-interface Filled extends Omit<RestorePlan, "records" | "newSpecs"> {
+interface Filled extends Omit<RestorePlan, "newSpecs"> {
   /** Rows read, removed keys included. */
   stored: number;
   restored: number;

@@ -14,9 +14,11 @@ import type { KeyRecord, KeySpec } from "../domain/types";
 import type { StoredKey } from "./state-store";
 import { sameList } from "../domain/same-list";
 
+/**
+ * What the plan decides beyond each stored key's record (RestorePlanner.take hands those out one
+ * by one, in-flight leases cleared, for pool.restore).
+ */
 export interface RestorePlan {
-  /** Stored keys that go back into the pool (pool.restore), in-flight leases cleared. */
-  records: KeyRecord[];
   /** Configured keys never stored: pool.addKeys. */
   newSpecs: KeySpec[];
   /** Stored configured keys that left the configuration: they stay out of the pool. */
@@ -73,7 +75,7 @@ export class RestorePlanner {
   }
 
   /** Once every stored key was taken: the rest of the plan, with the configured keys never stored. */
-  finish(): Omit<RestorePlan, "records"> {
+  finish(): RestorePlan {
     return {
       newSpecs: [...this.specs.values()],
       leftConfiguration: this.leftConfiguration,

@@ -4,7 +4,7 @@ import type { KeyRecord, KeySpec } from "../../../src/domain/types";
 import { RestorePlanner, type RestorePlan } from "../../../src/storage/restore";
 import type { StoredKey } from "../../../src/storage/state-store";
 
-export function planRestore(stored: readonly StoredKey[], configured: readonly KeySpec[], hasher: KeyHasher = hashKey): RestorePlan {
+export function planRestore(stored: readonly StoredKey[], configured: readonly KeySpec[], hasher: KeyHasher = hashKey): RestorePlan & { records: KeyRecord[] } {
   const planner = new RestorePlanner(configured, hasher);
   const records: KeyRecord[] = [];
   for (const entry of stored) {
