@@ -8,9 +8,12 @@
  * of its core, its CPU per message (with no Lease load, the cost of one message), and Leases/s.
  *
  *   npx tsx bench/watch-fanout-ab.ts --baseline=/tmp/base-2a80341 [--port=native|main] [--rates=0,half-max]
- *                                    [--rounds=3] [--seconds=8] [--subscribers=1000] [--no-batch]
+ *                                    [--rounds=3] [--seconds=8] [--lead=5] [--subscribers=1000] [--no-batch]
  *                                    [--client-processes=1[,4]] [--trace-gc] [--server-flag=--max-semi-space-size=32]
  *
+ * --seconds: how long the probes that count are sent; under Lease load they start --lead seconds
+ * after it, and the probes of that lead are reported apart as its onset (`--lead=0`: none, every
+ * probe counts from the first Lease, as before).
  * --client-processes: how many processes the subscribers are split over (a list measures each in
  * the same rounds). 1 is the original shape: one process holds the 1,000 subscribers and also
  * sends the probes and the Lease load, so its own event loop's delays count in every arrival.
@@ -34,6 +37,7 @@ async function main(): Promise<void> {
   const rates = arg("rates", "0,half-max").split(",").map((r) => (r === "half-max" ? ("half-max" as const) : Number(r)));
   const rounds = Number(arg("rounds", "3"));
   const seconds = Number(arg("seconds", "8"));
+  const leadS = Number(arg("lead", "5"));
   const subscribers = Number(arg("subscribers", "1000"));
   const batch = !process.argv.includes("--no-batch");
   const processCounts = arg("client-processes", "1").split(",").map(Number);
@@ -49,7 +53,7 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stderr.write(line + "\n");
   const print = (line: string) => process.stdout.write(line + "\n");
   print(
-    `# fan-out side by side: ${port} port, ${subscribers} subscribers${batch ? " with batch" : ""} over ${processCounts.join(" or ")} client process(es), coalesce 100 ms, ${seconds} s per pass, ${rounds} rounds`,
+    `# fan-out side by side: ${port} port, ${subscribers} subscribers${batch ? " with batch" : ""} over ${processCounts.join(" or ")} client process(es), coalesce 100 ms, ${seconds} s per pass counted after ${leadS} s of Lease load (its onset reported apart), ${rounds} rounds`,
   );
   print(`# load average at start: ${os.loadavg().map((l) => l.toFixed(2)).join(" ")} (${new Date().toISOString()})`);
   const results = new Map<string, FanoutResult[]>();
@@ -61,16 +65,17 @@ async function main(): Promise<void> {
           for (const clientProcesses of processCounts) {
             const r = await measureFanout(
               keysFile,
-              { subscribers, coalesceMs: 100, leaseRate: rate, durationS: seconds, probeIntervalMs: 300, port, batch, main: build.main, nodeArgs: build.nodeArgs, clientProcesses, traceGc },
+              { subscribers, coalesceMs: 100, leaseRate: rate, durationS: seconds, leadS, probeIntervalMs: 300, port, batch, main: build.main, nodeArgs: build.nodeArgs, clientProcesses, traceGc },
               cores,
               { KEYPOOL_REUSE_DELAY: "0", KEYPOOL_LOG_LEVEL: "warn" },
               log,
             );
             const key = `${build.label}\u0000${rate}\u0000${clientProcesses}`;
             results.set(key, [...(results.get(key) ?? []), r]);
+            const onset = r.onset ? `, onset p99 ${fmt(r.onset.p99Ms)} ms (${r.onset.probes} probes)` : "";
             const gc = r.markCompacts !== undefined ? `, server GC ${r.markCompacts} mark-compacts (${fmt(r.markCompactMs!)} ms) ${r.scavenges} scavenges (${fmt(r.scavengeMs!)} ms)` : "";
             print(
-              `round ${round + 1} ${build.label} rate ${rate} clients ${clientProcesses}${r.leaseMaxRps ? ` (max ${Math.round(r.leaseMaxRps)}/s)` : ""}: p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, last subscriber p99 ${fmt(r.lastSubscriberP99Ms)} ms, probes with p99 over 250 ms ${r.probesOver250Ms} of ${r.probes}, ` +
+              `round ${round + 1} ${build.label} rate ${rate} clients ${clientProcesses}${r.leaseMaxRps ? ` (max ${Math.round(r.leaseMaxRps)}/s)` : ""}: p50 ${fmt(r.p50Ms)} ms, p99 ${fmt(r.p99Ms)} ms, last subscriber p99 ${fmt(r.lastSubscriberP99Ms)} ms, probes with p99 over 250 ms ${r.probesOver250Ms} of ${r.probes}${onset}, ` +
                 `${Math.round(r.messagesPerSec)} messages/s, server ${(r.serverCpuShare * 100).toFixed(0)}%, ${fmt(r.serverCpuMicrosPerMessage)} µs/message, ` +
                 `${Math.round(r.lease.rps)} Lease/s (asked ${r.leaseRateTarget}), Lease p99 ${fmt(r.lease.p99Ms)} ms, generator ${(r.generatorCpuShare * 100).toFixed(0)}% (loop delay p99 ${fmt(r.generatorLoopDelayP99Ms)} ms, max ${fmt(r.generatorLoopDelayMaxMs)} ms)${gc}, missed ${r.missed}, RSS ${r.serverRssMiB.toFixed(0)} MiB; load ${os.loadavg()[0]!.toFixed(2)}`,
             );
@@ -82,15 +87,15 @@ async function main(): Promise<void> {
     rmSync(tmp, { recursive: true, force: true });
   }
   print("");
-  print("| build | client processes | Lease rate asked | p50 ms | p99 ms | last subscriber p99 ms | messages/s | server | µs/message | Lease/s | Lease p99 ms | generator loop delay p99 ms |");
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|");
+  print("| build | client processes | Lease rate asked | p50 ms | p99 ms | last subscriber p99 ms | onset p99 ms | messages/s | server | µs/message | Lease/s | Lease p99 ms | generator loop delay p99 ms |");
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const rate of rates) {
     for (const clientProcesses of processCounts) {
       for (const build of builds) {
         const rs = results.get(`${build.label}\u0000${rate}\u0000${clientProcesses}`) ?? [];
         const m = (f: (r: FanoutResult) => number) => median(rs.map(f));
         print(
-          `| ${build.label} | ${clientProcesses} | ${rate === "half-max" ? `half max (${Math.round(m((r) => r.leaseRateTarget))})` : rate} | ${fmt(m((r) => r.p50Ms))} | ${fmt(m((r) => r.p99Ms))} | ${fmt(m((r) => r.lastSubscriberP99Ms))} | ` +
+          `| ${build.label} | ${clientProcesses} | ${rate === "half-max" ? `half max (${Math.round(m((r) => r.leaseRateTarget))})` : rate} | ${fmt(m((r) => r.p50Ms))} | ${fmt(m((r) => r.p99Ms))} | ${fmt(m((r) => r.lastSubscriberP99Ms))} | ${fmt(m((r) => r.onset?.p99Ms ?? NaN))} | ` +
             `${Math.round(m((r) => r.messagesPerSec))} | ${(m((r) => r.serverCpuShare) * 100).toFixed(0)}% | ${fmt(m((r) => r.serverCpuMicrosPerMessage))} | ${Math.round(m((r) => r.lease.rps))} | ` +
             `${fmt(m((r) => r.lease.p99Ms))} | ${fmt(m((r) => r.generatorLoopDelayP99Ms))} |`,
         );

@@ -9,7 +9,8 @@
  * Arrival is measured before protobuf decoding: decoding is the subscriber's own cost.
  * With `leaseRate`, the same process also drives the Lease load over raw HTTP/2 at that rate
  * (bench/lib/paced-lease.ts) from the end of the warm-up until the probes stop: one cheap process
- * on the load core instead of the subscribers and h2load competing for it.
+ * on the load core instead of the subscribers and h2load competing for it. The Lease load starts
+ * `leadMs` before the probes that count; the probes of that lead measure its onset.
  *
  * The subscribers may be split over several of these processes (bench/watch-fanout.ts,
  * `clientProcesses`): one of them (`drive`) sends the probes, drives the Lease load and runs the
@@ -44,6 +45,12 @@ export interface FanoutConfig {
   batch: boolean;
   /** Leases per second to send while probing (0: none). */
   leaseRate: number;
+  /**
+   * How long the Lease load runs before the probes that count (0: none). Its onset is when the
+   * server first runs this mix of Leases and batched messages and V8 optimizes that code on the
+   * server's one core: the probes sent in it are reported apart (`countedFrom`), not dropped.
+   */
+  leadMs: number;
   /** HTTP/2 sessions the Lease load uses. */
   leaseConnections: number;
   /** Whether this process sends the probes, drives the Lease load and runs the verifier. */
@@ -57,6 +64,8 @@ export interface FanoutClientReport {
   subscribers: number;
   /** Per probe, when it was sent (ms on the monotonic clock; the driver's report only). */
   sentAt: number[];
+  /** The first probe sent after the Lease load's lead (the driver's report only): the earlier ones measure the onset. */
+  countedFrom: number;
   /** Per probe, the monotonic time of each of this process's subscribers' arrivals of it. */
   arrivals: number[][];
   /** Arrivals that came as a later probe's state, coalesced within one window. */
@@ -104,6 +113,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function main(config: FanoutConfig): Promise<void> {
   const sentAt: number[] = [];
+  let countedFrom = 0;
   const arrivals: number[][] = [];
   let streamErrors = 0;
   let firstStreamError = "";
@@ -229,11 +239,14 @@ async function main(config: FanoutConfig): Promise<void> {
   if (config.drive) {
     await sleep(config.warmupMs);
     admin = await connect(config.port);
-    const stopAt = performance.now() + config.durationMs;
+    const leadMs = config.leaseRate > 0 ? config.leadMs : 0;
+    const countFrom = performance.now() + leadMs;
+    const stopAt = countFrom + config.durationMs;
     if (config.leaseRate > 0) leaseSessions.push(...(await Promise.all(Array.from({ length: config.leaseConnections }, () => connect(config.port)))));
-    const leasing: Promise<PacedLeaseResult | undefined> = config.leaseRate > 0 ? pacedLeases(leaseSessions, config.leaseRate, config.durationMs) : Promise.resolve(undefined);
+    const leasing: Promise<PacedLeaseResult | undefined> = config.leaseRate > 0 ? pacedLeases(leaseSessions, config.leaseRate, leadMs + config.durationMs) : Promise.resolve(undefined);
     let probes = 0;
     while (performance.now() < stopAt) {
+      if (performance.now() < countFrom) countedFrom = probes + 1;
       const n = probes++;
       const reason = `probe-${n.toString().padStart(DIGITS, "0")}`;
       sentAt[n] = monotonicMs();
@@ -259,6 +272,7 @@ async function main(config: FanoutConfig): Promise<void> {
   const report: FanoutClientReport = {
     subscribers: config.subscribers,
     sentAt,
+    countedFrom,
     arrivals,
     superseded,
     bytesReceived: bytes,

@@ -62,7 +62,8 @@ async function main(): Promise<void> {
     const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
     if (!file) throw new Error(`no profile written in ${dir}`);
     const whole = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as Profile;
-    const probing = profileWindow(whole, r.countingFromUs + 1_000_000, r.countingToUs - 1_000_000);
+    // The probes that count: after the 1 s warm-up and the Lease load's lead.
+    const probing = profileWindow(whole, r.countingFromUs + 1_000_000 + r.leadMs * 1000, r.countingToUs - 1_000_000);
     const lines = (rows: { name: string; ms: number; share: number }[]) =>
       rows.map((t) => `${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.name}`).join("\n");
     const text = `self time by package:\n${lines(selfTimeByPackage(probing, 25))}\n\nself time by function:\n${lines(topFunctions(probing, 40))}`;

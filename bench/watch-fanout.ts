@@ -5,6 +5,9 @@
  * h2load measures on this server just before the subscribers open). Every Lease changes a key,
  * so each subscriber receives a stream of updates (coalesced per key within
  * KEYPOOL_WATCH_COALESCE); the probe changes of the marker key measure change-to-arrival time.
+ * The Lease load runs `leadS` (5 s) before the probes that count: a server that has not yet run
+ * this mix spends its first second or two optimizing the code for it on its one core, and the
+ * probes of that onset are reported apart, beside the steady state's.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as os from "node:os";
@@ -29,6 +32,7 @@ export interface FanoutResult {
   leaseMaxRps?: number;
   lease: LoadResult;
   leasesGranted: number;
+  /** Probes that count (sent after the Lease load's lead): every latency figure below is theirs. */
   probes: number;
   samples: number;
   missed: number;
@@ -39,6 +43,13 @@ export interface FanoutResult {
   maxMs: number;
   lastSubscriberP50Ms: number;
   lastSubscriberP99Ms: number;
+  /** How long the Lease load ran before the probes that count (0 without Lease load). */
+  leadMs: number;
+  /**
+   * The probes sent during that lead: the onset of the load on this server, when V8 first
+   * optimizes the code of this mix of Leases and batched messages (BENCHMARKS.md §5).
+   */
+  onset?: { probes: number; p50Ms: number; p99Ms: number; maxMs: number };
   /**
    * Probes whose own p99 (over the subscribers) exceeded 250 ms: whether the overall p99 is a few
    * slow probes (a stall) or every probe's spread.
@@ -79,6 +90,8 @@ export async function measureFanout(
     leaseRate: number | "half-max";
     durationS: number;
     probeIntervalMs: number;
+    /** How long the Lease load runs before the probes that count; default 5 s (none without Lease load). */
+    leadS?: number;
     main?: string;
     nodeArgs?: string[];
     port?: "main" | "native";
@@ -119,6 +132,7 @@ export async function measureFanout(
       log(`  fan-out (${port} port): Lease maximum on this server ${Math.round(max.rps)}/s (h2load, 4 connections x 16 streams, no subscribers)`);
     }
     const leaseRate = opts.leaseRate === "half-max" ? Math.round(leaseMaxRps! / 2) : opts.leaseRate;
+    const leadMs = leaseRate > 0 ? (opts.leadS ?? 5) * 1000 : 0;
     const before = await poolTotals(rpcPort);
     const processes = Math.max(1, Math.min(opts.clientProcesses ?? 1, opts.subscribers));
     const clientReports = (reportDir = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-clients-")));
@@ -135,6 +149,7 @@ export async function measureFanout(
         probeIntervalMs: opts.probeIntervalMs,
         batch: opts.batch ?? false,
         leaseRate,
+        leadMs,
         leaseConnections: 2,
         drive: i === 0,
         reportFile: path.join(clientReports, `client-${i}.json`),
@@ -173,8 +188,10 @@ export async function measureFanout(
     const serverRssMiB = server.rssMiB();
     const after = await poolTotals(rpcPort);
     const leasesGranted = after.leases - before.leases;
+    const onset = result.onset;
     log(
-      `  fan-out (${port} port${opts.batch ? ", batch" : ""}): ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s (target ${leaseRate}), ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}, verifier ${JSON.stringify(result.verifier)}`,
+      `  fan-out (${port} port${opts.batch ? ", batch" : ""}): ${opts.subscribers} subscribers, ${Math.round(lease.rps)} Lease/s (target ${leaseRate}), ${result.probes} probes: p50 ${result.p50Ms.toFixed(1)} ms p99 ${result.p99Ms.toFixed(1)} ms (last subscriber p99 ${result.lastSubscriberP99Ms.toFixed(1)} ms), missed ${result.missed}, verifier ${JSON.stringify(result.verifier)}` +
+        (onset ? `; onset (the first ${leadMs / 1000} s of Lease load, ${onset.probes} probes): p50 ${onset.p50Ms.toFixed(1)} ms p99 ${onset.p99Ms.toFixed(1)} ms` : ""),
     );
     // Every Lease the load generator saw succeed, and no more, was granted by the pool.
     if (leasesGranted !== lease.succeeded) {
@@ -198,6 +215,7 @@ export async function measureFanout(
       ...gc,
       serverCpuMicrosPerMessage,
       coalesceMs: opts.coalesceMs,
+      leadMs,
       leaseRateTarget: leaseRate,
       leaseMaxRps,
       lease,
@@ -212,17 +230,27 @@ export async function measureFanout(
   }
 }
 
-/** The client processes' reports as one: latencies from the driver's send times and every process's arrivals. */
+/**
+ * The client processes' reports as one: latencies from the driver's send times and every process's
+ * arrivals, the probes of the Lease load's lead (its onset) apart from those that count.
+ */
 function mergeReports(reports: FanoutClientReport[]) {
-  const sentAt = reports[0]!.sentAt;
+  const { sentAt, countedFrom } = reports[0]!;
   const latencies: number[] = [];
+  const onsetLatencies: number[] = [];
   /** Per probe, the latest arrival over all subscribers, and all its latencies. */
   const lastArrival: number[] = [];
   const byProbe: number[][] = [];
+  let samples = 0;
   for (const report of reports) {
     report.arrivals.forEach((times, probe) => {
       const sent = sentAt[probe];
       if (sent === undefined || !times) return;
+      samples += times.length;
+      if (probe < countedFrom) {
+        for (const t of times) onsetLatencies.push(t - sent);
+        return;
+      }
       for (const t of times) {
         const latency = t - sent;
         latencies.push(latency);
@@ -231,22 +259,23 @@ function mergeReports(reports: FanoutClientReport[]) {
       }
     });
   }
-  const probes = sentAt.length;
   const subscribers = reports.reduce((n, r) => n + r.subscribers, 0);
   const all = summarize(latencies);
   const perProbe = summarize(lastArrival.filter((x) => x !== undefined));
+  const onset = countedFrom > 0 ? summarize(onsetLatencies) : undefined;
   const sum = (f: (r: FanoutClientReport) => number) => reports.reduce((n, r) => n + f(r), 0);
   return {
     subscribers,
-    probes,
+    probes: sentAt.length - countedFrom,
     samples: latencies.length,
-    missed: probes * subscribers - latencies.length,
+    missed: sentAt.length * subscribers - samples,
     superseded: sum((r) => r.superseded),
     p50Ms: all.p50Ms,
     p99Ms: all.p99Ms,
     maxMs: all.maxMs,
     lastSubscriberP50Ms: perProbe.p50Ms,
     lastSubscriberP99Ms: perProbe.p99Ms,
+    onset: onset && { probes: countedFrom, p50Ms: onset.p50Ms, p99Ms: onset.p99Ms, maxMs: onset.maxMs },
     probesOver250Ms: byProbe.filter((l) => l && summarize(l).p99Ms > 250).length,
     bytesReceived: sum((r) => r.bytesReceived),
     messagesPerSec: sum((r) => r.messagesPerSec),
