@@ -35,6 +35,8 @@ export interface FanoutResult {
   /** Probes that count (sent after the Lease load's lead): every latency figure below is theirs. */
   probes: number;
   samples: number;
+  /** Every change-to-arrival time of those probes, in ms: for percentiles over several passes. */
+  latencies: Float64Array;
   missed: number;
   /** Arrivals that came as a later probe's state, coalesced within one window (counted with their own send time). */
   superseded: number;
@@ -268,6 +270,7 @@ function mergeReports(reports: FanoutClientReport[]) {
     subscribers,
     probes: sentAt.length - countedFrom,
     samples: latencies.length,
+    latencies: Float64Array.from(latencies),
     missed: sentAt.length * subscribers - samples,
     superseded: sum((r) => r.superseded),
     p50Ms: all.p50Ms,
