@@ -17,8 +17,9 @@ import { h2load, LoadResult } from "./lib/h2load";
 import { findKeyHash, LEASE, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { ROOT, startKeypool } from "./lib/keypool-server";
 import type { PacedLeaseResult } from "./lib/paced-lease";
-import { summarize } from "./lib/stats";
-import type { FanoutClientReport } from "./watch-fanout-client";
+import { collections, LOOP_STALLS, stallsOf } from "./lib/server-trace";
+import { fmt, summarize } from "./lib/stats";
+import { monotonicMs, type FanoutClientReport } from "./watch-fanout-client";
 
 export interface FanoutResult {
   /** Which port the subscribers and the Lease load used: the main port or the native gRPC port. */
@@ -79,6 +80,11 @@ export interface FanoutResult {
   streamErrors: number;
   verifier: { messages: number; outOfOrder: number; probesSeen: number; error: string };
   serverRssMiB: number;
+  /**
+   * With `traceProbes`: a line per probe, the onset's too: when it was sent, its arrivals, and
+   * the server's event-loop stalls and collections while it travelled.
+   */
+  probeTimeline?: string[];
   /** The span the subscribers were counting, on the monotonic clock in µs (a CPU profile's clock). */
   countingFromUs: number;
   countingToUs: number;
@@ -105,6 +111,8 @@ export async function measureFanout(
     clientProcesses?: number;
     /** Runs the server with --trace-gc and counts its collections while the subscribers count. */
     traceGc?: boolean;
+    /** Runs the server with loop-stalls.cjs and --trace-gc and returns the probes' timeline (probeTimeline). */
+    traceProbes?: boolean;
   },
   cores: CoreLayout,
   env: Record<string, string>,
@@ -119,7 +127,7 @@ export async function measureFanout(
     },
     cpus: cores.server,
     main: opts.main,
-    nodeArgs: [...(opts.nodeArgs ?? []), ...(opts.traceGc ? ["--trace-gc"] : [])],
+    nodeArgs: [...(opts.nodeArgs ?? []), ...(opts.traceProbes ? ["--require", LOOP_STALLS] : []), ...(opts.traceGc || opts.traceProbes ? ["--trace-gc"] : [])],
     nativePort: opts.port === "native",
   });
   const port = opts.port ?? "main";
@@ -182,6 +190,7 @@ export async function measureFanout(
     });
     const reports = clients.map((_, i) => JSON.parse(readFileSync(path.join(clientReports, `client-${i}.json`), "utf8")) as FanoutClientReport);
     const result = mergeReports(reports);
+    const probeTimeline = opts.traceProbes ? timelineOf(reports, server.proc.stderr(), server.proc.stdout()) : undefined;
     const paced = result.lease;
     const lease: LoadResult = paced
       ? { tool: "paced raw HTTP/2", requests: paced.sent, succeeded: paced.ok, failed: paced.failed, http2xx: paced.ok, rps: paced.rps, p50Ms: paced.p50Ms, p99Ms: paced.p99Ms }
@@ -223,6 +232,7 @@ export async function measureFanout(
       lease,
       leasesGranted,
       serverRssMiB,
+      probeTimeline,
       countingFromUs,
       countingToUs,
     };
@@ -290,6 +300,36 @@ function mergeReports(reports: FanoutClientReport[]) {
     loopDelayP99Ms: Math.max(...reports.map((r) => r.loopDelayP99Ms)),
     loopDelayMaxMs: Math.max(...reports.map((r) => r.loopDelayMaxMs)),
   };
+}
+
+/**
+ * A line per probe: when it was sent (ms after the first), whether it counts or fell in the Lease
+ * load's onset, its arrivals' min / p50 / p99 over the subscribers, and what the server printed
+ * between 50 ms before it was sent and its last arrival: event-loop stalls over 16 ms and
+ * collections of 5 ms and more (ms after the send, length or pause).
+ */
+function timelineOf(reports: FanoutClientReport[], stderr: string, stdout: string): string[] {
+  const { sentAt, countedFrom } = reports[0]!;
+  // The server prints wall-clock times; the probes' are monotonic. The offset is the machine's.
+  const wallAhead = Date.now() - monotonicMs();
+  const stalls = stallsOf(stderr).map(({ at, ms }) => ({ at: at - wallAhead, text: `${ms.toFixed(0)} ms` }));
+  const gcs = collections(stdout, stderr, -Infinity, Infinity)
+    .filter(({ pauseMs }) => pauseMs >= 5)
+    .map(({ at, pauseMs, text }) => ({ at: at - wallAhead, text: `${text.split(" ")[0]} ${pauseMs.toFixed(0)} ms` }));
+  return sentAt.map((sent, probe) => {
+    const latencies = reports.flatMap((r) => (r.arrivals[probe] ?? []).map((t) => t - sent));
+    const { p50Ms, p99Ms, maxMs } = summarize(latencies);
+    const during = (events: { at: number; text: string }[]) =>
+      events
+        .filter(({ at }) => at >= sent - 50 && at <= sent + (Number.isFinite(maxMs) ? maxMs : 0))
+        .map(({ at, text }) => `${at >= sent ? "+" : ""}${Math.round(at - sent)} ${text}`)
+        .join(", ");
+    return (
+      `${probe < countedFrom ? "onset" : "count"} probe ${probe} at +${Math.round(sent - sentAt[0]!)} ms: ` +
+      `min ${fmt(latencies.length ? Math.min(...latencies) : NaN)} p50 ${fmt(p50Ms)} p99 ${fmt(p99Ms)} ms; ` +
+      `server stalls [${during(stalls)}]; collections [${during(gcs)}]`
+    );
+  });
 }
 
 /** Mark-compacts and scavenges in node's --trace-gc output, with their pauses in ms. */
