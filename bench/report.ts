@@ -26,7 +26,8 @@ export interface SuiteResults {
   cores: string;
   shapes?: Shapes;
   e2e?: CellResult[];
-  fanout?: FanoutResult[];
+  /** Without each pass's raw latencies, which the JSON file need not hold. */
+  fanout?: Omit<FanoutResult, "latencies">[];
   startup?: StartupResult;
   pool?: SuiteModuleResult;
   durability?: SuiteModuleResult;
@@ -90,6 +91,9 @@ export function summaryRows(results: SuiteResults): Row[] {
       verdict(f.p99Ms < 250 && f.missed === 0),
     ]);
     rows.push([`  same, until the last subscriber has it`, `p50 ${fmt(f.lastSubscriberP50Ms)} ms, p99 ${fmt(f.lastSubscriberP99Ms)} ms`, "", ""]);
+    if (f.onset) {
+      rows.push([`  the first ${fmt(f.leadMs / 1000)} s of Lease load (its onset, not counted above)`, `p50 ${fmt(f.onset.p50Ms)} ms, p99 ${fmt(f.onset.p99Ms)} ms (${f.onset.probes} changes)`, "", ""]);
+    }
     rows.push([
       `  same, messages delivered and server CPU`,
       `${fmt(f.messagesPerSec)} messages/s, server ${fmt(f.serverCpuShare * 100)}% of a core${f.leaseRateTarget > 0 ? "" : `, ${fmt(f.serverCpuMicrosPerMessage)} µs per message`}${f.superseded ? `, ${f.superseded} superseded` : ""}`,

@@ -2,9 +2,10 @@
  * Section 3: WatchKeys fan-out. keypool with 10 OpenAI keys (the Lease load's) and one Anthropic
  * marker key; 1,000 WatchKeys subscribers (bench/watch-fanout-client.ts, on the load core) while
  * the same process leases at a fixed rate (`leaseRate`, or "half-max": half the Lease maximum
- * h2load measures on this server just before the subscribers open). Every Lease changes a key,
- * so each subscriber receives a stream of updates (coalesced per key within
- * KEYPOOL_WATCH_COALESCE); the probe changes of the marker key measure change-to-arrival time.
+ * h2load measures on this server, warmed by a first run, just before the subscribers open).
+ * Every Lease changes a key, so each subscriber receives a stream of updates (coalesced per key
+ * within KEYPOOL_WATCH_COALESCE); the probe changes of the marker key measure change-to-arrival
+ * time.
  * The Lease load runs `leadS` (5 s) before the probes that count: a server that has not yet run
  * this mix spends its first second or two optimizing the code for it on its one core, and the
  * probes of that onset are reported apart, beside the steady state's.
@@ -17,8 +18,9 @@ import { h2load, LoadResult } from "./lib/h2load";
 import { findKeyHash, LEASE, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { ROOT, startKeypool } from "./lib/keypool-server";
 import type { PacedLeaseResult } from "./lib/paced-lease";
-import { summarize } from "./lib/stats";
-import type { FanoutClientReport } from "./watch-fanout-client";
+import { collections, LOOP_STALLS, stallsOf } from "./lib/server-trace";
+import { fmt, summarize } from "./lib/stats";
+import { monotonicMs, type FanoutClientReport } from "./watch-fanout-client";
 
 export interface FanoutResult {
   /** Which port the subscribers and the Lease load used: the main port or the native gRPC port. */
@@ -35,6 +37,8 @@ export interface FanoutResult {
   /** Probes that count (sent after the Lease load's lead): every latency figure below is theirs. */
   probes: number;
   samples: number;
+  /** Every change-to-arrival time of those probes, in ms: for percentiles over several passes. */
+  latencies: Float64Array;
   missed: number;
   /** Arrivals that came as a later probe's state, coalesced within one window (counted with their own send time). */
   superseded: number;
@@ -77,6 +81,11 @@ export interface FanoutResult {
   streamErrors: number;
   verifier: { messages: number; outOfOrder: number; probesSeen: number; error: string };
   serverRssMiB: number;
+  /**
+   * With `traceProbes`: a line per probe, the onset's too: when it was sent, its arrivals, and
+   * the server's event-loop stalls and collections while it travelled.
+   */
+  probeTimeline?: string[];
   /** The span the subscribers were counting, on the monotonic clock in µs (a CPU profile's clock). */
   countingFromUs: number;
   countingToUs: number;
@@ -103,6 +112,8 @@ export async function measureFanout(
     clientProcesses?: number;
     /** Runs the server with --trace-gc and counts its collections while the subscribers count. */
     traceGc?: boolean;
+    /** Runs the server with loop-stalls.cjs and --trace-gc and returns the probes' timeline (probeTimeline). */
+    traceProbes?: boolean;
   },
   cores: CoreLayout,
   env: Record<string, string>,
@@ -117,7 +128,7 @@ export async function measureFanout(
     },
     cpus: cores.server,
     main: opts.main,
-    nodeArgs: [...(opts.nodeArgs ?? []), ...(opts.traceGc ? ["--trace-gc"] : [])],
+    nodeArgs: [...(opts.nodeArgs ?? []), ...(opts.traceProbes ? ["--require", LOOP_STALLS] : []), ...(opts.traceGc || opts.traceProbes ? ["--trace-gc"] : [])],
     nativePort: opts.port === "native",
   });
   const port = opts.port ?? "main";
@@ -127,9 +138,13 @@ export async function measureFanout(
     const markerKeyHash = await findKeyHash(rpcPort, "anthropic");
     let leaseMaxRps: number | undefined;
     if (opts.leaseRate === "half-max") {
-      const max = await h2load(rpcPort, LEASE, leaseRequestBytes(), { requests: 20_000, connections: 4, streamsPerConnection: 16 }, cores.load);
+      // A fresh server's first Leases run unoptimized code: measured cold, the maximum (and so the
+      // load) came out anywhere from 5,300 to 11,300/s on the same build. So a first run warms it.
+      const shape = { connections: 4, streamsPerConnection: 16 };
+      await h2load(rpcPort, LEASE, leaseRequestBytes(), { requests: 10_000, ...shape }, cores.load);
+      const max = await h2load(rpcPort, LEASE, leaseRequestBytes(), { requests: 20_000, ...shape }, cores.load);
       leaseMaxRps = max.rps;
-      log(`  fan-out (${port} port): Lease maximum on this server ${Math.round(max.rps)}/s (h2load, 4 connections x 16 streams, no subscribers)`);
+      log(`  fan-out (${port} port): Lease maximum on this server ${Math.round(max.rps)}/s (h2load, 4 connections x 16 streams, no subscribers, after 10,000 Leases to warm it)`);
     }
     const leaseRate = opts.leaseRate === "half-max" ? Math.round(leaseMaxRps! / 2) : opts.leaseRate;
     const leadMs = leaseRate > 0 ? (opts.leadS ?? 5) * 1000 : 0;
@@ -180,6 +195,7 @@ export async function measureFanout(
     });
     const reports = clients.map((_, i) => JSON.parse(readFileSync(path.join(clientReports, `client-${i}.json`), "utf8")) as FanoutClientReport);
     const result = mergeReports(reports);
+    const probeTimeline = opts.traceProbes ? timelineOf(reports, server.proc.stderr(), server.proc.stdout()) : undefined;
     const paced = result.lease;
     const lease: LoadResult = paced
       ? { tool: "paced raw HTTP/2", requests: paced.sent, succeeded: paced.ok, failed: paced.failed, http2xx: paced.ok, rps: paced.rps, p50Ms: paced.p50Ms, p99Ms: paced.p99Ms }
@@ -221,6 +237,7 @@ export async function measureFanout(
       lease,
       leasesGranted,
       serverRssMiB,
+      probeTimeline,
       countingFromUs,
       countingToUs,
     };
@@ -268,6 +285,7 @@ function mergeReports(reports: FanoutClientReport[]) {
     subscribers,
     probes: sentAt.length - countedFrom,
     samples: latencies.length,
+    latencies: Float64Array.from(latencies),
     missed: sentAt.length * subscribers - samples,
     superseded: sum((r) => r.superseded),
     p50Ms: all.p50Ms,
@@ -287,6 +305,36 @@ function mergeReports(reports: FanoutClientReport[]) {
     loopDelayP99Ms: Math.max(...reports.map((r) => r.loopDelayP99Ms)),
     loopDelayMaxMs: Math.max(...reports.map((r) => r.loopDelayMaxMs)),
   };
+}
+
+/**
+ * A line per probe: when it was sent (ms after the first), whether it counts or fell in the Lease
+ * load's onset, its arrivals' min / p50 / p99 over the subscribers, and what the server printed
+ * between 50 ms before it was sent and its last arrival: event-loop stalls over 16 ms and
+ * collections of 5 ms and more (ms after the send, length or pause).
+ */
+function timelineOf(reports: FanoutClientReport[], stderr: string, stdout: string): string[] {
+  const { sentAt, countedFrom } = reports[0]!;
+  // The server prints wall-clock times; the probes' are monotonic. The offset is the machine's.
+  const wallAhead = Date.now() - monotonicMs();
+  const stalls = stallsOf(stderr).map(({ at, ms }) => ({ at: at - wallAhead, text: `${ms.toFixed(0)} ms` }));
+  const gcs = collections(stdout, stderr, -Infinity, Infinity)
+    .filter(({ pauseMs }) => pauseMs >= 5)
+    .map(({ at, pauseMs, text }) => ({ at: at - wallAhead, text: `${text.split(" ")[0]} ${pauseMs.toFixed(0)} ms` }));
+  return sentAt.map((sent, probe) => {
+    const latencies = reports.flatMap((r) => (r.arrivals[probe] ?? []).map((t) => t - sent));
+    const { p50Ms, p99Ms, maxMs } = summarize(latencies);
+    const during = (events: { at: number; text: string }[]) =>
+      events
+        .filter(({ at }) => at >= sent - 50 && at <= sent + (Number.isFinite(maxMs) ? maxMs : 0))
+        .map(({ at, text }) => `${at >= sent ? "+" : ""}${Math.round(at - sent)} ${text}`)
+        .join(", ");
+    return (
+      `${probe < countedFrom ? "onset" : "count"} probe ${probe} at +${Math.round(sent - sentAt[0]!)} ms: ` +
+      `min ${fmt(latencies.length ? Math.min(...latencies) : NaN)} p50 ${fmt(p50Ms)} p99 ${fmt(p99Ms)} ms; ` +
+      `server stalls [${during(stalls)}]; collections [${during(gcs)}]`
+    );
+  });
 }
 
 /** Mark-compacts and scavenges in node's --trace-gc output, with their pauses in ms. */

@@ -34,6 +34,7 @@ import * as path from "node:path";
 import { coreLayout, cpuMs, sleep, start } from "./lib/children";
 import { ROOT, startKeypool } from "./lib/keypool-server";
 import { writeKeysFile } from "./lib/keys-file";
+import { collections, LOOP_STALLS, stallsOf } from "./lib/server-trace";
 
 interface StormStalls {
   syncedMs: number;
@@ -159,22 +160,6 @@ function busyStretches(profile: CpuProfile, fromUs: number, toUs: number, count:
   return out.join("\n");
 }
 
-/** The lines of --trace-gc (stdout) in a wall-clock window, placed with loop-stalls.cjs's CLOCK line. */
-function collections(stdout: string, stderr: string, fromMs: number, toMs: number): { at: number; pauseMs: number; text: string }[] {
-  const clock = /^CLOCK ([\d.]+)$/m.exec(stderr);
-  if (!clock) return [];
-  const t0 = Number(clock[1]);
-  const out: { at: number; pauseMs: number; text: string }[] = [];
-  for (const line of stdout.split("\n")) {
-    const m = /\]\s+(\d+) ms: (.*?), ([\d.]+) \/ [\d.]+ ms.*?\)\s*([^;]*)/.exec(line);
-    if (!m) continue;
-    const at = t0 + Number(m[1]);
-    if (at < fromMs || at > toMs) continue;
-    out.push({ at, pauseMs: Number(m[3]), text: `${m[2]!.replace(/\s+/g, " ")} (${m[4]!.trim()})` });
-  }
-  return out;
-}
-
 /** The --trace-gc-nvp lines (stdout) in a wall-clock window, summed: copies and pauses of each kind of collection. */
 function survivorsOf(stdout: string, stderr: string, fromMs: number, toMs: number): string {
   const clock = /^CLOCK ([\d.]+)$/m.exec(stderr);
@@ -214,7 +199,7 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
     nodeArgs: [
       ...(liveHeapDir ? ["--require", path.join(ROOT, "bench", "lib", "live-heap-sampler.cjs")] : []),
       "--require",
-      path.join(ROOT, "bench", "lib", "loop-stalls.cjs"),
+      LOOP_STALLS,
       ...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--cpu-prof-interval=200"] : []),
       ...(traceGc ? ["--trace-gc"] : []),
       ...(survivors ? ["--trace-gc-nvp"] : []),
@@ -256,21 +241,16 @@ async function storm(listener: "main" | "native", main: string | undefined, reni
       const serverCpuMs = cpuMs(server.pid) - cpu0;
       const syncedMs = Number(synced[1]);
       const begin = end - syncedMs;
-      const stallLines = server.proc
-        .stderr()
-        .split("\n")
-        .filter((line) => line.startsWith("STALL "))
-        .map((line) => line.split(" ").map(Number) as [unknown, number, number])
-        .filter(([, at]) => at >= begin - 50 && at <= end);
-      const stalls = stallLines.map(([, , ms]) => ms);
+      const stallLines = stallsOf(server.proc.stderr()).filter(({ at }) => at >= begin - 50 && at <= end);
+      const stalls = stallLines.map(({ ms }) => ms);
       const longestStalls = [...stallLines]
-        .sort((a, b) => b[2] - a[2])
+        .sort((a, b) => b.ms - a.ms)
         .slice(0, 2)
-        .map(([, at, ms]) => ({ fromUs: at * 1000 - wallToMonotonicUs, toUs: (at + ms) * 1000 - wallToMonotonicUs, label: "stall" }));
+        .map(({ at, ms }) => ({ fromUs: at * 1000 - wallToMonotonicUs, toUs: (at + ms) * 1000 - wallToMonotonicUs, label: "stall" }));
       let timeline: string | undefined;
       if (traceGc) {
         const events = [
-          ...stallLines.map(([, at, ms]) => ({ at, text: `stall ${ms.toFixed(0)} ms` })),
+          ...stallLines.map(({ at, ms }) => ({ at, text: `stall ${ms.toFixed(0)} ms` })),
           ...collections(server.proc.stdout(), server.proc.stderr(), begin - 50, end)
             .filter((c) => c.pauseMs >= 5)
             .map((c) => ({ at: c.at, text: `  gc ${c.pauseMs.toFixed(1)} ms: ${c.text}` })),

@@ -6,7 +6,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   DisableKeyRequestSchema,
-  EnableKeyRequestSchema,
   KeyState,
   LeaseRequestSchema,
   LeaseResponseSchema,
@@ -21,7 +20,6 @@ export const LEASE = "/keypool.v1.KeyPoolService/Lease";
 export const CHECK = "/grpc.health.v1.Health/Check";
 export const LIST_KEYS = "/keypool.v1.KeyPoolService/ListKeys";
 export const DISABLE_KEY = "/keypool.v1.KeyAdminService/DisableKey";
-export const ENABLE_KEY = "/keypool.v1.KeyAdminService/EnableKey";
 
 export const BENCH_MODEL = "gpt-3.5-turbo";
 
@@ -77,10 +75,6 @@ export async function poolTotals(port: number): Promise<{ keys: number; leases: 
 
 export function disableKeyBytes(keyHash: string, reason: string): Uint8Array {
   return toBinary(DisableKeyRequestSchema, create(DisableKeyRequestSchema, { keyHash, state: KeyState.DISABLED, reason }));
-}
-
-export function enableKeyBytes(keyHash: string): Uint8Array {
-  return toBinary(EnableKeyRequestSchema, create(EnableKeyRequestSchema, { keyHash }));
 }
 
 /** The hash of the first key of `provider` in ListKeys. */

@@ -1,4 +1,5 @@
-// Preloaded into a server by bench/watch-storm-stalls.ts (node --require): prints each stall of
+// Preloaded into a server by bench/watch-storm-stalls.ts and bench/watch-fanout.ts (node --require,
+// bench/lib/server-trace.ts reads what it prints): prints each stall of
 // the event loop longer than 16 ms (a 1 ms interval timer that fired late) with its wall time.
 const t0 = Date.now() - performance.now();
 // Wall time at performance.now() 0, to place --trace-gc's times (ms since the isolate began).

@@ -112,10 +112,6 @@ export function routesOf(services: MountedService[]): (router: ConnectRouter) =>
   };
 }
 
-export function createRoutes(deps: RouteDeps): (router: ConnectRouter) => void {
-  return routesOf(createServiceImpls(deps));
-}
-
 export interface HttpRouteDeps {
   /** GET /healthz reads the same state as grpc.health.v1.Health. */
   health: HealthState;
