@@ -1,7 +1,8 @@
 /**
  * The state writer's cost per row: a key's first row (an insert) against a row that exists (the
- * same upsert, which then updates), written the way the commit worker writes them (the same
- * schema, pragmas and statements, one transaction per lazy batch), on this thread, with
+ * same upsert, which then updates) and against a soft row beside an existing row (what a lease
+ * of a key with its row writes: key_soft), written the way the commit worker writes them (the
+ * same schema, pragmas and statements, one transaction per lazy batch), on this thread, with
  * better-sqlite3 directly. Prints CPU and wall time per row for each variant.
  *
  *   npx tsx bench/state-first-rows.ts [--keys=100000] [--changes=48000] [--batch=6000] [--variants=plain,sorted]
@@ -21,9 +22,9 @@ import * as v8 from "node:v8";
 import Database from "better-sqlite3";
 import { freshKeyStatus } from "../src/domain/key-entry";
 import { hashKey } from "../src/domain/key-hash";
-import { toKeyRow, type KeyRow } from "../src/storage/key-rows";
+import { SoftRowsBuilder, toKeyRow, type KeyRow, type SoftRows } from "../src/storage/key-rows";
 import { SqliteStateStore } from "../src/storage/sqlite-store";
-import { prepareKeyRowStatements, useWriterPragmas } from "../src/storage/sqlite-connection";
+import { prepareRowWriter, useWriterPragmas } from "../src/storage/sqlite-connection";
 import { benchArg } from "./lib/ab-args";
 import { benchKey } from "./lib/keys-file";
 import { median } from "./lib/stats";
@@ -36,6 +37,7 @@ const variants = benchArg("variants", "plain,sorted").split(",");
 const changeOrder = benchArg("order", "hash");
 /** As WorkerCommitter posts a batch (committers.ts). */
 const ROWS_PER_MESSAGE = 256;
+const SOFT_ROWS_PER_MESSAGE = 1024;
 
 function rowOf(i: number, now: number, leased: boolean): KeyRow {
   const secret = benchKey(i);
@@ -79,17 +81,28 @@ interface Cost {
   commitUs: number;
 }
 
-function writeBatches(db: Database.Database, rows: KeyRow[], variant: string): Cost {
+function writeBatches(db: Database.Database, rows: KeyRow[], variant: string, asSoft: boolean): Cost {
   const sorted = variant.includes("sorted");
-  const run = prepareKeyRowStatements(db);
+  const rowWriter = prepareRowWriter(db);
   // The rows as the writer thread receives them: serialized in parts on the main thread (not
-  // timed), deserialized on the writer's (timed, as part of its work).
+  // timed), deserialized on the writer's (timed, as part of its work). As soft rows: the lease's
+  // fields of each, in parts as WorkerCommitter packs them.
   const parts: Buffer[][] = [];
   for (let start = 0; start < rows.length; start += batchSize) {
     const batch = rows.slice(start, start + batchSize);
     if (sorted) batch.sort((a, b) => (String(a[1]) < String(b[1]) ? -1 : 1));
     const serialized: Buffer[] = [];
-    for (let at = 0; at < batch.length; at += ROWS_PER_MESSAGE) serialized.push(v8.serialize(batch.slice(at, at + ROWS_PER_MESSAGE)));
+    if (asSoft) {
+      const soft = new SoftRowsBuilder(SOFT_ROWS_PER_MESSAGE);
+      for (const row of batch) {
+        const status = JSON.parse(row[6] as string) as { lastUsed: number; leaseCount: number; holdUntil: number };
+        soft.add({ kind: "soft", keyHash: row[1] as string, soft: status });
+        if (soft.full) serialized.push(v8.serialize(soft.take()));
+      }
+      if (soft.size > 0) serialized.push(v8.serialize(soft.take()));
+    } else {
+      for (let at = 0; at < batch.length; at += ROWS_PER_MESSAGE) serialized.push(v8.serialize(batch.slice(at, at + ROWS_PER_MESSAGE)));
+    }
     parts.push(serialized);
   }
   const begin = db.prepare("BEGIN");
@@ -99,7 +112,10 @@ function writeBatches(db: Database.Database, rows: KeyRow[], variant: string): C
   let commitMs = 0;
   for (const batch of parts) {
     begin.run();
-    for (const part of batch) for (const row of v8.deserialize(part) as KeyRow[]) run(row);
+    for (const part of batch) {
+      if (asSoft) rowWriter.softRows(v8.deserialize(part) as SoftRows);
+      else for (const row of v8.deserialize(part) as KeyRow[]) rowWriter.row(row);
+    }
     const c0 = performance.now();
     commit.run();
     commitMs += performance.now() - c0;
@@ -121,7 +137,7 @@ function main(): void {
   try {
     for (let repeat = 0; repeat < repeats; repeat++)
     for (const variant of variants) {
-      for (const kind of ["first rows (insert)", "rows exist (update)"]) {
+      for (const kind of ["first rows (insert)", "rows exist (update)", "rows exist (soft row)"]) {
         const file = path.join(dir, `${variant}-${kind.startsWith("first") ? "first" : "update"}.db`);
         const page = /page=(\d+)/.exec(variant);
         if (page) {
@@ -133,13 +149,13 @@ function main(): void {
         SqliteStateStore.open(file).close();
         if (kind.startsWith("rows exist")) {
           const db = writer(file, "");
-          const run = prepareKeyRowStatements(db);
-          db.transaction(() => allRows.forEach(run))();
+          const rowWriter = prepareRowWriter(db);
+          db.transaction(() => allRows.forEach((row) => rowWriter.row(row)))();
           db.pragma("wal_checkpoint(TRUNCATE)");
           db.close();
         }
         const db = writer(file, variant);
-        const r = writeBatches(db, firstRows, variant);
+        const r = writeBatches(db, firstRows, variant, kind.includes("soft"));
         const wal = statSync(`${file}-wal`).size;
         db.close();
         const label = `${variant.padEnd(16)} ${kind.padEnd(20)}`;

@@ -1,9 +1,10 @@
 /**
  * The state writer's share of the main thread per row of a lazy write, step by step: reading the
  * key's status from the pool (`getKey`, which makes a status object), its secret, the row's JSON
- * (`toKeyRow`), and posting the rows to a thread in parts as WorkerCommitter does. Each key is
- * leased once first, as in a warmed pool; one row per Lease is what a Lease of a distinct key
- * costs the main thread at the next lazy write.
+ * (`toKeyRow`), and posting the rows to a thread in parts as WorkerCommitter does; beside them,
+ * the soft row that a key with its row gets when only leases changed it (`softStateOf`, packed
+ * into a typed array, posted). Each key is leased once first, as in a warmed pool; one row per
+ * Lease is what a Lease of a distinct key costs the main thread at the next lazy write.
  *
  *   npx tsx bench/state-row-main-thread.ts [--keys=100000] [--rows=12000] [--repeats=5]
  *
@@ -12,13 +13,14 @@
 import { Worker } from "node:worker_threads";
 import { systemClock } from "../src/domain/clock";
 import { KeyPool } from "../src/domain/key-pool";
-import { toKeyRow, type KeyRow } from "../src/storage/key-rows";
+import { SoftRowsBuilder, toKeyRow, type KeyRow } from "../src/storage/key-rows";
 import { benchArg } from "./lib/ab-args";
 import { benchKey } from "./lib/keys-file";
 import { median } from "./lib/stats";
 
 /** As WorkerCommitter posts a batch. */
 const ROWS_PER_MESSAGE = 256;
+const SOFT_ROWS_PER_MESSAGE = 1024;
 
 function main(): void {
   const keys = Number(benchArg("keys", "100000"));
@@ -62,6 +64,23 @@ function main(): void {
           }
         }
         sink.postMessage(rows);
+      },
+    ],
+    [
+      "soft state (softStateOf)",
+      () => {
+        for (const h of hashes) kept += pool.softStateOf(h)!.leaseCount;
+      },
+    ],
+    [
+      "soft row, packed and posted",
+      () => {
+        const soft = new SoftRowsBuilder(SOFT_ROWS_PER_MESSAGE);
+        for (const h of hashes) {
+          soft.add({ kind: "soft", keyHash: h, soft: pool.softStateOf(h)! });
+          if (soft.full) sink.postMessage(soft.take());
+        }
+        sink.postMessage(soft.take());
       },
     ],
   ];

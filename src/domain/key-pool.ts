@@ -16,7 +16,7 @@ import { FamilyTable } from "./model-families";
 import { ModelResolver } from "./model-resolver";
 import { resolvePoolOptions, type PoolOptions } from "./pool-options";
 import { ReportHandling, type RateLimitReport, type UsageReport } from "./report-handling";
-import type { DisableState, KeyRecord, KeySpec, KeyStatus, KeyView, Lease, PoolEvent, ProviderId } from "./types";
+import type { DisableState, KeyRecord, KeySoftState, KeySpec, KeyStatus, KeyView, Lease, PoolEvent, ProviderId } from "./types";
 import { WaiterScheduler } from "./waiter-scheduler";
 import type { WaitTarget } from "./waiters";
 
@@ -284,6 +284,12 @@ export class KeyPool {
   getKey(keyHash: string): KeyStatus | undefined {
     const entry = this.keys.byHash.get(keyHash);
     return entry && toStatus(entry);
+  }
+
+  /** What a lease changed in the key, for durable storage: three numbers, no status made. */
+  softStateOf(keyHash: string): KeySoftState | undefined {
+    const entry = this.keys.byHash.get(keyHash);
+    return entry && { lastUsed: entry.lastUsed, leaseCount: entry.leaseCount, holdUntil: entry.holdUntil };
   }
 
   /** The secret, for durable storage only. */

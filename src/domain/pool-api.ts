@@ -48,8 +48,11 @@ export type CheckedPool = Pick<KeyPool, "changes" | "listKeys" | "getKey"> & {
   [M in "markForCheck" | "checkSubject" | "applyFinding"]: MayWait<KeyPool[M]>;
 };
 
-/** What storage needs at start (restore, configured keys) and while writing (secrets, statuses). */
-export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "getKey" | "restore" | "addKeys">;
+/**
+ * What storage needs at start (restore, configured keys) and while writing (secrets, statuses,
+ * and a leased key's soft state without its whole status).
+ */
+export type DurablePool = Pick<KeyPool, "changes" | "secretOf" | "listKeys" | "getKey" | "softStateOf" | "restore" | "addKeys">;
 
 /**
  * Awaited before acknowledging a call that changed the pool, so that an acknowledged change is

@@ -65,6 +65,16 @@ export interface KeyStatus {
   familiesPinned?: boolean;
 }
 
+/**
+ * What a lease changes in a key that outlives a restart (its in-flight count does not): storage
+ * writes these alone when nothing else about the key changed since its row was written.
+ */
+export interface KeySoftState {
+  lastUsed: number;
+  leaseCount: number;
+  holdUntil: number;
+}
+
 /** What storage keeps and gives back at start: a status plus the secret. */
 export interface KeyRecord extends KeyStatus {
   key: string;

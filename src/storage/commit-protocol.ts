@@ -3,7 +3,7 @@
  * shared control block in which the thread reports how it ended: readable even while the main
  * thread blocks in Atomics.wait, where messages cannot arrive.
  */
-import type { KeyRow } from "./key-rows";
+import type { KeyRow, SoftRows } from "./key-rows";
 
 export interface CommitWorkerData {
   /** The state file, existing and migrated. */
@@ -13,15 +13,16 @@ export interface CommitWorkerData {
 }
 
 /**
- * A batch may come in parts: "rows" messages, then the "batch" message with the last rows; the
- * thread writes them all in one transaction, each part as it arrives. So neither thread holds a
- * large batch's rows at once: each part is copied out of the sender's heap as it is posted, and
- * dropped by the thread once written.
+ * A batch may come in parts: "rows" messages, then the "batch" message with the last rows (each
+ * part has rows of keys and soft rows of key_soft); the thread writes them all in one
+ * transaction, each part as it arrives. So neither thread holds a large batch's rows at once:
+ * each part is copied out of the sender's heap as it is posted, and dropped by the thread once
+ * written.
  */
 export type ToWorker =
-  | { type: "rows"; id: number; rows: KeyRow[] }
-  | { type: "batch"; id: number; rows: KeyRow[] }
-  | { type: "close"; rows: KeyRow[] };
+  | { type: "rows"; id: number; rows: KeyRow[]; soft: SoftRows }
+  | { type: "batch"; id: number; rows: KeyRow[]; soft: SoftRows }
+  | { type: "close"; rows: KeyRow[]; soft: SoftRows };
 export type FromWorker = { type: "done"; id: number } | { type: "failed"; id: number; message: string };
 
 export const CONTROL_BYTES = 4 + 2048;

@@ -6,8 +6,8 @@
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { CLOSE_FAILED, CLOSED, THREAD_FAILED, type CommitWorkerData, type FromWorker, type ToWorker } from "./commit-protocol";
-import type { KeyRow } from "./key-rows";
-import { checkpointWal, prepareKeyRowStatements, useWriterPragmas } from "./sqlite-connection";
+import type { KeyRow, SoftRows } from "./key-rows";
+import { checkpointWal, prepareRowWriter, useWriterPragmas, type RowWriter } from "./sqlite-connection";
 
 const { file, control } = workerData as CommitWorkerData;
 const state = new Int32Array(control, 0, 1);
@@ -25,17 +25,18 @@ function report(code: number, text: string): void {
 const describe = (err: unknown) => (err instanceof Error && err.message) || String(err);
 
 let db: Database.Database;
-let runRow: (row: KeyRow) => void;
-let apply: (rows: KeyRow[]) => void;
+let writer: RowWriter;
+let apply: (rows: KeyRow[], soft: SoftRows) => void;
 let begin: Database.Statement;
 let commit: Database.Statement;
 let rollback: Database.Statement;
 try {
   db = new Database(file, { fileMustExist: true });
   useWriterPragmas(db);
-  runRow = prepareKeyRowStatements(db);
-  apply = db.transaction((rows: KeyRow[]) => {
-    for (const row of rows) runRow(row);
+  writer = prepareRowWriter(db);
+  apply = db.transaction((rows: KeyRow[], soft: SoftRows) => {
+    for (const row of rows) writer.row(row);
+    writer.softRows(soft);
   });
   begin = db.prepare("BEGIN");
   commit = db.prepare("COMMIT");
@@ -61,7 +62,7 @@ function endOpen(): void {
   open = undefined;
 }
 
-function writePart(id: number, rows: KeyRow[]): void {
+function writePart(id: number, rows: KeyRow[], soft: SoftRows): void {
   if (open?.id !== id) {
     // A batch cut short (never possible from WorkerCommitter, which posts a batch in one turn) is dropped.
     endOpen();
@@ -75,7 +76,8 @@ function writePart(id: number, rows: KeyRow[]): void {
   }
   if (open.failed !== "") return;
   try {
-    for (const row of rows) runRow(row);
+    for (const row of rows) writer.row(row);
+    writer.softRows(soft);
   } catch (err) {
     open.failed = describe(err) || "unknown error";
     if (db.inTransaction) rollback.run();
@@ -84,11 +86,11 @@ function writePart(id: number, rows: KeyRow[]): void {
 
 port.on("message", (message: ToWorker) => {
   if (message.type === "rows") {
-    writePart(message.id, message.rows);
+    writePart(message.id, message.rows, message.soft);
     return;
   }
   if (message.type === "batch") {
-    writePart(message.id, message.rows);
+    writePart(message.id, message.rows, message.soft);
     const batch = open!;
     open = undefined;
     if (batch.failed === "") {
@@ -105,7 +107,7 @@ port.on("message", (message: ToWorker) => {
   let error = "";
   try {
     endOpen();
-    apply(message.rows);
+    apply(message.rows, message.soft);
     checkpointWal(db);
   } catch (err) {
     error = describe(err) || "unknown error";

@@ -22,7 +22,7 @@ import {
   type FromWorker,
   type ToWorker,
 } from "./commit-protocol";
-import { toKeyRow, type KeyRow } from "./key-rows";
+import { SoftRowsBuilder, toKeyRow, type KeyRow } from "./key-rows";
 import { SqliteStateStore } from "./sqlite-store";
 import type { StateStore, StoreWrite } from "./state-store";
 
@@ -65,8 +65,10 @@ export class SyncCommitter implements BatchCommitter {
   }
 }
 
-/** Rows per message to the writer thread (see WorkerCommitter.commit). */
+/** Rows of keys per message to the writer thread (see WorkerCommitter.commit). */
 const ROWS_PER_MESSAGE = 256;
+/** Soft rows per message: three numbers and a hash each, so more of them. */
+const SOFT_ROWS_PER_MESSAGE = 1024;
 
 /**
  * How long close() waits for the thread's last commit (normally milliseconds). Kept below
@@ -120,9 +122,10 @@ export class WorkerCommitter implements BatchCommitter {
   }
 
   /**
-   * Posts the batch in parts of ROWS_PER_MESSAGE rows, each made (status, row, JSON) as it is
-   * posted: a batch of thousands of keys never has all its rows alive at once on this thread, so
-   * a collection during the commit finds little to keep.
+   * Posts the batch in parts of at most ROWS_PER_MESSAGE rows and SOFT_ROWS_PER_MESSAGE soft rows,
+   * each made (status, row, JSON; or a soft row's numbers) as it is posted: a batch of thousands
+   * of keys never has all its rows alive at once on this thread, so a collection during the
+   * commit finds little to keep.
    */
   commit(writes: Iterable<StoreWrite>, done: (err?: Error) => void): void {
     if (this.broken) return done(this.broken);
@@ -131,11 +134,13 @@ export class WorkerCommitter implements BatchCommitter {
     this.pending = { id, done };
     const now = this.now();
     let rows: KeyRow[] = [];
+    const soft = new SoftRowsBuilder(SOFT_ROWS_PER_MESSAGE);
     try {
       for (const write of writes) {
-        rows.push(toKeyRow(write, now));
-        if (rows.length === ROWS_PER_MESSAGE) {
-          this.worker.postMessage({ type: "rows", id, rows } satisfies ToWorker);
+        if (write.kind === "soft") soft.add(write);
+        else rows.push(toKeyRow(write, now));
+        if (rows.length === ROWS_PER_MESSAGE || soft.full) {
+          this.worker.postMessage({ type: "rows", id, rows, soft: soft.take() } satisfies ToWorker);
           rows = [];
         }
       }
@@ -144,7 +149,7 @@ export class WorkerCommitter implements BatchCommitter {
       this.pending = undefined;
       return done(err instanceof Error ? err : new Error(String(err)));
     }
-    this.worker.postMessage({ type: "batch", id, rows } satisfies ToWorker);
+    this.worker.postMessage({ type: "batch", id, rows, soft: soft.take() } satisfies ToWorker);
   }
 
   /**
@@ -158,7 +163,13 @@ export class WorkerCommitter implements BatchCommitter {
     const state = new Int32Array(this.control, 0, 1);
     if (!this.broken && Atomics.load(state, 0) === RUNNING) {
       const now = this.now();
-      this.worker.postMessage({ type: "close", rows: writes.map((w) => toKeyRow(w, now)) } satisfies ToWorker);
+      const rows: KeyRow[] = [];
+      const soft = new SoftRowsBuilder(writes.length);
+      for (const write of writes) {
+        if (write.kind === "soft") soft.add(write);
+        else rows.push(toKeyRow(write, now));
+      }
+      this.worker.postMessage({ type: "close", rows, soft: soft.take() } satisfies ToWorker);
       Atomics.wait(state, 0, RUNNING, CLOSE_TIMEOUT_MS);
     }
     const outcome = Atomics.load(state, 0);

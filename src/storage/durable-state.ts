@@ -151,6 +151,7 @@ function startFrom(store: SqliteStateStore, lock: StateLock, options: DurableSta
     clock: options.clock,
     lazyMs: options.lazyMs,
     onCommitted: options.onCommitted,
+    unstored: filled.addedKeyHashes,
     onError: (err, cause) => {
       if (cause instanceof StateFileLostError) {
         logger.error(
@@ -191,6 +192,8 @@ interface Filled extends Omit<RestorePlan, "newSpecs"> {
   stored: number;
   restored: number;
   added: number;
+  /** The keys added (configured, never stored): they have no row yet. */
+  addedKeyHashes: string[];
 }
 
 /**
@@ -206,8 +209,17 @@ function fillPool(store: SqliteStateStore, options: DurableStateOptions): Filled
   const rows = store.storedKeys();
   let row = rows.next();
   if (row.done) {
-    const { added, duplicates } = pool.addKeys(options.configured);
-    return { stored: 0, restored: 0, added, configuredDuplicates: duplicates, leftConfiguration: [], removedButConfigured: [], changedByConfiguration: [] };
+    const { added, duplicates, keyHashes } = pool.addKeys(options.configured);
+    return {
+      stored: 0,
+      restored: 0,
+      added,
+      addedKeyHashes: keyHashes,
+      configuredDuplicates: duplicates,
+      leftConfiguration: [],
+      removedButConfigured: [],
+      changedByConfiguration: [],
+    };
   }
   const planner = new RestorePlanner(options.configured, options.keyHasher);
   let stored = 0;
@@ -232,6 +244,6 @@ function fillPool(store: SqliteStateStore, options: DurableStateOptions): Filled
   if (slice.length > 0) pool.restore(slice);
   restored += slice.length;
   const { newSpecs, ...rest } = planner.finish();
-  if (newSpecs.length > 0) pool.addKeys(newSpecs);
-  return { stored, restored, added: newSpecs.length, ...rest };
+  const addedKeyHashes = newSpecs.length > 0 ? pool.addKeys(newSpecs).keyHashes : [];
+  return { stored, restored, added: newSpecs.length, addedKeyHashes, ...rest };
 }

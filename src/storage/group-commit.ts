@@ -11,7 +11,9 @@
  *
  * Soft state (a lease taken or ended: last used, hold, in flight) does not ask for a commit of
  * its own: it rides along with the next one, or is written after `lazyMs`. `close()` writes
- * everything, soft state included.
+ * everything, soft state included. A key whose only changes since its row was written are soft
+ * gets a soft row (its lease fields: key-rows.ts) instead of its whole row again, read from the
+ * pool without making its status.
  */
 import type { Durability, DurablePool } from "../domain/pool-api";
 import type { Clock, Timer } from "../domain/clock";
@@ -21,7 +23,7 @@ import { SyncCommitter, type BatchCommitter } from "./committers";
 import type { KeyOrigin, StateStore, StoreWrite } from "./state-store";
 
 /** The part of the pool that the writer reads. */
-export type ObservedPool = Pick<DurablePool, "changes" | "secretOf" | "getKey">;
+export type ObservedPool = Pick<DurablePool, "changes" | "secretOf" | "getKey" | "softStateOf">;
 
 export interface GroupCommitOptions {
   /** Drives the lazy write of soft state and stamps removals. */
@@ -32,6 +34,12 @@ export interface GroupCommitOptions {
   onError?: (err: Error, cause: Error) => void;
   /** Told how long each successful commit took, from hand-over to the committer to its fsync. */
   onCommitted?: (seconds: number) => void;
+  /**
+   * Keys in the pool without a row in the store (configured keys nothing has happened to yet):
+   * a soft row needs its key's row, so their first write is the whole row. Every other key in
+   * the pool must have its row.
+   */
+  unstored?: Iterable<string>;
 }
 
 /** Causes that change nothing an RPC acknowledges: written lazily. */
@@ -54,6 +62,21 @@ interface DirtyKey {
 
 /** A key in the pool that changed, with nothing else to remember: shared, so a change allocates nothing. */
 const CHANGED: DirtyKey = Object.freeze({ removedAt: 0 });
+/** The same, when every change since the key's last write is soft: shared too. */
+const SOFT_ONLY: DirtyKey = Object.freeze({ removedAt: 0 });
+
+/**
+ * One key's entry from an unwritten older batch and a newer one. A key in the pool is written as
+ * it is at the commit, so a newer entry with nothing to remember (CHANGED, SOFT_ONLY) adds nothing
+ * to an older entry of a key in the pool: the older one stays, with its secret and origin, and a
+ * hard change stays hard.
+ */
+function newerOf(older: DirtyKey, newer: DirtyKey): DirtyKey {
+  if (newer !== CHANGED && newer !== SOFT_ONLY) return newer;
+  if (older === SOFT_ONLY) return newer;
+  if (older.removedAt === 0) return older;
+  return CHANGED;
+}
 
 interface FlushWaiter {
   resolve(): void;
@@ -63,7 +86,7 @@ interface FlushWaiter {
 export interface GroupCommitStats {
   /** Transactions written. */
   commits: number;
-  /** Key rows written, over all commits. */
+  /** Keys written (a row, or a soft row), over all commits. */
   keysWritten: number;
 }
 
@@ -84,6 +107,8 @@ export class GroupCommitWriter implements Durability {
   private readonly committer: BatchCommitter;
   private readonly unsubscribe: () => void;
   private readonly lazyMs: number;
+  /** GroupCommitOptions.unstored, less the keys written since. */
+  private readonly unstored: Set<string>;
   readonly stats: GroupCommitStats = { commits: 0, keysWritten: 0 };
 
   /** `target`: a committer, or a StateStore written on this thread. */
@@ -94,6 +119,7 @@ export class GroupCommitWriter implements Durability {
   ) {
     this.committer = "commit" in target ? target : new SyncCommitter(target);
     this.lazyMs = options.lazyMs ?? 1000;
+    this.unstored = new Set(options.unstored);
     this.unsubscribe = pool.changes.subscribe(this.onChange);
   }
 
@@ -151,7 +177,10 @@ export class GroupCommitWriter implements Durability {
     this.lazyTimer = undefined;
     // The batch in flight is written again with the rest: if it failed, nothing is lost.
     const batch = new Map(this.inFlight?.batch);
-    for (const [keyHash, entry] of this.dirty) batch.set(keyHash, entry);
+    for (const [keyHash, entry] of this.dirty) {
+      const older = batch.get(keyHash);
+      batch.set(keyHash, older ? newerOf(older, entry) : entry);
+    }
     this.dirty = new Map();
     const waiters = [...(this.inFlight?.waiters ?? []), ...this.nextWaiters];
     this.inFlight = undefined;
@@ -192,7 +221,9 @@ export class GroupCommitWriter implements Durability {
       // AddKeys: the store is the only other place that will ever know this secret.
       this.dirty.set(keyHash, { secret: this.pool.secretOf(keyHash), origin: "runtime", removedAt: 0 });
     } else if (known === undefined) {
-      this.dirty.set(keyHash, CHANGED);
+      this.dirty.set(keyHash, SOFT_CAUSES.has(event.cause) ? SOFT_ONLY : CHANGED);
+    } else if (known === SOFT_ONLY) {
+      if (!SOFT_CAUSES.has(event.cause)) this.dirty.set(keyHash, CHANGED);
     } else if (known.removedAt !== 0) {
       // Back in the pool after a removal in the same batch: written as it is at the commit.
       this.dirty.set(keyHash, known.secret === undefined && known.origin === undefined ? CHANGED : { secret: known.secret, origin: known.origin, removedAt: 0 });
@@ -245,8 +276,12 @@ export class GroupCommitWriter implements Durability {
     if (this.inFlight !== inFlight) return; // close() took over
     this.inFlight = undefined;
     if (failure) {
-      // Keep the changes for the next commit; what changed since is newer and wins.
-      for (const [keyHash, entry] of inFlight.batch) if (!this.dirty.has(keyHash)) this.dirty.set(keyHash, entry);
+      // Keep the changes for the next commit; what changed since is newer and wins (but a soft
+      // change since does not make an unwritten hard one soft).
+      for (const [keyHash, entry] of inFlight.batch) {
+        const newer = this.dirty.get(keyHash);
+        this.dirty.set(keyHash, newer ? newerOf(entry, newer) : entry);
+      }
       const err = this.saveError(failure);
       this.options.onError?.(err, failure);
       for (const waiter of inFlight.waiters) waiter.reject(err);
@@ -254,6 +289,8 @@ export class GroupCommitWriter implements Durability {
     } else {
       this.stats.commits += 1;
       this.stats.keysWritten += inFlight.batch.size;
+      // Each key of the batch has its row now.
+      if (this.unstored.size > 0) for (const keyHash of inFlight.batch.keys()) this.unstored.delete(keyHash);
       this.options.onCommitted?.((performance.now() - inFlight.started) / 1000);
       for (const waiter of inFlight.waiters) waiter.resolve();
       this.setSaving(true);
@@ -288,6 +325,11 @@ export class GroupCommitWriter implements Durability {
           origin,
           removedAt: entry.removedAt,
         };
+        continue;
+      }
+      if (entry === SOFT_ONLY && !this.unstored.has(keyHash)) {
+        const soft = this.pool.softStateOf(keyHash);
+        if (soft) yield { kind: "soft", keyHash, soft };
         continue;
       }
       // A key in the pool is written as it is now: every change noted so far is in this status.

@@ -1,7 +1,8 @@
 /**
- * How a StoreWrite becomes SQL on the `keys` table. Shared by the synchronous store (start-up,
- * tests) and the commit worker (commit-worker.ts), which receives the rows ready to bind: the
- * status is turned into JSON on the caller's side so that only strings cross threads.
+ * How a StoreWrite becomes SQL on the `keys` and `key_soft` tables. Shared by the synchronous
+ * store (start-up, tests) and the commit worker (commit-worker.ts), which receives the rows ready
+ * to bind: the status is turned into JSON on the caller's side so that only strings cross
+ * threads, and soft writes cross as numbers in a typed array (SoftRows).
  */
 import { freshKeyStatus } from "../domain/key-entry";
 import type { KeyRecord, KeyStatus, ProviderId } from "../domain/types";
@@ -60,7 +61,10 @@ export type KeyRowValue = string | number | null;
  */
 export type KeyRow = [op: KeyRowOp, ...values: KeyRowValue[]];
 
-export function toKeyRow(write: StoreWrite, now: number): KeyRow {
+/** A write to the keys table: every kind but "soft". */
+export type FullWrite = Exclude<StoreWrite, { kind: "soft" }>;
+
+export function toKeyRow(write: FullWrite, now: number): KeyRow {
   // Values in KEY_ROW_FIELDS order: keyHash, provider, origin, secret, state, status, removedAt, now, hasStatus.
   if (write.kind === "remove") {
     const status = write.status ?? freshKeyStatus(write.keyHash, write.provider, write.modelFamilies);
@@ -71,6 +75,70 @@ export function toKeyRow(write: StoreWrite, now: number): KeyRow {
   const op = write.secret === undefined ? "update" : "upsert";
   const json = JSON.stringify(statusOnly(status));
   return [op, status.keyHash, status.provider, write.origin ?? null, write.secret ?? null, status.state, json, write.removedAt, now, 1];
+}
+
+/**
+ * The `key_soft` table (migrations.ts): a leased key's lease fields, written instead of its whole
+ * row when nothing else about it changed since that row was written.
+ */
+export const SOFT_ROW_SQL = {
+  /** The key's lease fields, bound in SOFT_ROW_NUMBERS order after its hash; its row in keys stays as it was. */
+  upsert: `
+    INSERT INTO key_soft (key_hash, last_used, lease_count, hold_until) VALUES (?, ?, ?, ?)
+    ON CONFLICT (key_hash) DO UPDATE SET
+      last_used = excluded.last_used,
+      lease_count = excluded.lease_count,
+      hold_until = excluded.hold_until`,
+  /**
+   * Run with every row written to keys, in its transaction: that row holds the lease fields as
+   * they are now, so a soft row is always newer than its key's row (restore lets it override).
+   */
+  clear: `DELETE FROM key_soft WHERE key_hash = ?`,
+} as const;
+
+/** The numbers of a soft row, in this order: lastUsed, leaseCount, holdUntil. */
+export const SOFT_ROW_NUMBERS = 3;
+
+/**
+ * Soft writes as they cross to the writer thread: key hashes, and SOFT_ROW_NUMBERS numbers per
+ * hash in one Float64Array, which structured clone copies as one block instead of an object per row.
+ */
+export interface SoftRows {
+  keyHashes: string[];
+  numbers: Float64Array;
+}
+
+/** Collects soft writes into SoftRows of at most `capacity` rows. */
+export class SoftRowsBuilder {
+  private keyHashes: string[] = [];
+  private numbers: Float64Array;
+
+  constructor(private readonly capacity: number) {
+    this.numbers = new Float64Array(capacity * SOFT_ROW_NUMBERS);
+  }
+
+  get size(): number {
+    return this.keyHashes.length;
+  }
+
+  get full(): boolean {
+    return this.keyHashes.length >= this.capacity;
+  }
+
+  add(write: Extract<StoreWrite, { kind: "soft" }>): void {
+    const at = this.keyHashes.length * SOFT_ROW_NUMBERS;
+    this.keyHashes.push(write.keyHash);
+    this.numbers[at] = write.soft.lastUsed;
+    this.numbers[at + 1] = write.soft.leaseCount;
+    this.numbers[at + 2] = write.soft.holdUntil;
+  }
+
+  /** The rows so far (a copy trimmed to them), and starts anew. */
+  take(): SoftRows {
+    const rows = { keyHashes: this.keyHashes, numbers: this.numbers.slice(0, this.keyHashes.length * SOFT_ROW_NUMBERS) };
+    this.keyHashes = [];
+    return rows;
+  }
 }
 
 /** Keeps the secret out of the JSON column: it has its own column. */

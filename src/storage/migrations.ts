@@ -31,6 +31,23 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    description: "key_soft: what leases changed in a key since its row in keys was written",
+    sql: `
+      -- A key leased since its row in keys was written, and nothing else changed: the lease's
+      -- fields alone, so that a lease does not rewrite the whole row. Writing the key's row in
+      -- keys deletes its row here in the same transaction: a row here is always newer than the
+      -- key's status in keys, and its fields override those of the status. No secret.
+      CREATE TABLE key_soft (
+        key_hash    TEXT PRIMARY KEY,
+        -- Epoch ms, as status.lastUsed and status.holdUntil.
+        last_used   INTEGER NOT NULL,
+        lease_count INTEGER NOT NULL,
+        hold_until  INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** The newest schema this code knows. A file with a newer one was written by a newer keypool. */

@@ -1,10 +1,19 @@
 /**
  * What every connection that writes the state file shares: its pragmas, and its statement for
- * each kind of row (key-rows.ts). The synchronous store and the commit worker both open their
- * connections through here, so they write the same way.
+ * each kind of row (key-rows.ts), full or soft. The synchronous store and the commit worker both
+ * open their connections through here, so they write the same way.
  */
 import type Database from "better-sqlite3";
-import { KEY_ROW_FIELDS, KEY_ROW_SQL, type KeyRow, type KeyRowField, type KeyRowValue } from "./key-rows";
+import {
+  KEY_ROW_FIELDS,
+  KEY_ROW_SQL,
+  SOFT_ROW_NUMBERS,
+  SOFT_ROW_SQL,
+  type KeyRow,
+  type KeyRowField,
+  type KeyRowValue,
+  type SoftRows,
+} from "./key-rows";
 
 /**
  * WAL pages after which a commit folds the WAL back into the main file (SQLite's default is
@@ -31,15 +40,40 @@ export function checkpointWal(db: Database.Database): void {
   db.pragma("wal_checkpoint(TRUNCATE)");
 }
 
-/** Prepares the three row statements once; the result runs one row. */
-export function prepareKeyRowStatements(db: Database.Database): (row: KeyRow) => void {
+/** How a connection writes rows, each within the transaction its caller opened. */
+export interface RowWriter {
+  /** A row of keys; the key's soft row, now older than it, goes. */
+  row(row: KeyRow): void;
+  /** A key's soft row (key_soft). */
+  soft(keyHash: string, lastUsed: number, leaseCount: number, holdUntil: number): void;
+  /** Soft rows as they cross threads. */
+  softRows(rows: SoftRows): void;
+}
+
+/** Prepares the row statements once. */
+export function prepareRowWriter(db: Database.Database): RowWriter {
   const statements = {
     upsert: preparePositional(db, KEY_ROW_SQL.upsert),
     update: preparePositional(db, KEY_ROW_SQL.update),
     remove: preparePositional(db, KEY_ROW_SQL.remove),
   };
-  return (row) => {
-    statements[row[0]](row);
+  const softUpsert = db.prepare(SOFT_ROW_SQL.upsert);
+  const softClear = db.prepare(SOFT_ROW_SQL.clear);
+  const soft = (keyHash: string, lastUsed: number, leaseCount: number, holdUntil: number): void => {
+    softUpsert.run(keyHash, lastUsed, leaseCount, holdUntil);
+  };
+  return {
+    row(row) {
+      statements[row[0]](row);
+      // Values follow the op in KEY_ROW_FIELDS order: the key hash first.
+      softClear.run(row[1]);
+    },
+    soft,
+    softRows({ keyHashes, numbers }) {
+      for (let i = 0, at = 0; i < keyHashes.length; i++, at += SOFT_ROW_NUMBERS) {
+        soft(keyHashes[i]!, numbers[at]!, numbers[at + 1]!, numbers[at + 2]!);
+      }
+    },
   };
 }
 

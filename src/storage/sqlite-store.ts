@@ -13,11 +13,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import Database from "better-sqlite3";
+import { readyAtOf } from "../domain/key-entry";
 import type { KeyRecord, KeyStatus } from "../domain/types";
 import { checkSameFile, identityOf, type FileIdentity } from "./file-identity";
 import { toKeyRow } from "./key-rows";
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, type Migration } from "./migrations";
-import { checkpointWal, prepareKeyRowStatements, useWriterPragmas } from "./sqlite-connection";
+import { checkpointWal, prepareRowWriter, useWriterPragmas } from "./sqlite-connection";
 import { StateFileError } from "./state-file-error";
 import type { KeyOrigin, StateStore, StoredKey, StoreWrite } from "./state-store";
 
@@ -35,13 +36,16 @@ export interface SqliteStoreOptions {
   mustExist?: boolean;
 }
 
-/** A row of the keys table as loadAll reads it. */
+/** A row of the keys table as loadAll reads it, with its key's soft row if it has one. */
 interface StoredRow {
   key_hash: string;
   origin: string;
   secret: string;
   status: string;
   removed_at: number;
+  last_used: number | null;
+  lease_count: number | null;
+  hold_until: number | null;
 }
 
 export class SqliteStateStore implements StateStore {
@@ -55,10 +59,13 @@ export class SqliteStateStore implements StateStore {
     /** The file opened: a batch counts as written only while the path still names it. */
     private readonly opened: FileIdentity,
   ) {
-    const runRow = prepareKeyRowStatements(db);
+    const writer = prepareRowWriter(db);
     this.applyBatch = db.transaction((writes: readonly StoreWrite[]) => {
       const now = this.now();
-      for (const write of writes) runRow(toKeyRow(write, now));
+      for (const write of writes) {
+        if (write.kind === "soft") writer.soft(write.keyHash, write.soft.lastUsed, write.soft.leaseCount, write.soft.holdUntil);
+        else writer.row(toKeyRow(write, now));
+      }
     });
   }
 
@@ -97,11 +104,15 @@ export class SqliteStateStore implements StateStore {
 
   /**
    * Every stored key, removed ones included, sorted by key hash, parsed as it is read: a start
-   * that consumes them one at a time never holds every parsed row (durable-state.ts). The
-   * connection serves nothing else until the iteration ends.
+   * that consumes them one at a time never holds every parsed row (durable-state.ts). A key's
+   * soft row (key_soft) is newer than its status: its lease fields win. The connection serves
+   * nothing else until the iteration ends.
    */
   *storedKeys(): Generator<StoredKey> {
-    const statement = this.db.prepare(`SELECT key_hash, origin, secret, status, removed_at FROM keys ORDER BY key_hash`);
+    const statement = this.db.prepare(`
+      SELECT k.key_hash, k.origin, k.secret, k.status, k.removed_at, s.last_used, s.lease_count, s.hold_until
+      FROM keys k LEFT JOIN key_soft s ON s.key_hash = k.key_hash
+      ORDER BY k.key_hash`);
     for (const row of statement.iterate() as IterableIterator<StoredRow>) yield this.toStoredKey(row);
   }
 
@@ -141,6 +152,12 @@ export class SqliteStateStore implements StateStore {
     }
     const record = status as KeyRecord;
     record.key = row.secret;
+    if (row.last_used !== null) {
+      record.lastUsed = row.last_used;
+      record.leaseCount = row.lease_count!;
+      record.holdUntil = row.hold_until!;
+      record.readyAt = readyAtOf({ holdUntil: record.holdUntil, cooldownUntil: record.cooldownUntil ?? 0 });
+    }
     return { record, origin: row.origin as KeyOrigin, removedAt: row.removed_at };
   }
 }

@@ -3,7 +3,7 @@
  * state and secret. The pool stays the hot path; a store is written behind it (see
  * group-commit.ts) and read once at start (see restore.ts).
  */
-import type { KeyRecord, KeyStatus, ProviderId } from "../domain/types";
+import type { KeyRecord, KeySoftState, KeyStatus, ProviderId } from "../domain/types";
 
 /**
  * Where a key came from. Configured keys follow the configuration (a key that leaves it leaves
@@ -19,7 +19,7 @@ export interface StoredKey {
   removedAt: number;
 }
 
-/** One change to write. A row is written whole: the latest state wins. */
+/** One change to write. A row is written whole (the latest state wins), or a leased key's soft fields. */
 export type StoreWrite =
   | {
       kind: "upsert";
@@ -44,6 +44,15 @@ export type StoreWrite =
       status?: KeyStatus;
       origin?: KeyOrigin;
       removedAt: number;
+    }
+  | {
+      /**
+       * A key whose row is written and whose only changes since are leases: their fields alone,
+       * in the key_soft table, instead of the whole row again.
+       */
+      kind: "soft";
+      keyHash: string;
+      soft: KeySoftState;
     };
 
 export interface StateStore {

@@ -61,7 +61,52 @@ function onDisk(): Map<string, number> {
   }
 }
 
+const soft = (keyHash: string, leaseCount: number): StoreWrite => ({
+  kind: "soft",
+  keyHash,
+  soft: { lastUsed: 1_000 + leaseCount, leaseCount, holdUntil: 2_000 + leaseCount },
+});
+
+/** key_soft as another connection reads it: lease count by key. */
+function softOnDisk(): Map<string, number> {
+  const db = new Database(file, { readonly: true });
+  try {
+    const rows = db.prepare("SELECT key_hash, last_used, lease_count, hold_until FROM key_soft").all() as Array<{
+      key_hash: string;
+      last_used: number;
+      lease_count: number;
+      hold_until: number;
+    }>;
+    // Each row's numbers arrived together, in their order.
+    for (const r of rows) expect([r.last_used, r.hold_until]).toEqual([1_000 + r.lease_count, 2_000 + r.lease_count]);
+    return new Map(rows.map((r) => [r.key_hash, r.lease_count]));
+  } finally {
+    db.close();
+  }
+}
+
 describe("WorkerCommitter", () => {
+  it("writes soft rows beside rows, in batches larger than one message, and in the last batch at close", async () => {
+    const c = open();
+    await commit(c, Array.from({ length: 3_000 }, (_, k) => upsert(`oai-${k}`)));
+    // Mixed: 2,500 soft rows (three messages' worth) and 300 rows (two messages' worth).
+    const mixed: StoreWrite[] = [];
+    for (let k = 0; k < 2_800; k++) mixed.push(k % 28 < 25 ? soft(`oai-${k}`, k + 1) : upsert(`oai-${k}`, 7));
+    await commit(c, mixed);
+    const written = softOnDisk();
+    expect(written.size).toBe(2_500);
+    for (let k = 0; k < 2_800; k++) {
+      if (k % 28 < 25) expect(written.get(`oai-${k}`)).toBe(k + 1);
+      else expect(written.has(`oai-${k}`)).toBe(false);
+    }
+    expect([...onDisk().values()].filter((p) => p === 7)).toHaveLength(300);
+    c.closeWith([soft("oai-2999", 42), upsert("oai-0", 9)]);
+    expect(softOnDisk().get("oai-2999")).toBe(42);
+    // A row written goes with its soft row.
+    expect(softOnDisk().has("oai-0")).toBe(false);
+    expect(onDisk().get("oai-0")).toBe(9);
+  });
+
   it("reports a batch done only once another connection can read it", async () => {
     const c = open();
     await commit(c, [upsert("oai-a", 1), upsert("oai-b", 2)]);
@@ -143,6 +188,10 @@ describe("GroupCommitWriter over a WorkerCommitter", () => {
     private readonly statuses = new Map<string, KeyStatus>();
     secretOf = (keyHash: string) => `sk-${keyHash}`;
     getKey = (keyHash: string) => this.statuses.get(keyHash);
+    softStateOf = (keyHash: string) => {
+      const status = this.statuses.get(keyHash);
+      return status && { lastUsed: status.lastUsed, leaseCount: status.leaseCount, holdUntil: status.holdUntil };
+    };
     usage(keyHash: string, promptCount: number) {
       this.publish("usage", keyStatus(keyHash, { promptCount }));
     }

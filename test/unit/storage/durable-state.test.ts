@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import Database from "better-sqlite3";
 import { ManualClock } from "../../../src/domain/clock";
 import { hashKey } from "../../../src/domain/key-hash";
 import { KeyPool } from "../../../src/domain/key-pool";
@@ -199,6 +200,67 @@ describe("openDurableState", () => {
       inFlight: 0,
     });
     expect(before.lastUsed).toBeGreaterThan(0);
+  });
+
+  it("brings back a key leased after its row was written with the lease's fields, and a hard change after it with both", async () => {
+    /** What the file holds of A: its row's lease fields, and its soft row if any. */
+    const onFile = (keyHash: string) => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return {
+          row: db.prepare("SELECT json_extract(status, '$.lastUsed') AS lastUsed, json_extract(status, '$.leaseCount') AS leaseCount FROM keys WHERE key_hash = ?").get(keyHash),
+          soft: db.prepare("SELECT last_used AS lastUsed, lease_count AS leaseCount, hold_until AS holdUntil FROM key_soft WHERE key_hash = ?").get(keyHash),
+        };
+      } finally {
+        db.close();
+      }
+    };
+    const first = start([A]);
+    const hashA = hashKey("openai", A.key, "");
+    first.pool.incrementUsage({ keyHash: hashA, model: "gpt-4", inputTokens: 1, outputTokens: 1 });
+    await first.state.flush();
+    clock.advance(5_000);
+    const leased = first.pool.lease({ model: "gpt-4" });
+    expect(leased.keyHash).toBe(hashA);
+    await first.state.flush();
+    // The lease wrote A's lease fields beside its row, not the row again.
+    expect(onFile(hashA)).toEqual({ row: { lastUsed: 0, leaseCount: 0 }, soft: { lastUsed: clock.now(), leaseCount: 1, holdUntil: clock.now() + 1_000 } });
+    first.state.lock!.release(); // the process dies
+
+    const second = start([A]);
+    expect(second.pool.getKey(hashA)).toMatchObject({ lastUsed: clock.now(), leaseCount: 1, holdUntil: clock.now() + 1_000, readyAt: clock.now() + 1_000, promptCount: 1, inFlight: 0 });
+    clock.advance(5_000);
+    second.pool.lease({ model: "gpt-4" });
+    const leasedAt = clock.now();
+    await second.state.flush();
+    expect(onFile(hashA).soft).toEqual({ lastUsed: leasedAt, leaseCount: 2, holdUntil: leasedAt + 1_000 });
+    // A report: the whole row again, lease fields included; the soft row goes.
+    second.pool.reportRateLimit({ keyHash: hashA, statusCode: 429, headers: { "retry-after": "30" } });
+    await second.state.flush();
+    expect(onFile(hashA)).toEqual({ row: { lastUsed: leasedAt, leaseCount: 2 }, soft: undefined });
+    second.state.lock!.release(); // the process dies
+
+    const third = start([A]);
+    expect(third.pool.getKey(hashA)).toMatchObject({ lastUsed: leasedAt, leaseCount: 2, holdUntil: leasedAt + 1_000, cooldownUntil: leasedAt + 30_000, promptCount: 1 });
+  });
+
+  it("writes a configured key's whole row at its first lease, as configured, and soft rows after", async () => {
+    const first = start([A]);
+    const hashA = hashKey("openai", A.key, "");
+    first.pool.lease({ model: "gpt-4" });
+    await first.state.flush();
+    clock.advance(5_000);
+    first.pool.lease({ model: "gpt-4" });
+    await first.state.flush();
+    const db = new Database(file, { readonly: true });
+    const rows = db.prepare("SELECT key_hash, origin, json_extract(status, '$.leaseCount') AS leaseCount FROM keys").all();
+    const soft = db.prepare("SELECT key_hash, lease_count FROM key_soft").all();
+    db.close();
+    expect(rows).toEqual([{ key_hash: hashA, origin: "config", leaseCount: 1 }]);
+    expect(soft).toEqual([{ key_hash: hashA, lease_count: 2 }]);
+    first.state.close();
+    const second = start([A]);
+    expect(second.pool.getKey(hashA)).toMatchObject({ leaseCount: 2, lastUsed: clock.now() });
   });
 
   it("lets a flush of one call cover a lease that came before it", async () => {

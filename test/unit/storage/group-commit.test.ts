@@ -5,7 +5,8 @@ import { ChangeFeed } from "../../../src/domain/change-feed";
 import { ManualClock } from "../../../src/domain/clock";
 import { ErrorCode, PoolError } from "../../../src/domain/errors";
 import { StatusView } from "../../../src/domain/key-view";
-import type { ChangeCause, KeyStatus, PoolEvent } from "../../../src/domain/types";
+import type { ChangeCause, KeySoftState, KeyStatus, PoolEvent } from "../../../src/domain/types";
+import type { BatchCommitter } from "../../../src/storage/committers";
 import { GroupCommitWriter, type ObservedPool } from "../../../src/storage/group-commit";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
 import type { StateStore, StoredKey, StoreWrite } from "../../../src/storage/state-store";
@@ -15,8 +16,10 @@ import { keyStatus } from "./fixtures";
 class FakePool implements ObservedPool {
   readonly changes = new ChangeFeed<PoolEvent>();
   readonly keys = new Map<string, { status: KeyStatus; secret: string }>();
-  /** Statuses read by the writer. */
+  /** Keys read by the writer: a status, or the soft state alone. */
   reads = 0;
+  /** Of those, statuses made. */
+  statuses = 0;
 
   add(keyHash: string, secret = `sk-${keyHash}`): void {
     const status = keyStatus(keyHash);
@@ -43,8 +46,22 @@ class FakePool implements ObservedPool {
 
   getKey(keyHash: string): KeyStatus | undefined {
     this.reads++;
+    this.statuses++;
     return this.keys.get(keyHash)?.status;
   }
+
+  softStateOf(keyHash: string): KeySoftState | undefined {
+    this.reads++;
+    const status = this.keys.get(keyHash)?.status;
+    return status && { lastUsed: status.lastUsed, leaseCount: status.leaseCount, holdUntil: status.holdUntil };
+  }
+}
+
+/** What a batch wrote of each key: its whole row's field, or its soft row's. */
+function written(batch: StoreWrite[], field: "lastUsed" | "leaseCount"): Array<[string, string, number]> {
+  return batch.map((w) =>
+    w.kind === "soft" ? ["soft", w.keyHash, w.soft[field]] : w.kind === "upsert" ? ["row", w.status.keyHash, w.status[field]] : ["remove", w.keyHash, 0],
+  );
 }
 
 /** Records every batch; can be told to fail. */
@@ -130,10 +147,92 @@ describe("GroupCommitWriter", () => {
     clock.advance(1000);
     await turn();
     expect(pool.reads).toBe(2);
-    expect(store.batches[0]!.map((w) => (w.kind === "upsert" ? [w.status.keyHash, w.status.lastUsed] : w))).toEqual([
-      ["oai-a", 499],
-      ["oai-b", 500],
+    expect(written(store.batches[0]!, "lastUsed")).toEqual([
+      ["soft", "oai-a", 499],
+      ["soft", "oai-b", 500],
     ]);
+  });
+
+  it("writes a key changed only by leases since its row as a soft row, without making its status; any other change writes the row", async () => {
+    pool.add("oai-a");
+    pool.add("oai-b");
+    pool.add("oai-c");
+    await writer.flush();
+    pool.statuses = 0;
+    pool.change("oai-a", "leased", { lastUsed: 10, leaseCount: 1, holdUntil: 15, inFlight: 1 });
+    pool.change("oai-a", "lease_ended", { inFlight: 0 });
+    // A lease, then a report: the report's change is written, with the lease's.
+    pool.change("oai-b", "leased", { lastUsed: 11, leaseCount: 1 });
+    pool.change("oai-b", "reported", { cooldownUntil: 99 });
+    // A report, then a lease: still the whole row.
+    pool.change("oai-c", "usage", { promptCount: 1 });
+    pool.change("oai-c", "leased", { lastUsed: 12, leaseCount: 1 });
+    await writer.flush();
+    const batch = store.batches[1]!;
+    expect(batch).toEqual([
+      { kind: "soft", keyHash: "oai-a", soft: { lastUsed: 10, leaseCount: 1, holdUntil: 15 } },
+      { kind: "upsert", status: keyStatus("oai-b", { lastUsed: 11, leaseCount: 1, cooldownUntil: 99 }), secret: "sk-oai-b", origin: undefined, removedAt: 0 },
+      { kind: "upsert", status: keyStatus("oai-c", { promptCount: 1, lastUsed: 12, leaseCount: 1 }), secret: "sk-oai-c", origin: undefined, removedAt: 0 },
+    ]);
+    expect(pool.statuses).toBe(2);
+  });
+
+  it("writes the whole row of a key it was told has none, at its first lease; soft rows after", async () => {
+    pool = new FakePool();
+    pool.keys.set("oai-new", { status: keyStatus("oai-new"), secret: "sk-oai-new" });
+    writer = new GroupCommitWriter(store, pool, { clock, unstored: ["oai-new"] });
+    pool.change("oai-new", "leased", { lastUsed: 5, leaseCount: 1 });
+    await writer.flush();
+    pool.change("oai-new", "leased", { lastUsed: 6, leaseCount: 2 });
+    await writer.flush();
+    expect(store.batches.map((b) => written(b, "leaseCount"))).toEqual([[["row", "oai-new", 1]], [["soft", "oai-new", 2]]]);
+  });
+
+  it("writes the whole row again after a failed first write, even if the key was only leased since", async () => {
+    pool = new FakePool();
+    pool.keys.set("oai-new", { status: keyStatus("oai-new"), secret: "sk-oai-new" });
+    writer = new GroupCommitWriter(store, pool, { clock, unstored: ["oai-new"] });
+    pool.change("oai-new", "leased", { lastUsed: 5, leaseCount: 1 });
+    store.failNext = 1;
+    await expect(writer.flush()).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    await writer.flush();
+    pool.change("oai-new", "leased", { lastUsed: 6, leaseCount: 2 });
+    await writer.flush();
+    expect(store.batches.map((b) => written(b, "leaseCount"))).toEqual([[["row", "oai-new", 1]], [["soft", "oai-new", 2]]]);
+  });
+
+  it("keeps an unwritten hard change hard (and a new key's origin) when its commit fails and the key changes again meanwhile", async () => {
+    // A committer that answers when told, as the writer thread does.
+    const commits: Array<{ writes: StoreWrite[]; done: (err?: Error) => void }> = [];
+    const committer: BatchCommitter = {
+      location: "test",
+      commit: (writes, done) => commits.push({ writes: [...writes], done }),
+      closeWith: (writes) => commits.push({ writes, done: () => {} }),
+    };
+    writer = new GroupCommitWriter(committer, pool, { clock });
+    pool.add("oai-a");
+    pool.add("oai-b");
+    await turn();
+    expect(commits).toHaveLength(1);
+    commits[0]!.done();
+    pool.change("oai-a", "usage", { promptCount: 1 });
+    pool.add("oai-c");
+    await turn();
+    expect(commits).toHaveLength(2);
+    // While that commit is on its way: leases of A, a usage of C.
+    pool.change("oai-a", "leased", { lastUsed: 7 });
+    pool.change("oai-c", "usage", { promptCount: 3 });
+    commits[1]!.done(new Error("SQLITE_IOERR: disk I/O error"));
+    const flushed = writer.flush();
+    await turn();
+    expect(commits).toHaveLength(3);
+    const retry = commits[2]!.writes;
+    expect(retry).toEqual([
+      { kind: "upsert", status: keyStatus("oai-a", { promptCount: 1, lastUsed: 7 }), secret: "sk-oai-a", origin: undefined, removedAt: 0 },
+      { kind: "upsert", status: keyStatus("oai-c", { promptCount: 3 }), secret: "sk-oai-c", origin: "runtime", removedAt: 0 },
+    ]);
+    commits[2]!.done();
+    await flushed;
   });
 
   it("after a failed commit, writes each key as it is at the next one (changes since included)", async () => {
@@ -180,7 +279,7 @@ describe("GroupCommitWriter", () => {
     clock.advance(1);
     await turn();
     expect(store.batches).toHaveLength(2);
-    expect(store.batches[1]![0]).toMatchObject({ status: { lastUsed: 123 } });
+    expect(store.batches[1]![0]).toMatchObject({ kind: "soft", keyHash: "oai-a", soft: { lastUsed: 123 } });
     expect(writer.pending).toBe(0);
   });
 
@@ -189,7 +288,7 @@ describe("GroupCommitWriter", () => {
     await writer.flush();
     pool.change("oai-a", "leased", { lastUsed: 5 });
     await writer.flush();
-    expect(store.batches[1]![0]).toMatchObject({ status: { lastUsed: 5 } });
+    expect(store.batches[1]![0]).toMatchObject({ kind: "soft", soft: { lastUsed: 5 } });
   });
 
   it("records a removal with the key's last state and keeps a just-added key's secret", async () => {
@@ -238,9 +337,9 @@ describe("GroupCommitWriter", () => {
     pool.change("oai-b", "lease_ended", { inFlight: 0, lastUsed: 77 });
     writer.close();
     const last = store.batches[store.batches.length - 1]!;
-    expect(last.map((w) => (w.kind === "upsert" ? [w.status.keyHash, w.status.lastUsed] : w))).toEqual([
-      ["oai-a", 66],
-      ["oai-b", 77],
+    expect(written(last, "lastUsed")).toEqual([
+      ["soft", "oai-a", 66],
+      ["soft", "oai-b", 77],
     ]);
     await expect(writer.flush()).rejects.toMatchObject({ code: ErrorCode.Unavailable });
     // Closed: the feed is no longer listened to.

@@ -114,6 +114,20 @@ describe("a start with more stored rows than one slice", () => {
     expect(logger.lines.find((l) => l.message.startsWith("duplicate keys"))?.fields).toEqual({ duplicates: 1 });
   });
 
+  it("gives each key leased since its row its soft row's fields, whatever slice it falls in", () => {
+    writeRows({ runtime: new Set(), removed: new Set() });
+    const leased = [0, 4_095, 4_096, 8_191, 8_192, 9_999];
+    const store = SqliteStateStore.open(file);
+    store.writeBatch(leased.map((i) => ({ kind: "soft", keyHash: hashOf(spec(i)), soft: { lastUsed: 100_000 + i, leaseCount: 2 + i, holdUntil: 200_000 + i } })));
+    store.close();
+
+    const { pool } = start(Array.from({ length: STORED }, (_, i) => spec(i)));
+    for (const i of leased) {
+      expect(pool.getKey(hashOf(spec(i)))).toMatchObject({ lastUsed: 100_000 + i, leaseCount: 2 + i, holdUntil: 200_000 + i, readyAt: 200_000 + i, promptCount: 1 });
+    }
+    for (const i of [1, 4_097, 9_998]) expect(pool.getKey(hashOf(spec(i)))).toMatchObject({ leaseCount: 0, holdUntil: 0, promptCount: 1 });
+  });
+
   it("stops at a damaged row after the first slices, naming the file, and releases it", () => {
     writeRows({ runtime: new Set(), removed: new Set() });
     const db = new Database(file);

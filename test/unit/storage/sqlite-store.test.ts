@@ -130,6 +130,83 @@ describe("SqliteStateStore round trip", () => {
   });
 });
 
+function soft(keyHash: string, lastUsed: number, leaseCount: number, holdUntil: number): StoreWrite {
+  return { kind: "soft", keyHash, soft: { lastUsed, leaseCount, holdUntil } };
+}
+
+/** The key_soft table as an operator reads it. */
+function softRows(file: string): unknown[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db.prepare("SELECT * FROM key_soft ORDER BY key_hash").all();
+  } finally {
+    db.close();
+  }
+}
+
+describe("SqliteStateStore soft rows", () => {
+  it("gives back a key leased since its row with the lease's fields, the rest of its row as written", () => {
+    const file = path.join(dir, "s.db");
+    const store = SqliteStateStore.open(file);
+    store.writeBatch([upsert("oai-a", { status: keyStatus("oai-a", { promptCount: 4, cooldownUntil: 500, readyAt: 500 }) }), upsert("oai-b")]);
+    store.writeBatch([soft("oai-a", 1_000, 3, 1_200)]);
+    store.close();
+    // Only the lease's fields are in the soft row: no secret.
+    expect(softRows(file)).toEqual([{ key_hash: "oai-a", last_used: 1_000, lease_count: 3, hold_until: 1_200 }]);
+    const reopened = SqliteStateStore.open(file);
+    const [a, b] = reopened.loadAll();
+    reopened.close();
+    expect(a!.record).toEqual({
+      ...keyStatus("oai-a", { promptCount: 4, cooldownUntil: 500 }),
+      lastUsed: 1_000,
+      leaseCount: 3,
+      holdUntil: 1_200,
+      readyAt: 1_200,
+      key: "sk-secret-oai-a",
+    });
+    expect(b!.record).toEqual({ ...keyStatus("oai-b"), key: "sk-secret-oai-b" });
+  });
+
+  it("lets a row written after a soft row win: the soft row goes in the same transaction", () => {
+    const file = path.join(dir, "s.db");
+    const store = SqliteStateStore.open(file);
+    store.writeBatch([upsert("oai-a")]);
+    store.writeBatch([soft("oai-a", 1_000, 3, 1_200)]);
+    // A report after the lease: the whole row, with the lease's fields as they are now.
+    store.writeBatch([upsert("oai-a", { status: keyStatus("oai-a", { lastUsed: 1_000, leaseCount: 3, holdUntil: 1_200, cooldownUntil: 9_000, readyAt: 9_000 }) })]);
+    expect(softRows(file)).toEqual([]);
+    // Leased again later: the soft row is back, newer than the row.
+    store.writeBatch([soft("oai-a", 2_000, 4, 2_100)]);
+    store.close();
+    const reopened = SqliteStateStore.open(file);
+    expect(reopened.loadAll()[0]!.record).toMatchObject({ lastUsed: 2_000, leaseCount: 4, holdUntil: 2_100, cooldownUntil: 9_000, readyAt: 9_000 });
+    reopened.close();
+  });
+
+  it("lets a removal win over an earlier soft row too", () => {
+    const file = path.join(dir, "s.db");
+    const store = SqliteStateStore.open(file);
+    store.writeBatch([upsert("oai-a")]);
+    store.writeBatch([soft("oai-a", 1_000, 3, 1_200)]);
+    const status = keyStatus("oai-a", { lastUsed: 1_000, leaseCount: 3, holdUntil: 1_200, readyAt: 1_200 });
+    store.writeBatch([{ kind: "remove", keyHash: "oai-a", provider: "openai", modelFamilies: status.modelFamilies, status, removedAt: 5_000 }]);
+    expect(softRows(file)).toEqual([]);
+    expect(store.loadAll()[0]).toMatchObject({ removedAt: 5_000, record: { lastUsed: 1_000, leaseCount: 3 } });
+    store.close();
+  });
+
+  it("writes soft rows and rows of one batch in one transaction: a failing write leaves neither", () => {
+    const file = path.join(dir, "s.db");
+    const store = SqliteStateStore.open(file);
+    store.writeBatch([upsert("oai-a")]);
+    const bad = upsert("oai-b", { status: { ...keyStatus("oai-b"), provider: null as never } });
+    expect(() => store.writeBatch([soft("oai-a", 1_000, 3, 1_200), bad])).toThrow();
+    expect(softRows(file)).toEqual([]);
+    expect(store.loadAll().map((k) => k.record.keyHash)).toEqual(["oai-a"]);
+    store.close();
+  });
+});
+
 describe("SqliteStateStore file", () => {
   it("creates missing directories and the file with mode 0600, even under a permissive umask", () => {
     const file = path.join(dir, "nested", "deeper", "keypool.db");
@@ -228,6 +305,28 @@ describe("SqliteStateStore migrations", () => {
     upgraded.close();
     // Opening again applies nothing twice (ALTER TABLE would fail if it ran again).
     SqliteStateStore.open(file, { migrations: next }).close();
+  });
+
+  it("upgrades a file of schema 1 (no key_soft table), keeping its rows, and writes soft rows after", () => {
+    const file = path.join(dir, "s.db");
+    // The file the previous keypool made: schema 1's SQL, a row as it wrote them.
+    const v1 = new Database(file);
+    v1.pragma("journal_mode = WAL");
+    v1.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+    v1.exec(MIGRATIONS.find((m) => m.version === 1)!.sql);
+    v1.prepare("INSERT INTO schema_migrations VALUES (1, 'keys', 0)").run();
+    v1.prepare("INSERT INTO keys (key_hash, provider, origin, secret, state, status, removed_at, updated_at) VALUES (?, 'openai', 'config', ?, 'active', ?, 0, 0)").run(
+      "oai-a",
+      "sk-secret-oai-a",
+      JSON.stringify(keyStatus("oai-a", { lastUsed: 10, leaseCount: 1 })),
+    );
+    v1.close();
+    const store = SqliteStateStore.open(file);
+    expect(store.schemaVersion()).toBe(2);
+    expect(store.loadAll()[0]!.record).toMatchObject({ key: "sk-secret-oai-a", lastUsed: 10, leaseCount: 1 });
+    store.writeBatch([soft("oai-a", 20, 2, 25)]);
+    expect(store.loadAll()[0]!.record).toMatchObject({ key: "sk-secret-oai-a", lastUsed: 20, leaseCount: 2, holdUntil: 25 });
+    store.close();
   });
 
   it("rolls a failed step back and refuses to start, leaving the file at its version", () => {
