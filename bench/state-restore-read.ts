@@ -68,7 +68,7 @@ function main(): void {
       measure("storedKeys (open, checks, parse, join), no soft rows", readAll);
     }
     const store = SqliteStateStore.open(file);
-    const hashes = store.loadAll().map((k) => k.record.keyHash);
+    const hashes = [...store.storedKeys()].map((k) => k.record.keyHash);
     store.writeBatch(hashes.map((keyHash, i): StoreWrite => ({ kind: "soft", keyHash, soft: { lastUsed: i, leaseCount: 2, holdUntil: i } })));
     store.close();
     for (let i = 0; i < repeats; i++) {

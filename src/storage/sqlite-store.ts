@@ -36,7 +36,7 @@ export interface SqliteStoreOptions {
   mustExist?: boolean;
 }
 
-/** A row of the keys table as loadAll reads it, with its key's soft row if it has one. */
+/** A row of the keys table as storedKeys reads it, with its key's soft row if it has one. */
 interface StoredRow {
   key_hash: string;
   origin: string;
@@ -96,10 +96,6 @@ export class SqliteStateStore implements StateStore {
   /** The schema version the file is at (for tests and diagnostics). */
   schemaVersion(): number {
     return currentVersion(this.db);
-  }
-
-  loadAll(): StoredKey[] {
-    return [...this.storedKeys()];
   }
 
   /**

@@ -58,8 +58,6 @@ export type StoreWrite =
 export interface StateStore {
   /** Human-readable place, for logs: a file path or "memory". */
   readonly location: string;
-  /** Every stored key, removed ones included, sorted by key hash. */
-  loadAll(): StoredKey[];
   /** Applies the writes atomically and durably: when this returns, they survive a crash. */
   writeBatch(writes: readonly StoreWrite[]): void;
   /** Makes the file self-contained (WAL checkpoint) and releases it. Idempotent. */

@@ -236,7 +236,7 @@ describe("storage end to end", () => {
     expect(output(second)).not.toContain(KEY_B);
     await second.stop("SIGTERM");
     const store = SqliteStateStore.open(stateFile);
-    const row = store.loadAll().find((k) => k.record.keyHash === hashLeft)!;
+    const row = [...store.storedKeys()].find((k) => k.record.keyHash === hashLeft)!;
     store.close();
     expect(row.record.promptCount).toBe(1);
   });

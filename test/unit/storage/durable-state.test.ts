@@ -80,7 +80,7 @@ describe("openDurableState", () => {
     expect(JSON.stringify(second.logger.lines)).not.toContain(B.key);
     second.state.close();
     const store = SqliteStateStore.open(file);
-    const rowB = store.loadAll().find((k) => k.record.keyHash === hashB)!;
+    const rowB = [...store.storedKeys()].find((k) => k.record.keyHash === hashB)!;
     store.close();
     expect(rowB.record).toMatchObject({ state: "revoked", stateReason: "upstream said 401" });
 
@@ -124,7 +124,7 @@ describe("openDurableState", () => {
     expect(logger.lines.find((l) => l.fields.keyHash === hashA)?.message).toMatch(/removed with RemoveKey/);
     second.state.close();
     const store = SqliteStateStore.open(file);
-    const rowC = store.loadAll().find((k) => k.record.keyHash === hashC)!;
+    const rowC = [...store.storedKeys()].find((k) => k.record.keyHash === hashC)!;
     store.close();
     expect(rowC.removedAt).toBeGreaterThan(0);
     expect(rowC.record.promptCount).toBe(1);
@@ -137,7 +137,7 @@ describe("openDurableState", () => {
     const onFile = () => {
       const store = SqliteStateStore.open(file);
       try {
-        return store.loadAll();
+        return [...store.storedKeys()];
       } finally {
         store.close();
       }
@@ -158,7 +158,7 @@ describe("openDurableState", () => {
     const onFile = () => {
       const store = SqliteStateStore.open(file);
       try {
-        return new Map(store.loadAll().map((k) => [k.record.keyHash, k.origin]));
+        return new Map([...store.storedKeys()].map((k) => [k.record.keyHash, k.origin]));
       } finally {
         store.close();
       }

@@ -9,7 +9,7 @@ import type { ChangeCause, KeySoftState, KeyStatus, PoolEvent } from "../../../s
 import type { BatchCommitter } from "../../../src/storage/committers";
 import { GroupCommitWriter, type ObservedPool } from "../../../src/storage/group-commit";
 import { SqliteStateStore } from "../../../src/storage/sqlite-store";
-import type { StateStore, StoredKey, StoreWrite } from "../../../src/storage/state-store";
+import type { StateStore, StoreWrite } from "../../../src/storage/state-store";
 import { keyStatus } from "./fixtures";
 
 /** Just enough of a pool: a feed, secrets, and the current statuses. */
@@ -69,10 +69,6 @@ class RecordingStore implements StateStore {
   readonly location = "/tmp/recording.db";
   readonly batches: StoreWrite[][] = [];
   failNext = 0;
-
-  loadAll(): StoredKey[] {
-    return [];
-  }
 
   writeBatch(writes: readonly StoreWrite[]): void {
     if (this.failNext > 0) {
@@ -364,7 +360,7 @@ describe("GroupCommitWriter with the SQLite store", () => {
     await writer.flush();
     // A second connection sees the committed state while the first is still open (WAL).
     const reader = SqliteStateStore.open(file);
-    const [row] = reader.loadAll();
+    const [row] = [...reader.storedKeys()];
     expect(row!.record).toMatchObject({ key: "sk-oai-a", promptCount: 50, usage: { gpt4: { inputTokens: 500, outputTokens: 50, prompts: 50 } } });
     expect(row!.origin).toBe("runtime");
     reader.close();

@@ -64,7 +64,7 @@ describe("SqliteStateStore round trip", () => {
     store.close();
 
     const reopened = SqliteStateStore.open(file);
-    const loaded = reopened.loadAll();
+    const loaded = [...reopened.storedKeys()];
     reopened.close();
     expect(loaded).toEqual([
       { record: { ...keyStatus("ant-0000000000000002"), key: "sk-secret-ant-0000000000000002" }, origin: "config", removedAt: 0 },
@@ -76,7 +76,7 @@ describe("SqliteStateStore round trip", () => {
     const store = SqliteStateStore.open(path.join(dir, "s.db"));
     store.writeBatch([upsert("oai-a", { origin: "runtime" })]);
     store.writeBatch([{ kind: "upsert", status: keyStatus("oai-a", { promptCount: 3 }), removedAt: 0 }]);
-    const [only] = store.loadAll();
+    const [only] = [...store.storedKeys()];
     store.close();
     expect(only!.record.key).toBe("sk-secret-oai-a");
     expect(only!.origin).toBe("runtime");
@@ -87,7 +87,7 @@ describe("SqliteStateStore round trip", () => {
     const store = SqliteStateStore.open(path.join(dir, "s.db"));
     store.writeBatch([upsert("oai-a", { status: keyStatus("oai-a", { promptCount: 42 }) })]);
     store.writeBatch([{ kind: "remove", keyHash: "oai-a", provider: "openai", modelFamilies: ["turbo"], removedAt: 5000 }]);
-    const [only] = store.loadAll();
+    const [only] = [...store.storedKeys()];
     store.close();
     expect(only!.removedAt).toBe(5000);
     expect(only!.record.promptCount).toBe(42);
@@ -97,7 +97,7 @@ describe("SqliteStateStore round trip", () => {
   it("records the removal of a key it never stored, without a secret", () => {
     const store = SqliteStateStore.open(path.join(dir, "s.db"));
     store.writeBatch([{ kind: "remove", keyHash: "oai-b", provider: "openai", modelFamilies: ["gpt4"], origin: "config", removedAt: 6000 }]);
-    const [only] = store.loadAll();
+    const [only] = [...store.storedKeys()];
     store.close();
     expect(only).toMatchObject({ origin: "config", removedAt: 6000, record: { keyHash: "oai-b", key: "", modelFamilies: ["gpt4"], promptCount: 0 } });
   });
@@ -105,7 +105,7 @@ describe("SqliteStateStore round trip", () => {
   it("does not create a row it has no secret for", () => {
     const store = SqliteStateStore.open(path.join(dir, "s.db"));
     store.writeBatch([{ kind: "upsert", status: keyStatus("oai-new"), removedAt: 0 }]);
-    expect(store.loadAll()).toEqual([]);
+    expect([...store.storedKeys()]).toEqual([]);
     store.close();
   });
 
@@ -125,7 +125,7 @@ describe("SqliteStateStore round trip", () => {
     const store = SqliteStateStore.open(path.join(dir, "s.db"));
     const bad = upsert("oai-b", { status: { ...keyStatus("oai-b"), provider: null as never } });
     expect(() => store.writeBatch([upsert("oai-a"), bad])).toThrow();
-    expect(store.loadAll()).toEqual([]);
+    expect([...store.storedKeys()]).toEqual([]);
     store.close();
   });
 });
@@ -154,7 +154,7 @@ describe("SqliteStateStore soft rows", () => {
     // Only the lease's fields are in the soft row: no secret.
     expect(softRows(file)).toEqual([{ key_hash: "oai-a", last_used: 1_000, lease_count: 3, hold_until: 1_200 }]);
     const reopened = SqliteStateStore.open(file);
-    const [a, b] = reopened.loadAll();
+    const [a, b] = [...reopened.storedKeys()];
     reopened.close();
     expect(a!.record).toEqual({
       ...keyStatus("oai-a", { promptCount: 4, cooldownUntil: 500 }),
@@ -179,7 +179,7 @@ describe("SqliteStateStore soft rows", () => {
     store.writeBatch([soft("oai-a", 2_000, 4, 2_100)]);
     store.close();
     const reopened = SqliteStateStore.open(file);
-    expect(reopened.loadAll()[0]!.record).toMatchObject({ lastUsed: 2_000, leaseCount: 4, holdUntil: 2_100, cooldownUntil: 9_000, readyAt: 9_000 });
+    expect([...reopened.storedKeys()][0]!.record).toMatchObject({ lastUsed: 2_000, leaseCount: 4, holdUntil: 2_100, cooldownUntil: 9_000, readyAt: 9_000 });
     reopened.close();
   });
 
@@ -191,7 +191,7 @@ describe("SqliteStateStore soft rows", () => {
     const status = keyStatus("oai-a", { lastUsed: 1_000, leaseCount: 3, holdUntil: 1_200, readyAt: 1_200 });
     store.writeBatch([{ kind: "remove", keyHash: "oai-a", provider: "openai", modelFamilies: status.modelFamilies, status, removedAt: 5_000 }]);
     expect(softRows(file)).toEqual([]);
-    expect(store.loadAll()[0]).toMatchObject({ removedAt: 5_000, record: { lastUsed: 1_000, leaseCount: 3 } });
+    expect([...store.storedKeys()][0]).toMatchObject({ removedAt: 5_000, record: { lastUsed: 1_000, leaseCount: 3 } });
     store.close();
   });
 
@@ -202,7 +202,7 @@ describe("SqliteStateStore soft rows", () => {
     const bad = upsert("oai-b", { status: { ...keyStatus("oai-b"), provider: null as never } });
     expect(() => store.writeBatch([soft("oai-a", 1_000, 3, 1_200), bad])).toThrow();
     expect(softRows(file)).toEqual([]);
-    expect(store.loadAll().map((k) => k.record.keyHash)).toEqual(["oai-a"]);
+    expect([...store.storedKeys()].map((k) => k.record.keyHash)).toEqual(["oai-a"]);
     store.close();
   });
 });
@@ -245,7 +245,7 @@ describe("SqliteStateStore file", () => {
     const copy = path.join(dir, "copy.db");
     fs.copyFileSync(file, copy);
     const fromCopy = SqliteStateStore.open(copy);
-    expect(fromCopy.loadAll().map((k) => k.record.keyHash)).toEqual(["oai-a"]);
+    expect([...fromCopy.storedKeys()].map((k) => k.record.keyHash)).toEqual(["oai-a"]);
     fromCopy.close();
   });
 });
@@ -271,7 +271,7 @@ describe("SqliteStateStore WAL", () => {
     expect(largestWal).toBeLessThanOrEqual((10_000 + batchPages * 1.2) * 4096);
     store.close();
     const reopened = SqliteStateStore.open(file);
-    const stored = reopened.loadAll();
+    const stored = [...reopened.storedKeys()];
     expect(stored).toHaveLength(8_000);
     expect(stored[7_999]!.record.key).toBe(`${secret}3-1999`);
     reopened.close();
@@ -301,7 +301,7 @@ describe("SqliteStateStore migrations", () => {
     ];
     const upgraded = SqliteStateStore.open(file, { migrations: next });
     expect(upgraded.schemaVersion()).toBe(LATEST_SCHEMA_VERSION + 1);
-    expect(upgraded.loadAll().map((k) => k.record.key)).toEqual(["sk-secret-oai-a"]);
+    expect([...upgraded.storedKeys()].map((k) => k.record.key)).toEqual(["sk-secret-oai-a"]);
     upgraded.close();
     // Opening again applies nothing twice (ALTER TABLE would fail if it ran again).
     SqliteStateStore.open(file, { migrations: next }).close();
@@ -323,9 +323,9 @@ describe("SqliteStateStore migrations", () => {
     v1.close();
     const store = SqliteStateStore.open(file);
     expect(store.schemaVersion()).toBe(2);
-    expect(store.loadAll()[0]!.record).toMatchObject({ key: "sk-secret-oai-a", lastUsed: 10, leaseCount: 1 });
+    expect([...store.storedKeys()][0]!.record).toMatchObject({ key: "sk-secret-oai-a", lastUsed: 10, leaseCount: 1 });
     store.writeBatch([soft("oai-a", 20, 2, 25)]);
-    expect(store.loadAll()[0]!.record).toMatchObject({ key: "sk-secret-oai-a", lastUsed: 20, leaseCount: 2, holdUntil: 25 });
+    expect([...store.storedKeys()][0]!.record).toMatchObject({ key: "sk-secret-oai-a", lastUsed: 20, leaseCount: 2, holdUntil: 25 });
     store.close();
   });
 
