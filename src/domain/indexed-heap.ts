@@ -14,13 +14,15 @@
  * writes the position of the node it swaps with, an object of its own and, in a large heap, a
  * cache miss; the four children's priorities it compares sit side by side in the typed array.
  */
+const MIN_CAPACITY = 16;
+
 export interface HeapNode {
   heapPos: number;
 }
 
 export class IndexedHeap<N extends HeapNode> {
   private items: N[] = [];
-  private prio = new Float64Array(16);
+  private prio = new Float64Array(MIN_CAPACITY);
   /** The nodes' ranks, by position, when the heap has `rankOf`. */
   private rank: Float64Array<ArrayBuffer> | null;
 
@@ -33,7 +35,7 @@ export class IndexedHeap<N extends HeapNode> {
     private readonly tieBefore: (a: N, b: N) => boolean = () => false,
     private readonly rankOf?: (node: N) => number,
   ) {
-    this.rank = rankOf ? new Float64Array(16) : null;
+    this.rank = rankOf ? new Float64Array(MIN_CAPACITY) : null;
   }
 
   get size(): number {
@@ -56,8 +58,8 @@ export class IndexedHeap<N extends HeapNode> {
   push(node: N, priority: number): void {
     const pos = this.items.length;
     if (pos === this.prio.length) {
-      this.prio = grown(this.prio);
-      if (this.rank) this.rank = grown(this.rank);
+      this.prio = resized(this.prio, this.prio.length * 2);
+      if (this.rank) this.rank = resized(this.rank, this.rank.length * 2);
     }
     this.items.push(node);
     this.up(pos, node, priority, this.rankOf ? this.rankOf(node) : 0);
@@ -108,6 +110,12 @@ export class IndexedHeap<N extends HeapNode> {
     if (pos < items.length) {
       this.up(pos, last, lastPrio, lastRank);
       if (last.heapPos === pos) this.down(pos, last, lastPrio, lastRank);
+    }
+    // A heap that nodes leave for good (an InOrderQueue's, as keys are leased in turn) gives its
+    // room back: a quarter full, its arrays halve.
+    if (items.length < this.prio.length >> 2 && this.prio.length > MIN_CAPACITY) {
+      this.prio = resized(this.prio, this.prio.length >> 1);
+      if (this.rank) this.rank = resized(this.rank, this.rank.length >> 1);
     }
   }
 
@@ -172,9 +180,9 @@ export class IndexedHeap<N extends HeapNode> {
   }
 }
 
-/** A copy of `array` with twice the room. */
-function grown(array: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> {
-  const bigger = new Float64Array(array.length * 2);
-  bigger.set(array);
-  return bigger;
+/** A copy of `array`'s first `length` slots (or all of it, and room beside). */
+function resized(array: Float64Array<ArrayBuffer>, length: number): Float64Array<ArrayBuffer> {
+  const copy = new Float64Array(length);
+  copy.set(length < array.length ? array.subarray(0, length) : array);
+  return copy;
 }

@@ -1,4 +1,5 @@
-import { IndexedHeap, type HeapNode } from "./indexed-heap";
+import type { HeapNode } from "./indexed-heap";
+import { InOrderQueue } from "./in-order-queue";
 import type { ProviderId } from "./types";
 
 /** What the index reads of a key, and where it files the key's nodes. */
@@ -21,7 +22,7 @@ export interface IndexedKey {
 /** The nodes of a key in no sub-index: one shared empty list. */
 export const NO_NODES: readonly IndexNode[] = Object.freeze([]);
 
-/** A key's place in one sub-index: in its "ready" heap or its "waiting" heap. */
+/** A key's place in one sub-index: in its "ready" queue or its "waiting" queue. */
 export interface IndexNode extends HeapNode {
   readonly entry: IndexedKey;
   readonly sub: SubIndex;
@@ -44,16 +45,18 @@ const hashBefore = (a: IndexNode, b: IndexNode) => {
 };
 
 /**
- * The ACTIVE keys of one (provider, family, trial?) group: a heap of keys that are ready, in
- * lease order, and a heap of keys still waiting, by ready_at. Keys move from waiting to ready
+ * The ACTIVE keys of one (provider, family, trial?) group: a queue of keys that are ready, in
+ * lease order, and a queue of keys still waiting, by ready_at. Keys move from waiting to ready
  * lazily, when someone looks (promote), so time passing costs nothing until it matters. The
- * waiting heap needs no tie order: it only decides when a key moves, never which key is chosen.
+ * waiting queue needs no tie order: it only decides when a key moves, never which key is chosen.
+ * Both are InOrderQueues: a Lease makes its key the newest in lease order and, with a reuse delay,
+ * the last to be ready again, so the key joins the end of each queue's run.
  */
 export class SubIndex {
-  // Ties (equal priorities: all keys never leased) compare hash ranks in the heap's own array,
+  // Ties (equal priorities: all keys never leased) compare hash ranks in the queue's own arrays,
   // not through each node's entry.
-  readonly ready = new IndexedHeap<IndexNode>(hashBefore, (node) => node.entry.hashRank);
-  readonly waiting = new IndexedHeap<IndexNode>();
+  readonly ready = new InOrderQueue<IndexNode>(hashBefore, (node) => node.entry.hashRank);
+  readonly waiting = new InOrderQueue<IndexNode>();
 
   get size(): number {
     return this.ready.size + this.waiting.size;
@@ -70,7 +73,7 @@ export class SubIndex {
     (node.inReady ? this.ready : this.waiting).remove(node);
   }
 
-  /** After the key's readyAt or lastUsed changed: moves it, in place when it stays in its heap. */
+  /** After the key's readyAt or lastUsed changed: moves it, in place when it stays in its queue. */
   replace(node: IndexNode, now: number): void {
     const entry = node.entry;
     const ready = entry.readyAt <= now;
@@ -83,7 +86,7 @@ export class SubIndex {
     }
   }
 
-  /** Moves every waiting key whose ready_at has come into the ready heap. */
+  /** Moves every waiting key whose ready_at has come into the ready queue. */
   promote(now: number): void {
     while (this.waiting.peekPriority() <= now) {
       const node = this.waiting.pop()!;
@@ -111,7 +114,7 @@ export interface Lockout {
 
 /**
  * Every ACTIVE key, indexed per (provider, family) and trial-or-not. Lease and lockout read the
- * same heaps, so they agree by construction. Each operation costs O(f log n) for a key serving
+ * same queues, so they agree by construction. Each operation costs O(f log n) for a key serving
  * f families; nothing sorts the pool.
  */
 export class SelectionIndex<K extends IndexedKey> {
