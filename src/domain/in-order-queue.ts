@@ -121,9 +121,15 @@ export class InOrderQueue<N extends HeapNode> {
       this.inRun = 1;
       return true;
     }
-    // Where the node goes: after every node in the run that does not come after it.
+    // Where the node goes: after every node in the run that does not come after it. A node that
+    // comes before the one MAX_SHIFT slots back (most nodes added at start, all at priority 0)
+    // goes to the heap after one comparison.
     let at = this.tail;
     const stop = Math.max(this.head, this.tail - MAX_SHIFT);
+    const limit = this.items[stop & this.mask];
+    if (limit !== undefined && this.before(p, r, node, this.prio[stop & this.mask], this.rank ? this.rank[stop & this.mask] : 0, limit)) {
+      return false;
+    }
     for (;;) {
       const slot = (at - 1) & this.mask;
       const other = this.items[slot];
