@@ -4,8 +4,10 @@
  * other core, stops it, and prints the functions with the most self time. The .cpuprofile stays
  * in bench/results/ for Chrome DevTools or speedscope.
  *
- *   npx tsx bench/profile-server.ts --method=lease --keys=100000 [--requests=50000] [--state=memory] [--port=native]
+ *   npx tsx bench/profile-server.ts --method=lease --keys=100000 [--requests=50000] [--state=memory] [--port=native] [--warm=110000]
  *
+ * `--warm=N` sends N calls first and reports only the samples of the calls after them: with N
+ * above the key count, a Lease profile of keys that have all been leased before.
  * `--port=native` drives the native gRPC port (KEYPOOL_GRPC_PORT) instead of the main port;
  * `--port=noop` the grpc-js no-op server (bench/grpc-js-noop-server.ts), the native port's yardstick.
  */
@@ -92,6 +94,7 @@ async function main(): Promise<void> {
   const requests = Number(arg("requests", "50000"));
   const state = arg("state", "");
   const port = arg("port", "main");
+  const warm = Number(arg("warm", "0"));
   const native = port === "native";
   const cores = coreLayout();
   const dir = path.join(ROOT, "bench", "results", `profile-${method}-${keys}-${Date.now()}`);
@@ -109,12 +112,19 @@ async function main(): Promise<void> {
           nativePort: native,
         });
   const body = method === "lease" ? leaseRequestBytes() : toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, {}));
-  const r = await h2load(native ? server.grpcPort! : server.port, method === "lease" ? LEASE : CHECK, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
+  const target = native ? server.grpcPort! : server.port;
+  const shape = { connections: 4, streamsPerConnection: 16 };
+  if (warm > 0) await h2load(target, method === "lease" ? LEASE : CHECK, body, { ...shape, requests: warm }, cores.load);
+  // The profile's clock is the monotonic clock in µs, as this process's hrtime reads it.
+  const fromUs = Number(process.hrtime.bigint() / 1000n);
+  const r = await h2load(target, method === "lease" ? LEASE : CHECK, body, { ...shape, requests }, cores.load);
+  const toUs = Number(process.hrtime.bigint() / 1000n);
   await server.stop();
   process.stdout.write(`${method}, ${keys} keys: ${Math.round(r.rps)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms\n`);
   const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
   if (!file) throw new Error(`no profile written in ${dir}`);
-  const top = topFunctions(JSON.parse(readFileSync(path.join(dir, file), "utf8")) as Profile, 30);
+  const whole = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as Profile;
+  const top = topFunctions(warm > 0 ? profileWindow(whole, fromUs, toUs) : whole, 30);
   const text = top.map((t) => `${t.ms.toFixed(0).padStart(7)} ms ${(t.share * 100).toFixed(1).padStart(5)}%  ${t.name}`).join("\n");
   writeFileSync(path.join(dir, "top.txt"), text + "\n");
   process.stdout.write(text + `\nprofile: ${path.join(dir, file)}\n`);

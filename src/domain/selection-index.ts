@@ -104,7 +104,13 @@ export class SubIndex {
 interface FamilyGroup {
   trial: SubIndex;
   regular: SubIndex;
+  /** The sub-indexes a request searches, in order, made once rather than on every Lease. */
+  forChat: readonly SubIndex[];
+  forEmbedding: readonly SubIndex[];
 }
+
+/** A group of no keys' sub-indexes: none. */
+const NO_SUBS: readonly SubIndex[] = Object.freeze([]);
 
 /** What GetLockoutPeriod answers. */
 export interface Lockout {
@@ -131,7 +137,9 @@ export class SelectionIndex<K extends IndexedKey> {
     }
     let g = families.get(family);
     if (!g && create) {
-      g = { trial: new SubIndex(), regular: new SubIndex() };
+      const trial = new SubIndex();
+      const regular = new SubIndex();
+      g = { trial, regular, forChat: [trial, regular], forEmbedding: [regular] };
       families.set(family, g);
     }
     return g;
@@ -160,11 +168,11 @@ export class SelectionIndex<K extends IndexedKey> {
     for (const node of entry.nodes) node.sub.replace(node, now);
   }
 
-  private subs(provider: ProviderId, family: string, embedding: boolean): SubIndex[] {
+  private subs(provider: ProviderId, family: string, embedding: boolean): readonly SubIndex[] {
     const g = this.group(provider, family, false);
-    if (!g) return [];
+    if (!g) return NO_SUBS;
     // Embedding models never get trial keys; otherwise trial keys come first.
-    return embedding ? [g.regular] : [g.trial, g.regular];
+    return embedding ? g.forEmbedding : g.forChat;
   }
 
   /** Whether any ACTIVE key is eligible, ready or not. O(1). */
