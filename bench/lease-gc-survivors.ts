@@ -7,7 +7,10 @@
  * (promoted), per Lease, and the scavengers' pause per Lease. A young object that survives costs a copy per scavenge it lives
  * through; one that dies costs nothing.
  *
- *   npx tsx bench/lease-gc-survivors.ts [--keys=100000] [--rounds=3] [--requests=15000] [--baseline=<dir>[,<dir>...]] [--state=memory]
+ *   npx tsx bench/lease-gc-survivors.ts [--keys=100000] [--rounds=3] [--requests=15000] [--baseline=<dir>[,<dir>...]] [--state=memory] [--warm=110000]
+ *
+ * `--warm=N` sends each server N Leases before the rounds (with N above the key count, every
+ * key has been leased once).
  */
 import * as os from "node:os";
 import * as path from "node:path";
@@ -48,6 +51,7 @@ async function main(): Promise<void> {
   const rounds = Number(benchArg("rounds", "3"));
   const requests = Number(benchArg("requests", "15000"));
   const state = benchArg("state", "");
+  const warm = Number(benchArg("warm", "0"));
   const builds = buildsToCompare();
   const cores = coreLayout();
   const load = os.loadavg();
@@ -62,6 +66,9 @@ async function main(): Promise<void> {
       servers.push({ label: build.label, handle, perLease: { survived: [], promoted: [], pauseUs: [], count: [] } });
     }
     const body = leaseRequestBytes();
+    for (const server of servers) {
+      if (warm > 0) await h2load(server.handle.grpcPort!, LEASE, body, { requests: warm, connections: 4, streamsPerConnection: 16 }, cores.load);
+    }
     for (let round = 1; round <= rounds; round++) {
       for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {
         const before = scavenges(server.handle.proc.stdout());
