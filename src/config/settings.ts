@@ -265,7 +265,7 @@ export const SETTINGS = {
   limits: {
     maxMessageBytes: count("KEYPOOL_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, [1024, 1024 * 1024 * 1024], "a request message larger than this: `RESOURCE_EXHAUSTED`"),
     maxConcurrentStreams: count("KEYPOOL_MAX_CONCURRENT_STREAMS", 1000, [1, 2 ** 31 - 1], "HTTP/2 streams one connection may have open (advertised in SETTINGS)"),
-    maxHeaderBytes: count("KEYPOOL_MAX_HEADER_BYTES", 64 * 1024, [1024, 64 * 1024], "HTTP/1.1 request headers larger than this: HTTP 431; HTTP/2 advertises it, and node resets any stream whose headers pass 64 KiB (also the most allowed)"),
+    maxHeaderBytes: count("KEYPOOL_MAX_HEADER_BYTES", 64 * 1024, [1024, 64 * 1024], "HTTP/1.1 request headers larger than this: HTTP 431; HTTP/2 advertises it and resets a stream whose headers pass it (ENHANCE_YOUR_CALM) once the client has acknowledged the settings, and node closes a connection whose header block passes 64 KiB (also the most allowed)"),
     maxConnections: count("KEYPOOL_MAX_CONNECTIONS", 4096, [1, 1_000_000], "connections open at once, all clients together; a new one is closed at once (keep it below the file descriptor limit, `ulimit -n`)"),
     maxConnectionsPerAddress: count("KEYPOOL_MAX_CONNECTIONS_PER_ADDRESS", 512, [1, 1_000_000], "connections open at once from one remote IP address; the next one from it is closed at once"),
     maxStreamResets: count("KEYPOOL_MAX_STREAM_RESETS", 1000, [1, 1_000_000], "HTTP/2 streams one connection may reset per 10 s (a budget that refills continuously); past it the connection gets `GOAWAY` `ENHANCE_YOUR_CALM` and is closed (rapid reset)"),

@@ -10,10 +10,12 @@
  * listener limits.
  */
 import * as http2 from "node:http2";
+import * as grpc from "@grpc/grpc-js";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KeyAdminService, KeyPoolService, Provider } from "../../gen/ts/keypool/v1/keypool_pb";
 import type { ManualClock } from "../../src/domain/clock";
+import { grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "../support/clients";
 import { PORTS, urlOf } from "../support/ports";
 import { startAccessDeployment, type AccessDeployment } from "../support/access-server";
 import { DEPLOYMENTS } from "../support/deployments";
@@ -160,23 +162,49 @@ describe.each(DEPLOYMENTS)("%s", (deployment) => {
         expect(settings.maxHeaderListSize).toBe(16384);
       });
 
-      it("resets an HTTP/2 stream whose headers pass 64 KiB, and keeps serving", async () => {
-        const session = http2.connect(urlOf(srv.process, port));
+      it("resets a stream whose headers pass KEYPOOL_MAX_HEADER_BYTES once the client has the settings, and keeps serving", async () => {
+        // The client sends what it is given (node's own client would refuse a block over 64 KiB
+        // before it left); the server's limit applies once the client has acknowledged its
+        // settings, which a first call's round trip makes sure of.
+        const session = http2.connect(urlOf(srv.process, port), { maxSendHeaderBlockLength: 1 << 20 });
         session.on("error", () => undefined);
-        const outcome = await new Promise<string>((resolve) => {
-          const req = session.request({
-            ":method": "POST",
-            ":path": "/keypool.v1.KeyPoolService/ListKeys",
-            "content-type": "application/grpc",
-            "x-padding": "p".repeat(100_000),
+        const call = (padding: number) =>
+          new Promise<string>((resolve) => {
+            const req = session.request({
+              ":method": "POST",
+              ":path": "/keypool.v1.KeyPoolService/ListKeys",
+              "content-type": "application/grpc",
+              te: "trailers",
+              "x-padding": "p".repeat(padding),
+            });
+            req.on("response", (h) => resolve(`status ${h[":status"]}`));
+            req.on("error", (e) => resolve(`error ${(e as NodeJS.ErrnoException).code} ${e.message}`));
+            req.end(Buffer.from([0, 0, 0, 0, 0]));
           });
-          req.on("response", (h) => resolve(`status ${h[":status"]}`));
-          req.on("error", (e) => resolve(`error ${(e as NodeJS.ErrnoException).code}`));
-          req.end();
-        });
-        session.destroy();
-        expect(outcome).toBe("error ERR_HTTP2_STREAM_ERROR");
+        try {
+          expect(await call(10)).toBe("status 200");
+          // 20,000 bytes: over the limit (16,384), far under what HPACK itself bounds.
+          expect(await call(20_000)).toMatch(/^error ERR_HTTP2_STREAM_ERROR .*NGHTTP2_ENHANCE_YOUR_CALM/);
+          expect(await call(10)).toBe("status 200");
+        } finally {
+          session.destroy();
+        }
         await expect(processPool.listKeys({})).resolves.toBeDefined();
+        // What gRPC clients make of the reset, on connections that have the settings by now.
+        const err = await failure(processPool.listKeys({}, { headers: { "x-padding": "p".repeat(20_000) } }));
+        expect(err.code).toBe(Code.Internal);
+        expect(err.rawMessage).toContain("NGHTTP2_ENHANCE_YOUR_CALM");
+        const grpcJs = grpcJsClient(loadGrpcJsPackage().KeyPoolService, Number(new URL(urlOf(srv.process, port)).port));
+        try {
+          await grpcJsUnary(grpcJs, "ListKeys", {});
+          const padded = new grpc.Metadata();
+          padded.set("x-padding", "p".repeat(20_000));
+          const refused = await grpcJsUnary(grpcJs, "ListKeys", {}, { metadata: padded }).then(() => undefined, (e: grpc.ServiceError) => e);
+          expect(refused?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+          await expect(grpcJsUnary(grpcJs, "ListKeys", {})).resolves.toBeDefined();
+        } finally {
+          grpcJs.close();
+        }
       });
     });
   });
