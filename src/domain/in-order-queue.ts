@@ -102,6 +102,7 @@ export class InOrderQueue<N extends HeapNode> {
     return node.heapPos <= -2 && this.items[-2 - node.heapPos] === node;
   }
 
+  /** IndexedHeap's rule: whether a (priority pa, rank ra) comes out before b (pb, rb). */
   private before(pa: number, ra: number, a: N, pb: number, rb: number, b: N): boolean {
     if (pa !== pb) return pa < pb;
     if (ra < rb) return true;
