@@ -22,16 +22,19 @@ describe.each(TIES)("InOrderQueue (%s)", (ties) => {
 });
 
 describe("InOrderQueue with a pool's leases", () => {
-  /** n items at priority 0, then `leases` times: the first item out gets the next priority. */
-  function leaseRound(n: number, leases: number, perTick: number) {
+  /**
+   * n items, all at priority 0 (never leased) or at priority `id` (leased before, in id order),
+   * then `leases` times: the first item out gets the tick's priority, `perTick` leases a tick.
+   */
+  function leaseRound(n: number, leases: number, perTick: number, before: "never" | "in id order" = "never") {
     const queue = new InOrderQueue<Item>((a, b) => a.id < b.id, (item) => item.rank);
-    const items: Item[] = Array.from({ length: n }, (_, id) => ({ id, p: 0, rank: (id * 7919) % n, heapPos: -1 }));
-    for (const item of items) queue.push(item, 0);
+    const items: Item[] = Array.from({ length: n }, (_, id) => ({ id, p: before === "never" ? 0 : id, rank: (id * 7919) % n, heapPos: -1 }));
+    for (const item of items) queue.push(item, item.p);
     const order: number[] = [];
     for (let i = 0; i < leases; i++) {
       const first = queue.peek()!;
       order.push(first.id);
-      first.p = 1 + Math.floor(i / perTick);
+      first.p = n + Math.floor(i / perTick);
       queue.update(first, first.p);
     }
     return { queue, items, order };
@@ -50,8 +53,10 @@ describe("InOrderQueue with a pool's leases", () => {
 
   it("orders keys leased in the same tick by rank, as the heap does", () => {
     const n = 300;
-    // 40 leases per tick: more than the run shifts, so some keys go to the heap beside it.
-    const { order } = leaseRound(n, 4 * n, 40);
+    // Leased first in id order, 40 a tick: more than the run shifts, so some keys go to the heap
+    // beside it. Each tick's keys must come back by rank, not in the order they were leased.
+    const { order } = leaseRound(n, 4 * n, 40, "in id order");
+    expect(order.slice(0, n)).toEqual([...Array(n).keys()]);
     const rankOf = (id: number) => (id * 7919) % n;
     for (let i = n; i < order.length; i += 40) {
       const tick = order.slice(i, i + 40);
