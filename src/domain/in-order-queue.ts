@@ -5,8 +5,8 @@ const MAX_SHIFT = 32;
 const INITIAL_CAPACITY = 16;
 
 /**
- * A priority queue with IndexedHeap's operations and order, for priorities that mostly arrive in
- * increasing order: a leased key becomes the most recently leased one, and a held key's ready_at
+ * A priority queue with IndexedHeap's order and operations (and `update`), for priorities that
+ * mostly arrive in increasing order: a leased key becomes the most recently leased one, and a held key's ready_at
  * is now plus the same reuse delay as the key held before it. Such a node joins a sorted run (a
  * ring of slots, oldest first) at or near its end, and leaves it from its front, in O(1) and
  * without touching any other node; a node whose priority arrives out of order (a cooldown, a key

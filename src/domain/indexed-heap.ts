@@ -1,6 +1,9 @@
+/** Slots a heap's arrays start with, and never shrink below. */
+const MIN_CAPACITY = 16;
+
 /**
- * A 4-ary min-heap whose nodes know their position, so that any node can be removed or
- * re-prioritised in O(log n). Each node has a numeric priority, kept in a Float64Array beside
+ * A 4-ary min-heap whose nodes know their position, so that any node can be removed in
+ * O(log n). Each node has a numeric priority, kept in a Float64Array beside
  * the node array: most comparisons then read one typed-array slot instead of chasing pointers,
  * which is what keeps a 100,000-key heap fast. Equal priorities compare the nodes' ranks when the
  * heap has `rankOf` (a number per node that never changes, kept in a second Float64Array), and
@@ -9,13 +12,11 @@
  * where each node read is a cache miss in a large heap.
  * Nodes carry their own `heapPos` (-1 when in no heap): a node is in at most one heap at a time.
  *
- * Four children per node rather than two: a node moving from the top to the bottom (a leased key
- * going behind every other ready key) passes half as many levels, and each level it passes
- * writes the position of the node it swaps with, an object of its own and, in a large heap, a
- * cache miss; the four children's priorities it compares sit side by side in the typed array.
+ * Four children per node rather than two: a node moving from the top to the bottom (the last
+ * node, put in the place of the top one taken out) passes half as many levels, and each level it
+ * passes writes the position of the node it swaps with, an object of its own and, in a large
+ * heap, a cache miss; the four children's priorities it compares sit side by side in the typed array.
  */
-const MIN_CAPACITY = 16;
-
 export interface HeapNode {
   heapPos: number;
 }
@@ -76,20 +77,6 @@ export class IndexedHeap<N extends HeapNode> {
     if (!this.has(node)) return false;
     this.removeAt(node.heapPos);
     return true;
-  }
-
-  /** Gives `node` a new priority (or re-checks its tie order) and restores heap order. */
-  update(node: N, priority: number): void {
-    if (!this.has(node)) return;
-    const pos = node.heapPos;
-    const old = this.prio[pos];
-    const r = this.rank ? this.rank[pos] : 0;
-    if (priority < old) this.up(pos, node, priority, r);
-    else if (priority > old) this.down(pos, node, priority, r);
-    else {
-      this.up(pos, node, priority, r);
-      this.down(node.heapPos, node, priority, r);
-    }
   }
 
   /** Whether a (priority pa, rank ra) comes out before b (pb, rb). */

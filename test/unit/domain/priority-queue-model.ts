@@ -13,7 +13,8 @@ export interface PriorityQueue {
   push(item: Item, priority: number): void;
   pop(): Item | undefined;
   remove(item: Item): boolean;
-  update(item: Item, priority: number): void;
+  /** InOrderQueue's; a heap's item is given a new priority by removing and pushing it. */
+  update?(item: Item, priority: number): void;
   peek(): Item | undefined;
   peekPriority(): number;
   has(item: Item): boolean;
@@ -78,7 +79,8 @@ export function checkAgainstModel(queue: PriorityQueue, ties: Ties, shape: "rand
         live = live.filter((x) => x !== item);
       } else {
         item.p = priority(a.p);
-        queue.update(item, item.p);
+        if (queue.update) queue.update(item, item.p);
+        else if (queue.remove(item)) queue.push(item, item.p);
       }
     }
     expect(queue.size).toBe(live.length);
