@@ -14,6 +14,7 @@ import { readGroup, SETTINGS } from "../config/settings";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { connectionCaps } from "./listener-limits";
 import { oneSessionPerTurn } from "./session-pacing";
+import { renewStreamMapAfterFullCollections } from "./stream-map-renewal";
 import { ShutdownGrace } from "./shutdown-grace";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -88,6 +89,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const watchSession = (session: http2.ServerHttp2Session) => {
     trackSession(session);
     guard.watchSession(session);
+    renewStreamMapAfterFullCollections(session);
   };
   // node's HTTP/1.1 timeouts: complete headers within headersMs, the whole request within
   // requestMs (both answered 408), and a kept-alive connection closed after idleMs unused.

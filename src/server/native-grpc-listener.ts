@@ -13,6 +13,7 @@ import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
 import { ShutdownGrace } from "./shutdown-grace";
+import { renewStreamMapAfterFullCollections } from "./stream-map-renewal";
 import type { TlsMaterial } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -212,7 +213,8 @@ function boundHttp2Servers(server: grpc.Server): Iterable<net.Server> {
  * own: the main port's ConnectionGuard watches the HTTP/2 servers grpc-js bound (caps per address
  * and in total, request timeout, reset budget; the idle timeout is grpc-js's). A connection that
  * sends nothing gets a session at once on this port (no protocol to sniff), so the idle timeout,
- * not the headers timeout, closes it.
+ * not the headers timeout, closes it. Each session's stream map is renewed after full
+ * collections, as on the main port (stream-map-renewal.ts).
  */
 function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
   for (const http2Server of boundHttp2Servers(server)) {
@@ -222,7 +224,10 @@ function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
     );
     // Before grpc-js's own listener, so that a connection past a cap never becomes a session.
     http2Server.prependListener("connection", (socket: net.Socket) => guard.admit(socket));
-    http2Server.on("session", (session: http2.ServerHttp2Session) => guard.watchSession(session, { idle: false }));
+    http2Server.on("session", (session: http2.ServerHttp2Session) => {
+      guard.watchSession(session, { idle: false });
+      renewStreamMapAfterFullCollections(session);
+    });
   }
 }
 
