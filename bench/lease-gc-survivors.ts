@@ -7,13 +7,17 @@
  * (promoted), per Lease, and the scavengers' pause per Lease. A young object that survives costs a copy per scavenge it lives
  * through; one that dies costs nothing.
  *
- *   npx tsx bench/lease-gc-survivors.ts [--keys=100000] [--rounds=3] [--requests=15000] [--baseline=<dir>[,<dir>...]] [--state=memory] [--warm=110000]
+ *   npx tsx bench/lease-gc-survivors.ts [--keys=100000] [--rounds=3] [--requests=15000] [--baseline=<dir>[,<dir>...]] [--state=memory] [--warm=110000] [--full-gc]
  *
  * `--warm=N` sends each server N Leases before the rounds (with N above the key count, every
- * key has been leased once).
+ * key has been leased once). `--full-gc`: each server runs one full collection 150 ms into every
+ * round (bench/lib/full-gc-on-signal.cjs), so that most of the round's Leases travel on
+ * connections that have outlived a full collection, as a proxy's long-lived channel does
+ * (src/server/stream-map-renewal.ts).
  */
 import * as os from "node:os";
 import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { coreLayout } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { LEASE, leaseOnce, leaseRequestBytes } from "./lib/keypool-rpc";
@@ -52,6 +56,8 @@ async function main(): Promise<void> {
   const requests = Number(benchArg("requests", "15000"));
   const state = benchArg("state", "");
   const warm = Number(benchArg("warm", "0"));
+  const fullGc = process.argv.includes("--full-gc");
+  const nodeArgs = ["--trace-gc-nvp", ...(fullGc ? ["--expose-gc", "-r", path.join(__dirname, "lib", "full-gc-on-signal.cjs")] : [])];
   const builds = buildsToCompare();
   const cores = coreLayout();
   const load = os.loadavg();
@@ -61,7 +67,7 @@ async function main(): Promise<void> {
   const servers: { label: string; handle: ServerHandle; perLease: { survived: number[]; promoted: number[]; pauseUs: number[]; count: number[] } }[] = [];
   try {
     for (const build of builds) {
-      const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, nodeArgs: ["--trace-gc-nvp"], main: build.main, deadlineMs: 180_000 });
+      const handle = await startKeypool({ env, cpus: cores.server, nativePort: true, nodeArgs, main: build.main, deadlineMs: 180_000 });
       await leaseOnce(handle.port);
       servers.push({ label: build.label, handle, perLease: { survived: [], promoted: [], pauseUs: [], count: [] } });
     }
@@ -72,7 +78,12 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {
         const before = scavenges(server.handle.proc.stdout());
-        const result = await h2load(server.handle.grpcPort!, LEASE, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
+        const leasing = h2load(server.handle.grpcPort!, LEASE, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
+        if (fullGc) {
+          await sleep(150);
+          process.kill(server.handle.pid, "SIGUSR2");
+        }
+        const result = await leasing;
         const after = scavenges(server.handle.proc.stdout());
         const n = result.succeeded;
         const s = {
@@ -94,7 +105,7 @@ async function main(): Promise<void> {
     }
     const end = os.loadavg();
     console.log(
-      `\n${keys} keys, native port, h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} Leases, medians; load average ${load.map((l) => l.toFixed(1)).join(" ")} at the start, ${end.map((l) => l.toFixed(1)).join(" ")} at the end:`,
+      `\n${keys} keys, native port${fullGc ? ", a full collection 150 ms into each round" : ""}, h2load 4 connections x 16 streams, ${rounds} rounds of ${requests} Leases, medians; load average ${load.map((l) => l.toFixed(1)).join(" ")} at the start, ${end.map((l) => l.toFixed(1)).join(" ")} at the end:`,
     );
     console.log("| server | scavenges per round | bytes a scavenge kept young, per Lease | bytes promoted, per Lease | scavenge pause per Lease |");
     console.log("|---|---|---|---|---|");
