@@ -4,9 +4,11 @@
  * nothing of keypool or grpc-js: an HTTP/2 session keeps its open streams in such a Map.
  * Prints, with `--trace-gc-nvp`, every scavenge's promoted bytes. Before the full collection
  * nothing is promoted; after it, every scavenge keeps and promotes what the map held
- * (BENCHMARKS.md §5, "What the collector copies per call").
+ * (BENCHMARKS.md §5, "What the collector copies per call"). `--renew` replaces the map with a
+ * copy right after the full collection, as src/server/stream-map-renewal.ts does for node's
+ * sessions, and the promotion stops.
  *
- *   node --expose-gc --trace-gc-nvp bench/map-churn-after-full-gc.cjs [--no-full-gc] | grep -o "gc=[a-z]*\|promoted=[0-9]*"
+ *   node --expose-gc --trace-gc-nvp bench/map-churn-after-full-gc.cjs [--no-full-gc] [--renew] | grep -o "gc=[a-z]*\|promoted=[0-9]*"
  */
 const session = { streams: new Map() };
 const inflight = [];
@@ -29,6 +31,7 @@ function loop() {
   if (++turns === 150 && fullGc) {
     console.log("--- one full collection");
     globalThis.gc();
+    if (process.argv.includes("--renew")) session.streams = new Map(session.streams);
   }
   if (turns < 300) setImmediate(loop);
 }
