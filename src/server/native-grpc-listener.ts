@@ -13,7 +13,7 @@ import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
 import { ShutdownGrace } from "./shutdown-grace";
-import { renewStreamMapAfterFullCollections } from "./stream-map-renewal";
+import { StreamMapRenewal } from "./stream-map-renewal";
 import type { TlsMaterial } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -34,6 +34,8 @@ export interface NativeGrpcListenerOptions {
   admission?: StreamAdmission;
   /** The main port's connection caps and timeouts (connection-guard.ts), from the same settings. */
   connections: { timeouts: ConnectionTimeouts; caps: ConnectionCaps; report?: GuardReport };
+  /** Renews each HTTP/2 session's stream map after full collections; default: one of its own. */
+  renewal?: StreamMapRenewal;
 }
 
 export interface NativeGrpcListener {
@@ -157,7 +159,7 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${options.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
-  guardConnections(server, new ConnectionGuard(options.connections.timeouts, options.connections.caps, options.connections.report));
+  guardConnections(server, new ConnectionGuard(options.connections.timeouts, options.connections.caps, options.connections.report), options.renewal ?? new StreamMapRenewal());
   if (options.admission) admitStreamsFirst(server, options.admission, streamingPaths(options.services));
 
   let closing: Promise<void> | undefined;
@@ -216,7 +218,7 @@ function boundHttp2Servers(server: grpc.Server): Iterable<net.Server> {
  * not the headers timeout, closes it. Each session's stream map is renewed after full
  * collections, as on the main port (stream-map-renewal.ts).
  */
-function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
+function guardConnections(server: grpc.Server, guard: ConnectionGuard, renewal: StreamMapRenewal): void {
   for (const http2Server of boundHttp2Servers(server)) {
     http2Server.maxConnections = guard.caps.maxConnections;
     http2Server.on("drop", (data?: { remoteAddress?: string }) =>
@@ -226,7 +228,7 @@ function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
     http2Server.prependListener("connection", (socket: net.Socket) => guard.admit(socket));
     http2Server.on("session", (session: http2.ServerHttp2Session) => {
       guard.watchSession(session, { idle: false });
-      renewStreamMapAfterFullCollections(session);
+      renewal.track(session);
     });
   }
 }

@@ -21,52 +21,67 @@
 import type * as http2 from "node:http2";
 import { PerformanceObserver, constants as perf } from "node:perf_hooks";
 
-/** The part of node's session state this module touches: the open streams by id. */
+/** Tells its listener when V8 has run a full collection. */
+export interface FullCollections {
+  /** Calls `listener` after each full collection until the returned function is called. */
+  subscribe(listener: () => void): () => void;
+}
+
+/** V8's full collections, as node's performance timeline reports them (`gc` entries of kind major). */
+export const v8FullCollections: FullCollections = {
+  subscribe(listener) {
+    const observer = new PerformanceObserver((list) => {
+      if (list.getEntries().some((entry) => (entry as { detail?: { kind?: number } }).detail?.kind === perf.NODE_PERFORMANCE_GC_MAJOR)) {
+        listener();
+      }
+    });
+    observer.observe({ entryTypes: ["gc"] });
+    return () => observer.disconnect();
+  },
+};
+
+/** The part of node's session state renewal touches: the open streams by id. */
 interface SessionState {
   streams: Map<number, unknown>;
 }
 
-const sessions = new Set<http2.Http2Session>();
-let observer: PerformanceObserver | undefined;
-let stateSymbol: symbol | undefined | null;
+/** The open sessions of one server, renewed together after each full collection. */
+export class StreamMapRenewal {
+  private readonly sessions = new Set<http2.Http2Session>();
+  private unsubscribe: (() => void) | undefined;
 
-/**
- * Keeps `session`'s stream map renewed after every full collection while the session is open.
- * Returns false, and does nothing, when this node's sessions have no stream map to renew.
- */
-export function renewStreamMapAfterFullCollections(session: http2.Http2Session): boolean {
-  if (!sessionState(session)) return false;
-  sessions.add(session);
-  session.once("close", () => {
-    sessions.delete(session);
-    if (sessions.size === 0) stopObserving();
-  });
-  startObserving();
-  return true;
-}
+  constructor(private readonly collections: FullCollections = v8FullCollections) {}
 
-/** Gives each tracked session a new map with the same open streams, in the same order. */
-function renewStreamMaps(): void {
-  for (const session of sessions) {
-    const state = sessionState(session);
-    if (state) state.streams = new (state.streams.constructor as MapConstructor)(state.streams);
+  /**
+   * Keeps `session`'s stream map renewed after every full collection while the session is open.
+   * Returns false, and does nothing, when this node's sessions have no stream map to renew.
+   */
+  track(session: http2.Http2Session): boolean {
+    if (!sessionState(session)) return false;
+    this.sessions.add(session);
+    session.once("close", () => {
+      this.sessions.delete(session);
+      if (this.sessions.size === 0) this.stopListening();
+    });
+    this.unsubscribe ??= this.collections.subscribe(() => this.renew());
+    return true;
+  }
+
+  /** Gives each open session a new map with the same open streams, in the same order. */
+  private renew(): void {
+    for (const session of this.sessions) {
+      const state = sessionState(session);
+      if (state) state.streams = new (state.streams.constructor as MapConstructor)(state.streams);
+    }
+  }
+
+  private stopListening(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
   }
 }
 
-function startObserving(): void {
-  if (observer) return;
-  observer = new PerformanceObserver((list) => {
-    if (list.getEntries().some((entry) => (entry as { detail?: { kind?: number } }).detail?.kind === perf.NODE_PERFORMANCE_GC_MAJOR)) {
-      renewStreamMaps();
-    }
-  });
-  observer.observe({ entryTypes: ["gc"] });
-}
-
-function stopObserving(): void {
-  observer?.disconnect();
-  observer = undefined;
-}
+let stateSymbol: symbol | undefined | null;
 
 /** node's state of `session`, found once by its symbol's description and checked for a stream map. */
 function sessionState(session: http2.Http2Session): SessionState | undefined {

@@ -2,30 +2,33 @@
  * A long-lived connection across full collections, on both ports: each listener hands its HTTP/2
  * sessions to stream-map renewal (src/server/stream-map-renewal.ts), and the calls a client has
  * open across a renewal (a watch, a Lease waiting for a key) go on: the waiting Lease gets the key
- * added later, and the watch sees it come and be leased.
+ * added later, and the watch sees it come and be leased. The full collections are the test's own
+ * (ManualCollections), so that no collection is forced inside the test worker.
  */
 import type * as http2 from "node:http2";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import * as renewal from "../../src/server/stream-map-renewal";
+import { StreamMapRenewal } from "../../src/server/stream-map-renewal";
 import { PORTS, urlOf } from "../support/ports";
-import { fullCollection, streamMapOf, until } from "../support/stream-map";
+import { ManualCollections, streamMapOf, until } from "../support/stream-map";
 import { poolClient, startWatchServer, StreamView, type WatchServer } from "./watch-harness";
 
 jest.setTimeout(30_000);
 
 describe.each(PORTS)("on the %s port", (port) => {
   let s: WatchServer;
+  let collections: ManualCollections;
   let sessions: http2.Http2Session[];
 
   beforeEach(async () => {
     sessions = [];
-    const renew = renewal.renewStreamMapAfterFullCollections;
-    jest.spyOn(renewal, "renewStreamMapAfterFullCollections").mockImplementation((session) => {
+    const track = StreamMapRenewal.prototype.track;
+    jest.spyOn(StreamMapRenewal.prototype, "track").mockImplementation(function (this: StreamMapRenewal, session) {
       sessions.push(session);
-      return renew(session);
+      return track.call(this, session);
     });
+    collections = new ManualCollections();
     // One key, held a minute after each Lease, so that a second Lease waits.
-    s = await startWatchServer({ keys: 1, pool: { reuseDelayMs: 60_000 }, hub: { coalesceMs: 20, heartbeatMs: 5_000 } });
+    s = await startWatchServer({ keys: 1, pool: { reuseDelayMs: 60_000 }, hub: { coalesceMs: 20, heartbeatMs: 5_000 }, fullCollections: collections });
   });
 
   afterEach(async () => {
@@ -48,8 +51,8 @@ describe.each(PORTS)("on the %s port", (port) => {
     const before = streamMapOf(session);
     expect(before.size).toBe(2); // the watch and the waiting Lease
 
-    fullCollection();
-    await until(() => streamMapOf(session) !== before, "the stream map's renewal");
+    collections.collect();
+    expect(streamMapOf(session)).not.toBe(before);
     expect([...streamMapOf(session).keys()]).toEqual([...before.keys()]);
 
     // A key added now goes to the waiting Lease, and the watch sees it come and be leased.
@@ -60,5 +63,18 @@ describe.each(PORTS)("on the %s port", (port) => {
 
     controller.abort();
     await watching;
+    // The connection's calls are over: its session is still tracked, and a later collection
+    // renews it again.
+    const idle = streamMapOf(session);
+    collections.collect();
+    expect(streamMapOf(session)).not.toBe(idle);
+  });
+
+  it("stops listening for full collections once the last connection has closed", async () => {
+    const client = poolClient(urlOf(s.server, port));
+    await client.listKeys({});
+    expect(collections.subscribers).toBe(1);
+    await s.close();
+    expect(collections.subscribers).toBe(0);
   });
 });

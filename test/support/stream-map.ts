@@ -1,10 +1,11 @@
 /**
- * What stream-map renewal (src/server/stream-map-renewal.ts) replaces, read from outside: node's
- * map of a session's open streams, and a full collection on demand.
+ * What stream-map renewal (src/server/stream-map-renewal.ts) replaces, read from outside, and
+ * full collections on demand: node's map of a session's open streams, and a FullCollections
+ * source a test fires itself, so that renewal is tested without forcing V8's collector inside a
+ * test process.
  */
 import type * as http2 from "node:http2";
-import * as v8 from "node:v8";
-import * as vm from "node:vm";
+import type { FullCollections } from "../../src/server/stream-map-renewal";
 
 /** node's map of `session`'s open streams, found the way the module finds it. */
 export function streamMapOf(session: http2.Http2Session): Map<number, unknown> {
@@ -14,10 +15,24 @@ export function streamMapOf(session: http2.Http2Session): Map<number, unknown> {
   return streams;
 }
 
-/** Runs one full (mark-compact) collection now; a test process has no `gc` of its own. */
-export function fullCollection(): void {
-  v8.setFlagsFromString("--expose-gc");
-  (vm.runInNewContext("gc") as () => void)();
+/** Full collections that happen when the test says so. */
+export class ManualCollections implements FullCollections {
+  private readonly listeners = new Set<() => void>();
+
+  subscribe(listener: () => void): () => void {
+    const own = () => listener();
+    this.listeners.add(own);
+    return () => this.listeners.delete(own);
+  }
+
+  /** Tells every subscriber that a full collection has run. */
+  collect(): void {
+    for (const listener of this.listeners) listener();
+  }
+
+  get subscribers(): number {
+    return this.listeners.size;
+  }
 }
 
 /** Waits, in steps of 10 ms, until `condition` holds; fails after 5 s naming `what`. */
