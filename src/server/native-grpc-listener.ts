@@ -159,7 +159,8 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${options.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
-  guardConnections(server, new ConnectionGuard(options.connections.timeouts, options.connections.caps, options.connections.report), options.renewal ?? new StreamMapRenewal());
+  guardConnections(server, new ConnectionGuard(options.connections.timeouts, options.connections.caps, options.connections.report));
+  renewStreamMaps(server, options.renewal ?? new StreamMapRenewal());
   if (options.admission) admitStreamsFirst(server, options.admission, streamingPaths(options.services));
 
   let closing: Promise<void> | undefined;
@@ -215,10 +216,9 @@ function boundHttp2Servers(server: grpc.Server): Iterable<net.Server> {
  * own: the main port's ConnectionGuard watches the HTTP/2 servers grpc-js bound (caps per address
  * and in total, request timeout, reset budget; the idle timeout is grpc-js's). A connection that
  * sends nothing gets a session at once on this port (no protocol to sniff), so the idle timeout,
- * not the headers timeout, closes it. Each session's stream map is renewed after full
- * collections, as on the main port (stream-map-renewal.ts).
+ * not the headers timeout, closes it.
  */
-function guardConnections(server: grpc.Server, guard: ConnectionGuard, renewal: StreamMapRenewal): void {
+function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
   for (const http2Server of boundHttp2Servers(server)) {
     http2Server.maxConnections = guard.caps.maxConnections;
     http2Server.on("drop", (data?: { remoteAddress?: string }) =>
@@ -226,10 +226,14 @@ function guardConnections(server: grpc.Server, guard: ConnectionGuard, renewal: 
     );
     // Before grpc-js's own listener, so that a connection past a cap never becomes a session.
     http2Server.prependListener("connection", (socket: net.Socket) => guard.admit(socket));
-    http2Server.on("session", (session: http2.ServerHttp2Session) => {
-      guard.watchSession(session, { idle: false });
-      renewal.track(session);
-    });
+    http2Server.on("session", (session: http2.ServerHttp2Session) => guard.watchSession(session, { idle: false }));
+  }
+}
+
+/** Hands each session of the HTTP/2 servers grpc-js bound to stream-map renewal, as the main port does. */
+function renewStreamMaps(server: grpc.Server, renewal: StreamMapRenewal): void {
+  for (const http2Server of boundHttp2Servers(server)) {
+    http2Server.on("session", (session: http2.ServerHttp2Session) => renewal.track(session));
   }
 }
 
