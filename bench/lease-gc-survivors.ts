@@ -13,7 +13,7 @@
  * key has been leased once). `--full-gc`: each server runs one full collection 150 ms into every
  * round (bench/lib/full-gc-on-signal.cjs), so that most of the round's Leases travel on
  * connections that have outlived a full collection, as a proxy's long-lived channel does
- * (src/server/stream-map-renewal.ts).
+ * (BENCHMARKS.md §5, "Long-lived connections after a full collection").
  */
 import * as os from "node:os";
 import * as path from "node:path";

@@ -5,8 +5,8 @@
  * Prints, with `--trace-gc-nvp`, every scavenge's promoted bytes. Before the full collection
  * nothing is promoted; after it, every scavenge keeps and promotes what the map held
  * (BENCHMARKS.md §5, "What the collector copies per call"). `--renew` replaces the map with a
- * copy right after the full collection, as src/server/stream-map-renewal.ts does for node's
- * sessions, and the promotion stops.
+ * copy right after the full collection, and the promotion stops (BENCHMARKS.md §5, "Long-lived
+ * connections after a full collection": tried on node's sessions, not kept).
  *
  *   node --expose-gc --trace-gc-nvp bench/map-churn-after-full-gc.cjs [--no-full-gc] [--renew] | grep -o "gc=[a-z]*\|promoted=[0-9]*"
  */

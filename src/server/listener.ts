@@ -14,7 +14,6 @@ import { readGroup, SETTINGS } from "../config/settings";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { connectionCaps } from "./listener-limits";
 import { oneSessionPerTurn } from "./session-pacing";
-import { StreamMapRenewal } from "./stream-map-renewal";
 import { ShutdownGrace } from "./shutdown-grace";
 
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -45,8 +44,6 @@ export interface ListenerOptions {
   timeouts?: ConnectionTimeouts;
   /** Told about each connection refused or closed by a cap or timeout. */
   report?: GuardReport;
-  /** Renews each HTTP/2 session's stream map after full collections; default: one of its own. */
-  renewal?: StreamMapRenewal;
 }
 
 export interface Listener {
@@ -88,11 +85,9 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const timeouts = options.timeouts ?? readGroup({}, SETTINGS.connections);
   const caps = options.limits?.connections ?? connectionCaps(readGroup({}, SETTINGS.limits));
   const guard = new ConnectionGuard(timeouts, caps, options.report);
-  const renewal = options.renewal ?? new StreamMapRenewal();
   const watchSession = (session: http2.ServerHttp2Session) => {
     trackSession(session);
     guard.watchSession(session);
-    renewal.track(session);
   };
   // node's HTTP/1.1 timeouts: complete headers within headersMs, the whole request within
   // requestMs (both answered 408), and a kept-alive connection closed after idleMs unused.

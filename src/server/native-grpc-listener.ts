@@ -13,7 +13,6 @@ import { ERROR_MESSAGE_LIMIT_BYTES } from "../transport/client-mistakes";
 import { ConnectionGuard, type ConnectionCaps, type ConnectionTimeouts, type GuardReport } from "./connection-guard";
 import { grpcJsDefinition, grpcJsImplementation } from "./grpc-js-adapter";
 import { ShutdownGrace } from "./shutdown-grace";
-import { StreamMapRenewal } from "./stream-map-renewal";
 import type { TlsMaterial } from "./listener";
 import type { MountedService } from "./routes";
 import type { StreamAdmission } from "./stream-admission";
@@ -34,8 +33,6 @@ export interface NativeGrpcListenerOptions {
   admission?: StreamAdmission;
   /** The main port's connection caps and timeouts (connection-guard.ts), from the same settings. */
   connections: { timeouts: ConnectionTimeouts; caps: ConnectionCaps; report?: GuardReport };
-  /** Renews each HTTP/2 session's stream map after full collections; default: one of its own. */
-  renewal?: StreamMapRenewal;
 }
 
 export interface NativeGrpcListener {
@@ -160,7 +157,6 @@ export async function startNativeGrpcListener(options: NativeGrpcListenerOptions
     server.bindAsync(`${host}:${options.port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))),
   );
   guardConnections(server, new ConnectionGuard(options.connections.timeouts, options.connections.caps, options.connections.report));
-  renewStreamMaps(server, options.renewal ?? new StreamMapRenewal());
   if (options.admission) admitStreamsFirst(server, options.admission, streamingPaths(options.services));
 
   let closing: Promise<void> | undefined;
@@ -227,13 +223,6 @@ function guardConnections(server: grpc.Server, guard: ConnectionGuard): void {
     // Before grpc-js's own listener, so that a connection past a cap never becomes a session.
     http2Server.prependListener("connection", (socket: net.Socket) => guard.admit(socket));
     http2Server.on("session", (session: http2.ServerHttp2Session) => guard.watchSession(session, { idle: false }));
-  }
-}
-
-/** Hands each session of the HTTP/2 servers grpc-js bound to stream-map renewal, as the main port does. */
-function renewStreamMaps(server: grpc.Server, renewal: StreamMapRenewal): void {
-  for (const http2Server of boundHttp2Servers(server)) {
-    http2Server.on("session", (session: http2.ServerHttp2Session) => renewal.track(session));
   }
 }
 

@@ -25,7 +25,6 @@ import { startListener, type Listener, type ListenerOptions } from "./listener";
 import { connectionCaps } from "./listener-limits";
 import { createNodeHandlers } from "./node-handler";
 import { MAX_STREAMS_WAITING_TO_START, STREAM_STARTS_PER_TURN, StreamAdmission } from "./stream-admission";
-import { StreamMapRenewal, type FullCollections } from "./stream-map-renewal";
 import type { NativeGrpcListener } from "./native-grpc-listener";
 import type { TokenStore } from "../auth/token-store";
 import type { KeypoolMetrics } from "../metrics/metrics";
@@ -66,8 +65,6 @@ export interface ServerDeps {
   streamAdmission?: { perTurn?: number; maxWaiting?: number };
   /** How long close() lets open connections finish before destroying them (default SHUTDOWN_GRACE_MS). */
   shutdownGraceMs?: number;
-  /** When V8 has run a full collection, for stream-map-renewal.ts; default: V8's own, as node reports them. */
-  fullCollections?: FullCollections;
 }
 
 export interface RunningServer {
@@ -170,8 +167,6 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
   const tls = config.tls
     ? { cert: readTlsFile(SETTINGS.server.tlsCert.name, config.tls.certFile), key: readTlsFile(SETTINGS.server.tlsKey.name, config.tls.keyFile) }
     : undefined;
-  // One renewal for both ports: their sessions are renewed together after each full collection.
-  const renewal = new StreamMapRenewal(deps.fullCollections);
   const listener: Listener = await startListener({
     host: config.host,
     port: config.port,
@@ -181,7 +176,6 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
     limits: deps.listenerLimits,
     timeouts: deps.connectionTimeouts,
     report: reportConnectionEvent(logger),
-    renewal,
   });
   let native: NativeGrpcListener | undefined;
   if (config.grpcPort !== undefined) {
@@ -204,7 +198,6 @@ export async function startServer(config: ListenConfig, deps: ServerDeps): Promi
           caps: deps.listenerLimits?.connections ?? connectionCaps(readGroup({}, SETTINGS.limits)),
           report: reportConnectionEvent(logger),
         },
-        renewal,
         onAbandoned: (procedure, err) =>
           logger.debug({ procedure, message: err instanceof Error ? err.message : String(err) }, "response abandoned: the client went away"),
       });

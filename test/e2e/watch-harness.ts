@@ -10,7 +10,6 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { systemClock } from "../../src/domain/clock";
 import { KeyPool, type PoolOptions } from "../../src/domain/key-pool";
 import { startServer, type RunningServer } from "../../src/server/start-server";
-import type { FullCollections } from "../../src/server/stream-map-renewal";
 import { createWatchKeys, encodedStatusBytes } from "../../src/transport/watch-keys";
 import { WatchHub, type WatchHubOptions } from "../../src/watch/watch-hub";
 import { KeyPoolService, type KeyStatus, type WatchKeysResponse } from "../../gen/ts/keypool/v1/keypool_pb";
@@ -35,14 +34,14 @@ const watchKeySpecs = (count: number): KeySpec[] =>
   }));
 
 export async function startWatchServer(
-  options: { keys?: number; port?: number; pool?: Partial<PoolOptions>; hub?: Partial<WatchHubOptions>; fullCollections?: FullCollections } = {},
+  options: { keys?: number; port?: number; pool?: Partial<PoolOptions>; hub?: Partial<WatchHubOptions> } = {},
 ): Promise<WatchServer> {
   const pool = new KeyPool({ clock: systemClock, reuseDelayMs: 0, ...options.pool });
   const { keyHashes } = pool.addKeys(watchKeySpecs(options.keys ?? 5));
   const hub = new WatchHub(pool, { clock: systemClock, measure: encodedStatusBytes, ...options.hub });
   const server = await startServer(
     { host: "127.0.0.1", port: options.port ?? 0, grpcPort: 0 },
-    { pool, watchKeys: createWatchKeys(hub), shutdownGraceMs: 1000, fullCollections: options.fullCollections },
+    { pool, watchKeys: createWatchKeys(hub), shutdownGraceMs: 1000 },
   );
   return {
     pool,
