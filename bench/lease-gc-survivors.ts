@@ -21,7 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { coreLayout } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { LEASE, leaseOnce, leaseRequestBytes } from "./lib/keypool-rpc";
-import { startKeypool, type ServerHandle } from "./lib/keypool-server";
+import { FULL_GC_ON_SIGNAL, startKeypool, type ServerHandle } from "./lib/keypool-server";
 import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
 import { benchArg, buildsToCompare } from "./lib/ab-args";
@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   const state = benchArg("state", "");
   const warm = Number(benchArg("warm", "0"));
   const fullGc = process.argv.includes("--full-gc");
-  const nodeArgs = ["--trace-gc-nvp", ...(fullGc ? ["--expose-gc", "-r", path.join(__dirname, "lib", "full-gc-on-signal.cjs")] : [])];
+  const nodeArgs = ["--trace-gc-nvp", ...(fullGc ? FULL_GC_ON_SIGNAL : [])];
   const builds = buildsToCompare();
   const cores = coreLayout();
   const load = os.loadavg();
@@ -72,8 +72,8 @@ async function main(): Promise<void> {
       servers.push({ label: build.label, handle, perLease: { survived: [], promoted: [], pauseUs: [], count: [] } });
     }
     const body = leaseRequestBytes();
-    for (const server of servers) {
-      if (warm > 0) await h2load(server.handle.grpcPort!, LEASE, body, { requests: warm, connections: 4, streamsPerConnection: 16 }, cores.load);
+    if (warm > 0) {
+      for (const server of servers) await h2load(server.handle.grpcPort!, LEASE, body, { requests: warm, connections: 4, streamsPerConnection: 16 }, cores.load);
     }
     for (let round = 1; round <= rounds; round++) {
       for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {

@@ -39,7 +39,7 @@ import { HealthCheckRequestSchema } from "../gen/ts/grpc/health/v1/health_pb";
 import { coreLayout, cpuMs, mainThreadCpuMs } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseOnce, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
-import { startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
+import { FULL_GC_ON_SIGNAL, startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
 import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
 import { benchArg, buildsToCompare } from "./lib/ab-args";
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const state = benchArg("state", "");
   const warmCalls = Number(benchArg("warm", "3000"));
   const fullGc = process.argv.includes("--full-gc");
-  const nodeArgs = fullGc ? ["--expose-gc", "-r", path.join(__dirname, "lib", "full-gc-on-signal.cjs")] : [];
+  const nodeArgs = fullGc ? FULL_GC_ON_SIGNAL : [];
   const serverFlags = process.argv.filter((a) => a.startsWith("--server-flag=")).map((a) => a.slice("--server-flag=".length));
   const builds = buildsToCompare();
   const cores = coreLayout();

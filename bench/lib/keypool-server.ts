@@ -16,6 +16,9 @@ import { withCheckerSafety } from "../../test/support/checker-safety";
 export const ROOT = path.join(__dirname, "..", "..");
 export const MAIN = path.join(ROOT, "dist", "src", "main.js");
 
+/** Node flags for a server that runs one full collection on SIGUSR2 (bench/lib/full-gc-on-signal.cjs). */
+export const FULL_GC_ON_SIGNAL = ["--expose-gc", "-r", path.join(__dirname, "full-gc-on-signal.cjs")];
+
 /** A port nobody listens on right now (the server is then told to use it). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

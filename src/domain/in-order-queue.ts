@@ -1,13 +1,13 @@
-import { IndexedHeap, type HeapNode } from "./indexed-heap";
+import { comesBefore, IndexedHeap, type HeapNode } from "./indexed-heap";
 
 /** How far back from its end the run looks for a node's place before the node goes to the heap. */
 const MAX_SHIFT = 32;
 const INITIAL_CAPACITY = 16;
 
 /**
- * A priority queue with IndexedHeap's order and operations (and `update`), for priorities that
- * mostly arrive in increasing order: a leased key becomes the most recently leased one, and a held key's ready_at
- * is now plus the same reuse delay as the key held before it. Such a node joins a sorted run (a
+ * A priority queue with IndexedHeap's order and operations, and `update`, for priorities that
+ * mostly arrive in increasing order: a leased key becomes the most recently leased one, and a
+ * held key's ready_at is now plus the same reuse delay as the key held before it. Such a node joins a sorted run (a
  * ring of slots, oldest first) at or near its end, and leaves it from its front, in O(1) and
  * without touching any other node; a node whose priority arrives out of order (a cooldown, a key
  * added with an old lease) goes to an IndexedHeap beside the run. The smaller of the run's front
@@ -102,12 +102,13 @@ export class InOrderQueue<N extends HeapNode> {
     return node.heapPos <= -2 && this.items[-2 - node.heapPos] === node;
   }
 
-  /** IndexedHeap's rule: whether a (priority pa, rank ra) comes out before b (pb, rb). */
   private before(pa: number, ra: number, a: N, pb: number, rb: number, b: N): boolean {
-    if (pa !== pb) return pa < pb;
-    if (ra < rb) return true;
-    if (ra > rb) return false;
-    return this.tieBefore(a, b);
+    return comesBefore(pa, ra, a, pb, rb, b, this.tieBefore);
+  }
+
+  /** Whether `node` (priority p, rank r) comes before the run's node in `slot`, which holds one. */
+  private beforeSlot(p: number, r: number, node: N, slot: number): boolean {
+    return this.before(p, r, node, this.prio[slot], this.rank ? this.rank[slot] : 0, this.items[slot]!);
   }
 
   /**
@@ -127,16 +128,10 @@ export class InOrderQueue<N extends HeapNode> {
     // goes to the heap after one comparison.
     let at = this.tail;
     const stop = Math.max(this.head, this.tail - MAX_SHIFT);
-    const limit = this.items[stop & this.mask];
-    if (limit !== undefined && this.before(p, r, node, this.prio[stop & this.mask], this.rank ? this.rank[stop & this.mask] : 0, limit)) {
-      return false;
-    }
+    if (this.items[stop & this.mask] !== undefined && this.beforeSlot(p, r, node, stop & this.mask)) return false;
     for (;;) {
       const slot = (at - 1) & this.mask;
-      const other = this.items[slot];
-      if (other !== undefined) {
-        if (!this.before(p, r, node, this.prio[slot], this.rank ? this.rank[slot] : 0, other)) break;
-      }
+      if (this.items[slot] !== undefined && !this.beforeSlot(p, r, node, slot)) break;
       at--;
       if (at === this.head) return false; // before the whole run: only the heap can say where
       if (at === stop) return false;

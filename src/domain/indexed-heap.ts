@@ -1,6 +1,21 @@
 /** Slots a heap's arrays start with, and never shrink below. */
 const MIN_CAPACITY = 16;
 
+export interface HeapNode {
+  heapPos: number;
+}
+
+/**
+ * Whether a node of priority pa and rank ra comes out before one of pb and rb: the order of
+ * IndexedHeap and of InOrderQueue, which must agree. `tieBefore` decides equal ranks.
+ */
+export function comesBefore<N>(pa: number, ra: number, a: N, pb: number, rb: number, b: N, tieBefore: (a: N, b: N) => boolean): boolean {
+  if (pa !== pb) return pa < pb;
+  if (ra < rb) return true;
+  if (ra > rb) return false;
+  return tieBefore(a, b);
+}
+
 /**
  * A 4-ary min-heap whose nodes know their position, so that any node can be removed in
  * O(log n). Each node has a numeric priority, kept in a Float64Array beside
@@ -17,10 +32,6 @@ const MIN_CAPACITY = 16;
  * passes writes the position of the node it swaps with, an object of its own and, in a large
  * heap, a cache miss; the four children's priorities it compares sit side by side in the typed array.
  */
-export interface HeapNode {
-  heapPos: number;
-}
-
 export class IndexedHeap<N extends HeapNode> {
   private items: N[] = [];
   private prio = new Float64Array(MIN_CAPACITY);
@@ -79,12 +90,8 @@ export class IndexedHeap<N extends HeapNode> {
     return true;
   }
 
-  /** Whether a (priority pa, rank ra) comes out before b (pb, rb). */
   private before(pa: number, ra: number, a: N, pb: number, rb: number, b: N): boolean {
-    if (pa !== pb) return pa < pb;
-    if (ra < rb) return true;
-    if (ra > rb) return false;
-    return this.tieBefore(a, b);
+    return comesBefore(pa, ra, a, pb, rb, b, this.tieBefore);
   }
 
   private removeAt(pos: number): void {
