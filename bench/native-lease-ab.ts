@@ -7,7 +7,13 @@
  * the median rate and the server's CPU time per call (from /proc), with the ratios the targets
  * name: Lease / no-op Lease and Lease / Check of the same server.
  *
- *   npx tsx bench/native-lease-ab.ts [--keys=10,100000] [--rounds=5] [--requests=15000] [--baseline=/tmp/before] [--state=memory] [--warm=3000] [--full-gc] [--server-flag=<flag>]
+ *   npx tsx bench/native-lease-ab.ts [--keys=10,100000[,100000@10]] [--rounds=5] [--requests=15000] [--baseline=/tmp/before] [--state=memory] [--warm=3000] [--full-gc] [--server-flag=<flag>]
+ *
+ * `--keys` lists the pools: `100000` is 100,000 keys that the Leases rotate through (each Lease
+ * takes the least recently used key, so every Lease reads a key no call has touched for as long
+ * as the rotation takes); `100000@10` is a pool of the same size whose Leases reach only 10 of
+ * its keys (the rest serve another provider), which sets the pool's size apart from a key read
+ * cold on every Lease.
  *
  * Each Lease cell gets `--warm` calls before the rounds (3,000 by default; a Check cell at most
  * 3,000). With the default, every Lease the rounds send to a 100,000-key server is its key's first
@@ -40,7 +46,7 @@ import { coreLayout, cpuMs, mainThreadCpuMs } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseOnce, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
 import { FULL_GC_ON_SIGNAL, startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
-import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
+import { leaseBenchEnv, poolOf, writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
 import { benchArg, buildsToCompare } from "./lib/ab-args";
 
@@ -63,7 +69,7 @@ interface Cell {
 }
 
 async function main(): Promise<void> {
-  const keyCounts = benchArg("keys", "10,100000").split(",").map(Number);
+  const pools = benchArg("keys", "10,100000").split(",").map(poolOf);
   const rounds = Number(benchArg("rounds", "5"));
   const requests = Number(benchArg("requests", "15000"));
   const state = benchArg("state", "");
@@ -77,9 +83,10 @@ async function main(): Promise<void> {
 
   const servers: Server[] = [];
   try {
-    for (const keys of keyCounts) {
-      const keysFile = path.join(os.tmpdir(), `keypool-ab-keys-${keys}.json`);
-      writeKeysFile(keysFile, keys);
+    for (const pool of pools) {
+      const { keys, leasable } = pool;
+      const keysFile = path.join(os.tmpdir(), `keypool-ab-keys-${pool.label}.json`);
+      writeKeysFile(keysFile, keys, { leasable });
       const env = leaseBenchEnv(keysFile, state);
       for (const build of builds) {
         const flags = build.main ? nodeArgs : [...serverFlags, ...nodeArgs];
@@ -87,7 +94,7 @@ async function main(): Promise<void> {
         await leaseOnce(handle.port);
         const { leases } = await poolTotals(handle.port);
         const label = build.main || serverFlags.length === 0 ? build.label : `${build.label} ${serverFlags.join(" ")}`;
-        servers.push({ name: `native port, ${keys} keys, ${label}`, handle, port: handle.grpcPort!, keypool: true, leasesSent: 0, leasesBefore: leases });
+        servers.push({ name: `native port, ${pool.name}, ${label}`, handle, port: handle.grpcPort!, keypool: true, leasesSent: 0, leasesBefore: leases });
       }
     }
     const noop = await startGrpcJsNoop(cores.server, nodeArgs);

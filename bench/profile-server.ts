@@ -4,7 +4,7 @@
  * other core, stops it, and prints the functions with the most self time. The .cpuprofile stays
  * in bench/results/ for Chrome DevTools or speedscope.
  *
- *   npx tsx bench/profile-server.ts --method=lease --keys=100000 [--requests=50000] [--state=memory] [--port=native] [--warm=110000]
+ *   npx tsx bench/profile-server.ts --method=lease --keys=100000[@10] [--requests=50000] [--state=memory] [--port=native] [--warm=110000]
  *
  * `--warm=N` sends N calls first and reports only the samples of the calls after them: with N
  * above the key count, a Lease profile of keys that have all been leased before.
@@ -20,7 +20,7 @@ import { coreLayout } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseRequestBytes } from "./lib/keypool-rpc";
 import { ROOT, startGrpcJsNoop, startKeypool } from "./lib/keypool-server";
-import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
+import { leaseBenchEnv, poolOf, writeKeysFile } from "./lib/keys-file";
 
 interface ProfileNode {
   id: number;
@@ -90,17 +90,17 @@ export function topFunctions(profile: Profile, limit: number): { name: string; m
 async function main(): Promise<void> {
   const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
   const method = arg("method", "lease");
-  const keys = Number(arg("keys", "10"));
+  const pool = poolOf(arg("keys", "10"));
   const requests = Number(arg("requests", "50000"));
   const state = arg("state", "");
   const port = arg("port", "main");
   const warm = Number(arg("warm", "0"));
   const native = port === "native";
   const cores = coreLayout();
-  const dir = path.join(ROOT, "bench", "results", `profile-${method}-${keys}-${Date.now()}`);
+  const dir = path.join(ROOT, "bench", "results", `profile-${method}-${pool.label}-${Date.now()}`);
   mkdirSync(dir, { recursive: true });
-  const keysFile = path.join(os.tmpdir(), `keypool-profile-keys-${keys}.json`);
-  writeKeysFile(keysFile, keys);
+  const keysFile = path.join(os.tmpdir(), `keypool-profile-keys-${pool.label}.json`);
+  writeKeysFile(keysFile, pool.keys, { leasable: pool.leasable });
   const nodeArgs = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
   const server =
     port === "noop"
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   const r = await h2load(target, method === "lease" ? LEASE : CHECK, body, { ...shape, requests }, cores.load);
   const toUs = Number(process.hrtime.bigint() / 1000n);
   await server.stop();
-  process.stdout.write(`${method}, ${keys} keys: ${Math.round(r.rps)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms\n`);
+  process.stdout.write(`${method}, ${pool.name}: ${Math.round(r.rps)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms\n`);
   const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile"));
   if (!file) throw new Error(`no profile written in ${dir}`);
   const whole = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as Profile;

@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   writeKeysFile(keys10, 10);
   writeKeysFile(keys100k, 100_000);
   writeKeysFile(keys1, 1);
-  writeKeysFile(keysFanout, 10, true);
+  writeKeysFile(keysFanout, 10, { withMarker: true });
 
   // KEYPOOL_REUSE_DELAY=0: a leased key is ready again at once, so that 10 keys sustain any Lease
   // rate and every Lease succeeds. Logs at warn: a log line per call would measure the logger.

@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const cores = coreLayout();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-ab-"));
   const keysFile = path.join(tmp, "keys.json");
-  writeKeysFile(keysFile, 10, true);
+  writeKeysFile(keysFile, 10, { withMarker: true });
   const log = (line: string) => process.stderr.write(line + "\n");
   const print = (line: string) => process.stdout.write(line + "\n");
   print(

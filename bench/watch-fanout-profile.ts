@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   const cores = coreLayout();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "keypool-fanout-profile-"));
   const keysFile = path.join(tmp, "keys.json");
-  writeKeysFile(keysFile, 10, true);
+  writeKeysFile(keysFile, 10, { withMarker: true });
   const dir = path.join(ROOT, "bench", "results", `profile-fanout-${rate}-${Date.now()}`);
   if (profile) mkdirSync(dir, { recursive: true });
   const log = (line: string) => process.stderr.write(line + "\n");
