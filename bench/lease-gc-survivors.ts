@@ -17,11 +17,10 @@
  */
 import * as os from "node:os";
 import * as path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { coreLayout } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { LEASE, leaseOnce, leaseRequestBytes } from "./lib/keypool-rpc";
-import { FULL_GC_ON_SIGNAL, startKeypool, type ServerHandle } from "./lib/keypool-server";
+import { FULL_GC_ON_SIGNAL, fullCollectionSoon, startKeypool, type ServerHandle } from "./lib/keypool-server";
 import { leaseBenchEnv, writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
 import { benchArg, buildsToCompare } from "./lib/ab-args";
@@ -79,10 +78,7 @@ async function main(): Promise<void> {
       for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {
         const before = scavenges(server.handle.proc.stdout());
         const leasing = h2load(server.handle.grpcPort!, LEASE, body, { requests, connections: 4, streamsPerConnection: 16 }, cores.load);
-        if (fullGc) {
-          await sleep(150);
-          process.kill(server.handle.pid, "SIGUSR2");
-        }
+        if (fullGc) await fullCollectionSoon(server.handle.pid);
         const result = await leasing;
         const after = scavenges(server.handle.proc.stdout());
         const n = result.succeeded;

@@ -39,13 +39,12 @@
  */
 import * as os from "node:os";
 import * as path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema } from "../gen/ts/grpc/health/v1/health_pb";
 import { coreLayout, cpuMs, mainThreadCpuMs } from "./lib/children";
 import { h2load } from "./lib/h2load";
 import { CHECK, LEASE, leaseOnce, leaseRequestBytes, poolTotals } from "./lib/keypool-rpc";
-import { FULL_GC_ON_SIGNAL, startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
+import { FULL_GC_ON_SIGNAL, fullCollectionSoon, startGrpcJsNoop, startKeypool, type ServerHandle } from "./lib/keypool-server";
 import { leaseBenchEnv, poolOf, writeKeysFile } from "./lib/keys-file";
 import { median } from "./lib/stats";
 import { benchArg, buildsToCompare } from "./lib/ab-args";
@@ -112,10 +111,7 @@ async function main(): Promise<void> {
       // Check reads no key: a few calls warm it.
       const warm = { ...shape, requests: cell.method === "Lease" ? warmCalls : Math.min(warmCalls, 3000) };
       const warming = h2load(cell.server.port, paths[cell.method], bodies[cell.method], warm, cores.load);
-      if (fullGc && cell.method === "Lease") {
-        await sleep(150);
-        process.kill(cell.server.handle.pid, "SIGUSR2");
-      }
+      if (fullGc && cell.method === "Lease") await fullCollectionSoon(cell.server.handle.pid);
       await warming;
       if (cell.method === "Lease") cell.server.leasesSent += warm.requests;
     }

@@ -19,6 +19,15 @@ export const MAIN = path.join(ROOT, "dist", "src", "main.js");
 /** Node flags for a server that runs one full collection on SIGUSR2 (bench/lib/full-gc-on-signal.cjs). */
 export const FULL_GC_ON_SIGNAL = ["--expose-gc", "-r", path.join(__dirname, "full-gc-on-signal.cjs")];
 
+/**
+ * Has a server started with FULL_GC_ON_SIGNAL run its full collection 150 ms from now: called as
+ * a load starts, so that the collection falls while that load's calls are in flight.
+ */
+export async function fullCollectionSoon(pid: number): Promise<void> {
+  await sleep(150);
+  process.kill(pid, "SIGUSR2");
+}
+
 /** A port nobody listens on right now (the server is then told to use it). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
